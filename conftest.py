@@ -1,0 +1,29 @@
+"""Repository-wide pytest configuration (applies to tests/ and plugins/*/tests).
+
+Tests that need a local service (Redis, RabbitMQ) skip with a reason starting
+``service unavailable:`` when it is not reachable. With
+``ALERT_INFRA_REQUIRE_SERVICES=1`` (set by ``.ci/run``), such a skip is turned
+into a failure, so CI always runs them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+SERVICE_SKIP_PREFIX = "service unavailable:"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or os.environ.get("ALERT_INFRA_REQUIRE_SERVICES", "") in ("", "0"):
+        return
+    reason = ""
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        reason = str(report.longrepr[2])
+    if SERVICE_SKIP_PREFIX in reason:
+        report.outcome = "failed"
+        report.longrepr = f"{reason} (ALERT_INFRA_REQUIRE_SERVICES=1: a required service must be running)"

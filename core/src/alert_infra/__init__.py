@@ -1,0 +1,103 @@
+"""alert-infra: deliver operational alerts to the channels your team watches.
+
+Quick use::
+
+    from alert_infra import Alert, AlertDispatcher, ConsoleTransport
+
+    dispatcher = AlertDispatcher([ConsoleTransport()])
+    result = dispatcher.send(Alert(title="Payment failed", message="Provider returned 503."))
+
+Public names are loaded on first use, so ``import alert_infra`` costs almost
+nothing and loads no plugin; ``from alert_infra import X`` imports only the
+module that defines ``X``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .alert import ALERT_STATUSES, SEVERITIES, VALID_SEVERITIES, Alert, Severity, severity_rank
+    from .dispatcher import AlertDispatcher
+    from .exceptions import (
+        AlertConfigError,
+        AlertConfigurationError,
+        AlertDeliveryError,
+        AlertInfraError,
+        AlertTransportError,
+        AlertTransportTimeoutError,
+        AlertValidationError,
+        DuplicateTransportError,
+        NonRetryableAlertTransportError,
+        PluginError,
+        PluginLoadError,
+        RetryableAlertTransportError,
+        UnknownTransportError,
+    )
+    from .formatting import RenderedAlert
+    from .hookspecs import hookimpl
+    from .plugins import PluginHost, build_transport, get_plugin_host, list_plugins, register_plugin
+    from .result import ChannelOutcome, DeliveryResult
+    from .security import REDACTED, SENSITIVE_KEYWORDS, redact_metadata, redact_text, register_secret
+    from .transports import AlertTransport, BaseTransport, ConsoleTransport, NoOpTransport
+
+# name -> submodule that defines it
+_LAZY = {
+    "ALERT_STATUSES": "alert",
+    "Alert": "alert",
+    "SEVERITIES": "alert",
+    "Severity": "alert",
+    "VALID_SEVERITIES": "alert",
+    "severity_rank": "alert",
+    "AlertDispatcher": "dispatcher",
+    "AlertConfigError": "exceptions",
+    "AlertConfigurationError": "exceptions",
+    "AlertDeliveryError": "exceptions",
+    "AlertInfraError": "exceptions",
+    "AlertTransportError": "exceptions",
+    "AlertTransportTimeoutError": "exceptions",
+    "AlertValidationError": "exceptions",
+    "DuplicateTransportError": "exceptions",
+    "NonRetryableAlertTransportError": "exceptions",
+    "PluginError": "exceptions",
+    "PluginLoadError": "exceptions",
+    "RetryableAlertTransportError": "exceptions",
+    "UnknownTransportError": "exceptions",
+    "RenderedAlert": "formatting",
+    "hookimpl": "hookspecs",
+    "PluginHost": "plugins",
+    "build_transport": "plugins",
+    "get_plugin_host": "plugins",
+    "list_plugins": "plugins",
+    "register_plugin": "plugins",
+    "ChannelOutcome": "result",
+    "DeliveryResult": "result",
+    "REDACTED": "security",
+    "SENSITIVE_KEYWORDS": "security",
+    "redact_metadata": "security",
+    "redact_text": "security",
+    "register_secret": "security",
+    "AlertTransport": "transports",
+    "BaseTransport": "transports",
+    "ConsoleTransport": "transports",
+    "NoOpTransport": "transports",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'alert_infra' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

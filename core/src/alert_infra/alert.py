@@ -1,0 +1,428 @@
+"""The :class:`Alert` value object and severity ordering.
+
+``Alert`` keeps the constructor, fields, validation and ``to_dict``/``from_dict``
+of alert-infra 0.1.x. It is a plain immutable class with ``__slots__`` rather
+than a dataclass so that ``import alert_infra`` stays cheap (``dataclasses``
+pulls in ``inspect``); ``dataclasses.replace(alert, ...)`` is therefore not
+available; use :meth:`Alert.replace`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Iterable, Mapping, Tuple, Union
+
+from .exceptions import AlertValidationError
+from .security import redact_metadata, redact_text, redact_value, redaction_generation
+
+__all__ = [
+    "ALERT_STATUSES",
+    "Alert",
+    "SEVERITIES",
+    "Severity",
+    "VALID_SEVERITIES",
+    "severity_rank",
+]
+
+#: Severities from least to most severe.
+SEVERITIES: Tuple[str, ...] = ("info", "warning", "error", "critical")
+VALID_SEVERITIES = frozenset(SEVERITIES)
+_RANK = {name: index for index, name in enumerate(SEVERITIES)}
+
+#: ``firing`` (the default) raises an incident; ``acknowledged`` and ``resolved``
+#: update one (PagerDuty acknowledge/resolve, "RESOLVED" in chat channels).
+ALERT_STATUSES = ("firing", "acknowledged", "resolved")
+
+
+class Severity(str, Enum):
+    """Alert severities, ordered: ``Severity.INFO < Severity.WARNING < ...``.
+
+    Members are strings, so ``Severity.ERROR == "error"``; comparisons with
+    ``<``/``>`` follow severity, not the alphabet, and accept plain strings.
+    """
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 for info up to 3 for critical."""
+        return _RANK[self.value]
+
+    def __str__(self) -> str:
+        return self.value
+
+    def _other_rank(self, other: object) -> int:
+        if isinstance(other, str):
+            return severity_rank(other)
+        return NotImplemented  # type: ignore[return-value]
+
+    def __lt__(self, other: object) -> bool:  # type: ignore[override]
+        rank = self._other_rank(other)
+        return NotImplemented if rank is NotImplemented else self.rank < rank
+
+    def __le__(self, other: object) -> bool:  # type: ignore[override]
+        rank = self._other_rank(other)
+        return NotImplemented if rank is NotImplemented else self.rank <= rank
+
+    def __gt__(self, other: object) -> bool:  # type: ignore[override]
+        rank = self._other_rank(other)
+        return NotImplemented if rank is NotImplemented else self.rank > rank
+
+    def __ge__(self, other: object) -> bool:  # type: ignore[override]
+        rank = self._other_rank(other)
+        return NotImplemented if rank is NotImplemented else self.rank >= rank
+
+    __hash__ = str.__hash__
+
+
+def severity_rank(severity: str) -> int:
+    """Return 0 (info) to 3 (critical); raise :class:`AlertValidationError` for anything else."""
+    key = severity.value if isinstance(severity, Severity) else severity
+    if isinstance(key, str):
+        rank = _RANK.get(key.strip().lower())
+        if rank is not None:
+            return rank
+    raise AlertValidationError(
+        f"unsupported severity {severity!r}. Expected one of: {', '.join(SEVERITIES)}"
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _parse_datetime(value: Any, field: str = "created_at") -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise AlertValidationError(f"{field} is not an ISO-8601 datetime: {value[:40]!r}") from None
+    else:
+        raise AlertValidationError(f"{field} must be a datetime or ISO-8601 string, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _uuid4() -> str:
+    # uuid.uuid4() without importing uuid (which costs ~2 ms at import time).
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _required_text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        if value is None:
+            raise AlertValidationError(f"{field} is required")
+        raise AlertValidationError(f"{field} must be a string, got {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise AlertValidationError(f"{field} is required")
+    return text
+
+
+def _optional_text(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise AlertValidationError(f"{field} must be a string or None, got {type(value).__name__}")
+    return value.strip() or None
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise AlertValidationError(f"tags must be a sequence of strings, got {type(value).__name__}") from None
+    return tuple(str(tag).strip() for tag in items if str(tag).strip())
+
+
+LinksInput = Union[Mapping[str, str], Iterable[Tuple[str, str]], None]
+
+
+def _links(value: LinksInput) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+    pairs = value.items() if isinstance(value, Mapping) else value
+    out = []
+    for pair in pairs:
+        try:
+            label, url = pair
+        except (TypeError, ValueError):
+            raise AlertValidationError("links must map labels to URLs or be (label, url) pairs") from None
+        if not isinstance(label, str) or not isinstance(url, str):
+            raise AlertValidationError("links labels and URLs must be strings")
+        low = url.strip().lower()
+        if not (low.startswith("https://") or low.startswith("http://")) or any(c in url for c in "\r\n\t "):
+            raise AlertValidationError(f"link {label!r} must be an absolute http(s) URL")
+        out.append((label.strip() or url.strip(), url.strip()))
+    return tuple(out)
+
+
+_FIELDS = (
+    "title",
+    "message",
+    "severity",
+    "source",
+    "tags",
+    "metadata",
+    "created_at",
+    "correlation_id",
+    "request_id",
+    "redact_sensitive_data",
+    "fingerprint",
+    "links",
+    "status",
+)
+
+
+class Alert:
+    """An operational alert: what happened, how bad it is, where it came from.
+
+    Args:
+        title: one-line summary (required, stripped).
+        message: details (required, stripped).
+        severity: ``"info"``, ``"warning"``, ``"error"`` (default) or ``"critical"``
+            (case-insensitive; a :class:`Severity` works too).
+        source: the service or component that raised it.
+        tags: labels for routing and search (a single string counts as one tag).
+        metadata: extra fields; redacted at construction (see
+            :mod:`alert_infra.security`) unless ``redact_sensitive_data=False``.
+        created_at: a datetime or ISO-8601 string; naive values are UTC, aware
+            ones are converted to UTC. Defaults to now.
+        correlation_id: groups related events; a random UUID4 when omitted.
+        request_id: the request that triggered the alert, if any.
+        redact_sensitive_data: redact metadata, title and message (default).
+            Only disable it for a controlled internal transport; hooks, logs,
+            results and ``to_dict()`` are redacted regardless.
+        fingerprint: the de-duplication key. Defaults to a stable hash of title,
+            source, severity and tags, so the "same" alert gets the same key.
+        links: ``{"Runbook": "https://…"}`` or ``[(label, url), ...]``; http(s) only.
+        status: ``"firing"`` (default), ``"acknowledged"`` or ``"resolved"``.
+
+    Raises:
+        AlertValidationError: naming the invalid field.
+
+    .. versionchanged:: 0.2 ``fingerprint``, ``links`` and ``status`` added; the
+       title and message are redacted for secret-shaped text.
+    """
+
+    __slots__ = (
+        "title",
+        "message",
+        "severity",
+        "source",
+        "tags",
+        "metadata",
+        "created_at",
+        "correlation_id",
+        "request_id",
+        "redact_sensitive_data",
+        "_fingerprint",
+        "links",
+        "status",
+        "_generation",
+    )
+
+    title: str
+    message: str
+    severity: str
+    source: str | None
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    created_at: datetime
+    correlation_id: str
+    request_id: str | None
+    redact_sensitive_data: bool
+    links: tuple[tuple[str, str], ...]
+    status: str
+
+    def __init__(
+        self,
+        title: str,
+        message: str,
+        severity: str = "error",
+        source: str | None = None,
+        tags: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        created_at: datetime | str | None = None,
+        correlation_id: str | None = None,
+        request_id: str | None = None,
+        redact_sensitive_data: bool = True,
+        *,
+        fingerprint: str | None = None,
+        links: LinksInput = None,
+        status: str = "firing",
+    ) -> None:
+        setattr_ = object.__setattr__
+        title = _required_text(title, "title")
+        message = _required_text(message, "message")
+        if isinstance(severity, Severity):
+            severity = severity.value
+        if not isinstance(severity, str) or severity.strip().lower() not in _RANK:
+            raise AlertValidationError(
+                f"unsupported severity {severity!r}. Expected one of: {', '.join(sorted(VALID_SEVERITIES))}"
+            )
+        if metadata is None:
+            metadata = {}
+        elif not isinstance(metadata, Mapping):
+            raise AlertValidationError(f"metadata must be a mapping, got {type(metadata).__name__}")
+        if not isinstance(status, str) or status.strip().lower() not in ALERT_STATUSES:
+            raise AlertValidationError(f"unsupported status {status!r}. Expected one of: {', '.join(ALERT_STATUSES)}")
+        redact = bool(redact_sensitive_data)
+        if redact:
+            title = redact_text(title)
+            message = redact_text(message)
+            meta = redact_metadata(metadata)
+        else:
+            meta = dict(metadata)
+        setattr_(self, "title", title)
+        setattr_(self, "message", message)
+        setattr_(self, "severity", severity.strip().lower())
+        setattr_(self, "source", _optional_text(source, "source"))
+        setattr_(self, "tags", _tags(tags))
+        setattr_(self, "metadata", meta)
+        setattr_(self, "created_at", _utc_now() if created_at is None else _parse_datetime(created_at))
+        setattr_(self, "correlation_id", _optional_text(correlation_id, "correlation_id") or _uuid4())
+        setattr_(self, "request_id", _optional_text(request_id, "request_id"))
+        setattr_(self, "redact_sensitive_data", redact)
+        setattr_(self, "_fingerprint", _optional_text(fingerprint, "fingerprint"))
+        setattr_(self, "links", _links(links))
+        setattr_(self, "status", status.strip().lower())
+        setattr_(self, "_generation", redaction_generation() if redact else -1)
+
+    # -- immutability ----------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Alert is immutable; cannot assign to {name!r} (use Alert.replace)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Alert is immutable; cannot delete {name!r}")
+
+    # -- derived ----------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """The de-duplication key: the one given, or a hash of title, source, severity and tags."""
+        value = self._fingerprint
+        if value is None:
+            import hashlib
+
+            basis = "\x1f".join(
+                (self.title, self.source or "", self.severity, "\x1e".join(sorted(set(self.tags))))
+            )
+            value = hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            object.__setattr__(self, "_fingerprint", value)
+        return value
+
+    @property
+    def severity_rank(self) -> int:
+        """0 (info) to 3 (critical)."""
+        return _RANK[self.severity]
+
+    def severity_at_least(self, minimum: str) -> bool:
+        """True when this alert is at least as severe as ``minimum``."""
+        return _RANK[self.severity] >= severity_rank(minimum)
+
+    def replace(self, **changes: Any) -> Alert:
+        """Return a copy with some fields changed (validated and redacted again)."""
+        unknown = set(changes) - set(_FIELDS)
+        if unknown:
+            raise AlertValidationError(f"Alert has no field(s): {', '.join(sorted(unknown))}")
+        values = {name: getattr(self, name) for name in _FIELDS if name != "fingerprint"}
+        values["fingerprint"] = self._fingerprint
+        values.update(changes)
+        return Alert(**values)
+
+    def redacted(self) -> Alert:
+        """This alert with every current redaction rule applied (self if nothing changed).
+
+        Used for hooks, audit records and when secrets were registered after the
+        alert was created.
+        """
+        if self.redact_sensitive_data and self._generation == redaction_generation():
+            return self
+        return self.replace(redact_sensitive_data=True)
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe, queue-safe dictionary (metadata always redacted)."""
+        return {
+            "title": redact_text(self.title),
+            "message": redact_text(self.message),
+            "severity": self.severity,
+            "source": self.source,
+            "tags": list(self.tags),
+            "metadata": redact_value(self.metadata),
+            "created_at": self.created_at.isoformat(),
+            "correlation_id": self.correlation_id,
+            "request_id": self.request_id,
+            "fingerprint": self.fingerprint,
+            "links": [list(pair) for pair in self.links],
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Alert:
+        """Rebuild an alert from :meth:`to_dict` output (or a 0.1.x payload)."""
+        if not isinstance(data, Mapping):
+            raise AlertValidationError(f"Alert.from_dict needs a mapping, got {type(data).__name__}")
+        return cls(
+            title=data.get("title"),  # type: ignore[arg-type]
+            message=data.get("message"),  # type: ignore[arg-type]
+            severity=str(data.get("severity") or "error"),
+            source=data.get("source"),
+            tags=tuple(str(tag) for tag in data.get("tags") or ()),
+            metadata=data.get("metadata") or {},
+            created_at=data.get("created_at") or _utc_now(),
+            correlation_id=data.get("correlation_id"),
+            request_id=data.get("request_id"),
+            redact_sensitive_data=True,
+            fingerprint=data.get("fingerprint"),
+            links=data.get("links") or None,
+            status=str(data.get("status") or "firing"),
+        )
+
+    # -- value semantics ------------------------------------------------------------------
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS if name != "fingerprint") + (self.fingerprint,)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.title, self.message, self.severity, self.source, self.correlation_id))
+
+    def __repr__(self) -> str:
+        # Title and message may hold anything when redaction is disabled: mask and shorten.
+        title = redact_text(self.title)
+        if len(title) > 60:
+            title = title[:59] + "…"
+        return (
+            f"Alert(title={title!r}, severity={self.severity!r}, source={self.source!r}, "
+            f"tags={self.tags!r}, metadata=<{len(self.metadata)} keys>, "
+            f"correlation_id={self.correlation_id!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        values = {name: getattr(self, name) for name in _FIELDS if name != "fingerprint"}
+        values["fingerprint"] = self._fingerprint
+        return (_rebuild, (values,))
+
+
+def _rebuild(values: dict[str, Any]) -> Alert:
+    return Alert(**values)

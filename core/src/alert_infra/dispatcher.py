@@ -1,0 +1,449 @@
+"""The :class:`AlertDispatcher`: concurrent, isolated delivery to every selected channel."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from .alert import Alert
+from .exceptions import (
+    AlertDeliveryError,
+    AlertTransportTimeoutError,
+    AlertValidationError,
+    NonRetryableAlertTransportError,
+    RetryableAlertTransportError,
+)
+from .result import ChannelOutcome, DeliveryResult
+from .security import redact_text, redaction_generation, register_secret
+
+if TYPE_CHECKING:
+    import logging
+    from concurrent.futures import Future
+
+__all__ = ["AlertDispatcher", "is_retryable_exception"]
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_WORKERS = 32
+
+
+def is_retryable_exception(exc: BaseException) -> bool:
+    """Whether a retry could help: everything but :class:`NonRetryableAlertTransportError` (0.1.x rule)."""
+    return not isinstance(exc, NonRetryableAlertTransportError)
+
+
+def _get_logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("alert_infra")
+
+
+class _Channel:
+    __slots__ = ("name", "transport", "timeout", "blocking", "asend")
+
+    def __init__(self, transport: Any, timeout: float | None) -> None:
+        name = getattr(transport, "name", None)
+        self.name = name if isinstance(name, str) and name else type(transport).__name__
+        self.transport = transport
+        self.timeout = timeout
+        self.blocking = bool(getattr(transport, "blocking", True))
+        asend = getattr(transport, "asend", None)
+        self.asend = asend if callable(asend) else None
+        for field in getattr(transport, "secret_fields", ()) or ():
+            register_secret(getattr(transport, field, None))
+
+
+class _WorkerPool:
+    """A bounded pool of *daemon* threads.
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its threads at interpreter
+    exit, so one hung transport would stop the host application from exiting.
+    Threads here are created on demand up to ``max_workers`` and never block exit.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        import queue
+
+        self.max_workers = max_workers
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        from concurrent.futures import Future
+
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, args))
+        with self._lock:
+            if self._idle == 0 and self._threads < self.max_workers:
+                self._threads += 1
+                thread = threading.Thread(target=self._work, name=f"alert-infra-{self._threads}", daemon=True)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            threads = self._threads
+            self._threads = 0
+        for _ in range(threads):
+            self._queue.put(None)
+
+
+class AlertDispatcher:
+    """Deliver alerts to several transports at once, each isolated from the others.
+
+    Every selected channel runs concurrently in a bounded pool of worker
+    threads; one that fails, raises or hangs affects only its own outcome, and
+    the caller waits at most ``timeout`` seconds for it. Transports that
+    declare ``blocking = False`` (pure in-memory ones such as
+    :class:`NoOpTransport`) run in the caller's thread.
+
+    Args:
+        transports: the channels; each needs ``name`` and ``send(alert)``.
+        enabled: when False, :meth:`send` delivers nothing and returns an empty
+            result (0.1.x).
+        raise_on_failure: raise :class:`AlertDeliveryError` after every channel
+            was attempted if any failed (0.1.x).
+        logger_: the logger for delivery problems (default ``alert_infra``). Log
+            lines carry channel names and exception class names only.
+        timeout: the longest the dispatcher waits for one channel, in seconds.
+        max_workers: the most worker threads (default 32).
+
+    Example::
+
+        dispatcher = AlertDispatcher([NoOpTransport()])
+        result = dispatcher.send(Alert(title="Smoke test", message="Reachable."))
+        assert result.ok and result.sent == ("noop",)
+    """
+
+    def __init__(
+        self,
+        transports: Sequence[Any] | None = None,
+        *,
+        enabled: bool = True,
+        raise_on_failure: bool = False,
+        logger_: logging.Logger | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+    ) -> None:
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise AlertValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(max_workers, int) or max_workers < 1:
+            raise AlertValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        self.transports = list(transports or [])
+        for transport in self.transports:
+            if not callable(getattr(transport, "send", None)) and not callable(getattr(transport, "asend", None)):
+                raise AlertValidationError(
+                    f"transport {type(transport).__name__} has no send(alert) method"
+                )
+        self.enabled = enabled
+        self.raise_on_failure = raise_on_failure
+        self._logger = logger_
+        self.timeout = float(timeout)
+        self.max_workers = max_workers
+        self._pool: _WorkerPool | None = None
+        self._pool_lock = threading.Lock()
+        self._channel_key: tuple[int, ...] = ()
+        self._channels: list[_Channel] = []
+        self._pending_hooks: set[Any] = set()
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def logger(self) -> logging.Logger:
+        if self._logger is None:
+            self._logger = _get_logger()
+        return self._logger
+
+    @logger.setter
+    def logger(self, value: logging.Logger) -> None:
+        self._logger = value
+
+    def _all_channels(self) -> list[_Channel]:
+        # ``transports`` is a public list (0.1.x); rebuild channels if it changed.
+        key = tuple(map(id, self.transports))
+        if key != self._channel_key:
+            self._channels = [_Channel(t, self.timeout) for t in self.transports]
+            self._channel_key = key
+        return self._channels
+
+    def _workers(self) -> _WorkerPool:
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                pool = self._pool
+                if pool is None:
+                    pool = self._pool = _WorkerPool(self.max_workers)
+        return pool
+
+    def _select(
+        self, alert: Any, channels: Iterable[str] | str | None
+    ) -> tuple[Alert, list[_Channel], list[ChannelOutcome]]:
+        if not isinstance(alert, Alert):
+            raise AlertValidationError(f"send() needs an Alert, got {type(alert).__name__}")
+        if alert.redact_sensitive_data and alert._generation != redaction_generation():
+            alert = alert.redacted()  # a secret was registered after the alert was made
+        available = self._all_channels()
+        if channels is None:
+            return alert, available, []
+        wanted = [channels] if isinstance(channels, str) else list(channels)
+        if not wanted:
+            return alert, available, []
+        known = {c.name for c in available}
+        selected = [c for c in available if c.name in wanted]
+        missing = [
+            ChannelOutcome(name, "failed", error="UnknownChannelError", retryable=False,
+                           reason=f"no channel named {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+            for name in dict.fromkeys(wanted)
+            if name not in known
+        ]
+        for outcome in missing:
+            self.logger.warning("alert channel %s does not exist", outcome.name)
+        return alert, selected, missing
+
+    def _failure(self, channel: _Channel, exc: BaseException, elapsed: float, attempts: int = 1) -> ChannelOutcome:
+        retryable = is_retryable_exception(exc)
+        self.logger.warning("alert channel %s failed: %s", channel.name, type(exc).__name__)
+        message = redact_text(str(exc)).strip()
+        return ChannelOutcome(
+            channel.name,
+            "failed",
+            attempts=attempts,
+            elapsed=elapsed,
+            error=type(exc).__name__,
+            retryable=retryable,
+            retry_after=getattr(exc, "retry_after", None) if isinstance(exc, RetryableAlertTransportError) else None,
+            reason=message[:500] or None,
+        )
+
+    def _call(self, channel: _Channel, alert: Alert, started: float) -> ChannelOutcome:
+        try:
+            channel.transport.send(alert)
+        except Exception as exc:  # noqa: BLE001 - each transport is isolated
+            return self._failure(channel, exc, time.perf_counter() - started)
+        return ChannelOutcome(channel.name, "sent", attempts=1, elapsed=time.perf_counter() - started)
+
+    def _timeout(self, channel: _Channel, started: float, ran: bool) -> ChannelOutcome:
+        self.logger.warning("alert channel %s timed out: %s", channel.name, AlertTransportTimeoutError.__name__)
+        reason = (
+            f"no answer within {channel.timeout:g}s"
+            if ran
+            else f"not started within {channel.timeout:g}s: every worker was busy"
+        )
+        return ChannelOutcome(
+            channel.name,
+            "failed",
+            attempts=1 if ran else 0,
+            elapsed=time.perf_counter() - started,
+            error=AlertTransportTimeoutError.__name__,
+            retryable=True,
+            reason=reason,
+        )
+
+    def _raise_if_needed(self, result: DeliveryResult) -> None:
+        if result.failed and self.raise_on_failure:
+            raise AlertDeliveryError(f"alert delivery failed for: {', '.join(result.failed)}", result=result)
+
+    def _hooks(self) -> Any:
+        from . import plugins
+
+        host = plugins.peek_plugin_host()
+        if host is None and os.environ.get("ALERT_INFRA_PLUGINS"):
+            host = plugins.get_plugin_host()
+        if host is None or not host.has_after_dispatch:
+            return None
+        return host
+
+    # -- sync ----------------------------------------------------------------------------------
+    def send(
+        self,
+        alert: Alert,
+        channels: Iterable[str] | str | None = None,
+        *,
+        transport_names: Iterable[str] | None = None,
+    ) -> DeliveryResult:
+        """Deliver ``alert`` to every channel (or those named in ``channels``) and report.
+
+        Args:
+            alert: the alert.
+            channels: channel names to use (default: all). ``transport_names`` is
+                the 0.1.x name of this argument. A name that matches no channel is
+                reported as a failed outcome rather than ignored.
+
+        Returns:
+            a :class:`DeliveryResult`; never raises for delivery problems unless
+            ``raise_on_failure`` is set.
+        """
+        if not self.enabled:
+            return DeliveryResult()
+        if channels is None:
+            channels = transport_names
+        alert, selected, outcomes = self._select(alert, channels)
+        started = time.perf_counter()
+        if len(selected) == 1 and not selected[0].blocking:
+            outcomes.append(self._call(selected[0], alert, started))
+        elif selected:
+            pool = None
+            futures: list[tuple[_Channel, Future[ChannelOutcome] | None]] = []
+            for channel in selected:
+                if channel.blocking:
+                    if pool is None:
+                        pool = self._workers()
+                    futures.append((channel, pool.submit(self._call, channel, alert, started)))
+                else:
+                    futures.append((channel, None))
+            inline = {id(c): self._call(c, alert, started) for c, f in futures if f is None}
+            from concurrent.futures import TimeoutError as FutureTimeout
+
+            for channel, future in futures:
+                if future is None:
+                    outcomes.append(inline[id(channel)])
+                    continue
+                remaining = (channel.timeout or self.timeout) - (time.perf_counter() - started)
+                try:
+                    outcomes.append(future.result(timeout=max(remaining, 0.0)))
+                except FutureTimeout:
+                    ran = not future.cancel()
+                    outcomes.append(self._timeout(channel, started, ran))
+        # Unknown names first, then the configured channel order, however they finished.
+        result = DeliveryResult.from_outcomes(outcomes)
+        host = self._hooks()
+        if host is not None:
+            self._run_hooks_sync(host, alert, result)
+        self._raise_if_needed(result)
+        return result
+
+    def _run_hooks_sync(self, host: Any, alert: Alert, result: DeliveryResult) -> None:
+        pending = host.after_dispatch(alert.redacted(), result)
+        if not pending:
+            return
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        for plugin_name, awaitable in pending:
+            if loop is not None:
+                task = asyncio.ensure_future(awaitable)
+                self._pending_hooks.add(task)
+                task.add_done_callback(lambda t, n=plugin_name: self._hook_done(t, n))
+            else:
+                try:
+                    asyncio.run(_await(awaitable))
+                except Exception as exc:  # noqa: BLE001
+                    self.logger.warning(
+                        "alert_infra_after_dispatch of plugin %s failed: %s", plugin_name, type(exc).__name__
+                    )
+
+    def _hook_done(self, task: Any, plugin_name: str) -> None:
+        self._pending_hooks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.logger.warning(
+                "alert_infra_after_dispatch of plugin %s failed: %s", plugin_name, type(task.exception()).__name__
+            )
+
+    # -- async ----------------------------------------------------------------------------------
+    async def asend(
+        self,
+        alert: Alert,
+        channels: Iterable[str] | str | None = None,
+        *,
+        transport_names: Iterable[str] | None = None,
+    ) -> DeliveryResult:
+        """Like :meth:`send`, for asyncio code: never blocks the event loop.
+
+        Transports with ``async asend(alert)`` are awaited natively; the others run
+        in the worker pool. Awaitables returned by ``after_dispatch`` hooks are awaited.
+        """
+        import asyncio
+
+        if not self.enabled:
+            return DeliveryResult()
+        if channels is None:
+            channels = transport_names
+        alert, selected, outcomes = self._select(alert, channels)
+        started = time.perf_counter()
+
+        async def one(channel: _Channel) -> ChannelOutcome:
+            timeout = channel.timeout or self.timeout
+            try:
+                if channel.asend is not None:
+                    await asyncio.wait_for(channel.asend(alert), timeout)
+                elif not channel.blocking:
+                    channel.transport.send(alert)
+                else:
+                    future = self._workers().submit(self._call, channel, alert, started)
+                    wrapped = asyncio.wrap_future(future)
+                    try:
+                        return await asyncio.wait_for(wrapped, timeout)
+                    except asyncio.TimeoutError:
+                        return self._timeout(channel, started, not future.cancel())
+            except asyncio.TimeoutError:
+                return self._timeout(channel, started, True)
+            except Exception as exc:  # noqa: BLE001 - each transport is isolated
+                return self._failure(channel, exc, time.perf_counter() - started)
+            return ChannelOutcome(channel.name, "sent", attempts=1, elapsed=time.perf_counter() - started)
+
+        if selected:
+            outcomes.extend(await asyncio.gather(*(one(c) for c in selected)))
+        result = DeliveryResult.from_outcomes(outcomes)
+        host = self._hooks()
+        if host is not None:
+            for plugin_name, awaitable in host.after_dispatch(alert.redacted(), result):
+                try:
+                    await awaitable
+                except Exception as exc:  # noqa: BLE001 - hooks never break delivery
+                    self.logger.warning(
+                        "alert_infra_after_dispatch of plugin %s failed: %s", plugin_name, type(exc).__name__
+                    )
+        self._raise_if_needed(result)
+        return result
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close every transport that has ``close()`` and stop idle worker threads."""
+        for transport in self.transports:
+            close = getattr(transport, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001
+                    self.logger.warning(
+                        "alert channel %s failed to close: %s", getattr(transport, "name", "?"), type(exc).__name__
+                    )
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown()
+
+    def __enter__(self) -> AlertDispatcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        names = ", ".join(c.name for c in self._all_channels())
+        return f"AlertDispatcher(channels=[{names}], enabled={self.enabled})"
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,0 +1,697 @@
+"""The plugin host: lazy entry-point discovery, failure isolation and the type registries.
+
+Nothing here is imported by ``import alert_infra``; the host is created on
+first use by :func:`get_plugin_host`.
+
+Discovery is lazy. Resolving a transport type ``slack`` looks among the
+types already registered (the built-in ``noop`` and ``console`` first), then
+loads only the entry points *named* ``slack`` in the group ``alert_infra``. A
+full scan of every entry point happens only to list plugins
+(:func:`list_plugins`) or to explain an unknown type.
+
+Isolation: a plugin that fails to import, that pluggy refuses (a hook this
+core does not know), or whose registration hook raises is recorded with its
+distribution, version and the error, logged once, shown by
+:func:`list_plugins`, and fails only the channels that need it (with
+:class:`~alert_infra.PluginLoadError`). A type name registered twice is
+refused with :class:`~alert_infra.DuplicateTransportError` naming both
+distributions; built-in types cannot be taken over.
+
+Environment switches:
+
+``ALERT_INFRA_DISABLE_PLUGINS``
+    comma-separated entry-point or distribution names never to load
+    (``builtin`` blocks the built-in ``noop``/``console``/formatters).
+``ALERT_INFRA_PLUGINS``
+    comma-separated entry-point names or ``module.path`` values to load when
+    the host is created, for plugins that only implement hooks (an audit
+    trail) and would otherwise never be loaded by type.
+``ALERT_INFRA_STRICT_PLUGINS=1``
+    re-raise a plugin's failure at once instead of recording it (for CI).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import pluggy
+
+from . import hookspecs
+from ._version import __version__
+from .exceptions import (
+    AlertConfigurationError,
+    DuplicateTransportError,
+    PluginLoadError,
+    UnknownTransportError,
+)
+from .security import redact_text, register_redactors, register_secret
+
+if TYPE_CHECKING:
+    from .formatting import Formatter
+
+__all__ = [
+    "FormatterRegistrar",
+    "PluginHost",
+    "PluginRecord",
+    "RedactorRegistrar",
+    "TransportRegistrar",
+    "get_plugin_host",
+    "list_plugins",
+    "register_plugin",
+    "reset_plugin_host",
+    "resolve_formatter",
+]
+
+logger = logging.getLogger("alert_infra.plugins")
+
+GROUP = hookspecs.PROJECT
+BUILTIN_NAME = "builtin"
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _error_text(exc: BaseException) -> str:
+    message = redact_text(str(exc)).strip()
+    if len(message) > 300:
+        message = message[:299] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class PluginRecord:
+    """What the host knows about one plugin.
+
+    Attributes:
+        name: the registration name (``<distribution>:<entry point>`` for
+            entry points, ``builtin``, or the name given to
+            :func:`register_plugin`).
+        distribution: the distribution that provides it (``None`` if unknown).
+        version: that distribution's version.
+        entry_points: entry-point names that pointed at it.
+        status: ``loaded``, ``failed``, ``conflict`` (loaded, but a type it
+            registers is also registered elsewhere) or ``blocked``.
+        error: why it failed or conflicts (secret-free).
+        transports, formatters: the names it registered.
+        hooks: the hooks it implements.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        distribution: str | None = None,
+        version: str | None = None,
+        *,
+        builtin: bool = False,
+    ) -> None:
+        self.name = name
+        self.distribution = distribution
+        self.version = version
+        self.builtin = builtin
+        self.entry_points: list[str] = []
+        self.status = "loaded"
+        self.errors: list[str] = []
+        self.transports: list[str] = []
+        self.formatters: list[str] = []
+        self.hooks: list[str] = []
+        self.plugin: object | None = None
+
+    @property
+    def error(self) -> str | None:
+        return "; ".join(self.errors) if self.errors else None
+
+    @property
+    def label(self) -> str:
+        """``distribution version`` (or the name) for messages."""
+        if self.builtin:
+            return f"alert-infra {__version__} (built-in)"
+        if self.distribution:
+            return f"{self.distribution} {self.version or '?'}"
+        return f"plugin {self.name!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "entry_points": list(self.entry_points),
+            "status": self.status,
+            "error": self.error,
+            "transports": list(self.transports),
+            "formatters": list(self.formatters),
+            "hooks": list(self.hooks),
+        }
+
+    def __repr__(self) -> str:
+        return f"PluginRecord(name={self.name!r}, status={self.status!r}, transports={self.transports!r})"
+
+
+class TransportRegistrar:
+    """The ``register`` passed to ``alert_infra_register_transports``: ``register(cls)``."""
+
+    def __init__(self, record: PluginRecord) -> None:
+        self.record = record
+        self.staged: list[tuple[str, type]] = []
+
+    def __call__(self, cls: type) -> type:
+        type_name = getattr(cls, "name", None)
+        if not isinstance(cls, type):
+            raise TypeError(f"register() needs a transport class, got {type(cls).__name__}")
+        if not isinstance(type_name, str) or not _TYPE_NAME.match(type_name):
+            raise TypeError(
+                f"transport class {cls.__qualname__} needs a class attribute 'name' holding its type "
+                f"(lowercase letters, digits, '_', '-', '.'), got {type_name!r}"
+            )
+        if not callable(getattr(cls, "send", None)) and not callable(getattr(cls, "asend", None)):
+            raise TypeError(f"transport class {cls.__qualname__} has neither send() nor asend()")
+        self.staged.append((type_name, cls))
+        return cls
+
+
+class FormatterRegistrar:
+    """The ``register`` passed to ``alert_infra_register_formatters``: ``register(name, formatter)``."""
+
+    def __init__(self, record: PluginRecord) -> None:
+        self.record = record
+        self.staged: list[tuple[str, Formatter]] = []
+
+    def __call__(self, name: str, formatter: Formatter) -> Formatter:
+        if not isinstance(name, str) or not _TYPE_NAME.match(name):
+            raise TypeError(f"formatter name must be lowercase letters, digits, '_', '-', '.', got {name!r}")
+        if not callable(formatter):
+            raise TypeError(f"formatter {name!r} must be callable as formatter(alert) -> RenderedAlert")
+        self.staged.append((name, formatter))
+        return formatter
+
+
+class RedactorRegistrar:
+    """The ``register`` passed to ``alert_infra_register_redactors``: ``register(keys=..., patterns=...)``."""
+
+    def __init__(self, record: PluginRecord) -> None:
+        self.record = record
+        self.staged: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+
+    def __call__(self, keys: Iterable[str] = (), patterns: Iterable[Any] = ()) -> None:
+        if isinstance(keys, str) or isinstance(patterns, (str, bytes)):
+            raise TypeError("register(keys=..., patterns=...) takes sequences, not a single string")
+        self.staged.append((tuple(keys), tuple(patterns)))
+
+
+class _Registry:
+    """Names → (owner record, object), with ambiguity tracked instead of last-wins."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.entries: dict[str, tuple[PluginRecord, Any]] = {}
+        self.conflicts: dict[str, list[PluginRecord]] = {}
+
+    def add(self, name: str, obj: Any, record: PluginRecord) -> str | None:
+        """Add ``name``; return an error message if it collides."""
+        if name in self.conflicts:
+            self.conflicts[name].append(record)
+            return self._conflict_message(name)
+        current = self.entries.get(name)
+        if current is None:
+            self.entries[name] = (record, obj)
+            return None
+        owner, existing = current
+        if existing is obj:
+            return None
+        if owner.builtin:
+            return f"{self.kind} {name!r} is built into alert-infra; {record.label} cannot register it too"
+        del self.entries[name]
+        self.conflicts[name] = [owner, record]
+        return self._conflict_message(name)
+
+    def _conflict_message(self, name: str) -> str:
+        owners = self.conflicts[name]
+        if len({id(r) for r in owners}) == 1:
+            return f"{self.kind} {name!r} is registered twice by {owners[0].label}"
+        labels = " and ".join(r.label for r in owners)
+        return f"{self.kind} {name!r} is registered by both {labels}; uninstall one of them"
+
+    def remove_owner(self, record: PluginRecord) -> None:
+        for name in [n for n, (owner, _) in self.entries.items() if owner is record]:
+            del self.entries[name]
+
+
+class PluginHost:
+    """Owns the pluggy ``PluginManager`` and resolves transport types and formatters by name.
+
+    Args:
+        load_entry_points: discover installed plugins (``False`` in tests that
+            register plugins by hand).
+        builtins: register the built-in ``noop``/``console`` transports and
+            formatters.
+    """
+
+    def __init__(self, *, load_entry_points: bool = True, builtins: bool = True) -> None:
+        self._lock = threading.RLock()
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.load_entry_points_enabled = load_entry_points
+        self.records: dict[str, PluginRecord] = {}
+        self.transports = _Registry("transport type")
+        self.formatters = _Registry("formatter")
+        self._looked_up: set[str] = set()
+        self._scanned = False
+        self._blocked = set(_env_list("ALERT_INFRA_DISABLE_PLUGINS"))
+        self._strict = os.environ.get("ALERT_INFRA_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+        if builtins:
+            if BUILTIN_NAME in self._blocked:
+                record = PluginRecord(BUILTIN_NAME, "alert-infra", __version__, builtin=True)
+                record.status = "blocked"
+                self.records[BUILTIN_NAME] = record
+            else:
+                from . import _builtin
+
+                self.register(_builtin, name=BUILTIN_NAME, distribution="alert-infra", version=__version__, builtin=True)
+        for item in _env_list("ALERT_INFRA_PLUGINS"):
+            self._load_named(item)
+
+    # -- registration -------------------------------------------------------------------
+    def register(
+        self,
+        plugin: object,
+        name: str | None = None,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+        builtin: bool = False,
+    ) -> PluginRecord:
+        """Register a plugin object (a module, class or instance with ``@hookimpl`` functions).
+
+        Never raises for a faulty plugin (unless ``ALERT_INFRA_STRICT_PLUGINS``
+        is set): the returned record says ``failed`` with the reason.
+        """
+        with self._lock:
+            name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin):x}"
+            if name in self.records and self.records[name].plugin is not None:
+                raise ValueError(f"a plugin named {name!r} is already registered")
+            record = PluginRecord(name, distribution, version, builtin=builtin)
+            record.plugin = plugin
+            self.records[name] = record
+            try:
+                self.pm.register(plugin, name=name)
+            except Exception as exc:  # noqa: BLE001 - PluginValidationError and friends
+                self._fail(record, exc, "was refused by pluggy")
+                return record
+            record.hooks = sorted(caller.name for caller in (self.pm.get_hookcallers(plugin) or ()))
+            self._collect(record)
+            return record
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin and everything it registered (for tests and applications)."""
+        with self._lock:
+            record = self.records.pop(name, None)
+            if record is None:
+                return
+            if record.plugin is not None and self.pm.is_registered(record.plugin):
+                self.pm.unregister(record.plugin)
+            self.transports.remove_owner(record)
+            self.formatters.remove_owner(record)
+
+    def _impls_of(self, hook_name: str, plugin: object) -> list[Any]:
+        caller = getattr(self.pm.hook, hook_name)
+        return [impl for impl in caller.get_hookimpls() if impl.plugin is plugin]
+
+    def _collect(self, record: PluginRecord) -> None:
+        """Run the plugin's registration hooks with registrars that know who is calling."""
+        plugin = record.plugin
+        transports = TransportRegistrar(record)
+        formatters = FormatterRegistrar(record)
+        redactors = RedactorRegistrar(record)
+        try:
+            for hook, registrar in (
+                ("alert_infra_register_redactors", redactors),
+                ("alert_infra_register_transports", transports),
+                ("alert_infra_register_formatters", formatters),
+            ):
+                for impl in self._impls_of(hook, plugin):
+                    impl.function(**({"register": registrar} if "register" in impl.argnames else {}))
+            for keys, patterns in redactors.staged:
+                register_redactors(keys=keys, patterns=patterns)
+        except Exception as exc:  # noqa: BLE001 - isolate the plugin
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            self._fail(record, exc, "failed while registering")
+            return
+        for type_name, cls in transports.staged:
+            problem = self.transports.add(type_name, cls, record)
+            if type_name not in record.transports:
+                record.transports.append(type_name)
+            if problem:
+                self._conflict(record, problem)
+        for fmt_name, formatter in formatters.staged:
+            problem = self.formatters.add(fmt_name, formatter, record)
+            if fmt_name not in record.formatters:
+                record.formatters.append(fmt_name)
+            if problem:
+                self._conflict(record, problem)
+
+    def _fail(self, record: PluginRecord, exc: BaseException, what: str) -> None:
+        record.status = "failed"
+        record.errors.append(_error_text(exc))
+        logger.warning(
+            "alert-infra plugin %s %s (alert-infra %s): %s; channels that need it will fail",
+            record.label,
+            what,
+            __version__,
+            type(exc).__name__,
+        )
+        if self._strict:
+            raise PluginLoadError(f"{record.label} {what}: {_error_text(exc)}") from None
+
+    def _conflict(self, record: PluginRecord, message: str) -> None:
+        record.status = "conflict"
+        record.errors.append(message)
+        logger.warning("alert-infra plugin conflict: %s", message)
+        if self._strict:
+            raise DuplicateTransportError(message)
+
+    # -- entry points ------------------------------------------------------------------
+    def _entry_points(self, name: str | None = None) -> list[Any]:
+        if sys.version_info >= (3, 10):
+            from importlib.metadata import entry_points
+        else:  # pragma: no cover - exercised on 3.9 only
+            from importlib_metadata import entry_points
+        selected = entry_points(group=GROUP) if name is None else entry_points(group=GROUP, name=name)
+        seen = set()
+        unique = []
+        for ep in selected:
+            dist = getattr(ep, "dist", None)
+            key = (getattr(dist, "name", None), ep.name, ep.value)
+            if key not in seen:
+                seen.add(key)
+                unique.append(ep)
+        return sorted(unique, key=lambda ep: (ep.name, str(getattr(getattr(ep, "dist", None), "name", ""))))
+
+    def _load_entry_point(self, ep: Any) -> None:
+        dist = getattr(ep, "dist", None)
+        dist_name = getattr(dist, "name", None) if dist is not None else None
+        if dist_name is None and dist is not None:
+            dist_name = dist.metadata["Name"]
+        version = getattr(dist, "version", None) if dist is not None else None
+        reg_name = f"{dist_name or 'unknown'}:{ep.name}"
+        if reg_name in self.records:
+            return
+        if ep.name in self._blocked or (dist_name and dist_name in self._blocked):
+            record = PluginRecord(reg_name, dist_name, version)
+            record.entry_points.append(ep.name)
+            record.status = "blocked"
+            self.records[reg_name] = record
+            return
+        try:
+            plugin = ep.load()
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break alerting
+            record = PluginRecord(reg_name, dist_name, version)
+            record.entry_points.append(ep.name)
+            self.records[reg_name] = record
+            self._fail(record, exc, "failed to import")
+            return
+        for existing in self.records.values():
+            if existing.plugin is plugin:
+                # Several entry points (one per type) may point at one module.
+                existing.entry_points.append(ep.name)
+                return
+        record = self.register(plugin, reg_name, distribution=dist_name, version=version)
+        record.entry_points.append(ep.name)
+
+    def _load_named(self, item: str) -> None:
+        """Load an entry point by name, or a ``module.path`` (``ALERT_INFRA_PLUGINS``)."""
+        eps = self._entry_points(item) if self.load_entry_points_enabled else []
+        if eps:
+            for ep in eps:
+                self._load_entry_point(ep)
+            return
+        if "." in item or item.isidentifier():
+            if item in self.records:
+                return
+            import importlib
+
+            try:
+                module = importlib.import_module(item)
+            except Exception as exc:  # noqa: BLE001
+                record = PluginRecord(item)
+                self.records[item] = record
+                self._fail(record, exc, "failed to import")
+                return
+            self.register(module, item)
+
+    def load_entry_points(self, name: str | None = None) -> None:
+        """Load the entry points named ``name`` (all of them when ``None``: a full scan)."""
+        if not self.load_entry_points_enabled:
+            return
+        with self._lock:
+            if name is None:
+                if self._scanned:
+                    return
+                self._scanned = True
+            elif name in self._looked_up or self._scanned:
+                return
+            else:
+                self._looked_up.add(name)
+            try:
+                eps = self._entry_points(name)
+            except Exception as exc:  # noqa: BLE001 - broken metadata on sys.path
+                logger.warning("alert-infra could not read entry points: %s", type(exc).__name__)
+                return
+            for ep in eps:
+                self._load_entry_point(ep)
+
+    # -- resolution ----------------------------------------------------------------------
+    def _failed_provider(self, type_name: str) -> PluginRecord | None:
+        for record in self.records.values():
+            if type_name in record.entry_points and record.status in ("failed", "blocked"):
+                return record
+        return None
+
+    def transport_class(self, type_name: str) -> type:
+        """Return the class registered for ``type_name``, loading only what it needs.
+
+        Raises:
+            DuplicateTransportError: two plugins registered the type.
+            PluginLoadError: the plugin that provides it failed to load or is blocked.
+            UnknownTransportError: nobody provides it (the message lists the known types).
+        """
+        with self._lock:
+            for attempt in ("registered", "named", "scan"):
+                if attempt == "named":
+                    self.load_entry_points(type_name)
+                elif attempt == "scan":
+                    self.load_entry_points()
+                if type_name in self.transports.conflicts:
+                    raise DuplicateTransportError(self.transports._conflict_message(type_name))
+                entry = self.transports.entries.get(type_name)
+                if entry is not None:
+                    return entry[1]  # type: ignore[no-any-return]
+                failed = self._failed_provider(type_name)
+                if failed is not None:
+                    if failed.status == "blocked":
+                        raise PluginLoadError(
+                            f"transport type {type_name!r} comes from {failed.label}, which is blocked by "
+                            "ALERT_INFRA_DISABLE_PLUGINS"
+                        )
+                    raise PluginLoadError(
+                        f"transport type {type_name!r} is unavailable: plugin {failed.label} failed to load "
+                        f"({failed.error}). Reinstall it or its dependencies; `alert-infra plugins` shows details"
+                    )
+            for record in self.records.values():
+                if type_name in record.entry_points and record.status != "failed":
+                    raise PluginLoadError(
+                        f"plugin {record.label} has an entry point named {type_name!r} but registers no "
+                        f"transport type {type_name!r}; it provides: {', '.join(record.transports) or 'none'}"
+                    )
+            known = ", ".join(sorted(self.transports.entries)) or "none"
+            hint = f"pip install alert-infra-{type_name}" if re.match(r"^[a-z0-9][a-z0-9_\-]*$", type_name) else ""
+            raise UnknownTransportError(
+                f"unknown transport type {type_name!r}; installed types: {known}"
+                + (f". If it is a plugin, install it: {hint}" if hint else "")
+            )
+
+    def transport_types(self) -> list[str]:
+        """Every available transport type (loads every plugin)."""
+        self.load_entry_points()
+        return sorted(self.transports.entries)
+
+    def formatter(self, name: str) -> Formatter:
+        """Return the formatter registered as ``name`` (a full scan if it is not known yet)."""
+        with self._lock:
+            for scan in (False, True):
+                if scan:
+                    self.load_entry_points()
+                if name in self.formatters.conflicts:
+                    raise DuplicateTransportError(self.formatters._conflict_message(name))
+                entry = self.formatters.entries.get(name)
+                if entry is not None:
+                    return entry[1]  # type: ignore[no-any-return]
+            known = ", ".join(sorted(self.formatters.entries)) or "none"
+            raise AlertConfigurationError(f"unknown formatter {name!r}; available: {known}")
+
+    def build_transport(self, type_name: str, channel: str, options: Mapping[str, Any] | None = None) -> Any:
+        """Build a channel: ``cls(name=channel, **options)`` with its secrets registered first.
+
+        Raises:
+            AlertConfigurationError: (or a subclass) naming the channel and the
+                option at fault, never an option's value.
+        """
+        options = dict(options or {})
+        cls = self.transport_class(type_name)
+        secret_fields = tuple(getattr(cls, "secret_fields", ()) or ())
+        for field in secret_fields:
+            register_secret(options.get(field))
+        import inspect
+
+        try:
+            signature = inspect.signature(cls)
+        except (TypeError, ValueError):
+            signature = None
+        accepts_name = True
+        if signature is not None:
+            params = signature.parameters
+            var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+            accepts_name = var_kw or "name" in params
+            if not var_kw:
+                allowed = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+                unknown = sorted(set(options) - set(allowed))
+                if unknown:
+                    valid = ", ".join(n for n in allowed if n != "name") or "none"
+                    raise AlertConfigurationError(
+                        f"channel {channel!r} (type {type_name!r}): unknown option(s) {', '.join(map(repr, unknown))}; "
+                        f"valid options: {valid}"
+                    )
+            missing = [
+                n
+                for n, p in params.items()
+                if p.default is p.empty
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and n not in options
+                and n != "name"
+            ]
+            if missing:
+                raise AlertConfigurationError(
+                    f"channel {channel!r} (type {type_name!r}): missing required option(s) "
+                    f"{', '.join(map(repr, missing))}"
+                )
+        kwargs = dict(options)
+        if accepts_name:
+            kwargs["name"] = channel
+        try:
+            transport = cls(**kwargs)
+        except AlertConfigurationError as exc:
+            raise type(exc)(f"channel {channel!r} (type {type_name!r}): {redact_text(str(exc))}") from None
+        except Exception as exc:  # noqa: BLE001 - the transport's own validation
+            raise AlertConfigurationError(
+                f"channel {channel!r} (type {type_name!r}): {_error_text(exc)}"
+            ) from None
+        if not accepts_name:
+            try:
+                transport.name = channel
+            except AttributeError:
+                pass
+        return transport
+
+    # -- hooks ---------------------------------------------------------------------------
+    @property
+    def has_after_dispatch(self) -> bool:
+        return bool(self.pm.hook.alert_infra_after_dispatch.get_hookimpls())
+
+    def after_dispatch(self, alert: Any, result: Any) -> list[tuple[str, Any]]:
+        """Call every ``alert_infra_after_dispatch`` implementation, each isolated.
+
+        Returns ``(plugin name, awaitable)`` pairs for implementations that
+        returned an awaitable; the caller awaits them.
+        """
+        pending: list[tuple[str, Any]] = []
+        for impl in self.pm.hook.alert_infra_after_dispatch.get_hookimpls():
+            available = {"alert": alert, "result": result}
+            kwargs = {k: available[k] for k in impl.argnames if k in available}
+            try:
+                outcome = impl.function(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - hooks never break delivery
+                logger.warning(
+                    "alert_infra_after_dispatch of plugin %s failed: %s", impl.plugin_name, type(exc).__name__
+                )
+                continue
+            if outcome is not None and hasattr(outcome, "__await__"):
+                pending.append((impl.plugin_name, outcome))
+        return pending
+
+    # -- listing ---------------------------------------------------------------------------
+    def list_plugins(self, *, include_builtin: bool = False) -> list[dict[str, Any]]:
+        """Every plugin (after a full scan), as dictionaries: see :class:`PluginRecord`."""
+        self.load_entry_points()
+        with self._lock:
+            return [
+                record.to_dict()
+                for record in sorted(self.records.values(), key=lambda r: (not r.builtin, r.name))
+                if include_builtin or not record.builtin
+            ]
+
+
+_HOST: PluginHost | None = None
+_HOST_LOCK = threading.Lock()
+
+
+def get_plugin_host() -> PluginHost:
+    """The process-wide plugin host, created on first use."""
+    global _HOST
+    host = _HOST
+    if host is None:
+        with _HOST_LOCK:
+            host = _HOST
+            if host is None:
+                host = _HOST = PluginHost()
+    return host
+
+
+def peek_plugin_host() -> PluginHost | None:
+    """The process-wide host if it exists, without creating it."""
+    return _HOST
+
+
+def reset_plugin_host(host: PluginHost | None = None) -> None:
+    """Forget the process-wide host (tests), or install ``host`` in its place."""
+    global _HOST
+    with _HOST_LOCK:
+        _HOST = host
+
+
+def list_plugins(*, include_builtin: bool = False) -> list[dict[str, Any]]:
+    """List installed plugins: name, distribution, version, entry points, transport types,
+    formatters, hooks, and status (``loaded``/``failed``/``conflict``/``blocked``) with the error.
+    """
+    return get_plugin_host().list_plugins(include_builtin=include_builtin)
+
+
+def register_plugin(plugin: object, name: str | None = None) -> PluginRecord:
+    """Register a plugin object without packaging it (applications and tests)."""
+    return get_plugin_host().register(plugin, name)
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin`."""
+    get_plugin_host().unregister(name)
+
+
+def resolve_formatter(name: str) -> Formatter:
+    """The formatter called ``name``; the built-in ones without starting the plugin host."""
+    if name in ("default", "compact"):
+        from . import formatting
+
+        return formatting.default_formatter if name == "default" else formatting.compact_formatter
+    return get_plugin_host().formatter(name)
+
+
+def build_transport(type_name: str, channel: str, options: Mapping[str, Any] | None = None) -> Any:
+    """Build a channel of ``type_name`` named ``channel`` from an options mapping."""
+    return get_plugin_host().build_transport(type_name, channel, options)
+
+

@@ -1,0 +1,182 @@
+"""Transports: the contract, a base class for plugin authors, and the built-in ``noop`` and ``console``.
+
+The contract (unchanged from 0.1.x) is tiny: any object with a ``name`` and a
+``send(alert)`` that returns on success and raises on failure. Raise
+:class:`~alert_infra.RetryableAlertTransportError` (optionally with
+``retry_after``) when trying again can help and
+:class:`~alert_infra.NonRetryableAlertTransportError` when it cannot; any other
+exception counts as retryable. A transport may also offer ``async asend(alert)``
+(awaited natively by :meth:`AlertDispatcher.asend`) and ``close()``.
+
+Optional class attributes the core understands:
+
+``secret_fields``
+    option names whose values are secrets (``("webhook_url",)``). Their values
+    are registered with the redactor, so they never appear in logs, results,
+    exception messages or ``repr``.
+``default_formatter``
+    the formatter used when a channel sets no ``format`` (default ``"default"``).
+``blocking``
+    ``False`` for transports that never wait on I/O (in-memory). The dispatcher
+    calls those in the caller's thread instead of handing them to a worker.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TextIO, runtime_checkable
+
+if TYPE_CHECKING:
+    from .alert import Alert
+    from .formatting import Formatter, RenderedAlert
+
+__all__ = ["AlertTransport", "BaseTransport", "ConsoleTransport", "NoOpTransport"]
+
+
+@runtime_checkable
+class AlertTransport(Protocol):
+    """Protocol implemented by all alert transports (0.1.x)."""
+
+    name: str
+
+    def send(self, alert: Alert) -> None:
+        """Send an alert or raise an exception on delivery failure."""
+
+
+class BaseTransport:
+    """A convenient base for transports (optional: the protocol is enough).
+
+    It stores the channel ``name`` (the class attribute ``name`` is the type
+    users write in configuration), resolves the channel's formatter by name,
+    registers ``secret_fields`` values with the redactor, and keeps ``repr``
+    free of secrets.
+
+    Args:
+        name: the channel name; defaults to the type name.
+        format: the name of a registered formatter; defaults to
+            ``default_formatter``.
+    """
+
+    name: str = "base"
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    default_formatter: ClassVar[str] = "default"
+    blocking: ClassVar[bool] = True
+
+    def __init__(self, *, name: str | None = None, format: str | None = None) -> None:
+        if name is not None:
+            if not isinstance(name, str) or not name.strip():
+                from .exceptions import AlertConfigurationError
+
+                raise AlertConfigurationError(f"{type(self).__name__}: name must be a non-empty string")
+            self.name = name.strip()
+        self.format = format or self.default_formatter
+        self._formatter: Formatter | None = None
+
+    def register_secrets(self) -> None:
+        """Register the current values of ``secret_fields`` with the redactor."""
+        from .security import register_secret
+
+        for field in self.secret_fields:
+            register_secret(getattr(self, field, None))
+
+    def render(self, alert: Alert) -> RenderedAlert:
+        """Render ``alert`` with this channel's formatter."""
+        formatter = self._formatter
+        if formatter is None:
+            from .plugins import resolve_formatter
+
+            formatter = self._formatter = resolve_formatter(self.format)
+        return formatter(alert)
+
+    def send(self, alert: Alert) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement send(alert)")
+
+    def close(self) -> None:
+        """Release connections; the default does nothing."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class NoOpTransport(BaseTransport):
+    """Records alerts in memory (``.alerts``) and delivers nowhere.
+
+    For tests, development and disabled alerting (0.1.x). Type name ``noop``.
+    """
+
+    name = "noop"
+    blocking = False
+
+    def __init__(self, *, name: str | None = None, format: str | None = None) -> None:
+        super().__init__(name=name, format=format)
+        self.alerts: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+_COLORS = {"info": "\033[36m", "warning": "\033[33m", "error": "\033[31m", "critical": "\033[1;41;97m"}
+_RESET = "\033[0m"
+_CONSOLE_LOCK = threading.Lock()
+
+
+class ConsoleTransport(BaseTransport):
+    """Writes a readable block per alert to a stream (standard error by default).
+
+    Type name ``console``. Colour is used when the stream is a terminal and
+    ``NO_COLOR`` is not set.
+
+    Args:
+        stream: a text stream, or ``"stdout"``/``"stderr"`` (from configuration).
+            Defaults to the current ``sys.stderr`` at the time of each alert.
+    """
+
+    name = "console"
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        stream: TextIO | str | None = None,
+        format: str | None = None,
+    ) -> None:
+        super().__init__(name=name, format=format)
+        if isinstance(stream, str):
+            if stream not in ("stdout", "stderr"):
+                from .exceptions import AlertConfigurationError
+
+                raise AlertConfigurationError(
+                    f"console channel {self.name!r}: stream must be 'stdout' or 'stderr', got {stream!r}"
+                )
+        self.stream = stream
+
+    def _stream(self) -> Any:
+        if self.stream is None or self.stream == "stderr":
+            return sys.stderr
+        if self.stream == "stdout":
+            return sys.stdout
+        return self.stream
+
+    def send(self, alert: Alert) -> None:
+        import os
+
+        rendered = self.render(alert)
+        stream = self._stream()
+        lines = rendered.text.splitlines()
+        header, body = lines[0], lines[1:]
+        rule = "─" * max(8, min(72, len(header)))
+        use_color = not os.environ.get("NO_COLOR") and getattr(stream, "isatty", lambda: False)()
+        if use_color:
+            header = f"{_COLORS.get(alert.severity, '')}{header}{_RESET}"
+        block = "\n".join([rule, header, *body, rule]) + "\n"
+        with _CONSOLE_LOCK:
+            try:
+                stream.write(block)
+            except UnicodeEncodeError:
+                # A terminal or pipe that cannot show the rule or the alert's text.
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                stream.write(block.encode(encoding, "replace").decode(encoding, "replace"))
+            flush = getattr(stream, "flush", None)
+            if flush is not None:
+                flush()

@@ -1,0 +1,79 @@
+"""Every development task: ``nox`` runs tests (each Python 3.9-3.13 found), each plugin alone,
+lint and type checks; ``nox -s demo`` and ``nox -s bench`` are run by name.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+PLUGINS = sorted(p.name for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "aiosmtpd>=1.4", "requests>=2.31"]
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "plugin", "lint", "typecheck"]
+
+# pyenv installs interpreters outside PATH unless a version is activated; make every
+# installed 3.9-3.13 findable so "each Python found" means each one on this machine.
+_pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+for _minor in PYTHONS:
+    for _bin in sorted(glob.glob(os.path.join(_pyenv_root, "versions", f"{_minor}.*", "bin")), reverse=True)[:1]:
+        if _bin not in os.environ.get("PATH", ""):
+            os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
+
+
+def _plugin_paths() -> list[str]:
+    return [f"./plugins/{name}" for name in PLUGINS]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Core and every plugin installed from the working tree; the whole suite."""
+    session.install("-e", "./core", *[arg for p in _plugin_paths() for arg in ("-e", p)], *TEST_DEPS)
+    session.run("pytest", *(session.posargs or ["tests", "plugins"]))
+
+
+@nox.session(python="3.11")
+@nox.parametrize("name", PLUGINS)
+def plugin(session: nox.Session, name: str) -> None:
+    """One plugin alone with the core, both installed as wheels (not editable), so a missing
+    dependency, module or entry point in the plugin's packaging fails here."""
+    session.install("./core", f"./plugins/{name}", *TEST_DEPS)
+    session.run("pytest", f"plugins/{name}/tests", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over everything."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy: strict on the core, normal on plugins."""
+    session.install("-e", "./core", *_plugin_paths(), "mypy>=1.10", "types-requests")
+    session.run("mypy", "core/src/alert_infra")
+    for path in _plugin_paths():
+        session.run("mypy", f"{path}/src")
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """Send one alert through the console channel, from a fresh install of the core."""
+    session.install("./core")
+    session.run("python", "docs/examples/demo.py")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks against alert-infra 0.1.5 and apprise, each in its own virtualenv (see bench/README.md)."""
+    session.install("./core", *_plugin_paths())
+    session.run("python", "bench/run.py", *session.posargs)
