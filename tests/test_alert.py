@@ -129,13 +129,15 @@ class TestFingerprint:
         b = Alert("Disk full", "two", source="db", tags=("b", "a", "a"), severity="critical", request_id="r")
         assert a.fingerprint == b.fingerprint and len(a.fingerprint) == 32
         assert a.fingerprint != Alert("Disk full", "one", source="db", tags=("a", "b")).fingerprint
-        assert a.fingerprint != Alert("Disk full", "one", source="web", tags=("a", "b"), severity="critical").fingerprint
+        assert (
+            a.fingerprint != Alert("Disk full", "one", source="web", tags=("a", "b"), severity="critical").fingerprint
+        )
 
     def test_known_value(self) -> None:
         """The derivation is pinned (changing it would break de-duplication across versions)."""
         import hashlib
 
-        expected = hashlib.sha256("Disk full\x1fdb\x1fcritical\x1fa\x1eb".encode()).hexdigest()[:32]
+        expected = hashlib.sha256(b"Disk full\x1fdb\x1fcritical\x1fa\x1eb").hexdigest()[:32]
         assert Alert("Disk full", "m", source="db", tags=("b", "a"), severity="critical").fingerprint == expected
 
     def test_override(self) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -285,7 +286,7 @@ class TestAsync:
 
         class AsyncT:
             name = "async"
-            sent: list[Alert] = []
+            sent: ClassVar[list[Alert]] = []
 
             async def asend(self, alert: Alert) -> None:
                 await asyncio.sleep(0.2)

@@ -116,8 +116,13 @@ class TestKeyRule:
     _word = st.sampled_from(["password", "token", "secret", "apikey", "cookie", "csrf", "credential"])
     _other = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=8)
 
-    @given(prefix=st.lists(_other, max_size=3), word=_word, suffix=st.lists(_other, max_size=3),
-           sep=st.sampled_from(["_", "-", ".", " "]), upper=st.booleans())
+    @given(
+        prefix=st.lists(_other, max_size=3),
+        word=_word,
+        suffix=st.lists(_other, max_size=3),
+        sep=st.sampled_from(["_", "-", ".", " "]),
+        upper=st.booleans(),
+    )
     def test_any_key_with_a_secret_word_is_redacted(self, prefix, word, suffix, sep, upper) -> None:  # type: ignore[no-untyped-def]
         """Whatever surrounds a secret word as a separate word, the key is sensitive."""
         key = sep.join([*prefix, word, *suffix])
@@ -162,7 +167,9 @@ class TestPatterns:
         """Only the secret is masked: 'Bearer', the URL host and user stay readable."""
         assert redact_text("Authorization: Bearer abc.def.ghi123") == "Authorization: Bearer [REDACTED]"
         assert redact_text("https://ops:pw123456@h.example/x") == "https://ops:[REDACTED]@h.example/x"
-        assert redact_text("nothing to see at https://example.com/a?b=c") == "nothing to see at https://example.com/a?b=c"
+        assert (
+            redact_text("nothing to see at https://example.com/a?b=c") == "nothing to see at https://example.com/a?b=c"
+        )
 
     def test_plugin_patterns(self) -> None:
         """A plugin pattern masks its matches everywhere."""
@@ -264,7 +271,7 @@ class TestStructures:
         assert redact_metadata(None) == {}
 
 
-_SENSITIVE = st.sampled_from(sorted(SENSITIVE_KEYWORDS) + ["db_password", "X-Api-Key", "authToken", "client_secret"])
+_SENSITIVE = st.sampled_from([*sorted(SENSITIVE_KEYWORDS), "db_password", "X-Api-Key", "authToken", "client_secret"])
 _scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.text(), st.binary()
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from .alert import ALERT_STATUSES, SEVERITIES, VALID_SEVERITIES, Alert, Severity, severity_rank

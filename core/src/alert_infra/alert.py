@@ -19,10 +19,10 @@ from .security import redact_metadata, redact_text, redact_value, redaction_gene
 
 __all__ = [
     "ALERT_STATUSES",
-    "Alert",
     "SEVERITIES",
-    "Severity",
     "VALID_SEVERITIES",
+    "Alert",
+    "Severity",
     "severity_rank",
 ]
 
@@ -56,26 +56,25 @@ class Severity(str, Enum):
     def __str__(self) -> str:
         return self.value
 
-    def _other_rank(self, other: object) -> int:
-        if isinstance(other, str):
-            return severity_rank(other)
-        return NotImplemented  # type: ignore[return-value]
+    @staticmethod
+    def _other_rank(other: object) -> int | None:
+        return severity_rank(other) if isinstance(other, str) else None
 
-    def __lt__(self, other: object) -> bool:  # type: ignore[override]
+    def __lt__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        return NotImplemented if rank is NotImplemented else self.rank < rank
+        return NotImplemented if rank is None else self.rank < rank
 
-    def __le__(self, other: object) -> bool:  # type: ignore[override]
+    def __le__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        return NotImplemented if rank is NotImplemented else self.rank <= rank
+        return NotImplemented if rank is None else self.rank <= rank
 
-    def __gt__(self, other: object) -> bool:  # type: ignore[override]
+    def __gt__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        return NotImplemented if rank is NotImplemented else self.rank > rank
+        return NotImplemented if rank is None else self.rank > rank
 
-    def __ge__(self, other: object) -> bool:  # type: ignore[override]
+    def __ge__(self, other: object) -> bool:
         rank = self._other_rank(other)
-        return NotImplemented if rank is NotImplemented else self.rank >= rank
+        return NotImplemented if rank is None else self.rank >= rank
 
     __hash__ = str.__hash__
 
@@ -87,9 +86,7 @@ def severity_rank(severity: str) -> int:
         rank = _RANK.get(key.strip().lower())
         if rank is not None:
             return rank
-    raise AlertValidationError(
-        f"unsupported severity {severity!r}. Expected one of: {', '.join(SEVERITIES)}"
-    )
+    raise AlertValidationError(f"unsupported severity {severity!r}. Expected one of: {', '.join(SEVERITIES)}")
 
 
 def _utc_now() -> datetime:
@@ -250,6 +247,8 @@ class Alert:
     redact_sensitive_data: bool
     links: tuple[tuple[str, str], ...]
     status: str
+    _fingerprint: str | None
+    _generation: int
 
     def __init__(
         self,
@@ -320,12 +319,10 @@ class Alert:
         if value is None:
             import hashlib
 
-            basis = "\x1f".join(
-                (self.title, self.source or "", self.severity, "\x1e".join(sorted(set(self.tags))))
-            )
+            basis = "\x1f".join((self.title, self.source or "", self.severity, "\x1e".join(sorted(set(self.tags)))))
             value = hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]
             object.__setattr__(self, "_fingerprint", value)
-        return value
+        return str(value)
 
     @property
     def severity_rank(self) -> int:
@@ -397,12 +394,12 @@ class Alert:
 
     # -- value semantics ------------------------------------------------------------------
     def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in _FIELDS if name != "fingerprint") + (self.fingerprint,)
+        return (*tuple(getattr(self, name) for name in _FIELDS if name != "fingerprint"), self.fingerprint)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._key() == other._key()  # type: ignore[attr-defined]
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
         return hash((self.title, self.message, self.severity, self.source, self.correlation_id))

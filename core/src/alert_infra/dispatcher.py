@@ -152,9 +152,7 @@ class AlertDispatcher:
         self.transports = list(transports or [])
         for transport in self.transports:
             if not callable(getattr(transport, "send", None)) and not callable(getattr(transport, "asend", None)):
-                raise AlertValidationError(
-                    f"transport {type(transport).__name__} has no send(alert) method"
-                )
+                raise AlertValidationError(f"transport {type(transport).__name__} has no send(alert) method")
         self.enabled = enabled
         self.raise_on_failure = raise_on_failure
         self._logger = logger_
@@ -210,8 +208,13 @@ class AlertDispatcher:
         known = {c.name for c in available}
         selected = [c for c in available if c.name in wanted]
         missing = [
-            ChannelOutcome(name, "failed", error="UnknownChannelError", retryable=False,
-                           reason=f"no channel named {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+            ChannelOutcome(
+                name,
+                "failed",
+                error="UnknownChannelError",
+                retryable=False,
+                reason=f"no channel named {name!r}; known: {', '.join(sorted(known)) or 'none'}",
+            )
             for name in dict.fromkeys(wanted)
             if name not in known
         ]

@@ -87,9 +87,7 @@ class RetryableAlertTransportError(AlertDeliveryError):
             ``None`` when it gave no hint.
     """
 
-    def __init__(
-        self, *args: object, retry_after: float | None = None, result: object | None = None
-    ) -> None:
+    def __init__(self, *args: object, retry_after: float | None = None, result: object | None = None) -> None:
         super().__init__(*args, result=result)
         self.retry_after = retry_after
 

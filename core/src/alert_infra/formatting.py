@@ -215,7 +215,7 @@ def render(alert: Alert, *, details: bool = True, metadata: bool = True, ids: bo
         h.append(
             "<table>"
             + "".join(
-                f"<tr><th align=\"left\">{escape_html(one_line(k))}</th><td>{escape_html(one_line(v))}</td></tr>"
+                f'<tr><th align="left">{escape_html(one_line(k))}</th><td>{escape_html(one_line(v))}</td></tr>'
                 for k, v in meta
             )
             + "</table>"
@@ -223,7 +223,9 @@ def render(alert: Alert, *, details: bool = True, metadata: bool = True, ids: bo
     if alert.links:
         h.append(
             "<p>"
-            + " | ".join(f'<a href="{escape_html(url)}">{escape_html(one_line(label))}</a>' for label, url in alert.links)
+            + " | ".join(
+                f'<a href="{escape_html(url)}">{escape_html(one_line(label))}</a>' for label, url in alert.links
+            )
             + "</p>"
         )
     if id_rows:

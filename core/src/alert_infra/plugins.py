@@ -272,7 +272,9 @@ class PluginHost:
             else:
                 from . import _builtin
 
-                self.register(_builtin, name=BUILTIN_NAME, distribution="alert-infra", version=__version__, builtin=True)
+                self.register(
+                    _builtin, name=BUILTIN_NAME, distribution="alert-infra", version=__version__, builtin=True
+                )
         for item in _env_list("ALERT_INFRA_PLUGINS"):
             self._load_named(item)
 
@@ -303,7 +305,29 @@ class PluginHost:
             except Exception as exc:  # noqa: BLE001 - PluginValidationError and friends
                 self._fail(record, exc, "was refused by pluggy")
                 return record
-            record.hooks = sorted(caller.name for caller in (self.pm.get_hookcallers(plugin) or ()))
+            callers = self.pm.get_hookcallers(plugin) or []
+            record.hooks = sorted(caller.name for caller in callers)
+            unknown = [
+                caller.name
+                for caller in callers
+                if caller.spec is None
+                and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+            ]
+            if unknown:
+                # A typo, or a hook from a newer alert-infra: either way the plugin would
+                # silently do less than its author meant. (Mark truly optional hooks with
+                # @hookimpl(optionalhook=True).)
+                self.pm.unregister(plugin)
+                known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("alert_infra_")))
+                self._fail(
+                    record,
+                    LookupError(
+                        f"implements unknown hook(s) {', '.join(sorted(unknown))}; alert-infra {__version__} "
+                        f"knows {known} (a typo, or a plugin that needs a newer alert-infra)"
+                    ),
+                    "was refused",
+                )
+                return record
             self._collect(record)
             return record
 
@@ -588,9 +612,7 @@ class PluginHost:
         except AlertConfigurationError as exc:
             raise type(exc)(f"channel {channel!r} (type {type_name!r}): {redact_text(str(exc))}") from None
         except Exception as exc:  # noqa: BLE001 - the transport's own validation
-            raise AlertConfigurationError(
-                f"channel {channel!r} (type {type_name!r}): {_error_text(exc)}"
-            ) from None
+            raise AlertConfigurationError(f"channel {channel!r} (type {type_name!r}): {_error_text(exc)}") from None
         if not accepts_name:
             try:
                 transport.name = channel
@@ -693,5 +715,3 @@ def resolve_formatter(name: str) -> Formatter:
 def build_transport(type_name: str, channel: str, options: Mapping[str, Any] | None = None) -> Any:
     """Build a channel of ``type_name`` named ``channel`` from an options mapping."""
     return get_plugin_host().build_transport(type_name, channel, options)
-
-

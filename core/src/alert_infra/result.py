@@ -113,10 +113,10 @@ class DeliveryResult:
     def from_outcomes(cls, outcomes: Iterable[ChannelOutcome]) -> DeliveryResult:
         """Build a result (with the 0.1.x fields filled in) from per-channel outcomes."""
         outcomes = tuple(outcomes)
-        sent = []
+        sent: list[str] = []
         failed: dict[str, str] = {}
-        retryable = []
-        non_retryable = []
+        retryable: list[str] = []
+        non_retryable: list[str] = []
         for outcome in outcomes:
             if outcome.status == "sent":
                 sent.append(outcome.name)

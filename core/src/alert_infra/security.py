@@ -114,9 +114,7 @@ _SECRET_PHRASES = (
     ("auth", "key"),
     ("signing", "key"),
 )
-_WHOLE_KEYS = frozenset(
-    {"access", "refresh", "session", "auth", "pass", "key", "signature", "sig"}
-)
+_WHOLE_KEYS = frozenset({"access", "refresh", "session", "auth", "pass", "key", "signature", "sig"})
 
 _MAX_DEPTH = 64
 _MIN_SECRET_LENGTH = 4
@@ -410,7 +408,7 @@ def _redact(value: Any, depth: int, path: tuple[int, ...]) -> Any:
     ident = id(value)
     if ident in path:
         return "[CYCLE]"
-    path = path + (ident,)
+    path = (*path, ident)
     fields = getattr(type(value), "__dataclass_fields__", None)
     if fields is not None and not isinstance(value, type):
         value = {name: getattr(value, name, None) for name in fields}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .transports import BaseTransport
 
@@ -86,5 +86,3 @@ def registered_plugin(plugin: object, name: str | None = None) -> Iterator[Plugi
         yield record
     finally:
         host.unregister(record.name)
-
-

@@ -142,13 +142,12 @@ class ConsoleTransport(BaseTransport):
         format: str | None = None,
     ) -> None:
         super().__init__(name=name, format=format)
-        if isinstance(stream, str):
-            if stream not in ("stdout", "stderr"):
-                from .exceptions import AlertConfigurationError
+        if isinstance(stream, str) and stream not in ("stdout", "stderr"):
+            from .exceptions import AlertConfigurationError
 
-                raise AlertConfigurationError(
-                    f"console channel {self.name!r}: stream must be 'stdout' or 'stderr', got {stream!r}"
-                )
+            raise AlertConfigurationError(
+                f"console channel {self.name!r}: stream must be 'stdout' or 'stderr', got {stream!r}"
+            )
         self.stream = stream
 
     def _stream(self) -> Any:
@@ -180,3 +179,16 @@ class ConsoleTransport(BaseTransport):
             flush = getattr(stream, "flush", None)
             if flush is not None:
                 flush()
+
+
+def __getattr__(name: str) -> Any:
+    # 0.1.x defined the dispatcher and its result here: keep those import paths working.
+    if name in ("AlertDispatcher", "is_retryable_exception"):
+        from . import dispatcher
+
+        return getattr(dispatcher, name)
+    if name == "DeliveryResult":
+        from .result import DeliveryResult
+
+        return DeliveryResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
