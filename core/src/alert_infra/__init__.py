@@ -14,11 +14,14 @@ module that defines ``X``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__ as __version__
 
+# typing costs ~5 ms to import; type checkers treat this name as True.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._protocol import AlertTransport
     from .alert import ALERT_STATUSES, SEVERITIES, VALID_SEVERITIES, Alert, Severity, severity_rank
     from .dispatcher import AlertDispatcher
     from .exceptions import (
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from .plugins import PluginHost, build_transport, get_plugin_host, list_plugins, register_plugin
     from .result import ChannelOutcome, DeliveryResult
     from .security import REDACTED, SENSITIVE_KEYWORDS, redact_metadata, redact_text, register_secret
-    from .transports import AlertTransport, BaseTransport, ConsoleTransport, NoOpTransport
+    from .transports import BaseTransport, ConsoleTransport, NoOpTransport
 
 # name -> submodule that defines it
 _LAZY = {
@@ -79,7 +82,7 @@ _LAZY = {
     "redact_metadata": "security",
     "redact_text": "security",
     "register_secret": "security",
-    "AlertTransport": "transports",
+    "AlertTransport": "_protocol",
     "BaseTransport": "transports",
     "ConsoleTransport": "transports",
     "NoOpTransport": "transports",

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from _thread import allocate_lock  # threading itself is imported when a worker starts
 
 from .alert import Alert
 from .exceptions import (
@@ -18,9 +17,12 @@ from .exceptions import (
 from .result import ChannelOutcome, DeliveryResult
 from .security import redact_text, redaction_generation, register_secret
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Iterable, Sequence
     from concurrent.futures import Future
+    from typing import Any
 
 __all__ = ["AlertDispatcher", "is_retryable_exception"]
 
@@ -67,7 +69,7 @@ class _WorkerPool:
 
         self.max_workers = max_workers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._threads = 0
         self._idle = 0
 
@@ -78,6 +80,8 @@ class _WorkerPool:
         self._queue.put((future, fn, args))
         with self._lock:
             if self._idle == 0 and self._threads < self.max_workers:
+                import threading
+
                 self._threads += 1
                 thread = threading.Thread(target=self._work, name=f"alert-infra-{self._threads}", daemon=True)
                 thread.start()
@@ -159,7 +163,7 @@ class AlertDispatcher:
         self.timeout = float(timeout)
         self.max_workers = max_workers
         self._pool: _WorkerPool | None = None
-        self._pool_lock = threading.Lock()
+        self._pool_lock = allocate_lock()
         self._channel_key: tuple[int, ...] = ()
         self._channels: list[_Channel] = []
         self._pending_hooks: set[Any] = set()

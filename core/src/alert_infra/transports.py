@@ -25,23 +25,16 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TextIO, runtime_checkable
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
+    from typing import Any, ClassVar, TextIO
+
+    from ._protocol import AlertTransport
     from .alert import Alert
     from .formatting import Formatter, RenderedAlert
 
 __all__ = ["AlertTransport", "BaseTransport", "ConsoleTransport", "NoOpTransport"]
-
-
-@runtime_checkable
-class AlertTransport(Protocol):
-    """Protocol implemented by all alert transports (0.1.x)."""
-
-    name: str
-
-    def send(self, alert: Alert) -> None:
-        """Send an alert or raise an exception on delivery failure."""
 
 
 class BaseTransport:
@@ -182,7 +175,12 @@ class ConsoleTransport(BaseTransport):
 
 
 def __getattr__(name: str) -> Any:
-    # 0.1.x defined the dispatcher and its result here: keep those import paths working.
+    # The protocol needs typing (slow to import), loaded only when asked for; 0.1.x
+    # defined the dispatcher and its result here: keep those import paths working.
+    if name == "AlertTransport":
+        from ._protocol import AlertTransport
+
+        return AlertTransport
     if name in ("AlertDispatcher", "is_retryable_exception"):
         from . import dispatcher
 
