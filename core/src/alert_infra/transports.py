@@ -24,7 +24,7 @@ Optional class attributes the core understands:
 from __future__ import annotations
 
 import sys
-import threading
+from _thread import allocate_lock
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class NoOpTransport(BaseTransport):
 
 _COLORS = {"info": "\033[36m", "warning": "\033[33m", "error": "\033[31m", "critical": "\033[1;41;97m"}
 _RESET = "\033[0m"
-_CONSOLE_LOCK = threading.Lock()
+_CONSOLE_LOCK = allocate_lock()
 
 
 class ConsoleTransport(BaseTransport):
