@@ -133,45 +133,55 @@ _CAMEL_1 = re.compile(r"([a-z0-9])([A-Z])")
 _CAMEL_2 = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 
-# Built-in value patterns. Each may have a group named ``keep`` whose text is
-# kept in front of the mask (so "Bearer [REDACTED]" still says what it was).
-_BUILTIN_PATTERNS: tuple[tuple[str, str], ...] = (
+# Built-in value patterns: (name, trigger substrings, regex). A pattern runs only
+# when one of its triggers occurs in the lower-cased text, so ordinary text costs
+# a few substring searches instead of a many-way regex alternation at every
+# position. A group named ``keep`` is kept in front of the mask ("Bearer [REDACTED]").
+_BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     # PEM private keys (multi-line).
     (
         "pem",
+        ("-----begin",),
         r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
     ),
     # Slack incoming-webhook / workflow URLs: the whole URL is the credential.
     (
         "slack_webhook",
+        ("hooks.slack",),
         r"(?P<keep>https?://hooks\.slack(?:-gov)?\.com/)(?:services|workflows|triggers)/[A-Za-z0-9_/\-]+",
     ),
     # Telegram bot tokens, bare or inside an API path (/bot<token>/...).
-    ("telegram", r"(?<![A-Za-z0-9])(?P<keep>bot)?[0-9]{5,16}:[A-Za-z0-9_\-]{30,}"),
+    ("telegram", (":",), r"(?<![A-Za-z0-9])(?P<keep>bot)?[0-9]{5,16}:[A-Za-z0-9_\-]{30,}"),
     # Passwords in URLs: scheme://user:password@host
-    ("url_userinfo", r"(?P<keep>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
+    ("url_userinfo", ("://",), r"(?P<keep>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
     # Token-bearing query parameters.
     (
         "url_query",
+        ("=",),
         r"(?i)(?P<keep>[?&;](?:access_token|refresh_token|id_token|token|api_key|apikey|api-key|key|"
         r"secret|client_secret|password|passwd|pwd|auth|sig|signature|x-amz-signature|x-goog-signature)=)[^&#\s]+",
     ),
     # Authorization header values.
-    ("bearer", r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9\-._~+/]{6,}=*"),
-    ("basic", r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{6,}={0,2}"),
+    ("bearer", ("bearer",), r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9\-._~+/]{6,}=*"),
+    ("basic", ("basic",), r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{6,}={0,2}"),
     # Provider key shapes.
-    ("slack_token", r"\bx(?:ox[abposrc]|app)-[A-Za-z0-9\-]{10,}"),
-    ("github", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
-    ("aws", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    ("stripe", r"\b(?:sk|rk|pk|whsec)_(?:live|test)_[A-Za-z0-9]{10,}"),
-    ("sendgrid", r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
-    ("resend", r"\bre_[A-Za-z0-9]{6,}_[A-Za-z0-9]{12,}"),
-    ("openai", r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
-    ("google", r"\bAIza[0-9A-Za-z_\-]{35}"),
-    ("jwt", r"\beyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}"),
+    ("slack_token", ("xox", "xapp-"), r"\bx(?:ox[abposrc]|app)-[A-Za-z0-9\-]{10,}"),
+    (
+        "github",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+    ),
+    ("aws", ("akia", "asia"), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("stripe", ("_live_", "_test_"), r"\b(?:sk|rk|pk|whsec)_(?:live|test)_[A-Za-z0-9]{10,}"),
+    ("sendgrid", ("sg.",), r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
+    ("resend", ("re_",), r"\bre_[A-Za-z0-9]{6,}_[A-Za-z0-9]{12,}"),
+    ("openai", ("sk-",), r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
+    ("google", ("aiza",), r"\bAIza[0-9A-Za-z_\-]{35}"),
+    ("jwt", ("eyj",), r"\beyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}"),
     # password=..., "token": "...", api_key: ... in free text (logs, exception messages).
     (
         "assignment",
+        ("pass", "pwd", "secret", "token", "key"),
         r"(?i)(?P<keep>\b(?:password|passwd|pwd|passphrase|secret|client_secret|token|access_token|"
         r"refresh_token|api[_-]?key|auth[_-]?token)\b[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{2,}",
     ),
@@ -188,8 +198,8 @@ class _Redactor:
         self._extra_phrases: tuple[tuple[str, ...], ...] = ()
         self._extra_patterns: tuple[Pattern[str], ...] = ()
         self._secrets: set[str] = set()
-        self._secret_rx: Pattern[str] | None = None
-        self._builtin_rx: Pattern[str] | None = None
+        self._secrets_ordered: tuple[str, ...] = ()
+        self._builtin_rx: tuple[tuple[tuple[str, ...], Pattern[str], bool], ...] | None = None
         self._key_cache: dict[str, bool] = {}
 
     # -- configuration -------------------------------------------------------------
@@ -231,7 +241,7 @@ class _Redactor:
             return
         with self._lock:
             self._secrets |= new
-            self._secret_rx = None
+            self._secrets_ordered = tuple(sorted(self._secrets, key=len, reverse=True))
             self.generation += 1
 
     def reset(self) -> None:
@@ -241,7 +251,7 @@ class _Redactor:
             self._extra_phrases = ()
             self._extra_patterns = ()
             self._secrets = set()
-            self._secret_rx = None
+            self._secrets_ordered = ()
             self._key_cache = {}
             self.generation += 1
 
@@ -276,52 +286,35 @@ class _Redactor:
         return False
 
     # -- text --------------------------------------------------------------------------
-    def _builtin(self) -> Pattern[str]:
-        rx = self._builtin_rx
-        if rx is None:
-            parts = []
-            for index, (_, pattern) in enumerate(_BUILTIN_PATTERNS):
-                # Give each alternative its own group names; inline flags move to a scoped group.
-                flags = ""
-                if pattern.startswith("(?i)"):
-                    flags, pattern = "i", pattern[4:]
-                pattern = pattern.replace("(?P<keep>", f"(?P<k{index}>")
-                body = f"(?{flags}:{pattern})" if flags else f"(?:{pattern})"
-                parts.append(f"(?P<p{index}>{body})")
-            rx = self._builtin_rx = re.compile("|".join(parts))
-        return rx
-
-    def _secrets_rx(self) -> Pattern[str] | None:
-        if not self._secrets:
-            return None
-        rx = self._secret_rx
-        if rx is None:
-            with self._lock:
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                rx = self._secret_rx = re.compile("|".join(re.escape(s) for s in ordered))
-        return rx
+    def _builtin(self) -> tuple[tuple[tuple[str, ...], Pattern[str], bool], ...]:
+        compiled = self._builtin_rx
+        if compiled is None:
+            compiled = self._builtin_rx = tuple(
+                (triggers, re.compile(pattern), "(?P<keep>" in pattern) for _, triggers, pattern in _BUILTIN_PATTERNS
+            )
+        return compiled
 
     def text(self, text: str) -> str:
         if not text:
             return text
-        secrets_rx = self._secrets_rx()
-        if secrets_rx is not None:
-            text = secrets_rx.sub(REDACTED, text)
-        text = self._builtin().sub(_replace_builtin, text)
-        for pattern in self._extra_patterns:
-            text = pattern.sub(REDACTED, text)
+        # Configured secrets first (exact values; longest first so a URL beats its path).
+        for secret in self._secrets_ordered:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        low = text.lower()
+        for triggers, pattern, keep in self._builtin():
+            for trigger in triggers:
+                if trigger in low:
+                    text = pattern.sub(_keep_and_mask if keep else REDACTED, text)
+                    low = text.lower()
+                    break
+        for extra in self._extra_patterns:
+            text = extra.sub(REDACTED, text)
         return text
 
 
-def _replace_builtin(match: re.Match[str]) -> str:
-    name = match.lastgroup or ""
-    keep = ""
-    if name.startswith("p"):
-        try:
-            keep = match.group("k" + name[1:]) or ""
-        except IndexError:
-            keep = ""
-    return keep + REDACTED
+def _keep_and_mask(match: re.Match[str]) -> str:
+    return (match.group("keep") or "") + REDACTED
 
 
 def _split_words(key: str) -> list[str]:
