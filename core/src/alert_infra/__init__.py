@@ -88,7 +88,47 @@ _LAZY = {
     "NoOpTransport": "transports",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "ALERT_STATUSES",
+    "Alert",
+    "AlertConfigError",
+    "AlertConfigurationError",
+    "AlertDeliveryError",
+    "AlertDispatcher",
+    "AlertInfraError",
+    "AlertTransport",
+    "AlertTransportError",
+    "AlertTransportTimeoutError",
+    "AlertValidationError",
+    "BaseTransport",
+    "ChannelOutcome",
+    "ConsoleTransport",
+    "DeliveryResult",
+    "DuplicateTransportError",
+    "NoOpTransport",
+    "NonRetryableAlertTransportError",
+    "PluginError",
+    "PluginHost",
+    "PluginLoadError",
+    "REDACTED",
+    "RenderedAlert",
+    "RetryableAlertTransportError",
+    "SENSITIVE_KEYWORDS",
+    "SEVERITIES",
+    "Severity",
+    "UnknownTransportError",
+    "VALID_SEVERITIES",
+    "__version__",
+    "build_transport",
+    "get_plugin_host",
+    "hookimpl",
+    "list_plugins",
+    "redact_metadata",
+    "redact_text",
+    "register_plugin",
+    "register_secret",
+    "severity_rank",
+]
 
 
 def __getattr__(name: str) -> Any:
