@@ -204,7 +204,7 @@ class TestIsolation:
                 register(RecordingTransport)
 
         b = host.register(B(), "b", distribution="acme-alerts", version="2.1")
-        assert a.status == "loaded" and b.status == "conflict"
+        assert a.status == "conflict" and b.status == "conflict" and a.error == b.error
         assert "alert-infra-pigeon 1.0 and acme-alerts 2.1" in (b.error or "")
         with pytest.raises(DuplicateTransportError, match=r"alert-infra-pigeon 1\.0 and acme-alerts 2\.1"):
             host.transport_class("pigeon")

@@ -228,7 +228,13 @@ class _Registry:
             return f"{self.kind} {name!r} is built into alert-infra; {record.label} cannot register it too"
         del self.entries[name]
         self.conflicts[name] = [owner, record]
-        return self._conflict_message(name)
+        message = self._conflict_message(name)
+        if owner is not record:
+            # Both sides are involved: the earlier one loses the type too.
+            owner.status = "conflict"
+            if message not in owner.errors:
+                owner.errors.append(message)
+        return message
 
     def _conflict_message(self, name: str) -> str:
         owners = self.conflicts[name]
