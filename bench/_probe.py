@@ -1,0 +1,130 @@
+"""One measurement, run inside one virtualenv; prints a JSON document.
+
+Usage: python _probe.py <library> <measurement>
+  library:     ours | old (alert-infra 0.1.5) | apprise
+  measurement: overhead | overhead_pool | alert | fanout
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import timeit
+
+LIBRARY, MEASUREMENT = sys.argv[1], sys.argv[2]
+SLEEP = 0.2
+
+
+def best_of(fn, number: int, repeat: int = 7) -> float:
+    """Best per-call time in microseconds over ``repeat`` runs of ``number`` calls."""
+    fn()  # warm up (worker threads, caches)
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+
+
+def alert_infra_measure() -> dict:
+    from alert_infra import Alert, AlertDispatcher, NoOpTransport
+
+    alert = Alert(title="Queue backlog high", message="More than 10,000 jobs are pending.", source="worker")
+    if MEASUREMENT == "overhead":
+        dispatcher = AlertDispatcher([NoOpTransport()])
+        return {"us": best_of(lambda: dispatcher.send(alert), 20000)}
+    if MEASUREMENT == "overhead_pool":
+
+        class Memory:  # a user-written in-memory transport: no `blocking` attribute, so it goes to a worker
+            name = "memory"
+
+            def __init__(self) -> None:
+                self.alerts: list = []
+
+            def send(self, alert: Alert) -> None:
+                self.alerts.append(alert)
+
+        dispatcher = AlertDispatcher([Memory()])
+        return {"us": best_of(lambda: dispatcher.send(alert), 5000)}
+    if MEASUREMENT == "alert":
+        return {
+            "us": best_of(
+                lambda: Alert(
+                    title="Payment provider timeout",
+                    message="The payment provider did not respond within 10 seconds.",
+                    severity="critical",
+                    source="billing-service",
+                    tags=("payments",),
+                    metadata={"invoice_id": "INV-1001", "provider": "acme", "api_key": "x"},
+                ),
+                5000,
+            )
+        }
+    if MEASUREMENT == "fanout":
+
+        class Sleepy:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            def send(self, alert: Alert) -> None:
+                time.sleep(SLEEP)
+
+        one = AlertDispatcher([Sleepy("a")])
+        four = AlertDispatcher([Sleepy(str(i)) for i in range(4)])
+        return fanout(lambda: one.send(alert), lambda: four.send(alert))
+    raise SystemExit(f"unknown measurement {MEASUREMENT}")
+
+
+def apprise_measure() -> dict:
+    import apprise
+    from apprise.decorators import notify
+
+    if MEASUREMENT == "overhead":
+        # The closest in-memory equivalent apprise offers: a custom notification
+        # (apprise.decorators.notify) that records the message and does nothing else.
+        received: list = []
+
+        @notify(on="memory")
+        def _memory(body, title, notify_type, *args, **kwargs):  # type: ignore[no-untyped-def]
+            received.append(body)
+
+        app = apprise.Apprise()
+        app.add("memory://")
+        return {"us": best_of(lambda: app.notify(title="Queue backlog high", body="More than 10,000 jobs."), 2000)}
+    if MEASUREMENT == "fanout":
+
+        @notify(on="sleepy")
+        def _sleepy(body, title, notify_type, *args, **kwargs):  # type: ignore[no-untyped-def]
+            time.sleep(SLEEP)
+
+        one = apprise.Apprise()
+        one.add("sleepy://a")
+        four = apprise.Apprise()
+        for i in range(4):
+            four.add(f"sleepy://host{i}")
+        return fanout(lambda: one.notify(title="t", body="b"), lambda: four.notify(title="t", body="b"))
+    return {"na": f"apprise has no equivalent of '{MEASUREMENT}'"}
+
+
+def fanout(one, four) -> dict:  # type: ignore[no-untyped-def]
+    one()
+    four()
+    ones, fours = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        one()
+        ones.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        four()
+        fours.append(time.perf_counter() - started)
+    return {"one_ms": statistics.median(ones) * 1000, "four_ms": statistics.median(fours) * 1000}
+
+
+if __name__ == "__main__":
+    if LIBRARY == "apprise":
+        result = apprise_measure()
+    elif LIBRARY in ("ours", "old"):
+        if LIBRARY == "old" and MEASUREMENT == "overhead_pool":
+            result = {"na": "0.1.5 has no worker pool (serial)"}
+        else:
+            result = alert_infra_measure()
+    else:
+        raise SystemExit(f"unknown library {LIBRARY}")
+    print(json.dumps(result))

@@ -1,0 +1,190 @@
+"""Benchmarks: alert-infra (this tree) against alert-infra 0.1.5 and apprise, in one run.
+
+Run with ``nox -s bench`` (this file runs inside the session's virtualenv, which
+has the working tree's core installed). alert-infra 0.1.5 and apprise each get a
+virtualenv of their own under ``bench/.venvs/``, created on first use. Every
+figure is measured in this one run and shown beside the others as a ratio.
+
+Options: ``--json`` also prints the raw figures as JSON; ``--runs N`` sets the
+number of interpreter starts per import measurement (default 40).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENVS = HERE / ".venvs"
+PROBE = str(HERE / "_probe.py")
+PEERS = {"old": ["alert-infra==0.1.5"], "apprise": ["apprise"]}
+
+
+class Unavailable(Exception):
+    pass
+
+
+def peer_python(name: str) -> str:
+    """Create (or reuse) the virtualenv for a peer and return its interpreter."""
+    path = VENVS / name
+    python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    marker = path / ".installed"
+    wanted = " ".join(PEERS[name])
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return str(python)
+    print(f"creating {path} ({wanted}) ...", file=sys.stderr)
+    proc = subprocess.run([sys.executable, "-m", "venv", "--clear", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Unavailable(f"venv failed: {proc.stderr.strip()[-200:]}")
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *PEERS[name]],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise Unavailable(f"pip install {wanted} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    marker.write_text(wanted)
+    return str(python)
+
+
+def probe(python: str, library: str, measurement: str) -> dict:
+    proc = subprocess.run([python, PROBE, library, measurement], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise Unavailable(f"probe failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def import_costs(python: str, statements: dict[str, str], runs: int) -> dict[str, float]:
+    """Median wall time of each statement minus the median of `pass`, in ms; runs interleaved."""
+    times: dict[str, list[float]] = {"pass": [], **{k: [] for k in statements}}
+    codes = {"pass": "pass", **statements}
+    for code in codes.values():  # warm the page cache and .pyc files
+        subprocess.run([python, "-c", code], check=True)
+    for _ in range(runs):
+        for name, code in codes.items():
+            started = time.perf_counter()
+            subprocess.run([python, "-c", code], check=True)
+            times[name].append(time.perf_counter() - started)
+    base = statistics.median(times["pass"])
+    return {name: (statistics.median(values) - base) * 1000 for name, values in times.items() if name != "pass"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
+    parser.add_argument("--runs", type=int, default=40, help="interpreter starts per import measurement")
+    args = parser.parse_args()
+
+    pythons: dict[str, str | None] = {"ours": sys.executable}
+    problems: dict[str, str] = {}
+    for peer in PEERS:
+        try:
+            pythons[peer] = peer_python(peer)
+        except Unavailable as exc:
+            pythons[peer] = None
+            problems[peer] = str(exc)
+
+    figures: dict[str, dict[str, object]] = {}
+
+    def record(row: str, library: str, value: object) -> None:
+        figures.setdefault(row, {})[library] = value
+
+    # Import cost.
+    statements = {
+        "ours": {
+            "import": "import alert_infra",
+            "import_full": "from alert_infra import Alert, AlertDispatcher, NoOpTransport",
+        },
+        "old": {
+            "import": "import alert_infra",
+            "import_full": "from alert_infra import Alert, AlertDispatcher, NoOpTransport",
+        },
+        "apprise": {
+            "import": "import apprise",
+            "import_full": "import apprise; apprise.Apprise().add('json://localhost')",
+        },
+    }
+    for library, python in pythons.items():
+        if python is None:
+            continue
+        for name, value in import_costs(python, statements[library], args.runs).items():
+            record(name, library, value)
+
+    # Per-alert overhead, Alert construction, fan-out.
+    for library, python in pythons.items():
+        if python is None:
+            continue
+        for measurement in ("overhead", "overhead_pool", "alert", "fanout"):
+            if library == "apprise" and measurement in ("overhead_pool", "alert"):
+                continue
+            try:
+                out = probe(python, library, measurement)
+            except Unavailable as exc:
+                record(measurement, library, f"n/a: {exc}")
+                continue
+            if "na" in out:
+                record(measurement, library, f"n/a: {out['na']}")
+            elif measurement == "fanout":
+                record("fanout_one", library, out["one_ms"])
+                record("fanout_four", library, out["four_ms"])
+                record("fanout_ratio", library, out["four_ms"] / out["one_ms"])
+            else:
+                record(measurement, library, out["us"])
+
+    rows = [
+        ("import", "import alert_infra / apprise (ms over `pass`)", "ms", "<= 10 ms"),
+        ("import_full", "import incl. Alert+AlertDispatcher / apprise plugins (ms)", "ms", "<= 10 ms"),
+        ("overhead", "dispatch to 1 in-memory transport (us/alert)", "us", "<= 10 us"),
+        ("overhead_pool", "  same, transport without blocking=False (us/alert)", "us", ""),
+        ("alert", "build an Alert with metadata (us)", "us", ""),
+        ("fanout_one", "1 channel sleeping 200 ms (ms)", "ms", ""),
+        ("fanout_four", "4 channels sleeping 200 ms (ms)", "ms", ""),
+        ("fanout_ratio", "fan-out: 4 channels / 1 channel", "x", "<= 1.05x"),
+    ]
+    print()
+    print(f"alert-infra benchmarks (python {sys.version.split()[0]}, one run; ratios = ours / peer)")
+    header = f"{'measurement':58} {'ours':>10} {'0.1.5':>10} {'apprise':>10} {'vs 0.1.5':>9} {'vs apprise':>10}  target"
+    print(header)
+    print("-" * len(header))
+
+    def cell(value: object, unit: str) -> str:
+        if isinstance(value, (int, float)):
+            if unit == "x":
+                return f"{value:.2f}x"
+            return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+        return "n/a"
+
+    def ratio(a: object, b: object) -> str:
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+            return f"{a / b:.2f}x"
+        return "-"
+
+    for key, label, unit, target in rows:
+        values = figures.get(key, {})
+        ours, old, app = values.get("ours"), values.get("old"), values.get("apprise")
+        print(
+            f"{label:58} {cell(ours, unit):>10} {cell(old, unit):>10} {cell(app, unit):>10} "
+            f"{ratio(ours, old):>9} {ratio(ours, app):>10}  {target}"
+        )
+    notes = [f"{k}: {v}" for k, v in problems.items()]
+    for key, values in figures.items():
+        for library, value in values.items():
+            if isinstance(value, str):
+                notes.append(f"{key}/{library}: {value}")
+    if notes:
+        print("\nnot measured:")
+        for note in notes:
+            print(f"  {note}")
+    if args.json:
+        print(json.dumps({"python": sys.version.split()[0], "figures": figures, "problems": problems}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
