@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .transports import BaseTransport
 
@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from .alert import Alert
     from .plugins import PluginHost, PluginRecord
 
-__all__ = ["RecordingTransport", "isolated_plugin_host", "registered_plugin"]
+__all__ = [
+    "FakeServer",
+    "RecordedRequest",
+    "RecordingTransport",
+    "https_server",
+    "isolated_plugin_host",
+    "registered_plugin",
+    "unused_port",
+]
 
 
 class RecordingTransport(BaseTransport):
@@ -86,3 +94,140 @@ def registered_plugin(plugin: object, name: str | None = None) -> Iterator[Plugi
         yield record
     finally:
         host.unregister(record.name)
+
+
+class RecordedRequest:
+    """One request received by :func:`https_server`."""
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self) -> str:
+        return f"RecordedRequest({self.method} {self.path})"
+
+
+class FakeServer:
+    """A running local HTTPS server (see :func:`https_server`)."""
+
+    def __init__(self, url: str, ca_file: str) -> None:
+        self.url = url
+        self.ca_file = ca_file
+        self.requests: list[RecordedRequest] = []
+        self.connections = 0
+
+
+@contextmanager
+def https_server(handler: Any, *, set_trust_env: bool = True) -> Iterator[FakeServer]:
+    """Run a real HTTPS server on 127.0.0.1 for the block, with a certificate from ``trustme``.
+
+    ``handler(request)`` returns ``(status, headers, body)``; ``body`` may be
+    ``bytes``, ``str`` or a JSON-serialisable object. The handler may sleep to
+    play a slow server. With ``set_trust_env`` (default), ``REQUESTS_CA_BUNDLE``
+    and ``SSL_CERT_FILE`` point at the test CA while the block runs, so
+    ``requests`` (and anything else using the default trust store settings)
+    trusts the server, exactly as a deployment configures a private CA.
+    Requires the ``trustme`` package.
+    """
+    import json
+    import os
+    import ssl
+    import tempfile
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    tmp = tempfile.TemporaryDirectory()
+    ca_file = os.path.join(tmp.name, "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+
+    state: dict[str, FakeServer] = {}
+
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def setup(self) -> None:
+            super().setup()
+            state["server"].connections += 1
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            request = RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            state["server"].requests.append(request)
+            status, headers, payload = handler(request)
+            if isinstance(payload, bytes):
+                data = payload
+            elif isinstance(payload, str):
+                data = payload.encode("utf-8")
+            else:
+                data = json.dumps(payload).encode("utf-8")
+                headers = {"Content-Type": "application/json", **headers}
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = _handle
+        do_GET = _handle
+
+    class _Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def get_request(self) -> Any:
+            sock, addr = super().get_request()
+            # The handshake happens on first read, in the handler's thread, so one slow or
+            # failing client cannot stall the accept loop.
+            return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            # Clients that time out or refuse the certificate hang up mid-request: expected here.
+            pass
+
+    server = _Server(("127.0.0.1", 0), _Handler)
+    fake = FakeServer(f"https://127.0.0.1:{server.server_address[1]}", ca_file)
+    state["server"] = fake
+    thread = threading.Thread(target=server.serve_forever, name="fake-https", daemon=True)
+    thread.start()
+    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
+    if set_trust_env:
+        os.environ["REQUESTS_CA_BUNDLE"] = ca_file
+        os.environ["SSL_CERT_FILE"] = ca_file
+    try:
+        yield fake
+    finally:
+        if set_trust_env:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        server.shutdown()
+        server.server_close()
+        tmp.cleanup()
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for 'connection refused' tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
