@@ -1,10 +1,8 @@
-"""Telegram Bot API channel for alert-infra.
+"""Telegram Bot API channel for alert-infra (transport type ``telegram``).
 
-This distribution is discovered by alert-infra through its entry points in the
-group ``alert_infra`` (``telegram``). The transport classes arrive with the issue
-that implements them; until then the plugin loads, is listed by
-``alert_infra.list_plugins()``, and a channel of its type fails with a
-``PluginLoadError`` saying that the plugin registers no such type yet.
+Installing this distribution registers the entry point ``telegram`` in the
+group ``alert_infra``; alert-infra imports this module only when a channel of
+type ``telegram`` is used (or plugins are listed).
 """
 
 from __future__ import annotations
@@ -14,10 +12,11 @@ from typing import Any
 from alert_infra import hookimpl
 
 from ._version import __version__
+from .transport import TelegramBotTransport, escape_html, unescape_html, visible_length
 
-__all__ = ["__version__"]
+__all__ = ["TelegramBotTransport", "__version__", "escape_html", "unescape_html", "visible_length"]
 
 
 @hookimpl
 def alert_infra_register_transports(register: Any) -> None:
-    """Register this plugin's transport classes (none yet: see the module docstring)."""
+    register(TelegramBotTransport)
