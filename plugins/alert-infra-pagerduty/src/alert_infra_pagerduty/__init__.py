@@ -1,10 +1,8 @@
-"""PagerDuty Events API v2 channel for alert-infra.
+"""PagerDuty Events API v2 channel for alert-infra (transport type ``pagerduty``).
 
-This distribution is discovered by alert-infra through its entry points in the
-group ``alert_infra`` (``pagerduty``). The transport classes arrive with the issue
-that implements them; until then the plugin loads, is listed by
-``alert_infra.list_plugins()``, and a channel of its type fails with a
-``PluginLoadError`` saying that the plugin registers no such type yet.
+Installing this distribution registers the entry point ``pagerduty`` in the
+group ``alert_infra``; alert-infra imports this module only when a channel of
+type ``pagerduty`` is used (or plugins are listed).
 """
 
 from __future__ import annotations
@@ -14,10 +12,11 @@ from typing import Any
 from alert_infra import hookimpl
 
 from ._version import __version__
+from .transport import EVENTS_API_URL, PagerDutyTransport
 
-__all__ = ["__version__"]
+__all__ = ["EVENTS_API_URL", "PagerDutyTransport", "__version__"]
 
 
 @hookimpl
 def alert_infra_register_transports(register: Any) -> None:
-    """Register this plugin's transport classes (none yet: see the module docstring)."""
+    register(PagerDutyTransport)

@@ -1,0 +1,170 @@
+"""``PagerDutyTransport``: incidents through the PagerDuty Events API v2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from alert_infra import AlertConfigurationError, BaseTransport
+from alert_infra.formatting import one_line, truncate
+from alert_infra.http import HttpChannel, HttpResponse, raise_for_status, validate_https_url
+from alert_infra.security import redact_value
+
+if TYPE_CHECKING:
+    from alert_infra import Alert
+
+__all__ = ["EVENTS_API_URL", "PagerDutyTransport"]
+
+EVENTS_API_URL = "https://events.pagerduty.com/v2/enqueue"
+SUMMARY_LIMIT = 1024
+DEDUP_KEY_LIMIT = 255
+PAYLOAD_LIMIT = 512_000  # bytes; PagerDuty documents 512 KB
+FIELD_LIMIT = 255
+#: PagerDuty documents no Retry-After on 429 and suggests waiting ~30 s.
+DEFAULT_RATE_LIMIT_WAIT = 30.0
+
+ACTIONS = {"firing": "trigger", "acknowledged": "acknowledge", "resolved": "resolve"}
+_ROUTING_KEY = re.compile(r"^[A-Za-z0-9]{32}$")
+
+
+class PagerDutyTransport(BaseTransport):
+    """Trigger, acknowledge and resolve PagerDuty alerts (Events API v2).
+
+    * ``event_action`` follows ``alert.status``: ``firing`` triggers,
+      ``acknowledged`` acknowledges, ``resolved`` resolves.
+    * ``dedup_key`` is the alert's fingerprint, so repeats of the same problem
+      update one incident, a retried request cannot open a second one, and a
+      later ``resolved`` alert with the same title/source/severity/tags (or the
+      same explicit ``fingerprint``) closes it.
+    * ``payload``: ``summary`` (≤ 1,024 characters), ``source`` (the alert's
+      source, else ``alert-infra``), ``severity`` (same four names),
+      ``timestamp``, ``component``/``group``/``class`` when the alert's metadata
+      has those keys, and ``custom_details`` with the message, tags, ids and the
+      redacted metadata. Links become PagerDuty links. A payload over 512 KB
+      drops ``custom_details`` for a note rather than being refused.
+
+    Args:
+        routing_key: the 32-character integration key (a secret; it travels in
+            the request body and is masked everywhere).
+        api_url: the Events API URL (default the US endpoint; the EU one is
+            ``https://events.eu.pagerduty.com/v2/enqueue``).
+        timeout: connect and read timeout in seconds.
+        http_client: 0.1.x-style injection point.
+        name: the channel name (default ``pagerduty``).
+    """
+
+    name = "pagerduty"
+    secret_fields = ("routing_key",)
+
+    def __init__(
+        self,
+        routing_key: str,
+        *,
+        api_url: str = EVENTS_API_URL,
+        timeout: float = 5.0,
+        http_client: Any = None,
+        name: str | None = None,
+        format: str | None = None,
+    ) -> None:
+        super().__init__(name=name, format=format)
+        if not routing_key or not isinstance(routing_key, str):
+            raise AlertConfigurationError("PagerDuty routing_key is required")
+        self.routing_key = routing_key.strip()
+        self.register_secrets()
+        if not _ROUTING_KEY.match(self.routing_key):
+            raise AlertConfigurationError("PagerDuty routing_key must be the 32-character integration key")
+        self.api_url = validate_https_url(api_url, field="PagerDuty api_url")
+        self.timeout = timeout
+        self._http = HttpChannel("PagerDuty", timeout=timeout, http_client=http_client)
+
+    @classmethod
+    def from_env(cls, *, env_var: str = "ALERT_PAGERDUTY_ROUTING_KEY", **kwargs: Any) -> PagerDutyTransport:
+        """Build from the environment variable ``env_var``."""
+        value = os.getenv(env_var)
+        if not value:
+            raise AlertConfigurationError(f"{env_var} is required")
+        return cls(value, **kwargs)
+
+    @staticmethod
+    def dedup_key(alert: Alert) -> str:
+        """The alert's fingerprint, shortened by hashing if it is over 255 characters."""
+        key = alert.fingerprint
+        if len(key) <= DEDUP_KEY_LIMIT:
+            return key
+        import hashlib
+
+        return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def build_payload(self, alert: Alert) -> dict[str, Any]:
+        """The Events API v2 event for ``alert``."""
+        action = ACTIONS[alert.status]
+        event: dict[str, Any] = {
+            "routing_key": self.routing_key,
+            "event_action": action,
+            "dedup_key": self.dedup_key(alert),
+        }
+        if action != "trigger":
+            return event
+        # Both are required non-blank: a title or source of control characters only falls back.
+        source = one_line(alert.source or "", FIELD_LIMIT) or "alert-infra"
+        summary_text = self.render(alert).subject if self.format != self.default_formatter else alert.title
+        summary = f"[{alert.source}] {summary_text}" if alert.source else summary_text
+        payload: dict[str, Any] = {
+            "summary": one_line(summary, SUMMARY_LIMIT) or one_line(alert.message, SUMMARY_LIMIT) or "alert",
+            "source": source,
+            "severity": alert.severity,
+            "timestamp": alert.created_at.isoformat(),
+        }
+        for key in ("component", "group", "class"):
+            value = alert.metadata.get(key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+                payload[key] = one_line(str(value), FIELD_LIMIT)
+        details: dict[str, Any] = {
+            "message": alert.message,
+            "alert_id": alert.correlation_id,
+            "fingerprint": alert.fingerprint,
+        }
+        if alert.tags:
+            details["tags"] = list(alert.tags)
+        if alert.request_id:
+            details["request_id"] = alert.request_id
+        if alert.metadata:
+            details["metadata"] = redact_value(alert.metadata)
+        payload["custom_details"] = details
+        event["payload"] = payload
+        if alert.links:
+            event["links"] = [{"href": url, "text": truncate(one_line(label), 255)} for label, url in alert.links]
+        event["client"] = "alert-infra"
+        if len(json.dumps(event, ensure_ascii=False).encode("utf-8")) > PAYLOAD_LIMIT:
+            payload["custom_details"] = {
+                "message": truncate(alert.message, 10_000),
+                "alert_id": alert.correlation_id,
+                "note": "custom_details dropped: the event exceeded PagerDuty's 512 KB limit",
+            }
+        return event
+
+    def send(self, alert: Alert) -> None:
+        response = self._http.post_json(self.api_url, self.build_payload(alert))
+        self._check(response)
+
+    @staticmethod
+    def _check(response: HttpResponse) -> None:
+        if 200 <= response.status < 300:
+            return  # 202: accepted (the Events API is asynchronous)
+        body = response.json()
+        detail = None
+        if isinstance(body, dict):
+            parts = [str(body.get("message") or body.get("status") or "")]
+            errors = body.get("errors")
+            if isinstance(errors, list):
+                parts.extend(str(e) for e in errors[:3])
+            detail = "; ".join(p for p in parts if p)[:300] or None
+        retry_after = None
+        if response.status == 429 and "retry-after" not in response.headers:
+            retry_after = DEFAULT_RATE_LIMIT_WAIT
+        raise_for_status(response, provider="PagerDuty", detail=detail, retry_after=retry_after)
+
+    def close(self) -> None:
+        self._http.close()
