@@ -282,3 +282,16 @@ def test_protocol_and_noop() -> None:
 
     noop = NoOpTransport()
     assert isinstance(noop, AlertTransport) and noop.name == "noop" and noop.alerts == []
+
+
+def test_apps_import_path_names_the_plugin_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`from alert_infra.apps import ...` says which distribution to install when it is missing."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "alert_infra_slack", None)  # as if not installed
+    with pytest.raises(ImportError, match="pip install alert-infra-slack"):
+        from alert_infra.apps import SlackWebhookTransport  # noqa: F401
+    import alert_infra.apps
+
+    with pytest.raises(AttributeError):
+        alert_infra.apps.NotAThing  # noqa: B018
