@@ -1,8 +1,8 @@
 """One measurement, run inside one virtualenv; prints a JSON document.
 
 Usage: python _probe.py <library> <measurement>
-  library:     ours | old (alert-infra 0.1.5) | apprise
-  measurement: overhead | overhead_pool | alert | fanout
+  library:     ours | old (alert-infra 0.1.5) | apprise | ceiling (a bare requests.Session loop)
+  measurement: overhead | overhead_pool | alert | fanout | webhook | webhook_dispatch
 """
 
 from __future__ import annotations
@@ -72,6 +72,54 @@ def alert_infra_measure() -> dict:
     raise SystemExit(f"unknown measurement {MEASUREMENT}")
 
 
+def webhook_rate(send, seconds: float = 2.0) -> dict:  # type: ignore[no-untyped-def]
+    """Alerts per second through ``send()`` in one thread, after a warm-up."""
+    for _ in range(5):
+        send()
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        send()
+        count += 1
+    return {"per_s": count / (time.perf_counter() - started)}
+
+
+def webhook_measure() -> dict:
+    """Alerts/second to the local HTTPS webhook in BENCH_WEBHOOK_URL (trusted through SSL_CERT_FILE)."""
+    import os
+
+    url = os.environ["BENCH_WEBHOOK_URL"]
+    if LIBRARY == "apprise":
+        import apprise
+
+        app = apprise.Apprise()
+        app.add(url.replace("https://", "jsons://", 1))
+        return webhook_rate(lambda: app.notify(title="Queue backlog high", body="More than 10,000 jobs are pending."))
+    if LIBRARY == "ceiling":
+        import requests
+
+        session = requests.Session()
+        payload = {"text": "[ERROR] Queue backlog high", "blocks": []}
+        return webhook_rate(lambda: session.post(url, json=payload, timeout=5).raise_for_status())
+    from alert_infra import Alert
+
+    alert = Alert(title="Queue backlog high", message="More than 10,000 jobs are pending.", source="worker")
+    if LIBRARY == "old":
+        from alert_infra.apps import SlackWebhookTransport as OldSlack
+
+        old = OldSlack(url, timeout=5)
+        return webhook_rate(lambda: old.send(alert))
+    from alert_infra_slack import SlackWebhookTransport
+
+    from alert_infra import AlertDispatcher
+
+    slack = SlackWebhookTransport(url, timeout=5)
+    if MEASUREMENT == "webhook_dispatch":
+        dispatcher = AlertDispatcher([slack])
+        return webhook_rate(lambda: dispatcher.send(alert))
+    return webhook_rate(lambda: slack.send(alert))
+
+
 def apprise_measure() -> dict:
     import apprise
     from apprise.decorators import notify
@@ -118,7 +166,9 @@ def fanout(one, four) -> dict:  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    if LIBRARY == "apprise":
+    if MEASUREMENT.startswith("webhook"):
+        result = webhook_measure()
+    elif LIBRARY == "apprise":
         result = apprise_measure()
     elif LIBRARY in ("ours", "old"):
         if LIBRARY == "old" and MEASUREMENT == "overhead_pool":

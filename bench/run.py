@@ -53,8 +53,8 @@ def peer_python(name: str) -> str:
     return str(python)
 
 
-def probe(python: str, library: str, measurement: str) -> dict:
-    proc = subprocess.run([python, PROBE, library, measurement], capture_output=True, text=True, timeout=600)
+def probe(python: str, library: str, measurement: str, env: dict[str, str] | None = None) -> dict:
+    proc = subprocess.run([python, PROBE, library, measurement], capture_output=True, text=True, timeout=600, env=env)
     if proc.returncode != 0:
         raise Unavailable(f"probe failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
@@ -137,6 +137,35 @@ def main() -> int:
             else:
                 record(measurement, library, out["us"])
 
+    # Alerts/second, one thread, to a local HTTPS webhook (real TLS, trustme certificate).
+    try:
+        from alert_infra.testing import https_server
+    except ImportError as exc:  # pragma: no cover - trustme missing
+        problems["webhook"] = f"cannot start the HTTPS server: {exc}"
+    else:
+        with https_server(lambda request: (200, {"Content-Type": "text/plain"}, "ok")) as server:
+            env = {
+                **os.environ,
+                "BENCH_WEBHOOK_URL": server.url + "/services/T000/B000/benchmark",
+                "SSL_CERT_FILE": server.ca_file,
+                "REQUESTS_CA_BUNDLE": server.ca_file,
+            }
+            for library, python, measurement, row in (
+                ("ours", pythons["ours"], "webhook", "webhook"),
+                ("ours", pythons["ours"], "webhook_dispatch", "webhook_dispatch"),
+                ("old", pythons.get("old"), "webhook", "webhook"),
+                ("apprise", pythons.get("apprise"), "webhook", "webhook"),
+                ("ceiling", pythons["ours"], "webhook", "webhook"),
+            ):
+                if python is None:
+                    continue
+                try:
+                    out = probe(python, library, measurement, env=env)
+                except Unavailable as exc:
+                    record(row, library, f"n/a: {exc}")
+                else:
+                    record(row, library, out["per_s"])
+
     rows = [
         ("import", "import alert_infra / apprise (ms over `pass`)", "ms", "<= 10 ms"),
         ("import_full", "import incl. Alert+AlertDispatcher / apprise plugins (ms)", "ms", "<= 10 ms"),
@@ -146,6 +175,8 @@ def main() -> int:
         ("fanout_one", "1 channel sleeping 200 ms (ms)", "ms", ""),
         ("fanout_four", "4 channels sleeping 200 ms (ms)", "ms", ""),
         ("fanout_ratio", "fan-out: 4 channels / 1 channel", "x", "<= 1.05x"),
+        ("webhook", "HTTPS webhook, one thread (alerts/s; higher is better)", "/s", ">= 2x 0.1.5, 3x apprise"),
+        ("webhook_dispatch", "  same through AlertDispatcher (alerts/s)", "/s", ""),
     ]
     print()
     print(f"alert-infra benchmarks (python {sys.version.split()[0]}, one run; ratios = ours / peer)")
@@ -171,6 +202,15 @@ def main() -> int:
         print(
             f"{label:58} {cell(ours, unit):>10} {cell(old, unit):>10} {cell(app, unit):>10} "
             f"{ratio(ours, old):>9} {ratio(ours, app):>10}  {target}"
+        )
+    webhook = figures.get("webhook", {})
+    ceiling = webhook.get("ceiling")
+    if isinstance(ceiling, (int, float)):
+        ours = webhook.get("ours")
+        share = f"{ours / ceiling:.2f}x" if isinstance(ours, (int, float)) else "n/a"
+        print(
+            f"{'  ceiling: bare requests.Session keep-alive loop (alerts/s)':58} {ceiling:>10.0f}"
+            f"   ours / ceiling = {share}  (target >= 0.75x)"
         )
     notes = [f"{k}: {v}" for k, v in problems.items()]
     for key, values in figures.items():
