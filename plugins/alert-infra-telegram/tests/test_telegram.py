@@ -72,7 +72,18 @@ SCENARIOS: dict[str, tuple[int, dict[str, Any]]] = {
             "parameters": {"migrate_to_chat_id": -1001234567890},
         },
     ),
+    "cant_parse": (
+        400,
+        {
+            "ok": False,
+            "error_code": 400,
+            "description": "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 9",
+        },
+    ),
+    "too_long": (400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}),
+    "empty": (400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}),
     "unauthorized": (401, {"ok": False, "error_code": 401, "description": "Unauthorized"}),
+    "not_found": (404, {"ok": False, "error_code": 404, "description": "Not Found"}),
     "blocked": (403, {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}),
     "flood": (
         429,
@@ -194,7 +205,11 @@ class TestDelivery:
         [
             ("chat_not_found", NonRetryableAlertTransportError, None, "chat not found"),
             ("migrated", NonRetryableAlertTransportError, None, "chat_id -1001234567890"),
+            ("cant_parse", NonRetryableAlertTransportError, None, "can't parse entities"),
+            ("too_long", NonRetryableAlertTransportError, None, "message is too long"),
+            ("empty", NonRetryableAlertTransportError, None, "message text is empty"),
             ("unauthorized", NonRetryableAlertTransportError, None, "HTTP 401"),
+            ("not_found", NonRetryableAlertTransportError, None, "HTTP 404"),
             ("blocked", NonRetryableAlertTransportError, None, "bot was blocked"),
             ("flood", RetryableAlertTransportError, 3.0, "Too Many Requests"),
             ("bad_gateway", RetryableAlertTransportError, None, "HTTP 502"),
