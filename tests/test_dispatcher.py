@@ -138,6 +138,18 @@ class TestIsolation:
         r = result.outcome("r")
         assert r is not None and r.retry_after == 7 and r.reason == "503" and r.attempts == 1
 
+    def test_exception_with_broken_str(self) -> None:
+        """An exception whose str() itself raises is still reported, not raised to the caller."""
+
+        class Weird(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no")
+
+        for transports in ([Boom("w", Weird())], [Boom("w", Weird()), Sleepy("s", 0)]):
+            result = AlertDispatcher(transports).send(ALERT)
+            assert result.failed["w"] == "Weird"
+            assert result.outcome("w").reason == "<unprintable Weird>"  # type: ignore[union-attr]
+
     def test_timeout_bounds_the_wait(self) -> None:
         """A hanging channel is reported as timed out after the dispatcher's timeout; others deliver."""
         gate = threading.Event()

@@ -15,7 +15,7 @@ from .exceptions import (
     RetryableAlertTransportError,
 )
 from .result import ChannelOutcome, DeliveryResult
-from .security import redact_text, redaction_generation, register_secret
+from .security import _safe_str, redact_text, redaction_generation, register_secret
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class AlertDispatcher:
         timeout: float = DEFAULT_TIMEOUT,
         max_workers: int = DEFAULT_MAX_WORKERS,
     ) -> None:
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise AlertValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if not isinstance(max_workers, int) or max_workers < 1:
             raise AlertValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
@@ -229,7 +229,7 @@ class AlertDispatcher:
     def _failure(self, channel: _Channel, exc: BaseException, elapsed: float, attempts: int = 1) -> ChannelOutcome:
         retryable = is_retryable_exception(exc)
         self.logger.warning("alert channel %s failed: %s", channel.name, type(exc).__name__)
-        message = redact_text(str(exc)).strip()
+        message = redact_text(_safe_str(exc)).strip()
         return ChannelOutcome(
             channel.name,
             "failed",
@@ -330,6 +330,8 @@ class AlertDispatcher:
                 except FutureTimeout:
                     ran = not future.cancel()
                     outcomes.append(self._timeout(channel, started, ran))
+                except Exception as exc:  # noqa: BLE001 - never let one channel break the dispatch
+                    outcomes.append(self._failure(channel, exc, time.perf_counter() - started))
         # Unknown names first, then the configured channel order, however they finished.
         result = DeliveryResult.from_outcomes(outcomes)
         host = self._hooks()

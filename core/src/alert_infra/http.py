@@ -81,7 +81,7 @@ class HttpResponse:
         return f"HttpResponse(status={self.status})"
 
 
-def validate_https_url(url: object, *, field: str, allow_http_localhost: bool = False) -> str:
+def validate_https_url(url: object, *, field: str) -> str:
     """Return ``url`` if it is an absolute https URL, else raise a configuration error naming ``field``.
 
     The message never contains the URL (it is usually the secret).

@@ -49,7 +49,7 @@ from .exceptions import (
     PluginLoadError,
     UnknownTransportError,
 )
-from .security import redact_text, register_redactors, register_secret
+from .security import _safe_str, redact_text, register_redactors, register_secret
 
 if TYPE_CHECKING:
     from .formatting import Formatter
@@ -79,7 +79,7 @@ def _env_list(name: str) -> list[str]:
 
 
 def _error_text(exc: BaseException) -> str:
-    message = redact_text(str(exc)).strip()
+    message = redact_text(_safe_str(exc)).strip()
     if len(message) > 300:
         message = message[:299] + "…"
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
@@ -616,7 +616,7 @@ class PluginHost:
         try:
             transport = cls(**kwargs)
         except AlertConfigurationError as exc:
-            raise type(exc)(f"channel {channel!r} (type {type_name!r}): {redact_text(str(exc))}") from None
+            raise type(exc)(f"channel {channel!r} (type {type_name!r}): {redact_text(_safe_str(exc))}") from None
         except Exception as exc:  # noqa: BLE001 - the transport's own validation
             raise AlertConfigurationError(f"channel {channel!r} (type {type_name!r}): {_error_text(exc)}") from None
         if not accepts_name:
