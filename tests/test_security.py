@@ -322,6 +322,7 @@ class TestProperties:
     @given(st.text(), st.text(min_size=8, max_size=40, alphabet=st.characters(min_codepoint=33, max_codepoint=126)))
     def test_registered_secret_never_survives_in_text(self, text: str, secret: str) -> None:
         """Once registered, a secret embedded anywhere in any text is masked."""
+        assume(secret not in REDACTED)  # a "secret" that is part of the mask itself cannot be masked away
         register_secret(secret)
         out = redact_text(text[: len(text) // 2] + secret + text[len(text) // 2 :])
         assert secret not in out
