@@ -60,11 +60,14 @@ __all__ = [
     "PluginRecord",
     "RedactorRegistrar",
     "TransportRegistrar",
+    "build_transport",
     "get_plugin_host",
     "list_plugins",
+    "peek_plugin_host",
     "register_plugin",
     "reset_plugin_host",
     "resolve_formatter",
+    "unregister_plugin",
 ]
 
 logger = logging.getLogger("alert_infra.plugins")
