@@ -277,6 +277,26 @@ class TestSelectionAndResult:
         assert outcome.status == "sent" and outcome.attempts == 1 and outcome.elapsed >= 0.04
         assert json.loads(json.dumps(result.to_dict()))["sent"] == ["s"]
 
+    def test_transport_detail(self) -> None:
+        """A string returned by send() becomes the outcome's detail, redacted; other returns are ignored."""
+
+        class Detailed:
+            name = "d"
+
+            def send(self, alert: Alert) -> str:
+                return "delivered by resend; Bearer abcdef123456"
+
+        class Returns:
+            name = "r"
+
+            def send(self, alert: Alert) -> int:
+                return 200
+
+        result = AlertDispatcher([Detailed(), Returns()]).send(ALERT)
+        assert result.outcome("d").detail == "delivered by resend; Bearer [REDACTED]"  # type: ignore[union-attr]
+        assert result.outcome("r").detail is None  # type: ignore[union-attr]
+        assert asyncio.run(AlertDispatcher([Detailed()]).asend(ALERT)).outcomes[0].detail.startswith("delivered")
+
     def test_logs_name_channel_and_class_only(self, caplog: pytest.LogCaptureFixture) -> None:
         """Failure logs carry the channel name and exception class name, not the message."""
         with caplog.at_level(logging.DEBUG, logger="alert_infra"):

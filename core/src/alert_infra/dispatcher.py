@@ -243,10 +243,10 @@ class AlertDispatcher:
 
     def _call(self, channel: _Channel, alert: Alert, started: float) -> ChannelOutcome:
         try:
-            channel.transport.send(alert)
+            note = channel.transport.send(alert)
         except Exception as exc:  # noqa: BLE001 - each transport is isolated
             return self._failure(channel, exc, time.perf_counter() - started)
-        return ChannelOutcome(channel.name, "sent", attempts=1, elapsed=time.perf_counter() - started)
+        return _sent(channel, started, note)
 
     def _timeout(self, channel: _Channel, started: float, ran: bool) -> ChannelOutcome:
         self.logger.warning("alert channel %s timed out: %s", channel.name, AlertTransportTimeoutError.__name__)
@@ -396,9 +396,9 @@ class AlertDispatcher:
             timeout = channel.timeout or self.timeout
             try:
                 if channel.asend is not None:
-                    await asyncio.wait_for(channel.asend(alert), timeout)
+                    note = await asyncio.wait_for(channel.asend(alert), timeout)
                 elif not channel.blocking:
-                    channel.transport.send(alert)
+                    note = channel.transport.send(alert)
                 else:
                     future = self._workers().submit(self._call, channel, alert, started)
                     wrapped = asyncio.wrap_future(future)
@@ -410,7 +410,7 @@ class AlertDispatcher:
                 return self._timeout(channel, started, True)
             except Exception as exc:  # noqa: BLE001 - each transport is isolated
                 return self._failure(channel, exc, time.perf_counter() - started)
-            return ChannelOutcome(channel.name, "sent", attempts=1, elapsed=time.perf_counter() - started)
+            return _sent(channel, started, note)
 
         if selected:
             outcomes.extend(await asyncio.gather(*(one(c) for c in selected)))
@@ -452,6 +452,13 @@ class AlertDispatcher:
     def __repr__(self) -> str:
         names = ", ".join(c.name for c in self._all_channels())
         return f"AlertDispatcher(channels=[{names}], enabled={self.enabled})"
+
+
+def _sent(channel: _Channel, started: float, note: object) -> ChannelOutcome:
+    # ``send`` returns None by contract; a transport may return a short string saying how it
+    # delivered (which email provider, say): it becomes the outcome's ``detail``, redacted.
+    detail = redact_text(note)[:300] if isinstance(note, str) and note else None
+    return ChannelOutcome(channel.name, "sent", attempts=1, elapsed=time.perf_counter() - started, detail=detail)
 
 
 async def _await(awaitable: Any) -> Any:

@@ -27,9 +27,11 @@ class ChannelOutcome:
         retry_after: the provider's requested wait in seconds, if it gave one.
         reason: a short, secret-free explanation (why skipped, or what failed:
             the transport's own message after redaction).
+        detail: for a delivery, what the transport reported (a string its
+            ``send`` returned, redacted), such as which email provider delivered.
     """
 
-    __slots__ = ("name", "status", "attempts", "elapsed", "error", "retryable", "retry_after", "reason")
+    __slots__ = ("name", "status", "attempts", "elapsed", "error", "retryable", "retry_after", "reason", "detail")
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class ChannelOutcome:
         retryable: bool | None = None,
         retry_after: float | None = None,
         reason: str | None = None,
+        detail: str | None = None,
     ) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -53,6 +56,7 @@ class ChannelOutcome:
         self.retryable = retryable
         self.retry_after = retry_after
         self.reason = reason
+        self.detail = detail
 
     def to_dict(self) -> dict[str, Any]:
         return {slot: getattr(self, slot) for slot in self.__slots__}
