@@ -125,7 +125,7 @@ class FakeServer:
 
 
 @contextmanager
-def https_server(handler: Any, *, set_trust_env: bool = True) -> Iterator[FakeServer]:
+def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) -> Iterator[FakeServer]:
     """Run a real HTTPS server on 127.0.0.1 for the block, with a certificate from ``trustme``.
 
     ``handler(request)`` returns ``(status, headers, body)``; ``body`` may be
@@ -134,7 +134,8 @@ def https_server(handler: Any, *, set_trust_env: bool = True) -> Iterator[FakeSe
     and ``SSL_CERT_FILE`` point at the test CA while the block runs, so
     ``requests`` (and anything else using the default trust store settings)
     trusts the server, exactly as a deployment configures a private CA.
-    Requires the ``trustme`` package.
+    Pass ``ca`` (a ``trustme.CA``) to share one CA with other test servers
+    (an SMTP server, say). Requires the ``trustme`` package.
     """
     import json
     import os
@@ -146,7 +147,7 @@ def https_server(handler: Any, *, set_trust_env: bool = True) -> Iterator[FakeSe
 
     import trustme
 
-    ca = trustme.CA()
+    ca = ca or trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     tmp = tempfile.TemporaryDirectory()
     ca_file = os.path.join(tmp.name, "ca.pem")

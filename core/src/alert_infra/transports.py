@@ -82,7 +82,9 @@ class BaseTransport:
             formatter = self._formatter = resolve_formatter(self.format)
         return formatter(alert)
 
-    def send(self, alert: Alert) -> None:  # pragma: no cover - abstract
+    def send(self, alert: Alert) -> str | None:  # pragma: no cover - abstract
+        """Deliver ``alert`` or raise. May return a short note (``"delivered by smtp"``) that
+        the dispatcher reports as the outcome's ``detail``."""
         raise NotImplementedError(f"{type(self).__name__} must implement send(alert)")
 
     def close(self) -> None:

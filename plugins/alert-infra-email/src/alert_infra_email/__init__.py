@@ -1,10 +1,8 @@
-"""Email channels (Resend, SendGrid, SMTP) for alert-infra.
+"""Email channels for alert-infra: types ``resend``, ``sendgrid``, ``smtp`` and ``email``.
 
-This distribution is discovered by alert-infra through its entry points in the
-group ``alert_infra`` (``email``, ``resend``, ``sendgrid``, ``smtp``). The transport classes arrive with the issue
-that implements them; until then the plugin loads, is listed by
-``alert_infra.list_plugins()``, and a channel of its type fails with a
-``PluginLoadError`` saying that the plugin registers no such type yet.
+Installing this distribution registers four entry points in the group
+``alert_infra``, all pointing here; alert-infra imports this module only when a
+channel of one of these types is used (or plugins are listed).
 """
 
 from __future__ import annotations
@@ -14,10 +12,40 @@ from typing import Any
 from alert_infra import hookimpl
 
 from ._version import __version__
+from .api import RESEND_API_URL, SENDGRID_API_URL, ResendEmailTransport, SendGridEmailTransport
+from .auto import EmailTransport
+from .message import (
+    build_message,
+    format_alert_body,
+    format_alert_html,
+    format_alert_subject,
+    idempotency_key,
+    parse_address,
+    parse_recipients,
+)
+from .smtp import SMTPEmailTransport
 
-__all__ = ["__version__"]
+__all__ = [
+    "RESEND_API_URL",
+    "SENDGRID_API_URL",
+    "EmailTransport",
+    "ResendEmailTransport",
+    "SMTPEmailTransport",
+    "SendGridEmailTransport",
+    "__version__",
+    "build_message",
+    "format_alert_body",
+    "format_alert_html",
+    "format_alert_subject",
+    "idempotency_key",
+    "parse_address",
+    "parse_recipients",
+]
 
 
 @hookimpl
 def alert_infra_register_transports(register: Any) -> None:
-    """Register this plugin's transport classes (none yet: see the module docstring)."""
+    register(ResendEmailTransport)
+    register(SendGridEmailTransport)
+    register(SMTPEmailTransport)
+    register(EmailTransport)
