@@ -40,7 +40,7 @@ ALERT = Alert(
     "<script>alert(1)</script> provider said 503",
     severity="critical",
     source="billing",
-    metadata={"invoice": "<b>INV-1</b>", "api_key": "sk_live_abcdefghij1234567890"},
+    metadata={"invoice": "<b>INV-1</b>", "note": "<script>steal()</script>", "api_key": "sk_live_abcdefghij1234567890"},
     links={"Runbook": "https://runbooks.example/pay?a=1&b=<2>"},
 )
 
@@ -72,7 +72,7 @@ class TestDelivery:
         html = message.get_body(("html",)).get_content()
         assert "<script>alert(1)</script>" in text and "[REDACTED]" in text and "sk_live" not in text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
-        assert "&lt;b&gt;INV-1&lt;/b&gt;" in html
+        assert "&lt;b&gt;INV-1&lt;/b&gt;" in html and "&lt;script&gt;steal()&lt;/script&gt;" in html
         assert 'href="https://runbooks.example/pay?a=1&amp;b=&lt;2&gt;"' in html
 
     def test_implicit_tls(self, trust: str, smtps_server: SMTPServer, mailbox: Mailbox) -> None:
