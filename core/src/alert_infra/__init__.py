@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from ._protocol import AlertTransport
     from .alert import ALERT_STATUSES, SEVERITIES, VALID_SEVERITIES, Alert, Severity, severity_rank
+    from .config import load_config, send_alert
     from .dispatcher import AlertDispatcher
     from .exceptions import (
         AlertConfigError,
@@ -55,6 +56,8 @@ _LAZY = {
     "VALID_SEVERITIES": "alert",
     "severity_rank": "alert",
     "AlertDispatcher": "dispatcher",
+    "load_config": "config",
+    "send_alert": "config",
     "AlertConfigError": "exceptions",
     "AlertConfigurationError": "exceptions",
     "AlertDeliveryError": "exceptions",
@@ -123,10 +126,12 @@ __all__ = [
     "get_plugin_host",
     "hookimpl",
     "list_plugins",
+    "load_config",
     "redact_metadata",
     "redact_text",
     "register_plugin",
     "register_secret",
+    "send_alert",
     "severity_rank",
 ]
 

@@ -20,11 +20,11 @@ from .security import _safe_str, redact_text, redaction_generation, register_sec
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from concurrent.futures import Future
     from typing import Any
 
-__all__ = ["AlertDispatcher", "is_retryable_exception"]
+__all__ = ["AlertDispatcher", "Route", "is_retryable_exception"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_WORKERS = 32
@@ -39,6 +39,38 @@ def _get_logger() -> logging.Logger:
     import logging
 
     return logging.getLogger("alert_infra")
+
+
+class Route:
+    """Routing settings of one channel: on or off, minimum severity, tags, timeout."""
+
+    __slots__ = ("enabled", "min_severity", "min_rank", "tags", "timeout")
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        min_severity: str | None = None,
+        tags: Iterable[str] = (),
+        timeout: float | None = None,
+    ) -> None:
+        from .alert import severity_rank
+
+        self.enabled = enabled
+        self.min_severity = min_severity
+        self.min_rank = severity_rank(min_severity) if min_severity else None
+        self.tags = frozenset(tags)
+        self.timeout = timeout
+
+    def skip_reason(self, alert: Alert) -> str | None:
+        """Why this channel does not take ``alert`` (``None`` when it does)."""
+        if not self.enabled:
+            return "channel is disabled"
+        if self.min_rank is not None and alert.severity_rank < self.min_rank:
+            return f"severity {alert.severity} is below the channel's minimum {self.min_severity}"
+        if self.tags and self.tags.isdisjoint(alert.tags):
+            return f"none of the alert's tags is one of {', '.join(sorted(self.tags))}"
+        return None
 
 
 class _Channel:
@@ -131,6 +163,9 @@ class AlertDispatcher:
             lines carry channel names and exception class names only.
         timeout: the longest the dispatcher waits for one channel, in seconds.
         max_workers: the most worker threads (default 32).
+        default_channels: channel names used when ``send`` names none (default: all).
+        routes: ``{channel name: Route}``: per-channel routing (see
+            :meth:`from_config`, which fills these from configuration).
 
     Example::
 
@@ -148,6 +183,8 @@ class AlertDispatcher:
         logger_: logging.Logger | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_workers: int = DEFAULT_MAX_WORKERS,
+        default_channels: Iterable[str] | None = None,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise AlertValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -167,6 +204,8 @@ class AlertDispatcher:
         self._channel_key: tuple[int, ...] = ()
         self._channels: list[_Channel] = []
         self._pending_hooks: set[Any] = set()
+        self.default_channels = list(default_channels) if default_channels is not None else None
+        self.routes: dict[str, Route] = dict(routes or {})
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -183,7 +222,13 @@ class AlertDispatcher:
         # ``transports`` is a public list (0.1.x); rebuild channels if it changed.
         key = tuple(map(id, self.transports))
         if key != self._channel_key:
-            self._channels = [_Channel(t, self.timeout) for t in self.transports]
+            self._channels = []
+            for transport in self.transports:
+                channel = _Channel(transport, self.timeout)
+                route = self.routes.get(channel.name)
+                if route is not None and route.timeout is not None:
+                    channel.timeout = route.timeout
+                self._channels.append(channel)
             self._channel_key = key
         return self._channels
 
@@ -198,19 +243,34 @@ class AlertDispatcher:
 
     def _select(
         self, alert: Any, channels: Iterable[str] | str | None
-    ) -> tuple[Alert, list[_Channel], list[ChannelOutcome]]:
+    ) -> tuple[Alert, list[tuple[str, _Channel | None, str | None]], list[ChannelOutcome]]:
+        """``(alert, plan, unknown)``: ``plan`` lists ``(name, channel, skip reason)`` in configured order."""
         if not isinstance(alert, Alert):
             raise AlertValidationError(f"send() needs an Alert, got {type(alert).__name__}")
         if alert.redact_sensitive_data and alert._generation != redaction_generation():
             alert = alert.redacted()  # a secret was registered after the alert was made
         available = self._all_channels()
+        routes = self.routes
+        if channels is None and self.default_channels is not None:
+            channels = self.default_channels
         if channels is None:
-            return alert, available, []
-        wanted = [channels] if isinstance(channels, str) else list(channels)
-        if not wanted:
-            return alert, available, []
-        known = {c.name for c in available}
-        selected = [c for c in available if c.name in wanted]
+            if not routes:
+                return alert, [(c.name, c, None) for c in available], []
+            wanted = None
+        else:
+            wanted = [channels] if isinstance(channels, str) else list(channels)
+            if not wanted:
+                wanted = None
+        disabled = [name for name, route in routes.items() if not route.enabled]
+        known = {c.name for c in available} | set(disabled)
+        plan: list[tuple[str, _Channel | None, str | None]] = []
+        for channel in available:
+            if wanted is None or channel.name in wanted:
+                route = routes.get(channel.name)
+                plan.append((channel.name, channel, route.skip_reason(alert) if route is not None else None))
+        for name in disabled:
+            if wanted is None or name in wanted:
+                plan.append((name, None, "channel is disabled"))
         missing = [
             ChannelOutcome(
                 name,
@@ -219,12 +279,22 @@ class AlertDispatcher:
                 retryable=False,
                 reason=f"no channel named {name!r}; known: {', '.join(sorted(known)) or 'none'}",
             )
-            for name in dict.fromkeys(wanted)
+            for name in dict.fromkeys(wanted or ())
             if name not in known
         ]
         for outcome in missing:
             self.logger.warning("alert channel %s does not exist", outcome.name)
-        return alert, selected, missing
+        return alert, plan, missing
+
+    @staticmethod
+    def _assemble(
+        plan: list[tuple[str, _Channel | None, str | None]], delivered: Iterable[ChannelOutcome]
+    ) -> list[ChannelOutcome]:
+        results = iter(delivered)
+        return [
+            ChannelOutcome(name, "skipped", reason=skip) if skip is not None else next(results)
+            for name, _, skip in plan
+        ]
 
     def _failure(self, channel: _Channel, exc: BaseException, elapsed: float, attempts: int = 1) -> ChannelOutcome:
         retryable = is_retryable_exception(exc)
@@ -303,10 +373,12 @@ class AlertDispatcher:
             return DeliveryResult()
         if channels is None:
             channels = transport_names
-        alert, selected, outcomes = self._select(alert, channels)
+        alert, plan, outcomes = self._select(alert, channels)
+        selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
+        delivered: list[ChannelOutcome] = []
         started = time.perf_counter()
         if len(selected) == 1 and not selected[0].blocking:
-            outcomes.append(self._call(selected[0], alert, started))
+            delivered.append(self._call(selected[0], alert, started))
         elif selected:
             pool = None
             futures: list[tuple[_Channel, Future[ChannelOutcome] | None]] = []
@@ -322,17 +394,18 @@ class AlertDispatcher:
 
             for channel, future in futures:
                 if future is None:
-                    outcomes.append(inline[id(channel)])
+                    delivered.append(inline[id(channel)])
                     continue
                 remaining = (channel.timeout or self.timeout) - (time.perf_counter() - started)
                 try:
-                    outcomes.append(future.result(timeout=max(remaining, 0.0)))
+                    delivered.append(future.result(timeout=max(remaining, 0.0)))
                 except FutureTimeout:
                     ran = not future.cancel()
-                    outcomes.append(self._timeout(channel, started, ran))
+                    delivered.append(self._timeout(channel, started, ran))
                 except Exception as exc:  # noqa: BLE001 - never let one channel break the dispatch
-                    outcomes.append(self._failure(channel, exc, time.perf_counter() - started))
+                    delivered.append(self._failure(channel, exc, time.perf_counter() - started))
         # Unknown names first, then the configured channel order, however they finished.
+        outcomes.extend(self._assemble(plan, delivered) if len(plan) != len(delivered) else delivered)
         result = DeliveryResult.from_outcomes(outcomes)
         host = self._hooks()
         if host is not None:
@@ -389,7 +462,8 @@ class AlertDispatcher:
             return DeliveryResult()
         if channels is None:
             channels = transport_names
-        alert, selected, outcomes = self._select(alert, channels)
+        alert, plan, outcomes = self._select(alert, channels)
+        selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
         started = time.perf_counter()
 
         async def one(channel: _Channel) -> ChannelOutcome:
@@ -412,8 +486,8 @@ class AlertDispatcher:
                 return self._failure(channel, exc, time.perf_counter() - started)
             return _sent(channel, started, note)
 
-        if selected:
-            outcomes.extend(await asyncio.gather(*(one(c) for c in selected)))
+        delivered = list(await asyncio.gather(*(one(c) for c in selected))) if selected else []
+        outcomes.extend(self._assemble(plan, delivered))
         result = DeliveryResult.from_outcomes(outcomes)
         host = self._hooks()
         if host is not None:
@@ -426,6 +500,19 @@ class AlertDispatcher:
                     )
         self._raise_if_needed(result)
         return result
+
+    # -- configuration ---------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, source: Any = None, **kwargs: Any) -> AlertDispatcher:
+        """Build a dispatcher from configuration: a mapping, a TOML or ``pyproject.toml`` path, or
+        (``None``) the file found for this process (see :mod:`alert_infra.config`).
+
+        Raises:
+            AlertConfigurationError: listing every problem of the configuration.
+        """
+        from .config import load_config
+
+        return load_config(source).build_dispatcher(**kwargs)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,0 +1,497 @@
+"""Configuration by name: channels from a TOML file, ``pyproject.toml`` or a mapping.
+
+Where it comes from (:func:`find_config`): the path in ``ALERT_INFRA_CONFIG``,
+else ``./alert-infra.toml``, else the ``[tool.alert-infra]`` table of
+``./pyproject.toml``. The structure::
+
+    [alert_infra]
+    default_channels = ["ops"]     # channels used when send() names none (default: all)
+    enabled = true
+
+    [channels.ops]
+    type = "slack"
+    webhook_url = "${ALERT_SLACK_WEBHOOK_URL}"
+    min_severity = "warning"
+
+``${VAR}`` and ``${VAR:-default}`` read the environment (``$$`` is a literal
+``$``). Every channel understands ``type``, ``enabled``, ``min_severity``,
+``tags`` (deliver only alerts carrying one of them), ``format`` and
+``timeout``; every other key goes to the transport. Everything is validated
+before anything is sent, and every problem of a file is reported at once in
+one :class:`~alert_infra.AlertConfigurationError` naming the channel and key,
+never a value. A disabled channel is checked for unknown keys only (its
+variables may legitimately be unset where it is off).
+
+Delivery policies (``retry``, ``throttle``, ``dedup_window``) and the shared
+``state`` are not part of this version yet: those keys are refused with a
+message saying so, rather than accepted and silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from .alert import SEVERITIES, severity_rank
+from .exceptions import AlertConfigurationError, AlertValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .dispatcher import AlertDispatcher
+
+__all__ = [
+    "AlertConfig",
+    "ChannelConfig",
+    "find_config",
+    "get_default_dispatcher",
+    "load_config",
+    "parse_config",
+    "reset_default_dispatcher",
+    "send_alert",
+]
+
+CONFIG_ENV = "ALERT_INFRA_CONFIG"
+CONFIG_FILE = "alert-infra.toml"
+CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout")
+SETTINGS_KEYS = ("default_channels", "enabled", "timeout", "plugins")
+NOT_YET = ("retry", "throttle", "dedup_window", "state", "audit")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ChannelConfig:
+    """One validated channel: routing settings and the transport's options."""
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        *,
+        enabled: bool = True,
+        min_severity: str | None = None,
+        tags: tuple[str, ...] = (),
+        format: str | None = None,
+        timeout: float | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.enabled = enabled
+        self.min_severity = min_severity
+        self.tags = tags
+        self.format = format
+        self.timeout = timeout
+        self.options = options or {}
+
+    def __repr__(self) -> str:  # options may hold secrets: keys only
+        return (
+            f"ChannelConfig(name={self.name!r}, type={self.type!r}, enabled={self.enabled}, "
+            f"min_severity={self.min_severity!r}, tags={self.tags!r}, options={sorted(self.options)!r})"
+        )
+
+
+class AlertConfig:
+    """A validated configuration (see :func:`load_config`)."""
+
+    def __init__(
+        self,
+        channels: list[ChannelConfig],
+        *,
+        default_channels: list[str] | None = None,
+        enabled: bool = True,
+        timeout: float | None = None,
+        plugins: list[str] | None = None,
+        source: str = "<mapping>",
+    ) -> None:
+        self.channels = channels
+        self.default_channels = default_channels
+        self.enabled = enabled
+        self.timeout = timeout
+        self.plugins = plugins or []
+        self.source = source
+
+    def channel(self, name: str) -> ChannelConfig | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+    def build_dispatcher(self, **kwargs: Any) -> AlertDispatcher:
+        """Build every enabled channel and return an :class:`AlertDispatcher` routing to them."""
+        from .dispatcher import AlertDispatcher, Route
+        from .plugins import get_plugin_host
+
+        host = get_plugin_host()
+        for plugin in self.plugins:
+            host._load_named(plugin)
+        transports = []
+        routes = {}
+        problems: list[str] = []
+        for channel in self.channels:
+            if not channel.enabled:
+                routes[channel.name] = Route(enabled=False)
+                continue
+            options = dict(channel.options)
+            if channel.format is not None:
+                options["format"] = channel.format
+            if channel.timeout is not None and _accepts(host, channel.type, "timeout"):
+                options.setdefault("timeout", channel.timeout)  # else it bounds only the dispatcher's wait
+            try:
+                transport = host.build_transport(channel.type, channel.name, options)
+            except AlertConfigurationError as exc:
+                problems.append(str(exc))
+                continue
+            transports.append(transport)
+            routes[channel.name] = Route(min_severity=channel.min_severity, tags=channel.tags, timeout=channel.timeout)
+        if problems:
+            raise AlertConfigurationError(_summary(self.source, problems))
+        if self.timeout is not None:
+            kwargs.setdefault("timeout", self.timeout)
+        return AlertDispatcher(
+            transports,
+            enabled=self.enabled,
+            default_channels=self.default_channels,
+            routes=routes,
+            **kwargs,
+        )
+
+
+def _summary(source: str, problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return f"{len(problems)} problems in {source}:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def find_config(cwd: str | None = None) -> tuple[str, str] | None:
+    """``(path, kind)`` of the configuration for this process, or ``None``.
+
+    ``kind`` is ``"toml"`` or ``"pyproject"``. ``ALERT_INFRA_CONFIG`` wins;
+    a path it names must exist.
+    """
+    env = os.environ.get(CONFIG_ENV, "").strip()
+    if env:
+        if not os.path.isfile(env):
+            raise AlertConfigurationError(f"{CONFIG_ENV} names {env!r}, which is not a file")
+        return env, "pyproject" if os.path.basename(env) == "pyproject.toml" else "toml"
+    base = cwd or os.getcwd()
+    candidate = os.path.join(base, CONFIG_FILE)
+    if os.path.isfile(candidate):
+        return candidate, "toml"
+    pyproject = os.path.join(base, "pyproject.toml")
+    if os.path.isfile(pyproject):
+        data = _read_toml(pyproject)
+        tool = data.get("tool")
+        if isinstance(tool, dict) and isinstance(tool.get("alert-infra"), dict):
+            return pyproject, "pyproject"
+    return None
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.9 and 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+            return data
+    except OSError as exc:
+        raise AlertConfigurationError(f"cannot read {path}: {type(exc).__name__}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AlertConfigurationError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | None = None) -> AlertConfig:
+    """Read and validate a configuration from a mapping, a file path, or the discovered location.
+
+    Raises:
+        AlertConfigurationError: listing every problem, each with its location
+            (``channels.ops.min_severity``) and never a configured value.
+    """
+    if source is None:
+        found = find_config()
+        if found is None:
+            raise AlertConfigurationError(
+                f"no alert-infra configuration: set {CONFIG_ENV}, create ./{CONFIG_FILE}, "
+                "or add [tool.alert-infra] to ./pyproject.toml"
+            )
+        source = found[0]
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        data = _read_toml(path)
+        if os.path.basename(path) == "pyproject.toml":
+            tool = data.get("tool")
+            table = tool.get("alert-infra") if isinstance(tool, dict) else None
+            if not isinstance(table, dict):
+                raise AlertConfigurationError(f"{path} has no [tool.alert-infra] table")
+            data = table
+        return parse_config(data, source=path)
+    return parse_config(source)
+
+
+def _interpolate(value: Any, where: str, problems: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            found = os.environ.get(name)
+            if found is None or (found == "" and default is not None):
+                if default is not None:
+                    return default
+                problems.append(f"{where}: environment variable {name} is not set")
+                return ""
+            return found
+
+        return _VAR.sub(replace, value)
+    if isinstance(value, list):
+        return [_interpolate(item, f"{where}[{i}]", problems) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: _interpolate(item, f"{where}.{key}", problems) for key, item in value.items()}
+    return value
+
+
+def _bool(value: Any, where: str, problems: list[str]) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    problems.append(f"{where}: must be true or false")
+    return True
+
+
+def _number(value: Any, where: str, problems: list[str]) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        problems.append(f"{where}: must be a positive number of seconds")
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        problems.append(f"{where}: must be a positive number of seconds")
+        return None
+    if not number > 0 or number == float("inf"):
+        problems.append(f"{where}: must be a positive number of seconds")
+        return None
+    return number
+
+
+def _names(value: Any, where: str, problems: list[str]) -> list[str] | None:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        problems.append(f"{where}: must be a list of names")
+        return None
+    return [v.strip() for v in value]
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> AlertConfig:
+    """Validate the configuration structure (see the module docstring); every problem at once."""
+    from collections.abc import Mapping as MappingABC
+
+    from .plugins import get_plugin_host
+
+    problems: list[str] = []
+    if not isinstance(data, MappingABC):
+        raise AlertConfigurationError(f"{source}: the configuration must be a table/mapping")
+    for key in data:
+        if key not in ("alert_infra", "channels"):
+            problems.append(f"{key}: unknown table; expected [alert_infra] and [channels.<name>]")
+    settings_raw = data.get("alert_infra", {})
+    if not isinstance(settings_raw, MappingABC):
+        problems.append("alert_infra: must be a table")
+        settings_raw = {}
+    settings = _interpolate(dict(settings_raw), "alert_infra", problems)
+    for key in settings:
+        if key in NOT_YET:
+            problems.append(f"alert_infra.{key}: not supported by this version of alert-infra yet")
+        elif key not in SETTINGS_KEYS:
+            problems.append(f"alert_infra.{key}: unknown setting; known: {', '.join(SETTINGS_KEYS)}")
+    enabled = _bool(settings.get("enabled", True), "alert_infra.enabled", problems)
+    timeout = _number(settings["timeout"], "alert_infra.timeout", problems) if "timeout" in settings else None
+    plugins = _names(settings.get("plugins", []), "alert_infra.plugins", problems) or []
+    default_channels = (
+        _names(settings["default_channels"], "alert_infra.default_channels", problems)
+        if "default_channels" in settings
+        else None
+    )
+
+    channels_raw = data.get("channels", {})
+    if not isinstance(channels_raw, MappingABC):
+        problems.append("channels: must be a table of [channels.<name>] tables")
+        channels_raw = {}
+    host = get_plugin_host()
+    for plugin in plugins:
+        host._load_named(plugin)
+    channels: list[ChannelConfig] = []
+    for name, raw in channels_raw.items():
+        where = f"channels.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            problems.append(f"{where}: a channel name uses letters, digits, '_', '-', '.' (at most 64)")
+            continue
+        if not isinstance(raw, MappingABC):
+            problems.append(f"{where}: must be a table")
+            continue
+        enabled_ch = _bool(raw.get("enabled", True), f"{where}.enabled", [])
+        local: list[str] = []
+        values = dict(raw) if not enabled_ch else _interpolate(dict(raw), where, local)
+        enabled_ch = _bool(values.get("enabled", True), f"{where}.enabled", local)
+        for key in values:
+            if key in NOT_YET:
+                local.append(f"{where}.{key}: delivery policies are not supported by this version of alert-infra yet")
+        type_name = values.get("type")
+        if not isinstance(type_name, str) or not type_name.strip():
+            local.append(f"{where}.type: required (a transport type such as console, slack, email)")
+            type_name = None
+        min_severity = values.get("min_severity")
+        if min_severity is not None:
+            try:
+                min_severity = SEVERITIES[severity_rank(min_severity)] if isinstance(min_severity, str) else None
+            except AlertValidationError:
+                min_severity = None
+            if min_severity is None:
+                local.append(f"{where}.min_severity: must be one of {', '.join(SEVERITIES)}")
+        tags = tuple(_names(values["tags"], f"{where}.tags", local) or ()) if "tags" in values else ()
+        fmt = values.get("format")
+        if fmt is not None and (not isinstance(fmt, str) or not fmt.strip()):
+            local.append(f"{where}.format: must be a formatter name")
+            fmt = None
+        ch_timeout = _number(values["timeout"], f"{where}.timeout", local) if "timeout" in values else None
+        options = {k: v for k, v in values.items() if k not in CHANNEL_KEYS and k not in NOT_YET}
+        channel = ChannelConfig(
+            name,
+            type_name or "",
+            enabled=enabled_ch,
+            min_severity=min_severity,
+            tags=tags,
+            format=fmt,
+            timeout=ch_timeout,
+            options=options,
+        )
+        if type_name and enabled_ch and not local:
+            local.extend(_check_transport(host, channel))
+        problems.extend(local)
+        channels.append(channel)
+    if not channels_raw and not problems:
+        problems.append("channels: no channel is configured; add a [channels.<name>] table")
+    if default_channels:
+        known = {c.name for c in channels}
+        for name in default_channels:
+            if name not in known:
+                problems.append(f"alert_infra.default_channels: no channel named {name!r}")
+    if problems:
+        raise AlertConfigurationError(_summary(source, problems))
+    return AlertConfig(
+        channels,
+        default_channels=default_channels,
+        enabled=enabled,
+        timeout=timeout,
+        plugins=plugins,
+        source=source,
+    )
+
+
+def _accepts(host: Any, type_name: str, option: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(host.transport_class(type_name)).parameters
+    except (AlertConfigurationError, TypeError, ValueError):
+        return False
+    return option in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _check_transport(host: Any, channel: ChannelConfig) -> list[str]:
+    """Resolve the type and check option names against the transport's signature (no construction)."""
+    where = f"channels.{channel.name}"
+    try:
+        cls = host.transport_class(channel.type)
+    except AlertConfigurationError as exc:
+        return [f"{where}.type: {exc}"]
+    import inspect
+
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return []
+    accepted = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    problems = []
+    for key in channel.options:
+        if key not in accepted or key == "name":
+            valid = ", ".join(sorted(accepted - {"name", "format"})) or "none"
+            problems.append(f"{where}.{key}: unknown option for transport type {channel.type!r}; valid: {valid}")
+    if channel.format is not None and "format" not in accepted:
+        problems.append(f"{where}.format: transport type {channel.type!r} does not support formatters")
+    supplied = set(channel.options) | ({"timeout"} if channel.timeout is not None else set())
+    # (timeout is a routing key for every channel; it reaches the transport only if it takes one)
+    for name, param in params.items():
+        if (
+            param.default is param.empty
+            and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+            and name not in supplied
+            and name != "name"
+        ):
+            problems.append(f"{where}.{name}: required by transport type {channel.type!r}")
+    return problems
+
+
+_DEFAULT: AlertDispatcher | None = None
+_DEFAULT_LOCK = None
+
+
+def get_default_dispatcher() -> AlertDispatcher:
+    """The process-wide dispatcher behind :func:`send_alert`, built once (thread-safe).
+
+    From the configuration :func:`find_config` finds; with none at all, a single
+    ``console`` channel (standard error), so alerts are never silently dropped.
+
+    Raises:
+        AlertConfigurationError: the configuration found is invalid (all problems listed).
+    """
+    global _DEFAULT, _DEFAULT_LOCK
+    dispatcher = _DEFAULT
+    if dispatcher is not None:
+        return dispatcher
+    if _DEFAULT_LOCK is None:
+        from _thread import allocate_lock
+
+        _DEFAULT_LOCK = allocate_lock()
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            from .dispatcher import AlertDispatcher
+            from .transports import ConsoleTransport
+
+            found = find_config()
+            _DEFAULT = AlertDispatcher.from_config(found[0]) if found else AlertDispatcher([ConsoleTransport()])
+        return _DEFAULT
+
+
+def reset_default_dispatcher() -> None:
+    """Forget the process-wide dispatcher (tests; after changing the configuration)."""
+    global _DEFAULT
+    dispatcher, _DEFAULT = _DEFAULT, None
+    if dispatcher is not None:
+        dispatcher.close()
+
+
+def send_alert(
+    title: str,
+    message: str,
+    severity: str = "error",
+    *,
+    channels: Any = None,
+    **fields: Any,
+) -> Any:
+    """Build an :class:`~alert_infra.Alert` and send it with the process-wide dispatcher.
+
+    ``fields`` are the other ``Alert`` arguments (``source``, ``tags``,
+    ``metadata``, ``links``, ...). Returns the :class:`~alert_infra.DeliveryResult`.
+    Delivery problems never raise; an invalid configuration does (validate it at
+    start-up with ``AlertDispatcher.from_config()``).
+    """
+    from .alert import Alert
+
+    return get_default_dispatcher().send(Alert(title, message, severity, **fields), channels)
