@@ -24,10 +24,15 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
     from typing import Any
 
+    from .policies import RetryPolicy, Throttle
+    from .state import StateBackend
+
 __all__ = ["AlertDispatcher", "Route", "is_retryable_exception"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_WORKERS = 32
+#: The counters of :meth:`AlertDispatcher.stats`, per channel.
+STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
 
 
 def is_retryable_exception(exc: BaseException) -> bool:
@@ -42,9 +47,16 @@ def _get_logger() -> logging.Logger:
 
 
 class Route:
-    """Routing settings of one channel: on or off, minimum severity, tags, timeout."""
+    """Settings of one channel: routing (on or off, minimum severity, tags), its
+    timeout, and its delivery policies (see :mod:`alert_infra.policies`).
 
-    __slots__ = ("enabled", "min_severity", "min_rank", "tags", "timeout")
+    Args:
+        retry: a :class:`~alert_infra.policies.RetryPolicy` (or its mapping).
+        throttle: a :class:`~alert_infra.policies.Throttle` (or its mapping).
+        dedup_window: seconds within which the same alert is delivered once.
+    """
+
+    __slots__ = ("enabled", "min_severity", "min_rank", "tags", "timeout", "retry", "throttle", "dedup_window")
 
     def __init__(
         self,
@@ -53,6 +65,9 @@ class Route:
         min_severity: str | None = None,
         tags: Iterable[str] = (),
         timeout: float | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | None = None,
+        throttle: Throttle | Mapping[str, Any] | None = None,
+        dedup_window: float | None = None,
     ) -> None:
         from .alert import severity_rank
 
@@ -61,6 +76,24 @@ class Route:
         self.min_rank = severity_rank(min_severity) if min_severity else None
         self.tags = frozenset(tags)
         self.timeout = timeout
+        if retry is not None or throttle is not None:
+            from .policies import RetryPolicy, Throttle
+
+            if retry is not None and not isinstance(retry, RetryPolicy):
+                retry = RetryPolicy.from_mapping(retry)
+            if throttle is not None and not isinstance(throttle, Throttle):
+                throttle = Throttle.from_mapping(throttle)
+        self.retry: RetryPolicy | None = retry if retry is None or retry.attempts > 1 else None
+        self.throttle: Throttle | None = throttle
+        if dedup_window is not None and (
+            isinstance(dedup_window, bool) or not isinstance(dedup_window, (int, float)) or dedup_window < 0
+        ):
+            raise AlertValidationError(f"dedup_window must be a non-negative number of seconds, got {dedup_window!r}")
+        self.dedup_window = float(dedup_window) if dedup_window else None
+
+    @property
+    def has_policy(self) -> bool:
+        return self.retry is not None or self.throttle is not None or self.dedup_window is not None
 
     def skip_reason(self, alert: Alert) -> str | None:
         """Why this channel does not take ``alert`` (``None`` when it does)."""
@@ -74,7 +107,7 @@ class Route:
 
 
 class _Channel:
-    __slots__ = ("name", "transport", "timeout", "blocking", "asend")
+    __slots__ = ("name", "transport", "timeout", "blocking", "asend", "policy")
 
     def __init__(self, transport: Any, timeout: float | None) -> None:
         name = getattr(transport, "name", None)
@@ -84,6 +117,7 @@ class _Channel:
         self.blocking = bool(getattr(transport, "blocking", True))
         asend = getattr(transport, "asend", None)
         self.asend = asend if callable(asend) else None
+        self.policy: Route | None = None  # the route, when it has a delivery policy
         for field in getattr(transport, "secret_fields", ()) or ():
             register_secret(getattr(transport, field, None))
 
@@ -164,8 +198,15 @@ class AlertDispatcher:
         timeout: the longest the dispatcher waits for one channel, in seconds.
         max_workers: the most worker threads (default 32).
         default_channels: channel names used when ``send`` names none (default: all).
-        routes: ``{channel name: Route}``: per-channel routing (see
-            :meth:`from_config`, which fills these from configuration).
+        routes: ``{channel name: Route}``: per-channel routing and delivery
+            policies (see :meth:`from_config`, which fills these from configuration).
+        deadline: the longest one dispatch may take for a channel with retries,
+            all tries and waits included (default: ``timeout``).
+        state: where throttle budgets and de-duplication windows live: a
+            :class:`~alert_infra.state.StateBackend`, ``"memory"`` (default) or a
+            ``redis://`` URL shared by every process (see :mod:`alert_infra.state`).
+        clock, sleep, random: injection points for tests of the retry timing
+            (defaults: :func:`time.monotonic`, :func:`time.sleep`, :func:`random.random`).
 
     Example::
 
@@ -185,6 +226,11 @@ class AlertDispatcher:
         max_workers: int = DEFAULT_MAX_WORKERS,
         default_channels: Iterable[str] | None = None,
         routes: Mapping[str, Route] | None = None,
+        deadline: float | None = None,
+        state: StateBackend | str | None = None,
+        clock: Any = None,
+        sleep: Any = None,
+        random: Any = None,
     ) -> None:
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise AlertValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -206,6 +252,22 @@ class AlertDispatcher:
         self._pending_hooks: set[Any] = set()
         self.default_channels = list(default_channels) if default_channels is not None else None
         self.routes: dict[str, Route] = dict(routes or {})
+        if deadline is not None and (
+            not isinstance(deadline, (int, float)) or isinstance(deadline, bool) or deadline <= 0
+        ):
+            raise AlertValidationError(f"deadline must be a positive number of seconds, got {deadline!r}")
+        self.deadline = float(deadline) if deadline is not None else self.timeout
+        self._state_spec = state
+        self._state: StateBackend | None = state if state is not None and not isinstance(state, str) else None
+        if isinstance(state, str):
+            from .state import open_state
+
+            self._state = open_state(state)
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
+        self._random = random
+        self._stats: dict[str, dict[str, int]] = {}
+        self._stats_lock = allocate_lock()
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -228,6 +290,8 @@ class AlertDispatcher:
                 route = self.routes.get(channel.name)
                 if route is not None and route.timeout is not None:
                     channel.timeout = route.timeout
+                if route is not None and route.has_policy:
+                    channel.policy = route
                 self._channels.append(channel)
             self._channel_key = key
         return self._channels
@@ -292,7 +356,7 @@ class AlertDispatcher:
     ) -> list[ChannelOutcome]:
         results = iter(delivered)
         return [
-            ChannelOutcome(name, "skipped", reason=skip) if skip is not None else next(results)
+            ChannelOutcome(name, "skipped", reason=skip, suppressed_by="routing") if skip is not None else next(results)
             for name, _, skip in plan
         ]
 
@@ -312,11 +376,173 @@ class AlertDispatcher:
         )
 
     def _call(self, channel: _Channel, alert: Alert, started: float) -> ChannelOutcome:
+        if channel.policy is not None:
+            return self._call_with_policy(channel, channel.policy, alert, started)
         try:
             note = channel.transport.send(alert)
         except Exception as exc:  # noqa: BLE001 - each transport is isolated
             return self._failure(channel, exc, time.perf_counter() - started)
         return _sent(channel, started, note)
+
+    # -- delivery policies ---------------------------------------------------------------------
+    @property
+    def state(self) -> StateBackend:
+        """The backend of throttle budgets and de-duplication windows (memory unless configured)."""
+        state = self._state
+        if state is None:
+            with self._pool_lock:
+                if self._state is None:
+                    from .state import MemoryState
+
+                    self._state = MemoryState(clock=self._clock)
+                state = self._state
+        return state
+
+    def _admit(self, channel: _Channel, route: Route, alert: Alert) -> tuple[ChannelOutcome | None, Any]:
+        """De-duplication, then throttling: ``(skip outcome or None, dedup claim)``."""
+        state = self.state
+        claim = None
+        if route.dedup_window is not None:
+            key = f"dd:{channel.name}:{alert.status}:{alert.fingerprint}"
+            token = state.claim(key, route.dedup_window)
+            if token is None:
+                return ChannelOutcome(
+                    channel.name,
+                    "skipped",
+                    reason=f"duplicate: the same alert went to this channel within the last {route.dedup_window:g}s",
+                    suppressed_by="dedup",
+                ), None
+            claim = (key, token)
+        throttle = route.throttle
+        if throttle is not None:
+            refused = state.acquire(throttle.buckets(channel.name, alert.fingerprint))
+            if refused is not None:
+                if claim is not None:
+                    state.release(*claim)
+                wait, index = refused
+                return ChannelOutcome(
+                    channel.name,
+                    "skipped",
+                    reason=f"throttled: over {throttle.describe(index)}; a slot frees in {wait:.1f}s",
+                    suppressed_by="throttle",
+                    retry_after=round(wait, 3),
+                ), None
+        return None, claim
+
+    def _retry_delay(self, route: Route, tries: int, exc: BaseException, deadline_at: float) -> float | None:
+        retry = route.retry
+        if retry is None or tries >= retry.attempts or not is_retryable_exception(exc):
+            return None
+        retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RetryableAlertTransportError) else None
+        if self._random is None:
+            import random
+
+            self._random = random.random
+        delay = retry.delay(tries, retry_after, self._random)
+        if delay is None or self._clock() + delay >= deadline_at:
+            return None
+        return delay
+
+    def _call_with_policy(self, channel: _Channel, route: Route, alert: Alert, started: float) -> ChannelOutcome:
+        deadline_at = self._clock() + self.deadline
+        claim = None
+        if route.dedup_window is not None or route.throttle is not None:
+            skip, claim = self._admit(channel, route, alert)
+            if skip is not None:
+                return skip
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                note = channel.transport.send(alert)
+            except Exception as exc:  # noqa: BLE001 - each transport is isolated
+                delay = self._retry_delay(route, tries, exc, deadline_at)
+                if delay is None:
+                    if claim is not None:
+                        self.state.release(*claim)
+                    return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
+                self.logger.info(
+                    "alert channel %s: try %d failed (%s); retrying in %.2fs",
+                    channel.name,
+                    tries,
+                    type(exc).__name__,
+                    delay,
+                )
+                self._sleep(delay)
+                continue
+            return _sent(channel, started, note, tries)
+
+    async def _acall_with_policy(self, channel: _Channel, route: Route, alert: Alert, started: float) -> ChannelOutcome:
+        import asyncio
+
+        assert channel.asend is not None
+        deadline_at = self._clock() + self.deadline
+        claim = None
+        if route.dedup_window is not None or route.throttle is not None:
+            if self.state.blocking:  # never wait on a network store in the event loop's thread
+                admitted: tuple[ChannelOutcome | None, Any] = await asyncio.wrap_future(
+                    self._workers().submit(self._admit, channel, route, alert)
+                )
+                skip, claim = admitted
+            else:
+                skip, claim = self._admit(channel, route, alert)
+            if skip is not None:
+                return skip
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                note = await asyncio.wait_for(channel.asend(alert), channel.timeout or self.timeout)
+            except Exception as exc:  # noqa: BLE001 - each transport is isolated
+                if isinstance(exc, asyncio.TimeoutError):
+                    exc = AlertTransportTimeoutError(f"no answer within {channel.timeout or self.timeout:g}s")
+                delay = self._retry_delay(route, tries, exc, deadline_at)
+                if delay is None:
+                    if claim is not None:
+                        self.state.release(*claim)
+                    return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
+                if self._sleep is time.sleep:
+                    await asyncio.sleep(delay)
+                else:  # an injected sleeper (tests)
+                    self._sleep(delay)
+                continue
+            return _sent(channel, started, note, tries)
+
+    def _wait_bound(self, channel: _Channel) -> float:
+        policy = channel.policy
+        if policy is not None and policy.retry is not None:
+            return self.deadline
+        return channel.timeout or self.timeout
+
+    # -- statistics ---------------------------------------------------------------------------
+    def _count(self, outcomes: Iterable[ChannelOutcome]) -> None:
+        with self._stats_lock:
+            for outcome in outcomes:
+                counts = self._stats.get(outcome.name)
+                if counts is None:
+                    counts = self._stats[outcome.name] = dict.fromkeys(STAT_KEYS, 0)
+                if outcome.status == "skipped":
+                    key = {"dedup": "deduplicated", "throttle": "throttled"}.get(outcome.suppressed_by or "", "skipped")
+                else:
+                    key = outcome.status
+                counts[key] += 1
+                if outcome.attempts > 1:
+                    counts["retried"] += outcome.attempts - 1
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per-channel counters since this dispatcher was made (or :meth:`reset_stats`).
+
+        ``{channel: {"sent", "failed", "retried", "throttled", "deduplicated",
+        "skipped"}}``; ``retried`` counts extra tries, the others count alerts.
+        Counted in this process (a shared ``state`` shares budgets, not statistics).
+        """
+        with self._stats_lock:
+            return {name: dict(counts) for name, counts in self._stats.items()}
+
+    def reset_stats(self) -> None:
+        """Set every counter of :meth:`stats` back to zero."""
+        with self._stats_lock:
+            self._stats.clear()
 
     def _timeout(self, channel: _Channel, started: float, ran: bool) -> ChannelOutcome:
         self.logger.warning("alert channel %s timed out: %s", channel.name, AlertTransportTimeoutError.__name__)
@@ -396,7 +622,7 @@ class AlertDispatcher:
                 if future is None:
                     delivered.append(inline[id(channel)])
                     continue
-                remaining = (channel.timeout or self.timeout) - (time.perf_counter() - started)
+                remaining = self._wait_bound(channel) - (time.perf_counter() - started)
                 try:
                     delivered.append(future.result(timeout=max(remaining, 0.0)))
                 except FutureTimeout:
@@ -406,6 +632,7 @@ class AlertDispatcher:
                     delivered.append(self._failure(channel, exc, time.perf_counter() - started))
         # Unknown names first, then the configured channel order, however they finished.
         outcomes.extend(self._assemble(plan, delivered) if len(plan) != len(delivered) else delivered)
+        self._count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
         host = self._hooks()
         if host is not None:
@@ -467,12 +694,18 @@ class AlertDispatcher:
         started = time.perf_counter()
 
         async def one(channel: _Channel) -> ChannelOutcome:
-            timeout = channel.timeout or self.timeout
+            timeout = self._wait_bound(channel)
             try:
+                if channel.asend is not None and channel.policy is not None:
+                    return await asyncio.wait_for(
+                        self._acall_with_policy(channel, channel.policy, alert, started), self.deadline
+                    )
                 if channel.asend is not None:
                     note = await asyncio.wait_for(channel.asend(alert), timeout)
-                elif not channel.blocking:
+                elif not channel.blocking and channel.policy is None:
                     note = channel.transport.send(alert)
+                elif not channel.blocking and _quick(channel.policy) and not self.state.blocking:
+                    return self._call(channel, alert, started)
                 else:
                     future = self._workers().submit(self._call, channel, alert, started)
                     wrapped = asyncio.wrap_future(future)
@@ -488,6 +721,7 @@ class AlertDispatcher:
 
         delivered = list(await asyncio.gather(*(one(c) for c in selected))) if selected else []
         outcomes.extend(self._assemble(plan, delivered))
+        self._count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
         host = self._hooks()
         if host is not None:
@@ -529,6 +763,8 @@ class AlertDispatcher:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown()
+        if self._state is not None:
+            self._state.close()
 
     def __enter__(self) -> AlertDispatcher:
         return self
@@ -541,11 +777,16 @@ class AlertDispatcher:
         return f"AlertDispatcher(channels=[{names}], enabled={self.enabled})"
 
 
-def _sent(channel: _Channel, started: float, note: object) -> ChannelOutcome:
+def _quick(policy: Route | None) -> bool:
+    """Whether a policy never waits (no retry sleeps), so it may run on the event loop's thread."""
+    return policy is None or policy.retry is None
+
+
+def _sent(channel: _Channel, started: float, note: object, attempts: int = 1) -> ChannelOutcome:
     # ``send`` returns None by contract; a transport may return a short string saying how it
     # delivered (which email provider, say): it becomes the outcome's ``detail``, redacted.
     detail = redact_text(note)[:300] if isinstance(note, str) and note else None
-    return ChannelOutcome(channel.name, "sent", attempts=1, elapsed=time.perf_counter() - started, detail=detail)
+    return ChannelOutcome(channel.name, "sent", attempts=attempts, elapsed=time.perf_counter() - started, detail=detail)
 
 
 async def _await(awaitable: Any) -> Any:

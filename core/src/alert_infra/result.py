@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 __all__ = ["ChannelOutcome", "DeliveryResult"]
 
 #: Outcome statuses. ``sent`` and ``failed`` are deliveries; ``skipped`` means the
-#: channel was not asked (routing: severity below its minimum, tags, disabled).
+#: channel was not asked (routing: severity below its minimum, tags, disabled) or a
+#: policy suppressed the alert (de-duplication, throttling): see ``suppressed_by``.
 STATUSES = ("sent", "failed", "skipped")
 
 
@@ -29,9 +30,23 @@ class ChannelOutcome:
             the transport's own message after redaction).
         detail: for a delivery, what the transport reported (a string its
             ``send`` returned, redacted), such as which email provider delivered.
+        suppressed_by: for a skipped channel, which rule skipped it:
+            ``"routing"`` (disabled, severity, tags), ``"dedup"`` (the same alert
+            within the channel's window) or ``"throttle"`` (over its budget).
     """
 
-    __slots__ = ("name", "status", "attempts", "elapsed", "error", "retryable", "retry_after", "reason", "detail")
+    __slots__ = (
+        "name",
+        "status",
+        "attempts",
+        "elapsed",
+        "error",
+        "retryable",
+        "retry_after",
+        "reason",
+        "detail",
+        "suppressed_by",
+    )
 
     def __init__(
         self,
@@ -45,6 +60,7 @@ class ChannelOutcome:
         retry_after: float | None = None,
         reason: str | None = None,
         detail: str | None = None,
+        suppressed_by: str | None = None,
     ) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -57,6 +73,7 @@ class ChannelOutcome:
         self.retry_after = retry_after
         self.reason = reason
         self.detail = detail
+        self.suppressed_by = suppressed_by
 
     def to_dict(self) -> dict[str, Any]:
         return {slot: getattr(self, slot) for slot in self.__slots__}
@@ -141,6 +158,16 @@ class DeliveryResult:
     def skipped(self) -> dict[str, str]:
         """``{name: reason}`` for channels that routing did not ask to deliver."""
         return {o.name: o.reason or "" for o in self.outcomes if o.status == "skipped"}
+
+    @property
+    def throttled(self) -> tuple[str, ...]:
+        """Channels that skipped this alert because it was over their throttle budget."""
+        return tuple(o.name for o in self.outcomes if o.suppressed_by == "throttle")
+
+    @property
+    def deduplicated(self) -> tuple[str, ...]:
+        """Channels that skipped this alert as a duplicate within their ``dedup_window``."""
+        return tuple(o.name for o in self.outcomes if o.suppressed_by == "dedup")
 
     def outcome(self, name: str) -> ChannelOutcome | None:
         """The outcome of the channel called ``name`` (the first, if several share it)."""
