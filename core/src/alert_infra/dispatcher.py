@@ -137,38 +137,46 @@ class _WorkerPool:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = allocate_lock()
         self._threads = 0
+        # Exact accounting, so a burst never leaves a task queued behind a busy thread while
+        # the pool could still grow: every queued task is matched, at submit time, to an idle
+        # thread (reserved), a new thread, or the backlog (only when the pool is full).
         self._idle = 0
+        self._backlog = 0
 
     def submit(self, fn: Any, *args: Any) -> Future[Any]:
         from concurrent.futures import Future
 
         future: Future[Any] = Future()
-        self._queue.put((future, fn, args))
         with self._lock:
-            if self._idle == 0 and self._threads < self.max_workers:
+            self._queue.put((future, fn, args))
+            if self._idle > 0:
+                self._idle -= 1
+            elif self._threads < self.max_workers:
                 import threading
 
                 self._threads += 1
                 thread = threading.Thread(target=self._work, name=f"alert-infra-{self._threads}", daemon=True)
                 thread.start()
+            else:
+                self._backlog += 1
         return future
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
             item = self._queue.get()
-            with self._lock:
-                self._idle -= 1
             if item is None:
                 return
             future, fn, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-                future.set_exception(exc)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                    future.set_exception(exc)
+            with self._lock:
+                if self._backlog > 0:
+                    self._backlog -= 1  # take a task that found every thread busy
+                else:
+                    self._idle += 1
 
     def shutdown(self) -> None:
         with self._lock:
