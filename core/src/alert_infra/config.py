@@ -15,16 +15,29 @@ else ``./alert-infra.toml``, else the ``[tool.alert-infra]`` table of
 
 ``${VAR}`` and ``${VAR:-default}`` read the environment (``$$`` is a literal
 ``$``). Every channel understands ``type``, ``enabled``, ``min_severity``,
-``tags`` (deliver only alerts carrying one of them), ``format`` and
-``timeout``; every other key goes to the transport. Everything is validated
+``tags`` (deliver only alerts carrying one of them), ``format``, ``timeout``
+and the delivery policies ``retry``, ``throttle`` and ``dedup_window`` (see
+:mod:`alert_infra.policies`); every other key goes to the transport. Everything is validated
 before anything is sent, and every problem of a file is reported at once in
 one :class:`~alert_infra.AlertConfigurationError` naming the channel and key,
 never a value. A disabled channel is checked for unknown keys only (its
 variables may legitimately be unset where it is off).
 
-Delivery policies (``retry``, ``throttle``, ``dedup_window``) and the shared
-``state`` are not part of this version yet: those keys are refused with a
-message saying so, rather than accepted and silently ignored.
+Under ``[alert_infra]``: ``default_channels``, ``enabled``, ``timeout`` (the
+longest wait for one try of a channel), ``deadline`` (the longest a dispatch
+waits for a channel that retries, all tries included; default ``timeout``),
+``plugins``, ``state`` (``"memory"``, the default, or a ``redis://`` URL that
+every process of the application shares, with ``state_prefix`` naming its
+keys), and ``retry`` / ``throttle`` / ``dedup_window`` as defaults for every
+channel (a channel's own key replaces the default whole).
+
+A channel built from configuration retries retryable failures by default
+(``retry = { attempts = 3, backoff = 0.5, max_backoff = 30 }``): configured
+channels are what an application relies on when something is already wrong,
+and a transient 502 should not lose the alert. ``retry = false`` (or
+``attempts = 1``) turns that off. Throttling and de-duplication are off
+unless configured: dropping alerts must be a decision, never a default.
+``audit`` belongs to a later version and is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -54,9 +67,10 @@ __all__ = [
 
 CONFIG_ENV = "ALERT_INFRA_CONFIG"
 CONFIG_FILE = "alert-infra.toml"
-CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout")
-SETTINGS_KEYS = ("default_channels", "enabled", "timeout", "plugins")
-NOT_YET = ("retry", "throttle", "dedup_window", "state", "audit")
+POLICY_KEYS = ("retry", "throttle", "dedup_window")
+CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout", *POLICY_KEYS)
+SETTINGS_KEYS = ("default_channels", "enabled", "timeout", "deadline", "plugins", "state", "state_prefix", *POLICY_KEYS)
+NOT_YET = ("audit",)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -75,6 +89,9 @@ class ChannelConfig:
         format: str | None = None,
         timeout: float | None = None,
         options: dict[str, Any] | None = None,
+        retry: Any = None,
+        throttle: Any = None,
+        dedup_window: float | None = None,
     ) -> None:
         self.name = name
         self.type = type
@@ -84,6 +101,9 @@ class ChannelConfig:
         self.format = format
         self.timeout = timeout
         self.options = options or {}
+        self.retry = retry  # RetryPolicy | None
+        self.throttle = throttle  # Throttle | None
+        self.dedup_window = dedup_window
 
     def __repr__(self) -> str:  # options may hold secrets: keys only
         return (
@@ -104,6 +124,9 @@ class AlertConfig:
         timeout: float | None = None,
         plugins: list[str] | None = None,
         source: str = "<mapping>",
+        deadline: float | None = None,
+        state: str | None = None,
+        state_prefix: str = "alert-infra",
     ) -> None:
         self.channels = channels
         self.default_channels = default_channels
@@ -111,6 +134,13 @@ class AlertConfig:
         self.timeout = timeout
         self.plugins = plugins or []
         self.source = source
+        self.deadline = deadline
+        self.state = state
+        self.state_prefix = state_prefix
+
+    def __repr__(self) -> str:  # the state URL may carry a password
+        names = ", ".join(c.name for c in self.channels)
+        return f"AlertConfig(source={self.source!r}, channels=[{names}])"
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -141,11 +171,24 @@ class AlertConfig:
                 problems.append(str(exc))
                 continue
             transports.append(transport)
-            routes[channel.name] = Route(min_severity=channel.min_severity, tags=channel.tags, timeout=channel.timeout)
+            routes[channel.name] = Route(
+                min_severity=channel.min_severity,
+                tags=channel.tags,
+                timeout=channel.timeout,
+                retry=channel.retry,
+                throttle=channel.throttle,
+                dedup_window=channel.dedup_window,
+            )
         if problems:
             raise AlertConfigurationError(_summary(self.source, problems))
         if self.timeout is not None:
             kwargs.setdefault("timeout", self.timeout)
+        if self.deadline is not None:
+            kwargs.setdefault("deadline", self.deadline)
+        if "state" not in kwargs and self.state not in (None, "memory"):
+            from .state import RedisState
+
+            kwargs["state"] = RedisState(self.state, prefix=self.state_prefix)
         return AlertDispatcher(
             transports,
             enabled=self.enabled,
@@ -310,6 +353,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             problems.append(f"alert_infra.{key}: unknown setting; known: {', '.join(SETTINGS_KEYS)}")
     enabled = _bool(settings.get("enabled", True), "alert_infra.enabled", problems)
     timeout = _number(settings["timeout"], "alert_infra.timeout", problems) if "timeout" in settings else None
+    deadline = _number(settings["deadline"], "alert_infra.deadline", problems) if "deadline" in settings else None
+    state = _state(settings.get("state"), problems)
+    state_prefix = settings.get("state_prefix", "alert-infra")
+    if not isinstance(state_prefix, str) or not _NAME.match(state_prefix):
+        problems.append("alert_infra.state_prefix: letters, digits, '_', '-', '.' (at most 64)")
+        state_prefix = "alert-infra"
+    policy_defaults = _policies(settings, "alert_infra", problems, defaults=None)
     plugins = _names(settings.get("plugins", []), "alert_infra.plugins", problems) or []
     default_channels = (
         _names(settings["default_channels"], "alert_infra.default_channels", problems)
@@ -339,7 +389,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         enabled_ch = _bool(values.get("enabled", True), f"{where}.enabled", local)
         for key in values:
             if key in NOT_YET:
-                local.append(f"{where}.{key}: delivery policies are not supported by this version of alert-infra yet")
+                local.append(f"{where}.{key}: not supported by this version of alert-infra yet")
         type_name = values.get("type")
         if not isinstance(type_name, str) or not type_name.strip():
             local.append(f"{where}.type: required (a transport type such as console, slack, email)")
@@ -359,6 +409,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             fmt = None
         ch_timeout = _number(values["timeout"], f"{where}.timeout", local) if "timeout" in values else None
         options = {k: v for k, v in values.items() if k not in CHANNEL_KEYS and k not in NOT_YET}
+        retry, throttle, dedup_window = _policies(values, where, local, defaults=policy_defaults)
         channel = ChannelConfig(
             name,
             type_name or "",
@@ -368,6 +419,9 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             format=fmt,
             timeout=ch_timeout,
             options=options,
+            retry=retry,
+            throttle=throttle,
+            dedup_window=dedup_window,
         )
         if type_name and enabled_ch and not local:
             local.extend(_check_transport(host, channel))
@@ -389,7 +443,73 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         timeout=timeout,
         plugins=plugins,
         source=source,
+        deadline=deadline,
+        state=state,
+        state_prefix=state_prefix,
     )
+
+
+def _state(value: Any, problems: list[str]) -> str | None:
+    """Check ``alert_infra.state`` without ever quoting it (a Redis URL may hold a password)."""
+    if value is None or value == "memory":
+        return None
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        problems.append('alert_infra.state: must be "memory" or a redis://, rediss:// or unix:// URL')
+        return None
+    from .security import register_secret
+
+    register_secret(value)
+    import importlib.util
+
+    if importlib.util.find_spec("redis") is None:
+        problems.append("alert_infra.state: a Redis URL needs the redis package: pip install 'alert-infra[redis]'")
+        return None
+    return value
+
+
+def _policies(values: Mapping[str, Any], where: str, problems: list[str], defaults: Any) -> tuple[Any, Any, Any]:
+    """``(retry, throttle, dedup_window)`` of a table; ``defaults`` fill what it does not set.
+
+    At the ``[alert_infra]`` level (``defaults is None``) an absent ``retry`` means
+    the built-in default policy; ``retry = false`` means none.
+    """
+    from .policies import RetryPolicy, Throttle
+
+    if defaults is None:
+        defaults = (RetryPolicy(), None, None)
+    retry, throttle, dedup_window = defaults
+    if "retry" in values:
+        raw = values["retry"]
+        if raw is False:
+            retry = None
+        elif isinstance(raw, dict):
+            try:
+                retry = RetryPolicy.from_mapping(raw)
+            except AlertValidationError as exc:
+                problems.append(f"{where}.{exc}")
+        else:
+            problems.append(f"{where}.retry: must be a table such as {{ attempts = 3, backoff = 0.5 }}, or false")
+    if "throttle" in values:
+        raw = values["throttle"]
+        if raw is False:
+            throttle = None
+        elif isinstance(raw, dict):
+            if "rate" not in raw:
+                problems.append(f"{where}.throttle.rate: required (alerts allowed per `per` seconds)")
+            else:
+                try:
+                    throttle = Throttle.from_mapping(raw)
+                except AlertValidationError as exc:
+                    problems.append(f"{where}.{exc}")
+        else:
+            problems.append(f"{where}.throttle: must be a table such as {{ rate = 10, per = 60 }}, or false")
+    if "dedup_window" in values:
+        raw = values["dedup_window"]
+        if raw is False or raw == 0:
+            dedup_window = None
+        else:
+            dedup_window = _number(raw, f"{where}.dedup_window", problems)
+    return retry, throttle, dedup_window
 
 
 def _accepts(host: Any, type_name: str, option: str) -> bool:

@@ -47,9 +47,16 @@ def _positive(value: Any, what: str, *, integer: bool = False, zero: bool = Fals
     from .exceptions import AlertValidationError
 
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0 or (value == 0 and not zero):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or not 0 <= value < float("inf")  # also refuses NaN, which TOML can spell
+        or (value == 0 and not zero)
+    ):
         kind = "integer" if integer else "number"
-        raise AlertValidationError(f"{what} must be a {'non-negative' if zero else 'positive'} {kind}, got {value!r}")
+        raise AlertValidationError(
+            f"{what}: must be a finite {'non-negative' if zero else 'positive'} {kind}, got {value!r}"
+        )
     return value
 
 
@@ -131,7 +138,7 @@ class Throttle:
         if self.burst < 1:
             from .exceptions import AlertValidationError
 
-            raise AlertValidationError(f"throttle.burst must be at least 1, got {self.burst:g}")
+            raise AlertValidationError(f"throttle.burst: must be at least 1, got {self.burst:g}")
         if alert_rate is None:
             alert_rate = -(-self.rate // 2)  # half, rounded up
         self.alert_rate = float(_positive(alert_rate, "throttle.alert_rate", zero=True))
