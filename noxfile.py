@@ -13,7 +13,7 @@ import nox
 ROOT = Path(__file__).parent
 PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "aiosmtpd>=1.4", "requests>=2.31"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "aiosmtpd>=1.4", "requests>=2.31", "redis>=4"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
