@@ -69,7 +69,53 @@ def alert_infra_measure() -> dict:
         one = AlertDispatcher([Sleepy("a")])
         four = AlertDispatcher([Sleepy(str(i)) for i in range(4)])
         return fanout(lambda: one.send(alert), lambda: four.send(alert))
+    if MEASUREMENT == "policy":
+        return policy_cost()
     raise SystemExit(f"unknown measurement {MEASUREMENT}")
+
+
+def policy_cost() -> dict:
+    """Per-alert cost of the policy checks: none, in memory, in Redis (BENCH_REDIS_URL).
+
+    Every alert passes every check (distinct alerts, a window shorter than one cycle through
+    them, a budget that never runs out), so the figure is the price of *asking*, and each
+    alert is still delivered to one in-memory transport.
+    """
+    import itertools
+    import os
+
+    from alert_infra import Alert, AlertDispatcher, NoOpTransport
+    from alert_infra.dispatcher import Route
+
+    alerts = [Alert(title=f"Job {i} stuck", message="no heartbeat", source="worker") for i in range(20000)]
+    for alert in alerts:
+        alert.fingerprint  # noqa: B018 - computed once, outside the timing, as in a warm process
+
+    def cost(state, number: int) -> float:
+        route = Route(retry={"attempts": 3}, throttle={"rate": 1e9, "per": 1}, dedup_window=1e-6)
+        dispatcher = AlertDispatcher([NoOpTransport()], routes={"noop": route}, state=state)
+        cycle = itertools.cycle(alerts)
+        return best_of(lambda: dispatcher.send(next(cycle)), number, repeat=5)
+
+    plain = AlertDispatcher([NoOpTransport()])
+    cycle = itertools.cycle(alerts)
+    out = {"none_us": best_of(lambda: plain.send(next(cycle)), 20000, repeat=5), "memory_us": cost("memory", 20000)}
+    url = os.environ.get("BENCH_REDIS_URL")
+    if url:
+        try:
+            import redis
+
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        except Exception as exc:
+            out["redis_na"] = f"no Redis at BENCH_REDIS_URL ({type(exc).__name__})"
+        else:
+            out["redis_us"] = cost(url, 2000)
+            client = redis.Redis.from_url(url)
+            out["redis_ping_us"] = best_of(client.ping, 2000, repeat=5)  # one bare round trip, for scale
+            redis.Redis.from_url(url).flushdb()
+    else:
+        out["redis_na"] = "BENCH_REDIS_URL is not set"
+    return out
 
 
 def webhook_rate(send, seconds: float = 2.0) -> dict:  # type: ignore[no-untyped-def]

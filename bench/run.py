@@ -137,6 +137,23 @@ def main() -> int:
             else:
                 record(measurement, library, out["us"])
 
+    # Per-alert cost of the delivery policies (ours only: no peer has them in-process).
+    try:
+        out = probe(
+            pythons["ours"],
+            "ours",
+            "policy",
+            env={**os.environ, "BENCH_REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")},
+        )
+    except Unavailable as exc:
+        problems["policy"] = str(exc)
+    else:
+        record("policy_none", "ours", out["none_us"])
+        record("policy_memory", "ours", out["memory_us"])
+        record("policy_redis", "ours", out.get("redis_us", f"n/a: {out.get('redis_na')}"))
+        if "redis_ping_us" in out:
+            record("policy_redis_ping", "ours", out["redis_ping_us"])
+
     # Alerts/second, one thread, to a local HTTPS webhook (real TLS, trustme certificate).
     try:
         from alert_infra.testing import https_server
@@ -175,6 +192,10 @@ def main() -> int:
         ("fanout_one", "1 channel sleeping 200 ms (ms)", "ms", ""),
         ("fanout_four", "4 channels sleeping 200 ms (ms)", "ms", ""),
         ("fanout_ratio", "fan-out: 4 channels / 1 channel", "x", "<= 1.05x"),
+        ("policy_none", "distinct alerts, no policy (us/alert)", "us", ""),
+        ("policy_memory", "  retry+throttle+dedup checks, memory state (us/alert)", "us", ""),
+        ("policy_redis", "  retry+throttle+dedup checks, Redis state (us/alert)", "us", ""),
+        ("policy_redis_ping", "  one bare Redis PING round trip, for scale (us)", "us", ""),
         ("webhook", "HTTPS webhook, one thread (alerts/s; higher is better)", "/s", ">= 2x 0.1.5, 3x apprise"),
         ("webhook_dispatch", "  same through AlertDispatcher (alerts/s)", "/s", ""),
     ]
@@ -212,6 +233,11 @@ def main() -> int:
             f"{'  ceiling: bare requests.Session keep-alive loop (alerts/s)':58} {ceiling:>10.0f}"
             f"   ours / ceiling = {share}  (target >= 0.75x)"
         )
+    policy = figures.get("policy_none", {}).get("ours")
+    for key, label in (("policy_memory", "memory"), ("policy_redis", "Redis")):
+        value = figures.get(key, {}).get("ours")
+        if isinstance(policy, (int, float)) and isinstance(value, (int, float)):
+            print(f"  policy checks, {label} state: {value / policy:.2f}x the same dispatch without policies")
     notes = [f"{k}: {v}" for k, v in problems.items()]
     for key, values in figures.items():
         for library, value in values.items():

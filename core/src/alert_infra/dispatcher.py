@@ -408,34 +408,28 @@ class AlertDispatcher:
 
     def _admit(self, channel: _Channel, route: Route, alert: Alert) -> tuple[ChannelOutcome | None, Any]:
         """De-duplication, then throttling: ``(skip outcome or None, dedup claim)``."""
-        state = self.state
-        claim = None
+        key = None
         if route.dedup_window is not None:
             key = f"dd:{channel.name}:{alert.status}:{alert.fingerprint}"
-            token = state.claim(key, route.dedup_window)
-            if token is None:
-                return ChannelOutcome(
-                    channel.name,
-                    "skipped",
-                    reason=f"duplicate: the same alert went to this channel within the last {route.dedup_window:g}s",
-                    suppressed_by="dedup",
-                ), None
-            claim = (key, token)
         throttle = route.throttle
-        if throttle is not None:
-            refused = state.acquire(throttle.buckets(channel.name, alert.fingerprint))
-            if refused is not None:
-                if claim is not None:
-                    state.release(*claim)
-                wait, index = refused
-                return ChannelOutcome(
-                    channel.name,
-                    "skipped",
-                    reason=f"throttled: over {throttle.describe(index)}; a slot frees in {wait:.1f}s",
-                    suppressed_by="throttle",
-                    retry_after=round(wait, 3),
-                ), None
-        return None, claim
+        buckets = throttle.buckets(channel.name, alert.fingerprint) if throttle is not None else ()
+        verdict, token, wait, index = self.state.admit(key, route.dedup_window or 0.0, buckets)
+        if verdict == "duplicate":
+            return ChannelOutcome(
+                channel.name,
+                "skipped",
+                reason=f"duplicate: the same alert went to this channel within the last {route.dedup_window:g}s",
+                suppressed_by="dedup",
+            ), None
+        if verdict == "throttled" and throttle is not None:
+            return ChannelOutcome(
+                channel.name,
+                "skipped",
+                reason=f"throttled: over {throttle.describe(index)}; a slot frees in {wait:.1f}s",
+                suppressed_by="throttle",
+                retry_after=round(wait, 3),
+            ), None
+        return None, (key, token) if key is not None and token is not None else None
 
     def _retry_delay(self, route: Route, tries: int, exc: BaseException, deadline_at: float) -> float | None:
         retry = route.retry

@@ -77,6 +77,30 @@ class StateBackend:
         """Remove the claim ``token`` on ``key`` (no-op when it expired or belongs to another)."""
         raise NotImplementedError
 
+    def admit(
+        self, claim_key: str | None, window: float, buckets: Sequence[Bucket]
+    ) -> tuple[str, str | None, float, int]:
+        """Both checks of one alert in one step: claim ``claim_key`` (if given), then take tokens.
+
+        Returns ``(verdict, claim token, wait, refusing bucket index)`` where
+        ``verdict`` is ``"ok"`` (claimed and spent), ``"duplicate"`` (already
+        claimed) or ``"throttled"`` (nothing claimed or spent). Backends override
+        it to make the pair atomic and, for a network store, one round trip; this
+        composition is correct for any backend that implements the three primitives.
+        """
+        token = None
+        if claim_key is not None:
+            token = self.claim(claim_key, window)
+            if token is None:
+                return "duplicate", None, 0.0, -1
+        if buckets:
+            refused = self.acquire(buckets)
+            if refused is not None:
+                if token is not None and claim_key is not None:
+                    self.release(claim_key, token)
+                return "throttled", None, refused[0], refused[1]
+        return "ok", token, 0.0, -1
+
     def clear(self) -> None:
         """Forget every bucket and claim (tests)."""
         raise NotImplementedError
@@ -103,25 +127,46 @@ class MemoryState(StateBackend):
         self._ops = 0
         self._serial = 0
 
-    def acquire(self, buckets: Sequence[Bucket]) -> tuple[float, int] | None:
+    def admit(
+        self, claim_key: str | None, window: float, buckets: Sequence[Bucket]
+    ) -> tuple[str, str | None, float, int]:
         with self._lock:
             now = self._clock()
-            self._maybe_sweep(now)
-            levels = []
-            wait, refused = 0.0, -1
-            for index, bucket in enumerate(buckets):
-                tokens, at = self._buckets.get(bucket.key, (bucket.capacity, now))
-                tokens = min(bucket.capacity, tokens + max(0.0, now - at) * bucket.refill)
-                levels.append(tokens)
-                if tokens < 1.0:
-                    need = (1.0 - tokens) / bucket.refill
-                    if need > wait:
-                        wait, refused = need, index
-            if refused >= 0:
-                return wait, refused
-            for bucket, tokens in zip(buckets, levels):
-                self._buckets[bucket.key] = (tokens - 1.0, now)
-            return None
+            if claim_key is not None:
+                held = self._claims.get(claim_key)
+                if held is not None and held[0] > now:
+                    return "duplicate", None, 0.0, -1
+            refused = self._acquire(buckets, now) if buckets else None
+            if refused is not None:
+                return "throttled", None, refused[0], refused[1]
+            token = None
+            if claim_key is not None:
+                self._serial += 1
+                token = str(self._serial)
+                self._claims[claim_key] = (now + window, token)
+            return "ok", token, 0.0, -1
+
+    def acquire(self, buckets: Sequence[Bucket]) -> tuple[float, int] | None:
+        with self._lock:
+            return self._acquire(buckets, self._clock())
+
+    def _acquire(self, buckets: Sequence[Bucket], now: float) -> tuple[float, int] | None:
+        self._maybe_sweep(now)
+        levels = []
+        wait, refused = 0.0, -1
+        for index, bucket in enumerate(buckets):
+            tokens, at = self._buckets.get(bucket.key, (bucket.capacity, now))
+            tokens = min(bucket.capacity, tokens + max(0.0, now - at) * bucket.refill)
+            levels.append(tokens)
+            if tokens < 1.0:
+                need = (1.0 - tokens) / bucket.refill
+                if need > wait:
+                    wait, refused = need, index
+        if refused >= 0:
+            return wait, refused
+        for bucket, tokens in zip(buckets, levels):
+            self._buckets[bucket.key] = (tokens - 1.0, now)
+        return None
 
     def claim(self, key: str, window: float) -> str | None:
         with self._lock:
@@ -190,6 +235,40 @@ end
 return {1, '0', -1}
 """
 
+# KEYS[1]: the claim key ('' for none); KEYS[2..]: bucket keys.
+# ARGV[1]: claim token, ARGV[2]: window in ms, then capacity and refill per bucket.
+# One round trip for both checks, atomic: a duplicate spends no token, a throttled
+# alert holds no claim.
+_ADMIT = """
+if KEYS[1] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then return {2, '0', -1} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local levels = {}
+local wait, refused = 0, -1
+for i = 2, #KEYS do
+  local cap = tonumber(ARGV[2 * i - 1])
+  local rate = tonumber(ARGV[2 * i])
+  local v = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local tokens, at = tonumber(v[1]), tonumber(v[2])
+  if tokens == nil or at == nil then tokens = cap; at = now end
+  tokens = math.min(cap, tokens + math.max(0, now - at) * rate)
+  levels[i] = tokens
+  if tokens < 1 then
+    local need = (1 - tokens) / rate
+    if need > wait then wait = need; refused = i - 2 end
+  end
+end
+if refused >= 0 then return {0, tostring(wait), refused} end
+for i = 2, #KEYS do
+  local cap = tonumber(ARGV[2 * i - 1])
+  local rate = tonumber(ARGV[2 * i])
+  redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - 1), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate) + 1000)
+end
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return {1, '0', -1}
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -252,6 +331,7 @@ class RedisState(StateBackend):
         self._retry_interval = retry_interval
         self._acquire_script = client.register_script(_ACQUIRE)
         self._release_script = client.register_script(_RELEASE)
+        self._admit_script = client.register_script(_ADMIT)
         self._fallback = MemoryState()
         self._down_until = 0.0
         self._down = False
@@ -306,6 +386,26 @@ class RedisState(StateBackend):
         if int(answer[0]) == 1:
             return None
         return float(answer[1]) / 1000.0, int(answer[2])
+
+    def admit(
+        self, claim_key: str | None, window: float, buckets: Sequence[Bucket]
+    ) -> tuple[str, str | None, float, int]:
+        import secrets
+
+        token = secrets.token_hex(8) if claim_key is not None else None
+        keys = [self._key(claim_key) if claim_key is not None else ""] + [self._key(b.key) for b in buckets]
+        args = [token or "", str(max(1, int(window * 1000)))]
+        for bucket in buckets:
+            args += [repr(bucket.capacity), repr(bucket.refill / 1000.0)]
+        ok, answer = self._redis(lambda: self._admit_script(keys=keys, args=args))
+        if not ok:
+            return self._fallback.admit(claim_key, window, buckets)
+        verdict = int(answer[0])
+        if verdict == 2:
+            return "duplicate", None, 0.0, -1
+        if verdict == 0:
+            return "throttled", None, float(answer[1]) / 1000.0, int(answer[2])
+        return "ok", token, 0.0, -1
 
     def claim(self, key: str, window: float) -> str | None:
         import secrets
