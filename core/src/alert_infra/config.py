@@ -37,7 +37,8 @@ channels are what an application relies on when something is already wrong,
 and a transient 502 should not lose the alert. ``retry = false`` (or
 ``attempts = 1``) turns that off. Throttling and de-duplication are off
 unless configured: dropping alerts must be a decision, never a default.
-``audit`` belongs to a later version and is refused with a message saying so.
+``audit = "sqlite:///path"`` records every dispatch in an audit trail (see
+:mod:`alert_infra.audit`), keeping the newest ``audit_retention`` alerts.
 """
 
 from __future__ import annotations
@@ -69,8 +70,19 @@ CONFIG_ENV = "ALERT_INFRA_CONFIG"
 CONFIG_FILE = "alert-infra.toml"
 POLICY_KEYS = ("retry", "throttle", "dedup_window")
 CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout", *POLICY_KEYS)
-SETTINGS_KEYS = ("default_channels", "enabled", "timeout", "deadline", "plugins", "state", "state_prefix", *POLICY_KEYS)
-NOT_YET = ("audit",)
+SETTINGS_KEYS = (
+    "default_channels",
+    "enabled",
+    "timeout",
+    "deadline",
+    "plugins",
+    "state",
+    "state_prefix",
+    "audit",
+    "audit_retention",
+    *POLICY_KEYS,
+)
+NOT_YET: tuple[str, ...] = ()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -127,6 +139,8 @@ class AlertConfig:
         deadline: float | None = None,
         state: str | None = None,
         state_prefix: str = "alert-infra",
+        audit: str | None = None,
+        audit_retention: int | None = None,
     ) -> None:
         self.channels = channels
         self.default_channels = default_channels
@@ -137,6 +151,8 @@ class AlertConfig:
         self.deadline = deadline
         self.state = state
         self.state_prefix = state_prefix
+        self.audit = audit
+        self.audit_retention = audit_retention
 
     def __repr__(self) -> str:  # the state URL may carry a password
         names = ", ".join(c.name for c in self.channels)
@@ -189,6 +205,11 @@ class AlertConfig:
             from .state import RedisState
 
             kwargs["state"] = RedisState(self.state, prefix=self.state_prefix)
+        if "audit" not in kwargs and self.audit is not None:
+            from .audit import DEFAULT_RETENTION, open_audit
+
+            retention = self.audit_retention if self.audit_retention is not None else DEFAULT_RETENTION
+            kwargs["audit"] = open_audit(self.audit, retention=retention)
         return AlertDispatcher(
             transports,
             enabled=self.enabled,
@@ -360,6 +381,18 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         problems.append("alert_infra.state_prefix: letters, digits, '_', '-', '.' (at most 64)")
         state_prefix = "alert-infra"
     policy_defaults = _policies(settings, "alert_infra", problems, defaults=None)
+    audit = settings.get("audit")
+    if audit is not None and (
+        not isinstance(audit, str) or not audit.startswith("sqlite:///") or audit == "sqlite:///"
+    ):
+        problems.append('alert_infra.audit: must be a sqlite:/// URL, such as "sqlite:///var/lib/app/alerts.sqlite3"')
+        audit = None
+    audit_retention = settings.get("audit_retention")
+    if audit_retention is not None and (
+        isinstance(audit_retention, bool) or not isinstance(audit_retention, int) or audit_retention < 1
+    ):
+        problems.append("alert_infra.audit_retention: must be a positive whole number of alerts")
+        audit_retention = None
     plugins = _names(settings.get("plugins", []), "alert_infra.plugins", problems) or []
     default_channels = (
         _names(settings["default_channels"], "alert_infra.default_channels", problems)
@@ -446,6 +479,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         deadline=deadline,
         state=state,
         state_prefix=state_prefix,
+        audit=audit,
+        audit_retention=audit_retention,
     )
 
 

@@ -213,6 +213,9 @@ class AlertDispatcher:
         state: where throttle budgets and de-duplication windows live: a
             :class:`~alert_infra.state.StateBackend`, ``"memory"`` (default) or a
             ``redis://`` URL shared by every process (see :mod:`alert_infra.state`).
+        audit: an :class:`~alert_infra.audit.AuditTrail` (or anything with an
+            ``alert_infra_after_dispatch(alert, result)`` method) that records
+            every dispatch of this dispatcher; its failures are logged, never raised.
         clock, sleep, random: injection points for tests of the retry timing
             (defaults: :func:`time.monotonic`, :func:`time.sleep`, :func:`random.random`).
 
@@ -239,6 +242,7 @@ class AlertDispatcher:
         clock: Any = None,
         sleep: Any = None,
         random: Any = None,
+        audit: Any = None,
     ) -> None:
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise AlertValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -274,6 +278,7 @@ class AlertDispatcher:
         self._clock = clock or time.monotonic
         self._sleep = sleep or time.sleep
         self._random = random
+        self.audit = audit
         self._stats: dict[str, dict[str, int]] = {}
         self._stats_lock = allocate_lock()
 
@@ -636,11 +641,19 @@ class AlertDispatcher:
         outcomes.extend(self._assemble(plan, delivered) if len(plan) != len(delivered) else delivered)
         self._count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
+        if self.audit is not None:
+            self._record(alert, result)
         host = self._hooks()
         if host is not None:
             self._run_hooks_sync(host, alert, result)
         self._raise_if_needed(result)
         return result
+
+    def _record(self, alert: Alert, result: DeliveryResult) -> None:
+        try:
+            self.audit.alert_infra_after_dispatch(alert.redacted(), result)
+        except Exception as exc:  # noqa: BLE001 - the audit trail never breaks delivery
+            self.logger.warning("alert audit trail failed to record: %s", type(exc).__name__)
 
     def _run_hooks_sync(self, host: Any, alert: Alert, result: DeliveryResult) -> None:
         pending = host.after_dispatch(alert.redacted(), result)
@@ -725,6 +738,8 @@ class AlertDispatcher:
         outcomes.extend(self._assemble(plan, delivered))
         self._count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
+        if self.audit is not None:  # a database write: off the event loop's thread
+            await asyncio.wrap_future(self._workers().submit(self._record, alert, result))
         host = self._hooks()
         if host is not None:
             for plugin_name, awaitable in host.after_dispatch(alert.redacted(), result):
@@ -767,6 +782,9 @@ class AlertDispatcher:
             pool.shutdown()
         if self._state is not None:
             self._state.close()
+        close_audit = getattr(self.audit, "close", None)
+        if callable(close_audit):
+            close_audit()
 
     def __enter__(self) -> AlertDispatcher:
         return self
