@@ -75,13 +75,10 @@ def _as_mapping(event: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(event) and not isinstance(event, type):
         return dataclasses.asdict(event)
     try:
-        attributes = vars(event)
-    except TypeError:
-        attributes = {
-            name: getattr(event, name)
-            for name in dir(event)
-            if not name.startswith("_") and not callable(getattr(event, name, None))
-        }
+        attributes = dict(vars(event))
+    except TypeError:  # no __dict__: a __slots__ class, or not an event at all (a number, a string)
+        slots = [n for cls in type(event).__mro__ for n in getattr(cls, "__slots__", ()) if isinstance(n, str)]
+        attributes = {name: getattr(event, name) for name in slots if hasattr(event, name)}
     data = {k: v for k, v in attributes.items() if not k.startswith("_")}
     if not data:
         raise AlertValidationError(f"cannot read an audit event of type {type(event).__name__}: it has no fields")

@@ -121,7 +121,15 @@ class AlertHandler(logging.Handler):
             if self._thread is None:
                 self._start()
         except Exception:  # noqa: BLE001 - a logging handler must never raise
+            self._report(record)
+
+    def _report(self, record: logging.LogRecord) -> None:
+        # The logging module's own channel for handler failures (a traceback on stderr while
+        # logging.raiseExceptions is on); even that may fail (stderr closed): swallow it then.
+        try:
             self.handleError(record)
+        except Exception:  # noqa: BLE001, S110
+            pass
 
     @staticmethod
     def _ignored(record: logging.LogRecord) -> bool:
@@ -159,7 +167,7 @@ class AlertHandler(logging.Handler):
                     return
                 self._deliver(record)
             except Exception:  # noqa: BLE001 - the thread must survive anything
-                self.handleError(record)
+                self._report(record)
             finally:
                 self._queue.task_done()
 

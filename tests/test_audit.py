@@ -1,0 +1,240 @@
+"""The SQLite audit trail: records, queries, acknowledgement, retention, several writers, wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from alert_infra import (
+    Alert,
+    AlertConfigurationError,
+    AlertDispatcher,
+    AlertInfraError,
+    RetryableAlertTransportError,
+    load_config,
+    register_plugin,
+)
+from alert_infra.audit import SCHEMA_VERSION, AuditStore, AuditTrail, default_audit_path, open_audit
+from alert_infra.dispatcher import Route
+from alert_infra.testing import RecordingTransport
+
+SECRET = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+def dispatch(store: AuditStore, *alerts: Alert) -> list[int]:
+    ok = RecordingTransport(name="ops")
+    bad = RecordingTransport(name="pager", fail_with=RetryableAlertTransportError("HTTP 503"))
+    trail = AuditTrail(store)
+    dispatcher = AlertDispatcher([ok, bad], routes={"pager": Route(min_severity="critical")}, audit=trail)
+    ids = []
+    for alert in alerts:
+        dispatcher.send(alert)
+        assert trail.last_id is not None
+        ids.append(trail.last_id)
+    return ids
+
+
+def test_every_dispatch_is_recorded_with_each_channels_outcome(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "audit.sqlite3"))
+    [first, second] = dispatch(
+        store,
+        Alert("Disk full", "/var at 97%", "warning", source="db", tags=("db",), metadata={"host": "db1"}),
+        Alert("Payments down", "5 failures", "critical", source="billing"),
+    )
+    records = store.query()
+    assert [r.id for r in records] == [second, first]  # newest first
+    payments, disk = records
+    assert disk.title == "Disk full" and disk.severity == "warning" and disk.tags == ["db"]
+    assert disk.metadata == {"host": "db1"} and disk.outcome == "sent"
+    assert [(c["channel"], c["status"], c["suppressed_by"]) for c in disk.channels] == [
+        ("ops", "sent", None),
+        ("pager", "skipped", "routing"),
+    ]
+    assert payments.outcome == "partial"
+    assert payments.channels[1]["error"] == "RetryableAlertTransportError"
+    assert payments.channels[1]["reason"] == "HTTP 503"
+    json.dumps([r.to_dict() for r in records])  # the CLI's --json form
+
+
+def test_queries_filter_by_time_severity_source_channel_and_status(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "a.db"))
+    dispatch(
+        store,
+        Alert("a", "m", "info", source="web"),
+        Alert("b", "m", "critical", source="billing"),
+        Alert("c", "m", "error", source="web"),
+    )
+    assert [r.title for r in store.query(min_severity="error")] == ["c", "b"]
+    assert [r.title for r in store.query(source="web")] == ["c", "a"]
+    assert [r.title for r in store.query(channel="pager", status="failed")] == ["b"]
+    assert [r.title for r in store.query(channel="pager", status="skipped")] == ["c", "a"]
+    assert [r.title for r in store.query(status="partial")] == ["b"]
+    assert [r.title for r in store.query(limit=1)] == ["c"]
+    assert store.query(since=time.time() + 60) == []
+    assert len(store.query(since=time.time() - 60, until=time.time() + 1)) == 3
+
+
+def test_acknowledge_round_trip_keeps_the_first(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "a.db"))
+    [alert_id] = dispatch(store, Alert("Disk full", "m"))
+    assert [r.id for r in store.query(acknowledged=False)] == [alert_id]
+    record = store.acknowledge(alert_id, by="dana", note="on it", at=1000.0)
+    assert (record.acknowledged, record.acknowledged_by, record.ack_note, record.acknowledged_at) == (
+        True,
+        "dana",
+        "on it",
+        1000.0,
+    )
+    again = store.acknowledge(alert_id, by="eve", at=2000.0)
+    assert again.acknowledged_by == "dana" and again.acknowledged_at == 1000.0
+    assert store.query(acknowledged=False) == []
+    with pytest.raises(AlertInfraError, match="no alert with id 999"):
+        store.acknowledge(999, by="dana")
+
+
+def test_retention_keeps_the_newest(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "a.db"), retention=5)
+    ids = dispatch(store, *[Alert(f"a{i}", "m") for i in range(12)])
+    store.prune()
+    assert [r.id for r in store.query(limit=100)] == ids[::-1][:5]
+    with sqlite3.connect(tmp_path / "a.db") as raw:  # outcomes of removed alerts go with them
+        assert raw.execute("SELECT COUNT(DISTINCT alert_id) FROM outcomes").fetchone()[0] == 5
+
+
+def test_nothing_secret_is_stored(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "a.db"))
+    dispatch(
+        store,
+        Alert(
+            "Charge failed",
+            f"provider said: bad key {SECRET}",
+            metadata={"api_key": SECRET, "note": f"Authorization: Bearer {SECRET}"},
+            redact_sensitive_data=False,  # even an alert sent unredacted is stored redacted
+        ),
+    )
+    raw = (tmp_path / "a.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("a.db-*"))
+    assert SECRET.encode() not in raw
+    assert store.count() == 1 and "[REDACTED]" in store.query()[0].message
+
+
+def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    AuditStore(str(path)).count()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(AlertConfigurationError, match="upgrade alert-infra"):
+        AuditStore(str(path)).count()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from alert_infra import Alert, AlertDispatcher, NoOpTransport
+    from alert_infra.audit import AuditStore, AuditTrail
+
+    path, n, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    dispatcher = AlertDispatcher([NoOpTransport()], audit=AuditTrail(AuditStore(path, retention=None)))
+    while time.time() < start_at:
+        time.sleep(0.001)
+    for i in range(100):
+        dispatcher.send(Alert(f"writer {n} alert {i}", "m"))
+    """
+)
+
+
+def test_several_processes_write_at_once(tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    path = tmp_path / "shared.sqlite3"
+    start_at = time.time() + 1.5
+    writers = [
+        subprocess.Popen([sys.executable, str(script), str(path), str(n), str(start_at)], stderr=subprocess.PIPE)
+        for n in range(4)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err.decode()
+    store = AuditStore(str(path), retention=None)
+    records = store.query(limit=1000)
+    assert len(records) == 400
+    assert len({r.id for r in records}) == 400
+    assert all(len(r.channels) == 1 for r in records)
+    for n in range(4):  # each writer's alerts in its own order
+        mine = [r for r in reversed(records) if r.title.startswith(f"writer {n} ")]
+        assert [r.title for r in mine] == [f"writer {n} alert {i}" for i in range(100)]
+
+
+def test_configured_audit_records_dispatches(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "audit.sqlite3"
+    dispatcher = AlertDispatcher.from_config(
+        {"alert_infra": {"audit": f"sqlite:///{path}", "audit_retention": 50}, "channels": {"ops": {"type": "noop"}}}
+    )
+    dispatcher.send(Alert("Queue backlog", "10,000 jobs"))
+    dispatcher.close()
+    store = AuditStore(str(path))
+    assert [r.title for r in store.query()] == ["Queue backlog"]
+    assert dispatcher.audit.store.retention == 50
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"audit": "postgres://x"}, "alert_infra.audit: must be a sqlite:/// URL"),
+        ({"audit": "sqlite:///"}, "alert_infra.audit: must be a sqlite:/// URL"),
+        ({"audit": "sqlite:///x.db", "audit_retention": 0}, "alert_infra.audit_retention"),
+    ],
+)
+def test_bad_audit_settings_are_named(settings: dict, fragment: str) -> None:
+    with pytest.raises(AlertConfigurationError, match=fragment):
+        load_config({"alert_infra": settings, "channels": {"ops": {"type": "noop"}}})
+
+
+def test_a_broken_audit_store_never_breaks_delivery(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the folder should be")
+    ops = RecordingTransport(name="ops")
+    dispatcher = AlertDispatcher([ops], audit=open_audit(str(blocker / "audit.sqlite3")))
+    result = dispatcher.send(Alert("Disk full", "m"))
+    assert result.sent == ("ops",) and len(ops.alerts) == 1
+    assert "alert audit trail failed to record" in caplog.text
+
+
+def test_asend_records_off_the_event_loop(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "a.db"))
+    dispatcher = AlertDispatcher([RecordingTransport(name="ops")], audit=AuditTrail(store))
+    asyncio.run(dispatcher.asend(Alert("Async alert", "m")))
+    assert [r.title for r in store.query()] == ["Async alert"]
+
+
+def test_the_trail_works_as_a_process_wide_plugin(tmp_path: Path, host) -> None:
+    store = AuditStore(str(tmp_path / "a.db"))
+    register_plugin(AuditTrail(store), name="audit")
+    AlertDispatcher([RecordingTransport(name="one")]).send(Alert("first", "m"))
+    AlertDispatcher([RecordingTransport(name="two")]).send(Alert("second", "m"))
+    assert [r.title for r in store.query()] == ["second", "first"]
+
+
+def test_default_path_follows_xdg_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_audit_path() == str(tmp_path / "alert-infra" / "audit.sqlite3")
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert default_audit_path().endswith(str(Path(".local") / "state" / "alert-infra" / "audit.sqlite3"))
+
+
+def test_audit_writes_never_log_secrets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = AuditStore(str(tmp_path / "a.db"))
+    dispatch(store, Alert("x", f"token={SECRET}", metadata={"password": SECRET}))
+    assert SECRET not in caplog.text
+    assert SECRET not in json.dumps([r.to_dict() for r in store.query()])
