@@ -67,9 +67,29 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
-    """Send one alert through the console channel, from a fresh install of the core."""
+    """From a fresh install of the core: send one alert with the `alert-infra` command (no
+    configuration, so it goes to the console channel and the local audit trail), then list it."""
     session.install("./core")
-    session.run("python", "docs/examples/demo.py")
+    session.chdir(session.create_tmp())  # no alert-infra.toml here: the zero-configuration path
+    session.run(
+        "alert-infra",
+        "send",
+        "Payment provider timeout",
+        "The payment provider did not answer within 10 seconds. Retries are exhausted.",
+        "--severity",
+        "critical",
+        "--source",
+        "billing-service",
+        "--tag",
+        "payments",
+        "--meta",
+        "invoice_id=INV-1001",
+        "--meta",
+        "api_key=sk_live_this_value_is_redacted",
+        "--link",
+        "Runbook=https://runbooks.example.com/payments/timeout",
+    )
+    session.run("alert-infra", "history", "--limit", "3")
 
 
 @nox.session(python="3.11")
