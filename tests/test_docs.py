@@ -47,6 +47,17 @@ def test_examples_run(page: Path) -> None:
                 raise AssertionError(f"example at {page.relative_to(ROOT)}:{line} failed: {exc!r}") from exc
 
 
+@pytest.mark.parametrize("script", sorted((DOCS / "examples").glob("*.py")), ids=lambda p: p.name)
+def test_example_scripts_run(script: Path) -> None:
+    """Each script of docs/examples runs to completion in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), "an example should show what it did"
+
+
 def test_every_page_is_reachable_from_the_index() -> None:
     """docs/index.md links every page of docs/ (nothing orphaned)."""
     index = (DOCS / "index.md").read_text(encoding="utf-8")

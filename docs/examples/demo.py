@@ -1,6 +1,7 @@
-"""The quick-start demo: one alert through the console channel.
+"""The Python side of the quick start: one alert through the console channel, in code.
 
-Run it with ``nox -s demo`` (or ``python docs/examples/demo.py`` with the core installed).
+Run it with ``python docs/examples/demo.py`` once the core is installed (``nox -s demo``
+shows the same through the ``alert-infra`` command). ``tests/test_docs.py`` runs it.
 """
 
 from alert_infra import Alert, AlertDispatcher, ConsoleTransport
