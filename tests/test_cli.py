@@ -226,3 +226,13 @@ def test_console_script_is_installed() -> None:
 
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name == "alert-infra"}
     assert scripts == {"alert-infra": "alert_infra.cli:main"}
+
+
+def test_alert_text_cannot_drive_the_terminal(cli: Cli) -> None:
+    title = "Disk \x1b[2J\x1b[31mfull\rforged line"
+    sent = cli("send", title, "m")
+    assert sent.returncode == 0
+    history = cli("history")
+    for output in (sent.stdout, history.stdout):
+        assert "\x1b" not in output and "\r" not in output
+    assert "Disk [2J [31mfull forged line" in history.stdout

@@ -79,15 +79,22 @@ def _when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+def _clean(text: object) -> str:
+    """One line without control characters: alert text must never drive the terminal."""
+    from .formatting import one_line
+
+    return one_line(str(text))
+
+
 def _outcome_line(outcome: Any) -> str:
     if outcome.status == "sent":
         tries = f"{outcome.attempts} tries" if outcome.attempts != 1 else "1 try"
-        extra = f"; {outcome.detail}" if outcome.detail else ""
+        extra = f"; {_clean(outcome.detail)}" if outcome.detail else ""
         return f"  sent     {outcome.name}  ({tries}, {outcome.elapsed:.2f}s{extra})"
     if outcome.status == "skipped":
-        return f"  skipped  {outcome.name}  ({outcome.reason or outcome.suppressed_by})"
+        return f"  skipped  {outcome.name}  ({_clean(outcome.reason or outcome.suppressed_by)})"
     kind = "retryable" if outcome.retryable else "permanent"
-    reason = f": {outcome.reason}" if outcome.reason else ""
+    reason = f": {_clean(outcome.reason)}" if outcome.reason else ""
     return f"  failed   {outcome.name}  ({outcome.error}{reason}; {kind}, {outcome.attempts} tries)"
 
 
@@ -195,7 +202,7 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         _print_json({"id": record_id, "alert": alert.to_dict(), "result": result.to_dict()}, out)
     else:
         label = f"alert {record_id}" if record_id is not None else "alert"
-        out.write(f"{label}: {alert.severity} {alert.redacted().title!r}\n")
+        out.write(f"{label}: {alert.severity} '{_clean(alert.redacted().title)}'\n")
         for outcome in result.outcomes:
             out.write(_outcome_line(outcome) + "\n")
         if not result.outcomes:
@@ -263,6 +270,8 @@ def _cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    import socket
+
     from .alert import Alert
     from .dispatcher import AlertDispatcher
 
@@ -281,7 +290,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     # each one delivers. Retries still apply; throttle and de-duplication do not.
     test = Alert(
         "alert-infra test alert",
-        f"A test alert from `alert-infra check --send-test` on {os.uname().nodename if hasattr(os, 'uname') else ''}.",
+        f"A test alert from `alert-infra check --send-test` on {socket.gethostname()}.",
         "info",
         source="alert-infra check",
         tags=("test",),
@@ -336,8 +345,9 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     out.write(f"{'ID':>5}  {'TIME (UTC)':20}  {'SEVERITY':8}  {'OUTCOME':10}  {'ACK':10}  TITLE / CHANNELS\n")
     for r in records:
-        ack = (r.acknowledged_by or "yes")[:10] if r.acknowledged else "-"
-        out.write(f"{r.id:>5}  {_when(r.created_at):20}  {r.severity:8}  {r.outcome:10}  {ack:10}  {r.title}\n")
+        ack = _clean(r.acknowledged_by or "yes")[:10] if r.acknowledged else "-"
+        when = _when(r.created_at)
+        out.write(f"{r.id:>5}  {when:20}  {r.severity:8}  {r.outcome:10}  {ack:10}  {_clean(r.title)}\n")
         channels = ", ".join(f"{c['channel']}:{c['suppressed_by'] or c['status']}" for c in r.channels)
         out.write(f"{'':>5}  {'':20}  {'':8}  {'':10}  {'':10}  -> {channels or 'none'}\n")
     return EXIT_OK
@@ -367,7 +377,7 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
         _print_json(record.to_dict(), out)
     else:
         out.write(
-            f"alert {record.id} {record.title!r} acknowledged by {record.acknowledged_by} "
+            f"alert {record.id} '{_clean(record.title)}' acknowledged by {_clean(record.acknowledged_by)} "
             f"at {_when(record.acknowledged_at or 0)}\n"
         )
     return EXIT_OK
