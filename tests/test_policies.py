@@ -434,3 +434,32 @@ def test_routing_skips_say_so():
     dispatcher = AlertDispatcher([RecordingTransport(name="ops")], routes={"ops": Route(min_severity="critical")})
     outcome = dispatcher.send(alert()).outcome("ops")
     assert outcome.status == "skipped" and outcome.suppressed_by == "routing"
+
+
+@given(
+    steps=st.lists(st.floats(min_value=0, max_value=50, allow_nan=False), max_size=150),
+    rate=st.integers(min_value=1, max_value=20),
+    per=st.floats(min_value=0.5, max_value=100, allow_nan=False),
+    burst=st.integers(min_value=1, max_value=30),
+)
+def test_property_token_bucket_never_exceeds_its_budget_and_its_wait_is_honest(steps, rate, per, burst):
+    """In any interval, admitted <= burst + rate * length / per; after a refusal, waiting the
+    announced time is enough."""
+    now = [0.0]
+    state = MemoryState(clock=lambda: now[0])
+    bucket = Bucket("k", burst, rate, per)
+    admitted: list[float] = []
+    for step in steps:
+        now[0] += step
+        refused = state.acquire([bucket])
+        if refused is None:
+            admitted.append(now[0])
+            continue
+        wait, index = refused
+        assert index == 0 and 0 < wait <= per / rate + 1e-9
+        probe = MemoryState(clock=lambda at=now[0] + wait + 1e-9: at)
+        probe._buckets = dict(state._buckets)
+        assert probe.acquire([bucket]) is None
+    for i, start in enumerate(admitted):
+        for j in range(i, len(admitted)):
+            assert j - i + 1 <= burst + rate * (admitted[j] - start) / per + 1e-6

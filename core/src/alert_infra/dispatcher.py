@@ -65,8 +65,8 @@ class Route:
         min_severity: str | None = None,
         tags: Iterable[str] = (),
         timeout: float | None = None,
-        retry: RetryPolicy | Mapping[str, Any] | None = None,
-        throttle: Throttle | Mapping[str, Any] | None = None,
+        retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
+        throttle: Throttle | Mapping[str, Any] | bool | None = None,
         dedup_window: float | None = None,
     ) -> None:
         from .alert import severity_rank
@@ -76,6 +76,12 @@ class Route:
         self.min_rank = severity_rank(min_severity) if min_severity else None
         self.tags = frozenset(tags)
         self.timeout = timeout
+        if retry is False:  # as in configuration: `retry = false`
+            retry = None
+        if throttle is False:
+            throttle = None
+        if retry is True or throttle is True:
+            raise AlertValidationError("retry and throttle take a policy, a mapping or False, not True")
         if retry is not None or throttle is not None:
             from .policies import RetryPolicy, Throttle
 
