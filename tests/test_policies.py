@@ -463,3 +463,21 @@ def test_property_token_bucket_never_exceeds_its_budget_and_its_wait_is_honest(s
     for i, start in enumerate(admitted):
         for j in range(i, len(admitted)):
             assert j - i + 1 <= burst + rate * (admitted[j] - start) / per + 1e-6
+
+
+def test_a_broken_state_backend_fails_open(caplog: pytest.LogCaptureFixture) -> None:
+    from alert_infra.state import StateBackend
+
+    class Broken(StateBackend):
+        def admit(self, *args: object) -> tuple:
+            raise ConnectionError("store is down")
+
+        def release(self, key: str, token: str) -> None:
+            raise ConnectionError("store is down")
+
+    transport = RecordingTransport(name="ops")
+    route = Route(dedup_window=60, throttle={"rate": 1})
+    dispatcher = AlertDispatcher([transport], routes={"ops": route}, state=Broken())
+    assert [dispatcher.send(alert()).sent for _ in range(3)] == [("ops",)] * 3  # inline, and never raised
+    assert "delivering without throttle and de-duplication" in caplog.text
+    assert "ConnectionError" in caplog.text

@@ -424,7 +424,15 @@ class AlertDispatcher:
             key = f"dd:{channel.name}:{alert.status}:{alert.fingerprint}"
         throttle = route.throttle
         buckets = throttle.buckets(channel.name, alert.fingerprint) if throttle is not None else ()
-        verdict, token, wait, index = self.state.admit(key, route.dedup_window or 0.0, buckets)
+        try:
+            verdict, token, wait, index = self.state.admit(key, route.dedup_window or 0.0, buckets)
+        except Exception as exc:  # noqa: BLE001 - a broken state backend must not cost the alert: fail open
+            self.logger.warning(
+                "alert state backend failed for channel %s (%s): delivering without throttle and de-duplication",
+                channel.name,
+                type(exc).__name__,
+            )
+            return None, None
         if verdict == "duplicate":
             return ChannelOutcome(
                 channel.name,
@@ -441,6 +449,14 @@ class AlertDispatcher:
                 retry_after=round(wait, 3),
             ), None
         return None, (key, token) if key is not None and token is not None else None
+
+    def _release(self, claim: Any) -> None:
+        if claim is None:
+            return
+        try:
+            self.state.release(*claim)
+        except Exception as exc:  # noqa: BLE001 - the claim expires by itself
+            self.logger.warning("alert state backend failed to release a claim: %s", type(exc).__name__)
 
     def _retry_delay(self, route: Route, tries: int, exc: BaseException, deadline_at: float) -> float | None:
         retry = route.retry
@@ -471,8 +487,7 @@ class AlertDispatcher:
             except Exception as exc:  # noqa: BLE001 - each transport is isolated
                 delay = self._retry_delay(route, tries, exc, deadline_at)
                 if delay is None:
-                    if claim is not None:
-                        self.state.release(*claim)
+                    self._release(claim)
                     return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
                 self.logger.info(
                     "alert channel %s: try %d failed (%s); retrying in %.2fs",
@@ -511,8 +526,7 @@ class AlertDispatcher:
                     exc = AlertTransportTimeoutError(f"no answer within {channel.timeout or self.timeout:g}s")
                 delay = self._retry_delay(route, tries, exc, deadline_at)
                 if delay is None:
-                    if claim is not None:
-                        self.state.release(*claim)
+                    self._release(claim)
                     return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
                 if self._sleep is time.sleep:
                     await asyncio.sleep(delay)
