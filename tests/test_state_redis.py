@@ -292,3 +292,38 @@ def test_redis_url_in_environment_is_interpolated(redis_url: str, monkeypatch: p
     dispatcher = config.build_dispatcher()
     assert isinstance(dispatcher.state, RedisState)
     assert os.environ["ALERT_REDIS_URL"] not in repr(config)
+
+
+def test_a_silent_redis_costs_one_timeout_per_retry_interval_not_one_per_alert() -> None:
+    """A server that accepts connections and never answers (a hung Redis): alerts still go out,
+    and the backend stops asking it (one connection) until its retry interval has passed."""
+    pytest.importorskip("redis", reason="service unavailable: redis (the redis package is not installed)")
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    try:
+        state = RedisState(f"redis://127.0.0.1:{port}/0", timeout=0.2, retry_interval=60)
+        dispatcher = AlertDispatcher(
+            [RecordingTransport(name="ops")], routes={"ops": Route(dedup_window=60)}, state=state
+        )
+        results = [dispatcher.send(alert(f"a{i}")) for i in range(20)]
+        assert all(r.sent == ("ops",) for r in results)
+        assert len(accepted) == 1  # asked once, timed out, then memory until the interval passes
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()

@@ -319,7 +319,15 @@ class RedisState(StateBackend):
                     "state: a Redis URL needs the redis package: pip install 'alert-infra[redis]'"
                 ) from None
             try:
-                client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
+
+                # No client-side retries: a dead Redis must cost one short timeout, after which
+                # this backend falls back to memory for `retry_interval`; retrying inside the
+                # client would multiply the wait on every alert's path.
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
+                )
             except ValueError:
                 # redis-py's message quotes the URL: never pass it on.
                 raise AlertConfigurationError("state: not a valid Redis URL") from None
