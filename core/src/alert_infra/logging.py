@@ -178,11 +178,19 @@ class AlertHandler(logging.Handler):
         if policy.has_policy:
             key = f"dd:log-handler:{alert.fingerprint}" if policy.dedup_window is not None else None
             buckets = policy.throttle.buckets("log-handler", alert.fingerprint) if policy.throttle else ()
-            verdict, _, _, _ = dispatcher.state.admit(key, policy.dedup_window or 0.0, buckets)
+            try:
+                verdict, _, _, _ = dispatcher.state.admit(key, policy.dedup_window or 0.0, buckets)
+            except Exception:  # noqa: BLE001 - a broken state store must not cost the alert: fail open
+                verdict = "ok"
             if verdict != "ok":
                 self.suppressed += 1
                 return
-        dispatcher.send(alert, self.channels)
+        from .exceptions import AlertDeliveryError
+
+        try:
+            dispatcher.send(alert, self.channels)
+        except AlertDeliveryError:  # a dispatcher with raise_on_failure: the failure is logged already
+            pass
         self.sent += 1
 
     def to_alert(self, record: logging.LogRecord) -> Alert:
