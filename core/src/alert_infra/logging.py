@@ -101,7 +101,7 @@ class AlertHandler(logging.Handler):
         self.flush_timeout = flush_timeout
         self.dropped = 0
         self.suppressed = 0
-        self.sent = 0
+        self.dispatched = 0  # alerts handed to the dispatcher (see its results and stats for delivery)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
@@ -191,7 +191,7 @@ class AlertHandler(logging.Handler):
             dispatcher.send(alert, self.channels)
         except AlertDeliveryError:  # a dispatcher with raise_on_failure: the failure is logged already
             pass
-        self.sent += 1
+        self.dispatched += 1
 
     def to_alert(self, record: logging.LogRecord) -> Alert:
         """The alert for ``record`` (override to shape alerts differently)."""
