@@ -293,3 +293,23 @@ class TestSendAlert:
         (tmp_path / "alert-infra.toml").write_text('[channels.n]\ntype = "nope"\n')
         with pytest.raises(AlertConfigurationError, match="unknown transport type 'nope'"):
             send_alert("t", "m")
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(
+        st.sampled_from(["state", "state_prefix", "audit", "audit_retention", "deadline", "retry", "dedup_window"]),
+        st.one_of(_toml_value, st.sampled_from(["memory", "redis://:pw-Zq9@h/0", "sqlite:///", "sqlite:///x.db"])),
+        max_size=4,
+    )
+)
+def test_any_settings_table_is_accepted_or_refused_naming_the_setting(settings_table: dict) -> None:
+    """[alert_infra] settings of any shape: a config, or errors that name alert_infra.<key>."""
+    try:
+        config = load_config({"alert_infra": settings_table, "channels": {"ops": {"type": "noop"}}})
+    except AlertConfigurationError as exc:
+        text = str(exc)
+        assert "alert_infra." in text
+        assert "pw-Zq9" not in text  # a Redis URL is never quoted
+    else:
+        assert "pw-Zq9" not in repr(config)
