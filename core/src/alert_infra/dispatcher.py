@@ -268,6 +268,7 @@ class AlertDispatcher:
         self._channel_key: tuple[int, ...] = ()
         self._channels: list[_Channel] = []
         self._pending_hooks: set[Any] = set()
+        self._env_plugins: bool | None = None
         self.default_channels = list(default_channels) if default_channels is not None else None
         self.routes: dict[str, Route] = dict(routes or {})
         if deadline is not None and (
@@ -596,7 +597,11 @@ class AlertDispatcher:
         from . import plugins
 
         host = plugins.peek_plugin_host()
-        if host is None and os.environ.get("ALERT_INFRA_PLUGINS"):
+        if host is None and self._env_plugins is None:
+            # Read once per dispatcher: an environment lookup on every dispatch costs more than
+            # the rest of the no-hook path.
+            self._env_plugins = bool(os.environ.get("ALERT_INFRA_PLUGINS"))
+        if host is None and self._env_plugins:
             host = plugins.get_plugin_host()
         if host is None or not host.has_after_dispatch:
             return None
