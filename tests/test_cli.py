@@ -190,6 +190,7 @@ def test_help_everywhere(cli: Cli, verb: str) -> None:
         (["send"], "the following arguments are required: title"),
         (["history", "--since", "last tuesday"], "--since: expected"),
         (["history", "--severity", "huge"], "--severity:"),
+        (["history", "--status", "skipped"], "--status: without --channel, one of sent, failed, partial, suppressed"),
         ([], "required"),
     ],
 )

@@ -324,6 +324,10 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             severity_rank(args.severity)
         except AlertValidationError as exc:
             raise _UsageError(f"--severity: {exc}") from None
+    allowed = ("sent", "failed", "skipped") if args.channel else ("sent", "failed", "partial", "suppressed")
+    if args.status is not None and args.status not in allowed:
+        where = "with --channel" if args.channel else "without --channel"
+        raise _UsageError(f"--status: {where}, one of {', '.join(allowed)}; got {args.status!r}")
     config = _load(args, required=False)
     audit = _audit_trail(args, config)
     assert audit is not None
