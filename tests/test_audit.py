@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -238,3 +239,25 @@ def test_audit_writes_never_log_secrets(tmp_path: Path, caplog: pytest.LogCaptur
     dispatch(store, Alert("x", f"token={SECRET}", metadata={"password": SECRET}))
     assert SECRET not in caplog.text
     assert SECRET not in json.dumps([r.to_dict() for r in store.query()])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "a.db"))
+    dispatch(store, Alert("parent before fork", "m"))
+    import warnings
+
+    with warnings.catch_warnings():  # 3.12+ warns about forking a threaded process; the child uses no thread
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: write through the inherited store, then leave without cleanup
+        code = 0
+        try:
+            dispatch(store, Alert("from the child", "m"))
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    dispatch(store, Alert("parent after fork", "m"))
+    assert [r.title for r in store.query()] == ["parent after fork", "from the child", "parent before fork"]

@@ -184,13 +184,16 @@ class AuditStore:
         self._timeout = timeout
         self._lock = allocate_lock()
         self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._writes = 0
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = self._conn
-        if conn is not None:
+        if conn is not None and self._pid == os.getpid():
             return conn
+        # First use, or a forked child (a pre-forking web server): a SQLite connection must never
+        # be shared across fork; the child opens its own and leaves the parent's alone.
         import sqlite3
 
         from .exceptions import AlertConfigurationError
@@ -224,6 +227,7 @@ class AuditStore:
                 conn.execute("ROLLBACK")
                 raise
         self._conn = conn
+        self._pid = os.getpid()
         return conn
 
     # -- writing ------------------------------------------------------------------------------
