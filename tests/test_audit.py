@@ -245,6 +245,7 @@ def test_audit_writes_never_log_secrets(tmp_path: Path, caplog: pytest.LogCaptur
 def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     store = AuditStore(str(tmp_path / "a.db"))
     dispatch(store, Alert("parent before fork", "m"))
+    parent_connection = store._conn
     import warnings
 
     with warnings.catch_warnings():  # 3.12+ warns about forking a threaded process; the child uses no thread
@@ -254,6 +255,8 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
         code = 0
         try:
             dispatch(store, Alert("from the child", "m"))
+            if store._conn is parent_connection:  # the parent's connection must stay the parent's
+                code = 2
         except BaseException:
             code = 1
         os._exit(code)
