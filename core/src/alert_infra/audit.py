@@ -24,13 +24,14 @@ import json
 import os
 import time
 from _thread import allocate_lock
+from contextlib import contextmanager
 
 from .hookspecs import hookimpl
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
     from .alert import Alert
@@ -231,6 +232,20 @@ class AuditStore:
         return conn
 
     # -- writing ------------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``BEGIN IMMEDIATE`` takes the write lock up front, so two
+        processes never both read, then both try to upgrade (SQLite's deadlock case)."""
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     def record(self, alert: Alert, result: DeliveryResult, *, at: float | None = None) -> int:
         """Store the (redacted) ``alert`` and the per-channel outcomes of ``result``; its id."""
         safe = alert.redacted()  # always: an alert sent with redaction off is still stored redacted
@@ -248,45 +263,35 @@ class AuditStore:
             safe.status,
             _summary(result),
         )
-        with self._lock:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO alerts (created_at, title, message, severity, severity_rank, source, tags, "
-                    "metadata, fingerprint, alert_status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-                alert_id = int(cursor.lastrowid or 0)
-                conn.executemany(
-                    "INSERT INTO outcomes (alert_id, position, channel, status, suppressed_by, attempts, elapsed, "
-                    "error, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            alert_id,
-                            position,
-                            o.name,
-                            o.status,
-                            o.suppressed_by,
-                            o.attempts,
-                            float(o.elapsed),
-                            o.error,
-                            o.reason,
-                            o.detail,
-                        )
-                        for position, o in enumerate(result.outcomes)
-                    ],
-                )
-                self._writes += 1
-                if self.retention is not None and self._writes % 100 == 1:
-                    conn.execute(
-                        "DELETE FROM alerts WHERE id <= (SELECT id FROM alerts ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                        (self.retention,),
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO alerts (created_at, title, message, severity, severity_rank, source, tags, "
+                "metadata, fingerprint, alert_status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+            alert_id = int(cursor.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO outcomes (alert_id, position, channel, status, suppressed_by, attempts, elapsed, "
+                "error, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        alert_id,
+                        position,
+                        o.name,
+                        o.status,
+                        o.suppressed_by,
+                        o.attempts,
+                        float(o.elapsed),
+                        o.error,
+                        o.reason,
+                        o.detail,
                     )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                    for position, o in enumerate(result.outcomes)
+                ],
+            )
+            self._writes += 1
+            if self._writes % 100 == 1:  # retention is enforced every 100 writes of a process
+                self._prune(conn)
         return alert_id
 
     def acknowledge(self, alert_id: int, *, by: str, note: str | None = None, at: float | None = None) -> AuditRecord:
@@ -297,20 +302,13 @@ class AuditStore:
         """
         from .exceptions import AlertInfraError
 
-        with self._lock:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                changed = conn.execute(
-                    "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, ack_note = ? "
-                    "WHERE id = ? AND acknowledged_at IS NULL",
-                    (at if at is not None else time.time(), by, note, alert_id),
-                ).rowcount
-                exists = changed or conn.execute("SELECT 1 FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, ack_note = ? "
+                "WHERE id = ? AND acknowledged_at IS NULL",
+                (at if at is not None else time.time(), by, note, alert_id),
+            ).rowcount
+            exists = changed or conn.execute("SELECT 1 FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         if not exists:
             raise AlertInfraError(f"no alert with id {alert_id} in the audit trail {self.path}")
         record = self.get(alert_id)
@@ -319,14 +317,17 @@ class AuditStore:
 
     def prune(self) -> int:
         """Apply the retention limit now; the number of alerts removed."""
+        with self._lock:
+            return self._prune(self._connect())
+
+    def _prune(self, conn: sqlite3.Connection) -> int:
         if self.retention is None:
             return 0
-        with self._lock:
-            conn = self._connect()
-            return conn.execute(
-                "DELETE FROM alerts WHERE id <= (SELECT id FROM alerts ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (self.retention,),
-            ).rowcount
+        # Keep the newest `retention` alerts; their outcomes go with them (ON DELETE CASCADE).
+        return conn.execute(
+            "DELETE FROM alerts WHERE id <= (SELECT id FROM alerts ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (self.retention,),
+        ).rowcount
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, alert_id: int) -> AuditRecord | None:

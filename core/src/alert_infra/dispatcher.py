@@ -486,20 +486,32 @@ class AlertDispatcher:
             try:
                 note = channel.transport.send(alert)
             except Exception as exc:  # noqa: BLE001 - each transport is isolated
-                delay = self._retry_delay(route, tries, exc, deadline_at)
-                if delay is None:
-                    self._release(claim)
-                    return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
-                self.logger.info(
-                    "alert channel %s: try %d failed (%s); retrying in %.2fs",
-                    channel.name,
-                    tries,
-                    type(exc).__name__,
-                    delay,
-                )
+                delay = self._next_try(channel, route, tries, exc, deadline_at, claim, started)
+                if isinstance(delay, ChannelOutcome):
+                    return delay
                 self._sleep(delay)
                 continue
             return _sent(channel, started, note, tries)
+
+    def _next_try(
+        self,
+        channel: _Channel,
+        route: Route,
+        tries: int,
+        exc: BaseException,
+        deadline_at: float,
+        claim: Any,
+        started: float,
+    ) -> float | ChannelOutcome:
+        """After a failed try: the wait before the next one, or the channel's final outcome."""
+        delay = self._retry_delay(route, tries, exc, deadline_at)
+        if delay is None:
+            self._release(claim)
+            return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
+        self.logger.info(
+            "alert channel %s: try %d failed (%s); retrying in %.2fs", channel.name, tries, type(exc).__name__, delay
+        )
+        return delay
 
     async def _acall_with_policy(self, channel: _Channel, route: Route, alert: Alert, started: float) -> ChannelOutcome:
         import asyncio
@@ -525,10 +537,9 @@ class AlertDispatcher:
             except Exception as exc:  # noqa: BLE001 - each transport is isolated
                 if isinstance(exc, asyncio.TimeoutError):
                     exc = AlertTransportTimeoutError(f"no answer within {channel.timeout or self.timeout:g}s")
-                delay = self._retry_delay(route, tries, exc, deadline_at)
-                if delay is None:
-                    self._release(claim)
-                    return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
+                delay = self._next_try(channel, route, tries, exc, deadline_at, claim, started)
+                if isinstance(delay, ChannelOutcome):
+                    return delay
                 if self._sleep is time.sleep:
                     await asyncio.sleep(delay)
                 else:  # an injected sleeper (tests)

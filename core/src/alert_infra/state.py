@@ -205,36 +205,6 @@ class MemoryState(StateBackend):
         return "MemoryState()"
 
 
-# KEYS: the bucket keys. ARGV: capacity and refill (tokens per millisecond) per key.
-# The server's clock is the one clock every process agrees on.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local levels = {}
-local wait, refused = 0, -1
-for i = 1, #KEYS do
-  local cap = tonumber(ARGV[2 * i - 1])
-  local rate = tonumber(ARGV[2 * i])
-  local v = redis.call('HMGET', KEYS[i], 'tokens', 'at')
-  local tokens, at = tonumber(v[1]), tonumber(v[2])
-  if tokens == nil or at == nil then tokens = cap; at = now end
-  tokens = math.min(cap, tokens + math.max(0, now - at) * rate)
-  levels[i] = tokens
-  if tokens < 1 then
-    local need = (1 - tokens) / rate
-    if need > wait then wait = need; refused = i - 1 end
-  end
-end
-if refused >= 0 then return {0, tostring(wait), refused} end
-for i = 1, #KEYS do
-  local cap = tonumber(ARGV[2 * i - 1])
-  local rate = tonumber(ARGV[2 * i])
-  redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - 1), 'at', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate) + 1000)
-end
-return {1, '0', -1}
-"""
-
 # KEYS[1]: the claim key ('' for none); KEYS[2..]: bucket keys.
 # ARGV[1]: claim token, ARGV[2]: window in ms, then capacity and refill per bucket.
 # One round trip for both checks, atomic: a duplicate spends no token, a throttled
@@ -337,7 +307,6 @@ class RedisState(StateBackend):
         self._client = client
         self._prefix = prefix
         self._retry_interval = retry_interval
-        self._acquire_script = client.register_script(_ACQUIRE)
         self._release_script = client.register_script(_RELEASE)
         self._admit_script = client.register_script(_ADMIT)
         self._fallback = MemoryState()
@@ -384,16 +353,8 @@ class RedisState(StateBackend):
         return True, answer
 
     def acquire(self, buckets: Sequence[Bucket]) -> tuple[float, int] | None:
-        keys = [self._key(b.key) for b in buckets]
-        args: list[str] = []
-        for bucket in buckets:
-            args += [repr(bucket.capacity), repr(bucket.refill / 1000.0)]
-        ok, answer = self._redis(lambda: self._acquire_script(keys=keys, args=args))
-        if not ok:
-            return self._fallback.acquire(buckets)
-        if int(answer[0]) == 1:
-            return None
-        return float(answer[1]) / 1000.0, int(answer[2])
+        verdict, _, wait, index = self.admit(None, 0.0, buckets)  # the same script, with no claim
+        return (wait, index) if verdict == "throttled" else None
 
     def admit(
         self, claim_key: str | None, window: float, buckets: Sequence[Bucket]
