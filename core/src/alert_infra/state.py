@@ -12,8 +12,8 @@ Two operations are all the delivery policies need, and each is atomic:
 
 :class:`MemoryState` (the default) shares state between the threads of one
 process. :class:`RedisState` shares it between every process that names the same
-Redis (``state = "redis://…"``): token buckets run as one Lua script on the
-server's clock, claims are ``SET NX PX``. When Redis cannot be reached the
+Redis (``state = "redis://…"``): an alert's claim and token buckets are checked
+in one Lua script (one round trip, atomic) on the server's clock. When Redis cannot be reached the
 backend *fails open*: it logs once, keeps the policies working on this process's
 memory, and goes back to Redis when it answers again, so an outage of the state
 store never drops an alert.
