@@ -33,6 +33,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_WORKERS = 32
 #: The counters of :meth:`AlertDispatcher.stats`, per channel.
 STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
+_SUPPRESSED_STAT = {"dedup": "deduplicated", "throttle": "throttled"}  # any other skip counts as "skipped"
 
 
 def is_retryable_exception(exc: BaseException) -> bool:
@@ -276,7 +277,6 @@ class AlertDispatcher:
         ):
             raise AlertValidationError(f"deadline must be a positive number of seconds, got {deadline!r}")
         self.deadline = float(deadline) if deadline is not None else self.timeout
-        self._state_spec = state
         self._state: StateBackend | None = state if state is not None and not isinstance(state, str) else None
         if isinstance(state, str):
             from .state import open_state
@@ -418,32 +418,34 @@ class AlertDispatcher:
                 state = self._state
         return state
 
-    def _admit(self, channel: _Channel, route: Route, alert: Alert) -> tuple[ChannelOutcome | None, Any]:
-        """De-duplication, then throttling: ``(skip outcome or None, dedup claim)``."""
+    def _admit(self, name: str, route: Route, alert: Alert) -> tuple[ChannelOutcome | None, Any]:
+        """De-duplication, then throttling, for the channel (or other user, such as
+        :class:`~alert_infra.logging.AlertHandler`) called ``name``: ``(skip outcome or None,
+        dedup claim)``."""
         key = None
         if route.dedup_window is not None:
-            key = f"dd:{channel.name}:{alert.status}:{alert.fingerprint}"
+            key = f"dd:{name}:{alert.status}:{alert.fingerprint}"
         throttle = route.throttle
-        buckets = throttle.buckets(channel.name, alert.fingerprint) if throttle is not None else ()
+        buckets = throttle.buckets(name, alert.fingerprint) if throttle is not None else ()
         try:
             verdict, token, wait, index = self.state.admit(key, route.dedup_window or 0.0, buckets)
         except Exception as exc:  # noqa: BLE001 - a broken state backend must not cost the alert: fail open
             self.logger.warning(
                 "alert state backend failed for channel %s (%s): delivering without throttle and de-duplication",
-                channel.name,
+                name,
                 type(exc).__name__,
             )
             return None, None
         if verdict == "duplicate":
             return ChannelOutcome(
-                channel.name,
+                name,
                 "skipped",
                 reason=f"duplicate: the same alert went to this channel within the last {route.dedup_window:g}s",
                 suppressed_by="dedup",
             ), None
         if verdict == "throttled" and throttle is not None:
             return ChannelOutcome(
-                channel.name,
+                name,
                 "skipped",
                 reason=f"throttled: over {throttle.describe(index)}; a slot frees in {wait:.1f}s",
                 suppressed_by="throttle",
@@ -477,7 +479,7 @@ class AlertDispatcher:
         deadline_at = self._clock() + self.deadline
         claim = None
         if route.dedup_window is not None or route.throttle is not None:
-            skip, claim = self._admit(channel, route, alert)
+            skip, claim = self._admit(channel.name, route, alert)
             if skip is not None:
                 return skip
         tries = 0
@@ -522,11 +524,11 @@ class AlertDispatcher:
         if route.dedup_window is not None or route.throttle is not None:
             if self.state.blocking:  # never wait on a network store in the event loop's thread
                 admitted: tuple[ChannelOutcome | None, Any] = await asyncio.wrap_future(
-                    self._workers().submit(self._admit, channel, route, alert)
+                    self._workers().submit(self._admit, channel.name, route, alert)
                 )
                 skip, claim = admitted
             else:
-                skip, claim = self._admit(channel, route, alert)
+                skip, claim = self._admit(channel.name, route, alert)
             if skip is not None:
                 return skip
         tries = 0
@@ -561,7 +563,7 @@ class AlertDispatcher:
                 if counts is None:
                     counts = self._stats[outcome.name] = dict.fromkeys(STAT_KEYS, 0)
                 if outcome.status == "skipped":
-                    key = {"dedup": "deduplicated", "throttle": "throttled"}.get(outcome.suppressed_by or "", "skipped")
+                    key = _SUPPRESSED_STAT.get(outcome.suppressed_by or "", "skipped")
                 else:
                     key = outcome.status
                 counts[key] += 1

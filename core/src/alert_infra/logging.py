@@ -176,13 +176,10 @@ class AlertHandler(logging.Handler):
         dispatcher = self.dispatcher
         policy = self._policy
         if policy.has_policy:
-            key = f"dd:log-handler:{alert.fingerprint}" if policy.dedup_window is not None else None
-            buckets = policy.throttle.buckets("log-handler", alert.fingerprint) if policy.throttle else ()
-            try:
-                verdict, _, _, _ = dispatcher.state.admit(key, policy.dedup_window or 0.0, buckets)
-            except Exception:  # noqa: BLE001 - a broken state store must not cost the alert: fail open
-                verdict = "ok"
-            if verdict != "ok":
+            # The dispatcher's own admission step (same keys, same state, fails open the same
+            # way), under a name of its own; the claim is kept whatever the delivery's fate.
+            skip, _ = dispatcher._admit("log-handler", policy, alert)
+            if skip is not None:
                 self.suppressed += 1
                 return
         from .exceptions import AlertDeliveryError
