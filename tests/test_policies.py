@@ -481,3 +481,12 @@ def test_a_broken_state_backend_fails_open(caplog: pytest.LogCaptureFixture) -> 
     assert [dispatcher.send(alert()).sent for _ in range(3)] == [("ops",)] * 3  # inline, and never raised
     assert "delivering without throttle and de-duplication" in caplog.text
     assert "ConnectionError" in caplog.text
+
+
+def test_a_throttle_table_without_rate_is_named_in_code_and_in_configuration():
+    from alert_infra import AlertConfigurationError, load_config
+
+    with pytest.raises(AlertValidationError, match=r"throttle\.rate: required"):
+        Route(throttle={"per": 5})
+    with pytest.raises(AlertConfigurationError, match=r"channels\.ops\.throttle\.rate: required"):
+        load_config({"channels": {"ops": {"type": "noop", "throttle": {"per": 5}}}})

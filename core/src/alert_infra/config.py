@@ -513,31 +513,8 @@ def _policies(values: Mapping[str, Any], where: str, problems: list[str], defaul
     if defaults is None:
         defaults = (RetryPolicy(), None, None)
     retry, throttle, dedup_window = defaults
-    if "retry" in values:
-        raw = values["retry"]
-        if raw is False:
-            retry = None
-        elif isinstance(raw, dict):
-            try:
-                retry = RetryPolicy.from_mapping(raw)
-            except AlertValidationError as exc:
-                problems.append(f"{where}.{exc}")
-        else:
-            problems.append(f"{where}.retry: must be a table such as {{ attempts = 3, backoff = 0.5 }}, or false")
-    if "throttle" in values:
-        raw = values["throttle"]
-        if raw is False:
-            throttle = None
-        elif isinstance(raw, dict):
-            if "rate" not in raw:
-                problems.append(f"{where}.throttle.rate: required (alerts allowed per `per` seconds)")
-            else:
-                try:
-                    throttle = Throttle.from_mapping(raw)
-                except AlertValidationError as exc:
-                    problems.append(f"{where}.{exc}")
-        else:
-            problems.append(f"{where}.throttle: must be a table such as {{ rate = 10, per = 60 }}, or false")
+    retry = _policy_table(values, "retry", RetryPolicy, "{ attempts = 3, backoff = 0.5 }", where, problems, retry)
+    throttle = _policy_table(values, "throttle", Throttle, "{ rate = 10, per = 60 }", where, problems, throttle)
     if "dedup_window" in values:
         raw = values["dedup_window"]
         if raw is False or raw == 0:
@@ -545,6 +522,25 @@ def _policies(values: Mapping[str, Any], where: str, problems: list[str], defaul
         else:
             dedup_window = _number(raw, f"{where}.dedup_window", problems)
     return retry, throttle, dedup_window
+
+
+def _policy_table(
+    values: Mapping[str, Any], key: str, cls: Any, example: str, where: str, problems: list[str], current: Any
+) -> Any:
+    """The policy ``cls`` from ``values[key]`` (a table, or false for none); ``current`` when absent."""
+    if key not in values:
+        return current
+    raw = values[key]
+    if raw is False:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{where}.{key}: must be a table such as {example}, or false")
+        return current
+    try:
+        return cls.from_mapping(raw)
+    except AlertValidationError as exc:
+        problems.append(f"{where}.{exc}")
+        return current
 
 
 def _accepts(host: Any, type_name: str, option: str) -> bool:

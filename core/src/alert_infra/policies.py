@@ -145,8 +145,12 @@ class Throttle:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str = "throttle") -> Throttle:
-        """Build from a configuration table; unknown keys are an error naming them."""
+        """Build from a configuration table; unknown keys and a missing ``rate`` are errors naming them."""
         _check_keys(values, cls.KEYS, where)
+        if "rate" not in values:
+            from .exceptions import AlertValidationError
+
+            raise AlertValidationError(f"{where}.rate: required (alerts allowed per `per` seconds)")
         return cls(**dict(values))
 
     def buckets(self, channel: str, alert_key: str) -> list[Bucket]:
