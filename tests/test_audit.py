@@ -264,3 +264,12 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     assert os.WEXITSTATUS(status) == 0
     dispatch(store, Alert("parent after fork", "m"))
     assert [r.title for r in store.query()] == ["parent after fork", "from the child", "parent before fork"]
+
+
+@pytest.mark.parametrize("url", ["sqlite://relative.db", "sqlite:///"])
+def test_open_audit_applies_the_same_url_rule_as_configuration(url: str) -> None:
+    # (open_audit also takes a plain path, so only sqlite: URLs are compared)
+    with pytest.raises(AlertConfigurationError, match=r"^audit: must be a sqlite:/// URL"):
+        open_audit(url)
+    with pytest.raises(AlertConfigurationError, match=r"alert_infra\.audit: must be a sqlite:/// URL"):
+        load_config({"alert_infra": {"audit": url}, "channels": {"ops": {"type": "noop"}}})

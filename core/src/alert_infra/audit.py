@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .alert import Alert
     from .result import DeliveryResult
 
-__all__ = ["AuditRecord", "AuditStore", "AuditTrail", "default_audit_path", "open_audit"]
+__all__ = ["AuditRecord", "AuditStore", "AuditTrail", "default_audit_path", "open_audit", "path_from_url"]
 
 #: The schema version written to ``PRAGMA user_version``; a newer file is refused.
 SCHEMA_VERSION = 1
@@ -86,16 +86,20 @@ def default_audit_path() -> str:
     return os.path.join(base, "alert-infra", "audit.sqlite3")
 
 
-def _path_from_url(url: str) -> str:
+def path_from_url(url: object) -> str:
+    """The file of an ``audit = "sqlite:///…"`` setting (``sqlite:///~/…`` expands the home folder).
+
+    Raises:
+        AlertConfigurationError: not a ``sqlite:///`` URL naming a file (the message never
+            quotes the value).
+    """
     from .exceptions import AlertConfigurationError
 
-    if not isinstance(url, str) or not url.startswith("sqlite://"):
+    path = url[len("sqlite://") :] if isinstance(url, str) and url.startswith("sqlite:///") else "/"
+    if path == "/":
         raise AlertConfigurationError('audit: must be a sqlite:/// URL, such as "sqlite:///var/lib/app/alerts.sqlite3"')
-    path = url[len("sqlite://") :]
     if path.startswith("/~"):
         path = os.path.expanduser(path[1:])
-    if path in ("", "/"):
-        raise AlertConfigurationError("audit: the sqlite:/// URL names no file")
     return path
 
 
@@ -458,7 +462,7 @@ def open_audit(spec: Any, *, retention: int | None = DEFAULT_RETENTION) -> Audit
     if isinstance(spec, AuditStore):
         return AuditTrail(spec)
     if isinstance(spec, str) and spec.startswith("sqlite:"):
-        return AuditTrail(AuditStore(_path_from_url(spec), retention=retention))
+        return AuditTrail(AuditStore(path_from_url(spec), retention=retention))
     if isinstance(spec, (str, os.PathLike)):
         return AuditTrail(AuditStore(os.fspath(spec), retention=retention))
     from .exceptions import AlertConfigurationError

@@ -382,11 +382,14 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         state_prefix = "alert-infra"
     policy_defaults = _policies(settings, "alert_infra", problems, defaults=None)
     audit = settings.get("audit")
-    if audit is not None and (
-        not isinstance(audit, str) or not audit.startswith("sqlite:///") or audit == "sqlite:///"
-    ):
-        problems.append('alert_infra.audit: must be a sqlite:/// URL, such as "sqlite:///var/lib/app/alerts.sqlite3"')
-        audit = None
+    if audit is not None:
+        from .audit import path_from_url
+
+        try:
+            path_from_url(audit)  # the same rule open_audit applies when the dispatcher is built
+        except AlertConfigurationError as exc:
+            problems.append(f"alert_infra.{exc}")
+            audit = None
     audit_retention = settings.get("audit_retention")
     if audit_retention is not None and (
         isinstance(audit_retention, bool) or not isinstance(audit_retention, int) or audit_retention < 1
@@ -488,7 +491,9 @@ def _state(value: Any, problems: list[str]) -> str | None:
     """Check ``alert_infra.state`` without ever quoting it (a Redis URL may hold a password)."""
     if value is None or value == "memory":
         return None
-    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+    from .state import REDIS_SCHEMES
+
+    if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
         problems.append('alert_infra.state: must be "memory" or a redis://, rediss:// or unix:// URL')
         return None
     from .security import register_secret

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Bucket", "MemoryState", "RedisState", "StateBackend", "open_state"]
 
+#: What a ``state`` URL for Redis starts with.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 
 class Bucket:
     """One token bucket: ``capacity`` tokens, refilled at ``rate`` tokens per ``per`` seconds.
@@ -279,7 +282,7 @@ class RedisState(StateBackend):
         from .security import register_secret
 
         if client is None:
-            if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
                 raise AlertConfigurationError("state: a Redis URL starts with redis://, rediss:// or unix://")
             register_secret(url)
             try:
