@@ -285,7 +285,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"{config.source}: valid; {len(enabled)} enabled channel(s): ")
             out.write(", ".join(c.name for c in enabled) + "\n")
         return EXIT_OK
-    built = config.build_dispatcher()
+    built = config.build_dispatcher(audit=None, state=None)  # only its transports are used: no audit file, no Redis
     # A test alert goes to every enabled channel whatever its routing: the point is to prove
     # each one delivers. Retries still apply; throttle and de-duplication do not.
     test = Alert(
