@@ -237,3 +237,17 @@ def test_alert_text_cannot_drive_the_terminal(cli: Cli) -> None:
     for output in (sent.stdout, history.stdout):
         assert "\x1b" not in output and "\r" not in output
     assert "Disk [2J [31mfull forged line" in history.stdout
+
+
+def test_send_links_channel_selection_and_no_audit(cli: Cli) -> None:
+    (cli.cwd / "alert-infra.toml").write_text('[channels.a]\ntype = "noop"\n\n[channels.b]\ntype = "noop"\n')
+    result = cli("send", "Deploy failed", "m", "--channel", "b", "--link", "Run=https://ci.example.com/r/1", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["result"]["sent"] == ["b"]
+    assert data["alert"]["links"] == [["Run", "https://ci.example.com/r/1"]]
+    quiet = cli("send", "Not recorded", "m", "--no-audit", "--json")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["id"] is None
+    assert [r["title"] for r in json.loads(cli("history", "--json").stdout)] == ["Deploy failed"]
+    bad = cli("send", "t", "m", "--link", "no-equals-sign")
+    assert bad.returncode == 2 and "--link: expected label=https://" in bad.stderr
