@@ -418,6 +418,15 @@ class AlertDispatcher:
                 state = self._state
         return state
 
+    def admit(self, name: str, route: Route, alert: Alert) -> ChannelOutcome | None:
+        """Apply ``route``'s de-duplication and throttling to ``alert`` under the name ``name``,
+        with this dispatcher's state: the skip outcome, or ``None`` when the alert may go.
+
+        For senders other than the dispatcher's own channels (such as
+        :class:`~alert_infra.logging.AlertHandler`); the de-duplication claim is kept.
+        """
+        return self._admit(name, route, alert)[0]
+
     def _admit(self, name: str, route: Route, alert: Alert) -> tuple[ChannelOutcome | None, Any]:
         """De-duplication, then throttling, for the channel (or other user, such as
         :class:`~alert_infra.logging.AlertHandler`) called ``name``: ``(skip outcome or None,

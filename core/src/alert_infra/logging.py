@@ -178,7 +178,7 @@ class AlertHandler(logging.Handler):
         if policy.has_policy:
             # The dispatcher's own admission step (same keys, same state, fails open the same
             # way), under a name of its own; the claim is kept whatever the delivery's fate.
-            skip, _ = dispatcher._admit("log-handler", policy, alert)
+            skip = dispatcher.admit("log-handler", policy, alert)
             if skip is not None:
                 self.suppressed += 1
                 return

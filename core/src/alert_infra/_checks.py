@@ -1,0 +1,103 @@
+"""Range checks for the numbers alert-infra accepts (timeouts, windows, counts), in one place.
+
+Every number a user can give (an argument, a configuration value) goes through one of
+these functions, so each has the same bounds and the same kind of error everywhere:
+finite, in range, the right type, and an error that names the setting and says what
+is allowed *without quoting the value* (a 5,000-digit integer must not become a
+5,000-digit message, and a misplaced secret must not be echoed).
+
+The upper bounds are documented in ``docs/guide/bounds.md``. They are far above any
+sensible setting and far below what the standard library can wait for
+(``threading.TIMEOUT_MAX``, ``asyncio``'s loop clock), so a setting that passes never
+fails later with ``OverflowError``.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "MAX_COUNT",
+    "MAX_TIMEOUT",
+    "MAX_WINDOW",
+    "check_count",
+    "check_seconds",
+    "describe",
+]
+
+#: The longest timeout or deadline, in seconds (one hour): a channel that needs longer is down.
+MAX_TIMEOUT = 3600.0
+#: The longest window (de-duplication window, throttle period, backoff cap), in seconds: 30 days.
+MAX_WINDOW = 30 * 86400.0
+#: The largest count (retry attempts, rates, bursts, workers, queue sizes, retention).
+MAX_COUNT = 1_000_000_000
+
+
+def describe(value: object) -> str:
+    """A short, secret-free description of a refused value: its type, never its text."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer out of range"
+    if isinstance(value, float):
+        if value != value:
+            return "NaN"
+        if value in (float("inf"), float("-inf")):
+            return "an infinite number"
+        return "a number out of range"
+    if value is None:
+        return "nothing"
+    return f"a {type(value).__name__}"
+
+
+def _error(error: type[Exception] | None, message: str) -> Exception:
+    if error is None:
+        from .exceptions import AlertValidationError
+
+        error = AlertValidationError
+    return error(message)
+
+
+def check_seconds(
+    value: Any,
+    what: str,
+    *,
+    maximum: float = MAX_TIMEOUT,
+    zero: bool = False,
+    error: type[Exception] | None = None,
+) -> float:
+    """``value`` as a float of seconds in ``(0, maximum]`` (``[0, maximum]`` with ``zero``).
+
+    Raises ``error`` (default :class:`~alert_infra.AlertValidationError`) naming ``what``
+    and the allowed range, never quoting the value.
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            ok = False
+        else:
+            ok = (0.0 <= number <= maximum) if zero else (0.0 < number <= maximum)
+    if not ok:
+        low = "0" if zero else "more than 0"
+        raise _error(
+            error, f"{what}: must be a number of seconds from {low} to {maximum:g}, got {describe(value)}"
+        ) from None
+    return number
+
+
+def check_count(
+    value: Any,
+    what: str,
+    *,
+    minimum: int = 1,
+    maximum: int = MAX_COUNT,
+    error: type[Exception] | None = None,
+) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; the error names ``what``, never the value."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise _error(error, f"{what}: must be a whole number from {minimum} to {maximum:,}, got {describe(value)}")
+    return int(value)
