@@ -151,8 +151,8 @@ class TestValidation:
             "channels.c.min_severity: must be one of info, warning, error, critical",
             "channels.d.token: environment variable MISSING_TOKEN is not set",
             "channels.e.type: required",
-            "channels.f.retry.attempts: must be a finite positive integer, got 0",
-            "channels.g.timeout: must be a positive number",
+            "channels.f.retry.attempts: must be a whole number from 1 to 100, got an integer out of range",
+            "channels.g.timeout: must be a number of seconds from more than 0 to 3600",
             "alert_infra.default_channels: no channel named 'ghost'",
         ):
             assert expected in text, expected

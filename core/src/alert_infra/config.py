@@ -80,8 +80,13 @@ SETTINGS_KEYS = (
     "state_prefix",
     "audit",
     "audit_retention",
+    "max_workers",
+    "keep_keys",
     *POLICY_KEYS,
 )
+#: The largest ``[alert_infra] max_workers`` (threads delivering at once for one dispatcher).
+#: Each is a thread of the host process; more than this is a configuration mistake.
+MAX_WORKERS = 256
 NOT_YET: tuple[str, ...] = ()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -141,6 +146,8 @@ class AlertConfig:
         state_prefix: str = "alert-infra",
         audit: str | None = None,
         audit_retention: int | None = None,
+        max_workers: int | None = None,
+        keep_keys: list[str] | None = None,
     ) -> None:
         self.channels = channels
         self.default_channels = default_channels
@@ -153,6 +160,8 @@ class AlertConfig:
         self.state_prefix = state_prefix
         self.audit = audit
         self.audit_retention = audit_retention
+        self.max_workers = max_workers
+        self.keep_keys = keep_keys
 
     def __repr__(self) -> str:  # the state URL may carry a password
         names = ", ".join(c.name for c in self.channels)
@@ -179,8 +188,11 @@ class AlertConfig:
             options = dict(channel.options)
             if channel.format is not None:
                 options["format"] = channel.format
-            if channel.timeout is not None and _accepts(host, channel.type, "timeout"):
-                options.setdefault("timeout", channel.timeout)  # else it bounds only the dispatcher's wait
+            # A channel's own timeout, else [alert_infra] timeout: it reaches every transport that
+            # takes one (else it bounds only the dispatcher's wait for that channel).
+            effective_timeout = channel.timeout if channel.timeout is not None else self.timeout
+            if effective_timeout is not None and _accepts(host, channel.type, "timeout"):
+                options.setdefault("timeout", effective_timeout)
             try:
                 transport = host.build_transport(channel.type, channel.name, options)
             except AlertConfigurationError as exc:
@@ -201,6 +213,14 @@ class AlertConfig:
             kwargs.setdefault("timeout", self.timeout)
         if self.deadline is not None:
             kwargs.setdefault("deadline", self.deadline)
+        if self.max_workers is not None:
+            kwargs.setdefault("max_workers", self.max_workers)
+        if self.keep_keys is not None:
+            from . import security
+
+            set_keep_keys = getattr(security, "set_keep_keys", None)  # added alongside this setting
+            if callable(set_keep_keys):
+                set_keep_keys(self.keep_keys)
         if "state" not in kwargs and self.state not in (None, "memory"):
             from .state import RedisState
 
@@ -326,19 +346,46 @@ def _bool(value: Any, where: str, problems: list[str]) -> bool:
     return True
 
 
-def _number(value: Any, where: str, problems: list[str]) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        problems.append(f"{where}: must be a positive number of seconds")
-        return None
+def _number(
+    value: Any,
+    where: str,
+    problems: list[str],
+    *,
+    maximum: float | None = None,
+    zero: bool = False,
+) -> float | None:
+    """``value`` as seconds in ``(0, maximum]`` (default :data:`~alert_infra._checks.MAX_TIMEOUT`),
+    or ``None`` with a problem naming ``where`` and never quoting the value.
+
+    A string (such as ``"${ALERT_TIMEOUT:-5}"`` after interpolation) is read as a number first.
+    """
+    from ._checks import MAX_TIMEOUT, check_seconds
+
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass  # refused below as "a str"
     try:
-        number = float(value)
-    except ValueError:
-        problems.append(f"{where}: must be a positive number of seconds")
+        return check_seconds(
+            value, where, maximum=MAX_TIMEOUT if maximum is None else maximum, zero=zero, error=AlertConfigurationError
+        )
+    except AlertConfigurationError as exc:
+        problems.append(str(exc))
         return None
-    if not number > 0 or number == float("inf"):
-        problems.append(f"{where}: must be a positive number of seconds")
+
+
+def _count(value: Any, where: str, problems: list[str], *, maximum: int | None = None) -> int | None:
+    """``value`` as a whole number in ``[1, maximum]``, or ``None`` with a problem naming ``where``."""
+    from ._checks import MAX_COUNT, check_count
+
+    try:
+        return check_count(
+            value, where, maximum=MAX_COUNT if maximum is None else maximum, error=AlertConfigurationError
+        )
+    except AlertConfigurationError as exc:
+        problems.append(str(exc))
         return None
-    return number
 
 
 def _names(value: Any, where: str, problems: list[str]) -> list[str] | None:
@@ -391,12 +438,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             problems.append(f"alert_infra.{exc}")
             audit = None
     audit_retention = settings.get("audit_retention")
-    if audit_retention is not None and (
-        isinstance(audit_retention, bool) or not isinstance(audit_retention, int) or audit_retention < 1
-    ):
-        problems.append("alert_infra.audit_retention: must be a positive whole number of alerts")
-        audit_retention = None
+    if audit_retention is not None:
+        audit_retention = _count(audit_retention, "alert_infra.audit_retention", problems)
+    max_workers = settings.get("max_workers")
+    if max_workers is not None:
+        max_workers = _count(max_workers, "alert_infra.max_workers", problems, maximum=MAX_WORKERS)
     plugins = _names(settings.get("plugins", []), "alert_infra.plugins", problems) or []
+    keep_keys = _keys(settings["keep_keys"], "alert_infra.keep_keys", problems) if "keep_keys" in settings else None
     default_channels = (
         _names(settings["default_channels"], "alert_infra.default_channels", problems)
         if "default_channels" in settings
@@ -484,7 +532,27 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         state_prefix=state_prefix,
         audit=audit,
         audit_retention=audit_retention,
+        max_workers=max_workers,
+        keep_keys=keep_keys,
     )
+
+
+def _keys(value: Any, where: str, problems: list[str]) -> list[str] | None:
+    """A list of non-empty strings (metadata key names), or ``None`` with a problem naming ``where``.
+
+    Key names are the user's own words, not secrets, but a refused entry is still described by
+    its type only, like every refused value.
+    """
+    if not isinstance(value, list):
+        from ._checks import describe
+
+        problems.append(f"{where}: must be a list of metadata key names, got {describe(value)}")
+        return None
+    bad = [i for i, v in enumerate(value) if not isinstance(v, str) or not v.strip()]
+    if bad:
+        problems.append(f"{where}[{bad[0]}]: must be a non-empty string (a metadata key name)")
+        return None
+    return [v.strip() for v in value]
 
 
 def _state(value: Any, problems: list[str]) -> str | None:
@@ -522,10 +590,12 @@ def _policies(values: Mapping[str, Any], where: str, problems: list[str], defaul
     throttle = _policy_table(values, "throttle", Throttle, "{ rate = 10, per = 60 }", where, problems, throttle)
     if "dedup_window" in values:
         raw = values["dedup_window"]
-        if raw is False or raw == 0:
+        if raw is False or (not isinstance(raw, bool) and isinstance(raw, (int, float)) and raw == 0):
             dedup_window = None
         else:
-            dedup_window = _number(raw, f"{where}.dedup_window", problems)
+            from ._checks import MAX_WINDOW
+
+            dedup_window = _number(raw, f"{where}.dedup_window", problems, maximum=MAX_WINDOW)
     return retry, throttle, dedup_window
 
 

@@ -43,21 +43,35 @@ if TYPE_CHECKING:
 __all__ = ["RetryPolicy", "Throttle"]
 
 
-def _positive(value: Any, what: str, *, integer: bool = False, zero: bool = False) -> Any:
+#: The most tries a retry policy may make (the first included). A dispatch's ``deadline``
+#: ends retries long before this in practice; the cap keeps a typo (``attempts = 1e9``) harmless.
+MAX_ATTEMPTS = 100
+#: The smallest positive rate of a throttle (alerts per ``per`` seconds): a smaller one would
+#: refill a bucket so slowly that the wait for a token is not a number any clock can wait for.
+MIN_RATE = 0.001
+
+
+def _rate(value: Any, what: str, *, zero: bool = False, minimum: float = MIN_RATE) -> float:
+    """A rate or bucket size: a finite number in ``[minimum, MAX_COUNT]`` (``0`` too with ``zero``).
+
+    The error names ``what`` and the range, never the value (see :mod:`alert_infra._checks`).
+    """
+    from ._checks import MAX_COUNT, describe
     from .exceptions import AlertValidationError
 
-    kinds = (int,) if integer else (int, float)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kinds)
-        or not 0 <= value < float("inf")  # also refuses NaN, which TOML can spell
-        or (value == 0 and not zero)
-    ):
-        kind = "integer" if integer else "number"
-        raise AlertValidationError(
-            f"{what}: must be a finite {'non-negative' if zero else 'positive'} {kind}, got {value!r}"
-        )
-    return value
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    number = 0.0
+    if ok:
+        try:
+            number = float(value)
+        except OverflowError:
+            ok = False
+        else:
+            ok = (minimum <= number <= MAX_COUNT) or (zero and number == 0.0)
+    if not ok:
+        low = f"0 or from {minimum:g}" if zero else f"from {minimum:g}"
+        raise AlertValidationError(f"{what}: must be a number {low} to {MAX_COUNT:,}, got {describe(value)}") from None
+    return number
 
 
 def _check_keys(values: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
@@ -86,10 +100,12 @@ class RetryPolicy:
     def __init__(
         self, attempts: int = 3, backoff: float = 0.5, max_backoff: float = 30.0, max_retry_after: float = 60.0
     ) -> None:
-        self.attempts = _positive(attempts, "retry.attempts", integer=True)
-        self.backoff = float(_positive(backoff, "retry.backoff", zero=True))
-        self.max_backoff = float(_positive(max_backoff, "retry.max_backoff", zero=True))
-        self.max_retry_after = float(_positive(max_retry_after, "retry.max_retry_after", zero=True))
+        from ._checks import MAX_WINDOW, check_count, check_seconds
+
+        self.attempts = check_count(attempts, "retry.attempts", maximum=MAX_ATTEMPTS)
+        self.backoff = check_seconds(backoff, "retry.backoff", maximum=MAX_WINDOW, zero=True)
+        self.max_backoff = check_seconds(max_backoff, "retry.max_backoff", maximum=MAX_WINDOW, zero=True)
+        self.max_retry_after = check_seconds(max_retry_after, "retry.max_retry_after", maximum=MAX_WINDOW, zero=True)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str = "retry") -> RetryPolicy:
@@ -132,16 +148,15 @@ class Throttle:
     KEYS = ("rate", "per", "burst", "alert_rate")
 
     def __init__(self, rate: float, per: float = 60.0, burst: float | None = None, alert_rate: float | None = None):
-        self.rate = float(_positive(rate, "throttle.rate"))
-        self.per = float(_positive(per, "throttle.per"))
-        self.burst = float(_positive(burst, "throttle.burst")) if burst is not None else self.rate
-        if self.burst < 1:
-            from .exceptions import AlertValidationError
+        from ._checks import MAX_WINDOW, check_seconds
 
-            raise AlertValidationError(f"throttle.burst: must be at least 1, got {self.burst:g}")
+        self.rate = _rate(rate, "throttle.rate")
+        self.per = check_seconds(per, "throttle.per", maximum=MAX_WINDOW)
+        # At least one token at once, or no alert could ever pass.
+        self.burst = _rate(burst, "throttle.burst", minimum=1.0) if burst is not None else max(1.0, self.rate)
         if alert_rate is None:
             alert_rate = -(-self.rate // 2)  # half, rounded up
-        self.alert_rate = float(_positive(alert_rate, "throttle.alert_rate", zero=True))
+        self.alert_rate = _rate(alert_rate, "throttle.alert_rate", zero=True)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str = "throttle") -> Throttle:
