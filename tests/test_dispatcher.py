@@ -249,7 +249,7 @@ class TestSelectionAndResult:
 
     def test_needs_an_alert(self) -> None:
         """Sending something that is not an Alert is a programming error, said clearly."""
-        with pytest.raises(AlertValidationError, match="needs an Alert, got dict"):
+        with pytest.raises(AlertValidationError, match="needs an Alert, got a dict"):
             AlertDispatcher([NoOpTransport()]).send({"title": "t"})  # type: ignore[arg-type]
 
     def test_bad_construction(self) -> None:

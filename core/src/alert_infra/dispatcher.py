@@ -1,11 +1,35 @@
-"""The :class:`AlertDispatcher`: concurrent, isolated delivery to every selected channel."""
+"""The :class:`AlertDispatcher`: concurrent, isolated, bounded delivery to every selected channel.
+
+How one dispatch runs (see ``docs/guide/dispatching.md`` and ``docs/guide/bounds.md``):
+
+1. **Select**: the channels named (or the defaults), each with its routing decision.
+2. **Deliver**: every selected channel runs :meth:`AlertDispatcher._steps`, the one
+   description of a channel's delivery (admission by de-duplication and throttling,
+   tries, backoff between them, the final outcome). It is a generator that *yields* what
+   it needs done (admit, one try, a wait) and is driven by :func:`_drive` in a worker
+   thread for :meth:`~AlertDispatcher.send` or by :func:`_adrive` on the event loop for
+   :meth:`~AlertDispatcher.asend`: the policy logic is written once, the two drivers only
+   know how to wait (the shape of httpx's ``Auth.auth_flow``).
+3. **Wait, bounded**: the caller waits for each channel at most its ``timeout`` (or the
+   ``deadline`` when it retries). A channel that overstays is reported as timed out and its
+   worker thread is *written off* and replaced (:mod:`alert_infra.pool`), so a hung
+   provider never costs the pool capacity; a channel with
+   :data:`MAX_OVERDUE_PER_CHANNEL` sends still running past their timeout fails fast
+   until one returns. A timed-out send gives up its de-duplication claim at once, and takes
+   it again if it turns out to have delivered after all.
+4. **Observe**: the audit trail and the ``after_dispatch`` hooks see the redacted alert and
+   the result. Their time in the caller is bounded by ``hook_timeout``; a hook that sends
+   an alert itself does not run the hooks again for that inner dispatch (no recursion).
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from _thread import allocate_lock  # threading itself is imported when a worker starts
+from contextvars import ContextVar
 
+from ._checks import MAX_WINDOW, check_count, check_seconds
 from .alert import Alert
 from .exceptions import (
     AlertDeliveryError,
@@ -20,20 +44,42 @@ from .security import _safe_str, redact_text, redaction_generation, register_sec
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable, Mapping, Sequence
-    from concurrent.futures import Future
+    from collections.abc import Generator, Iterable, Mapping, Sequence
     from typing import Any
 
     from .policies import RetryPolicy, Throttle
+    from .pool import Task, WorkerPool
     from .state import StateBackend
+
+    Step = Generator["tuple[int, Any]", Any, ChannelOutcome]
 
 __all__ = ["AlertDispatcher", "Route", "is_retryable_exception"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_WORKERS = 32
+#: The longest the caller waits for the audit trail and the ``after_dispatch`` hooks of one
+#: dispatch, in seconds (``AlertDispatcher(hook_timeout=...)``); they finish in the background.
+DEFAULT_HOOK_TIMEOUT = 1.0
+#: Sends of one channel that may still be running past their timeout; beyond it, the channel
+#: fails fast ("still running") instead of taking another thread.
+MAX_OVERDUE_PER_CHANNEL = 4
+#: The longest :meth:`AlertDispatcher.asend` waits for a blocking state backend (Redis) to
+#: admit an alert before delivering without throttle and de-duplication (fail open).
+STATE_WAIT = 2.0
+#: Dispatches whose hooks may wait for a hook thread (all of them busy with hooks that do not
+#: return); beyond it, a dispatch's hooks and audit record are dropped and counted
+#: (``AlertDispatcher.hooks_dropped``, logged at ERROR).
+MAX_QUEUED_HOOKS = 10_000
 #: The counters of :meth:`AlertDispatcher.stats`, per channel.
 STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
 _SUPPRESSED_STAT = {"dedup": "deduplicated", "throttle": "throttled"}  # any other skip counts as "skipped"
+
+# What a step asks its driver for.
+_ADMIT, _TRY, _SLEEP = 0, 1, 2
+
+#: Set while the after-dispatch hooks of a dispatch run (in their thread or task): a dispatch
+#: made from inside a hook delivers, but does not run the hooks again (no recursion).
+_IN_HOOKS: ContextVar[bool] = ContextVar("alert_infra_in_hooks", default=False)
 
 
 def is_retryable_exception(exc: BaseException) -> bool:
@@ -47,14 +93,41 @@ def _get_logger() -> logging.Logger:
     return logging.getLogger("alert_infra")
 
 
+def _read(obj: Any, attribute: str, default: Any) -> tuple[Any, BaseException | None]:
+    """``getattr`` that survives a property raising anything: ``(value, error)``."""
+    try:
+        return getattr(obj, attribute, default), None
+    except Exception as exc:  # noqa: BLE001 - a hostile transport fails its own channel only
+        return default, exc
+
+
+def _tags_of(tags: Any) -> frozenset[str]:
+    if tags is None:
+        return frozenset()
+    if isinstance(tags, str):  # one tag, as Alert(tags="payments") and send(channels="ops") take one
+        tags = (tags,)
+    try:
+        items = tuple(tags)
+    except TypeError:
+        raise AlertValidationError(f"Route tags: must be a list of strings, got a {type(tags).__name__}") from None
+    bad = [type(t).__name__ for t in items if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise AlertValidationError(f"Route tags: every tag must be a non-empty string, got a {bad[0]}")
+    return frozenset(t.strip() for t in items)
+
+
 class Route:
     """Settings of one channel: routing (on or off, minimum severity, tags), its
     timeout, and its delivery policies (see :mod:`alert_infra.policies`).
 
     Args:
+        enabled: False skips the channel (reported as skipped).
+        min_severity: skip alerts below this severity.
+        tags: deliver only alerts carrying one of these tags (a string is one tag).
+        timeout: seconds the dispatcher waits for this channel (at most one hour).
         retry: a :class:`~alert_infra.policies.RetryPolicy` (or its mapping).
         throttle: a :class:`~alert_infra.policies.Throttle` (or its mapping).
-        dedup_window: seconds within which the same alert is delivered once.
+        dedup_window: seconds within which the same alert is delivered once (at most 30 days).
     """
 
     __slots__ = ("enabled", "min_severity", "min_rank", "tags", "timeout", "retry", "throttle", "dedup_window")
@@ -64,7 +137,7 @@ class Route:
         *,
         enabled: bool = True,
         min_severity: str | None = None,
-        tags: Iterable[str] = (),
+        tags: Iterable[str] | str = (),
         timeout: float | None = None,
         retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
         throttle: Throttle | Mapping[str, Any] | bool | None = None,
@@ -72,11 +145,11 @@ class Route:
     ) -> None:
         from .alert import severity_rank
 
-        self.enabled = enabled
+        self.enabled = bool(enabled)
         self.min_severity = min_severity
         self.min_rank = severity_rank(min_severity) if min_severity else None
-        self.tags = frozenset(tags)
-        self.timeout = timeout
+        self.tags = _tags_of(tags)
+        self.timeout = check_seconds(timeout, "Route timeout") if timeout is not None else None
         if retry is False:  # as in configuration: `retry = false`
             retry = None
         if throttle is False:
@@ -92,15 +165,18 @@ class Route:
                 throttle = Throttle.from_mapping(throttle)
         self.retry: RetryPolicy | None = retry if retry is None or retry.attempts > 1 else None
         self.throttle: Throttle | None = throttle
-        if dedup_window is not None and (
-            isinstance(dedup_window, bool) or not isinstance(dedup_window, (int, float)) or dedup_window < 0
-        ):
-            raise AlertValidationError(f"dedup_window must be a non-negative number of seconds, got {dedup_window!r}")
+        if dedup_window is not None:
+            dedup_window = check_seconds(dedup_window, "dedup_window", maximum=MAX_WINDOW, zero=True)
         self.dedup_window = float(dedup_window) if dedup_window else None
 
     @property
     def has_policy(self) -> bool:
         return self.retry is not None or self.throttle is not None or self.dedup_window is not None
+
+    @property
+    def admits(self) -> bool:
+        """Whether alerts pass an admission step (de-duplication or throttling)."""
+        return self.dedup_window is not None or self.throttle is not None
 
     def skip_reason(self, alert: Alert) -> str | None:
         """Why this channel does not take ``alert`` (``None`` when it does)."""
@@ -112,85 +188,62 @@ class Route:
             return f"none of the alert's tags is one of {', '.join(sorted(self.tags))}"
         return None
 
+    def __repr__(self) -> str:
+        try:
+            return f"Route(enabled={self.enabled}, min_severity={self.min_severity!r}, timeout={self.timeout})"
+        except Exception:  # noqa: BLE001 - half-built (TracebackException(capture_locals=True))
+            return "Route(?)"
+
 
 class _Channel:
-    __slots__ = ("name", "transport", "timeout", "blocking", "asend", "policy")
+    """A transport as the dispatcher sees it: its name, how to call it, its settings, its health."""
 
-    def __init__(self, transport: Any, timeout: float | None) -> None:
-        name = getattr(transport, "name", None)
-        self.name = name if isinstance(name, str) and name else type(transport).__name__
+    __slots__ = ("name", "transport", "timeout", "blocking", "send", "asend", "policy", "broken", "overdue")
+
+    def __init__(self, transport: Any, timeout: float) -> None:
         self.transport = transport
         self.timeout = timeout
-        self.blocking = bool(getattr(transport, "blocking", True))
-        asend = getattr(transport, "asend", None)
-        self.asend = asend if callable(asend) else None
         self.policy: Route | None = None  # the route, when it has a delivery policy
-        for field in getattr(transport, "secret_fields", ()) or ():
-            register_secret(getattr(transport, field, None))
+        self.overdue = 0  # sends written off and still running
+        self.broken: BaseException | None = None  # an attribute that raised: the channel fails alone
+        name, error = _read(transport, "name", None)
+        self.name = name if isinstance(name, str) and name else type(transport).__name__
+        blocking, error2 = _read(transport, "blocking", True)
+        self.blocking = bool(blocking) if error2 is None else True
+        send, error3 = _read(transport, "send", None)
+        self.send = send if callable(send) else None
+        asend, error4 = _read(transport, "asend", None)
+        self.asend = asend if callable(asend) else None
+        fields, error5 = _read(transport, "secret_fields", ())
+        self.broken = error or error2 or error3 or error4 or error5
+        try:
+            for field in fields or ():
+                value, error = _read(transport, field, None)
+                self.broken = self.broken or error
+                _register_secret(value, transport)
+        except Exception as exc:  # noqa: BLE001 - secret_fields that cannot be iterated
+            self.broken = self.broken or exc
 
 
-class _WorkerPool:
-    """A bounded pool of *daemon* threads.
+def _register_secret(value: Any, owner: Any) -> None:
+    try:
+        register_secret(value, owner=owner)  # type: ignore[call-arg]
+    except TypeError:  # FIXME(session): until security.register_secret takes owner=
+        register_secret(value)
 
-    ``concurrent.futures.ThreadPoolExecutor`` joins its threads at interpreter
-    exit, so one hung transport would stop the host application from exiting.
-    Threads here are created on demand up to ``max_workers`` and never block exit.
-    """
 
-    def __init__(self, max_workers: int) -> None:
-        import queue
+class _Flow:
+    """The live state of one channel's delivery: its dedup claim, and whether the caller gave up."""
 
-        self.max_workers = max_workers
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = allocate_lock()
-        self._threads = 0
-        # Exact accounting, so a burst never leaves a task queued behind a busy thread while
-        # the pool could still grow: every queued task is matched, at submit time, to an idle
-        # thread (reserved), a new thread, or the backlog (only when the pool is full).
-        self._idle = 0
-        self._backlog = 0
+    __slots__ = ("channel", "alert", "started", "claim", "abandoned", "lock")
 
-    def submit(self, fn: Any, *args: Any) -> Future[Any]:
-        from concurrent.futures import Future
-
-        future: Future[Any] = Future()
-        with self._lock:
-            self._queue.put((future, fn, args))
-            if self._idle > 0:
-                self._idle -= 1
-            elif self._threads < self.max_workers:
-                import threading
-
-                self._threads += 1
-                thread = threading.Thread(target=self._work, name=f"alert-infra-{self._threads}", daemon=True)
-                thread.start()
-            else:
-                self._backlog += 1
-        return future
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            future, fn, args = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-                    future.set_exception(exc)
-            with self._lock:
-                if self._backlog > 0:
-                    self._backlog -= 1  # take a task that found every thread busy
-                else:
-                    self._idle += 1
-
-    def shutdown(self) -> None:
-        with self._lock:
-            threads = self._threads
-            self._threads = 0
-        for _ in range(threads):
-            self._queue.put(None)
+    def __init__(self, channel: _Channel, alert: Alert, started: float) -> None:
+        self.channel = channel
+        self.alert = alert
+        self.started = started
+        self.claim: Any = None
+        self.abandoned = False
+        self.lock = allocate_lock()
 
 
 class AlertDispatcher:
@@ -200,18 +253,21 @@ class AlertDispatcher:
     threads; one that fails, raises or hangs affects only its own outcome, and
     the caller waits at most ``timeout`` seconds for it. Transports that
     declare ``blocking = False`` (pure in-memory ones such as
-    :class:`NoOpTransport`) run in the caller's thread.
+    :class:`NoOpTransport`) run in the caller's thread. A transport with only
+    ``async asend()`` is run by :meth:`send` on the process's background event
+    loop, with the same timeout.
 
     Args:
-        transports: the channels; each needs ``name`` and ``send(alert)``.
+        transports: the channels; each needs ``name`` and ``send(alert)`` (or ``async asend(alert)``).
         enabled: when False, :meth:`send` delivers nothing and returns an empty
             result (0.1.x).
         raise_on_failure: raise :class:`AlertDeliveryError` after every channel
             was attempted if any failed (0.1.x).
         logger_: the logger for delivery problems (default ``alert_infra``). Log
             lines carry channel names and exception class names only.
-        timeout: the longest the dispatcher waits for one channel, in seconds.
-        max_workers: the most worker threads (default 32).
+        timeout: the longest the dispatcher waits for one channel, in seconds (at most 3600).
+        max_workers: the most worker threads (default 32), not counting threads written off
+            because their channel overstayed its timeout (see :mod:`alert_infra.pool`).
         default_channels: channel names used when ``send`` names none (default: all).
         routes: ``{channel name: Route}``: per-channel routing and delivery
             policies (see :meth:`from_config`, which fills these from configuration).
@@ -223,8 +279,15 @@ class AlertDispatcher:
         audit: an :class:`~alert_infra.audit.AuditTrail` (or anything with an
             ``alert_infra_after_dispatch(alert, result)`` method) that records
             every dispatch of this dispatcher; its failures are logged, never raised.
+        hook_timeout: the longest a caller waits for the audit trail and the
+            ``after_dispatch`` hooks of one dispatch (default 1 s); slower ones finish
+            in the background.
         clock, sleep, random: injection points for tests of the retry timing
             (defaults: :func:`time.monotonic`, :func:`time.sleep`, :func:`random.random`).
+
+    A dispatcher that is dropped without :meth:`close` still releases its worker
+    threads and the state it opened; after ``os.fork()`` the child's dispatcher starts
+    with an empty pool of its own.
 
     Example::
 
@@ -250,33 +313,36 @@ class AlertDispatcher:
         sleep: Any = None,
         random: Any = None,
         audit: Any = None,
+        hook_timeout: float = DEFAULT_HOOK_TIMEOUT,
     ) -> None:
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise AlertValidationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if not isinstance(max_workers, int) or max_workers < 1:
-            raise AlertValidationError(f"max_workers must be a positive integer, got {max_workers!r}")
+        self.timeout = check_seconds(timeout, "timeout")
+        self.max_workers = check_count(max_workers, "max_workers", maximum=4096)
+        self.hook_timeout = check_seconds(hook_timeout, "hook_timeout", zero=True)
+        self.deadline = check_seconds(deadline, "deadline") if deadline is not None else self.timeout
+        if transports is not None and (isinstance(transports, (str, bytes)) or not hasattr(transports, "__iter__")):
+            raise AlertValidationError(f"transports: must be a list of transports, got a {type(transports).__name__}")
         self.transports = list(transports or [])
         for transport in self.transports:
-            if not callable(getattr(transport, "send", None)) and not callable(getattr(transport, "asend", None)):
+            send, _ = _read(transport, "send", None)
+            asend, _ = _read(transport, "asend", None)
+            if not callable(send) and not callable(asend):
                 raise AlertValidationError(f"transport {type(transport).__name__} has no send(alert) method")
         self.enabled = enabled
         self.raise_on_failure = raise_on_failure
         self._logger = logger_
-        self.timeout = float(timeout)
-        self.max_workers = max_workers
-        self._pool: _WorkerPool | None = None
-        self._pool_lock = allocate_lock()
+        self._pool: WorkerPool | None = None
+        self._lock = allocate_lock()
         self._channel_key: tuple[int, ...] = ()
         self._channels: list[_Channel] = []
-        self._pending_hooks: set[Any] = set()
         self._env_plugins: bool | None = None
+        if default_channels is not None and isinstance(default_channels, str):
+            default_channels = [default_channels]
         self.default_channels = list(default_channels) if default_channels is not None else None
         self.routes: dict[str, Route] = dict(routes or {})
-        if deadline is not None and (
-            not isinstance(deadline, (int, float)) or isinstance(deadline, bool) or deadline <= 0
-        ):
-            raise AlertValidationError(f"deadline must be a positive number of seconds, got {deadline!r}")
-        self.deadline = float(deadline) if deadline is not None else self.timeout
+        for name, route in self.routes.items():
+            if not isinstance(route, Route):
+                raise AlertValidationError(f"routes[{name!r}]: must be a Route, got a {type(route).__name__}")
+        self._own_state = isinstance(state, str)
         self._state: StateBackend | None = state if state is not None and not isinstance(state, str) else None
         if isinstance(state, str):
             from .state import open_state
@@ -288,6 +354,24 @@ class AlertDispatcher:
         self.audit = audit
         self._stats: dict[str, dict[str, int]] = {}
         self._stats_lock = allocate_lock()
+        self.hooks_dropped = 0
+        import weakref
+
+        from ._lifecycle import on_fork_in_child
+
+        # Dropped without close(): its worker threads (which hold the pool, never the dispatcher)
+        # stop, and a state it opened itself is closed.
+        self._resources = _Resources(self._state if self._own_state else None)
+        self._finalizer: Any = weakref.finalize(self, self._resources.release)
+        on_fork_in_child(self, AlertDispatcher._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks (another thread may have held them), no overdue sends
+        (the threads running them stayed in the parent). The pool and the state reset themselves."""
+        self._lock = allocate_lock()
+        self._stats_lock = allocate_lock()
+        for channel in self._channels:
+            channel.overdue = 0
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -301,36 +385,52 @@ class AlertDispatcher:
         self._logger = value
 
     def _all_channels(self) -> list[_Channel]:
-        # ``transports`` is a public list (0.1.x); rebuild channels if it changed.
+        # ``transports`` is a public list (0.1.x); rebuild channels if it changed. Built aside
+        # and swapped in under the lock, so two first dispatches at once see one list each.
         key = tuple(map(id, self.transports))
-        if key != self._channel_key:
-            self._channels = []
-            for transport in self.transports:
-                channel = _Channel(transport, self.timeout)
-                route = self.routes.get(channel.name)
-                if route is not None and route.timeout is not None:
-                    channel.timeout = route.timeout
-                if route is not None and route.has_policy:
-                    channel.policy = route
-                self._channels.append(channel)
-            self._channel_key = key
-        return self._channels
+        if key == self._channel_key:
+            return self._channels
+        with self._lock:
+            if key != self._channel_key:
+                channels = []
+                for transport in self.transports:
+                    channel = _Channel(transport, self.timeout)
+                    route = self.routes.get(channel.name)
+                    if route is not None and route.timeout is not None:
+                        channel.timeout = route.timeout
+                    if route is not None and route.has_policy:
+                        channel.policy = route
+                    channels.append(channel)
+                self._channels = channels
+                self._channel_key = key
+            return self._channels
 
-    def _workers(self) -> _WorkerPool:
+    def _workers(self) -> WorkerPool:
         pool = self._pool
         if pool is None:
-            with self._pool_lock:
+            with self._lock:
                 pool = self._pool
                 if pool is None:
-                    pool = self._pool = _WorkerPool(self.max_workers)
+                    from .pool import WorkerPool
+
+                    pool = self._pool = WorkerPool(self.max_workers)
+                    self._resources.pool = pool
         return pool
+
+    def pool_stats(self) -> dict[str, int]:
+        """The worker pool's counters (see :meth:`alert_infra.pool.WorkerPool.stats`): threads,
+        idle, queued, overdue (written off, still running), written_off and started in all."""
+        pool = self._pool
+        if pool is None:
+            return {"threads": 0, "idle": 0, "queued": 0, "overdue": 0, "written_off": 0, "started": 0}
+        return pool.stats()
 
     def _select(
         self, alert: Any, channels: Iterable[str] | str | None
     ) -> tuple[Alert, list[tuple[str, _Channel | None, str | None]], list[ChannelOutcome]]:
         """``(alert, plan, unknown)``: ``plan`` lists ``(name, channel, skip reason)`` in configured order."""
         if not isinstance(alert, Alert):
-            raise AlertValidationError(f"send() needs an Alert, got {type(alert).__name__}")
+            raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
         if alert.redact_sensitive_data and alert._generation != redaction_generation():
             alert = alert.redacted()  # a secret was registered after the alert was made
         available = self._all_channels()
@@ -342,9 +442,7 @@ class AlertDispatcher:
                 return alert, [(c.name, c, None) for c in available], []
             wanted = None
         else:
-            wanted = [channels] if isinstance(channels, str) else list(channels)
-            if not wanted:
-                wanted = None
+            wanted = _channel_names(channels)
         disabled = [name for name, route in routes.items() if not route.enabled]
         known = {c.name for c in available} | set(disabled)
         plan: list[tuple[str, _Channel | None, str | None]] = []
@@ -383,7 +481,8 @@ class AlertDispatcher:
     def _failure(self, channel: _Channel, exc: BaseException, elapsed: float, attempts: int = 1) -> ChannelOutcome:
         retryable = is_retryable_exception(exc)
         self.logger.warning("alert channel %s failed: %s", channel.name, type(exc).__name__)
-        message = redact_text(_safe_str(exc)).strip()
+        message = redact_text(_safe_str(exc)).strip()  # redacted first, then cut
+        retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RetryableAlertTransportError) else None
         return ChannelOutcome(
             channel.name,
             "failed",
@@ -391,18 +490,197 @@ class AlertDispatcher:
             elapsed=elapsed,
             error=type(exc).__name__,
             retryable=retryable,
-            retry_after=getattr(exc, "retry_after", None) if isinstance(exc, RetryableAlertTransportError) else None,
+            retry_after=retry_after if isinstance(retry_after, (int, float)) else None,
             reason=message[:500] or None,
         )
 
-    def _call(self, channel: _Channel, alert: Alert, started: float) -> ChannelOutcome:
-        if channel.policy is not None:
-            return self._call_with_policy(channel, channel.policy, alert, started)
+    def _refusal(self, channel: _Channel, started: float) -> ChannelOutcome | None:
+        """An outcome for a channel that cannot take an alert now, without using a thread."""
+        if channel.broken is not None:
+            exc = channel.broken
+            self.logger.warning("alert channel %s is broken: %s", channel.name, type(exc).__name__)
+            return ChannelOutcome(
+                channel.name,
+                "failed",
+                error=type(exc).__name__,
+                retryable=False,
+                reason=f"the transport's attributes raise {type(exc).__name__}",
+            )
+        if channel.overdue >= MAX_OVERDUE_PER_CHANNEL:
+            self.logger.warning("alert channel %s is hung: %d sends still running", channel.name, channel.overdue)
+            return ChannelOutcome(
+                channel.name,
+                "failed",
+                elapsed=time.perf_counter() - started,
+                error=AlertTransportTimeoutError.__name__,
+                retryable=True,
+                reason=f"not started: {channel.overdue} earlier sends to this channel are still running past "
+                f"their {channel.timeout:g}s timeout",
+            )
+        return None
+
+    # -- the one description of a channel's delivery -----------------------------------------
+    def _steps(self, flow: _Flow, alert: Alert) -> Step:
+        """Admission, tries and backoff for one channel: yields what it needs, returns the outcome."""
+        channel = flow.channel
+        route = channel.policy
+        if route is not None and route.admits:
+            skip, claim = yield _ADMIT, route
+            if skip is not None:
+                return skip  # type: ignore[no-any-return]
+            with flow.lock:
+                if flow.abandoned:  # the caller gave up while we were admitted: hand it back
+                    self._release(claim)
+                else:
+                    flow.claim = claim
+        deadline_at = self._clock() + self.deadline if route is not None and route.retry is not None else 0.0
+        tries = 0
+        while True:
+            tries += 1
+            note, exc = yield _TRY, tries
+            if exc is None:
+                return self._sent(flow, note, tries)
+            delay = self._retry_delay(route, tries, exc, deadline_at) if route is not None else None
+            if delay is None:
+                self._give_up(flow)
+                return self._failure(channel, exc, time.perf_counter() - flow.started, attempts=tries)
+            self.logger.info(
+                "alert channel %s: try %d failed (%s); retrying in %.2fs",
+                channel.name,
+                tries,
+                type(exc).__name__,
+                delay,
+            )
+            yield _SLEEP, delay
+
+    def _sent(self, flow: _Flow, note: object, tries: int) -> ChannelOutcome:
+        # ``send`` returns None by contract; a transport may return a short string saying how it
+        # delivered (which email provider, say): it becomes the outcome's ``detail``, redacted.
+        detail = redact_text(note)[:300] if isinstance(note, str) and note else None
+        with flow.lock:
+            abandoned = flow.abandoned
+        if abandoned:
+            # Delivered after the caller reported a timeout: the claim it gave up is taken again,
+            # so the alert's next occurrence within the window is the duplicate it really is.
+            self.logger.info(
+                "alert channel %s delivered %.1fs after its timeout",
+                flow.channel.name,
+                time.perf_counter() - flow.started,
+            )
+            self._reclaim(flow.channel, flow)
+        return ChannelOutcome(
+            flow.channel.name, "sent", attempts=tries, elapsed=time.perf_counter() - flow.started, detail=detail
+        )
+
+    def _give_up(self, flow: _Flow) -> None:
+        with flow.lock:
+            claim, flow.claim = flow.claim, None
+        self._release(claim)
+
+    def _abandon(self, flow: _Flow) -> None:
+        """The caller stopped waiting: the send's fate is unknown, so it holds no claim."""
+        with flow.lock:
+            flow.abandoned = True
+            claim, flow.claim = flow.claim, None
+        self._release(claim)
+
+    def _reclaim(self, channel: _Channel, flow: _Flow) -> None:
+        route = channel.policy
+        if route is None or route.dedup_window is None:
+            return
+        # Only the claim: the alert already spent its throttle budget when it was admitted.
+        self._admit(channel.name, Route(dedup_window=route.dedup_window), flow.alert)
+
+    def _attempt(self, channel: _Channel, alert: Alert) -> tuple[object, BaseException | None]:
+        """One synchronous try: ``(note, None)`` or ``(None, error)``; never raises."""
         try:
-            note = channel.transport.send(alert)
-        except Exception as exc:  # noqa: BLE001 - each transport is isolated
-            return self._failure(channel, exc, time.perf_counter() - started)
-        return _sent(channel, started, note)
+            if channel.send is not None:
+                return channel.send(alert), None
+            assert channel.asend is not None
+            from .pool import loop_thread
+
+            try:
+                return loop_thread().run(channel.asend(alert), channel.timeout), None
+            except TimeoutError:
+                return None, AlertTransportTimeoutError(f"no answer within {channel.timeout:g}s")
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - each transport is isolated; sys.exit() in a transport is its bug
+            return None, exc
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt) and _in_main_thread():
+                raise  # Ctrl-C in the caller's own thread is the user's, not the channel's
+            return None, exc
+
+    def _run(self, flow: _Flow, alert: Alert) -> ChannelOutcome:
+        """The synchronous driver of :meth:`_steps` (in a worker thread, or inline)."""
+        steps = self._steps(flow, alert)
+        reply: Any = None
+        channel = flow.channel
+        try:
+            while True:
+                kind, argument = steps.send(reply)
+                if kind == _TRY:
+                    reply = self._attempt(channel, alert)
+                elif kind == _ADMIT:
+                    reply = self._admit(channel.name, argument, alert)
+                else:
+                    self._sleep(argument)
+                    reply = None
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _arun(self, flow: _Flow, alert: Alert) -> ChannelOutcome:
+        """The asyncio driver of :meth:`_steps`: awaits what :meth:`_run` blocks on."""
+        import asyncio
+
+        steps = self._steps(flow, alert)
+        reply: Any = None
+        channel = flow.channel
+        try:
+            while True:
+                kind, argument = steps.send(reply)
+                if kind == _TRY:
+                    reply = await self._aattempt(channel, alert)
+                elif kind == _ADMIT:
+                    reply = await self._aadmit(channel.name, argument, alert)
+                elif self._sleep is time.sleep:
+                    await asyncio.sleep(argument)
+                    reply = None
+                else:  # an injected sleeper (tests)
+                    self._sleep(argument)
+                    reply = None
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _aattempt(self, channel: _Channel, alert: Alert) -> tuple[object, BaseException | None]:
+        """One try on the event loop: native ``asend``, inline for in-memory transports, else a
+        worker thread (written off if it overstays)."""
+        import asyncio
+
+        timeout = channel.timeout
+        try:
+            if channel.asend is not None:
+                return await asyncio.wait_for(channel.asend(alert), timeout), None
+            if not channel.blocking:
+                return self._attempt(channel, alert)
+            pool = self._workers()
+            task = pool.submit(self._attempt, channel, alert)
+            try:
+                done = await _wait_task(task, timeout)
+            except asyncio.CancelledError:
+                self._write_off(pool, channel, task, None)
+                raise
+            if not done:
+                state = self._write_off(pool, channel, task, None)
+                if state != "done":
+                    verb = "not started" if state == "cancelled" else "no answer"
+                    return None, AlertTransportTimeoutError(f"{verb} within {timeout:g}s")
+            if task.error is not None:
+                return None, task.error
+            return task.value  # type: ignore[no-any-return]
+        except asyncio.TimeoutError:
+            return None, AlertTransportTimeoutError(f"no answer within {timeout:g}s")
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - each transport is isolated
+            return None, exc
 
     # -- delivery policies ---------------------------------------------------------------------
     @property
@@ -410,7 +688,7 @@ class AlertDispatcher:
         """The backend of throttle budgets and de-duplication windows (memory unless configured)."""
         state = self._state
         if state is None:
-            with self._pool_lock:
+            with self._lock:
                 if self._state is None:
                     from .state import MemoryState
 
@@ -428,9 +706,7 @@ class AlertDispatcher:
         return self._admit(name, route, alert)[0]
 
     def _admit(self, name: str, route: Route, alert: Alert) -> tuple[ChannelOutcome | None, Any]:
-        """De-duplication, then throttling, for the channel (or other user, such as
-        :class:`~alert_infra.logging.AlertHandler`) called ``name``: ``(skip outcome or None,
-        dedup claim)``."""
+        """De-duplication, then throttling: ``(skip outcome or None, dedup claim)``. Fails open."""
         key = None
         if route.dedup_window is not None:
             key = f"dd:{name}:{alert.status}:{alert.fingerprint}"
@@ -462,6 +738,24 @@ class AlertDispatcher:
             ), None
         return None, (key, token) if key is not None and token is not None else None
 
+    async def _aadmit(self, name: str, route: Route, alert: Alert) -> tuple[ChannelOutcome | None, Any]:
+        if not self.state.blocking:
+            return self._admit(name, route, alert)
+        # Never wait on a network store in the event loop's thread, nor longer than STATE_WAIT.
+        pool = self._workers()
+        task = pool.submit(self._admit, name, route, alert)
+        if await _wait_task(task, STATE_WAIT) and task.error is None:
+            return task.value  # type: ignore[no-any-return]
+        if not task.done:
+            pool.write_off(task, _release_late_claim(self))
+        self.logger.warning(
+            "alert state backend did not answer within %gs for channel %s: delivering without throttle and "
+            "de-duplication",
+            STATE_WAIT,
+            name,
+        )
+        return None, None
+
     def _release(self, claim: Any) -> None:
         if claim is None:
             return
@@ -475,6 +769,8 @@ class AlertDispatcher:
         if retry is None or tries >= retry.attempts or not is_retryable_exception(exc):
             return None
         retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RetryableAlertTransportError) else None
+        if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool):
+            retry_after = None
         if self._random is None:
             import random
 
@@ -482,92 +778,37 @@ class AlertDispatcher:
         delay = retry.delay(tries, retry_after, self._random)
         if delay is None or self._clock() + delay >= deadline_at:
             return None
-        return delay
-
-    def _call_with_policy(self, channel: _Channel, route: Route, alert: Alert, started: float) -> ChannelOutcome:
-        deadline_at = self._clock() + self.deadline
-        claim = None
-        if route.dedup_window is not None or route.throttle is not None:
-            skip, claim = self._admit(channel.name, route, alert)
-            if skip is not None:
-                return skip
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                note = channel.transport.send(alert)
-            except Exception as exc:  # noqa: BLE001 - each transport is isolated
-                delay = self._next_try(channel, route, tries, exc, deadline_at, claim, started)
-                if isinstance(delay, ChannelOutcome):
-                    return delay
-                self._sleep(delay)
-                continue
-            return _sent(channel, started, note, tries)
-
-    def _next_try(
-        self,
-        channel: _Channel,
-        route: Route,
-        tries: int,
-        exc: BaseException,
-        deadline_at: float,
-        claim: Any,
-        started: float,
-    ) -> float | ChannelOutcome:
-        """After a failed try: the wait before the next one, or the channel's final outcome."""
-        delay = self._retry_delay(route, tries, exc, deadline_at)
-        if delay is None:
-            self._release(claim)
-            return self._failure(channel, exc, time.perf_counter() - started, attempts=tries)
-        self.logger.info(
-            "alert channel %s: try %d failed (%s); retrying in %.2fs", channel.name, tries, type(exc).__name__, delay
-        )
-        return delay
-
-    async def _acall_with_policy(self, channel: _Channel, route: Route, alert: Alert, started: float) -> ChannelOutcome:
-        import asyncio
-
-        assert channel.asend is not None
-        deadline_at = self._clock() + self.deadline
-        claim = None
-        if route.dedup_window is not None or route.throttle is not None:
-            if self.state.blocking:  # never wait on a network store in the event loop's thread
-                admitted: tuple[ChannelOutcome | None, Any] = await asyncio.wrap_future(
-                    self._workers().submit(self._admit, channel.name, route, alert)
-                )
-                skip, claim = admitted
-            else:
-                skip, claim = self._admit(channel.name, route, alert)
-            if skip is not None:
-                return skip
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                note = await asyncio.wait_for(channel.asend(alert), channel.timeout or self.timeout)
-            except Exception as exc:  # noqa: BLE001 - each transport is isolated
-                if isinstance(exc, asyncio.TimeoutError):
-                    exc = AlertTransportTimeoutError(f"no answer within {channel.timeout or self.timeout:g}s")
-                delay = self._next_try(channel, route, tries, exc, deadline_at, claim, started)
-                if isinstance(delay, ChannelOutcome):
-                    return delay
-                if self._sleep is time.sleep:
-                    await asyncio.sleep(delay)
-                else:  # an injected sleeper (tests)
-                    self._sleep(delay)
-                continue
-            return _sent(channel, started, note, tries)
+        return float(delay)
 
     def _wait_bound(self, channel: _Channel) -> float:
         policy = channel.policy
         if policy is not None and policy.retry is not None:
-            return self.deadline
-        return channel.timeout or self.timeout
+            return max(self.deadline, channel.timeout)
+        return channel.timeout
+
+    def _write_off(self, pool: WorkerPool, channel: _Channel, task: Task, flow: _Flow | None) -> str:
+        """Stop waiting for a channel's task; count it against the channel while it runs on."""
+
+        def late(_task: Task) -> None:
+            with self._stats_lock:
+                channel.overdue -= 1
+
+        with self._stats_lock:
+            channel.overdue += 1
+        state = pool.write_off(task, late)
+        if state != "written_off":
+            with self._stats_lock:
+                channel.overdue -= 1
+        if flow is not None and state != "done":
+            self._abandon(flow)
+        return state
 
     # -- statistics ---------------------------------------------------------------------------
     def _count(self, outcomes: Iterable[ChannelOutcome]) -> None:
         with self._stats_lock:
             for outcome in outcomes:
+                if outcome.error == "UnknownChannelError":
+                    continue  # names that match no channel: not a channel, and unbounded in number
                 counts = self._stats.get(outcome.name)
                 if counts is None:
                     counts = self._stats[outcome.name] = dict.fromkeys(STAT_KEYS, 0)
@@ -584,6 +825,7 @@ class AlertDispatcher:
 
         ``{channel: {"sent", "failed", "retried", "throttled", "deduplicated",
         "skipped"}}``; ``retried`` counts extra tries, the others count alerts.
+        Only configured channels are counted (a name that matches none is not).
         Counted in this process (a shared ``state`` shares budgets, not statistics).
         """
         with self._stats_lock:
@@ -596,11 +838,8 @@ class AlertDispatcher:
 
     def _timeout(self, channel: _Channel, started: float, ran: bool) -> ChannelOutcome:
         self.logger.warning("alert channel %s timed out: %s", channel.name, AlertTransportTimeoutError.__name__)
-        reason = (
-            f"no answer within {channel.timeout:g}s"
-            if ran
-            else f"not started within {channel.timeout:g}s: every worker was busy"
-        )
+        bound = self._wait_bound(channel)
+        reason = f"no answer within {bound:g}s" if ran else f"not started within {bound:g}s: every worker was busy"
         return ChannelOutcome(
             channel.name,
             "failed",
@@ -648,6 +887,10 @@ class AlertDispatcher:
         Returns:
             a :class:`DeliveryResult`; never raises for delivery problems unless
             ``raise_on_failure`` is set.
+
+        Raises:
+            AlertValidationError: ``alert`` is not an :class:`Alert`, or ``channels`` is not
+                a channel name or a list of them.
         """
         if not self.enabled:
             return DeliveryResult()
@@ -655,82 +898,132 @@ class AlertDispatcher:
             channels = transport_names
         alert, plan, outcomes = self._select(alert, channels)
         selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
-        delivered: list[ChannelOutcome] = []
         started = time.perf_counter()
-        if len(selected) == 1 and not selected[0].blocking:
-            delivered.append(self._call(selected[0], alert, started))
+        if len(selected) == 1 and not selected[0].blocking and selected[0].send is not None:
+            channel = selected[0]
+            delivered = [self._refusal(channel, started) or self._run(_Flow(channel, alert, started), alert)]
         elif selected:
-            pool = None
-            futures: list[tuple[_Channel, Future[ChannelOutcome] | None]] = []
-            for channel in selected:
-                if channel.blocking:
-                    if pool is None:
-                        pool = self._workers()
-                    futures.append((channel, pool.submit(self._call, channel, alert, started)))
-                else:
-                    futures.append((channel, None))
-            inline = {id(c): self._call(c, alert, started) for c, f in futures if f is None}
-            from concurrent.futures import TimeoutError as FutureTimeout
-
-            for channel, future in futures:
-                if future is None:
-                    delivered.append(inline[id(channel)])
-                    continue
-                remaining = self._wait_bound(channel) - (time.perf_counter() - started)
-                try:
-                    delivered.append(future.result(timeout=max(remaining, 0.0)))
-                except FutureTimeout:
-                    ran = not future.cancel()
-                    delivered.append(self._timeout(channel, started, ran))
-                except Exception as exc:  # noqa: BLE001 - never let one channel break the dispatch
-                    delivered.append(self._failure(channel, exc, time.perf_counter() - started))
+            delivered = self._deliver(selected, alert, started)
+        else:
+            delivered = []
         # Unknown names first, then the configured channel order, however they finished.
         outcomes.extend(self._assemble(plan, delivered) if len(plan) != len(delivered) else delivered)
         self._count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
-        if self.audit is not None:
-            self._record(alert, result)
-        host = self._hooks()
-        if host is not None:
-            self._run_hooks_sync(host, alert, result)
+        self._observe(alert, result)
         self._raise_if_needed(result)
         return result
 
-    def _record(self, alert: Alert, result: DeliveryResult) -> None:
+    def _deliver(self, selected: list[_Channel], alert: Alert, started: float) -> list[ChannelOutcome]:
+        pool = None
+        running: list[tuple[_Channel, _Flow | None, Task | ChannelOutcome | None]] = []
+        for channel in selected:
+            refusal = self._refusal(channel, started)
+            if refusal is not None:
+                running.append((channel, None, refusal))
+            elif channel.blocking or channel.send is None:
+                if pool is None:
+                    pool = self._workers()
+                new = _Flow(channel, alert, started)
+                running.append((channel, new, pool.submit(self._run, new, alert)))
+            else:
+                running.append((channel, _Flow(channel, alert, started), None))
+        delivered: list[ChannelOutcome] = []
+        inline = {id(c): self._run(f, alert) for c, f, t in running if t is None and f is not None}
+        for channel, flow, task in running:
+            if isinstance(task, ChannelOutcome):
+                delivered.append(task)
+            elif task is None:
+                delivered.append(inline[id(channel)])
+            else:
+                assert pool is not None and flow is not None
+                remaining = self._wait_bound(channel) - (time.perf_counter() - started)
+                if not task.wait(remaining):
+                    # First cancel what has not started and is out of time too: writing this task
+                    # off frees a thread, which must not start a send whose caller already gave up.
+                    elapsed = time.perf_counter() - started
+                    for other, _, queued in running:
+                        if queued is not task and isinstance(queued, type(task)) and self._wait_bound(other) <= elapsed:
+                            pool.cancel(queued)
+                    state = self._write_off(pool, channel, task, flow)
+                    if state != "done":
+                        delivered.append(self._timeout(channel, started, state == "written_off"))
+                        continue
+                if task.cancelled:
+                    delivered.append(self._timeout(channel, started, False))
+                elif task.error is not None:  # _run never raises; a BaseException that got through
+                    delivered.append(self._failure(channel, task.error, time.perf_counter() - started))
+                else:
+                    delivered.append(task.value)
+        return delivered
+
+    # -- observation: the audit trail and the after_dispatch hooks -------------------------------
+    def _observe(self, alert: Alert, result: DeliveryResult) -> None:
+        """Record and announce a dispatch, the caller waiting at most ``hook_timeout``."""
+        audit = self.audit
+        host = None if _IN_HOOKS.get() else self._hooks()
+        if audit is None and host is None:
+            return
+        redacted = alert.redacted()
+        if audit is not None and getattr(audit, "nonblocking", False):
+            self._record(audit, redacted, result)  # queues the write and returns (AuditTrail)
+            audit = None
+        if audit is None and host is None:
+            return
+        pool = self._hook_pool()
+        if not self._hooks_admitted(pool):
+            return
+        task = pool.submit(self._observe_now, audit, host, redacted, result, time.perf_counter() + self.hook_timeout)
+        if not task.wait(self.hook_timeout):
+            pool.write_off(task, cancel=False)  # queued hook work still runs: an audit record is not dropped
+            self.logger.warning(
+                "alert after-dispatch hooks still running after %gs: they finish in the background", self.hook_timeout
+            )
+
+    def _hooks_admitted(self, pool: WorkerPool) -> bool:
+        """Whether the hooks of one more dispatch may queue: hung hooks must not grow memory for ever."""
+        if pool.queued < MAX_QUEUED_HOOKS:
+            return True
+        with self._stats_lock:
+            self.hooks_dropped += 1
+            dropped = self.hooks_dropped
+        if dropped == 1 or dropped % 1000 == 0:
+            self.logger.error(
+                "alert after-dispatch hooks and audit records dropped: %d so far (%d dispatches wait for hooks "
+                "that do not return)",
+                dropped,
+                pool.queued,
+            )
+        return False
+
+    def _observe_now(self, audit: Any, host: Any, alert: Alert, result: DeliveryResult, until: float) -> None:
+        token = _IN_HOOKS.set(True)
         try:
-            self.audit.alert_infra_after_dispatch(alert.redacted(), result)
-        except Exception as exc:  # noqa: BLE001 - the audit trail never breaks delivery
+            if audit is not None:
+                self._record(audit, alert, result)
+            if host is not None:
+                for plugin_name, awaitable in host.after_dispatch(alert, result):
+                    from .pool import loop_thread
+
+                    try:
+                        loop_thread().run(_await(awaitable), max(until - time.perf_counter(), 0.05))
+                    except (Exception, SystemExit) as exc:  # noqa: BLE001 - hooks never break delivery
+                        self._hook_failed(plugin_name, exc)
+        finally:
+            _IN_HOOKS.reset(token)
+
+    def _record(self, audit: Any, alert: Alert, result: DeliveryResult) -> None:
+        try:
+            audit.alert_infra_after_dispatch(alert, result)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the audit trail never breaks delivery
             self.logger.warning("alert audit trail failed to record: %s", type(exc).__name__)
 
-    def _run_hooks_sync(self, host: Any, alert: Alert, result: DeliveryResult) -> None:
-        pending = host.after_dispatch(alert.redacted(), result)
-        if not pending:
-            return
-        import asyncio
+    def _hook_failed(self, plugin_name: str, exc: BaseException) -> None:
+        self.logger.warning("alert_infra_after_dispatch of plugin %s failed: %s", plugin_name, type(exc).__name__)
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        for plugin_name, awaitable in pending:
-            if loop is not None:
-                task = asyncio.ensure_future(awaitable)
-                self._pending_hooks.add(task)
-                task.add_done_callback(lambda t, n=plugin_name: self._hook_done(t, n))
-            else:
-                try:
-                    asyncio.run(_await(awaitable))
-                except Exception as exc:  # noqa: BLE001
-                    self.logger.warning(
-                        "alert_infra_after_dispatch of plugin %s failed: %s", plugin_name, type(exc).__name__
-                    )
-
-    def _hook_done(self, task: Any, plugin_name: str) -> None:
-        self._pending_hooks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.logger.warning(
-                "alert_infra_after_dispatch of plugin %s failed: %s", plugin_name, type(task.exception()).__name__
-            )
+    @staticmethod
+    def _hook_pool() -> WorkerPool:
+        return _hook_pool()
 
     # -- async ----------------------------------------------------------------------------------
     async def asend(
@@ -743,7 +1036,9 @@ class AlertDispatcher:
         """Like :meth:`send`, for asyncio code: never blocks the event loop.
 
         Transports with ``async asend(alert)`` are awaited natively; the others run
-        in the worker pool. Awaitables returned by ``after_dispatch`` hooks are awaited.
+        in the worker pool; waits between retries are ``asyncio.sleep``. The audit
+        trail and the hooks run off the event loop; awaitables returned by hooks are
+        awaited on it; the caller waits for them at most ``hook_timeout``.
         """
         import asyncio
 
@@ -756,48 +1051,68 @@ class AlertDispatcher:
         started = time.perf_counter()
 
         async def one(channel: _Channel) -> ChannelOutcome:
-            timeout = self._wait_bound(channel)
+            refusal = self._refusal(channel, started)
+            if refusal is not None:
+                return refusal
+            flow = _Flow(channel, alert, started)
             try:
-                if channel.asend is not None and channel.policy is not None:
-                    return await asyncio.wait_for(
-                        self._acall_with_policy(channel, channel.policy, alert, started), self.deadline
-                    )
-                if channel.asend is not None:
-                    note = await asyncio.wait_for(channel.asend(alert), timeout)
-                elif not channel.blocking and channel.policy is None:
-                    note = channel.transport.send(alert)
-                elif not channel.blocking and _quick(channel.policy) and not self.state.blocking:
-                    return self._call(channel, alert, started)
-                else:
-                    future = self._workers().submit(self._call, channel, alert, started)
-                    wrapped = asyncio.wrap_future(future)
-                    try:
-                        return await asyncio.wait_for(wrapped, timeout)
-                    except asyncio.TimeoutError:
-                        return self._timeout(channel, started, not future.cancel())
+                return await asyncio.wait_for(self._arun(flow, alert), self._wait_bound(channel))
             except asyncio.TimeoutError:
+                self._abandon(flow)
                 return self._timeout(channel, started, True)
-            except Exception as exc:  # noqa: BLE001 - each transport is isolated
-                return self._failure(channel, exc, time.perf_counter() - started)
-            return _sent(channel, started, note)
 
         delivered = list(await asyncio.gather(*(one(c) for c in selected))) if selected else []
         outcomes.extend(self._assemble(plan, delivered))
         self._count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
-        if self.audit is not None:  # a database write: off the event loop's thread
-            await asyncio.wrap_future(self._workers().submit(self._record, alert, result))
-        host = self._hooks()
-        if host is not None:
-            for plugin_name, awaitable in host.after_dispatch(alert.redacted(), result):
-                try:
-                    await awaitable
-                except Exception as exc:  # noqa: BLE001 - hooks never break delivery
-                    self.logger.warning(
-                        "alert_infra_after_dispatch of plugin %s failed: %s", plugin_name, type(exc).__name__
-                    )
+        await self._aobserve(alert, result)
         self._raise_if_needed(result)
         return result
+
+    async def _aobserve(self, alert: Alert, result: DeliveryResult) -> None:
+        import asyncio
+
+        audit = self.audit
+        host = None if _IN_HOOKS.get() else self._hooks()
+        if audit is None and host is None:
+            return
+        redacted = alert.redacted()
+        if audit is not None and getattr(audit, "nonblocking", False):
+            self._record(audit, redacted, result)
+            audit = None
+        until = time.perf_counter() + self.hook_timeout
+        pending: list[tuple[str, Any]] = []
+        if audit is not None or host is not None:
+            # A database write or a plugin's code: off the event loop's thread, bounded.
+            pool = self._hook_pool()
+            if not self._hooks_admitted(pool):
+                return
+            task = pool.submit(self._call_hooks, audit, host, redacted, result)
+            if not await _wait_task(task, self.hook_timeout):
+                pool.write_off(task, cancel=False)
+                self.logger.warning(
+                    "alert after-dispatch hooks still running after %gs: they finish in the background",
+                    self.hook_timeout,
+                )
+            elif task.value:
+                pending = task.value
+        for plugin_name, awaitable in pending:
+            token = _IN_HOOKS.set(True)
+            try:
+                await asyncio.wait_for(_await(awaitable), max(until - time.perf_counter(), 0.05))
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - hooks never break delivery
+                self._hook_failed(plugin_name, exc)
+            finally:
+                _IN_HOOKS.reset(token)
+
+    def _call_hooks(self, audit: Any, host: Any, alert: Alert, result: DeliveryResult) -> list[tuple[str, Any]]:
+        token = _IN_HOOKS.set(True)
+        try:
+            if audit is not None:
+                self._record(audit, alert, result)
+            return list(host.after_dispatch(alert, result)) if host is not None else []
+        finally:
+            _IN_HOOKS.reset(token)
 
     # -- configuration ---------------------------------------------------------------------------
     @classmethod
@@ -814,17 +1129,19 @@ class AlertDispatcher:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
-        """Close every transport that has ``close()`` and stop idle worker threads."""
+        """Close every transport that has ``close()``, stop idle worker threads, close the state
+        and the audit trail."""
         for transport in self.transports:
-            close = getattr(transport, "close", None)
+            close, _ = _read(transport, "close", None)
             if callable(close):
                 try:
                     close()
                 except Exception as exc:  # noqa: BLE001
                     self.logger.warning(
-                        "alert channel %s failed to close: %s", getattr(transport, "name", "?"), type(exc).__name__
+                        "alert channel %s failed to close: %s", _read(transport, "name", "?")[0], type(exc).__name__
                     )
         pool, self._pool = self._pool, None
+        self._resources.pool = self._resources.state = None
         if pool is not None:
             pool.shutdown()
         if self._state is not None:
@@ -840,20 +1157,115 @@ class AlertDispatcher:
         self.close()
 
     def __repr__(self) -> str:
-        names = ", ".join(c.name for c in self._all_channels())
-        return f"AlertDispatcher(channels=[{names}], enabled={self.enabled})"
+        try:
+            names = ", ".join(c.name for c in self._all_channels())
+            return f"AlertDispatcher(channels=[{names}], enabled={self.enabled})"
+        except Exception:  # noqa: BLE001 - half-built (TracebackException(capture_locals=True))
+            return "AlertDispatcher(?)"
 
 
-def _quick(policy: Route | None) -> bool:
-    """Whether a policy never waits (no retry sleeps), so it may run on the event loop's thread."""
-    return policy is None or policy.retry is None
+def _channel_names(channels: Any) -> list[str] | None:
+    """``send(channels=...)``: one name or an iterable of names; anything else is refused by name."""
+    if isinstance(channels, str):
+        return [channels]
+    if isinstance(channels, (bytes, bytearray)) or not hasattr(channels, "__iter__"):
+        raise AlertValidationError(
+            f"channels: must be a channel name or a list of channel names, got a {type(channels).__name__}"
+        )
+    names = list(channels)
+    for name in names:
+        if not isinstance(name, str):
+            raise AlertValidationError(f"channels: every channel name must be a string, got a {type(name).__name__}")
+    return names or None
 
 
-def _sent(channel: _Channel, started: float, note: object, attempts: int = 1) -> ChannelOutcome:
-    # ``send`` returns None by contract; a transport may return a short string saying how it
-    # delivered (which email provider, say): it becomes the outcome's ``detail``, redacted.
-    detail = redact_text(note)[:300] if isinstance(note, str) and note else None
-    return ChannelOutcome(channel.name, "sent", attempts=attempts, elapsed=time.perf_counter() - started, detail=detail)
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class _Resources:
+    """What a dispatcher dropped without ``close()`` releases (its finalizer holds this, not it)."""
+
+    __slots__ = ("pool", "state")
+
+    def __init__(self, state: StateBackend | None) -> None:
+        self.pool: WorkerPool | None = None
+        self.state = state
+
+    def release(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.shutdown()
+        state, self.state = self.state, None
+        if state is not None:
+            try:
+                state.close()
+            except Exception:  # noqa: BLE001, S110 - at collection time nobody can be told
+                pass
+
+
+def _release_late_claim(dispatcher: AlertDispatcher) -> Any:
+    """For an admission that answered after ``asend`` stopped waiting: hand its claim back."""
+    import weakref
+
+    ref = weakref.ref(dispatcher)
+
+    def late(task: Task) -> None:
+        owner = ref()
+        if owner is not None and task.error is None and task.value:
+            owner._release(task.value[1])
+
+    return late
+
+
+async def _wait_task(task: Task, timeout: float) -> bool:
+    """Await a pool task for at most ``timeout`` seconds without blocking the loop."""
+    import asyncio
+
+    if task.done:
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_task: Task) -> None:
+        try:
+            loop.call_soon_threadsafe(_resolve, waiter)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    task.on_done = wake
+    if task.done:  # finished before the callback was in place
+        return True
+    try:
+        await asyncio.wait_for(waiter, timeout)
+    except asyncio.TimeoutError:
+        return task.done
+    return True
+
+
+def _resolve(waiter: Any) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+_HOOK_POOL: WorkerPool | None = None
+_HOOK_POOL_LOCK = allocate_lock()
+
+
+def _hook_pool() -> WorkerPool:
+    """The process's pool for audit writes and hooks that may block (shared by every dispatcher)."""
+    global _HOOK_POOL
+    pool = _HOOK_POOL
+    if pool is None:
+        with _HOOK_POOL_LOCK:
+            pool = _HOOK_POOL
+            if pool is None:
+                from .pool import WorkerPool
+
+                pool = _HOOK_POOL = WorkerPool(8, name="alert-infra-hooks")
+    return pool
 
 
 async def _await(awaitable: Any) -> Any:

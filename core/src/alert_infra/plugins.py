@@ -641,12 +641,16 @@ class PluginHost:
         returned an awaitable; the caller awaits them.
         """
         pending: list[tuple[str, Any]] = []
-        for impl in self.pm.hook.alert_infra_after_dispatch.get_hookimpls():
+        # pluggy's own call order: get_hookimpls() lists implementations from the first to run
+        # last (trylast ... tryfirst, later registrations after earlier), so walk it backwards.
+        for impl in reversed(self.pm.hook.alert_infra_after_dispatch.get_hookimpls()):
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                continue  # wrappers wrap a hook call; an observation hook has nothing to wrap
             available = {"alert": alert, "result": result}
             kwargs = {k: available[k] for k in impl.argnames if k in available}
             try:
                 outcome = impl.function(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - hooks never break delivery
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - hooks never break delivery
                 logger.warning(
                     "alert_infra_after_dispatch of plugin %s failed: %s", impl.plugin_name, type(exc).__name__
                 )
