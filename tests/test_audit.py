@@ -39,6 +39,7 @@ def dispatch(store: AuditStore, *alerts: Alert) -> list[int]:
     ids = []
     for alert in alerts:
         dispatcher.send(alert)
+        assert trail.flush(timeout=10)  # the trail writes from its own thread: wait (bounded) for it
         assert trail.last_id is not None
         ids.append(trail.last_id)
     return ids
@@ -145,11 +146,13 @@ _WRITER = textwrap.dedent(
     from alert_infra.audit import AuditStore, AuditTrail
 
     path, n, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    dispatcher = AlertDispatcher([NoOpTransport()], audit=AuditTrail(AuditStore(path, retention=None)))
+    trail = AuditTrail(AuditStore(path, retention=None))
+    dispatcher = AlertDispatcher([NoOpTransport()], audit=trail)
     while time.time() < start_at:
         time.sleep(0.001)
     for i in range(100):
         dispatcher.send(Alert(f"writer {n} alert {i}", "m"))
+    assert trail.flush(timeout=60), trail.stats()
     """
 )
 
@@ -201,28 +204,40 @@ def test_bad_audit_settings_are_named(settings: dict, fragment: str) -> None:
         load_config({"alert_infra": settings, "channels": {"ops": {"type": "noop"}}})
 
 
-def test_a_broken_audit_store_never_breaks_delivery(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_audit_store_never_breaks_delivery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the folder should be")
     ops = RecordingTransport(name="ops")
-    dispatcher = AlertDispatcher([ops], audit=open_audit(str(blocker / "audit.sqlite3")))
+    trail = open_audit(str(blocker / "audit.sqlite3"))
+    dispatcher = AlertDispatcher([ops], audit=trail)
     result = dispatcher.send(Alert("Disk full", "m"))
     assert result.sent == ("ops",) and len(ops.alerts) == 1
-    assert "alert audit trail failed to record" in caplog.text
+    assert not trail.flush(timeout=1.0)  # still failing: the record stays queued, retried
+    assert "alert audit trail failed to record: " in caplog.text
+    assert trail.stats()["pending"] == 1
+    trail.close()  # the bound passes: the record is given up, counted and reported on standard error
+    assert trail.stats() == {"pending": 0, "written": 0, "dropped": 0, "failed": 1}
+    assert "lost 1 record(s)" in capsys.readouterr().err
 
 
 def test_asend_records_off_the_event_loop(tmp_path: Path) -> None:
     store = AuditStore(str(tmp_path / "a.db"))
     dispatcher = AlertDispatcher([RecordingTransport(name="ops")], audit=AuditTrail(store))
+    trail = dispatcher.audit
     asyncio.run(dispatcher.asend(Alert("Async alert", "m")))
+    assert trail.flush(timeout=10)
     assert [r.title for r in store.query()] == ["Async alert"]
 
 
 def test_the_trail_works_as_a_process_wide_plugin(tmp_path: Path, host) -> None:
     store = AuditStore(str(tmp_path / "a.db"))
-    register_plugin(AuditTrail(store), name="audit")
+    trail = AuditTrail(store)
+    register_plugin(trail, name="audit")
     AlertDispatcher([RecordingTransport(name="one")]).send(Alert("first", "m"))
     AlertDispatcher([RecordingTransport(name="two")]).send(Alert("second", "m"))
+    assert trail.flush(timeout=10)
     assert [r.title for r in store.query()] == ["second", "first"]
 
 

@@ -16,6 +16,58 @@ or in code: ``AlertDispatcher(..., audit=AuditTrail(AuditStore(path)))``, or for
 every dispatcher of the process: ``register_plugin(AuditTrail(store))``. The
 ``alert-infra`` command line records to the configured trail, or to
 :func:`default_audit_path` (under ``$XDG_STATE_HOME``) when none is configured.
+
+Nobody waits for the database
+-----------------------------
+The hook is called in the caller's thread (``send()``) and on the event loop
+(``asend()``, a trail registered as a plugin), so it never touches SQLite: it
+builds the row (the redacted alert and its outcomes, a snapshot) and puts it on
+a bounded in-memory queue. One daemon writer thread per trail (started on the
+first record, ended after :data:`IDLE_EXIT` seconds without work, restarted on
+demand) writes the queue in batches of up to :data:`BATCH_SIZE`, one
+transaction per batch. The bounds, and how to change them:
+
+* :data:`MAX_PENDING` (10,000) records wait at most: ``AuditTrail(store,
+  max_pending=...)``. A record that finds the queue full is *dropped and
+  counted* (``trail.dropped``); one WARNING per overflow episode gives the count
+  when the writer catches up.
+* A locked or failing database: each attempt waits at most
+  :data:`WRITE_ATTEMPT_TIMEOUT` (0.25 s) for another process's lock, then the
+  writer backs off (:data:`RETRY_INITIAL` 0.05 s doubling up to
+  :data:`RETRY_MAX` 2 s, with jitter) and retries for as long as it takes,
+  the records staying queued (up to the cap). One WARNING when the outage
+  starts, one when the writer recovers.
+* :meth:`AuditTrail.flush` waits at most its ``timeout`` (default
+  :data:`FLUSH_TIMEOUT`, 2 s); :meth:`AuditTrail.close` flushes with
+  ``close_timeout`` (default :data:`FLUSH_TIMEOUT`), then stops the writer; an
+  ``atexit`` hook flushes every live trail within :data:`EXIT_TIMEOUT` (2 s in
+  all). Records still pending after such a bound are given up: counted in
+  ``trail.failed`` and reported on standard error (as ``AlertHandler`` reports
+  its drops), never silently lost.
+* A record the database refuses for good (a data error, not a lock or I/O
+  error) is given up alone and counted in ``trail.failed``.
+
+:meth:`AuditTrail.stats` reports ``pending``, ``written``, ``dropped`` and
+``failed``; :attr:`AuditTrail.last_id` is the id of the last record the writer
+wrote (call :meth:`~AuditTrail.flush` first to know it is the one you sent).
+
+Direct users of :class:`AuditStore` keep a synchronous API (``record()``
+returns the new id) with a bounded wait: ``AuditStore(timeout=...)`` (default
+:data:`DEFAULT_TIMEOUT`, 10 s) bounds the wait for this process's other
+threads *and* another process's lock together; past it, ``sqlite3.OperationalError``.
+
+Fork and release
+----------------
+A forked child (gunicorn ``--preload``, Celery prefork) gets, through
+:func:`alert_infra._lifecycle.on_fork_in_child`, new locks (a parent thread may
+have held the old one, mid-write), no connection (the parent's is kept
+referenced, never closed nor used, in the child: closing it would release the
+child's own POSIX locks on the file), an empty queue (what the parent queued is
+the parent's to write) and no writer thread (one starts on the child's first
+record). A store dropped without :meth:`AuditStore.close` closes its connection
+(``weakref.finalize``); a trail dropped without :meth:`AuditTrail.close` stops
+its writer once the queue is written (within ``close_timeout``), and the writer
+holds the queue and the store only, never the trail.
 """
 
 from __future__ import annotations
@@ -23,15 +75,20 @@ from __future__ import annotations
 import json
 import os
 import time
+import weakref as _weakref
 from _thread import allocate_lock
 from contextlib import contextmanager
 
+from ._checks import MAX_COUNT, MAX_TIMEOUT, check_count, check_seconds
 from .hookspecs import hookimpl
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Iterable, Iterator
+    import threading
+    import weakref
+    from collections import deque
+    from collections.abc import Iterable, Iterator, Sequence
     from typing import Any
 
     from .alert import Alert
@@ -41,8 +98,31 @@ __all__ = ["AuditRecord", "AuditStore", "AuditTrail", "default_audit_path", "ope
 
 #: The schema version written to ``PRAGMA user_version``; a newer file is refused.
 SCHEMA_VERSION = 1
+#: Alerts kept by default (``AuditStore(retention=...)``, ``audit_retention`` in configuration).
 DEFAULT_RETENTION = 10_000
-
+#: How long a direct :class:`AuditStore` call waits, in all, for this process's other threads and
+#: another process's write lock (seconds; ``AuditStore(timeout=...)``, 0 to fail at once).
+DEFAULT_TIMEOUT = 10.0
+#: Records an :class:`AuditTrail` keeps waiting for its writer; more are dropped and counted
+#: (``AuditTrail(store, max_pending=...)``).
+MAX_PENDING = 10_000
+#: Records written in one transaction by a trail's writer.
+BATCH_SIZE = 500
+#: How long one write attempt of a trail's writer waits for another process's lock (seconds)
+#: before it backs off; also its wait for this process's other users of the store.
+WRITE_ATTEMPT_TIMEOUT = 0.25
+#: The writer's first back-off after a failed attempt (seconds); it doubles on each failure...
+RETRY_INITIAL = 0.05
+#: ...up to this (seconds). The writer retries for as long as the outage lasts.
+RETRY_MAX = 2.0
+#: Default bound of :meth:`AuditTrail.flush` and of :meth:`AuditTrail.close` (``close_timeout``), seconds.
+FLUSH_TIMEOUT = 2.0
+#: The ``atexit`` hook's bound for writing what every live trail still holds (seconds, in all).
+EXIT_TIMEOUT = 2.0
+#: A writer with nothing to do for this long ends (seconds); the next record starts a new one.
+IDLE_EXIT = 60.0
+#: The writer thread's name (alert-infra's own threads start with "alert-infra").
+WRITER_NAME = "alert-infra-audit-writer"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -169,6 +249,73 @@ def _summary(result: DeliveryResult) -> str:
     return "partial" if result.sent else "failed"
 
 
+#: Nesting kept when metadata must be made JSON-safe by :func:`_json_safe` (deeper levels are elided).
+_SAFE_DEPTH = 32
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` with whatever JSON can't encode replaced by a short text (a 5,000-digit integer
+    raises ``ValueError`` in ``json.dumps``; a cycle, ``ValueError``; an odd key, ``TypeError``)."""
+    if depth > _SAFE_DEPTH:
+        return "…"
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 64 else f"<integer of {value.bit_length()} bits>"
+    return f"<{type(value).__name__}>"
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str, sort_keys=True)
+    except (ValueError, TypeError, RecursionError):
+        return json.dumps(_json_safe(value), default=str, sort_keys=True)
+
+
+#: One alert as the store writes it: the ``alerts`` columns, then each outcome's columns.
+if TYPE_CHECKING:
+    _Row = tuple[tuple[Any, ...], list[tuple[Any, ...]]]
+
+
+def _build_row(alert: Alert, result: DeliveryResult, at: float | None) -> _Row:
+    """The row for ``alert`` (redacted here, whatever the caller did) and ``result``: a snapshot."""
+    safe = alert.redacted()  # always: an alert sent with redaction off is still stored redacted
+    head = (
+        at if at is not None else time.time(),
+        safe.title,
+        safe.message,
+        safe.severity,
+        safe.severity_rank,
+        safe.source,
+        _dumps(list(safe.tags)),
+        _dumps(dict(safe.metadata)),
+        safe.fingerprint,
+        safe.status,
+        _summary(result),
+    )
+    outcomes = [
+        (position, o.name, o.status, o.suppressed_by, o.attempts, float(o.elapsed), o.error, o.reason, o.detail)
+        for position, o in enumerate(result.outcomes)
+    ]
+    return head, outcomes
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001, S110 - a finalizer must not raise (interpreter exit, another thread)
+        pass
+
+
+#: Connections inherited from the parent by a forked child: kept referenced, never used nor closed
+#: (closing one would drop the child's own POSIX locks on the file; garbage collection would close it).
+_INHERITED: list[Any] = []
+
+
 class AuditStore:
     """A SQLite audit store, safe for several threads and processes writing at once.
 
@@ -176,72 +323,117 @@ class AuditStore:
         path: the database file (its folder is created). ``":memory:"`` for tests.
         retention: keep at most this many alerts; older ones are removed as new
             ones arrive (default 10,000; ``None`` keeps everything).
-        timeout: how long a writer waits for another process's lock, in seconds.
+        timeout: the longest a call waits, in all, for this process's other threads
+            using the store and for another process's write lock, in seconds
+            (default :data:`DEFAULT_TIMEOUT`; 0 fails at once). Past it the call raises
+            ``sqlite3.OperationalError`` ("database is locked").
+
+    Calls are synchronous (``record()`` returns the new id). :class:`AuditTrail` writes
+    through the same store from its own thread, so that no dispatch ever waits for it.
     """
 
-    def __init__(self, path: str, *, retention: int | None = DEFAULT_RETENTION, timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str, *, retention: int | None = DEFAULT_RETENTION, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        from ._lifecycle import on_fork_in_child
         from .exceptions import AlertConfigurationError
 
-        if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention < 1):
-            raise AlertConfigurationError(f"audit_retention: must be a positive whole number, got {retention!r}")
+        if retention is not None:
+            check_count(retention, "audit_retention", maximum=MAX_COUNT, error=AlertConfigurationError)
         self.path = path
         self.retention = retention
-        self._timeout = timeout
+        self._timeout = check_seconds(
+            timeout, "audit timeout", maximum=MAX_TIMEOUT, zero=True, error=AlertConfigurationError
+        )
         self._lock = allocate_lock()
         self._conn: sqlite3.Connection | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None  # closes the connection when the store is dropped
         self._pid = os.getpid()
         self._writes = 0
+        on_fork_in_child(self, AuditStore._after_fork)
+
+    def _after_fork(self) -> None:
+        # In a forked child: a parent thread may have held the lock mid-write, and the connection
+        # is the parent's. Replace the one, set the other aside (never close it here), reconnect lazily.
+        self._lock = allocate_lock()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if self._conn is not None:
+            _INHERITED.append(self._conn)
+            self._conn = None
+        self._pid = os.getpid()
 
     # -- connection ---------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn = self._conn
-        if conn is not None and self._pid == os.getpid():
-            return conn
-        # First use, or a forked child (a pre-forking web server): a SQLite connection must never
-        # be shared across fork; the child opens its own and leaves the parent's alone.
+    @contextmanager
+    def _locked(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+        """The store's lock and connection, waiting at most ``timeout`` (default: the store's) in all."""
         import sqlite3
+
+        bound = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + bound
+        if not self._lock.acquire(True, bound):  # bound <= MAX_TIMEOUT < threading.TIMEOUT_MAX
+            raise sqlite3.OperationalError("database is locked (by another thread of this process)")
+        try:
+            conn = self._connect(bound)
+            left = max(0.0, deadline - time.monotonic())
+            conn.execute(f"PRAGMA busy_timeout = {int(left * 1000)}")
+            yield conn
+        finally:
+            self._lock.release()
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is not None and self._pid == os.getpid() and self._finalizer is not None and self._finalizer.alive:
+            return conn
+        if conn is not None and self._pid != os.getpid():  # forked without the reset (no register_at_fork)
+            _INHERITED.append(conn)
+        self._conn = None
+        import sqlite3
+        import weakref
 
         from .exceptions import AlertConfigurationError
 
         if self.path != ":memory:":
             folder = os.path.dirname(os.path.abspath(self.path))
             os.makedirs(folder, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=self._timeout, check_same_thread=False, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise AlertConfigurationError(
-                f"audit: {self.path} has schema version {version}; this alert-infra reads up to {SCHEMA_VERSION} "
-                "(upgrade alert-infra)"
-            )
-        if version < SCHEMA_VERSION:
-            conn.execute("BEGIN IMMEDIATE")  # one process creates the schema; the others wait, then see it
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        self._conn = conn
-        self._pid = os.getpid()
+        conn = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False, isolation_level=None)
+        finalizer = weakref.finalize(self, _close_quietly, conn)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise AlertConfigurationError(
+                    f"audit: {self.path} has schema version {version}; this alert-infra reads up to "
+                    f"{SCHEMA_VERSION} (upgrade alert-infra)"
+                )
+            if version < SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")  # one process creates the schema; the others wait, then see it
+                try:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            finalizer()
+            raise
+        self._conn, self._finalizer, self._pid = conn, finalizer, os.getpid()
         return conn
 
     # -- writing ------------------------------------------------------------------------------
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction. ``BEGIN IMMEDIATE`` takes the write lock up front, so two
         processes never both read, then both try to upgrade (SQLite's deadlock case)."""
-        with self._lock:
-            conn = self._connect()
+        with self._locked(timeout) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -250,53 +442,34 @@ class AuditStore:
                 raise
             conn.execute("COMMIT")
 
-    def record(self, alert: Alert, result: DeliveryResult, *, at: float | None = None) -> int:
-        """Store the (redacted) ``alert`` and the per-channel outcomes of ``result``; its id."""
-        safe = alert.redacted()  # always: an alert sent with redaction off is still stored redacted
-        metadata = json.dumps(dict(safe.metadata), default=str, sort_keys=True)
-        row = (
-            at if at is not None else time.time(),
-            safe.title,
-            safe.message,
-            safe.severity,
-            safe.severity_rank,
-            safe.source,
-            json.dumps(list(safe.tags)),
-            metadata,
-            safe.fingerprint,
-            safe.status,
-            _summary(result),
-        )
-        with self._write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO alerts (created_at, title, message, severity, severity_rank, source, tags, "
-                "metadata, fingerprint, alert_status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
-            alert_id = int(cursor.lastrowid or 0)
-            conn.executemany(
-                "INSERT INTO outcomes (alert_id, position, channel, status, suppressed_by, attempts, elapsed, "
-                "error, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        alert_id,
-                        position,
-                        o.name,
-                        o.status,
-                        o.suppressed_by,
-                        o.attempts,
-                        float(o.elapsed),
-                        o.error,
-                        o.reason,
-                        o.detail,
-                    )
-                    for position, o in enumerate(result.outcomes)
-                ],
-            )
-            self._writes += 1
-            if self._writes % 100 == 1:  # retention is enforced every 100 writes of a process
+    def _write_rows(self, rows: Sequence[_Row], *, timeout: float | None = None) -> list[int]:
+        """Write ``rows`` in one transaction; their ids. Waits at most ``timeout`` (default: the store's)."""
+        ids: list[int] = []
+        with self._write(timeout) as conn:
+            for head, outcomes in rows:
+                cursor = conn.execute(
+                    "INSERT INTO alerts (created_at, title, message, severity, severity_rank, source, tags, "
+                    "metadata, fingerprint, alert_status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    head,
+                )
+                alert_id = int(cursor.lastrowid or 0)
+                conn.executemany(
+                    "INSERT INTO outcomes (alert_id, position, channel, status, suppressed_by, attempts, elapsed, "
+                    "error, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(alert_id, *outcome) for outcome in outcomes],
+                )
+                ids.append(alert_id)
+            before, self._writes = self._writes, self._writes + len(rows)
+            if before == 0 or before // 100 != self._writes // 100:  # retention: once every 100 writes
                 self._prune(conn)
-        return alert_id
+        return ids
+
+    def record(self, alert: Alert, result: DeliveryResult, *, at: float | None = None) -> int:
+        """Store the (redacted) ``alert`` and the per-channel outcomes of ``result``; its id.
+
+        Synchronous: waits at most the store's ``timeout``, then raises ``sqlite3.OperationalError``.
+        """
+        return self._write_rows([_build_row(alert, result, at)])[0]
 
     def acknowledge(self, alert_id: int, *, by: str, note: str | None = None, at: float | None = None) -> AuditRecord:
         """Mark an alert acknowledged by ``by``; a second acknowledgement keeps the first.
@@ -321,8 +494,8 @@ class AuditStore:
 
     def prune(self) -> int:
         """Apply the retention limit now; the number of alerts removed."""
-        with self._lock:
-            return self._prune(self._connect())
+        with self._locked() as conn:
+            return self._prune(conn)
 
     def _prune(self, conn: sqlite3.Connection) -> int:
         if self.retention is None:
@@ -400,8 +573,7 @@ class AuditStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY a.id DESC LIMIT ?"
         args.append(max(0, int(limit)))
-        with self._lock:
-            conn = self._connect()
+        with self._locked() as conn:
             rows = conn.execute(sql, args).fetchall()
             channels: dict[int, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
             if rows:
@@ -416,17 +588,267 @@ class AuditStore:
         return [AuditRecord(row, channels[row["id"]]) for row in rows]
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._connect().execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
+        with self._locked() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        """Close the connection (the next call opens a new one). Waits at most the store's ``timeout``
+        for a write in progress; past it, the connection is closed when the store is dropped."""
+        if not self._lock.acquire(True, self._timeout):
+            return
+        try:
+            finalizer, self._finalizer, self._conn = self._finalizer, None, None
+        finally:
+            self._lock.release()
+        if finalizer is not None:
+            finalizer()
 
     def __repr__(self) -> str:
         return f"AuditStore({self.path!r})"
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """A record the database refuses for good (retrying it would block every later record)."""
+    import sqlite3
+
+    from .exceptions import AlertInfraError
+
+    if isinstance(exc, AlertInfraError):  # e.g. a newer schema: the database's problem, not the record's
+        return False
+    return isinstance(
+        exc, (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError, ValueError, TypeError)
+    )
+
+
+class _Pipe:
+    """A trail's queue, counters and store: all its writer thread holds (never the trail itself,
+    so a trail dropped without ``close()`` is collected, which stops the writer)."""
+
+    def __init__(self, store: AuditStore, capacity: int, close_timeout: float) -> None:
+        from ._lifecycle import on_fork_in_child
+
+        self.store = store
+        self.capacity = capacity
+        self.close_timeout = close_timeout
+        self._reset()
+        on_fork_in_child(self, _Pipe._reset)
+
+    def _reset(self) -> None:
+        """A fresh state: at creation, and in a forked child (new lock, empty queue, no writer:
+        what the parent queued is the parent's to write)."""
+        import threading
+        from collections import deque
+
+        # Reentrant: the finalizer of a dropped trail may run (garbage collection) in a thread that holds it.
+        self.cond = threading.Condition(threading.RLock())
+        self.queue: deque[_Row] = deque()
+        self.thread: threading.Thread | None = None
+        self.idle = False  # the writer waits for work (a new record must wake it)
+        self.stop_at: float | None = None  # monotonic time after which the writer gives up and ends
+        self.epoch = 0  # bumped when pending records are given up, so a write in flight does not pop others
+        self.queued = 0  # records accepted, ever
+        self.settled = 0  # of those: written or given up
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self.episode_drops = 0  # dropped since the queue was last found full
+        self.reported = 0  # dropped + failed already reported on standard error
+        self.last_id: int | None = None
+
+    # -- the callers' side (never waits for the database) ----------------------------------------
+    def put(self, row: _Row) -> bool:
+        with self.cond:
+            if len(self.queue) >= self.capacity:
+                self.dropped += 1
+                self.episode_drops += 1
+                return False
+            self.queue.append(row)
+            self.queued += 1
+            if self.thread is None:
+                self._start()
+            elif self.idle:
+                self.cond.notify_all()
+        return True
+
+    def _start(self) -> None:  # with self.cond held
+        import threading
+
+        global _exit_hooked
+        if not _exit_hooked:
+            import atexit
+
+            atexit.register(_flush_at_exit)
+            _exit_hooked = True
+        _PIPES.add(self)
+        self.stop_at = None
+        thread = threading.Thread(target=_write_loop, args=(self,), name=WRITER_NAME, daemon=True)
+        self.thread = thread
+        thread.start()
+
+    def wait(self, deadline: float) -> bool:
+        """Wait until every record accepted so far is settled, until ``deadline`` (monotonic);
+        whether they all were, and written."""
+        with self.cond:
+            target, failed = self.queued, self.failed
+            while self.settled < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if self.thread is None and self.queue:
+                    self._start()
+                self.cond.wait(left)
+            return self.failed == failed
+
+    def stop(self, delay: float) -> None:
+        """Let the writer end once the queue is written, giving up what remains after ``delay`` s."""
+        with self.cond:
+            self.stop_at = time.monotonic() + delay
+            self.cond.notify_all()
+
+    def give_up(self) -> int:
+        """Count what is still queued as failed and forget it; how many records that was."""
+        with self.cond:
+            lost = len(self.queue)
+            if lost:
+                self.queue.clear()
+                self.failed += lost
+                self.settled += lost
+                self.epoch += 1
+                self.cond.notify_all()
+            return lost
+
+    def report(self) -> None:
+        """Say on standard error how many records were lost since the last report (none: silence)."""
+        with self.cond:
+            lost = self.dropped + self.failed
+            if lost <= self.reported:
+                return
+            new, self.reported = lost - self.reported, lost
+            dropped, failed = self.dropped, self.failed
+        import sys
+
+        try:
+            sys.stderr.write(
+                f"alert-infra: the audit trail {self.store.path} lost {new} record(s); in all {dropped} dropped "
+                f"(its queue of {self.capacity} was full) and {failed} given up (not written within the "
+                "close or exit bound, or refused by the database)\n"
+            )
+        except Exception:  # noqa: BLE001, S110 - standard error closed: nothing more can be done
+            pass
+
+
+def _write_loop(pipe: _Pipe) -> None:
+    """The writer thread: batches from the queue, one transaction each, retried with back-off."""
+    import logging
+    import random
+    import threading
+
+    log = logging.getLogger("alert_infra.audit")
+    me = threading.current_thread()
+    delay = 0.0
+    outage: float | None = None  # since when the database fails
+    lost = 0
+    try:
+        while True:
+            with pipe.cond:
+                while not pipe.queue:
+                    if pipe.stop_at is not None:
+                        pipe.thread = None
+                        return
+                    pipe.idle = True
+                    woken = pipe.cond.wait(IDLE_EXIT)
+                    pipe.idle = False
+                    if not woken and not pipe.queue:
+                        pipe.thread = None  # idle: the next record starts a new writer
+                        return
+                if pipe.stop_at is not None and time.monotonic() >= pipe.stop_at:
+                    lost = pipe.give_up()
+                    pipe.thread = None
+                    break
+                batch = [pipe.queue[i] for i in range(min(BATCH_SIZE, len(pipe.queue)))]
+                epoch, store = pipe.epoch, pipe.store
+            try:
+                ids: list[int | None] = list(store._write_rows(batch, timeout=WRITE_ATTEMPT_TIMEOUT))
+            except Exception as exc:  # noqa: BLE001 - the writer survives anything
+                if not _is_data_error(exc):
+                    if outage is None:
+                        outage = time.monotonic()
+                        log.warning(
+                            "alert audit trail failed to record: %s (%d record(s) waiting; retrying)",
+                            type(exc).__name__,
+                            len(pipe.queue),
+                        )
+                    delay = min(RETRY_MAX, max(RETRY_INITIAL, delay * 2))
+                    resume = time.monotonic() + delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter
+                    with pipe.cond:
+                        while True:
+                            now = time.monotonic()
+                            end = resume if pipe.stop_at is None else min(resume, pipe.stop_at)
+                            if now >= end:
+                                break
+                            pipe.cond.wait(end - now)
+                    continue
+                ids = _write_each(store, batch, log)
+            delay = 0.0
+            if outage is not None:
+                log.warning("alert audit trail recovered after %.1f s; writing its queue", time.monotonic() - outage)
+                outage = None
+            with pipe.cond:
+                if pipe.epoch == epoch:  # else: given up meanwhile (close, exit), already counted
+                    for _ in batch:
+                        pipe.queue.popleft()
+                    pipe.settled += len(batch)
+                    refused = sum(1 for i in ids if i is None)
+                    pipe.failed += refused
+                pipe.written += sum(1 for i in ids if i is not None)
+                written_ids = [i for i in ids if i is not None]
+                if written_ids:
+                    pipe.last_id = written_ids[-1]
+                episode = pipe.episode_drops
+                pipe.episode_drops = 0
+                pipe.cond.notify_all()
+            if episode:
+                log.warning("alert audit trail dropped %d record(s): its queue of %d was full", episode, pipe.capacity)
+    finally:
+        with pipe.cond:
+            if pipe.thread is me:  # an unexpected end: the next record starts a new writer
+                pipe.thread = None
+            pipe.cond.notify_all()
+    if lost:
+        pipe.report()
+
+
+def _write_each(store: AuditStore, batch: list[_Row], log: Any) -> list[int | None]:
+    """A batch with a record the database refuses: each record alone; ``None`` for the refused ones."""
+    ids: list[int | None] = []
+    for row in batch:
+        try:
+            ids.extend(store._write_rows([row], timeout=WRITE_ATTEMPT_TIMEOUT))
+        except Exception as exc:
+            if not _is_data_error(exc):
+                raise
+            log.warning("alert audit trail failed to record: %s (record given up)", type(exc).__name__)
+            ids.append(None)
+    return ids
+
+
+_PIPES: weakref.WeakSet[_Pipe] = _weakref.WeakSet()  # the trails with a writer, for the atexit hook
+_exit_hooked = False
+
+
+def _flush_at_exit() -> None:
+    """At interpreter exit: give every live trail's writer :data:`EXIT_TIMEOUT` seconds in all, then
+    count and report what is still pending (a short-lived process, the CLI, keeps its last records)."""
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    try:
+        pipes = list(_PIPES)
+    except RuntimeError:  # changed while copied (a thread started a writer): once more
+        pipes = list(_PIPES)
+    for pipe in pipes:
+        pipe.wait(deadline)
+    for pipe in pipes:
+        pipe.give_up()
+        pipe.report()
 
 
 class AuditTrail:
@@ -434,21 +856,92 @@ class AuditTrail:
 
     Give it to one dispatcher (``AlertDispatcher(..., audit=trail)``, which is
     what ``audit = "sqlite:///…"`` in configuration does), or register it as a
-    plugin to audit every dispatcher of the process. A failure to write is
-    logged (class name only) and never breaks delivery.
+    plugin to audit every dispatcher of the process. The hook never waits for the
+    database: it queues the record, and the trail's writer thread writes it (see the
+    module's documentation for every bound). A failure to write is logged (class
+    name only), retried, and never breaks delivery.
+
+    Args:
+        store: the database.
+        max_pending: records kept waiting for the writer (default :data:`MAX_PENDING`);
+            beyond, new records are dropped and counted in :attr:`dropped`.
+        close_timeout: how long :meth:`close` (and a trail dropped without ``close()``)
+            waits for pending records to be written, in seconds (default :data:`FLUSH_TIMEOUT`).
     """
 
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(
+        self, store: AuditStore, *, max_pending: int = MAX_PENDING, close_timeout: float = FLUSH_TIMEOUT
+    ) -> None:
+        import weakref
+
+        from .exceptions import AlertConfigurationError
+
+        capacity = check_count(max_pending, "audit max_pending", error=AlertConfigurationError)
+        bound = check_seconds(close_timeout, "audit close_timeout", zero=True, error=AlertConfigurationError)
         self.store = store
-        self.last_id: int | None = None
+        self._pipe = _Pipe(store, capacity, bound)
+        # Dropped without close(): the writer writes what is queued (within close_timeout) and ends.
+        self._finalizer = weakref.finalize(self, self._pipe.stop, bound)
+        self._finalizer.atexit = False  # at exit, _flush_at_exit does it with its own bound
 
     @hookimpl
     def alert_infra_after_dispatch(self, alert: Alert, result: DeliveryResult) -> None:
+        """Queue the record of this dispatch and return at once."""
         if not result.outcomes:  # nothing selected: dispatch disabled, or no channel
             return
-        self.last_id = self.store.record(alert, result)
+        self._pipe.put(_build_row(alert, result, None))
+
+    # -- what happened ---------------------------------------------------------------------------
+    @property
+    def last_id(self) -> int | None:
+        """The id of the last record the writer wrote (``None`` before the first); :meth:`flush`
+        first to be sure it is the record of the last dispatch."""
+        return self._pipe.last_id
+
+    @property
+    def pending(self) -> int:
+        """Records queued, not yet written."""
+        return len(self._pipe.queue)
+
+    @property
+    def written(self) -> int:
+        return self._pipe.written
+
+    @property
+    def dropped(self) -> int:
+        """Records refused because the queue was full."""
+        return self._pipe.dropped
+
+    @property
+    def failed(self) -> int:
+        """Records given up: not written within a flush bound of close/exit, or refused by the database."""
+        return self._pipe.failed
+
+    def stats(self) -> dict[str, int]:
+        """``pending``, ``written``, ``dropped`` and ``failed`` at once."""
+        pipe = self._pipe
+        with pipe.cond:
+            return {"pending": len(pipe.queue), "written": pipe.written, "dropped": pipe.dropped, "failed": pipe.failed}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Wait at most ``timeout`` seconds until every record queued so far is written; whether
+        they all were. Records that miss the bound stay queued."""
+        bound = check_seconds(timeout, "flush timeout", zero=True)
+        return self._pipe.wait(time.monotonic() + bound)
 
     def close(self) -> None:
+        """Flush (at most ``close_timeout`` seconds), stop the writer, close the store. Records
+        still pending then are given up: counted in :attr:`failed` and reported on standard
+        error. The trail stays usable: a later record starts a new writer."""
+        pipe = self._pipe
+        pipe.wait(time.monotonic() + pipe.close_timeout)
+        pipe.stop(0.0)
+        thread = pipe.thread
+        if thread is not None:  # it ends after its current attempt, at most one attempt's wait
+            thread.join(WRITE_ATTEMPT_TIMEOUT + 1.0)
+        pipe.give_up()
+        pipe.report()
         self.store.close()
 
     def __repr__(self) -> str:

@@ -197,6 +197,8 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         result = dispatcher.send(alert, args.channel or None)
     finally:
         dispatcher.close()
+        if audit is not None:  # the trail writes from its own thread: close() waits (bounded) for the record
+            audit.close()
     record_id = audit.last_id if audit is not None else None
     if args.json:
         _print_json({"id": record_id, "alert": alert.to_dict(), "result": result.to_dict()}, out)
