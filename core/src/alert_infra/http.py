@@ -6,10 +6,31 @@ plugins that use this module, not of the core.
 What it gives a transport:
 
 * :class:`HttpChannel`: one ``requests.Session`` per transport (connection and
-  TLS reuse), connect/read timeouts, redirects refused, TLS verified against the
-  system trust store (``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` are honoured).
+  TLS reuse), redirects refused, TLS verified against the trust store
+  (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE``), and two bounds
+  that hold whatever the server does:
+
+  - a **total deadline per request** (default: the channel's ``timeout``) covering
+    connect, TLS handshake, upload, headers and the whole body. A server that
+    trickles one byte a second, stalls its TLS handshake or never answers costs
+    the deadline and no more: each socket operation waits at most the deadline,
+    and one shared watchdog thread shuts the socket down (``shutdown(SHUT_RDWR)``)
+    when the deadline passes, so even a trickled handshake or header ends. The
+    connection is then discarded (never returned to the pool) and the error is
+    :class:`~alert_infra.AlertTransportTimeoutError` ("no complete answer within
+    Ns", a retryable error, no URL). Name resolution (``getaddrinfo``) cannot be
+    interrupted: a hung resolver is bounded by the dispatcher's per-channel
+    timeout, not by this deadline.
+  - a **cap on the response body** (:data:`MAX_RESPONSE_BYTES`, 64 KiB, per channel
+    ``max_response_bytes=``): the body is read in chunks up to the cap; beyond it
+    the connection is closed and the response carries only what was read
+    (``HttpResponse.truncated`` is true). An endless or 1 GB body costs at most
+    the cap in memory. (Headers are bounded by ``http.client``: 100 lines of at
+    most 64 KiB.)
+
   0.1.x's ``http_client`` injection point still works: any object with
-  ``post(url, *, json, headers=None, timeout)``.
+  ``post(url, *, json, headers=None, timeout)``, called exactly as before (with
+  ``timeout=`` the channel's timeout); such a client enforces its own bounds.
 * Classification: :func:`raise_for_status` turns a response into nothing
   (success), :class:`~alert_infra.RetryableAlertTransportError` (429, 5xx,
   network problems; with ``retry_after``) or
@@ -18,25 +39,57 @@ What it gives a transport:
 * Secrecy: exceptions are built from the status and the provider's short error
   code only and raised ``from None``: a ``requests`` exception's text holds the
   full URL (webhook secret, bot token), so it is never passed on, not even as
-  ``__cause__``. A logging filter masks configured secrets in the request lines
-  urllib3 logs at DEBUG.
+  ``__cause__``. Provider text is always *redacted first, then truncated*
+  (:func:`redact_and_truncate`; cutting first would leave the head of a token
+  that no longer matches any pattern). A logging filter masks configured
+  secrets in the request lines urllib3 logs at DEBUG.
+
+Speed: what ``requests`` recomputes on every ``Session.post`` is resolved once per
+session: the proxies from the environment (``HTTPS_PROXY``/``NO_PROXY``…, once per
+URL), the CA bundle, the headers, the JSON encoder (one compact
+``json.JSONEncoder``; the body is sent as UTF-8 bytes with our own
+``Content-Type``). The session has ``trust_env = False`` and is never asked to
+look at ``os.environ`` or ``~/.netrc`` again, so **a change of those variables is
+seen by sessions created after it** (a new transport, or a forked child), not by
+a running one.
+
+Fork: a forked child never touches the parent's pooled connections (TLS state is
+per process; two processes writing one socket corrupt both): it forgets the
+session (it does not close it, which would act on the parent's connections) and
+opens its own on first use. An :class:`HttpChannel` that is garbage collected
+without :meth:`HttpChannel.close` closes its session.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import json
 import logging
+import os
+import socket
 import threading
 import time
+import weakref
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .exceptions import AlertConfigurationError, NonRetryableAlertTransportError, RetryableAlertTransportError
+from ._checks import check_count, check_seconds
+from ._lifecycle import on_fork_in_child
+from .exceptions import (
+    AlertConfigurationError,
+    AlertTransportTimeoutError,
+    NonRetryableAlertTransportError,
+    RetryableAlertTransportError,
+)
 from .security import redact_text
 
 if TYPE_CHECKING:
     import requests
 
 __all__ = [
+    "DETAIL_LIMIT",
+    "MAX_RESPONSE_BYTES",
     "HttpChannel",
     "HttpClient",
     "HttpResponse",
@@ -44,12 +97,26 @@ __all__ = [
     "install_log_redaction",
     "parse_retry_after",
     "raise_for_status",
+    "redact_and_truncate",
     "validate_https_url",
 ]
 
 USER_AGENT = "alert-infra"
 #: Loggers of the HTTP stack whose records can contain request URLs.
 HTTP_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "urllib3.poolmanager")
+
+#: Default cap, in bytes, on a response body read into memory (64 KiB): provider answers are a few hundred
+#: bytes. Change it per channel with ``HttpChannel(..., max_response_bytes=N)`` (1 byte to
+#: :data:`MAX_RESPONSE_BYTES_LIMIT`).
+MAX_RESPONSE_BYTES = 64 * 1024
+#: The largest ``max_response_bytes`` a channel accepts (16 MiB).
+MAX_RESPONSE_BYTES_LIMIT = 16 * 1024 * 1024
+#: Bytes asked of the socket per read while a body is streamed in.
+READ_CHUNK = 16 * 1024
+#: Characters of provider text kept in an error message (after redaction): see :func:`redact_and_truncate`.
+DETAIL_LIMIT = 300
+#: URLs whose parsed form and proxy settings a session keeps (a transport posts to one or two).
+URL_CACHE_SIZE = 16
 
 
 class HttpClient:  # pragma: no cover - documentation of the protocol
@@ -59,26 +126,45 @@ class HttpClient:  # pragma: no cover - documentation of the protocol
 
 
 class HttpResponse:
-    """The parts of a response a transport needs (also built from injected clients' returns)."""
+    """The parts of a response a transport needs (also built from injected clients' returns).
 
-    __slots__ = ("status", "headers", "text")
+    ``truncated`` is true when the body was longer than the channel's cap: ``text``
+    then holds only the part that was read (the connection was closed).
+    """
 
-    def __init__(self, status: int, headers: Mapping[str, str] | None = None, text: str = "") -> None:
+    __slots__ = ("status", "headers", "text", "truncated")
+
+    def __init__(
+        self, status: int, headers: Mapping[str, str] | None = None, text: str = "", *, truncated: bool = False
+    ) -> None:
         self.status = status
         self.headers = {k.lower(): v for k, v in (headers or {}).items()}
         self.text = text
+        self.truncated = truncated
 
     def json(self) -> Any:
         """The body parsed as JSON, or ``None`` when it is not JSON."""
-        import json
-
         try:
             return json.loads(self.text) if self.text else None
         except ValueError:
             return None
 
     def __repr__(self) -> str:
-        return f"HttpResponse(status={self.status})"
+        # Safe on a half-built object (TracebackException(capture_locals=True) reprs locals).
+        return f"HttpResponse(status={getattr(self, 'status', '?')})"
+
+
+def redact_and_truncate(text: object, limit: int = DETAIL_LIMIT) -> str:
+    """``text`` redacted on its *full* length, then cut to ``limit`` characters (``…`` marks a cut).
+
+    Use it for every piece of provider text that goes into an error message or a log
+    line. Cutting first is unsafe: a token cut at 30 characters no longer matches any
+    redaction pattern, and its first 30 characters would survive.
+    """
+    masked = redact_text(text if isinstance(text, str) else str(text))
+    if len(masked) <= limit:
+        return masked
+    return masked[: max(0, limit - 1)] + "…"
 
 
 def validate_https_url(url: object, *, field: str) -> str:
@@ -143,7 +229,10 @@ def raise_for_status(
 
     Args:
         provider: named in the message (``"Slack"``).
-        detail: the provider's short error code or message (never a URL).
+        detail: the provider's short error code or message (never a URL); it is
+            redacted in full, then cut to :data:`DETAIL_LIMIT` characters. Pass
+            the provider's text whole: cutting it yourself first defeats redaction
+            (or cut it with :func:`redact_and_truncate`).
         retryable: overrides the status-based decision when the provider's
             error code says otherwise.
         retry_after: overrides the ``Retry-After`` header.
@@ -157,7 +246,7 @@ def raise_for_status(
         retryable = status == 429 or status >= 500 or status in (408, 425)
     message = f"{provider} answered HTTP {status}"
     if detail:
-        message += f": {redact_text(str(detail))[:300]}"
+        message += f": {redact_and_truncate(detail, DETAIL_LIMIT)}"
     if 300 <= status < 400:
         message += " (a redirect: check the configured URL)"
     if retryable:
@@ -198,23 +287,301 @@ def install_log_redaction() -> None:
 
 
 def _network_error(exc: BaseException, provider: str) -> RetryableAlertTransportError | NonRetryableAlertTransportError:
-    """A secret-free error for a ``requests`` exception (whose text contains the URL)."""
+    """A secret-free error for a ``requests``/``urllib3`` exception (whose text contains the URL)."""
     import requests
+    import urllib3.exceptions as u3
 
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, (requests.exceptions.SSLError, u3.SSLError)):
         # An untrusted or mismatched certificate does not fix itself between retries.
         return NonRetryableAlertTransportError(
             f"{provider}: TLS error: certificate not trusted or handshake failed ({type(exc).__name__})"
         )
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         what = "connect timeout"
-    elif isinstance(exc, requests.exceptions.ReadTimeout):
+    elif isinstance(exc, (requests.exceptions.ReadTimeout, u3.ReadTimeoutError, socket.timeout)):
         what = "read timeout (the request may have been delivered)"
-    elif isinstance(exc, requests.exceptions.ConnectionError):
+    elif isinstance(exc, (requests.exceptions.ConnectionError, u3.HTTPError, OSError)):
         what = "connection failed"
     else:
         what = "request failed"
     return RetryableAlertTransportError(f"{provider}: {what} ({type(exc).__name__})")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A per-operation timeout: each operation waits at most what is left of the deadline, so it is the deadline."""
+    import requests
+    import urllib3.exceptions as u3
+
+    return isinstance(exc, (requests.exceptions.Timeout, u3.TimeoutError, socket.timeout))
+
+
+# -- the deadline watchdog ----------------------------------------------------------------------
+
+
+def _shutdown(sock: Any) -> None:
+    """Shut ``sock``'s file descriptor down for both directions, from any thread.
+
+    ``socket.socket.shutdown`` is called on the base class on purpose: for an
+    ``ssl.SSLSocket`` it leaves the TLS object alone (the reading thread owns it) and
+    only makes the blocked ``recv``/``send`` return at once.
+    """
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, TypeError, ValueError):
+        pass  # already closed or not connected: nothing left to wake
+
+
+class _Deadline:
+    """One request's deadline: the sockets it uses and whether it fired."""
+
+    __slots__ = ("expires", "seconds", "sockets", "fired", "done", "sent")
+
+    def __init__(self, expires: float, seconds: float) -> None:
+        self.expires = expires
+        self.seconds = seconds
+        self.sockets: list[Any] = []
+        self.fired = False
+        self.done = False
+        self.sent = False  # the request started to go out (so it may have been delivered)
+
+    def remaining(self) -> float:
+        return max(0.001, self.expires - time.monotonic())
+
+
+class _Watchdog:
+    """One timer thread per process, with a heap of deadlines: it shuts down the sockets of
+    requests that overstay theirs. Starting and finishing a deadline is a heap push and a
+    flag under one lock; the thread is woken only when a new deadline is earlier than the
+    one it sleeps towards (with one timeout for every request, never), and it sleeps
+    without a timeout when nothing is pending. Finished deadlines are dropped lazily when
+    they reach the top of the heap, so the heap holds at most the requests started
+    within the last deadline.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        on_fork_in_child(self, _Watchdog._reset)
+
+    def _reset(self) -> None:
+        # Also the fork reset: a fresh lock, heap and no thread (the parent's is not in the child).
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._sleeping_until = float("inf")
+
+    def start(self, seconds: float) -> _Deadline:
+        deadline = _Deadline(time.monotonic() + seconds, seconds)
+        with self._lock:
+            heapq.heappush(self._heap, (deadline.expires, next(self._seq), deadline))
+            if self._thread is None:
+                self._start_thread()
+            elif deadline.expires < self._sleeping_until:
+                self._wake.notify()
+        return deadline
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._run, name="alert-infra-http-deadlines", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down: the per-operation timeouts still hold
+            return
+        self._thread = thread
+
+    def attach(self, deadline: _Deadline, sock: Any) -> None:
+        """Make ``sock`` part of ``deadline`` (shut down at once if it already fired)."""
+        with self._lock:
+            if deadline.fired:
+                _shutdown(sock)
+            elif not deadline.done and (not deadline.sockets or deadline.sockets[-1] is not sock):
+                deadline.sockets.append(sock)
+
+    def release(self, deadline: _Deadline) -> bool:
+        """Forget ``deadline``'s sockets (its connection goes back to the pool); false if it fired."""
+        with self._lock:
+            deadline.sockets = []
+            return not deadline.fired
+
+    def finish(self, deadline: _Deadline) -> bool:
+        """The request is over: True if the deadline fired before."""
+        with self._lock:
+            deadline.done = True
+            deadline.sockets = []
+            return deadline.fired
+
+    def _run(self) -> None:
+        heap = self._heap
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                while heap and (heap[0][2].done or heap[0][0] <= now):
+                    _, _, deadline = heapq.heappop(heap)
+                    if not deadline.done:
+                        deadline.fired = True
+                        for sock in deadline.sockets:
+                            _shutdown(sock)
+                        deadline.sockets = []
+                if heap:
+                    self._sleeping_until = heap[0][0]
+                    self._wake.wait(max(0.0, heap[0][0] - now))
+                else:
+                    self._sleeping_until = float("inf")
+                    self._wake.wait()
+
+
+_WATCHDOG = _Watchdog()
+_local = threading.local()  # .deadline: the deadline of the request this thread is making
+
+
+def _current_deadline() -> _Deadline | None:
+    return getattr(_local, "deadline", None)
+
+
+_ADAPTER: Any = None
+
+
+def _adapter_class() -> Any:
+    """The ``requests`` adapter whose connections join the current request's deadline (built once)."""
+    global _ADAPTER
+    if _ADAPTER is not None:
+        return _ADAPTER
+    import requests.adapters
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class _DeadlineMixin:
+        sock: Any
+
+        def _new_conn(self) -> Any:
+            sock = super()._new_conn()  # type: ignore[misc]
+            deadline = _current_deadline()
+            if deadline is not None:  # fresh connection: covers the TLS handshake too
+                _WATCHDOG.attach(deadline, sock)
+            return sock
+
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            deadline = _current_deadline()
+            if deadline is not None:
+                deadline.sent = True
+                if self.sock is not None:  # a reused connection
+                    _WATCHDOG.attach(deadline, self.sock)
+            return super().request(*args, **kwargs)  # type: ignore[misc]
+
+    class _HTTPConnection(_DeadlineMixin, HTTPConnection):
+        pass
+
+    class _HTTPSConnection(_DeadlineMixin, HTTPSConnection):
+        pass
+
+    class _PoolMixin:
+        def _put_conn(self, conn: Any) -> None:
+            deadline = _current_deadline()
+            if conn is not None and deadline is not None and not _WATCHDOG.release(deadline):
+                conn.close()  # its socket was shut down: never give it to the next request
+                conn = None
+            super()._put_conn(conn)  # type: ignore[misc]
+
+    class _HTTPPool(_PoolMixin, HTTPConnectionPool):
+        ConnectionCls = _HTTPConnection
+
+    class _HTTPSPool(_PoolMixin, HTTPSConnectionPool):
+        ConnectionCls = _HTTPSConnection
+
+    pools = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    class _Adapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = dict(pools)
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            if not proxy.lower().startswith("socks"):  # SOCKS brings its own connection classes
+                manager.pool_classes_by_scheme = dict(pools)
+            return manager
+
+    _ADAPTER = _Adapter
+    return _Adapter
+
+
+def _trust_store() -> bool | str:
+    """The CA bundle: ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as ``requests`` reads them), then
+    ``SSL_CERT_FILE`` when it names a file; else ``True`` (``requests``' default bundle)."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    value = os.environ.get("SSL_CERT_FILE")
+    if value and os.path.isfile(value):
+        return value
+    return True
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
+def _encode_json(payload: Any, provider: str) -> bytes:
+    """``payload`` as compact UTF-8 JSON (lone surrogates fall back to ``\\u`` escapes)."""
+    try:
+        text = _ENCODER.encode(payload)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _ASCII_ENCODER.encode(payload).encode("ascii")
+    except (TypeError, ValueError, RecursionError) as exc:
+        error = NonRetryableAlertTransportError(f"{provider}: the payload is not valid JSON ({type(exc).__name__})")
+    raise error from None
+
+
+def _decode_body(data: bytes, headers: Mapping[str, str], limit: int) -> str:
+    """The body as text: decompressed (gzip/deflate, at most ``limit`` bytes) if the server compressed it
+    although we asked for ``identity``, decoded with the declared charset or UTF-8 (errors replaced)."""
+    encoding = (headers.get("content-encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate") and data:
+        import zlib
+
+        try:
+            data = zlib.decompressobj(47 if "gzip" in encoding else 15).decompress(data, limit)
+        except zlib.error:
+            pass
+    charset = "utf-8"
+    content_type = headers.get("content-type") or ""
+    if "charset=" in content_type:
+        charset = content_type.split("charset=", 1)[1].split(";", 1)[0].strip().strip("\"'") or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+class _SessionState:
+    """A session and what is resolved once for it (trust store, per-URL proxies and parsed URL)."""
+
+    __slots__ = ("session", "verify", "urls", "__weakref__")
+
+    def __init__(self, session: requests.Session, verify: bool | str) -> None:
+        self.session = session
+        self.verify = verify
+        self.urls: dict[str, tuple[str, dict[str, str], Any]] = {}
+
+    def target(self, url: str) -> tuple[str, dict[str, str], Any]:
+        """(prepared URL, proxies, adapter) for ``url``, from the cache."""
+        found = self.urls.get(url)
+        if found is None:
+            import requests
+            from requests.utils import get_environ_proxies
+
+            prepared = requests.PreparedRequest()
+            prepared.prepare_url(url, None)
+            assert prepared.url is not None
+            proxies = dict(get_environ_proxies(prepared.url))
+            found = (prepared.url, proxies, self.session.get_adapter(prepared.url))
+            if len(self.urls) >= URL_CACHE_SIZE:
+                self.urls.clear()
+            self.urls[url] = found
+        return found
 
 
 class HttpChannel:
@@ -222,54 +589,184 @@ class HttpChannel:
 
     Args:
         provider: name used in error messages (``"Slack"``).
-        timeout: seconds; used as both the connect and the read timeout.
-        http_client: 0.1.x injection point; when given, no session is created.
+        timeout: seconds (more than 0, at most one hour); the default of
+            ``deadline``, and what an injected ``http_client`` receives as ``timeout=``.
+        http_client: 0.1.x injection point; when given, no session is created and
+            the deadline and body cap below are that client's business.
+        deadline: the **total** time, in seconds, one request may take: connect, TLS
+            handshake, upload, response headers and the whole body together
+            (default: ``timeout``). No single socket operation waits longer than
+            what is left of it, and a watchdog ends the request when it passes.
+        max_response_bytes: the most of a response body kept (default
+            :data:`MAX_RESPONSE_BYTES`); beyond it the connection is closed and the
+            response is marked ``truncated``.
     """
 
-    def __init__(self, provider: str, *, timeout: float = 5.0, http_client: Any = None) -> None:
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise AlertConfigurationError(f"{provider} timeout must be a positive number of seconds")
+    def __init__(
+        self,
+        provider: str,
+        *,
+        timeout: float = 5.0,
+        http_client: Any = None,
+        deadline: float | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
         self.provider = provider
-        self.timeout = float(timeout)
+        self.timeout = check_seconds(timeout, f"{provider} timeout", error=AlertConfigurationError)
+        self.deadline = (
+            self.timeout
+            if deadline is None
+            else check_seconds(deadline, f"{provider} deadline", error=AlertConfigurationError)
+        )
+        self.max_response_bytes = check_count(
+            max_response_bytes,
+            f"{provider} max_response_bytes",
+            maximum=MAX_RESPONSE_BYTES_LIMIT,
+            error=AlertConfigurationError,
+        )
         self.http_client = http_client
-        self._session: requests.Session | None = None
+        self._state: _SessionState | None = None
+        self._finalizer: Any = None
         self._lock = threading.Lock()
+        self._headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "*/*",
+            "Accept-Encoding": "identity",  # a compressed body would escape the cap
+            "Connection": "keep-alive",
+            "Content-Type": "application/json",
+        }
+        on_fork_in_child(self, HttpChannel._after_fork)
 
-    def _get_session(self) -> requests.Session:
-        session = self._session
-        if session is None:
+    def __repr__(self) -> str:
+        return f"HttpChannel(provider={getattr(self, 'provider', '?')!r}, timeout={getattr(self, 'timeout', '?')!r})"
+
+    @property
+    def _session(self) -> requests.Session | None:
+        """The pooled session, if one is open (``None`` before the first request and after ``close()``)."""
+        state = self._state
+        return state.session if state is not None else None
+
+    def _after_fork(self) -> None:
+        # In the child: forget the parent's session without closing it (closing would act on
+        # connections the parent still uses), and replace the lock another thread may have held.
+        self._lock = threading.Lock()
+        finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer.detach()
+        self._state = None
+
+    def _open(self) -> _SessionState:
+        state = self._state
+        if state is None:
             with self._lock:
-                session = self._session
-                if session is None:
+                state = self._state
+                if state is None:
                     import requests
 
                     install_log_redaction()
                     session = requests.Session()
-                    session.headers["User-Agent"] = USER_AGENT
-                    self._session = session
-        return session
+                    session.trust_env = False  # the environment is read once, here, not per request
+                    adapter = _adapter_class()(max_retries=0)
+                    session.mount("https://", adapter)
+                    session.mount("http://", adapter)
+                    state = _SessionState(session, _trust_store())
+                    # Holds the session, never the channel: no cycle keeps the channel alive.
+                    finalizer = weakref.finalize(self, session.close)
+                    finalizer.atexit = False
+                    self._finalizer = finalizer
+                    self._state = state
+        return state
 
     def post_json(self, url: str, payload: Any, *, headers: Mapping[str, str] | None = None) -> HttpResponse:
-        """POST ``payload`` as JSON; return the response (any status) or raise a retryable network error."""
+        """POST ``payload`` as JSON; return the response (any status) or raise a retryable network error.
+
+        Raises:
+            AlertTransportTimeoutError: no complete answer within the deadline.
+            RetryableAlertTransportError: connection refused or reset, or another
+                network failure.
+            NonRetryableAlertTransportError: the certificate is not trusted, or the
+                payload cannot be encoded as JSON.
+        """
         if self.http_client is not None:
             return self._post_injected(url, payload, headers)
+        body = _encode_json(payload, self.provider)
+        state = self._open()
+        request_headers = dict(self._headers)
+        if headers:
+            request_headers.update(headers)
+        request_headers["Content-Length"] = str(len(body))
+        deadline = _WATCHDOG.start(self.deadline)
+        outer = getattr(_local, "deadline", None)
+        _local.deadline = deadline
+        error: BaseException | None = None
+        try:
+            result = self._exchange(state, url, body, request_headers, deadline)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a secret-free transport error
+            error = exc
+        finally:
+            _local.deadline = outer
+            fired = _WATCHDOG.finish(deadline)
+        if fired or (error is not None and _is_timeout(error)):
+            raise self._timeout_error(deadline) from None
+        if error is not None:
+            if isinstance(error, (RetryableAlertTransportError, NonRetryableAlertTransportError)):
+                raise error
+            raise _network_error(error, self.provider) from None
+        return result
+
+    def _timeout_error(self, deadline: _Deadline) -> AlertTransportTimeoutError:
+        if deadline.sent:
+            what = "read timeout: no complete answer within {:g}s (the request may have been delivered)"
+        else:
+            what = "connect timeout: no complete answer within {:g}s (the request was not sent)"
+        return AlertTransportTimeoutError(f"{self.provider}: {what.format(self.deadline)}")
+
+    def _exchange(
+        self, state: _SessionState, url: str, body: bytes, headers: dict[str, str], deadline: _Deadline
+    ) -> HttpResponse:
         import requests
 
-        session = self._get_session()
+        prepared_url, proxies, adapter = state.target(url)
+        request = requests.PreparedRequest()
+        request.method = "POST"
+        request.url = prepared_url
+        request.headers = headers  # type: ignore[assignment] # a plain dict: the keys are spelled as urllib3 expects
+        request.body = body
+        request.hooks = {"response": []}
+        remaining = deadline.remaining()
+        response = adapter.send(
+            request, stream=True, timeout=(remaining, remaining), verify=state.verify, proxies=proxies
+        )
+        raw = response.raw
+        limit = self.max_response_bytes
+        response_headers = raw.headers
+        truncated = False
         try:
-            response = session.post(
-                url,
-                json=payload,
-                headers=dict(headers or {}),
-                timeout=(self.timeout, self.timeout),
-                allow_redirects=False,
-            )
-            text = response.text
-        except requests.exceptions.RequestException as exc:
-            error = _network_error(exc, self.provider)
+            length = int(response_headers.get("content-length") or -1)
+        except ValueError:
+            length = -1
+        if 0 <= length <= limit:
+            data = raw.read(decode_content=False)  # bounded by the announced length
         else:
-            return HttpResponse(response.status_code, response.headers, text)
-        raise error from None
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                chunk = raw.read(min(READ_CHUNK, limit + 1 - size), decode_content=False)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    truncated = True
+                    break
+            data = b"".join(chunks)
+        if truncated:
+            data = data[:limit]
+            response.close()  # closes the connection: the rest of the body is never read
+        else:
+            raw.release_conn()
+        lowered = {k.lower(): v for k, v in response_headers.items()}
+        return HttpResponse(response.status_code, lowered, _decode_body(data, lowered, limit), truncated=truncated)
 
     def _post_injected(self, url: str, payload: Any, headers: Mapping[str, str] | None) -> HttpResponse:
         try:
@@ -283,9 +780,14 @@ class HttpChannel:
         raise error from None
 
     def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            session.close()
+        """Close the pooled connections (the channel opens a new session if used again)."""
+        with self._lock:
+            state, self._state = self._state, None
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer()  # closes the session, once
+        elif state is not None:
+            state.session.close()
 
 
 def _coerce_response(result: Any) -> HttpResponse:
