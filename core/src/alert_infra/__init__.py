@@ -44,7 +44,14 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl
     from .plugins import PluginHost, build_transport, get_plugin_host, list_plugins, register_plugin
     from .result import ChannelOutcome, DeliveryResult
-    from .security import REDACTED, SENSITIVE_KEYWORDS, redact_metadata, redact_text, register_secret
+    from .security import (
+        REDACTED,
+        SENSITIVE_KEYWORDS,
+        redact_metadata,
+        redact_text,
+        register_secret,
+        release_secrets,
+    )
     from .transports import BaseTransport, ConsoleTransport, NoOpTransport
 
 # name -> submodule that defines it
@@ -85,6 +92,7 @@ _LAZY = {
     "redact_metadata": "security",
     "redact_text": "security",
     "register_secret": "security",
+    "release_secrets": "security",
     "AlertTransport": "_protocol",
     "BaseTransport": "transports",
     "ConsoleTransport": "transports",
@@ -131,6 +139,7 @@ __all__ = [
     "redact_text",
     "register_plugin",
     "register_secret",
+    "release_secrets",
     "send_alert",
     "severity_rank",
 ]

@@ -6,7 +6,8 @@ Three layers, applied in this order to every string that leaves the process:
    (webhook URLs, bot tokens, API keys, passwords) is registered with
    :func:`register_secret` when the transport is built, and any occurrence of it
    (or of the path of a secret URL, which is what HTTP libraries print) is
-   replaced by ``[REDACTED]``.
+   replaced by ``[REDACTED]``. Where occurrences overlap (a URL and its own path)
+   the union is masked, so the longest match always wins.
 2. **Value patterns.** Secrets that hide in free text are masked wherever they
    appear: ``Bearer``/``Basic`` credentials, passwords in URLs
    (``https://user:pw@host``), token-bearing query parameters, Slack webhook
@@ -16,34 +17,86 @@ Three layers, applied in this order to every string that leaves the process:
 3. **Sensitive keys.** In mappings (alert metadata), the value of a key that
    names a secret is replaced as a whole, whatever it is.
 
-The key rule (0.1.x matched substrings, so ``accessibility`` and
-``access_count`` were redacted): a key is split into words at ``_``, ``-``,
-``.``, spaces and camelCase boundaries, compared case-insensitively, and is
-sensitive when
+Cost
+----
+Redaction runs in the caller's thread (inside ``Alert()``), on text an attacker may
+control, so every step is linear in the length of the text:
 
+* every built-in pattern starts only at a fixed literal or at the *start* of a run
+  of its characters (a look-behind instead of ``\\b`` where the run may contain
+  ``-`` or ``.``), and no two unbounded runs of one pattern can overlap, so no input
+  makes a pattern backtrack more than a bounded amount per character (the tests run
+  each pattern on adversarial inputs of 10k and 80k characters);
+* configured secrets are found in one pass whose cost does not depend on how many
+  are registered: a few (up to :data:`SMALL_SECRET_SET` per length class) are
+  searched with ``str.find``; beyond that, an index of fixed-length slices of each
+  secret (a "k-gram" index) is probed every few characters of the text, so the work
+  per character is a dictionary look-up every 4 to 8 characters whatever the number
+  of secrets. Probe stride and slice length depend on the secret's length: 8-character
+  slices every 8 characters for secrets of 16 characters or more, 4 every 4 for 8-15,
+  and 4 at every position for 4-7 (short secrets are rare; use long ones).
+  Patterns registered by plugins are the plugin's responsibility.
+
+Configured secrets: scope and bounds
+------------------------------------
+``register_secret(value, owner=obj)`` ties a secret to ``obj`` (a transport, a
+dispatcher, a state backend): it stays registered while at least one of its owners
+is alive and goes away when the last one is garbage-collected or
+:func:`release_secrets` is called for it. :meth:`BaseTransport.register_secrets`
+passes ``owner=self``, so channels built and dropped over and over leave nothing
+behind. Without an owner (or with an owner that cannot be weakly referenced, such
+as an ``int``) a secret is process-wide, as in 0.1.x. Process-wide secrets are never
+forgotten silently: past :data:`MAX_PROCESS_WIDE_SECRETS` distinct values a warning
+is logged once (logger ``alert_infra.security``) and they are all kept; the cost of
+redaction does not grow with them (above). :func:`redaction_generation` changes
+whenever the set of secrets changes, releases included.
+
+The key rule
+------------
+A key is split into words at ``_``, ``-``, ``.``, spaces and camelCase boundaries,
+compared case-insensitively (a trailing plural ``s`` is ignored), and is sensitive
+when
+
+* one word *is* one of the documented 0.1.x keywords (:data:`SENSITIVE_KEYWORDS`:
+  ``password``, ``token``, ``secret``, ``authorization``, ``cookie``, ``session``,
+  ``csrf``, ``access``, ``refresh``; ``api_key`` and ``private_key`` as two
+  consecutive words or one, ``apikey``): 0.1.x matched substrings, and code written
+  for it relies on ``session_value``, ``user_access_value``, ``access_level`` or
+  ``user_refresh_value`` being masked, so those are (fail closed);
 * one word *is* or *ends with* a secret word (``password``, ``passwd``,
   ``pwd``, ``passphrase``, ``secret``, ``token``, ``apikey``,
   ``authorization``, ``cookie``, ``csrf``, ``xsrf``, ``credential``,
-  ``privatekey``, ``sessionid``, ``jwt``, ``bearer``, ``dsn``; a trailing
-  plural ``s`` is ignored): ``db_password``, ``refreshToken``, ``csrftoken``,
-  ``X-Api-Key``'s ``apikey`` form, ``client_secrets``;
+  ``privatekey``, ``sessionid``, ``jwt``, ``bearer``, ``dsn``):
+  ``db_password``, ``refreshToken``, ``csrftoken``, ``client_secrets``;
 * consecutive words spell a secret phrase (``api key``, ``private key``,
   ``access key``, ``secret key``, ``session id``, ``session key``,
   ``auth key``, ``signing key``): ``x-api-key``, ``AWS_ACCESS_KEY_ID``;
 * or the whole key is one of ``access``, ``refresh``, ``session``, ``auth``,
-  ``pass``, ``key``, ``signature``, ``sig`` (JWT pairs, cookie jars and
-  signed-URL parts are sent under such bare names).
+  ``pass``, ``key``, ``signature``, ``sig``.
 
-So ``accessibility``, ``access_level``, ``session_count``, ``tokenizer`` and
-``monkey`` are kept, while ``access`` and ``session_id`` are redacted. A plugin
-adds words or phrases with ``register(keys=(...))``; they match under the same
-rule. The 0.1.x keywords (:data:`SENSITIVE_KEYWORDS`) are all still covered.
+So ``access_level``, ``session_count`` and ``refresh_interval`` are redacted, while
+``accessibility``, ``tokenizer``, ``secretary`` and ``monkey`` (a keyword inside a
+longer word) are kept. A plugin adds words or phrases with ``register(keys=(...))``;
+they match under the second and third rules. Plugins can only add: nothing they
+register weakens the core rule.
 
-Structures: mappings, lists, tuples, sets and frozensets (sorted), dataclass
-instances (by field) are walked; other objects become ``str(obj)`` (then
-redacted as text); non-finite floats become strings; reference cycles and
-nesting deeper than 64 levels are cut off with a marker. The result is always
-JSON-serialisable with ``json.dumps(..., allow_nan=False)``.
+Keys an application knows to be harmless are declared with :func:`keep_keys`
+(``keep_keys("access_level")``) or replaced as a whole with :func:`set_keep_keys`
+(what the ``[alert_infra] keep_keys = [...]`` configuration setting calls). Kept keys
+are exact key names, compared case-insensitively; their values are still redacted as
+text (patterns and configured secrets), only the whole-value key rule is lifted.
+
+Structures and JSON safety
+--------------------------
+Mappings, lists, tuples, sets and frozensets (sorted), dataclass instances (by
+field) are walked; other objects become ``str(obj)`` (then redacted as text; an
+object whose ``__str__`` raises becomes ``<unprintable TypeName>``); bytes become
+their ``repr``; non-finite floats become the strings ``"nan"``, ``"inf"``,
+``"-inf"``; integers with more than :data:`MAX_INT_DIGITS` digits become
+``"<int of N digits>"`` (``str()`` of an integer over 4,300 digits raises on Python
+3.11+, and no channel needs the digits); reference cycles and nesting deeper than
+64 levels are cut off with a marker. The result is always JSON-serialisable with
+``json.dumps(..., allow_nan=False)``, and ``redact_value`` never raises.
 """
 
 from __future__ import annotations
@@ -54,6 +107,7 @@ import re
 # (~1.5 ms together); both names are what those modules re-export.
 from _collections_abc import Mapping, Sequence
 from _thread import allocate_lock
+from _weakref import ref as _weak_ref
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -64,21 +118,26 @@ if TYPE_CHECKING:
     PatternLike = Union[str, Pattern[str]]
 
 __all__ = [
+    "MAX_INT_DIGITS",
+    "MAX_PROCESS_WIDE_SECRETS",
     "REDACTED",
     "SENSITIVE_KEYWORDS",
     "is_sensitive_key",
+    "keep_keys",
     "redact_metadata",
     "redact_text",
     "redact_value",
+    "redaction_generation",
     "register_redactors",
     "register_secret",
+    "release_secrets",
+    "set_keep_keys",
 ]
 
 REDACTED = "[REDACTED]"
 
-#: The 0.1.x keyword list, kept for code that imports it. Every key that
-#: contained one of these as a word is still redacted (see the module docstring
-#: for the rule that replaced substring matching).
+#: The 0.1.x keyword list, kept for code that imports it. A key with any of these as
+#: one of its words is redacted (see the module docstring).
 SENSITIVE_KEYWORDS = frozenset(
     {
         "password",
@@ -94,6 +153,22 @@ SENSITIVE_KEYWORDS = frozenset(
         "private_key",
     }
 )
+
+#: Process-wide (ownerless) secrets beyond which a warning is logged once. They are
+#: all kept (a secret is never forgotten silently) and redaction cost does not grow
+#: with their number; the warning points at code that registers a fresh secret per
+#: call without an ``owner``. Change it with ``alert_infra.security.MAX_PROCESS_WIDE_SECRETS = n``.
+MAX_PROCESS_WIDE_SECRETS = 10_000
+
+#: Integers with more digits than this are rendered as ``"<int of N digits>"`` by
+#: :func:`redact_value` (Python 3.11+ refuses ``str()`` of an int over 4,300 digits by
+#: default). Change it with ``alert_infra.security.MAX_INT_DIGITS = n`` (at most 4,300
+#: unless ``sys.set_int_max_str_digits`` was raised).
+MAX_INT_DIGITS = 1000
+
+#: Up to this many secrets per length class are searched with ``str.find`` (fastest
+#: for a handful); beyond it, the k-gram index is used (cost independent of the count).
+SMALL_SECRET_SET = 8
 
 _SECRET_WORDS = (
     "password",
@@ -114,6 +189,10 @@ _SECRET_WORDS = (
     "bearer",
     "dsn",
 )
+# The 0.1.x keywords that are one word: a key with one of these as a word is sensitive.
+_KEYWORD_WORDS = frozenset(
+    {"password", "token", "secret", "authorization", "cookie", "session", "csrf", "access", "refresh"}
+)
 _SECRET_PHRASES = (
     ("api", "key"),
     ("private", "key"),
@@ -128,21 +207,28 @@ _WHOLE_KEYS = frozenset({"access", "refresh", "session", "auth", "pass", "key", 
 
 _MAX_DEPTH = 64
 _MIN_SECRET_LENGTH = 4
+_KEY_CACHE_SIZE = 4096
 
+# Starts only at the first capital of a run (a look-behind), so "AAAA…" is linear.
 _CAMEL_1 = re.compile(r"([a-z0-9])([A-Z])")
-_CAMEL_2 = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAMEL_2 = re.compile(r"(?<![A-Z])([A-Z]+)([A-Z][a-z])")
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 
 # Built-in value patterns: (name, trigger substrings, regex). A pattern runs only
 # when one of its triggers occurs in the lower-cased text, so ordinary text costs
 # a few substring searches instead of a many-way regex alternation at every
 # position. A group named ``keep`` is kept in front of the mask ("Bearer [REDACTED]").
+#
+# Linearity (tested in tests/test_redaction_linear.py): each pattern starts at a
+# literal or at the start of a run of its own characters (``(?<![...])`` rather than
+# ``\b`` where the run may hold non-word characters), and a failed attempt scans at
+# most one run that no other attempt can scan again.
 _BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    # PEM private keys (multi-line).
+    # PEM private keys (multi-line). The label is bounded (real ones: "RSA", "EC", "ENCRYPTED").
     (
         "pem",
         ("-----begin",),
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+        r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)",
     ),
     # Slack incoming-webhook / workflow URLs: the whole URL is the credential.
     (
@@ -152,8 +238,10 @@ _BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ),
     # Telegram bot tokens, bare or inside an API path (/bot<token>/...).
     ("telegram", (":",), r"(?<![A-Za-z0-9])(?P<keep>bot)?[0-9]{5,16}:[A-Za-z0-9_\-]{30,}"),
-    # Passwords in URLs: scheme://user:password@host
-    ("url_userinfo", ("://",), r"(?P<keep>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
+    # Passwords in URLs: scheme://user:password@host. Anchored on "://" (not on the
+    # scheme, whose letters made "aaaa…://" quadratic); neither run can cross a "/",
+    # so no two attempts scan the same characters.
+    ("url_userinfo", ("://",), r"(?P<keep>://[^\s:/@]*:)[^\s@/]+(?=@)"),
     # Token-bearing query parameters.
     (
         "url_query",
@@ -162,34 +250,126 @@ _BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         r"secret|client_secret|password|passwd|pwd|auth|sig|signature|x-amz-signature|x-goog-signature)=)[^&#\s]+",
     ),
     # Authorization header values.
-    ("bearer", ("bearer",), r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9\-._~+/]{6,}=*"),
-    ("basic", ("basic",), r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{6,}={0,2}"),
+    ("bearer", ("bearer",), r"(?i)(?P<keep>\bbearer[ \t]{1,16})[A-Za-z0-9\-._~+/]{6,}=*"),
+    ("basic", ("basic",), r"(?i)(?P<keep>\bbasic[ \t]{1,16})[A-Za-z0-9+/]{6,}={0,2}"),
     # Provider key shapes.
-    ("slack_token", ("xox", "xapp-"), r"\bx(?:ox[abposrc]|app)-[A-Za-z0-9\-]{10,}"),
+    ("slack_token", ("xox", "xapp-"), r"(?<![A-Za-z0-9\-])x(?:ox[abposrc]|app)-[A-Za-z0-9\-]{10,}"),
     (
         "github",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+        r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
     ),
-    ("aws", ("akia", "asia"), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    ("stripe", ("_live_", "_test_"), r"\b(?:sk|rk|pk|whsec)_(?:live|test)_[A-Za-z0-9]{10,}"),
-    ("sendgrid", ("sg.",), r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
-    ("resend", ("re_",), r"\bre_[A-Za-z0-9]{6,}_[A-Za-z0-9]{12,}"),
-    ("openai", ("sk-",), r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
-    ("google", ("aiza",), r"\bAIza[0-9A-Za-z_\-]{35}"),
-    ("jwt", ("eyj",), r"\beyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}"),
+    ("aws", ("akia", "asia"), r"(?<![A-Za-z0-9_])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9_])"),
+    ("stripe", ("_live_", "_test_"), r"(?<![A-Za-z0-9_])(?:sk|rk|pk|whsec)_(?:live|test)_[A-Za-z0-9]{10,}"),
+    ("sendgrid", ("sg.",), r"(?<![A-Za-z0-9_\-])SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
+    ("resend", ("re_",), r"(?<![A-Za-z0-9_])re_[A-Za-z0-9]{6,}_[A-Za-z0-9]{12,}"),
+    ("openai", ("sk-",), r"(?<![A-Za-z0-9_\-])sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
+    ("google", ("aiza",), r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}"),
+    (
+        "jwt",
+        ("eyj",),
+        r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}",
+    ),
     # password=..., "token": "...", api_key: ... in free text (logs, exception messages).
+    # The blanks around the separator are bounded: "password" + 80k spaces is not an assignment.
     (
         "assignment",
         ("pass", "pwd", "secret", "token", "key"),
         r"(?i)(?P<keep>\b(?:password|passwd|pwd|passphrase|secret|client_secret|token|access_token|"
-        r"refresh_token|api[_-]?key|auth[_-]?token)\b[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]{2,}",
+        r"refresh_token|api[_-]?key|auth[_-]?token)\b[\"']?[ \t]{0,16}[:=][ \t]{0,16}[\"']?)[^\s\"',;&]{2,}",
     ),
 )
 
+# Length classes of configured secrets: (minimum length, slice length k, probe stride).
+# Every occurrence of a secret of length >= L holds, at one of ``stride`` consecutive
+# offsets, a slice that starts at a multiple of ``stride`` in the text, provided
+# L - k + 1 >= stride (so the slices of a window fit in the shortest secret).
+_SECRET_CLASSES = ((16, 8, 8), (8, 4, 4), (_MIN_SECRET_LENGTH, 4, 1))
+_WINDOW_CHOICES = 4  # windows tried per secret, to keep index buckets small
+
+
+class _SecretClass:
+    """The configured secrets of one length class and their k-gram index."""
+
+    __slots__ = ("min_len", "k", "stride", "values", "small", "index", "entries")
+
+    def __init__(self, min_len: int, k: int, stride: int) -> None:
+        self.min_len = min_len
+        self.k = k
+        self.stride = stride
+        self.values: dict[str, int] = {}  # secret -> first offset of its indexed window
+        self.small: tuple[str, ...] = ()  # the values while there are few of them
+        self.index: dict[str, tuple[tuple[str, int], ...]] = {}  # slice -> ((secret, offset), ...)
+        self.entries = 0
+
+    def add(self, secret: str) -> None:
+        k, stride, index = self.k, self.stride, self.index
+        # Choose, among a few windows from the tail (the random part of URLs and tokens),
+        # the one whose buckets are the least crowded.
+        best, best_cost = 0, -1
+        start = len(secret) - k - stride + 1
+        for n in range(_WINDOW_CHOICES):
+            j0 = start - n * stride
+            if j0 < 0:
+                break
+            cost = sum(len(index.get(secret[j : j + k], ())) for j in range(j0, j0 + stride))
+            if best_cost < 0 or cost < best_cost:
+                best, best_cost = j0, cost
+                if cost == 0:
+                    break
+        for j in range(best, best + stride):
+            gram = secret[j : j + k]
+            index[gram] = (*index.get(gram, ()), (secret, j))  # copy on write: readers hold the old tuple
+        self.entries += stride
+        self.values[secret] = best
+        self.small = tuple(self.values) if len(self.values) <= SMALL_SECRET_SET else ()
+
+    def remove(self, secret: str) -> None:
+        j0 = self.values.pop(secret)
+        k, index = self.k, self.index
+        for j in range(j0, j0 + self.stride):
+            gram = secret[j : j + k]
+            rest = tuple(entry for entry in index.get(gram, ()) if entry != (secret, j))
+            if rest:
+                index[gram] = rest
+            else:
+                index.pop(gram, None)
+        self.entries -= self.stride
+        self.small = tuple(self.values) if len(self.values) <= SMALL_SECRET_SET else ()
+
+    def find(self, text: str, spans: list[tuple[int, int]]) -> None:
+        values = self.values
+        if not values:
+            return
+        small = self.small
+        if small or len(values) <= SMALL_SECRET_SET:
+            for secret in small or tuple(values):
+                i = text.find(secret)
+                while i >= 0:
+                    spans.append((i, i + len(secret)))
+                    i = text.find(secret, i + 1)
+            return
+        k = self.k
+        get = self.index.get
+        for p in range(0, len(text) - k + 1, self.stride):
+            bucket = get(text[p : p + k])
+            if bucket is not None:
+                for secret, j in bucket:
+                    t = p - j
+                    if t >= 0 and text.startswith(secret, t):
+                        spans.append((t, t + len(secret)))
+
+
+class _Owner:
+    __slots__ = ("ref", "values")
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+        self.values: set[str] = set()
+
 
 class _Redactor:
-    """Process-wide redaction state: extra keys, patterns and configured secrets."""
+    """Process-wide redaction state: extra keys, patterns, kept keys and configured secrets."""
 
     def __init__(self) -> None:
         self._lock = allocate_lock()
@@ -197,10 +377,33 @@ class _Redactor:
         self._extra_words: tuple[str, ...] = ()
         self._extra_phrases: tuple[tuple[str, ...], ...] = ()
         self._extra_patterns: tuple[Pattern[str], ...] = ()
-        self._secrets: set[str] = set()
-        self._secrets_ordered: tuple[str, ...] = ()
+        self._keep: frozenset[str] = frozenset()
         self._builtin_rx: tuple[tuple[tuple[str, ...], Pattern[str], bool], ...] | None = None
         self._key_cache: dict[str, bool] = {}
+        self._fork_hooked = False
+        self._warned_cap = False
+        self._init_secrets()
+
+    def _init_secrets(self) -> None:
+        self._classes = tuple(_SecretClass(*spec) for spec in _SECRET_CLASSES)
+        self._active = 0  # distinct secrets currently masked
+        self._process_wide: set[str] = set()
+        self._owned: dict[str, int] = {}  # secret -> number of live owners holding it
+        self._owners: dict[int, _Owner] = {}  # id(owner) -> its record
+        # Keys of collected owners, appended by weakref callbacks. A callback never
+        # takes a lock (the collector may run while this thread holds one); the
+        # records are released at the next registration, release or redaction.
+        self._dead: list[tuple[int, Any]] = []
+
+    def _after_fork(self) -> None:
+        self._lock = allocate_lock()  # another thread of the parent may have held it
+
+    def _hook_fork(self) -> None:
+        if not self._fork_hooked:
+            self._fork_hooked = True
+            from ._lifecycle import on_fork_in_child
+
+            on_fork_in_child(self, _Redactor._after_fork)
 
     # -- configuration -------------------------------------------------------------
     def add(self, keys: Iterable[str] = (), patterns: Iterable[PatternLike] = ()) -> None:
@@ -208,7 +411,7 @@ class _Redactor:
         phrases = list(self._extra_phrases)
         for key in keys:
             if not isinstance(key, str) or not key.strip():
-                raise TypeError(f"redactor key must be a non-empty string, got {key!r}")
+                raise TypeError(f"redactor key must be a non-empty string, got {type(key).__name__}")
             parts = tuple(_split_words(key))
             if len(parts) == 1:
                 words.append(parts[0])
@@ -232,41 +435,179 @@ class _Redactor:
             self._key_cache = {}
             self.generation += 1
 
-    def add_secret(self, value: str) -> None:
+    def set_keep(self, keys: Iterable[str], *, replace: bool) -> frozenset[str]:
+        if isinstance(keys, str):
+            keys = (keys,)
+        names = set()
+        for key in keys:
+            if not isinstance(key, str) or not key.strip():
+                raise TypeError(f"kept key must be a non-empty string, got {type(key).__name__}")
+            names.add(key.strip().lower())
+        with self._lock:
+            self._keep = frozenset(names) if replace else self._keep | names
+            self._key_cache = {}
+            self.generation += 1
+            return self._keep
+
+    # -- configured secrets ----------------------------------------------------------
+    def add_secret(self, value: str, owner: object = None) -> None:
         candidates = {value}
         if "://" in value:
             candidates.update(_url_fragments(value))
-        new = {c for c in candidates if len(c) >= _MIN_SECRET_LENGTH and c not in self._secrets}
-        if not new:
+        candidates = {c for c in candidates if len(c) >= _MIN_SECRET_LENGTH}
+        if not candidates:
             return
+        ref = None
+        if owner is not None:
+            try:
+                ref = _weak_ref(owner)
+            except TypeError:  # not weak-referenceable: process-wide, as documented
+                owner = None
+        self._hook_fork()
+        warn = False
         with self._lock:
-            self._secrets |= new
-            self._secrets_ordered = tuple(sorted(self._secrets, key=len, reverse=True))
-            self.generation += 1
+            self._sweep_locked()
+            changed = False
+            if owner is None:
+                for c in candidates:
+                    if c not in self._process_wide:
+                        self._process_wide.add(c)
+                        changed |= self._activate(c)
+                if len(self._process_wide) > MAX_PROCESS_WIDE_SECRETS and not self._warned_cap:
+                    self._warned_cap = warn = True
+            else:
+                key = id(owner)
+                record = self._owners.get(key)
+                if record is not None and record.ref() is not owner:
+                    # The previous holder of this id was collected; its callback has not been swept yet.
+                    changed |= self._release_record_locked(key, record)
+                    record = None
+                if record is None:
+                    dead = self._dead
+
+                    def collected(r: object, key: int = key, dead: list[tuple[int, Any]] = dead) -> None:
+                        dead.append((key, r))
+
+                    record = self._owners[key] = _Owner(_weak_ref(owner, collected))
+                for c in candidates:
+                    if c not in record.values:
+                        record.values.add(c)
+                        count = self._owned.get(c, 0)
+                        self._owned[c] = count + 1
+                        if count == 0:
+                            changed |= self._activate(c)
+            if changed:
+                self.generation += 1
+        del ref
+        if warn:
+            import logging
+
+            logging.getLogger("alert_infra.security").warning(
+                "more than %d process-wide secrets are registered; all are kept. Pass owner= to "
+                "register_secret() so that secrets are released with what registered them.",
+                MAX_PROCESS_WIDE_SECRETS,
+            )
+
+    def _class_for(self, secret: str) -> _SecretClass:
+        for cls in self._classes:
+            if len(secret) >= cls.min_len:
+                return cls
+        raise AssertionError("secret too short")  # pragma: no cover - filtered before
+
+    def _activate(self, secret: str) -> bool:
+        cls = self._class_for(secret)
+        if secret in cls.values:
+            return False
+        cls.add(secret)
+        self._active += 1
+        return True
+
+    def _deactivate(self, secret: str) -> bool:
+        if secret in self._process_wide or self._owned.get(secret):
+            return False
+        cls = self._class_for(secret)
+        if secret not in cls.values:
+            return False
+        cls.remove(secret)
+        self._active -= 1
+        return True
+
+    def _release_record_locked(self, key: int, record: _Owner) -> bool:
+        if self._owners.get(key) is record:
+            del self._owners[key]
+        changed = False
+        for c in record.values:
+            count = self._owned.get(c, 0) - 1
+            if count > 0:
+                self._owned[c] = count
+            else:
+                self._owned.pop(c, None)
+                changed |= self._deactivate(c)
+        record.values = set()
+        return changed
+
+    def _sweep_locked(self) -> bool:
+        changed = False
+        dead = self._dead
+        while dead:
+            key, r = dead.pop()
+            record = self._owners.get(key)
+            if record is not None and record.ref is r:
+                changed |= self._release_record_locked(key, record)
+        return changed
+
+    def sweep(self) -> None:
+        with self._lock:
+            if self._sweep_locked():
+                self.generation += 1
+
+    def release(self, owner: object) -> None:
+        with self._lock:
+            changed = self._sweep_locked()
+            record = self._owners.get(id(owner))
+            if record is not None and record.ref() is owner:
+                changed |= self._release_record_locked(id(owner), record)
+            if changed:
+                self.generation += 1
+
+    def secret_stats(self) -> dict[str, int]:
+        """Sizes of the secret registry (for tests and the long-run bench)."""
+        self.sweep()
+        return {
+            "active": self._active,
+            "process_wide": len(self._process_wide),
+            "owned": len(self._owned),
+            "owners": len(self._owners),
+            "index_entries": sum(cls.entries for cls in self._classes),
+            "index_buckets": sum(len(cls.index) for cls in self._classes),
+        }
 
     def reset(self) -> None:
-        """Forget plugin keys, patterns and configured secrets (for tests)."""
+        """Forget plugin keys, patterns, kept keys and configured secrets (for tests)."""
         with self._lock:
             self._extra_words = ()
             self._extra_phrases = ()
             self._extra_patterns = ()
-            self._secrets = set()
-            self._secrets_ordered = ()
+            self._keep = frozenset()
+            self._init_secrets()
             self._key_cache = {}
+            self._warned_cap = False
             self.generation += 1
 
     # -- keys --------------------------------------------------------------------------
     def is_sensitive_key(self, key: object) -> bool:
-        text = key if isinstance(key, str) else str(key)
+        text = key if type(key) is str else _safe_str(key)
         cached = self._key_cache.get(text)
         if cached is not None:
             return cached
         result = self._classify_key(text)
-        if len(self._key_cache) < 4096:
+        if len(self._key_cache) < _KEY_CACHE_SIZE:
             self._key_cache[text] = result
         return result
 
     def _classify_key(self, key: str) -> bool:
+        if self._keep and key.strip().lower() in self._keep:
+            return False
         words = _split_words(key)
         if not words:
             return False
@@ -275,6 +616,8 @@ class _Redactor:
         secret_words = _SECRET_WORDS + self._extra_words
         for word in words:
             stem = word[:-1] if len(word) > 3 and word.endswith("s") else word
+            if word in _KEYWORD_WORDS or stem in _KEYWORD_WORDS:
+                return True
             for secret in secret_words:
                 if stem.endswith(secret) or word.endswith(secret):
                     return True
@@ -294,13 +637,39 @@ class _Redactor:
             )
         return compiled
 
+    def secrets(self, text: str) -> str:
+        if self._dead:
+            self.sweep()
+        if not self._active:
+            return text
+        spans: list[tuple[int, int]] = []
+        for cls in self._classes:
+            cls.find(text, spans)
+        if not spans:
+            return text
+        spans.sort()
+        out: list[str] = []
+        last = 0
+        cur_start, cur_end = spans[0]
+        for start, end in spans[1:]:
+            if start < cur_end:
+                if end > cur_end:
+                    cur_end = end
+                continue
+            out.append(text[last:cur_start])
+            out.append(REDACTED)
+            last = cur_end
+            cur_start, cur_end = start, end
+        out.append(text[last:cur_start])
+        out.append(REDACTED)
+        out.append(text[cur_end:])
+        return "".join(out)
+
     def text(self, text: str) -> str:
         if not text:
             return text
-        # Configured secrets first (exact values; longest first so a URL beats its path).
-        for secret in self._secrets_ordered:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
+        # Configured secrets first (one pass; overlapping matches merge, so a URL beats its path).
+        text = self.secrets(text)
         low = text.lower()
         for triggers, pattern, keep in self._builtin():
             for trigger in triggers:
@@ -329,6 +698,7 @@ def _url_fragments(value: str) -> set[str]:
     fragments: set[str] = set()
     try:
         parts = urlsplit(value)
+        password = parts.password
     except ValueError:
         return fragments
     path_query = parts.path + (("?" + parts.query) if parts.query else "")
@@ -337,8 +707,8 @@ def _url_fragments(value: str) -> set[str]:
         fragments.add(parts.path)
     if parts.query:
         fragments.add(parts.query)
-    if parts.password:
-        fragments.add(parts.password)
+    if password:
+        fragments.add(password)
     return fragments
 
 
@@ -356,24 +726,58 @@ def redact_text(text: str) -> str:
     >>> redact_text("Authorization: Bearer abc.def.ghi123")
     'Authorization: Bearer [REDACTED]'
     """
-    if not isinstance(text, str):
-        text = str(text)
+    if type(text) is not str:
+        text = str.__str__(text) if isinstance(text, str) else _safe_str(text)
     return _REDACTOR.text(text)
 
 
-def register_secret(value: object) -> None:
-    """Mask ``value`` (a configured token, key, password or secret URL) everywhere from now on.
+def register_secret(value: object, *, owner: object = None) -> None:
+    """Mask ``value`` (a configured token, key, password or secret URL) everywhere.
 
-    Called for every value of a transport's ``secret_fields`` when a channel is
-    built. Values shorter than 4 characters are ignored (masking them would
-    garble ordinary text). For a URL, its path and query are registered too,
-    because HTTP libraries print those without the host.
+    Args:
+        value: the secret. Values shorter than 4 characters are ignored (masking
+            them would garble ordinary text). For a URL, its path, query and
+            password are registered too, because HTTP libraries print those alone.
+        owner: what the secret belongs to (a transport, a dispatcher, a state
+            backend): the secret stays registered while at least one of its owners is
+            alive, and is released when the last one is garbage-collected or passed to
+            :func:`release_secrets`. ``None`` (or an object that cannot be weakly
+            referenced) registers it for the life of the process, as in 0.1.x.
+
+    .. versionchanged:: 0.2 ``owner`` added.
     """
     if value is None:
         return
-    text = value if isinstance(value, str) else str(value)
+    text = value if type(value) is str else _safe_str(value)
     if text:
-        _REDACTOR.add_secret(text)
+        _REDACTOR.add_secret(text, owner)
+
+
+def release_secrets(owner: object) -> None:
+    """Stop masking the secrets registered with ``owner=owner`` (those no other live owner holds).
+
+    Called by code that closes what registered them; dropping the owner has the same
+    effect once it is garbage-collected. Process-wide secrets are never released.
+    """
+    _REDACTOR.release(owner)
+
+
+def keep_keys(*keys: str) -> frozenset[str]:
+    """Declare mapping keys harmless: their values are no longer masked as a whole.
+
+    Exact key names, compared case-insensitively (``keep_keys("access_level")``). The
+    values are still redacted as text. Returns the current keep-list. Meant for the
+    application: a plugin should never weaken redaction.
+    """
+    return _REDACTOR.set_keep(keys, replace=False)
+
+
+def set_keep_keys(keys: Iterable[str]) -> None:
+    """Replace the keep-list of :func:`keep_keys` as a whole (``[alert_infra] keep_keys = [...]``).
+
+    ``set_keep_keys(())`` empties it. Raises ``TypeError`` for an empty or non-string name.
+    """
+    _REDACTOR.set_keep(keys, replace=True)
 
 
 def register_redactors(keys: Iterable[str] = (), patterns: Iterable[PatternLike] = ()) -> None:
@@ -382,12 +786,14 @@ def register_redactors(keys: Iterable[str] = (), patterns: Iterable[PatternLike]
 
 
 def redaction_generation() -> int:
-    """A counter that changes whenever keys, patterns or configured secrets change."""
+    """A counter that changes whenever keys, patterns, kept keys or configured secrets change."""
+    if _REDACTOR._dead:
+        _REDACTOR.sweep()
     return _REDACTOR.generation
 
 
 def redact_value(value: Any) -> Any:
-    """Return a JSON-serialisable, redacted copy of ``value``.
+    """Return a JSON-serialisable, redacted copy of ``value``; never raises.
 
     Mappings lose the values of sensitive keys; every string is passed through
     :func:`redact_text`; other objects are converted as the module docstring says.
@@ -395,33 +801,62 @@ def redact_value(value: Any) -> Any:
     return _redact(value, 0, ())
 
 
+def safe_int(value: int) -> int | str:
+    """``value`` as a plain int, or ``"<int of N digits>"`` past :data:`MAX_INT_DIGITS` digits."""
+    number = int.__add__(value, 0)  # a plain int, whatever the subclass overrides
+    bits = number.bit_length()
+    if bits <= 3 * MAX_INT_DIGITS:  # under 903 digits: always fine
+        return number
+    # Digits without str(): bit_length gives it to within one; a power of ten settles it.
+    digits = int((bits - 1) * 0.30102999566398120) + 1
+    if bits <= 200_000 and abs(number) >= 10**digits:
+        digits += 1
+    if digits <= MAX_INT_DIGITS:
+        return number
+    sign = "negative " if number < 0 else ""
+    about = "" if bits <= 200_000 else "about "
+    return f"<{sign}int of {about}{digits} digits>"
+
+
 def _redact(value: Any, depth: int, path: tuple[int, ...]) -> Any:
-    if value is None or isinstance(value, (bool, int)):
-        return value if type(value) in (bool, int) or value is None else int(value)
-    if isinstance(value, str):
+    try:
+        return _redact_inner(value, depth, path)
+    except Exception:  # noqa: BLE001 - a hostile object (a lying __class__, a raising property) never breaks alerting
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _redact_inner(value: Any, depth: int, path: tuple[int, ...]) -> Any:
+    kind = type(value)
+    if value is None or kind is bool:
+        return value
+    if kind is str:
         return _REDACTOR.text(value)
+    if isinstance(value, int):
+        return safe_int(value)
+    if isinstance(value, str):
+        return _REDACTOR.text(str.__str__(value))
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return str(value)
-        return float(value)
+        number = float.__mul__(value, 1.0)
+        if number != number or number in (float("inf"), float("-inf")):
+            return repr(number)
+        return number
     if depth >= _MAX_DEPTH:
         return f"[TRUNCATED: nested deeper than {_MAX_DEPTH} levels]"
     ident = id(value)
     if ident in path:
         return "[CYCLE]"
     path = (*path, ident)
-    fields = getattr(type(value), "__dataclass_fields__", None)
-    if fields is not None and not isinstance(value, type):
-        value = {name: getattr(value, name, None) for name in fields}
+    fields = getattr(kind, "__dataclass_fields__", None)
+    if fields is not None and not isinstance(value, type) and isinstance(fields, Mapping):
+        value = {name: _getattr_safe(value, name) for name in fields}
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         try:
             items = list(value.items())
         except Exception:  # noqa: BLE001 - a hostile mapping must not break alerting
-            return f"<unreadable {type(value).__name__}>"
+            return f"<unreadable {kind.__name__}>"
         for key, item in items:
-            name = key if isinstance(key, str) else _safe_str(key)
-            name = _REDACTOR.text(name)
+            name = _key_text(key)
             out[name] = REDACTED if _REDACTOR.is_sensitive_key(name) else _redact(item, depth + 1, path)
         return out
     if isinstance(value, tuple):
@@ -440,13 +875,34 @@ def _redact(value: Any, depth: int, path: tuple[int, ...]) -> Any:
         try:
             return [_redact(item, depth + 1, path) for item in value]
         except Exception:  # noqa: BLE001
-            return f"<unreadable {type(value).__name__}>"
+            return f"<unreadable {kind.__name__}>"
     return _REDACTOR.text(_safe_str(value))
 
 
-def _safe_str(value: object) -> str:
+def _getattr_safe(value: object, name: str) -> Any:
     try:
-        return str(value)
+        return getattr(value, name, None)
+    except Exception:  # noqa: BLE001 - a property may raise anything
+        return f"<unreadable {name}>"
+
+
+def _key_text(key: object) -> str:
+    if type(key) is str:
+        name = key
+    elif isinstance(key, str):
+        name = str.__str__(key)
+    elif isinstance(key, int) and type(key) is not bool:
+        name = str(safe_int(key))
+    else:
+        name = _safe_str(key)
+    return _REDACTOR.text(name)
+
+
+def _safe_str(value: object) -> str:
+    """``str(value)``, or ``<unprintable TypeName>`` when that raises (never raises itself)."""
+    try:
+        text = str(value)
+        return text if type(text) is str else str.__str__(text)
     except Exception:  # noqa: BLE001 - str() of a user object may raise anything
         return f"<unprintable {type(value).__name__}>"
 
@@ -462,5 +918,6 @@ def redact_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(metadata, Mapping):
         raise TypeError("metadata must be a mapping")
     result = _redact(metadata, 0, ())
-    assert isinstance(result, dict)
+    if not isinstance(result, dict):
+        return {"metadata": result}
     return result

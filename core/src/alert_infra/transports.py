@@ -67,11 +67,15 @@ class BaseTransport:
         self._formatter: Formatter | None = None
 
     def register_secrets(self) -> None:
-        """Register the current values of ``secret_fields`` with the redactor."""
+        """Register the current values of ``secret_fields`` with the redactor, owned by this transport.
+
+        They are masked while this transport (or another owner of the same value) is
+        alive, and released when it is garbage-collected (see :func:`alert_infra.security.register_secret`).
+        """
         from .security import register_secret
 
         for field in self.secret_fields:
-            register_secret(getattr(self, field, None))
+            register_secret(getattr(self, field, None), owner=self)
 
     def render(self, alert: Alert) -> RenderedAlert:
         """Render ``alert`` with this channel's formatter."""
