@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from alert_infra_telegram import TelegramBotTransport, escape_html, unescape_html, visible_length
-from hypothesis import given, settings
+from alert_infra_telegram._limits import TRUNCATED, fit, scrub
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alert_infra import (
@@ -289,8 +290,9 @@ class TestProperties:
         assert len(text.encode("utf-16-le")) // 2 <= 4096
         assert visible_length(html_text) == len(text.encode("utf-16-le")) // 2
         body = unescape_html(html_text.split("\n\n", 2)[1])
-        if body != alert.message:
-            assert body.endswith("… [truncated]") and alert.message.startswith(body[: -len("… [truncated]")])
+        message = scrub(alert.message)  # control characters other than tab/newline are dropped
+        if body != message:
+            assert body.endswith("… [truncated]") and message.startswith(body[: -len("… [truncated]")])
 
     @given(st.text(max_size=3000))
     def test_escape_round_trip(self, text: str) -> None:
@@ -328,3 +330,143 @@ class TestNoLeaks:
         assert any("urllib3" in r.name for r in caplog.records)
         blob = "\n".join(seen)
         assert secret not in blob and "[REDACTED]" in blob
+
+
+# -- limits under adversarial content (issue 10, item 8) -------------------------------------------------------------
+
+_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            *("@", "@admin", "@bot_1", "@\u2060x", "<", ">", "&", '"', "'", "&amp;", "<b>", "</a>", "*", "_", "`"),
+            *("\n", "\r\n", "\x00", "\x1b[31m", "\u202e", "\u2066", "\u2060", "\u200b", "\ufeff", "\ud800", "\udfff"),
+            *("😀", "👨\u200d👩", "𝕏"),
+        ]
+    ),
+    st.characters(),
+    st.text(max_size=30),
+)
+_TEXT = st.lists(_PIECES, max_size=30).map("".join)
+#: Short adversarial text, or the same repeated up to ~20k characters (huge inputs, cheap to generate).
+_HUGE = st.one_of(_TEXT, st.tuples(_TEXT, st.integers(1, 1500)).map(lambda t: t[0] * t[1]))
+_VALUES = st.one_of(_HUGE, st.integers(), st.lists(_TEXT, max_size=5))
+_URL = st.text(alphabet="abcxyz019@:/?&=%.-_~#<>\"'", max_size=300).map(lambda s: "https://h.example/" + s)
+
+
+@st.composite
+def hostile_alerts(draw: Any) -> Alert:
+    return Alert(
+        "T" + draw(_HUGE),
+        "M" + draw(_HUGE),
+        severity=draw(st.sampled_from(["info", "warning", "error", "critical"])),
+        source=draw(st.one_of(st.none(), _HUGE)),
+        tags=draw(st.lists(_TEXT, max_size=100)),
+        metadata=draw(st.dictionaries(_TEXT, _VALUES, max_size=40)),
+        links=draw(st.lists(st.tuples(_TEXT, _URL), max_size=200)),
+        request_id=draw(st.one_of(st.none(), _TEXT)),
+        status=draw(st.sampled_from(["firing", "resolved", "acknowledged"])),
+        redact_sensitive_data=False,  # the limits hold for any alert, redacted or not
+    )
+
+
+def _telegram_units(html_text: str) -> tuple[str, int, int]:
+    """What Telegram shows, its length in UTF-16 units, and the number of entities (tags)."""
+    text, error = parse(html_text)
+    assert error is None, error
+    return text, len(text.encode("utf-16-le", "surrogatepass")) // 2, html_text.count("</")
+
+
+def _mentions_everywhere() -> Alert:
+    return Alert(
+        "@a" * 200,
+        "@a " * 3000,
+        source="@x" * 100,
+        tags=["@t" * 50] * 100,
+        metadata={f"@k{i}" * 20: "@v" * 100 for i in range(30)},
+        links=[("@l" * 40, f"https://x.example/{i}") for i in range(10)],
+    )
+
+
+class TestLimits:
+    def test_mentions_everywhere_fit(self) -> None:
+        """Regression: text full of @mentions grew past 4,096 units once every @ got its joiner (Telegram drops it)."""
+        html_text = TelegramBotTransport(TOKEN, "-100").render_html(_mentions_everywhere())
+        shown, size, entities = _telegram_units(html_text)
+        assert size <= 4096 and entities <= 100
+        assert not re.search(r"@[A-Za-z0-9_]", shown)  # every mention disarmed
+        assert TRUNCATED in shown
+
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(alert=hostile_alerts(), compact=st.booleans())
+    def test_any_alert_within_limits(self, alert: Alert, compact: bool) -> None:
+        """Any alert: parseable HTML, ≤ 4,096 UTF-16 units after parsing, ≤ 100 entities, valid UTF-8 JSON,
+        links' URLs unaltered, no live mention."""
+        transport = TelegramBotTransport(TOKEN, "-100", format="compact" if compact else None)
+        payload = transport.build_payload(alert)
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")  # strict: no lone surrogate survives
+        assert json.loads(body) == payload
+        shown, size, entities = _telegram_units(payload["text"])
+        assert 0 < size <= 4096 and entities <= 100
+        assert not re.search(r"@[A-Za-z0-9_]", shown)
+        for href in re.findall(r'href="([^"]*)"', payload["text"]):
+            assert "\u2060" not in href and unescape_html(href) in {url for _, url in alert.links}
+
+    @settings(deadline=None)
+    @given(text=_HUGE, limit=st.integers(0, 5000))
+    def test_fit_cuts_only_whole_characters(self, text: str, limit: int) -> None:
+        """fit(): within the limit in visible units, a prefix of the (scrubbed) input, never half an entity,
+        never a joiner-less @ before a word character, never a lone surrogate."""
+        html_text, size = fit(text, limit)
+        assert size == visible_length(html_text) <= limit
+        assert not re.search(r"&(?!(amp|lt|gt|quot|#x27);)", html_text)
+        assert not re.search("[\ud800-\udfff]", html_text)
+        shown = unescape_html(html_text)
+        clean = scrub(text)
+        if limit < len(TRUNCATED):
+            assert shown in ("", clean)  # no room even for the marker
+        else:
+            assert shown == clean or (shown.endswith(TRUNCATED) and clean.startswith(shown[: -len(TRUNCATED)]))
+
+    def test_link_url_with_at_sign_is_sent_unchanged(self) -> None:
+        """A URL with user info keeps its host: mention disarming applies to text, never to href."""
+        html_text = TelegramBotTransport(TOKEN, "-100").render_html(
+            _alert(links={"Grafana": "https://ops@grafana.example/d/1?a=1&b='2'"})
+        )
+        assert '<a href="https://ops@grafana.example/d/1?a=1&amp;b=&#x27;2&#x27;">Grafana</a>' in html_text
+
+    def test_maximal_alert_is_delivered(self, fake: TelegramFake, server: FakeServer) -> None:
+        """The real-server fake (which refuses > 4,096 units and bad HTML, as Telegram does) accepts a maximal alert."""
+        alert = Alert(
+            "🚨@here <b>" * 500,
+            ("&<>\"'@x 😀\u202e" * 20000),
+            source="@src&" * 500,
+            tags=[f"@tag{i}<>" for i in range(300)],
+            metadata={f"@key{i}&": "<v>@" * 500 for i in range(500)},
+            links=[(f"@run<{i}>" * 20, f"https://ops@h.example/{i}?a=1&b=2") for i in range(200)],
+            request_id="@req" * 100,
+        )
+        _transport(server).send(alert)
+        (shown,) = fake.messages
+        assert len(shown.encode("utf-16-le")) // 2 <= 4096 and TRUNCATED in shown
+
+
+class TestErrorText:
+    def test_provider_text_is_redacted_before_it_is_cut(self, fake: TelegramFake, server: FakeServer) -> None:
+        """Regression: the description was cut to 200 characters first, so the head of a token that
+        straddled the cut survived (the redactor no longer recognised it)."""
+        description = "Bad Request: " + "y" * 156 + " " + TOKEN  # the old cut kept its first 30 characters
+        SCENARIOS["echo_token"] = (400, {"ok": False, "error_code": 400, "description": description})
+        fake.scenario = "echo_token"
+        try:
+            with pytest.raises(NonRetryableAlertTransportError) as info:
+                _transport(server).send(_alert())
+        finally:
+            del SCENARIOS["echo_token"]
+        assert TOKEN[:12] not in str(info.value) and "Bad Request" in str(info.value)
+
+
+class TestRepr:
+    def test_half_built_and_built(self) -> None:
+        """repr() works on a half-built instance (object.__new__) and never shows the token."""
+        assert "TelegramBotTransport" in repr(object.__new__(TelegramBotTransport))
+        built = TelegramBotTransport(TOKEN, "-100")
+        assert TOKEN.split(":", 1)[1] not in repr(built) and "-100" in repr(built)

@@ -4,49 +4,48 @@ from __future__ import annotations
 
 import os
 import re
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from alert_infra import AlertConfigurationError, BaseTransport
 from alert_infra.formatting import metadata_lines, one_line
 from alert_infra.http import HttpChannel, HttpResponse, raise_for_status, validate_https_url
+from alert_infra.security import redact_text
 
 if TYPE_CHECKING:
     from alert_infra import Alert
 
+from ._limits import TEXT_LIMIT, escape_attribute, escape_html, fit, units
+
 __all__ = ["TelegramBotTransport", "escape_html", "unescape_html", "visible_length"]
 
-#: Telegram's limit for message text, counted after entity parsing. The unit is
-#: not documented (code points or UTF-16 units); entity offsets are UTF-16 units,
-#: so we count those, the stricter of the two.
-TEXT_LIMIT = 4096
-TRUNCATED = "… [truncated]"
-METADATA_LINES = 15
+# Visible UTF-16 units each part of the message may take (see _limits.py for how they are counted).
+TITLE_LIMIT = 256
+SOURCE_LIMIT = 128
 KEY_LIMIT = 40
 VALUE_LIMIT = 120
-TITLE_LIMIT = 256
+LINK_LABEL_LIMIT = 64
+TAGS_LIMIT = 200
+ID_LIMIT = 64
+#: Metadata lines shown at most (each is one bold entity; Telegram honours 100 per message).
+METADATA_LINES = 15
+#: Links shown at most; a link whose URL is longer than LINK_URL_LIMIT characters is left out.
 LINKS = 5
+LINK_URL_LIMIT = 2048
+#: Visible units for everything after the message body (metadata, links, tags, id), so the
+#: body always keeps at least TEXT_LIMIT - TAIL_LIMIT - (title and source) units.
+TAIL_LIMIT = 2048
+#: Provider error text kept in an exception (after redaction).
+ERROR_TEXT_LIMIT = 200
 
 ICONS = {"info": "ℹ️", "warning": "⚠️", "error": "🔴", "critical": "🚨"}
 STATUS_ICONS = {"resolved": "✅", "acknowledged": "👀"}
 
 _TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
-_MENTION = re.compile(r"@(?=\u2060*[A-Za-z0-9_])")
 _UNMENTION = re.compile(r"@\u2060(?=\u2060*[A-Za-z0-9_])")
 _TAG = re.compile(r"<[^>]*>")
 _ENTITY = re.compile(r"&(amp|lt|gt|quot|#x27);")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "#x27": "'"}
-
-
-def escape_html(text: str) -> str:
-    """Escape for Telegram's HTML parse mode, and disarm ``@username`` mentions.
-
-    ``& < > " '`` become entities (all understood by Telegram, safe in text and
-    in ``href``); an invisible word joiner after ``@`` keeps alert text from
-    notifying a user or bot.
-    """
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = text.replace('"', "&quot;").replace("'", "&#x27;")
-    return _MENTION.sub("@\u2060", text)
 
 
 def unescape_html(text: str) -> str:
@@ -55,34 +54,9 @@ def unescape_html(text: str) -> str:
     return _UNMENTION.sub("@", text)
 
 
-def _units(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
 def visible_length(html_text: str) -> int:
     """Length Telegram counts for an HTML message: tags removed, entities as one character (UTF-16 units)."""
-    return _units(_ENTITY.sub("x", _TAG.sub("", html_text)))
-
-
-def _cut(text: str, units: int) -> str:
-    """The longest prefix of ``text`` within ``units`` UTF-16 units (never half a surrogate pair)."""
-    if _units(text) <= units:
-        return text
-    out = []
-    used = 0
-    for char in text:
-        size = 2 if ord(char) > 0xFFFF else 1
-        if used + size > units:
-            break
-        out.append(char)
-        used += size
-    return "".join(out)
-
-
-def _shorten(text: str, units: int) -> str:
-    if _units(text) <= units:
-        return text
-    return _cut(text, max(0, units - _units(TRUNCATED))) + TRUNCATED
+    return units(_ENTITY.sub("x", _TAG.sub("", html_text)))
 
 
 class TelegramBotTransport(BaseTransport):
@@ -162,47 +136,65 @@ class TelegramBotTransport(BaseTransport):
 
     # -- message -------------------------------------------------------------------------------
     def render_html(self, alert: Alert) -> str:
-        """The HTML message text, at most 4,096 visible UTF-16 units for any input."""
+        """The HTML message text: at most 4,096 visible UTF-16 units (Telegram's count) for any alert.
+
+        The head (severity, title, source) is fitted first, then the tail (metadata,
+        links, tags, id) within ``TAIL_LIMIT``; the message body gets what is left and
+        is truncated visibly. Every piece is measured as Telegram counts it, escapes
+        and mention-disarming joiners included (see ``_limits.py``).
+        """
         label = alert.severity.upper() if alert.status == "firing" else alert.status.upper()
         icon = STATUS_ICONS.get(alert.status) or ICONS.get(alert.severity, "")
-        head = f"{icon} <b>{label}</b>: <b>{escape_html(_shorten(one_line(alert.title), TITLE_LIMIT))}</b>"
+        title, used = fit(one_line(alert.title), TITLE_LIMIT)
+        head = f"{icon} <b>{label}</b>: <b>{title}</b>"
+        used += units(f"{icon} {label}: ")
         if alert.source:
-            head += f"\n<i>{escape_html(_shorten(one_line(alert.source), 128))}</i>"
-        tail: list[str] = []
-        if self.format == self.default_formatter:
-            meta = metadata_lines(alert.metadata)
-            for key, value in meta[:METADATA_LINES]:
-                tail.append(
-                    f"<b>{escape_html(_shorten(one_line(key), KEY_LIMIT))}</b>: "
-                    f"{escape_html(_shorten(one_line(value), VALUE_LIMIT))}"
-                )
-            if len(meta) > METADATA_LINES:
-                tail.append(f"<i>{len(meta) - METADATA_LINES} more metadata fields not shown</i>")
-        links = [
-            f'<a href="{escape_html(url)}">{escape_html(_shorten(one_line(label_), 64))}</a>'
-            for label_, url in alert.links[:LINKS]
-        ]
-        if links:
-            tail.append(" | ".join(links))
-        if alert.tags and self.format == self.default_formatter:
-            tail.append(escape_html(_shorten("tags: " + ", ".join(alert.tags), 200)))
-        if self.format == self.default_formatter:
-            tail.append(f"<code>{escape_html(alert.correlation_id[:64])}</code>")
-        body = alert.message if self.format == self.default_formatter else self.render(alert).text
-        fixed = head + "\n\n" + "\n\n" + "\n".join(tail)
-        budget = TEXT_LIMIT - visible_length(fixed)
-        message = ""
-        units = budget
-        while units > 0:
-            # Entities count as one character, but the joiners escape_html puts after "@" are
-            # visible units too: shorten until the escaped text fits.
-            message = escape_html(_shorten(body, units))
-            excess = visible_length(message) - budget
-            if excess <= 0:
+            source, size = fit(one_line(alert.source), SOURCE_LIMIT)
+            head += f"\n<i>{source}</i>"
+            used += 1 + size
+        tail, tail_units = self._tail(alert)
+        body_text = alert.message if self.format == self.default_formatter else self.render(alert).text
+        body, _ = fit(body_text, TEXT_LIMIT - used - 2 - (2 + tail_units if tail else 0))
+        return head + "\n\n" + body + ("\n\n" + tail if tail else "")
+
+    def _tail(self, alert: Alert) -> tuple[str, int]:
+        """Metadata lines, links, tags and the id: ``(html, visible units)``, within ``TAIL_LIMIT``."""
+        full = self.format == self.default_formatter
+        kept: list[tuple[str, int]] = []  # links, tags and id are always shown (each within its limit)
+        links: list[str] = []
+        size = 0
+        for label_, url in alert.links:
+            if len(links) == LINKS:
                 break
-            units -= excess
-            message = ""
-        return head + "\n\n" + message + ("\n\n" + "\n".join(tail) if tail else "")
+            if len(url) <= LINK_URL_LIMIT:
+                text, text_units = fit(one_line(label_) or "link", LINK_LABEL_LIMIT)
+                links.append(f'<a href="{escape_attribute(url)}">{text}</a>')
+                size += text_units
+        if links:
+            kept.append((" | ".join(links), size + 3 * (len(links) - 1)))
+        if full and alert.tags:
+            kept.append(fit("tags: " + ", ".join(alert.tags), TAGS_LIMIT))
+        if full:
+            ident, size = fit(alert.correlation_id, ID_LIMIT)
+            kept.append((f"<code>{ident}</code>", size))
+        lines: list[tuple[str, int]] = []
+        if full and alert.metadata:
+            room = TAIL_LIMIT - sum(size + 1 for _, size in kept) - 48  # 48: the "N more" note
+            shown = metadata_lines(dict(islice(alert.metadata.items(), METADATA_LINES)))
+            for key, value in shown:
+                key_html, key_units = fit(one_line(key), KEY_LIMIT)
+                value_html, value_units = fit(one_line(value), VALUE_LIMIT)
+                size = key_units + 2 + value_units
+                if size + 1 > room:
+                    break
+                lines.append((f"<b>{key_html}</b>: {value_html}", size))
+                room -= size + 1
+            hidden = len(alert.metadata) - len(lines)
+            if hidden:
+                note = f"{hidden} more metadata fields not shown"
+                lines.append((f"<i>{note}</i>", units(note)))
+        parts = lines + kept
+        return "\n".join(html for html, _ in parts), sum(size for _, size in parts) + max(0, len(parts) - 1)
 
     def build_payload(self, alert: Alert) -> dict[str, Any]:
         """The JSON body of ``sendMessage`` (0.1.x name)."""
@@ -231,14 +223,13 @@ class TelegramBotTransport(BaseTransport):
         if body.get("ok") is True and 200 <= response.status < 300:
             return
         description = body.get("description")
-        detail = str(description)[:200] if isinstance(description, str) else None
+        # Redact before cutting: a cut first could keep the head of a secret the redactor no longer recognises.
+        detail = redact_text(description)[:ERROR_TEXT_LIMIT] if isinstance(description, str) else None
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
-        if isinstance(parameters, dict) and parameters.get("migrate_to_chat_id") is not None:
-            detail = (
-                f"{detail or 'Bad Request'}; the group became a supergroup with chat_id "
-                f"{parameters['migrate_to_chat_id']}: update chat_id"
-            )
+        migrated = parameters.get("migrate_to_chat_id") if isinstance(parameters, dict) else None
+        if isinstance(migrated, int) and not isinstance(migrated, bool):
+            detail = f"{detail or 'Bad Request'}; the group became a supergroup with chat_id {migrated}: update chat_id"
             raise_for_status(response, provider="Telegram", detail=detail, retryable=False)
         if 200 <= response.status < 300:  # ok: false with a 2xx status
             raise_for_status(response, provider="Telegram", detail=detail or "ok is false", retryable=False)
@@ -251,3 +242,7 @@ class TelegramBotTransport(BaseTransport):
 
     def close(self) -> None:
         self._http.close()
+
+    def __repr__(self) -> str:
+        # Safe on a half-built instance; the chat id is not a secret, the token is never shown.
+        return f"{type(self).__name__}(name={self.name!r}, chat_id={getattr(self, 'chat_id', None)!r})"
