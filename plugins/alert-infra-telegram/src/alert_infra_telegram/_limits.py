@@ -80,6 +80,9 @@ def fit(text: str, limit: int) -> tuple[str, int]:
             break
         pieces.append(piece)
         used += size
+    if pieces and pieces[-1] == "@\u2060":  # its word character was cut: the marker follows, nothing to disarm
+        pieces[-1] = "@"
+        used -= 1
     return "".join(pieces) + TRUNCATED, used + marker
 
 
