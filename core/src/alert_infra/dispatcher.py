@@ -220,16 +220,9 @@ class _Channel:
             for field in fields or ():
                 value, error = _read(transport, field, None)
                 self.broken = self.broken or error
-                _register_secret(value, transport)
+                register_secret(value, owner=transport)
         except Exception as exc:  # noqa: BLE001 - secret_fields that cannot be iterated
             self.broken = self.broken or exc
-
-
-def _register_secret(value: Any, owner: Any) -> None:
-    try:
-        register_secret(value, owner=owner)  # type: ignore[call-arg]
-    except TypeError:  # FIXME(session): until security.register_secret takes owner=
-        register_secret(value)
 
 
 class _Flow:
@@ -323,9 +316,9 @@ class AlertDispatcher:
             raise AlertValidationError(f"transports: must be a list of transports, got a {type(transports).__name__}")
         self.transports = list(transports or [])
         for transport in self.transports:
-            send, _ = _read(transport, "send", None)
-            asend, _ = _read(transport, "asend", None)
-            if not callable(send) and not callable(asend):
+            send, error = _read(transport, "send", None)
+            asend, error2 = _read(transport, "asend", None)
+            if not callable(send) and not callable(asend) and error is None and error2 is None:
                 raise AlertValidationError(f"transport {type(transport).__name__} has no send(alert) method")
         self.enabled = enabled
         self.raise_on_failure = raise_on_failure

@@ -49,7 +49,7 @@ from .exceptions import (
     PluginLoadError,
     UnknownTransportError,
 )
-from .security import _safe_str, redact_text, register_redactors, register_secret
+from .security import _safe_str, redact_text, register_redactors, register_secret, release_secrets
 
 if TYPE_CHECKING:
     from .formatting import Formatter
@@ -578,8 +578,12 @@ class PluginHost:
         options = dict(options or {})
         cls = self.transport_class(type_name)
         secret_fields = tuple(getattr(cls, "secret_fields", ()) or ())
+        # Registered before the constructor runs (its errors must not echo a secret), under a
+        # scope of this build; handed to the transport once it exists, so the secrets live as
+        # long as the channel and no longer (a refused build releases them with the scope).
+        scope = _BuildScope()
         for field in secret_fields:
-            register_secret(options.get(field))
+            register_secret(options.get(field), owner=scope)
         import inspect
 
         try:
@@ -627,6 +631,9 @@ class PluginHost:
                 transport.name = channel
             except AttributeError:
                 pass
+        for field in secret_fields:
+            register_secret(options.get(field), owner=transport)
+        release_secrets(scope)
         return transport
 
     # -- hooks ---------------------------------------------------------------------------
@@ -669,6 +676,10 @@ class PluginHost:
                 for record in sorted(self.records.values(), key=lambda r: (not r.builtin, r.name))
                 if include_builtin or not record.builtin
             ]
+
+
+class _BuildScope:
+    """The owner of a channel's secrets while its transport is being built."""
 
 
 _HOST: PluginHost | None = None

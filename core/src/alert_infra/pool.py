@@ -235,7 +235,9 @@ class WorkerPool:
                     written_off = task.written_off
                     if written_off:
                         self._overdue -= 1
-                task.context = None
+                # Drop what the task referenced before this thread waits again: an idle thread
+                # must not keep the submitter (a dispatcher dropped without close()) alive.
+                task.context = task.fn = task.args = None  # type: ignore[assignment]
                 task._done.release()
                 if task.on_done is not None:
                     _call_quietly(task.on_done, task)
@@ -243,6 +245,7 @@ class WorkerPool:
                     if task.late is not None:
                         _call_quietly(task.late, task)
                     return  # a replacement took this thread's place
+            del task
             with self._lock:
                 if self._closed:
                     return
