@@ -458,7 +458,7 @@ def test_property_token_bucket_never_exceeds_its_budget_and_its_wait_is_honest(s
         wait, index = refused
         assert index == 0 and 0 < wait <= per / rate + 1e-9
         probe = MemoryState(clock=lambda at=now[0] + wait + 1e-9: at)
-        probe._buckets = dict(state._buckets)
+        probe._buckets = state._buckets.copy()
         assert probe.acquire([bucket]) is None
     for i, start in enumerate(admitted):
         for j in range(i, len(admitted)):

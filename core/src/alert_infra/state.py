@@ -112,29 +112,65 @@ class StateBackend:
         """Release connections, if any."""
 
 
+#: The most de-duplication claims, and separately the most token buckets, one :class:`MemoryState`
+#: keeps (``MemoryState(max_entries=...)`` changes it). Expired claims and refilled buckets are
+#: swept as they expire; the cap only matters when more distinct alerts than this are inside
+#: their windows at once. Then the oldest entry is evicted and counted (``state.evicted``, and one
+#: warning): an evicted claim lets its alert through once more, an evicted bucket starts full
+#: again, so a full state fails open (more delivery), never closed.
+MAX_ENTRIES = 100_000
+#: The most expired entries one operation sweeps: the cost of an operation stays O(log n)
+#: however many entries expire at the same moment (each entry is swept once, amortised O(1)).
+SWEEP_STEP = 64
+
+
 class MemoryState(StateBackend):
     """State in this process, shared by its threads (the default).
 
-    ``clock`` (default :func:`time.monotonic`) can be injected by tests. Memory
-    stays bounded: expired claims and buckets that have refilled completely
-    (which are indistinguishable from absent ones) are swept out periodically.
+    ``clock`` (default :func:`time.monotonic`) can be injected by tests.
+
+    Memory is bounded whatever the workload: every claim and every written bucket has its
+    expiry on a heap (a claim expires at the end of its window, a bucket once it has refilled
+    completely, when it is indistinguishable from an absent one), and each operation sweeps
+    what has expired, with or without throttling. On top of that, at most ``max_entries``
+    claims and ``max_entries`` buckets are kept (see :data:`MAX_ENTRIES`).
+
+    Fork-safe: a forked child gets a new lock (the parent's may have been held by another
+    thread at the fork) and keeps the parent's claims and budgets as they were.
     """
 
     name = "memory"
 
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None, *, max_entries: int = MAX_ENTRIES) -> None:
+        from collections import OrderedDict
+
+        from ._checks import check_count
+        from ._lifecycle import on_fork_in_child
+
         self._clock = clock or time.monotonic
+        self._max = check_count(max_entries, "max_entries")
         self._lock = allocate_lock()
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
-        self._claims: dict[str, tuple[float, str]] = {}  # key -> (expires at, token)
-        self._ops = 0
+        self._buckets: OrderedDict[str, tuple[float, float, int]] = OrderedDict()  # key -> (tokens, at, serial)
+        self._claims: OrderedDict[str, tuple[float, str]] = OrderedDict()  # key -> (expires at, token)
+        self._bucket_heap: list[tuple[float, str, int]] = []  # (full again at, key, serial of the write)
+        self._claim_heap: list[tuple[float, str, str]] = []  # (expires at, key, token)
         self._serial = 0
+        self.evicted = 0  # entries dropped by the max_entries cap
+        on_fork_in_child(self, MemoryState._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = allocate_lock()
+
+    def __len__(self) -> int:
+        """Claims and buckets held (live or not yet swept)."""
+        return len(self._claims) + len(self._buckets)
 
     def admit(
         self, claim_key: str | None, window: float, buckets: Sequence[Bucket]
     ) -> tuple[str, str | None, float, int]:
         with self._lock:
             now = self._clock()
+            self._sweep(now)
             if claim_key is not None:
                 held = self._claims.get(claim_key)
                 if held is not None and held[0] > now:
@@ -142,23 +178,21 @@ class MemoryState(StateBackend):
             refused = self._acquire(buckets, now) if buckets else None
             if refused is not None:
                 return "throttled", None, refused[0], refused[1]
-            token = None
-            if claim_key is not None:
-                self._serial += 1
-                token = str(self._serial)
-                self._claims[claim_key] = (now + window, token)
+            token = self._claim(claim_key, window, now) if claim_key is not None else None
             return "ok", token, 0.0, -1
 
     def acquire(self, buckets: Sequence[Bucket]) -> tuple[float, int] | None:
         with self._lock:
-            return self._acquire(buckets, self._clock())
+            now = self._clock()
+            self._sweep(now)
+            return self._acquire(buckets, now)
 
     def _acquire(self, buckets: Sequence[Bucket], now: float) -> tuple[float, int] | None:
-        self._maybe_sweep(now)
         levels = []
         wait, refused = 0.0, -1
         for index, bucket in enumerate(buckets):
-            tokens, at = self._buckets.get(bucket.key, (bucket.capacity, now))
+            level = self._buckets.get(bucket.key)
+            tokens, at = (level[0], level[1]) if level is not None else (bucket.capacity, now)
             tokens = min(bucket.capacity, tokens + max(0.0, now - at) * bucket.refill)
             levels.append(tokens)
             if tokens < 1.0:
@@ -167,21 +201,36 @@ class MemoryState(StateBackend):
                     wait, refused = need, index
         if refused >= 0:
             return wait, refused
+        from heapq import heappush
+
         for bucket, tokens in zip(buckets, levels):
-            self._buckets[bucket.key] = (tokens - 1.0, now)
+            self._serial += 1
+            self._buckets[bucket.key] = (tokens - 1.0, now, self._serial)
+            self._buckets.move_to_end(bucket.key)
+            full_at = now + (bucket.capacity - tokens + 1.0) / bucket.refill
+            heappush(self._bucket_heap, (full_at, bucket.key, self._serial))
+        self._cap(self._buckets, self._bucket_heap)
         return None
+
+    def _claim(self, key: str, window: float, now: float) -> str:
+        from heapq import heappush
+
+        self._serial += 1
+        token = str(self._serial)
+        self._claims[key] = (now + window, token)
+        self._claims.move_to_end(key)
+        heappush(self._claim_heap, (now + window, key, token))
+        self._cap(self._claims, self._claim_heap)
+        return token
 
     def claim(self, key: str, window: float) -> str | None:
         with self._lock:
             now = self._clock()
-            self._maybe_sweep(now)
+            self._sweep(now)
             held = self._claims.get(key)
             if held is not None and held[0] > now:
                 return None
-            self._serial += 1
-            token = str(self._serial)
-            self._claims[key] = (now + window, token)
-            return token
+            return self._claim(key, window, now)
 
     def release(self, key: str, token: str) -> None:
         with self._lock:
@@ -193,16 +242,63 @@ class MemoryState(StateBackend):
         with self._lock:
             self._buckets.clear()
             self._claims.clear()
+            self._bucket_heap.clear()
+            self._claim_heap.clear()
 
-    def _maybe_sweep(self, now: float) -> None:
-        self._ops += 1
-        if self._ops < 1024:
-            return
-        self._ops = 0
-        self._claims = {k: v for k, v in self._claims.items() if v[0] > now}
-        # A bucket untouched for an hour has refilled unless its rate is below one per hour;
-        # dropping it then is exact for every realistic throttle and bounds memory.
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 3600.0}
+    def _sweep(self, now: float) -> None:
+        """Drop up to :data:`SWEEP_STEP` claims and buckets whose time has passed (under the lock).
+
+        A heap entry is stale when its key was written again since (the claim's token, the
+        bucket's write serial differ): then only the heap entry goes.
+        """
+        from heapq import heappop
+
+        heap = self._claim_heap
+        claims = self._claims
+        for _ in range(SWEEP_STEP):
+            if not heap or heap[0][0] > now:
+                break
+            _, key, token = heappop(heap)
+            held = claims.get(key)
+            if held is not None and held[1] == token:
+                del claims[key]
+        bheap = self._bucket_heap
+        buckets = self._buckets
+        for _ in range(SWEEP_STEP):
+            if not bheap or bheap[0][0] > now:
+                break
+            _, key, serial = heappop(bheap)
+            level = buckets.get(key)
+            if level is not None and level[2] == serial:
+                del buckets[key]
+
+    def _cap(self, entries: Any, heap: list[Any]) -> None:
+        """Evict the oldest entries beyond ``max_entries``; rebuild a heap grown with stale entries."""
+        if len(entries) > self._max:
+            over = len(entries) - self._max
+            for _ in range(over):
+                entries.popitem(last=False)
+            first = not self.evicted
+            self.evicted += over
+            if first:
+                import logging
+
+                logging.getLogger("alert_infra").warning(
+                    "alert state in memory is full (%d entries): the oldest de-duplication claims and "
+                    "throttle budgets are evicted (counted in MemoryState.evicted); alerts are still delivered",
+                    self._max,
+                )
+        if len(heap) > 2 * self._max + 1024:
+            from heapq import heapify
+
+            if entries is self._claims:
+                heap[:] = [(v[0], k, v[1]) for k, v in self._claims.items()]
+            else:
+                # Without the bucket's capacity at hand, a live bucket is kept until the longest
+                # refill of the remaining entries: never early (exact), at worst a little late.
+                latest = max((e[0] for e in heap), default=0.0)
+                heap[:] = [(latest, k, v[2]) for k, v in self._buckets.items()]
+            heapify(heap)
 
     def __repr__(self) -> str:
         return "MemoryState()"
@@ -236,7 +332,7 @@ for i = 2, #KEYS do
   local cap = tonumber(ARGV[2 * i - 1])
   local rate = tonumber(ARGV[2 * i])
   redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - 1), 'at', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate) + 1000)
+  redis.call('PEXPIRE', KEYS[i], math.min(math.ceil(cap / rate) + 1000, 1e15))
 end
 if KEYS[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
 return {1, '0', -1}
@@ -256,11 +352,17 @@ class RedisState(StateBackend):
             treated as a secret: it never appears in a log line, error or repr.
         prefix: the namespace of every key (default ``alert-infra``), so that
             several applications can share one Redis.
-        timeout: socket connect/read timeout in seconds (default 0.5): a slow
-            Redis must not hold up an alert.
+        timeout: socket connect/read timeout in seconds (default 0.5, at most
+            :data:`~alert_infra._checks.MAX_TIMEOUT`): a slow Redis must not hold up an alert.
         retry_interval: after a failure, how long the backend stays on local
-            memory before trying Redis again (default 5 s).
+            memory before trying Redis again (default 5 s, from 0 to 30 days).
         client: an existing ``redis.Redis`` client to use instead of ``url``.
+
+    Lifecycle: a backend built from a URL owns its client. Dropped without :meth:`close`,
+    its connections are closed when it is collected (``weakref.finalize``). In a process
+    forked from this one (gunicorn ``--preload``, Celery prefork), the child builds a new
+    client with its own connection pool on the fork itself, so parent and child never share
+    a socket (see :meth:`_after_fork` for a client passed in by the application).
 
     Needs the ``redis`` package: ``pip install 'alert-infra[redis]'``.
     """
@@ -278,9 +380,16 @@ class RedisState(StateBackend):
         client: Any = None,
         logger_: logging.Logger | None = None,
     ) -> None:
+        from ._checks import MAX_WINDOW, check_seconds
+        from ._lifecycle import on_fork_in_child
         from .exceptions import AlertConfigurationError
         from .security import register_secret
 
+        timeout = check_seconds(timeout, "state.timeout", error=AlertConfigurationError)
+        retry_interval = check_seconds(
+            retry_interval, "state.retry_interval", maximum=MAX_WINDOW, zero=True, error=AlertConfigurationError
+        )
+        factory: Callable[[], Any] | None = None
         if client is None:
             if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
                 raise AlertConfigurationError("state: a Redis URL starts with redis://, rediss:// or unix://")
@@ -291,32 +400,66 @@ class RedisState(StateBackend):
                 raise AlertConfigurationError(
                     "state: a Redis URL needs the redis package: pip install 'alert-infra[redis]'"
                 ) from None
-            try:
-                from redis.backoff import NoBackoff
-                from redis.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
+            def factory(url: str = url, timeout: float = timeout) -> Any:
                 # No client-side retries: a dead Redis must cost one short timeout, after which
                 # this backend falls back to memory for `retry_interval`; retrying inside the
                 # client would multiply the wait on every alert's path.
-                client = redis.Redis.from_url(
+                return redis.Redis.from_url(
                     url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
                 )
+
+            try:
+                client = factory()
             except ValueError:
                 # redis-py's message quotes the URL: never pass it on.
                 raise AlertConfigurationError("state: not a valid Redis URL") from None
             password = getattr(client, "connection_pool", None)
             password = getattr(password, "connection_kwargs", {}).get("password")
             register_secret(password)
-        self._client = client
+        self._factory = factory  # set when this backend owns its client (built from the URL)
         self._prefix = prefix
         self._retry_interval = retry_interval
-        self._release_script = client.register_script(_RELEASE)
-        self._admit_script = client.register_script(_ADMIT)
         self._fallback = MemoryState()
         self._down_until = 0.0
         self._down = False
         self._lock = allocate_lock()
         self._logger = logger_
+        self._use(client)
+        if factory is not None:
+            import weakref
+
+            # Dropped without close(): its connections go with it (the box follows a client
+            # replaced in a forked child).
+            weakref.finalize(self, _disconnect, self._box)
+        on_fork_in_child(self, RedisState._after_fork)
+
+    def _use(self, client: Any) -> None:
+        self._client = client
+        self._release_script = client.register_script(_RELEASE)
+        self._admit_script = client.register_script(_ADMIT)
+        box = getattr(self, "_box", None)
+        if box is None:
+            self._box: list[Any] = [client]
+        else:
+            box[0] = client
+
+    def _after_fork(self) -> None:
+        """In a forked child: a lock of its own and, for a client this backend built, a new
+        client (its own connection pool; the parent's sockets are left alone, never shut down).
+
+        The inherited pool's locks are replaced first (another thread of the parent may have
+        held them at the fork: redis-py's own process-id check would then wait for ever, or
+        5 s and raise, when the pool is next used or collected). A client passed in by the
+        application stays the application's: with fresh locks, redis-py's own process-id check
+        gives the child new connections on its first command.
+        """
+        self._lock = allocate_lock()
+        _reinit_pool_locks(self._client)
+        if self._factory is not None:
+            self._use(self._factory())  # the inherited client goes: its pool can no longer deadlock
 
     @property
     def logger(self) -> logging.Logger:
@@ -407,9 +550,37 @@ class RedisState(StateBackend):
                 close()
             except Exception:  # noqa: BLE001, S110 - closing a dead connection is not news
                 pass
+        if self._factory is not None:
+            _disconnect(self._box)
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"RedisState(prefix={self._prefix!r})"
+
+
+def _reinit_pool_locks(client: Any) -> None:
+    """Replace (never acquire) the locks of ``client``'s redis-py connection pool, in a forked child."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return
+    import threading
+
+    for attr in ("_lock", "_fork_lock"):
+        if hasattr(pool, attr):
+            try:
+                setattr(pool, attr, threading.RLock())
+            except Exception:  # noqa: BLE001, S110 - a pool of another shape: its own check applies
+                pass
+
+
+def _disconnect(box: list[Any]) -> None:
+    """Close the connections of the client in ``box`` (a finaliser: it must not refer to the backend)."""
+    pool = getattr(box[0], "connection_pool", None)
+    disconnect = getattr(pool, "disconnect", None)
+    if callable(disconnect):
+        try:
+            disconnect()
+        except Exception:  # noqa: BLE001, S110 - closing a dead connection is not news
+            pass
 
 
 def open_state(spec: Any = None, **kwargs: Any) -> StateBackend:

@@ -1,0 +1,214 @@
+"""State backends across a real ``os.fork()`` (issue 10 item 2), and Redis connections of
+dropped backends (item 4).
+
+Before: a fork while another thread held MemoryState's lock (or the Redis connection pool's)
+deadlocked the child for ever on its first alert.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from alert_infra.state import Bucket, MemoryState, RedisState
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+
+REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 13
+URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+CHILD_TIMEOUT = 20.0  # the bug waits for ever; a healthy child answers in well under a second
+
+
+def run_in_child(work: Callable[[], Any], timeout: float = CHILD_TIMEOUT) -> Any:
+    """Run ``work`` in a forked child and return what it returned (JSON); the child is killed
+    (and the test fails) when it does not answer within ``timeout`` seconds."""
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "this process is multi-threaded": the point
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.close(read)
+            try:
+                payload = {"ok": True, "value": work()}
+            except BaseException as exc:
+                payload = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            data = json.dumps(payload).encode()
+            while data:
+                data = data[os.write(write, data) :]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill(pid)
+                pid = 0
+                raise AssertionError(f"the forked child did not answer within {timeout:g}s (deadlocked?)")
+            ready, _, _ = select.select([read], [], [], remaining)
+            if ready:
+                chunk = os.read(read, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(read)
+        if pid:
+            os.waitpid(pid, 0)
+    result = json.loads(b"".join(chunks) or b'{"ok": false, "error": "no answer"}')
+    assert result["ok"], result.get("error")
+    return result["value"]
+
+
+def _kill(pid: int) -> None:
+    """SIGABRT first (faulthandler, which pytest enables, prints where the child hung), then SIGKILL."""
+    os.kill(pid, signal.SIGABRT)
+    for _ in range(50):
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+class Holder:
+    """A thread that holds ``lock`` until released (what another thread of a server does at the
+    moment a fork happens, made deterministic)."""
+
+    def __init__(self, lock: Any) -> None:
+        self.taken = threading.Event()
+        self.done = threading.Event()
+
+        def hold() -> None:
+            with lock:
+                self.taken.set()
+                self.done.wait(30)
+
+        self.thread = threading.Thread(target=hold, daemon=True)
+
+    def __enter__(self) -> Holder:
+        self.thread.start()
+        assert self.taken.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(10)
+
+
+def test_memory_state_forked_while_another_thread_holds_its_lock_works_in_the_child() -> None:
+    state = MemoryState()
+    assert state.claim("dd:ops:before", 60) is not None
+    with Holder(state._lock):
+
+        def child() -> list[Any]:
+            return [
+                state.claim("dd:ops:before", 60),  # the parent's claim is inherited: a duplicate
+                state.claim("dd:ops:new", 60) is not None,
+                state.acquire([Bucket("tb:ops", 1, 1, 60)]),
+            ]
+
+        assert run_in_child(child) == [None, True, None]
+    assert state.claim("dd:ops:new", 60) is not None  # the child's claims stay in the child
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    try:
+        import redis
+    except ImportError:
+        pytest.skip("service unavailable: redis (the redis package is not installed: pip install 'alert-infra[redis]')")
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"service unavailable: redis at {REDIS_HOST}:{REDIS_PORT} ({type(exc).__name__})")
+    yield URL
+    client.close()
+
+
+def test_redis_state_in_a_forked_child_has_its_own_connection_and_leaves_the_parents_alone(redis_url: str) -> None:
+    state = RedisState(redis_url, prefix=f"fork-{os.getpid()}")
+    try:
+        assert state.claim("dd:ops:k", 60) is not None
+        parent_id = state._client.client_id()
+        # Another thread of the parent is inside the pool (holds its lock) at the moment of the fork.
+        with Holder(state._client.connection_pool._lock):
+
+            def child() -> list[Any]:
+                return [state._client.client_id(), state.claim("dd:ops:k", 60), state.claim("dd:ops:c", 60) is not None]
+
+            child_id, duplicate, claimed = run_in_child(child)
+        assert child_id != parent_id  # a connection of its own
+        assert duplicate is None and claimed  # the same shared state
+        # The child's exit closed nothing of ours: the parent's connection is the one it had.
+        assert state._client.client_id() == parent_id
+        assert state.claim("dd:ops:c", 60) is None
+    finally:
+        state.clear()
+        state.close()
+
+
+def _redis_sockets() -> int:
+    """Open TCP sockets of this process to the Redis port (from /proc, no psutil)."""
+    inodes = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table) as handle:
+                lines = handle.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == REDIS_PORT and fields[9] in inodes:
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_300_redis_states_dropped_without_close_release_their_connections(redis_url: str) -> None:
+    gc.collect()
+    baseline = _redis_sockets()
+    for i in range(300):
+        state = RedisState(redis_url, prefix=f"drop-{os.getpid()}-{i}")
+        assert state.claim("dd:ops:k", 5) is not None
+        assert _redis_sockets() >= baseline + 1 or i > 0
+        del state
+    gc.collect()
+    assert _redis_sockets() <= baseline + 1, (baseline, _redis_sockets())
+
+
+def test_redis_state_settings_are_range_checked_without_quoting() -> None:
+    from alert_infra import AlertConfigurationError
+
+    for kwargs, name in (
+        ({"timeout": 10**400}, "state.timeout"),
+        ({"retry_interval": float("nan")}, "state.retry_interval"),
+    ):
+        with pytest.raises(AlertConfigurationError, match=f"{name}: must be"):
+            RedisState(URL, **kwargs)
