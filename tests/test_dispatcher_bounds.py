@@ -447,3 +447,33 @@ def test_a_timed_out_send_does_not_make_its_retry_a_duplicate() -> None:
     third = dispatcher.send(ALERT)
     assert third.deduplicated == ("ops",)
     dispatcher.close()
+
+
+# -- speed without giving up the timeout: a self-bounded transport runs in the caller's thread -------
+@pytest.mark.parametrize(
+    ("max_send_time", "timeout", "in_caller"), [(0.5, 10, True), (20, 10, False), (None, 10, False)]
+)
+def test_a_self_bounded_transport_runs_in_the_callers_thread(
+    max_send_time: float | None, timeout: float, in_caller: bool
+) -> None:
+    where = []
+
+    class Bounded(Blocking):
+        def send(self, alert: Alert) -> None:
+            where.append(threading.current_thread() is threading.main_thread())
+
+    transport = Bounded(name="b")
+    transport.max_send_time = max_send_time  # type: ignore[attr-defined]
+    dispatcher = AlertDispatcher([transport], timeout=timeout)
+    assert dispatcher.send(ALERT).sent == ("b",)
+    # With another channel in flight, still at most one self-bounded channel in the caller's thread.
+    other = Bounded(name="c")
+    other.max_send_time = max_send_time  # type: ignore[attr-defined]
+    both = AlertDispatcher([transport, other], timeout=timeout)
+    assert both.send(ALERT).sent == ("b", "c")
+    assert where[0] is in_caller
+    assert sorted(where[1:]) == ([False, True] if in_caller else [False, False])
+    # Retries wait between tries: such a channel goes to a worker whatever it declares.
+    retrying = AlertDispatcher([transport], timeout=timeout, routes={"b": Route(retry={"attempts": 3})})
+    retrying.send(ALERT)
+    assert where[-1] is False

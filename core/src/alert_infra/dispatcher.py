@@ -198,7 +198,19 @@ class Route:
 class _Channel:
     """A transport as the dispatcher sees it: its name, how to call it, its settings, its health."""
 
-    __slots__ = ("name", "transport", "timeout", "blocking", "send", "asend", "policy", "broken", "overdue")
+    __slots__ = (
+        "name",
+        "transport",
+        "timeout",
+        "blocking",
+        "send",
+        "asend",
+        "policy",
+        "broken",
+        "overdue",
+        "max_send_time",
+        "inline",
+    )
 
     def __init__(self, transport: Any, timeout: float) -> None:
         self.transport = transport
@@ -215,6 +227,10 @@ class _Channel:
         asend, error4 = _read(transport, "asend", None)
         self.asend = asend if callable(asend) else None
         fields, error5 = _read(transport, "secret_fields", ())
+        bound, _ = _read(transport, "max_send_time", None)
+        ok = isinstance(bound, (int, float)) and not isinstance(bound, bool) and 0 < bound < float("inf")
+        self.max_send_time: float | None = float(bound) if ok else None
+        self.inline = False  # set by settle()
         self.broken = error or error2 or error3 or error4 or error5
         try:
             for field in fields or ():
@@ -223,6 +239,18 @@ class _Channel:
                 register_secret(value, owner=transport)
         except Exception as exc:  # noqa: BLE001 - secret_fields that cannot be iterated
             self.broken = self.broken or exc
+
+    def settle(self) -> None:
+        """Decide where this channel runs in :meth:`AlertDispatcher.send`: in the caller's thread
+        when it never waits on I/O (``blocking = False``) or bounds its own time within the
+        channel's timeout (``max_send_time``, as the shared HTTP layer's total deadline does) and
+        has no retries to wait between; else in a worker thread, so the caller can stop waiting."""
+        self_bounded = (
+            self.max_send_time is not None
+            and self.max_send_time <= self.timeout
+            and (self.policy is None or self.policy.retry is None)
+        )
+        self.inline = self.send is not None and (not self.blocking or self_bounded)
 
 
 class _Flow:
@@ -393,6 +421,7 @@ class AlertDispatcher:
                         channel.timeout = route.timeout
                     if route is not None and route.has_policy:
                         channel.policy = route
+                    channel.settle()
                     channels.append(channel)
                 self._channels = channels
                 self._channel_key = key
@@ -892,7 +921,7 @@ class AlertDispatcher:
         alert, plan, outcomes = self._select(alert, channels)
         selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
         started = time.perf_counter()
-        if len(selected) == 1 and not selected[0].blocking and selected[0].send is not None:
+        if len(selected) == 1 and selected[0].inline:
             channel = selected[0]
             delivered = [self._refusal(channel, started) or self._run(_Flow(channel, alert, started), alert)]
         elif selected:
@@ -910,11 +939,15 @@ class AlertDispatcher:
     def _deliver(self, selected: list[_Channel], alert: Alert, started: float) -> list[ChannelOutcome]:
         pool = None
         running: list[tuple[_Channel, _Flow | None, Task | ChannelOutcome | None]] = []
+        # In the caller's thread: the in-memory channels, and at most one self-bounded one (the
+        # last): the others are in flight meanwhile, so the caller's thread is not idle.
+        self_bounded = [c for c in selected if c.inline and c.blocking]
+        in_caller = self_bounded[-1] if self_bounded else None
         for channel in selected:
             refusal = self._refusal(channel, started)
             if refusal is not None:
                 running.append((channel, None, refusal))
-            elif channel.blocking or channel.send is None:
+            elif not channel.inline or (channel.blocking and channel is not in_caller):
                 if pool is None:
                     pool = self._workers()
                 new = _Flow(channel, alert, started)
