@@ -26,8 +26,24 @@ and function, never local variables). The handler:
   template and exception class, whatever its arguments) is sent at most once
   per ``dedup_window``, and at most ``rate`` alerts per ``per`` seconds leave
   the handler. The channels' own policies apply on top;
-* **flushes at exit**: an ``atexit`` hook (and :meth:`close`) waits up to
-  ``flush_timeout`` seconds for queued alerts.
+* **flushes at exit, within a bound, and says what it could not deliver**: at
+  interpreter exit the handler waits at most ``flush_timeout`` seconds *in all*
+  (default 5 s) for queued records, then writes one line on standard error with the
+  number of records still undelivered (and of those dropped by a full queue), so a
+  record is never lost without a word. The wait starts in :mod:`threading`'s own exit
+  hook, the one :mod:`concurrent.futures` uses, which runs before the interpreter
+  starts finalising (from Python 3.12 no thread can start after that, and the
+  dispatcher's workers are threads), and ends in :meth:`close`, which ``atexit`` and
+  :func:`logging.shutdown` call; daemon threads are frozen only after both.
+  :meth:`close` in application code waits up to ``flush_timeout`` too;
+* **survives a fork**: in a child process (gunicorn ``--preload``, Celery prefork)
+  the handler starts empty, with a queue and locks of its own and no delivery thread
+  until its first record (records queued in the parent are the parent's: never
+  delivered twice).
+
+Bounds (module constants): ``queue_size`` up to :data:`MAX_QUEUE_SIZE`,
+``flush_timeout`` up to :data:`MAX_FLUSH_TIMEOUT`; ``dedup_window``, ``rate`` and
+``per`` as a channel's (:mod:`alert_infra.policies`).
 """
 
 from __future__ import annotations
@@ -43,7 +59,15 @@ if TYPE_CHECKING:
     from .alert import Alert
     from .dispatcher import AlertDispatcher
 
-__all__ = ["AlertHandler"]
+__all__ = ["MAX_FLUSH_TIMEOUT", "MAX_QUEUE_SIZE", "AlertHandler"]
+
+#: The largest ``queue_size`` of an :class:`AlertHandler` (records waiting for delivery).
+MAX_QUEUE_SIZE = 1_000_000
+#: The longest ``flush_timeout`` (seconds :meth:`AlertHandler.close` and interpreter exit wait).
+MAX_FLUSH_TIMEOUT = 300.0
+#: How long :meth:`AlertHandler.close` waits for the delivery thread to stop once the queue is
+#: flushed (seconds; on top of ``flush_timeout``).
+JOIN_TIMEOUT = 0.5
 
 _LEVELS = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WARNING, "warning"))
 _OWN_THREAD_PREFIX = "alert-infra"  # the dispatcher's workers and this handler's thread
@@ -88,23 +112,46 @@ class AlertHandler(logging.Handler):
         flush_timeout: float = 5.0,
     ) -> None:
         super().__init__(level)
-        import queue
-
+        from ._checks import MAX_WINDOW, check_count, check_seconds
+        from ._lifecycle import on_fork_in_child
         from .dispatcher import Route
+        from .policies import _rate
 
         self._dispatcher = dispatcher
         self.channels = list(channels) if channels is not None else None
         self.tags = tuple(tags)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, int(queue_size)))
+        self.queue_size = check_count(queue_size, "AlertHandler.queue_size", maximum=MAX_QUEUE_SIZE)
+        window = check_seconds(dedup_window, "AlertHandler.dedup_window", maximum=MAX_WINDOW, zero=True)
+        rate = _rate(rate, "AlertHandler.rate", zero=True)
+        per = check_seconds(per, "AlertHandler.per", maximum=MAX_WINDOW)
+        self.flush_timeout = check_seconds(
+            flush_timeout, "AlertHandler.flush_timeout", maximum=MAX_FLUSH_TIMEOUT, zero=True
+        )
         # The handler's own admission policy, built from the same parts as a channel's.
-        self._policy = Route(throttle={"rate": rate, "per": per} if rate else None, dedup_window=dedup_window or None)
-        self.flush_timeout = flush_timeout
+        self._policy = Route(throttle={"rate": rate, "per": per} if rate else None, dedup_window=window or None)
+        self._exit_hooked = False
+        self._reset()
+        on_fork_in_child(self, AlertHandler._after_fork)
+
+    def _reset(self) -> None:
+        """Fresh queue, locks, counters and no thread: at construction and in a forked child."""
+        import queue
+
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.queue_size)
         self.dropped = 0
         self.suppressed = 0
         self.dispatched = 0  # alerts handed to the dispatcher (see its results and stats for delivery)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._exit_deadline: float | None = None  # set when interpreter exit starts: one budget for all of it
+
+    def _after_fork(self) -> None:
+        # The parent's delivery thread does not exist here, its queue is the parent's work and
+        # its locks may have been held by another thread at the fork: replace them all. The exit
+        # hooks registered in the parent are inherited by the child (same process image).
+        self.createLock()
+        self._reset()
 
     # -- the caller's side --------------------------------------------------------------------
     def emit(self, record: logging.LogRecord) -> None:
@@ -143,12 +190,15 @@ class AlertHandler(logging.Handler):
         with self._start_lock:
             if self._thread is not None:
                 return
-            import atexit
-
             thread = threading.Thread(target=self._work, name=f"{_OWN_THREAD_PREFIX}-log-handler", daemon=True)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:  # the interpreter is shutting down: the record is reported by close()
+                return
             self._thread = thread
-            atexit.register(self.close)
+            if not self._exit_hooked:
+                self._exit_hooked = True
+                _hook_exit(self)
 
     # -- the delivery thread ---------------------------------------------------------------------
     @property
@@ -229,21 +279,48 @@ class AlertHandler(logging.Handler):
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Wait (up to ``flush_timeout``) until every queued record was delivered."""
+    def _wait(self, deadline: float) -> int:
+        """Wait until every queued record was handled or ``deadline``; the number still pending."""
         import time
 
-        if self._thread is None:
+        queue = self._queue
+        with queue.all_tasks_done:
+            while queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None or not self._thread.is_alive():
+                    break
+                queue.all_tasks_done.wait(min(remaining, 0.1))
+            return int(queue.unfinished_tasks)
+
+    def _deadline(self) -> float:
+        import time
+
+        if self._exit_deadline is not None:
+            return self._exit_deadline
+        return time.monotonic() + self.flush_timeout
+
+    def flush(self) -> None:
+        """Wait (up to ``flush_timeout``) until every queued record was delivered."""
+        if self._thread is None or self._closed:
             return
-        deadline = time.monotonic() + self.flush_timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
+        self._wait(self._deadline())
+
+    def _at_exit(self) -> None:
+        """The first exit hook: start the one ``flush_timeout`` budget of interpreter exit and
+        deliver while threads can still start (see the module docstring)."""
+        import time
+
+        if self._exit_deadline is None:
+            self._exit_deadline = time.monotonic() + self.flush_timeout
+        self.flush()
 
     def close(self) -> None:
-        """Flush, stop the delivery thread and report drops on standard error."""
+        """Flush (up to ``flush_timeout``), stop the delivery thread and report on standard
+        error what was not delivered: records still queued or in delivery, and records dropped
+        by a full queue."""
         if self._closed:
             return
-        self.flush()
+        pending = self._wait(self._deadline()) if self._thread is not None else self._queue.qsize()
         self._closed = True
         thread = self._thread
         if thread is not None:
@@ -251,12 +328,56 @@ class AlertHandler(logging.Handler):
                 self._queue.put_nowait(None)
             except Exception:  # noqa: BLE001, S110 - full after a timed-out flush: the daemon dies with us
                 pass
-            thread.join(timeout=0.5)
+            thread.join(timeout=JOIN_TIMEOUT)
+        problems = []
+        if pending:
+            problems.append(
+                f"{pending} log record(s) not delivered within flush_timeout={self.flush_timeout:g}s "
+                "(still queued or in delivery)"
+            )
         if self.dropped:
+            problems.append(f"dropped {self.dropped} log record(s): its queue was full")
+        if problems:
             import sys
 
-            sys.stderr.write(f"alert-infra: AlertHandler dropped {self.dropped} log record(s): its queue was full\n")
+            try:
+                sys.stderr.write(f"alert-infra: AlertHandler {'; '.join(problems)}\n")
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001, S110 - no stderr left at exit: nothing else to tell
+                pass
         super().close()
+
+
+def _hook_exit(handler: AlertHandler) -> None:
+    """Register ``handler``'s exit steps (weakly: a handler dropped before exit is not kept alive).
+
+    ``threading._register_atexit`` (Python 3.9+, what :mod:`concurrent.futures` uses) runs
+    before the interpreter finalises, while threads can still start; ``atexit`` and
+    :func:`logging.shutdown` then call :meth:`AlertHandler.close`, within the same budget.
+    """
+    import atexit
+    import weakref
+
+    ref = weakref.ref(handler)
+
+    def at_exit() -> None:
+        live = ref()
+        if live is not None:
+            live._at_exit()
+
+    def close() -> None:
+        live = ref()
+        if live is not None:
+            live._at_exit()  # no-op for the budget if it started already
+            live.close()
+
+    register = getattr(threading, "_register_atexit", None)
+    if callable(register):
+        try:
+            register(at_exit)
+        except RuntimeError:  # already shutting down
+            pass
+    atexit.register(close)
 
 
 def _summarise_exception(exc: BaseException, frames: int = 5) -> str:
