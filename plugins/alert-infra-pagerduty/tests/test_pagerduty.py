@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from alert_infra_pagerduty import PagerDutyTransport
-from hypothesis import given
+from alert_infra_pagerduty._limits import TRUNCATED, json_cut, json_size
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alert_infra import (
@@ -49,6 +50,11 @@ class PagerDutyFake:
             return 202, {"Content-Type": "text/html"}, "<html>accepted</html>"
         if request.path != "/v2/enqueue":
             return 404, {}, "not found"
+        if len(request.body) > 512_000:  # PagerDuty's documented total event limit
+            return 400, {}, {"status": "invalid event", "message": "Event object is invalid", "errors": ["too large"]}
+        if self.scenario == "echo_key":
+            errors = ["x" * 260 + " " + ROUTING_KEY]
+            return 400, {}, {"status": "invalid event", "message": "Event object is invalid", "errors": errors}
         event = request.json()
         errors = []
         if len(event.get("routing_key", "")) != 32:
@@ -160,7 +166,7 @@ class TestDelivery:
         """A summary over 1,024 chars and a payload over 512 KB are fitted, not refused."""
         _transport(server).send(_alert(title="t" * 5000, metadata={"blob": "x" * 600_000}))
         payload = fake.events[0]["payload"]
-        assert len(payload["summary"]) <= 1024 and "dropped" in payload["custom_details"]["note"]
+        assert len(payload["summary"]) <= 1024 and "reduced" in payload["custom_details"]["note"]
 
     @pytest.mark.parametrize(
         ("scenario", "error", "retry_after"),
@@ -251,3 +257,122 @@ class TestNoLeaks:
         blob = "\n".join(seen)
         assert ROUTING_KEY not in blob
         assert fake.events and all("[REDACTED]" in e["payload"]["custom_details"]["message"] for e in fake.events[:1])
+
+
+# -- limits under adversarial content (issue 10, item 8) -------------------------------------------------------------
+
+_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            *("@", "<", ">", "&", '"', "\\", "'", "\n", "\r\n", "\x00", "\x1b[31m", "\u202e", "\u2060", "\ufeff"),
+            *("\ud800", "\udfff", "😀", "👨\u200d👩", "𝕏", "é", "[", "]", "(", ")"),
+        ]
+    ),
+    st.characters(),
+    st.text(max_size=30),
+)
+_TEXT = st.lists(_PIECES, max_size=30).map("".join)
+_HUGE = st.one_of(_TEXT, st.tuples(_TEXT, st.integers(1, 1500)).map(lambda t: t[0] * t[1]))
+_URL = st.tuples(st.text(alphabet="abcxyz019@:/?&=%.-_~#<>\"'é😀", max_size=40), st.integers(1, 120)).map(
+    lambda t: "https://h.example/" + t[0] * t[1]
+)
+_VALUES = st.one_of(_HUGE, st.integers(), st.floats(allow_nan=False), st.lists(_TEXT, max_size=5))
+
+
+@st.composite
+def hostile_alerts(draw: Any) -> Alert:
+    return Alert(
+        "T" + draw(_HUGE),
+        "M" + draw(_HUGE),
+        severity=draw(st.sampled_from(["info", "warning", "error", "critical"])),
+        source=draw(st.one_of(st.none(), _HUGE)),
+        tags=draw(st.lists(_TEXT, max_size=100)),
+        metadata=draw(st.dictionaries(_TEXT, _VALUES, max_size=40)),
+        links=draw(st.lists(st.tuples(_TEXT, _URL), max_size=200)),
+        request_id=draw(st.one_of(st.none(), _TEXT)),
+        fingerprint=draw(st.one_of(st.none(), _HUGE.map(lambda s: "F" + s))),
+        redact_sensitive_data=False,  # the limits hold for any alert, redacted or not
+    )
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _assert_within_limits(event: dict) -> None:
+    """Every documented limit, on the exact body requests sends (json.dumps defaults) and as UTF-8."""
+    body = json.dumps(event, allow_nan=False).encode("ascii")
+    assert len(body) <= 512_000
+    json.dumps(event, ensure_ascii=False).encode("utf-8")  # strict: no lone surrogate
+    assert 1 <= _units(event["dedup_key"]) <= 255
+    payload = event.get("payload")
+    if payload is not None:
+        assert 1 <= _units(payload["summary"]) <= 1024 and payload["summary"].strip()
+        assert "\n" not in payload["summary"] and payload["source"].strip()
+        for key in ("source", "component", "group", "class"):
+            assert _units(payload.get(key, "")) <= 255
+        assert payload["severity"] in ("critical", "error", "warning", "info")
+    for link in event.get("links", []):
+        assert link["href"].startswith(("https://", "http://")) and _units(link["text"]) <= 255
+
+
+def _maximal_alert() -> Alert:
+    return Alert(
+        "😀<&>" * 5000,
+        '\x01é😀"' * 300_000,
+        source="s😀" * 5000,
+        tags=[f"tag-{i}-" + "😀" * 50 for i in range(500)],
+        metadata={f"k{i}": "é" * 5000 for i in range(200)},
+        links=[(f"Runbook {i} " + "😀" * 300, "https://runbooks.example/" + "é" * 2900) for i in range(200)],
+        request_id="r" * 5000,
+        fingerprint="f😀" * 500,
+    )
+
+
+class TestLimits:
+    def test_many_links_within_512kb(self) -> None:
+        """Regression: 200 long links made a 640 KB event (PagerDuty refuses over 512 KB)."""
+        alert = Alert("t", "m", links=[(f"l{i}" * 100, "https://x.example/" + "a" * 2900) for i in range(200)])
+        event = PagerDutyTransport(ROUTING_KEY).build_payload(alert)
+        _assert_within_limits(event)
+        assert event["links"] and event["payload"]["custom_details"]["links_not_sent"] == 200 - len(event["links"])
+
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(alert=hostile_alerts(), status=st.sampled_from(["firing", "resolved", "acknowledged"]))
+    def test_any_alert_within_limits(self, alert: Alert, status: str) -> None:
+        _assert_within_limits(PagerDutyTransport(ROUTING_KEY).build_payload(alert.replace(status=status)))
+
+    def test_unserialisable_details_are_reduced(self) -> None:
+        """Metadata json cannot encode (a huge int, a NaN) reduces the details instead of failing the send."""
+        alert = Alert("t", "m", metadata={"n": 10**5000, "f": float("nan")}, redact_sensitive_data=False)
+        event = PagerDutyTransport(ROUTING_KEY).build_payload(alert)
+        _assert_within_limits(event)
+
+    @settings(deadline=None)
+    @given(text=_HUGE, limit=st.integers(40, 20_000))
+    def test_json_cut(self, text: str, limit: int) -> None:
+        """json_cut(): the JSON string fits the byte budget; the text is kept whole or visibly cut."""
+        cut = json_cut(text, limit)
+        assert (json_size(cut) or limit + 1) <= limit
+        assert cut == text.replace("\ud800", "\ufffd").replace("\udfff", "\ufffd") or cut.endswith(TRUNCATED)
+
+    def test_maximal_alert_is_delivered(self, fake: PagerDutyFake, server: FakeServer) -> None:
+        """The real-server fake (which refuses events over 512,000 bytes) accepts a maximal alert."""
+        _transport(server).send(_maximal_alert())
+        assert len(server.requests[-1].body) <= 512_000
+        _assert_within_limits(fake.events[-1])
+
+
+class TestErrorText:
+    def test_provider_text_is_redacted_before_it_is_cut(self, fake: PagerDutyFake, server: FakeServer) -> None:
+        """Regression: the API's error text was cut to 300 characters before redaction (the head of a key survived)."""
+        fake.scenario = "echo_key"
+        with pytest.raises(NonRetryableAlertTransportError) as info:
+            _transport(server).send(_alert())
+        assert ROUTING_KEY[:8] not in str(info.value) and "Event object is invalid" in str(info.value)
+
+
+class TestRepr:
+    def test_half_built_and_built(self) -> None:
+        assert "PagerDutyTransport" in repr(object.__new__(PagerDutyTransport))
+        assert ROUTING_KEY not in repr(PagerDutyTransport(ROUTING_KEY))

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import TYPE_CHECKING, Any
 
 from alert_infra import AlertConfigurationError, BaseTransport
-from alert_infra.formatting import one_line, truncate
+from alert_infra.formatting import one_line
 from alert_infra.http import HttpChannel, HttpResponse, raise_for_status, validate_https_url
-from alert_infra.security import redact_value
+from alert_infra.security import redact_text, redact_value
+
+from ._limits import (
+    DEDUP_KEY_LIMIT,
+    DETAILS_BUDGET,
+    FIELD_LIMIT,
+    LINKS_BUDGET,
+    PAYLOAD_LIMIT,
+    REDUCED_MESSAGE_BYTES,
+    SUMMARY_LIMIT,
+    json_cut,
+    json_safe,
+    json_size,
+    scrub,
+    shorten,
+    units,
+)
 
 if TYPE_CHECKING:
     from alert_infra import Alert
@@ -18,12 +33,12 @@ if TYPE_CHECKING:
 __all__ = ["EVENTS_API_URL", "PagerDutyTransport"]
 
 EVENTS_API_URL = "https://events.pagerduty.com/v2/enqueue"
-SUMMARY_LIMIT = 1024
-DEDUP_KEY_LIMIT = 255
-PAYLOAD_LIMIT = 512_000  # bytes; PagerDuty documents 512 KB
-FIELD_LIMIT = 255
+#: Provider error text kept in an exception (after redaction).
+ERROR_TEXT_LIMIT = 300
 #: PagerDuty documents no Retry-After on 429 and suggests waiting ~30 s.
 DEFAULT_RATE_LIMIT_WAIT = 30.0
+
+_NOTE = "custom_details reduced: the full details exceeded PagerDuty's 512 KB event limit"
 
 ACTIONS = {"firing": "trigger", "acknowledged": "acknowledge", "resolved": "resolve"}
 _ROUTING_KEY = re.compile(r"^[A-Za-z0-9]{32}$")
@@ -42,8 +57,9 @@ class PagerDutyTransport(BaseTransport):
       source, else ``alert-infra``), ``severity`` (same four names),
       ``timestamp``, ``component``/``group``/``class`` when the alert's metadata
       has those keys, and ``custom_details`` with the message, tags, ids and the
-      redacted metadata. Links become PagerDuty links. A payload over 512 KB
-      drops ``custom_details`` for a note rather than being refused.
+      redacted metadata. Links become PagerDuty links. The event stays within
+      PagerDuty's limits for any alert (see :meth:`build_payload`): oversized
+      details are reduced to the message and ids with a note, rather than refused.
 
     Args:
         routing_key: the 32-character integration key (a secret; it travels in
@@ -89,16 +105,22 @@ class PagerDutyTransport(BaseTransport):
 
     @staticmethod
     def dedup_key(alert: Alert) -> str:
-        """The alert's fingerprint, shortened by hashing if it is over 255 characters."""
-        key = alert.fingerprint
-        if len(key) <= DEDUP_KEY_LIMIT:
+        """The alert's fingerprint, shortened by hashing if it is over 255 characters (UTF-16 units)."""
+        key = scrub(alert.fingerprint)
+        if units(key) <= DEDUP_KEY_LIMIT:
             return key
         import hashlib
 
         return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
     def build_payload(self, alert: Alert) -> dict[str, Any]:
-        """The Events API v2 event for ``alert``."""
+        """The Events API v2 event for ``alert``: within every documented limit, 512 KB included, for any alert.
+
+        Text fields are cut visibly to their limits; links that would push the
+        ``links`` array past ``LINKS_BUDGET`` are left out (and counted); details
+        over ``DETAILS_BUDGET`` (or not expressible as JSON) are reduced to the message,
+        ids and a note. See ``_limits.py`` for how sizes are measured.
+        """
         action = ACTIONS[alert.status]
         event: dict[str, Any] = {
             "routing_key": self.routing_key,
@@ -108,19 +130,46 @@ class PagerDutyTransport(BaseTransport):
         if action != "trigger":
             return event
         # Both are required non-blank: a title or source of control characters only falls back.
-        source = one_line(alert.source or "", FIELD_LIMIT) or "alert-infra"
         summary_text = self.render(alert).subject if self.format != self.default_formatter else alert.title
         summary = f"[{alert.source}] {summary_text}" if alert.source else summary_text
         payload: dict[str, Any] = {
-            "summary": one_line(summary, SUMMARY_LIMIT) or one_line(alert.message, SUMMARY_LIMIT) or "alert",
-            "source": source,
+            "summary": shorten(one_line(summary), SUMMARY_LIMIT) or shorten(one_line(alert.message), SUMMARY_LIMIT),
+            "source": shorten(one_line(alert.source or ""), FIELD_LIMIT) or "alert-infra",
             "severity": alert.severity,
             "timestamp": alert.created_at.isoformat(),
         }
+        payload["summary"] = payload["summary"] or "alert"
         for key in ("component", "group", "class"):
             value = alert.metadata.get(key)
-            if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-                payload[key] = one_line(str(value), FIELD_LIMIT)
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and one_line(str(value)):
+                payload[key] = shorten(one_line(str(value)), FIELD_LIMIT)
+        links, left_out = self._links(alert)
+        payload["custom_details"] = self._details(alert, left_out)
+        event["payload"] = payload
+        if links:
+            event["links"] = links
+        event["client"] = "alert-infra"
+        if (json_size(event) or PAYLOAD_LIMIT + 1) > PAYLOAD_LIMIT:  # a guard: the budgets above prevent it
+            payload["custom_details"] = {"alert_id": alert.correlation_id[:200], "note": _NOTE}
+            event.pop("links", None)
+        return event
+
+    @staticmethod
+    def _links(alert: Alert) -> tuple[list[dict[str, str]], int]:
+        """Links in order while the array stays within ``LINKS_BUDGET`` bytes; how many were left out."""
+        links: list[dict[str, str]] = []
+        used = 2
+        for label, url in alert.links:
+            link = {"href": scrub(url), "text": shorten(one_line(label), FIELD_LIMIT)}
+            size = (json_size(link) or LINKS_BUDGET) + 2
+            if used + size > LINKS_BUDGET:
+                break
+            links.append(link)
+            used += size
+        return links, len(alert.links) - len(links)
+
+    @staticmethod
+    def _details(alert: Alert, links_left_out: int) -> dict[str, Any]:
         details: dict[str, Any] = {
             "message": alert.message,
             "alert_id": alert.correlation_id,
@@ -132,18 +181,24 @@ class PagerDutyTransport(BaseTransport):
             details["request_id"] = alert.request_id
         if alert.metadata:
             details["metadata"] = redact_value(alert.metadata)
-        payload["custom_details"] = details
-        event["payload"] = payload
-        if alert.links:
-            event["links"] = [{"href": url, "text": truncate(one_line(label), 255)} for label, url in alert.links]
-        event["client"] = "alert-infra"
-        if len(json.dumps(event, ensure_ascii=False).encode("utf-8")) > PAYLOAD_LIMIT:
-            payload["custom_details"] = {
-                "message": truncate(alert.message, 10_000),
-                "alert_id": alert.correlation_id,
-                "note": "custom_details dropped: the event exceeded PagerDuty's 512 KB limit",
-            }
-        return event
+        if links_left_out:
+            details["links_not_sent"] = links_left_out
+        safe = json_safe(details)
+        if isinstance(safe, dict) and (json_size(safe) or DETAILS_BUDGET + 1) <= DETAILS_BUDGET:
+            return safe
+        reduced: dict[str, Any] = {
+            "message": json_cut(alert.message, REDUCED_MESSAGE_BYTES),
+            "alert_id": shorten(alert.correlation_id, FIELD_LIMIT),
+            "fingerprint": shorten(alert.fingerprint, FIELD_LIMIT),
+            "note": _NOTE,
+        }
+        if alert.tags:
+            reduced["tags"] = json_cut(", ".join(alert.tags), 10_000)
+        if alert.request_id:
+            reduced["request_id"] = shorten(alert.request_id, FIELD_LIMIT)
+        if links_left_out:
+            reduced["links_not_sent"] = links_left_out
+        return reduced
 
     def send(self, alert: Alert) -> None:
         response = self._http.post_json(self.api_url, self.build_payload(alert))
@@ -160,7 +215,8 @@ class PagerDutyTransport(BaseTransport):
             errors = body.get("errors")
             if isinstance(errors, list):
                 parts.extend(str(e) for e in errors[:3])
-            detail = "; ".join(p for p in parts if p)[:300] or None
+            # Redact before cutting: a cut first could keep the head of a secret the redactor no longer recognises.
+            detail = redact_text("; ".join(p for p in parts if p))[:ERROR_TEXT_LIMIT] or None
         retry_after = None
         if response.status == 429 and "retry-after" not in response.headers:
             retry_after = DEFAULT_RATE_LIMIT_WAIT
@@ -168,3 +224,7 @@ class PagerDutyTransport(BaseTransport):
 
     def close(self) -> None:
         self._http.close()
+
+    def __repr__(self) -> str:
+        # Safe on a half-built instance; the routing key is never shown.
+        return f"{type(self).__name__}(name={self.name!r})"
