@@ -6,6 +6,11 @@
   without entry points) and restores the previous one afterwards.
 * :func:`registered_plugin` registers a plugin object for the duration of a
   ``with`` block.
+* :func:`https_server` runs a real HTTPS server on 127.0.0.1 (``trustme``
+  certificate) that answers through a handler; :func:`hostile_server` runs one
+  that misbehaves on purpose (trickles, stalls its TLS handshake, never answers,
+  sends an endless or 1 GB body) to test that a transport's waits and memory are
+  bounded.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ if TYPE_CHECKING:
     from .plugins import PluginHost, PluginRecord
 
 __all__ = [
+    "HOSTILE_BEHAVIOURS",
     "FakeServer",
+    "HostileServer",
     "RecordedRequest",
     "RecordingTransport",
+    "hostile_server",
     "https_server",
     "isolated_plugin_host",
     "registered_plugin",
@@ -111,7 +119,10 @@ class RecordedRequest:
         return json.loads(self.body.decode("utf-8"))
 
     def __repr__(self) -> str:
-        return f"RecordedRequest({self.method} {self.path})"
+        # The path is often the secret (a webhook, a bot token): redacted, and safe on a half-built object.
+        from .security import redact_text
+
+        return f"RecordedRequest({getattr(self, 'method', '?')} {redact_text(str(getattr(self, 'path', '?')))})"
 
 
 class FakeServer:
@@ -122,6 +133,9 @@ class FakeServer:
         self.ca_file = ca_file
         self.requests: list[RecordedRequest] = []
         self.connections = 0
+
+    def __repr__(self) -> str:
+        return f"FakeServer(url={getattr(self, 'url', '?')!r}, connections={getattr(self, 'connections', '?')})"
 
 
 @contextmanager
@@ -226,6 +240,260 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
                     os.environ[key] = value
         server.shutdown()
         server.server_close()
+        tmp.cleanup()
+
+
+#: What :func:`hostile_server` can be told to do (see its docstring).
+HOSTILE_BEHAVIOURS = (
+    "trickle",
+    "trickle_body",
+    "trickle_tls",
+    "stall_tls",
+    "never_answer",
+    "endless",
+    "huge_length",
+)
+
+
+class HostileServer:
+    """A running :func:`hostile_server`: ``url``, ``ca_file``, and what it saw.
+
+    ``connections`` counts accepted TCP connections, ``requests`` complete requests
+    read (method and path), ``bytes_sent`` what it wrote, and ``closed_by_client``
+    the connections the client ended while the server was still busy with them.
+    """
+
+    def __init__(self, url: str, ca_file: str, behaviour: str) -> None:
+        self.url = url
+        self.ca_file = ca_file
+        self.behaviour = behaviour
+        self.connections = 0
+        self.requests: list[tuple[str, str]] = []
+        self.bytes_sent = 0
+        self.closed_by_client = 0
+
+    def __repr__(self) -> str:
+        return f"HostileServer({getattr(self, 'behaviour', '?')}, connections={getattr(self, 'connections', '?')})"
+
+
+@contextmanager
+def hostile_server(
+    behaviour: str,
+    *,
+    interval: float = 0.25,
+    max_seconds: float = 20.0,
+    max_bytes: int = 64 * 1024 * 1024,
+    set_trust_env: bool = True,
+    ca: Any = None,
+) -> Iterator[HostileServer]:
+    """Run a real TLS server on 127.0.0.1 that misbehaves as ``behaviour`` says, for the block.
+
+    Behaviours (each connection is served in its own thread, every wait bounded):
+
+    * ``trickle``: completes the TLS handshake, reads the request, then sends a
+      ``503`` response one byte every ``interval`` seconds (status line and
+      headers never end) for at most ``max_seconds``, then hangs up.
+    * ``trickle_body``: sends the headers of a ``503`` with ``Content-Length:
+      100000`` at once, then the body one byte every ``interval`` seconds.
+    * ``trickle_tls``: accepts TCP, reads the ClientHello, then sends its TLS
+      handshake (ServerHello, certificate, …) one byte every ``interval`` seconds.
+    * ``stall_tls``: accepts TCP and never sends a byte (no ServerHello).
+    * ``never_answer``: completes the TLS handshake, reads the request, never answers.
+    * ``endless``: answers ``500`` without a length and sends body bytes as fast as
+      the client reads them, up to ``max_bytes`` (the test's own bound).
+    * ``huge_length``: the same with ``Content-Length: 1000000000``.
+
+    ``max_seconds`` and ``max_bytes`` only keep a test that fails bounded; a
+    client that works stops long before. With ``set_trust_env`` (default)
+    ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE`` point at the server's test CA while the
+    block runs, as for :func:`https_server`. Requires ``trustme``.
+    """
+    import os
+    import socket
+    import ssl
+    import tempfile
+    import threading
+    import time
+
+    import trustme
+
+    if behaviour not in HOSTILE_BEHAVIOURS:
+        raise ValueError(f"unknown behaviour; expected one of {', '.join(HOSTILE_BEHAVIOURS)}")
+    ca = ca or trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    tmp = tempfile.TemporaryDirectory()
+    ca_file = os.path.join(tmp.name, "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    fake = HostileServer(f"https://127.0.0.1:{listener.getsockname()[1]}", ca_file, behaviour)
+    stop = threading.Event()
+    lock = threading.Lock()
+    open_sockets: list[socket.socket] = []
+    threads: list[threading.Thread] = []
+
+    def count(attribute: str, amount: int = 1) -> None:
+        with lock:
+            setattr(fake, attribute, getattr(fake, attribute) + amount)
+
+    def trickle(sock: Any, data: bytes, started: float) -> None:
+        for byte in data:
+            if stop.is_set() or time.monotonic() - started > max_seconds:
+                return
+            sock.sendall(bytes([byte]))
+            count("bytes_sent")
+            stop.wait(interval)
+
+    def read_request(tls: ssl.SSLSocket) -> None:
+        tls.settimeout(0.2)
+        data = b""
+        deadline = time.monotonic() + max_seconds
+        while b"\r\n\r\n" not in data and time.monotonic() < deadline and not stop.is_set():
+            try:
+                chunk = tls.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError):
+                continue
+            if not chunk:
+                raise ConnectionError("client hung up")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip() or 0)
+        while len(body) < length and time.monotonic() < deadline and not stop.is_set():
+            try:
+                chunk = tls.recv(65536)
+            except (socket.timeout, ssl.SSLWantReadError):
+                continue
+            if not chunk:
+                raise ConnectionError("client hung up")
+            body += chunk
+        method, path = [*lines[0].split(" "), "", ""][:2]
+        with lock:
+            fake.requests.append((method, path))
+
+    def idle(started: float) -> None:
+        while not stop.is_set() and time.monotonic() - started < max_seconds:
+            stop.wait(0.05)
+
+    def flood(tls: ssl.SSLSocket, head: bytes) -> None:
+        tls.settimeout(max_seconds)
+        tls.sendall(head)
+        chunk = b"x" * 65536
+        sent = 0
+        while sent < max_bytes and not stop.is_set():
+            tls.sendall(chunk)
+            sent += len(chunk)
+            count("bytes_sent", len(chunk))
+
+    def trickle_handshake(sock: socket.socket, started: float) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls_object = context.wrap_bio(incoming, outgoing, server_side=True)
+        sock.settimeout(0.2)
+        while not stop.is_set() and time.monotonic() - started < max_seconds:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            incoming.write(chunk)
+            try:
+                tls_object.do_handshake()
+                return  # finished: a client that waited this long is what the test is about
+            except ssl.SSLWantReadError:
+                pass
+            pending = outgoing.read()
+            if pending:
+                trickle(sock, pending, started)
+
+    def serve(sock: socket.socket) -> None:
+        started = time.monotonic()
+        try:
+            if behaviour == "stall_tls":
+                idle(started)
+                return
+            if behaviour == "trickle_tls":
+                trickle_handshake(sock, started)
+                return
+            sock.settimeout(max_seconds)
+            tls = context.wrap_socket(sock, server_side=True)
+            with lock:
+                open_sockets.append(tls)
+            read_request(tls)
+            if behaviour == "never_answer":
+                idle(started)
+            elif behaviour == "trickle":
+                trickle(tls, b"HTTP/1.1 503 Service Unavailable\r\nX-Slow: " + b"a" * 100000, started)
+            elif behaviour == "trickle_body":
+                tls.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100000\r\n\r\n")
+                trickle(tls, b"b" * 100000, started)
+            elif behaviour == "endless":
+                flood(tls, b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\n")
+            else:  # huge_length
+                flood(
+                    tls,
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: 1000000000\r\n\r\n",
+                )
+        except (OSError, ValueError):
+            if not stop.is_set():
+                count("closed_by_client")
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                sock, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            count("connections")
+            with lock:
+                open_sockets.append(sock)
+            worker = threading.Thread(target=serve, args=(sock,), name="hostile-conn", daemon=True)
+            threads.append(worker)
+            worker.start()
+
+    acceptor = threading.Thread(target=accept_loop, name="hostile-accept", daemon=True)
+    acceptor.start()
+    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
+    if set_trust_env:
+        os.environ["REQUESTS_CA_BUNDLE"] = ca_file
+        os.environ["SSL_CERT_FILE"] = ca_file
+    try:
+        yield fake
+    finally:
+        if set_trust_env:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        stop.set()
+        acceptor.join(5)
+        listener.close()
+        with lock:
+            sockets = list(open_sockets)
+        for sock in sockets:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for worker in threads:
+            worker.join(5)
         tmp.cleanup()
 
 
