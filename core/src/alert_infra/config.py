@@ -24,12 +24,24 @@ never a value. A disabled channel is checked for unknown keys only (its
 variables may legitimately be unset where it is off).
 
 Under ``[alert_infra]``: ``default_channels``, ``enabled``, ``timeout`` (the
-longest wait for one try of a channel), ``deadline`` (the longest a dispatch
-waits for a channel that retries, all tries included; default ``timeout``),
-``plugins``, ``state`` (``"memory"``, the default, or a ``redis://`` URL that
-every process of the application shares, with ``state_prefix`` naming its
-keys), and ``retry`` / ``throttle`` / ``dedup_window`` as defaults for every
-channel (a channel's own key replaces the default whole).
+longest wait for one try of a channel: every channel's default, and it reaches
+every transport whose constructor takes a ``timeout``, unless the channel sets
+its own), ``deadline`` (the longest a dispatch waits for a channel that
+retries, all tries included; default ``timeout``), ``max_workers`` (delivery
+threads of the dispatcher, at most :data:`MAX_WORKERS`), ``plugins``, ``state``
+(``"memory"``, the default, or a ``redis://`` URL that every process of the
+application shares, with ``state_prefix`` naming its keys), ``keep_keys`` (a
+list of metadata key names declared harmless, handed to
+:func:`alert_infra.security.set_keep_keys` when the dispatcher is built), and
+``retry`` / ``throttle`` / ``dedup_window`` as defaults for every channel (a
+channel's own key replaces the default whole).
+
+Every number is range-checked with :mod:`alert_infra._checks` before anything is
+built (timeouts and deadlines up to an hour, windows up to 30 days, counts up
+to a billion; see :mod:`alert_infra.policies` for the policies' own bounds): a
+huge integer, ``inf`` or ``nan`` is a problem naming the setting, never an
+``OverflowError`` and never the value. A string (from ``${VAR}``) is read as a
+number first.
 
 A channel built from configuration retries retryable failures by default
 (``retry = { attempts = 3, backoff = 0.5, max_backoff = 30 }``): configured

@@ -29,6 +29,12 @@ What each one does, in the order the dispatcher applies them:
    so a ``retry_after`` longer than ``max_retry_after``, or a wait that would end
    past the dispatch's deadline, ends the retries: the outcome is a retryable
    failure carrying ``retry_after``, for the caller (or a queue) to take up.
+
+Every number is range-checked when a policy is made (see ``docs/guide/policies.md``,
+"Bounds"): ``attempts`` from 1 to :data:`MAX_ATTEMPTS`, the backoff settings from 0
+to 30 days, ``rate`` / ``alert_rate`` from :data:`MIN_RATE` (``alert_rate`` also 0)
+to a billion, ``per`` up to 30 days, ``burst`` at least 1. Errors name the setting and
+never quote the value.
 """
 
 from __future__ import annotations
