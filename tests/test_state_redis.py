@@ -327,3 +327,20 @@ def test_a_silent_redis_costs_one_timeout_per_retry_interval_not_one_per_alert()
         listener.close()
         for conn in accepted:
             conn.close()
+
+
+def test_a_slow_refilling_large_bucket_stays_on_redis(redis_url: str) -> None:
+    """The extreme but valid throttle (rate 0.001 per 30 days, burst 10⁹) refills in ~10²¹ ms:
+    its key's expiry is capped, so Redis accepts it (before: PEXPIRE refused "2.592e+21", the
+    script failed and the backend fell back to memory as if Redis were down)."""
+    from alert_infra.policies import Throttle
+
+    throttle = Throttle(rate=0.001, per=30 * 86400.0, burst=10**9, alert_rate=0)
+    state = RedisState(redis_url, prefix=f"slow-{os.getpid()}")
+    try:
+        for _ in range(3):
+            assert state.acquire(throttle.buckets("ops", "k")) is None
+        assert not state._down
+    finally:
+        state.clear()
+        state.close()
