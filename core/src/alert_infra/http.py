@@ -557,27 +557,39 @@ def _decode_body(data: bytes, headers: Mapping[str, str], limit: int) -> str:
 
 
 class _SessionState:
-    """A session and what is resolved once for it (trust store, per-URL proxies and parsed URL)."""
+    """A session and what is resolved once for it: the trust store and the proxy environment (read when
+    the session opens), and per URL its parsed form, its proxies and its adapter."""
 
-    __slots__ = ("session", "verify", "urls", "__weakref__")
+    __slots__ = ("session", "verify", "proxy_env", "urls", "__weakref__")
 
     def __init__(self, session: requests.Session, verify: bool | str) -> None:
+        from urllib.request import getproxies
+
         self.session = session
         self.verify = verify
+        self.proxy_env = {k.lower(): v for k, v in getproxies().items() if v}
         self.urls: dict[str, tuple[str, dict[str, str], Any]] = {}
+
+    def _proxies(self, url: str) -> dict[str, str]:
+        """``requests``' choice for ``url`` (``NO_PROXY`` with CIDR ranges, ``HTTPS_PROXY``, ``ALL_PROXY``…),
+        made from the snapshot instead of the live environment."""
+        from requests.utils import should_bypass_proxies
+
+        env = self.proxy_env
+        if not env or should_bypass_proxies(url, no_proxy=env.get("no") or ""):
+            return {}
+        return {k: v for k, v in env.items() if k != "no"}
 
     def target(self, url: str) -> tuple[str, dict[str, str], Any]:
         """(prepared URL, proxies, adapter) for ``url``, from the cache."""
         found = self.urls.get(url)
         if found is None:
             import requests
-            from requests.utils import get_environ_proxies
 
             prepared = requests.PreparedRequest()
             prepared.prepare_url(url, None)
             assert prepared.url is not None
-            proxies = dict(get_environ_proxies(prepared.url))
-            found = (prepared.url, proxies, self.session.get_adapter(prepared.url))
+            found = (prepared.url, self._proxies(prepared.url), self.session.get_adapter(prepared.url))
             if len(self.urls) >= URL_CACHE_SIZE:
                 self.urls.clear()
             self.urls[url] = found
