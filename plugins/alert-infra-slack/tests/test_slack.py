@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import traceback
 from collections.abc import Iterator
@@ -11,7 +12,8 @@ from typing import Any
 
 import pytest
 from alert_infra_slack import SlackWebhookTransport, escape_mrkdwn, unescape_mrkdwn
-from hypothesis import given, settings
+from alert_infra_slack._limits import TRUNCATED
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alert_infra import (
@@ -57,6 +59,8 @@ class SlackFake:
             time.sleep(self.delay)
         if request.path != SECRET_PATH:
             return 404, {}, "no_service"
+        if self.scenario == "ok" and _violations(request.json()):
+            return 400, {}, "invalid_blocks"  # what Slack answers for a block over its limits
         status, body, headers = SCENARIOS[self.scenario]
         return status, headers, body
 
@@ -314,3 +318,156 @@ class TestNoLeaks:
         blob = "\n".join(seen)
         assert secret not in blob
         assert "[REDACTED]" in blob
+
+
+# -- limits under adversarial content (issue 10, item 8) -------------------------------------------------------------
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _violations(payload: dict) -> list[str]:
+    """Every documented (and observed) Slack limit, checked on the payload as sent; [] when all hold."""
+    out = []
+
+    def check(ok: bool, what: str) -> None:
+        if not ok:
+            out.append(what)
+
+    blocks = payload.get("blocks", [])
+    check(len(blocks) <= 50, "blocks > 50")
+    check(0 < _units(payload["text"]) <= 40_000, "text")
+    total = 0
+    for block in blocks:
+        kind = block["type"]
+        if kind == "header":
+            text = block["text"]
+            check(text["type"] == "plain_text" and 0 < _units(text["text"]) <= 150, "header")
+            total += _units(text["text"])
+        elif kind == "section":
+            if "text" in block:
+                check(0 < _units(block["text"]["text"]) <= 3000, "section text")
+                total += _units(block["text"]["text"])
+            fields = block.get("fields", [])
+            check(len(fields) <= 10, "fields > 10")
+            for field in fields:
+                check(0 < _units(field["text"]) <= 2000, "field")
+                total += _units(field["text"])
+        elif kind == "context":
+            check(0 < len(block["elements"]) <= 10, "context elements")
+            total += sum(_units(e["text"]) for e in block["elements"])
+        elif kind == "actions":
+            check(0 < len(block["elements"]) <= 25, "actions elements")
+            for button in block["elements"]:
+                check(0 < _units(button["text"]["text"]) <= 75 and _units(button["url"]) <= 3000, "button")
+                total += _units(button["text"]["text"])
+    check(total <= 12_000, "block text > 12,000 (msg_blocks_too_long)")
+    metadata = payload["metadata"]
+    check(len(json.dumps(metadata)) <= 8000, "metadata size")
+    for value in metadata["event_payload"].values():
+        flat = isinstance(value, (str, int, float, bool)) or (
+            isinstance(value, dict) and all(isinstance(v, (str, int, float, bool)) for v in value.values())
+        )
+        check(flat, "metadata shape")
+    return out
+
+
+_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            *("@", "@channel", "@HERE", "@\u2060everyone", "<!channel>", "<@U123>", "<https://e.example|x>", "&"),
+            *("&amp;", "<", ">", "*", "_", "~", "`", "\n", "\r\n", "\x00", "\x1b[31m", "\u202e", "\u2060", "\ufeff"),
+            *("\ud800", "\udfff", "😀", "👨\u200d👩", "𝕏", "é"),
+        ]
+    ),
+    st.characters(),
+    st.text(max_size=30),
+)
+_TEXT = st.lists(_PIECES, max_size=30).map("".join)
+_HUGE = st.one_of(_TEXT, st.tuples(_TEXT, st.integers(1, 1500)).map(lambda t: t[0] * t[1]))
+_URL = st.tuples(st.text(alphabet="abcxyz019@:/?&=%.-_~#<>|é😀", max_size=40), st.integers(1, 100)).map(
+    lambda t: "https://h.example/" + t[0] * t[1]
+)
+_VALUES = st.one_of(_HUGE, st.integers(), st.lists(_TEXT, max_size=5), st.dictionaries(_TEXT, _TEXT, max_size=3))
+
+
+@st.composite
+def hostile_alerts(draw: Any) -> Alert:
+    return Alert(
+        "T" + draw(_HUGE),
+        "M" + draw(_HUGE),
+        severity=draw(st.sampled_from(["info", "warning", "error", "critical"])),
+        source=draw(st.one_of(st.none(), _HUGE)),
+        tags=draw(st.lists(_TEXT, max_size=100)),
+        metadata=draw(st.dictionaries(_TEXT, _VALUES, max_size=40)),
+        links=draw(st.lists(st.tuples(_TEXT, _URL), max_size=200)),
+        request_id=draw(st.one_of(st.none(), _TEXT)),
+        status=draw(st.sampled_from(["firing", "resolved", "acknowledged"])),
+        redact_sensitive_data=False,  # the limits hold for any alert, redacted or not
+    )
+
+
+def _maximal_alert() -> Alert:
+    return Alert(
+        "😀<&>@here" * 5000,
+        "<!channel> & @everyone 😀" * 20_000,
+        source="<@U1>😀" * 5000,
+        tags=[f"tag-{i}-" + "😀" * 50 for i in range(500)],
+        metadata={f"k{i}<&>": "é😀<>" * 3000 for i in range(300)},
+        links=[(f"Runbook {i} " + "😀" * 300, "https://runbooks.example/" + "a" * 2900) for i in range(200)],
+        request_id="r😀" * 5000,
+    )
+
+
+class TestLimits:
+    def test_metadata_is_bounded(self) -> None:
+        """Regression: the whole alert went into metadata.event_payload (2 MB for big metadata)."""
+        alert = Alert("t", "m", metadata={f"k{i}": "v" * 10_000 for i in range(200)})
+        payload = SlackWebhookTransport("https://hooks.slack.com" + SECRET_PATH).build_payload(alert)
+        assert _violations(payload) == []
+        event = payload["metadata"]["event_payload"]
+        assert event["metadata_not_shown"] == 200 - len(event["metadata"]) and event["title"] == "t"
+
+    def test_block_text_total_is_bounded(self) -> None:
+        """Regression: 20 metadata fields of 600 characters plus the body passed 12,000 block characters."""
+        metadata = {f"key {i} " * 15: "value " * 200 for i in range(20)}
+        alert = Alert("t", "word " * 1000, source="src " * 800, metadata=metadata)  # was 17,046 units
+        payload = SlackWebhookTransport("https://hooks.slack.com" + SECRET_PATH).build_payload(alert)
+        assert _violations(payload) == []
+        assert "more metadata fields not shown" in json.dumps(payload)
+
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(alert=hostile_alerts(), compact=st.booleans())
+    def test_any_alert_within_limits(self, alert: Alert, compact: bool) -> None:
+        """Any alert: every Block Kit limit, the block-text total, bounded flat metadata, strict UTF-8 JSON,
+        no live mention in any mrkdwn text."""
+        transport = SlackWebhookTransport(
+            "https://hooks.slack.com" + SECRET_PATH, format="compact" if compact else None
+        )
+        payload = transport.build_payload(alert)
+        assert _violations(payload) == []
+        assert json.loads(json.dumps(payload, ensure_ascii=False).encode("utf-8")) == payload  # no lone surrogate
+        for obj in _all_text_objects(payload):
+            if obj["type"] == "mrkdwn":
+                assert "<" not in obj["text"]  # no <!channel>, <@U…> or <url|label> construct
+                assert not re.search(r"@(channel|here|everyone)\b", obj["text"], re.IGNORECASE)
+
+    def test_cut_never_splits_an_entity(self) -> None:
+        for size in range(1, 40):
+            text = SlackWebhookTransport("https://hooks.slack.com" + SECRET_PATH).build_payload(
+                _alert(message="&" * 2990 + "<" * size)
+            )["blocks"][1]["text"]["text"]
+            assert _units(text) <= 3000 and text.endswith(TRUNCATED)
+            assert re.fullmatch(r"(&amp;|&lt;)*… \[truncated\]", text)
+
+    def test_maximal_alert_is_delivered(self, fake: SlackFake, server: FakeServer) -> None:
+        """The real-server fake (which answers invalid_blocks for any limit broken) accepts a maximal alert."""
+        SlackWebhookTransport(server.url + SECRET_PATH).send(_maximal_alert())
+        assert _violations(server.requests[-1].json()) == []
+
+
+class TestRepr:
+    def test_half_built_and_built(self) -> None:
+        assert "SlackWebhookTransport" in repr(object.__new__(SlackWebhookTransport))
+        assert "s3cret" not in repr(SlackWebhookTransport("https://hooks.slack.com" + SECRET_PATH))

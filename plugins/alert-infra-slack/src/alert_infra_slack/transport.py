@@ -4,31 +4,45 @@ from __future__ import annotations
 
 import os
 import re
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from alert_infra import AlertConfigurationError, BaseTransport
-from alert_infra.formatting import metadata_lines, one_line, subject_line, truncate
+from alert_infra.formatting import metadata_lines, one_line, subject_line
 from alert_infra.http import HttpChannel, HttpResponse, raise_for_status, validate_https_url
+
+from ._limits import (
+    BLOCKS_TEXT_LIMIT,
+    BUTTON_TEXT_LIMIT,
+    BUTTON_URL_LIMIT,
+    BUTTONS_PER_ACTIONS,
+    CONTEXT_ELEMENTS,
+    FALLBACK_TEXT_LIMIT,
+    FIELD_LIMIT,
+    FIELDS_PER_SECTION,
+    HEADER_LIMIT,
+    MAX_BLOCKS,
+    METADATA_LIMIT,
+    SECTION_LIMIT,
+    bounded_object,
+    fit,
+    json_bytes,
+    scrub,
+    units,
+)
 
 if TYPE_CHECKING:
     from alert_infra import Alert
 
 __all__ = ["SlackWebhookTransport", "escape_mrkdwn", "unescape_mrkdwn"]
 
-# Limits from Slack's Block Kit reference (see PROVIDERS.md §1.2); we stay inside them
-# for any input, truncating visibly rather than letting Slack reject the message.
-HEADER_LIMIT = 150
-SECTION_LIMIT = 3000
-FIELD_LIMIT = 2000
-FIELDS_PER_SECTION = 10
-CONTEXT_ELEMENTS = 10
-BUTTON_TEXT_LIMIT = 75
-BUTTON_URL_LIMIT = 3000
-BUTTONS_PER_ACTIONS = 25
-MAX_BLOCKS = 50
-FALLBACK_TEXT_LIMIT = 3000
+#: Metadata entries shown as fields at most, and each value's length (UTF-16 units, escaped).
 METADATA_FIELDS = 20
+METADATA_KEY_LIMIT = 100
 METADATA_VALUE_LIMIT = 500
+#: ``event_payload`` text fields: message, and every other string (title, source, tags, ids, metadata values).
+PAYLOAD_MESSAGE_LIMIT = 1000
+PAYLOAD_TEXT_LIMIT = 200
 
 ICONS = {
     "info": ":information_source:",
@@ -63,25 +77,23 @@ def unescape_mrkdwn(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _mrkdwn(text: str, limit: int) -> str:
-    """Escape, then truncate visibly without cutting an entity in half."""
-    escaped = escape_mrkdwn(text)
-    if len(escaped) <= limit:
-        return escaped
-    marker = "… [truncated]"
-    cut = escaped[: limit - len(marker)]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + marker
-
-
 def _plain(text: str, limit: int) -> dict[str, Any]:
-    return {"type": "plain_text", "text": truncate(one_line(text) or "-", limit), "emoji": True}
+    return {"type": "plain_text", "text": fit(one_line(text), limit, escape=False) or "-", "emoji": True}
 
 
 def _md(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text, "verbatim": True}
+    return {"type": "mrkdwn", "text": text or "-", "verbatim": True}
+
+
+class _Budget:
+    """What is left of ``BLOCKS_TEXT_LIMIT`` (all block text together) while blocks are built."""
+
+    def __init__(self) -> None:
+        self.left = BLOCKS_TEXT_LIMIT
+
+    def take(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.left -= units(obj["text"])
+        return obj
 
 
 class SlackWebhookTransport(BaseTransport):
@@ -132,65 +144,104 @@ class SlackWebhookTransport(BaseTransport):
 
     # -- payload -----------------------------------------------------------------------------
     def build_payload(self, alert: Alert) -> dict[str, Any]:
-        """The Block Kit message for ``alert`` (always within Slack's limits)."""
+        """The Block Kit message for ``alert``: within Slack's limits for any alert.
+
+        Each text is cut visibly to its block's limit (counted as sent, see
+        ``_limits.py``); all block text together stays within ``BLOCKS_TEXT_LIMIT``
+        (metadata fields give way first, with a note of how many are not shown);
+        at most ``MAX_BLOCKS`` blocks; buttons only for URLs Slack accepts.
+        """
         label = alert.severity.upper() if alert.status == "firing" else alert.status.upper()
         icon = STATUS_ICONS.get(alert.status) or ICONS.get(alert.severity, "")
+        budget = _Budget()
+        full = self.format == self.default_formatter
         blocks: list[dict[str, Any]] = [
-            {"type": "header", "text": _plain(f"{label}: {alert.title}", HEADER_LIMIT)},
+            {"type": "header", "text": budget.take(_plain(f"{label}: {alert.title}", HEADER_LIMIT))},
         ]
-        if self.format != self.default_formatter:
-            body = self.render(alert).text
-        else:
-            body = alert.message
-        blocks.append({"type": "section", "text": _md(_mrkdwn(body, SECTION_LIMIT))})
-
-        if self.format == self.default_formatter:
-            fields = [_md(f"*Severity*\n{icon} {alert.severity}")]
-            if alert.status != "firing":
-                fields.append(_md(f"*Status*\n{alert.status}"))
-            if alert.source:
-                fields.append(_md(f"*Source*\n{_mrkdwn(one_line(alert.source), FIELD_LIMIT - 12)}"))
-            blocks.append({"type": "section", "fields": fields})
-
-            meta = metadata_lines(alert.metadata)
-            shown = meta[:METADATA_FIELDS]
-            for start in range(0, len(shown), FIELDS_PER_SECTION):
-                chunk = shown[start : start + FIELDS_PER_SECTION]
-                blocks.append(
-                    {
-                        "type": "section",
-                        "fields": [
-                            _md(f"*{_mrkdwn(one_line(key), 100)}*\n{_mrkdwn(one_line(value), METADATA_VALUE_LIMIT)}")
-                            for key, value in chunk
-                        ],
-                    }
-                )
-            context = []
-            if alert.tags:
-                context.append(_md(_mrkdwn("tags: " + ", ".join(alert.tags), 500)))
-            if len(meta) > len(shown):
-                context.append(_md(f"{len(meta) - len(shown)} more metadata fields not shown"))
-            context.append(_md(_mrkdwn(f"id {alert.correlation_id}", 200)))
-            if alert.request_id:
-                context.append(_md(_mrkdwn(f"request {alert.request_id}", 200)))
-            context.append(_md(alert.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")))
-            blocks.append({"type": "context", "elements": context[:CONTEXT_ELEMENTS]})
-
+        body = alert.message if full else self.render(alert).text
+        blocks.append({"type": "section", "text": budget.take(_md(fit(body, SECTION_LIMIT)))})
         buttons = [
-            {"type": "button", "text": _plain(label_, BUTTON_TEXT_LIMIT), "url": url}
-            for label_, url in alert.links
-            if len(url) <= BUTTON_URL_LIMIT
-        ][:BUTTONS_PER_ACTIONS]
+            {"type": "button", "text": budget.take(_plain(label_, BUTTON_TEXT_LIMIT)), "url": scrub(url)}
+            for label_, url in [link for link in alert.links if len(link[1]) <= BUTTON_URL_LIMIT][:BUTTONS_PER_ACTIONS]
+        ]
+        if full:
+            blocks.extend(self._detail_blocks(alert, icon, budget))
         if buttons:
             blocks.append({"type": "actions", "elements": buttons})
         return {
-            "text": _mrkdwn(f"{icon} {subject_line(alert)}".strip(), FALLBACK_TEXT_LIMIT),
+            "text": fit(f"{icon} {subject_line(alert)}".strip(), FALLBACK_TEXT_LIMIT),
             "blocks": blocks[:MAX_BLOCKS],
             "unfurl_links": False,
             "unfurl_media": False,
             # Slack message metadata (event_type + event_payload): the redacted alert, for Slack apps.
-            "metadata": {"event_type": "alert_infra_alert", "event_payload": alert.to_dict()},
+            "metadata": {"event_type": "alert_infra_alert", "event_payload": self._event_payload(alert)},
         }
+
+    @staticmethod
+    def _detail_blocks(alert: Alert, icon: str, budget: _Budget) -> list[dict[str, Any]]:
+        """Severity/status/source fields, metadata fields (while the budget lasts), the context line."""
+        fields = [_md(f"*Severity*\n{icon} {alert.severity}")]
+        if alert.status != "firing":
+            fields.append(_md(f"*Status*\n{alert.status}"))
+        if alert.source:
+            fields.append(_md(f"*Source*\n{fit(one_line(alert.source), FIELD_LIMIT - 12)}"))
+        blocks: list[dict[str, Any]] = [{"type": "section", "fields": [budget.take(f) for f in fields]}]
+        context = []
+        if alert.tags:
+            context.append(_md(fit("tags: " + ", ".join(alert.tags), 500)))
+        context.append(_md(fit(f"id {alert.correlation_id}", 200)))
+        if alert.request_id:
+            context.append(_md(fit(f"request {alert.request_id}", 200)))
+        context.append(_md(alert.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")))
+        for element in context:
+            budget.take(element)
+        budget.left -= 50  # room for the "N more metadata fields" note
+        shown = []
+        for key, value in metadata_lines(dict(islice(alert.metadata.items(), METADATA_FIELDS))):
+            field = _md(f"*{fit(one_line(key), METADATA_KEY_LIMIT)}*\n{fit(one_line(value), METADATA_VALUE_LIMIT)}")
+            if units(field["text"]) > budget.left:
+                break
+            shown.append(budget.take(field))
+        for start in range(0, len(shown), FIELDS_PER_SECTION):
+            blocks.append({"type": "section", "fields": shown[start : start + FIELDS_PER_SECTION]})
+        if len(alert.metadata) > len(shown):
+            context.insert(0, _md(f"{len(alert.metadata) - len(shown)} more metadata fields not shown"))
+        blocks.append({"type": "context", "elements": context[:CONTEXT_ELEMENTS]})
+        return blocks
+
+    @staticmethod
+    def _event_payload(alert: Alert) -> dict[str, Any]:
+        """A flat, bounded copy of the alert: ``metadata`` stays within ``METADATA_LIMIT`` bytes."""
+
+        def text(value: str, limit: int = PAYLOAD_TEXT_LIMIT) -> str:
+            return fit(value, limit, escape=False)
+
+        entries: list[tuple[str, Any]] = [
+            ("title", text(alert.title)),
+            ("severity", alert.severity),
+            ("status", alert.status),
+            ("correlation_id", text(alert.correlation_id)),
+            ("fingerprint", text(alert.fingerprint)),
+            ("created_at", alert.created_at.isoformat()),
+        ]
+        if alert.source:
+            entries.append(("source", text(alert.source)))
+        if alert.request_id:
+            entries.append(("request_id", text(alert.request_id)))
+        if alert.tags:
+            entries.append(("tags", text(", ".join(alert.tags), 500)))
+        entries.append(("message", text(alert.message, PAYLOAD_MESSAGE_LIMIT)))
+        envelope = json_bytes({"event_type": "alert_infra_alert", "event_payload": {}})
+        payload, used = bounded_object(entries, METADATA_LIMIT - envelope)
+        if alert.metadata:
+            room = METADATA_LIMIT - envelope - used - json_bytes("metadata") - 2 - 40  # 40: the count below
+            lines = metadata_lines(dict(islice(alert.metadata.items(), 200)))
+            metadata, _ = bounded_object(((text(key, 100), text(value)) for key, value in lines), room)
+            if metadata:
+                payload["metadata"] = metadata
+            if len(metadata) < len(alert.metadata):
+                payload["metadata_not_shown"] = len(alert.metadata) - len(metadata)
+        return payload
 
     # -- delivery ------------------------------------------------------------------------------
     def send(self, alert: Alert) -> None:
@@ -211,3 +262,7 @@ class SlackWebhookTransport(BaseTransport):
 
     def close(self) -> None:
         self._http.close()
+
+    def __repr__(self) -> str:
+        # Safe on a half-built instance; the webhook URL (the credential) is never shown.
+        return f"{type(self).__name__}(name={self.name!r})"
