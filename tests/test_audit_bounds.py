@@ -480,3 +480,22 @@ def test_dropped_trails_and_stores_release_their_threads_and_handles(tmp_path: P
     assert _writers() <= threads and _handles(path) <= handles, (_writers(), threads, _handles(path), handles)
     titles = rows(path)
     assert len(titles) == 600 and len(set(titles)) == 600  # and nothing was lost on the way
+
+
+def test_a_record_the_database_refuses_is_given_up_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from alert_infra.audit import _build_row
+
+    trail = AuditTrail(AuditStore(str(tmp_path / "a.db")))
+    result = _result()
+    good = _build_row(Alert("good 1", "m"), result, None)
+    head, outcomes = _build_row(Alert("poison", "m"), result, None)
+    poison = (head, [(*outcomes[0][:4], 2**70, *outcomes[0][5:])])  # attempts: too large for SQLite's INTEGER
+    for row in (good, poison, _build_row(Alert("good 2", "m"), result, None)):
+        trail._pipe.put(row)
+    assert not trail.flush(timeout=10)  # settled, but not all written
+    assert trail.stats() == {"pending": 0, "written": 2, "dropped": 0, "failed": 1}
+    assert [r.title for r in trail.store.query()] == ["good 2", "good 1"]
+    assert "alert audit trail failed to record: OverflowError (record given up)" in caplog.text
+    trail.flush(timeout=0)
+    trail._pipe.reported = trail._pipe.failed  # (reported on stderr at close otherwise: not this test's subject)
+    trail.close()

@@ -682,8 +682,11 @@ class _Pipe:
         _PIPES.add(self)
         self.stop_at = None
         thread = threading.Thread(target=_write_loop, args=(self,), name=WRITER_NAME, daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a limit, interpreter shutdown): the records stay
+            return  # queued and the next record, flush() or close() tries again
         self.thread = thread
-        thread.start()
 
     def wait(self, deadline: float) -> bool:
         """Wait until every record accepted so far is settled, until ``deadline`` (monotonic);
@@ -767,48 +770,35 @@ def _write_loop(pipe: _Pipe) -> None:
                     break
                 batch = [pipe.queue[i] for i in range(min(BATCH_SIZE, len(pipe.queue)))]
                 epoch, store = pipe.epoch, pipe.store
+            error: Exception | None = None
             try:
                 ids: list[int | None] = list(store._write_rows(batch, timeout=WRITE_ATTEMPT_TIMEOUT))
             except Exception as exc:  # noqa: BLE001 - the writer survives anything
-                if not _is_data_error(exc):
-                    if outage is None:
-                        outage = time.monotonic()
-                        log.warning(
-                            "alert audit trail failed to record: %s (%d record(s) waiting; retrying)",
-                            type(exc).__name__,
-                            len(pipe.queue),
-                        )
-                    delay = min(RETRY_MAX, max(RETRY_INITIAL, delay * 2))
-                    resume = time.monotonic() + delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter
-                    with pipe.cond:
-                        while True:
-                            now = time.monotonic()
-                            end = resume if pipe.stop_at is None else min(resume, pipe.stop_at)
-                            if now >= end:
-                                break
-                            pipe.cond.wait(end - now)
-                    continue
-                ids = _write_each(store, batch, log)
-            delay = 0.0
-            if outage is not None:
-                log.warning("alert audit trail recovered after %.1f s; writing its queue", time.monotonic() - outage)
-                outage = None
+                ids, error = _write_each(store, batch, log) if _is_data_error(exc) else ([], exc)
+            if ids:
+                if outage is not None and error is None:
+                    log.warning("alert audit trail recovered after %.1f s", time.monotonic() - outage)
+                    outage = None
+                _settle(pipe, epoch, ids, log)
+            if error is None:
+                delay = 0.0
+                continue
+            if outage is None:
+                outage = time.monotonic()
+                log.warning(
+                    "alert audit trail failed to record: %s (%d record(s) waiting; retrying)",
+                    type(error).__name__,
+                    len(pipe.queue),
+                )
+            delay = min(RETRY_MAX, max(RETRY_INITIAL, delay * 2))
+            resume = time.monotonic() + delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
             with pipe.cond:
-                if pipe.epoch == epoch:  # else: given up meanwhile (close, exit), already counted
-                    for _ in batch:
-                        pipe.queue.popleft()
-                    pipe.settled += len(batch)
-                    refused = sum(1 for i in ids if i is None)
-                    pipe.failed += refused
-                pipe.written += sum(1 for i in ids if i is not None)
-                written_ids = [i for i in ids if i is not None]
-                if written_ids:
-                    pipe.last_id = written_ids[-1]
-                episode = pipe.episode_drops
-                pipe.episode_drops = 0
-                pipe.cond.notify_all()
-            if episode:
-                log.warning("alert audit trail dropped %d record(s): its queue of %d was full", episode, pipe.capacity)
+                while True:
+                    now = time.monotonic()
+                    end = resume if pipe.stop_at is None else min(resume, pipe.stop_at)
+                    if now >= end:
+                        break
+                    pipe.cond.wait(end - now)
     finally:
         with pipe.cond:
             if pipe.thread is me:  # an unexpected end: the next record starts a new writer
@@ -818,18 +808,37 @@ def _write_loop(pipe: _Pipe) -> None:
         pipe.report()
 
 
-def _write_each(store: AuditStore, batch: list[_Row], log: Any) -> list[int | None]:
-    """A batch with a record the database refuses: each record alone; ``None`` for the refused ones."""
+def _settle(pipe: _Pipe, epoch: int, ids: list[int | None], log: Any) -> None:
+    """The first ``len(ids)`` queued records are done: written (their id) or refused (``None``)."""
+    with pipe.cond:
+        if pipe.epoch == epoch:  # else: given up meanwhile (close, exit) and counted already
+            for _ in ids:
+                pipe.queue.popleft()
+            pipe.settled += len(ids)
+            pipe.failed += sum(1 for i in ids if i is None)
+        written = [i for i in ids if i is not None]
+        pipe.written += len(written)
+        if written:
+            pipe.last_id = written[-1]
+        episode, pipe.episode_drops = pipe.episode_drops, 0
+        pipe.cond.notify_all()
+    if episode:
+        log.warning("alert audit trail dropped %d record(s): its queue of %d was full", episode, pipe.capacity)
+
+
+def _write_each(store: AuditStore, batch: list[_Row], log: Any) -> tuple[list[int | None], Exception | None]:
+    """A batch holding a record the database refuses: each record alone (``None`` for a refused one),
+    up to the first error that is not the record's fault (returned, for the writer to retry)."""
     ids: list[int | None] = []
     for row in batch:
         try:
             ids.extend(store._write_rows([row], timeout=WRITE_ATTEMPT_TIMEOUT))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - returned or counted
             if not _is_data_error(exc):
-                raise
+                return ids, exc
             log.warning("alert audit trail failed to record: %s (record given up)", type(exc).__name__)
             ids.append(None)
-    return ids
+    return ids, None
 
 
 _PIPES: weakref.WeakSet[_Pipe] = _weakref.WeakSet()  # the trails with a writer, for the atexit hook
@@ -889,7 +898,18 @@ class AuditTrail:
         """Queue the record of this dispatch and return at once."""
         if not result.outcomes:  # nothing selected: dispatch disabled, or no channel
             return
-        self._pipe.put(_build_row(alert, result, None))
+        try:
+            row = _build_row(alert, result, None)
+        except Exception as exc:  # noqa: BLE001 - counted, logged (class name only), never raised into delivery
+            with self._pipe.cond:
+                self._pipe.failed += 1
+            import logging
+
+            logging.getLogger("alert_infra.audit").warning(
+                "alert audit trail failed to record: %s (record given up)", type(exc).__name__
+            )
+            return
+        self._pipe.put(row)
 
     # -- what happened ---------------------------------------------------------------------------
     @property
