@@ -165,6 +165,30 @@ def test_redis_state_in_a_forked_child_has_its_own_connection_and_leaves_the_par
         state.close()
 
 
+def test_redis_state_with_the_applications_client_forked_while_its_pool_is_locked(redis_url: str) -> None:
+    """A client passed in stays the application's; with the inherited pool's locks replaced,
+    redis-py's own process-id check gives the child new connections instead of deadlocking."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    state = RedisState(client=client, prefix=f"fork-app-{os.getpid()}")
+    try:
+        assert state.claim("dd:ops:k", 60) is not None
+        parent_id = client.client_id()
+        with Holder(client.connection_pool._lock):
+
+            def child() -> list[Any]:
+                assert state._client is client
+                return [client.client_id(), state.claim("dd:ops:k", 60)]
+
+            child_id, duplicate = run_in_child(child)
+        assert child_id != parent_id and duplicate is None
+        assert client.client_id() == parent_id
+    finally:
+        state.clear()
+        client.close()
+
+
 def _redis_sockets() -> int:
     """Open TCP sockets of this process to the Redis port (from /proc, no psutil)."""
     inodes = set()
