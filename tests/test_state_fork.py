@@ -236,3 +236,22 @@ def test_redis_state_settings_are_range_checked_without_quoting() -> None:
     ):
         with pytest.raises(AlertConfigurationError, match=f"{name}: must be"):
             RedisState(URL, **kwargs)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_300_dispatchers_with_redis_state_dropped_without_close_release_their_connections(redis_url: str) -> None:
+    from alert_infra import Alert, AlertDispatcher
+
+    gc.collect()
+    baseline = _redis_sockets()
+    for i in range(300):
+        dispatcher = AlertDispatcher.from_config(
+            {
+                "alert_infra": {"state": redis_url, "state_prefix": f"drop-d-{os.getpid()}-{i}"},
+                "channels": {"ops": {"type": "noop", "dedup_window": 5}},
+            }
+        )
+        assert dispatcher.send(Alert(f"t{i}", "m")).sent == ("ops",)
+        del dispatcher
+    gc.collect()
+    assert _redis_sockets() <= baseline + 1, (baseline, _redis_sockets())
