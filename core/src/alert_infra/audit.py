@@ -664,6 +664,7 @@ class _Pipe:
                 return False
             self.queue.append(row)
             self.queued += 1
+            self.stop_at = None  # a record after close(): the trail is in use again
             if self.thread is None:
                 self._start()
             elif self.idle:
