@@ -7,9 +7,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from alert_infra import AlertConfigurationError, BaseTransport
-from alert_infra.formatting import one_line
 from alert_infra.http import HttpChannel, HttpResponse, parse_retry_after, raise_for_status, validate_https_url
 
+from ._limits import header_value
 from .message import (
     format_alert_body,
     format_alert_html,
@@ -124,7 +124,7 @@ class ResendEmailTransport(_ApiEmailTransport):
             "subject": subject,
             "text": text,
             "html": html,
-            "headers": {"X-Alert-Id": one_line(alert.correlation_id, 200)},
+            "headers": {"X-Alert-Id": header_value(alert.correlation_id)},
             "tags": [{"name": "severity", "value": alert.severity}],
         }
         if self.reply_to is not None:
@@ -192,9 +192,9 @@ class SendGridEmailTransport(_ApiEmailTransport):
             "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
             "categories": ["alert-infra", alert.severity],
             "custom_args": {
-                "alert_id": one_line(alert.correlation_id, 200),
+                "alert_id": header_value(alert.correlation_id),
                 "severity": alert.severity,
-                "fingerprint": alert.fingerprint[:200],
+                "fingerprint": header_value(alert.fingerprint),
             },
             "tracking_settings": {"click_tracking": {"enable": False}, "open_tracking": {"enable": False}},
         }

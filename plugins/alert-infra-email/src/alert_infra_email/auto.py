@@ -129,4 +129,6 @@ class EmailTransport(BaseTransport):
             transport.close()
 
     def __repr__(self) -> str:
-        return f"EmailTransport(name={self.name!r}, providers={[p for p, _ in self.providers]!r})"
+        # Safe on a half-built instance (``object.__new__``); provider names only, never a key.
+        providers = [p for p, _ in getattr(self, "providers", ())]
+        return f"EmailTransport(name={self.name!r}, providers={providers!r})"

@@ -11,7 +11,9 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import TYPE_CHECKING
 
 from alert_infra import AlertConfigurationError
-from alert_infra.formatting import default_formatter, escape_html, one_line, subject_line
+from alert_infra.formatting import default_formatter, escape_html, subject_line
+
+from ._limits import BODY_LIMIT, SUBJECT_LIMIT, cut_bytes, header_value, scrub
 
 if TYPE_CHECKING:
     from alert_infra import Alert, RenderedAlert
@@ -28,7 +30,6 @@ __all__ = [
 ]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-SUBJECT_LIMIT = 200
 
 
 class EmailAddress:
@@ -51,7 +52,8 @@ class EmailAddress:
         return hash((self.name, self.addr))
 
     def __repr__(self) -> str:
-        return f"EmailAddress({self.header()!r})"
+        # Safe on a half-built instance (``object.__new__``); an address is not a secret.
+        return f"EmailAddress({getattr(self, 'addr', None)!r})"
 
 
 def parse_address(value: object, *, field: str) -> EmailAddress:
@@ -106,17 +108,25 @@ def parse_recipients(value: object, *, field: str = "to_emails") -> list[EmailAd
 
 def format_alert_subject(alert: Alert) -> str:
     """One line, no control characters, at most 200 characters: ``[CRITICAL] Title (source)``."""
-    return subject_line(alert, SUBJECT_LIMIT)
+    return header_value(subject_line(alert, SUBJECT_LIMIT), SUBJECT_LIMIT)
 
 
 def format_alert_body(alert: Alert, rendered: RenderedAlert | None = None) -> str:
-    """The plain-text body (0.1.x name): message, details, metadata, links and ids."""
-    return (rendered or default_formatter(alert)).text
+    """The plain-text body (0.1.x name): message, details, metadata, links and ids; at most 1 MB."""
+    return cut_bytes((rendered or default_formatter(alert)).text)
 
 
 def format_alert_html(alert: Alert, rendered: RenderedAlert | None = None) -> str:
-    """A complete HTML document; every string from the alert is escaped."""
-    fragment = (rendered or default_formatter(alert)).html
+    """A complete HTML document; every string from the alert is escaped; at most 1 MB.
+
+    A rendering over the limit is replaced by the escaped plain text (cut first,
+    so that no tag or entity is ever cut) in ``<pre>``.
+    """
+    rendered = rendered or default_formatter(alert)
+    fragment = scrub(rendered.html)
+    if len(fragment.encode("utf-8", "surrogatepass")) > BODY_LIMIT - 1000:
+        text = cut_bytes(rendered.text, (BODY_LIMIT - 1000) // 6)  # an escape is at most 6 bytes per byte
+        fragment = '<pre style="white-space: pre-wrap">' + escape_html(text) + "</pre>"
     title = escape_html(format_alert_subject(alert))
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
@@ -163,7 +173,7 @@ def build_message(
         message["Reply-To"] = reply_to.header()
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message["Message-ID"] = make_msgid(domain=sender.addr.rpartition("@")[2])
-    message["X-Alert-Id"] = one_line(alert.correlation_id, 200)
+    message["X-Alert-Id"] = header_value(alert.correlation_id)
     message["X-Alert-Severity"] = alert.severity
     message.set_content(format_alert_body(alert, rendered))
     message.add_alternative(format_alert_html(alert, rendered), subtype="html")
