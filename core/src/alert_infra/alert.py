@@ -1,7 +1,18 @@
 """The :class:`Alert` value object and severity ordering.
 
 ``Alert`` keeps the constructor, fields, validation and ``to_dict``/``from_dict``
-of alert-infra 0.1.x. It is a plain immutable class with ``__slots__`` rather
+of alert-infra 0.1.x.
+
+Redaction covers every text field: ``title``, ``message``, ``source``, each tag,
+``request_id``, ``correlation_id``, link labels and URLs, the ``fingerprint`` and the
+metadata (keys and values) go through the same :mod:`alert_infra.security` rules at
+construction (unless ``redact_sensitive_data=False``), and ``to_dict()``, ``repr()``
+and :meth:`Alert.redacted` redact them whatever that flag says. A given
+``fingerprint`` is kept as it is unless it holds something secret-shaped (then the
+masked form is the key: still stable, never the secret). A link whose URL was a
+configured secret keeps its label and the URL ``[REDACTED]``. Error messages quote a
+refused value only redacted and cut to :data:`QUOTE_LIMIT` characters (redacted first,
+so a cut never leaves the start of a token readable). It is a plain immutable class with ``__slots__`` rather
 than a dataclass so that ``import alert_infra`` stays cheap (``dataclasses``
 pulls in ``inspect``); ``dataclasses.replace(alert, ...)`` is therefore not
 available; use :meth:`Alert.replace`.
@@ -15,7 +26,7 @@ from datetime import datetime, timezone
 from enum import Enum
 
 from .exceptions import AlertValidationError
-from .security import redact_metadata, redact_text, redact_value, redaction_generation
+from .security import REDACTED, redact_metadata, redact_text, redaction_generation
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -36,6 +47,9 @@ __all__ = [
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error", "critical")
 VALID_SEVERITIES = frozenset(SEVERITIES)
 _RANK = {name: index for index, name in enumerate(SEVERITIES)}
+
+#: How many characters of a refused value an error message quotes (after redaction).
+QUOTE_LIMIT = 40
 
 #: ``firing`` (the default) raises an incident; ``acknowledged`` and ``resolved``
 #: update one (PagerDuty acknowledge/resolve, "RESOLVED" in chat channels).
@@ -85,6 +99,16 @@ class Severity(str, Enum):
     __hash__ = str.__hash__
 
 
+def _quote(value: object) -> str:
+    """A refused value for an error message: redacted first, then cut (never the other way round)."""
+    if isinstance(value, str):
+        text = redact_text(value)
+        if len(text) > QUOTE_LIMIT:
+            text = text[: QUOTE_LIMIT - 1] + "…"
+        return repr(text)
+    return f"a {type(value).__name__}"
+
+
 def severity_rank(severity: str) -> int:
     """Return 0 (info) to 3 (critical); raise :class:`AlertValidationError` for anything else."""
     key = severity.value if isinstance(severity, Severity) else severity
@@ -92,7 +116,7 @@ def severity_rank(severity: str) -> int:
         rank = _RANK.get(key.strip().lower())
         if rank is not None:
             return rank
-    raise AlertValidationError(f"unsupported severity {severity!r}. Expected one of: {', '.join(SEVERITIES)}")
+    raise AlertValidationError(f"unsupported severity {_quote(severity)}. Expected one of: {', '.join(SEVERITIES)}")
 
 
 def _utc_now() -> datetime:
@@ -106,7 +130,7 @@ def _parse_datetime(value: Any, field: str = "created_at") -> datetime:
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise AlertValidationError(f"{field} is not an ISO-8601 datetime: {value[:40]!r}") from None
+            raise AlertValidationError(f"{field} is not an ISO-8601 datetime: {_quote(value)}") from None
     else:
         raise AlertValidationError(f"{field} must be a datetime or ISO-8601 string, got {type(value).__name__}")
     if parsed.tzinfo is None:
@@ -151,7 +175,15 @@ def _tags(value: Any) -> tuple[str, ...]:
         items = tuple(value)
     except TypeError:
         raise AlertValidationError(f"tags must be a sequence of strings, got {type(value).__name__}") from None
-    return tuple(str(tag).strip() for tag in items if str(tag).strip())
+    out = []
+    for tag in items:
+        try:
+            text = (tag if isinstance(tag, str) else str(tag)).strip()
+        except Exception:  # noqa: BLE001 - str() of a user object may raise anything
+            raise AlertValidationError(f"tags must be strings, got an unprintable {type(tag).__name__}") from None
+        if text:
+            out.append(text)
+    return tuple(out)
 
 
 def _links(value: LinksInput) -> tuple[tuple[str, str], ...]:
@@ -167,10 +199,20 @@ def _links(value: LinksInput) -> tuple[tuple[str, str], ...]:
         if not isinstance(label, str) or not isinstance(url, str):
             raise AlertValidationError("links labels and URLs must be strings")
         low = url.strip().lower()
-        if not (low.startswith("https://") or low.startswith("http://")) or any(c in url for c in "\r\n\t "):
-            raise AlertValidationError(f"link {label!r} must be an absolute http(s) URL")
+        # A URL that was a configured secret was masked whole by an earlier redaction.
+        scheme_ok = low.startswith("https://") or low.startswith("http://") or url.strip().startswith(REDACTED)
+        if not scheme_ok or any(c in url for c in "\r\n\t "):
+            raise AlertValidationError(f"link {_quote(label)} must be an absolute http(s) URL")
         out.append((label.strip() or url.strip(), url.strip()))
     return tuple(out)
+
+
+def _redact_optional(value: str | None) -> str | None:
+    return None if value is None else redact_text(value)
+
+
+def _redact_links(links: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((redact_text(label), redact_text(url)) for label, url in links)
 
 
 _FIELDS = (
@@ -277,33 +319,49 @@ class Alert:
             severity = severity.value
         if not isinstance(severity, str) or severity.strip().lower() not in _RANK:
             raise AlertValidationError(
-                f"unsupported severity {severity!r}. Expected one of: {', '.join(sorted(VALID_SEVERITIES))}"
+                f"unsupported severity {_quote(severity)}. Expected one of: {', '.join(sorted(VALID_SEVERITIES))}"
             )
         if metadata is None:
             metadata = {}
         elif not isinstance(metadata, Mapping):
             raise AlertValidationError(f"metadata must be a mapping, got {type(metadata).__name__}")
         if not isinstance(status, str) or status.strip().lower() not in ALERT_STATUSES:
-            raise AlertValidationError(f"unsupported status {status!r}. Expected one of: {', '.join(ALERT_STATUSES)}")
+            raise AlertValidationError(
+                f"unsupported status {_quote(status)}. Expected one of: {', '.join(ALERT_STATUSES)}"
+            )
+        source_ = _optional_text(source, "source")
+        tags_ = _tags(tags)
+        correlation_id_ = _optional_text(correlation_id, "correlation_id") or _uuid4()
+        request_id_ = _optional_text(request_id, "request_id")
+        fingerprint_ = _optional_text(fingerprint, "fingerprint")
+        links_ = _links(links)
+        created_at_ = _utc_now() if created_at is None else _parse_datetime(created_at)
         redact = bool(redact_sensitive_data)
         if redact:
+            # Every text field through the same rules (issue 10 item 6).
             title = redact_text(title)
             message = redact_text(message)
             meta = redact_metadata(metadata)
+            source_ = _redact_optional(source_)
+            tags_ = tuple(redact_text(tag) for tag in tags_)
+            correlation_id_ = redact_text(correlation_id_)
+            request_id_ = _redact_optional(request_id_)
+            fingerprint_ = _redact_optional(fingerprint_)
+            links_ = _redact_links(links_)
         else:
             meta = dict(metadata)
         setattr_(self, "title", title)
         setattr_(self, "message", message)
         setattr_(self, "severity", severity.strip().lower())
-        setattr_(self, "source", _optional_text(source, "source"))
-        setattr_(self, "tags", _tags(tags))
+        setattr_(self, "source", source_)
+        setattr_(self, "tags", tags_)
         setattr_(self, "metadata", meta)
-        setattr_(self, "created_at", _utc_now() if created_at is None else _parse_datetime(created_at))
-        setattr_(self, "correlation_id", _optional_text(correlation_id, "correlation_id") or _uuid4())
-        setattr_(self, "request_id", _optional_text(request_id, "request_id"))
+        setattr_(self, "created_at", created_at_)
+        setattr_(self, "correlation_id", correlation_id_)
+        setattr_(self, "request_id", request_id_)
         setattr_(self, "redact_sensitive_data", redact)
-        setattr_(self, "_fingerprint", _optional_text(fingerprint, "fingerprint"))
-        setattr_(self, "links", _links(links))
+        setattr_(self, "_fingerprint", fingerprint_)
+        setattr_(self, "links", links_)
         setattr_(self, "status", status.strip().lower())
         setattr_(self, "_generation", redaction_generation() if redact else -1)
 
@@ -358,19 +416,19 @@ class Alert:
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe, queue-safe dictionary (metadata always redacted)."""
+        """A JSON-safe, queue-safe dictionary: every text field redacted, whatever ``redact_sensitive_data`` says."""
         return {
             "title": redact_text(self.title),
             "message": redact_text(self.message),
             "severity": self.severity,
-            "source": self.source,
-            "tags": list(self.tags),
-            "metadata": redact_value(self.metadata),
+            "source": _redact_optional(self.source),
+            "tags": [redact_text(tag) for tag in self.tags],
+            "metadata": redact_metadata(self.metadata),
             "created_at": self.created_at.isoformat(),
-            "correlation_id": self.correlation_id,
-            "request_id": self.request_id,
-            "fingerprint": self.fingerprint,
-            "links": [list(pair) for pair in self.links],
+            "correlation_id": redact_text(self.correlation_id),
+            "request_id": _redact_optional(self.request_id),
+            "fingerprint": redact_text(self.fingerprint),
+            "links": [list(pair) for pair in _redact_links(self.links)],
             "status": self.status,
         }
 
@@ -408,20 +466,48 @@ class Alert:
         return hash((self.title, self.message, self.severity, self.source, self.correlation_id))
 
     def __repr__(self) -> str:
-        # Title and message may hold anything when redaction is disabled: mask and shorten.
-        title = redact_text(self.title)
-        if len(title) > 60:
-            title = title[:59] + "…"
-        return (
-            f"Alert(title={title!r}, severity={self.severity!r}, source={self.source!r}, "
-            f"tags={self.tags!r}, metadata=<{len(self.metadata)} keys>, "
-            f"correlation_id={self.correlation_id!r})"
-        )
+        # Any field may hold anything when redaction is disabled: redact, then shorten.
+        # Safe on a half-built instance (object.__new__(Alert), or inside __init__ when
+        # TracebackException(capture_locals=True) reprs ``self``): a missing field is "?".
+        try:
+            get = self._repr_field
+            tags = getattr(self, "tags", None)
+            tag_text = (
+                "?" if not isinstance(tags, tuple) else repr(tuple(_short(redact_text(t), 40) for t in tags[:10]))
+            )
+            metadata = getattr(self, "metadata", None)
+            keys = f"<{len(metadata)} keys>" if isinstance(metadata, dict) else "?"
+            return (
+                f"Alert(title={get('title', 60)}, severity={get('severity', 20)}, source={get('source', 60)}, "
+                f"tags={tag_text}, metadata={keys}, correlation_id={get('correlation_id', 60)})"
+            )
+        except Exception:  # noqa: BLE001 - repr must never raise
+            return "Alert(<unprintable>)"
+
+    def _repr_field(self, name: str, limit: int) -> str:
+        value = getattr(self, name, "?")
+        if value is None:
+            return "None"
+        if not isinstance(value, str):
+            return "?"
+        return repr(_short(redact_text(value), limit))
+
+    def _with_fields(self, **fields: Any) -> Alert:
+        """A copy with fields replaced *without* validation or redaction (for presentation layers
+        such as the console, which escape already-validated text); the caller keeps the types."""
+        copy = object.__new__(Alert)
+        for name in self.__slots__:
+            object.__setattr__(copy, name, fields[name] if name in fields else getattr(self, name))
+        return copy
 
     def __reduce__(self) -> tuple[Any, ...]:
         values = {name: getattr(self, name) for name in _FIELDS if name != "fingerprint"}
         values["fingerprint"] = self._fingerprint
         return (_rebuild, (values,))
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _rebuild(values: dict[str, Any]) -> Alert:

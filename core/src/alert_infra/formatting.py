@@ -10,7 +10,11 @@ Every user-controlled string is escaped for the form it lands in:
 :func:`escape_markdown` (CommonMark backslash escapes) and :func:`escape_html`
 (``& < > " '``). The subject is one line: control characters, including
 CR/LF and Unicode line separators, become spaces, so it is safe for an email
-header or a chat notification. :func:`truncate` shortens visibly.
+header or a chat notification. :func:`truncate` shortens visibly, and redacts
+before it cuts (a cut must never leave the first characters of a token that the
+redactor would have recognised whole): ``truncate(text, limit, redact=False)`` opts
+out for text known to be clean. Metadata values are rendered as compact JSON that
+never fails (huge integers and non-finite floats included).
 
 Provider-specific markup (Slack mrkdwn, Telegram HTML) belongs to the plugins,
 which build on these helpers.
@@ -23,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from .alert import Alert
+
+from .security import _safe_str, redact_text, redact_value, safe_int
 
 __all__ = [
     "Formatter",
@@ -68,7 +74,10 @@ class RenderedAlert:
         self.html = html
 
     def __repr__(self) -> str:
-        return f"RenderedAlert(subject={self.subject!r})"
+        subject = getattr(self, "subject", None)  # safe on a half-built instance
+        if not isinstance(subject, str):
+            return "RenderedAlert(subject=?)"
+        return f"RenderedAlert(subject={truncate(subject, 80)!r})"
 
 
 Formatter = Callable[["Alert"], RenderedAlert]
@@ -80,14 +89,20 @@ def one_line(text: str, limit: int | None = None) -> str:
     return truncate(text, limit) if limit is not None else text
 
 
-def truncate(text: str, limit: int | None, marker: str = TRUNCATION_MARKER) -> str:
+def truncate(text: str, limit: int | None, marker: str = TRUNCATION_MARKER, *, redact: bool = True) -> str:
     """Return ``text`` if it fits in ``limit`` characters, else a prefix ending in ``marker``.
 
     The result is never longer than ``limit``. If ``limit`` is smaller than the
-    marker, the marker itself is cut.
+    marker, the marker itself is cut. Text that has to be cut is redacted first
+    (:func:`~alert_infra.security.redact_text`) unless ``redact=False``; text that
+    fits is returned as it is.
     """
     if limit is None or len(text) <= limit:
         return text
+    if redact:
+        text = redact_text(text)
+        if len(text) <= limit:
+            return text
     if limit <= 0:
         return ""
     if limit <= len(marker):
@@ -125,21 +140,28 @@ def subject_line(alert: Alert, limit: int = SUBJECT_LIMIT) -> str:
 def _value_text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    if value is None or isinstance(value, (bool, int, float)):
-        import json
-
-        return json.dumps(value)
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else ("true" if value else "false")
+    if isinstance(value, int):
+        return str(safe_int(value))  # an int over 4,300 digits cannot be str()-ed on 3.11+
     import json
 
     try:
-        return json.dumps(value, ensure_ascii=False, sort_keys=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+        return json.dumps(value, ensure_ascii=False, sort_keys=False, default=_safe_str)
+    except (TypeError, ValueError, RecursionError):
+        # Huge integers, cycles, odd keys: the redacted JSON-safe form never fails.
+        return json.dumps(redact_value(value), ensure_ascii=False)
 
 
 def metadata_lines(metadata: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(key, readable value)`` pairs: strings as they are, other values as compact JSON."""
-    return [(str(key), _value_text(value)) for key, value in metadata.items()]
+    return [(_key_text(key), _value_text(value)) for key, value in metadata.items()]
+
+
+def _key_text(key: object) -> str:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(safe_int(key))
+    return key if type(key) is str else _safe_str(key)
 
 
 def _details(alert: Alert) -> list[tuple[str, str]]:

@@ -1,6 +1,14 @@
-"""What happened to one dispatch: :class:`DeliveryResult` and :class:`ChannelOutcome`."""
+"""What happened to one dispatch: :class:`DeliveryResult` and :class:`ChannelOutcome`.
+
+``to_dict()`` of both is strict JSON whatever a transport put in an outcome
+(non-finite floats become ``None``, huge integers a short string, other objects
+their redacted text), and ``repr()`` never raises, even on a half-built instance,
+and shows names and reasons redacted and shortened.
+"""
 
 from __future__ import annotations
+
+from .security import _safe_str, redact_text, redact_value, safe_int
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -76,7 +84,8 @@ class ChannelOutcome:
         self.suppressed_by = suppressed_by
 
     def to_dict(self) -> dict[str, Any]:
-        return {slot: getattr(self, slot) for slot in self.__slots__}
+        """A JSON-serialisable form (``json.dumps(..., allow_nan=False)`` never fails on it)."""
+        return {slot: _json_value(getattr(self, slot, None)) for slot in self.__slots__}
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ChannelOutcome):
@@ -86,12 +95,20 @@ class ChannelOutcome:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        extra = f", error={self.error!r}" if self.error else ""
-        extra += f", reason={self.reason!r}" if self.reason else ""
-        return (
-            f"ChannelOutcome(name={self.name!r}, status={self.status!r}, attempts={self.attempts}, "
-            f"elapsed={self.elapsed:.3f}{extra})"
-        )
+        try:
+            error, reason = getattr(self, "error", None), getattr(self, "reason", None)
+            extra = f", error={_repr_text(error)}" if error else ""
+            extra += f", reason={_repr_text(reason)}" if reason else ""
+            elapsed = getattr(self, "elapsed", None)
+            elapsed_text = f"{elapsed:.3f}" if isinstance(elapsed, (int, float)) else "?"
+            attempts = getattr(self, "attempts", "?")
+            return (
+                f"ChannelOutcome(name={_repr_text(getattr(self, 'name', '?'))}, "
+                f"status={_repr_text(getattr(self, 'status', '?'))}, "
+                f"attempts={attempts if isinstance(attempts, int) else '?'}, elapsed={elapsed_text}{extra})"
+            )
+        except Exception:  # noqa: BLE001 - repr must never raise
+            return "ChannelOutcome(<unprintable>)"
 
 
 class DeliveryResult:
@@ -180,10 +197,10 @@ class DeliveryResult:
         """A JSON-serialisable form (for the CLI, logs and audit records)."""
         return {
             "ok": self.ok,
-            "sent": list(self.sent),
-            "failed": dict(self.failed),
-            "retryable": list(self.retryable),
-            "non_retryable": list(self.non_retryable),
+            "sent": [_json_value(name) for name in self.sent],
+            "failed": {_safe_str(name): _json_value(error) for name, error in self.failed.items()},
+            "retryable": [_json_value(name) for name in self.retryable],
+            "non_retryable": [_json_value(name) for name in self.non_retryable],
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
 
@@ -205,7 +222,35 @@ class DeliveryResult:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return (
-            f"DeliveryResult(sent={self.sent!r}, failed={self.failed!r}, retryable={self.retryable!r}, "
-            f"non_retryable={self.non_retryable!r})"
-        )
+        try:
+            parts = []
+            for field in ("sent", "failed", "retryable", "non_retryable"):
+                value = getattr(self, field, None)
+                parts.append(f"{field}={'?' if value is None else _short(redact_text(repr(value)), 400)}")
+            return f"DeliveryResult({', '.join(parts)})"
+        except Exception:  # noqa: BLE001 - repr must never raise
+            return "DeliveryResult(<unprintable>)"
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _repr_text(value: object, limit: int = 200) -> str:
+    """repr of a string, redacted first and then shortened; a non-string shows its type."""
+    if isinstance(value, str):
+        return repr(_short(redact_text(value), limit))
+    return f"<{type(value).__name__}>"
+
+
+def _json_value(value: object) -> Any:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value if type(value) is str else str.__str__(value)
+    if isinstance(value, int):
+        return safe_int(value)
+    if isinstance(value, float):
+        number = float.__mul__(value, 1.0)
+        return number if number - number == 0.0 else None  # NaN and infinities: None
+    return redact_value(value)

@@ -23,6 +23,7 @@ Optional class attributes the core understands:
 
 from __future__ import annotations
 
+import re
 import sys
 from _thread import allocate_lock
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from .alert import Alert
     from .formatting import Formatter, RenderedAlert
 
-__all__ = ["AlertTransport", "BaseTransport", "ConsoleTransport", "NoOpTransport"]
+__all__ = ["AlertTransport", "BaseTransport", "ConsoleTransport", "NoOpTransport", "console_escape"]
 
 
 class BaseTransport:
@@ -95,7 +96,17 @@ class BaseTransport:
         """Release connections; the default does nothing."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
+        # Never raises (a half-built transport, a hostile ``name`` property) and never shows a secret.
+        try:
+            name = self.name
+        except Exception:  # noqa: BLE001 - repr must never raise
+            name = None
+        if not isinstance(name, str):
+            return f"{type(self).__name__}(name=?)"
+        from .security import redact_text
+
+        text = redact_text(name)
+        return f"{type(self).__name__}(name={(text if len(text) <= 80 else text[:79] + '…')!r})"
 
 
 class NoOpTransport(BaseTransport):
@@ -115,6 +126,66 @@ class NoOpTransport(BaseTransport):
         self.alerts.append(alert)
 
 
+#: Characters the console never writes raw: C0 and C1 controls (ESC, CR, backspace, NEL, …),
+#: bidi embeddings/overrides/isolates and marks (U+202A-U+202E, U+2066-U+2069, U+200E/F, U+061C),
+#: zero-width characters and the Unicode line/paragraph separators. Each is written as a
+#: visible escape (``\\x1b``, ``\\u202e``, ``\\n``) so a field cannot forge a line, move the
+#: cursor, recolour the terminal or reorder what is shown.
+_CONSOLE_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: Prefix of every line of the message in console output: a message line can never
+#: pass for a header or a field line ("Request ID: …") of the block.
+CONSOLE_MESSAGE_PREFIX = "| "
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def console_escape(text: str) -> str:
+    """``text`` with every control, bidi and line-breaking character escaped visibly (one line)."""
+    return _CONSOLE_UNSAFE.sub(_escape_char, text)
+
+
+def _str(value: object) -> str:
+    from .security import _key_text
+
+    return _key_text(value)
+
+
+def _escape_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return console_escape(value)
+    if depth < 64 and isinstance(value, dict):
+        return {console_escape(_str(k)): _escape_value(v, depth + 1) for k, v in value.items()}
+    if depth < 64 and isinstance(value, (list, tuple)):
+        return [_escape_value(v, depth + 1) for v in value]
+    return value
+
+
+def _console_alert(alert: Alert) -> Alert:
+    """The alert with every field escaped for a terminal; message lines prefixed."""
+    message = "\n".join(
+        CONSOLE_MESSAGE_PREFIX + console_escape(line) for line in alert.message.replace("\r\n", "\n").split("\n")
+    )
+    metadata = alert.metadata if isinstance(alert.metadata, dict) else {}
+    return alert._with_fields(
+        title=console_escape(alert.title),
+        message=message,
+        source=None if alert.source is None else console_escape(alert.source),
+        tags=tuple(console_escape(tag) for tag in alert.tags),
+        metadata={console_escape(_str(k)): _escape_value(v) for k, v in metadata.items()},
+        correlation_id=console_escape(alert.correlation_id),
+        request_id=None if alert.request_id is None else console_escape(alert.request_id),
+        links=tuple((console_escape(label), console_escape(url)) for label, url in alert.links),
+    )
+
+
 _COLORS = {"info": "\033[36m", "warning": "\033[33m", "error": "\033[31m", "critical": "\033[1;41;97m"}
 _RESET = "\033[0m"
 _CONSOLE_LOCK = allocate_lock()
@@ -124,7 +195,12 @@ class ConsoleTransport(BaseTransport):
     """Writes a readable block per alert to a stream (standard error by default).
 
     Type name ``console``. Colour is used when the stream is a terminal and
-    ``NO_COLOR`` is not set.
+    ``NO_COLOR`` is not set (the colour codes are the only escape sequences written).
+
+    Every field (title, message, source, tags, metadata, link labels and URLs, ids)
+    is written with control characters, ANSI escapes, bidi overrides and line breaks
+    escaped visibly (:func:`console_escape`); each message line starts with
+    :data:`CONSOLE_MESSAGE_PREFIX`, so no field can forge a line of the block.
 
     Args:
         stream: a text stream, or ``"stdout"``/``"stderr"`` (from configuration).
@@ -159,9 +235,11 @@ class ConsoleTransport(BaseTransport):
     def send(self, alert: Alert) -> None:
         import os
 
-        rendered = self.render(alert)
+        rendered = self.render(_console_alert(alert))
         stream = self._stream()
-        lines = rendered.text.splitlines()
+        # Only "\n" separates lines (splitlines() would also split at \x0b, \x85, \u2028 …);
+        # whatever a formatter let through is escaped once more.
+        lines = [console_escape(line) for line in rendered.text.replace("\r\n", "\n").split("\n")]
         header, body = lines[0], lines[1:]
         rule = "─" * max(8, min(72, len(header)))
         use_color = not os.environ.get("NO_COLOR") and getattr(stream, "isatty", lambda: False)()
