@@ -2,7 +2,8 @@
 
 Usage: python _probe.py <library> <measurement>
   library:     ours | old (alert-infra 0.1.5) | apprise | ceiling (a bare requests.Session loop)
-  measurement: overhead | overhead_pool | alert | fanout | webhook | webhook_dispatch
+               | ceiling_resolved (the same loop with proxies and CA bundle resolved once)
+  measurement: overhead | overhead_pool | alert | fanout | webhook | webhook_dispatch | redaction
 """
 
 from __future__ import annotations
@@ -147,6 +148,19 @@ def webhook_measure() -> dict:
         session = requests.Session()
         payload = {"text": "[ERROR] Queue backlog high", "blocks": []}
         return webhook_rate(lambda: session.post(url, json=payload, timeout=5).raise_for_status())
+    if LIBRARY == "ceiling_resolved":
+        # What requests re-reads from os.environ on every post (proxies, CA bundle), resolved once.
+        import requests
+        from requests.utils import get_environ_proxies
+
+        session = requests.Session()
+        session.trust_env = False
+        proxies = get_environ_proxies(url)
+        verify = os.environ.get("REQUESTS_CA_BUNDLE") or True
+        payload = {"text": "[ERROR] Queue backlog high", "blocks": []}
+        return webhook_rate(
+            lambda: session.post(url, json=payload, timeout=5, proxies=proxies, verify=verify).raise_for_status()
+        )
     from alert_infra import Alert
 
     alert = Alert(title="Queue backlog high", message="More than 10,000 jobs are pending.", source="worker")
@@ -211,8 +225,28 @@ def fanout(one, four) -> dict:  # type: ignore[no-untyped-def]
     return {"one_ms": statistics.median(ones) * 1000, "four_ms": statistics.median(fours) * 1000}
 
 
+def redaction_measure() -> dict:
+    """The rows of ``bench/redaction_rows.py`` (written separately), if that file exists."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "redaction_rows.py"
+    if not path.exists():
+        return {"na": "not written"}
+    spec = importlib.util.spec_from_file_location("redaction_rows", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.bench_redaction()
+    if isinstance(rows, dict):
+        rows = list(rows.items())
+    return {"rows": [[str(row[0]), row[1] if isinstance(row[1], (int, float)) else str(row[1])] for row in rows]}
+
+
 if __name__ == "__main__":
-    if MEASUREMENT.startswith("webhook"):
+    if MEASUREMENT == "redaction":
+        result = redaction_measure()
+    elif MEASUREMENT.startswith("webhook"):
         result = webhook_measure()
     elif LIBRARY == "apprise":
         result = apprise_measure()
