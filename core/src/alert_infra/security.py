@@ -102,6 +102,7 @@ their ``repr``; non-finite floats become the strings ``"nan"``, ``"inf"``,
 from __future__ import annotations
 
 import re
+import sys
 
 # The C lock and the ABCs without importing ``threading`` and ``collections``
 # (~1.5 ms together); both names are what those modules re-export.
@@ -162,8 +163,8 @@ MAX_PROCESS_WIDE_SECRETS = 10_000
 
 #: Integers with more digits than this are rendered as ``"<int of N digits>"`` by
 #: :func:`redact_value` (Python 3.11+ refuses ``str()`` of an int over 4,300 digits by
-#: default). Change it with ``alert_infra.security.MAX_INT_DIGITS = n`` (at most 4,300
-#: unless ``sys.set_int_max_str_digits`` was raised).
+#: default). Change it with ``alert_infra.security.MAX_INT_DIGITS = n``; a lower
+#: ``sys.set_int_max_str_digits`` limit wins.
 MAX_INT_DIGITS = 1000
 
 #: Up to this many secrets per length class are searched with ``str.find`` (fastest
@@ -805,17 +806,26 @@ def safe_int(value: int) -> int | str:
     """``value`` as a plain int, or ``"<int of N digits>"`` past :data:`MAX_INT_DIGITS` digits."""
     number = int.__add__(value, 0)  # a plain int, whatever the subclass overrides
     bits = number.bit_length()
-    if bits <= 3 * MAX_INT_DIGITS:  # under 903 digits: always fine
+    limit = MAX_INT_DIGITS
+    interpreter_limit = _int_str_limit()
+    if 0 < interpreter_limit < limit:
+        limit = interpreter_limit
+    if bits <= 3 * limit:  # at most 0.91 * limit digits: always fine
         return number
     # Digits without str(): bit_length gives it to within one; a power of ten settles it.
     digits = int((bits - 1) * 0.30102999566398120) + 1
     if bits <= 200_000 and abs(number) >= 10**digits:
         digits += 1
-    if digits <= MAX_INT_DIGITS:
+    if digits <= limit:
         return number
     sign = "negative " if number < 0 else ""
     about = "" if bits <= 200_000 else "about "
     return f"<{sign}int of {about}{digits} digits>"
+
+
+def _int_str_limit() -> int:
+    getter = getattr(sys, "get_int_max_str_digits", None)  # Python 3.11+ (and security backports)
+    return int(getter()) if getter is not None else 0
 
 
 def _redact(value: Any, depth: int, path: tuple[int, ...]) -> Any:
