@@ -461,6 +461,13 @@ class TestLimits:
             assert _units(text) <= 3000 and text.endswith(TRUNCATED)
             assert re.fullmatch(r"(&amp;|&lt;)*… \[truncated\]", text)
 
+    def test_cut_never_makes_a_mention(self) -> None:
+        """Found by the property test: "@channel0" is inert, but cut right after "channel" it would notify."""
+        transport = SlackWebhookTransport("https://hooks.slack.com" + SECRET_PATH)
+        for pad in range(2980, 3000):
+            text = transport.build_payload(_alert(message="x" * pad + "@channel0" * 5))["blocks"][1]["text"]["text"]
+            assert not re.search(r"@(channel|here|everyone)\b", text) and _units(text) <= 3000
+
     def test_maximal_alert_is_delivered(self, fake: SlackFake, server: FakeServer) -> None:
         """The real-server fake (which answers invalid_blocks for any limit broken) accepts a maximal alert."""
         SlackWebhookTransport(server.url + SECRET_PATH).send(_maximal_alert())

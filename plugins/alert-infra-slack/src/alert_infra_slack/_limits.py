@@ -38,6 +38,7 @@ METADATA_LIMIT = 8000
 TRUNCATED = "… [truncated]"
 
 _AFTER_AT = re.compile(r"\u2060*(?:channel|here|everyone)\b", re.IGNORECASE)
+_TAIL_MENTION = re.compile(r"@(?:channel|here|everyone)\Z", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
@@ -85,7 +86,10 @@ def fit(text: str, limit: int, *, escape: bool = True) -> str:
             kept = out[: cut_at[0]] if cut_at else out
             if kept and kept[-1] == "@\u2060":
                 kept[-1] = "@"  # its word was cut: the marker follows, nothing to disarm
-            return "".join(kept) + TRUNCATED
+            text = "".join(kept)
+            if _TAIL_MENTION.search(text):  # "@channel0" was inert; cut to "@channel…" it would notify
+                text = text[:-1]
+            return text + TRUNCATED
         out.append(piece)
         used += size
     return "".join(out)
