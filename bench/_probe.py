@@ -238,9 +238,22 @@ def redaction_measure() -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rows = module.bench_redaction()
-    if isinstance(rows, dict):
-        rows = list(rows.items())
-    return {"rows": [[str(row[0]), row[1] if isinstance(row[1], (int, float)) else str(row[1])] for row in rows]}
+    if isinstance(rows, dict):  # {name: value}
+        rows = [{"row": name, "value": value} for name, value in rows.items()]
+    out = []
+    for row in rows:  # {"row", "value", "unit", "note"} dicts, or (name, value[, unit[, note]]) tuples
+        if not isinstance(row, dict):
+            row = dict(zip(("row", "value", "unit", "note"), row))
+        value = row.get("value")
+        out.append(
+            {
+                "row": str(row.get("row")),
+                "value": value if isinstance(value, (int, float)) else str(value),
+                "unit": str(row.get("unit") or ""),
+                "note": str(row.get("note") or ""),
+            }
+        )
+    return {"rows": out}
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ def main() -> int:
                 sink_process.wait(10)
 
     # Redaction rows, from bench/redaction_rows.py when it exists (written separately).
-    redaction: list[list[object]] | str
+    redaction: list[dict[str, object]] | str
     try:
         out = probe(pythons["ours"], "ours", "redaction")
     except Unavailable as exc:
@@ -288,9 +288,10 @@ def main() -> int:
     redaction = figures.get("redaction", {}).get("ours")
     print("\nredaction (bench/redaction_rows.py):")
     if isinstance(redaction, list):
-        for name, value in redaction:
-            shown = f"{value:.2f}" if isinstance(value, float) else str(value)
-            print(f"  {name!s:58} {shown:>10}")
+        for row in redaction:
+            value = row["value"]
+            shown = f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
+            print(f"  {row['row']:58} {shown:>10} {row['unit']:3} {row['note']}")
     else:
         print(f"  {redaction}")
     policy = figures.get("policy_none", {}).get("ours")
