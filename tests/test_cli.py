@@ -119,7 +119,7 @@ retry = {{ attempts = 0 }}
         "3 problems in",
         "channels.ops.type: unknown transport type 'slak'",
         "channels.mail.min_severity: must be one of",
-        "channels.pager.retry.attempts: must be a finite positive integer",
+        "channels.pager.retry.attempts: must be a whole number from 1 to 100",
     ):
         assert expected in result.stderr, expected
     assert "cli-test-secret" not in result.stdout + result.stderr

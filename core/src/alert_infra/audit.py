@@ -879,6 +879,10 @@ class AuditTrail:
             waits for pending records to be written, in seconds (default :data:`FLUSH_TIMEOUT`).
     """
 
+    #: The hook returns in microseconds whatever the database does, so the dispatcher calls it in
+    #: the caller's thread (also on the event loop) instead of handing it to a hook thread.
+    nonblocking = True
+
     def __init__(
         self, store: AuditStore, *, max_pending: int = MAX_PENDING, close_timeout: float = FLUSH_TIMEOUT
     ) -> None:
