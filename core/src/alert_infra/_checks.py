@@ -22,6 +22,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_TIMEOUT",
     "MAX_WINDOW",
+    "MAX_WORKERS",
     "check_count",
     "check_seconds",
     "describe",
@@ -33,6 +34,8 @@ MAX_TIMEOUT = 3600.0
 MAX_WINDOW = 30 * 86400.0
 #: The largest count (retry attempts, rates, bursts, workers, queue sizes, retention).
 MAX_COUNT = 1_000_000_000
+#: The most worker threads of one dispatcher (``max_workers``, in code and configuration).
+MAX_WORKERS = 256
 
 
 def describe(value: object) -> str:

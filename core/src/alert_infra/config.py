@@ -59,6 +59,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from ._checks import MAX_WORKERS  # the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
 from .alert import SEVERITIES, severity_rank
 from .exceptions import AlertConfigurationError, AlertValidationError
 
@@ -96,9 +97,6 @@ SETTINGS_KEYS = (
     "keep_keys",
     *POLICY_KEYS,
 )
-#: The largest ``[alert_infra] max_workers`` (threads delivering at once for one dispatcher).
-#: Each is a thread of the host process; more than this is a configuration mistake.
-MAX_WORKERS = 256
 NOT_YET: tuple[str, ...] = ()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -29,7 +29,7 @@ import time
 from _thread import allocate_lock  # threading itself is imported when a worker starts
 from contextvars import ContextVar
 
-from ._checks import MAX_WINDOW, check_count, check_seconds
+from ._checks import MAX_WINDOW, MAX_WORKERS, check_count, check_seconds
 from .alert import Alert
 from .exceptions import (
     AlertDeliveryError,
@@ -337,7 +337,7 @@ class AlertDispatcher:
         hook_timeout: float = DEFAULT_HOOK_TIMEOUT,
     ) -> None:
         self.timeout = check_seconds(timeout, "timeout")
-        self.max_workers = check_count(max_workers, "max_workers", maximum=4096)
+        self.max_workers = check_count(max_workers, "max_workers", maximum=MAX_WORKERS)
         self.hook_timeout = check_seconds(hook_timeout, "hook_timeout", zero=True)
         self.deadline = check_seconds(deadline, "deadline") if deadline is not None else self.timeout
         if transports is not None and (isinstance(transports, (str, bytes)) or not hasattr(transports, "__iter__")):
