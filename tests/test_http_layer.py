@@ -169,13 +169,16 @@ def test_truncated_body_closes_the_connection_but_normal_answers_reuse_it() -> N
 def test_json_body_is_compact_utf8_with_our_headers() -> None:
     with https_server(ok) as server:
         channel = HttpChannel("Json", timeout=5)
-        channel.post_json(server.url + "/a", {"text": "café ✓", "n": [1, 2]}, headers={"X-Extra": "1"})
+        channel.post_json(
+            server.url + "/a", {"text": "café ✓", "n": [1, 2]}, headers={"X-Extra": "1", "user-agent": "mine/1"}
+        )
         channel.post_json(server.url + "/b", {"lone": "\ud800"})
         first, second = server.requests
         assert first.body == '{"text":"café ✓","n":[1,2]}'.encode()
         assert first.headers["content-type"] == "application/json"
         assert first.headers["x-extra"] == "1"
-        assert first.headers["user-agent"] == "alert-infra"
+        assert first.headers["user-agent"] == "mine/1"  # a caller's header replaces ours, whatever its case
+        assert second.headers["user-agent"] == "alert-infra"
         assert first.headers["accept-encoding"] == "identity"
         assert json.loads(second.body) == {"lone": "\ud800"}  # escaped, still valid JSON
 

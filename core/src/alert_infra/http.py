@@ -53,11 +53,13 @@ look at ``os.environ`` or ``~/.netrc`` again, so **a change of those variables i
 seen by sessions created after it** (a new transport, or a forked child), not by
 a running one.
 
-Fork: a forked child never touches the parent's pooled connections (TLS state is
+Fork: a forked child never uses the parent's pooled connections (TLS state is
 per process; two processes writing one socket corrupt both): it forgets the
-session (it does not close it, which would act on the parent's connections) and
-opens its own on first use. An :class:`HttpChannel` that is garbage collected
-without :meth:`HttpChannel.close` closes its session.
+session without closing it or shutting anything down, and opens its own on first
+use. (When the forgotten session is collected, only the child's copies of the file
+descriptors are released; no byte is written, so the parent's connections go on.)
+An :class:`HttpChannel` that is garbage collected without :meth:`HttpChannel.close`
+closes its session.
 """
 
 from __future__ import annotations
@@ -556,6 +558,13 @@ def _decode_body(data: bytes, headers: Mapping[str, str], limit: int) -> str:
         return data.decode("utf-8", "replace")
 
 
+#: The headers HttpChannel sets itself, by lower-case name.
+_CANONICAL_HEADERS = {
+    name.lower(): name
+    for name in ("User-Agent", "Accept", "Accept-Encoding", "Connection", "Content-Type", "Content-Length")
+}
+
+
 class _SessionState:
     """A session and what is resolved once for it: the trust store and the proxy environment (read when
     the session opens), and per URL its parsed form, its proxies and its adapter."""
@@ -705,7 +714,8 @@ class HttpChannel:
         state = self._open()
         request_headers = dict(self._headers)
         if headers:
-            request_headers.update(headers)
+            for key, value in headers.items():  # a caller's header replaces ours whatever its case
+                request_headers[_CANONICAL_HEADERS.get(key.lower(), key)] = value
         request_headers["Content-Length"] = str(len(body))
         deadline = _WATCHDOG.start(self.deadline)
         outer = getattr(_local, "deadline", None)
