@@ -30,11 +30,13 @@ control, so every step is linear in the length of the text:
 * configured secrets are found in one pass whose cost does not depend on how many
   are registered: a few (up to :data:`SMALL_SECRET_SET` per length class) are
   searched with ``str.find``; beyond that, an index of fixed-length slices of each
-  secret (a "k-gram" index) is probed every few characters of the text, so the work
-  per character is a dictionary look-up every 4 to 8 characters whatever the number
-  of secrets. Probe stride and slice length depend on the secret's length: 8-character
-  slices every 8 characters for secrets of 16 characters or more, 4 every 4 for 8-15,
-  and 4 at every position for 4-7 (short secrets are rare; use long ones).
+  secret (a "k-gram" index) is probed every few characters of the text (the slices
+  are cut and checked against the index in C), so the work does not depend on the
+  number of secrets. Probe stride and slice length depend on the secret's length:
+  8-character slices every 24 characters for secrets of 32 characters or more, every 8
+  for 16-31, 4 every 4 for 8-15, and 4 at every position for 4-7 (short secrets are
+  rare; use long ones). Memory: one index entry per probe stride, per secret (24 for
+  a webhook URL).
   Patterns registered by plugins are the plugin's responsibility.
 
 Configured secrets: scope and bounds
@@ -284,15 +286,21 @@ _BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 # Length classes of configured secrets: (minimum length, slice length k, probe stride).
 # Every occurrence of a secret of length >= L holds, at one of ``stride`` consecutive
 # offsets, a slice that starts at a multiple of ``stride`` in the text, provided
-# L - k + 1 >= stride (so the slices of a window fit in the shortest secret).
-_SECRET_CLASSES = ((16, 8, 8), (8, 4, 4), (_MIN_SECRET_LENGTH, 4, 1))
+# L - k + 1 >= stride (so the slices of a window fit in the shortest secret). Memory is
+# ``stride`` index entries per secret; the text is probed once every ``stride`` characters.
+_SECRET_CLASSES = ((32, 8, 24), (16, 8, 8), (8, 4, 4), (_MIN_SECRET_LENGTH, 4, 1))
 _WINDOW_CHOICES = 4  # windows tried per secret, to keep index buckets small
 
 
 class _SecretClass:
-    """The configured secrets of one length class and their k-gram index."""
+    """The configured secrets of one length class and their k-gram index.
 
-    __slots__ = ("min_len", "k", "stride", "values", "small", "index", "entries")
+    The probe slices of a text are cut by one ``findall`` (in C), and one
+    ``isdisjoint`` against the index (in C) settles the common case, no secret in the
+    text, without a Python-level loop over the text.
+    """
+
+    __slots__ = ("min_len", "k", "stride", "values", "small", "index", "entries", "probe")
 
     def __init__(self, min_len: int, k: int, stride: int) -> None:
         self.min_len = min_len
@@ -300,42 +308,65 @@ class _SecretClass:
         self.stride = stride
         self.values: dict[str, int] = {}  # secret -> first offset of its indexed window
         self.small: tuple[str, ...] = ()  # the values while there are few of them
-        self.index: dict[str, tuple[tuple[str, int], ...]] = {}  # slice -> ((secret, offset), ...)
+        # slice -> the secret (or secrets) with that slice in their indexed window
+        self.index: dict[str, str | tuple[str, ...]] = {}
         self.entries = 0
+        if stride == 1:
+            self.probe = re.compile(f"(?s)(?=(.{{{k}}}))")  # every position
+        elif stride == k:
+            self.probe = re.compile(f"(?s).{{{k}}}")
+        else:
+            self.probe = re.compile(f"(?s)(.{{{k}}}).{{0,{stride - k}}}")
+
+    def _window(self, secret: str, j0: int) -> set[str]:
+        k = self.k
+        return {secret[j : j + k] for j in range(j0, j0 + self.stride)}
 
     def add(self, secret: str) -> None:
-        k, stride, index = self.k, self.stride, self.index
+        index = self.index
         # Choose, among a few windows from the tail (the random part of URLs and tokens),
         # the one whose buckets are the least crowded.
         best, best_cost = 0, -1
-        start = len(secret) - k - stride + 1
+        start = len(secret) - self.k - self.stride + 1
         for n in range(_WINDOW_CHOICES):
-            j0 = start - n * stride
+            j0 = start - n * self.stride
             if j0 < 0:
                 break
-            cost = sum(len(index.get(secret[j : j + k], ())) for j in range(j0, j0 + stride))
+            cost = 0
+            for gram in self._window(secret, j0):
+                bucket = index.get(gram)
+                cost += 0 if bucket is None else (1 if isinstance(bucket, str) else len(bucket))
             if best_cost < 0 or cost < best_cost:
                 best, best_cost = j0, cost
                 if cost == 0:
                     break
-        for j in range(best, best + stride):
-            gram = secret[j : j + k]
-            index[gram] = (*index.get(gram, ()), (secret, j))  # copy on write: readers hold the old tuple
-        self.entries += stride
+        grams = self._window(secret, best)
+        for gram in grams:
+            bucket = index.get(gram)
+            if bucket is None:
+                index[gram] = secret
+            else:  # copy on write: a reader holds the old value
+                index[gram] = (bucket, secret) if isinstance(bucket, str) else (*bucket, secret)
+        self.entries += len(grams)
         self.values[secret] = best
         self.small = tuple(self.values) if len(self.values) <= SMALL_SECRET_SET else ()
 
     def remove(self, secret: str) -> None:
-        j0 = self.values.pop(secret)
-        k, index = self.k, self.index
-        for j in range(j0, j0 + self.stride):
-            gram = secret[j : j + k]
-            rest = tuple(entry for entry in index.get(gram, ()) if entry != (secret, j))
-            if rest:
-                index[gram] = rest
-            else:
+        grams = self._window(secret, self.values.pop(secret))
+        index = self.index
+        for gram in grams:
+            bucket = index.get(gram)
+            if bucket is None or bucket == secret:
                 index.pop(gram, None)
-        self.entries -= self.stride
+                continue
+            if isinstance(bucket, str):
+                continue
+            rest = tuple(item for item in bucket if item != secret)
+            if not rest:
+                index.pop(gram, None)
+            else:
+                index[gram] = rest[0] if len(rest) == 1 else rest
+        self.entries -= len(grams)
         self.small = tuple(self.values) if len(self.values) <= SMALL_SECRET_SET else ()
 
     def find(self, text: str, spans: list[tuple[int, int]]) -> None:
@@ -350,15 +381,23 @@ class _SecretClass:
                     spans.append((i, i + len(secret)))
                     i = text.find(secret, i + 1)
             return
-        k = self.k
-        get = self.index.get
-        for p in range(0, len(text) - k + 1, self.stride):
-            bucket = get(text[p : p + k])
-            if bucket is not None:
-                for secret, j in bucket:
+        index = self.index
+        grams = self.probe.findall(text)
+        if index.keys().isdisjoint(grams):
+            return
+        stride = self.stride
+        for n, gram in enumerate(grams):
+            bucket = index.get(gram)
+            if bucket is None:
+                continue
+            p = n * stride
+            for secret in (bucket,) if isinstance(bucket, str) else bucket:
+                j = secret.find(gram)
+                while j >= 0:
                     t = p - j
                     if t >= 0 and text.startswith(secret, t):
                         spans.append((t, t + len(secret)))
+                    j = secret.find(gram, j + 1)
 
 
 class _Owner:
@@ -387,6 +426,8 @@ class _Redactor:
 
     def _init_secrets(self) -> None:
         self._classes = tuple(_SecretClass(*spec) for spec in _SECRET_CLASSES)
+        self._live: tuple[_SecretClass, ...] = ()  # the classes that hold secrets
+        self._shortest = 0  # texts shorter than the shortest live secret skip the secret step
         self._active = 0  # distinct secrets currently masked
         self._process_wide: set[str] = set()
         self._owned: dict[str, int] = {}  # secret -> number of live owners holding it
@@ -521,7 +562,14 @@ class _Redactor:
             return False
         cls.add(secret)
         self._active += 1
+        if len(cls.values) == 1:
+            self._refresh_live()
         return True
+
+    def _refresh_live(self) -> None:
+        live = tuple(cls for cls in self._classes if cls.values)
+        self._shortest = live[-1].min_len if live else 0
+        self._live = live
 
     def _deactivate(self, secret: str) -> bool:
         if secret in self._process_wide or self._owned.get(secret):
@@ -531,6 +579,8 @@ class _Redactor:
             return False
         cls.remove(secret)
         self._active -= 1
+        if not cls.values:
+            self._refresh_live()
         return True
 
     def _release_record_locked(self, key: int, record: _Owner) -> bool:
@@ -641,10 +691,11 @@ class _Redactor:
     def secrets(self, text: str) -> str:
         if self._dead:
             self.sweep()
-        if not self._active:
+        live = self._live
+        if not live or len(text) < self._shortest:
             return text
         spans: list[tuple[int, int]] = []
-        for cls in self._classes:
+        for cls in live:
             cls.find(text, spans)
         if not spans:
             return text
