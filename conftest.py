@@ -11,6 +11,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Slow shared CI machines: no per-example deadline; more examples when asked for
+# (HYPOTHESIS_PROFILE=ci, set by .ci/run). Here, so plugin test folders run alone get them too.
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SERVICE_SKIP_PREFIX = "service unavailable:"
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from alert_infra.plugins import PluginHost
 from alert_infra.security import _REDACTOR
 from alert_infra.testing import isolated_plugin_host
 
-# Slow shared CI machines: no per-example deadline; more examples when asked for.
-settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("ci", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+# The hypothesis profiles ("default", "ci") are registered by the repository's conftest.py.
 
 
 @pytest.fixture
