@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import threading
 import time
 
 import pytest
@@ -189,3 +191,41 @@ class TestOnePass:
             register_secret(f"https://hooks.example.net/services/{i:06d}/{'s' * 24}", owner=owner)
         loaded = cost()
         assert loaded < base * 5 + 0.01, (base, loaded)  # one scan per secret was ~100x
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_holds_the_registry_lock() -> None:
+    """A child forked while a thread of the parent held the registry lock can register and redact."""
+    register_secret("before-fork-" + "F" * 24)  # installs the fork hook
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _REDACTOR._lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: must not deadlock
+        try:
+            owner = _Owner()
+            register_secret("in-child-" + "C" * 24, owner=owner)
+            ok = redact_text("in-child-" + "C" * 24) == REDACTED
+            ok = ok and redact_text("before-fork-" + "F" * 24) == REDACTED
+        finally:
+            os._exit(0 if ok else 1)
+    release.set()
+    thread.join(10)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child deadlocked on the registry lock")
+        time.sleep(0.02)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -373,9 +373,9 @@ class _SecretClass:
         values = self.values
         if not values:
             return
-        small = self.small
-        if small or len(values) <= SMALL_SECRET_SET:
-            for secret in small or tuple(values):
+        small = self.small  # an immutable snapshot: no dict is iterated while a writer changes it
+        if small:
+            for secret in small:
                 i = text.find(secret)
                 while i >= 0:
                     spans.append((i, i + len(secret)))
