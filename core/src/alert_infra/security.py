@@ -300,7 +300,7 @@ class _SecretClass:
     text, without a Python-level loop over the text.
     """
 
-    __slots__ = ("min_len", "k", "stride", "values", "small", "index", "entries", "probe")
+    __slots__ = ("min_len", "k", "stride", "values", "small", "index", "entries", "probe", "_probe_source")
 
     def __init__(self, min_len: int, k: int, stride: int) -> None:
         self.min_len = min_len
@@ -311,12 +311,14 @@ class _SecretClass:
         # slice -> the secret (or secrets) with that slice in their indexed window
         self.index: dict[str, str | tuple[str, ...]] = {}
         self.entries = 0
+        # Compiled on first use: compiling four patterns at import would cost ~1 ms.
+        self.probe: Pattern[str] | None = None
         if stride == 1:
-            self.probe = re.compile(f"(?s)(?=(.{{{k}}}))")  # every position
+            self._probe_source = f"(?s)(?=(.{{{k}}}))"  # every position
         elif stride == k:
-            self.probe = re.compile(f"(?s).{{{k}}}")
+            self._probe_source = f"(?s).{{{k}}}"
         else:
-            self.probe = re.compile(f"(?s)(.{{{k}}}).{{0,{stride - k}}}")
+            self._probe_source = f"(?s)(.{{{k}}}).{{0,{stride - k}}}"
 
     def _window(self, secret: str, j0: int) -> set[str]:
         k = self.k
@@ -382,7 +384,10 @@ class _SecretClass:
                     i = text.find(secret, i + 1)
             return
         index = self.index
-        grams = self.probe.findall(text)
+        probe = self.probe
+        if probe is None:
+            probe = self.probe = re.compile(self._probe_source)
+        grams = probe.findall(text)
         if index.keys().isdisjoint(grams):
             return
         stride = self.stride
