@@ -10,7 +10,6 @@ import asyncio
 import contextvars
 import gc
 import os
-import select
 import threading
 import time
 
@@ -19,7 +18,7 @@ import pytest
 from alert_infra import Alert, AlertDispatcher, hookimpl
 from alert_infra.dispatcher import MAX_OVERDUE_PER_CHANNEL, Route
 from alert_infra.exceptions import AlertValidationError
-from alert_infra.testing import RecordingTransport, registered_plugin
+from alert_infra.testing import RecordingTransport, registered_plugin, run_in_fork
 
 ALERT = Alert(title="Disk full", message="/var is at 100%", severity="error")
 
@@ -109,44 +108,22 @@ def test_a_child_forked_during_dispatches_delivers_at_once() -> None:
     while hang.calls == 0 and time.monotonic() < deadline:  # a dispatch is in flight in the pool
         time.sleep(0.01)
     assert hang.calls == 1
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        code = 1
-        try:
-            hang.gate.set()  # the child's own copy; the parent's thread is not here
-            started = time.monotonic()
-            result = dispatcher.send(ALERT, channels=["ok"])
-            took = time.monotonic() - started
-            os.write(write, f"{result.sent} {took:.2f} {dispatcher.pool_stats()['started']}".encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
+
+    def child() -> tuple[tuple[str, ...], float, int]:
+        hang.gate.set()  # the child's own copy; the parent's thread is not here
+        started = time.monotonic()
+        result = dispatcher.send(ALERT, channels=["ok"])
+        return result.sent, time.monotonic() - started, dispatcher.pool_stats()["started"]
+
     try:
-        ready, _, _ = select.select([read], [], [], 15)
-        assert ready, "the forked child did not deliver within 15 s"
-        sent, took, started = os.read(read, 200).decode().split()
+        sent, took, started = run_in_fork(child, timeout=15)
     finally:
         hang.gate.set()
-        _reap(pid)
-        os.close(read)
-    assert sent == "('ok',)"
-    assert float(took) < 5  # the fault: the full 20 s timeout, then a failure
-    assert started == "1"  # the child's pool started its own thread
+    assert sent == ["ok"]
+    assert took < 5  # the fault: the full 20 s timeout, then a failure
+    assert started == 1  # the child's pool started its own thread
     worker.join(5)
     dispatcher.close()
-
-
-def _reap(pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return
-        time.sleep(0.02)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
 
 
 # -- 4. resources that only grew ----------------------------------------------------------------------

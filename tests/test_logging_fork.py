@@ -7,14 +7,10 @@ flush_timeout), with the parent's queued records in its queue.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import select
-import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +18,7 @@ import pytest
 
 from alert_infra import AlertDispatcher
 from alert_infra.logging import AlertHandler
+from alert_infra.testing import run_in_fork
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
 
@@ -29,61 +26,7 @@ CHILD_TIMEOUT = 20.0  # the bug waits for ever (or flush_timeout); a healthy chi
 
 
 def run_in_child(work: Callable[[], Any], timeout: float = CHILD_TIMEOUT) -> Any:
-    """Run ``work`` in a forked child and return what it returned (JSON); the child is killed
-    (and the test fails) when it does not answer within ``timeout`` seconds."""
-    read, write = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # "this process is multi-threaded": the point
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            os.close(read)
-            try:
-                payload = {"ok": True, "value": work()}
-            except BaseException as exc:
-                payload = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            data = json.dumps(payload).encode()
-            while data:
-                data = data[os.write(write, data) :]
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _kill(pid)
-                pid = 0
-                raise AssertionError(f"the forked child did not answer within {timeout:g}s (deadlocked?)")
-            ready, _, _ = select.select([read], [], [], remaining)
-            if ready:
-                chunk = os.read(read, 65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    finally:
-        os.close(read)
-        if pid:
-            os.waitpid(pid, 0)
-    result = json.loads(b"".join(chunks) or b'{"ok": false, "error": "no answer"}')
-    assert result["ok"], result.get("error")
-    return result["value"]
-
-
-def _kill(pid: int) -> None:
-    """SIGABRT first (faulthandler, which pytest enables, prints where the child hung), then SIGKILL."""
-    os.kill(pid, signal.SIGABRT)
-    for _ in range(50):
-        if os.waitpid(pid, os.WNOHANG)[0]:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
+    return run_in_fork(work, timeout=timeout)
 
 
 class Gate:

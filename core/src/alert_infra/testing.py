@@ -6,6 +6,9 @@
   without entry points) and restores the previous one afterwards.
 * :func:`registered_plugin` registers a plugin object for the duration of a
   ``with`` block.
+* :func:`run_in_fork` runs a function in a real ``os.fork()`` child and returns
+  its result, killing the child (and failing) if it hangs: the way to test that
+  an object holding threads, locks or connections survives a pre-forking server.
 * :func:`https_server` runs a real HTTPS server on 127.0.0.1 (``trustme``
   certificate) that answers through a handler; :func:`hostile_server` runs one
   that misbehaves on purpose (trickles, stalls its TLS handshake, never answers,
@@ -36,6 +39,7 @@ __all__ = [
     "https_server",
     "isolated_plugin_host",
     "registered_plugin",
+    "run_in_fork",
     "unused_port",
 ]
 
@@ -504,3 +508,71 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_in_fork(work: Any, *, timeout: float = 20.0) -> Any:
+    """Run ``work()`` in a forked child and return what it returned (a JSON value).
+
+    The child reports through a pipe; if it raises, the exception's class and message
+    are raised here as :class:`AssertionError`; if it does not answer within
+    ``timeout`` seconds (a deadlock inherited through the fork) it is sent ``SIGABRT``
+    (pytest's faulthandler prints where it hung), then ``SIGKILL``, and the call fails.
+    POSIX only.
+    """
+    import json
+    import os
+    import select
+    import signal
+    import time
+    import warnings
+
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "this process is multi-threaded": the point
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.close(read)
+            try:
+                payload = {"ok": True, "value": work()}
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                payload = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            data = json.dumps(payload).encode()
+            while data:
+                data = data[os.write(write, data) :]
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                os.kill(pid, signal.SIGABRT)
+                for _ in range(50):
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                    time.sleep(0.1)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                pid = 0
+                raise AssertionError(f"the forked child did not answer within {timeout:g}s (deadlocked?)")
+            ready, _, _ = select.select([read], [], [], remaining)
+            if ready:
+                chunk = os.read(read, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(read)
+        if pid:
+            os.waitpid(pid, 0)
+    result = json.loads(b"".join(chunks) or b'{"ok": false, "error": "the child exited without an answer"}')
+    if not result["ok"]:
+        raise AssertionError(f"in the forked child: {result.get('error')}")
+    return result["value"]
