@@ -95,7 +95,13 @@ def bench_redaction() -> list[dict]:
         rows.append(
             _row("redact_text secrets ratio", many_text / none_text, f"{MANY_SECRETS:,} vs none, target <= 1.5", "x")
         )
-        rows.append(_row("Alert(), no secrets", none_alert, "title, 400-char message, source, tag, metadata"))
+        rows.append(
+            _row(
+                "Alert(), no secrets",
+                none_alert,
+                "title, 400-char message, source, tag, metadata (short fields cached per generation)",
+            )
+        )
         rows.append(_row(f"Alert(), {MANY_SECRETS:,} secrets", many_alert, "same alert"))
         rows.append(_row("Alert() secrets ratio", many_alert / none_alert, f"{MANY_SECRETS:,} vs none", "x"))
         del owner

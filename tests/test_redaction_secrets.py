@@ -229,3 +229,17 @@ def test_fork_while_another_thread_holds_the_registry_lock() -> None:
             pytest.fail("the forked child deadlocked on the registry lock")
         time.sleep(0.02)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_short_text_cache_is_bounded_and_never_stale() -> None:
+    """Short texts are cached per generation: bounded, and a secret registered later is still masked."""
+    text = "deploy token " + TOKEN
+    assert redact_text(text) == text
+    owner = _Owner()
+    register_secret(TOKEN, owner=owner)
+    assert redact_text(text) == "deploy token " + REDACTED
+    release_secrets(owner)
+    assert redact_text(text) == text
+    for i in range(security.TEXT_CACHE_SIZE * 2):
+        redact_text(f"text number {i}")
+    assert len(_REDACTOR._cache[1]) <= security.TEXT_CACHE_SIZE

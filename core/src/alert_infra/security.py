@@ -169,6 +169,12 @@ MAX_PROCESS_WIDE_SECRETS = 10_000
 #: ``sys.set_int_max_str_digits`` limit wins.
 MAX_INT_DIGITS = 1000
 
+#: Redacted forms of short texts (up to :data:`TEXT_CACHE_MAX_LENGTH` characters: titles,
+#: sources, tags, labels, metadata keys) remembered until the rules change; the cache is
+#: dropped whole when it holds this many entries or when :func:`redaction_generation` moves.
+TEXT_CACHE_SIZE = 4096
+TEXT_CACHE_MAX_LENGTH = 256
+
 #: Up to this many secrets per length class are searched with ``str.find`` (fastest
 #: for a handful); beyond it, the k-gram index is used (cost independent of the count).
 SMALL_SECRET_SET = 8
@@ -427,6 +433,9 @@ class _Redactor:
         self._key_cache: dict[str, bool] = {}
         self._fork_hooked = False
         self._warned_cap = False
+        # (generation, {text: redacted}): replaced, never cleared in place, so a result
+        # computed under an older generation can only land in a dict nobody reads.
+        self._cache: tuple[int, dict[str, str]] = (-1, {})
         self._init_secrets()
 
     def _init_secrets(self) -> None:
@@ -725,6 +734,21 @@ class _Redactor:
     def text(self, text: str) -> str:
         if not text:
             return text
+        if len(text) > TEXT_CACHE_MAX_LENGTH:
+            return self._text(text)
+        if self._dead:
+            self.sweep()
+        generation, cache = self._cache
+        if generation != self.generation or len(cache) >= TEXT_CACHE_SIZE:
+            generation = self.generation
+            cache = {}
+            self._cache = (generation, cache)
+        out = cache.get(text)
+        if out is None:
+            out = cache[text] = self._text(text)
+        return out
+
+    def _text(self, text: str) -> str:
         # Configured secrets first (one pass; overlapping matches merge, so a URL beats its path).
         text = self.secrets(text)
         low = text.lower()
