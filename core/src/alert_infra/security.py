@@ -38,6 +38,8 @@ control, so every step is linear in the length of the text:
   rare; use long ones). Memory: one index entry per probe stride, per secret (24 for
   a webhook URL).
   Patterns registered by plugins are the plugin's responsibility.
+* short texts (up to :data:`TEXT_CACHE_MAX_LENGTH` characters) are remembered,
+  :data:`TEXT_CACHE_SIZE` at most, until :func:`redaction_generation` moves.
 
 Configured secrets: scope and bounds
 ------------------------------------
