@@ -179,7 +179,7 @@ TEXT_CACHE_MAX_LENGTH = 256
 
 #: Up to this many secrets per length class are searched with ``str.find`` (fastest
 #: for a handful); beyond it, the k-gram index is used (cost independent of the count).
-SMALL_SECRET_SET = 8
+SMALL_SECRET_SET = 16
 
 _SECRET_WORDS = (
     "password",
