@@ -96,33 +96,53 @@ def test_a_queued_send_whose_caller_gave_up_never_starts() -> None:
 
 # -- 2. fork ---------------------------------------------------------------------------------------
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() is POSIX only")
-def test_a_child_forked_during_dispatches_delivers_at_once() -> None:
+def test_a_child_forked_during_dispatches_and_an_audit_write_delivers_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Before: the child's pool counted the parent's threads, so its first sends waited the full
-    timeout and failed 'not started' on every channel."""
+    timeout and failed 'not started' on every channel; and a fork while another thread was inside
+    an audit write deadlocked the child for ever."""
+    from alert_infra.audit import AuditStore, AuditTrail
+
+    store = AuditStore(str(tmp_path / "audit.sqlite3"))
+    trail = AuditTrail(store)
     hang = Hang("slow")
     ok = Blocking(name="ok")
-    dispatcher = AlertDispatcher([hang, ok], timeout=20, max_workers=2)
+    dispatcher = AlertDispatcher([hang, ok], timeout=20, max_workers=2, audit=trail)
     worker = threading.Thread(target=dispatcher.send, args=(ALERT,), daemon=True)
     worker.start()
     deadline = time.monotonic() + 5
     while hang.calls == 0 and time.monotonic() < deadline:  # a dispatch is in flight in the pool
         time.sleep(0.01)
     assert hang.calls == 1
+    held, release = threading.Event(), threading.Event()
 
-    def child() -> tuple[tuple[str, ...], float, int]:
+    def hold() -> None:  # an audit write in progress at the moment of the fork
+        with store._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(5)
+
+    def child() -> tuple[tuple[str, ...], float, int, list[str]]:
         hang.gate.set()  # the child's own copy; the parent's thread is not here
         started = time.monotonic()
-        result = dispatcher.send(ALERT, channels=["ok"])
-        return result.sent, time.monotonic() - started, dispatcher.pool_stats()["started"]
+        result = dispatcher.send(Alert(title="from the child", message="m"), channels=["ok"])
+        took = time.monotonic() - started
+        assert trail.flush(timeout=10)
+        return result.sent, took, dispatcher.pool_stats()["started"], [r.title for r in store.query()]
 
     try:
-        sent, took, started = run_in_fork(child, timeout=15)
+        sent, took, started, titles = run_in_fork(child, timeout=20)
     finally:
         hang.gate.set()
+        release.set()
     assert sent == ["ok"]
     assert took < 5  # the fault: the full 20 s timeout, then a failure
     assert started == 1  # the child's pool started its own thread
+    assert titles == ["from the child"]  # written by the child, through its own connection
     worker.join(5)
+    holder.join(5)
     dispatcher.close()
 
 
