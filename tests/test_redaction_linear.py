@@ -128,3 +128,20 @@ def test_long_keys_are_linear() -> None:
 def test_one_line_is_linear() -> None:
     """The subject-line cleaner used for every rendering is linear too."""
     _assert_linear(one_line, lambda n: "\x00 \t" * (n // 3), "one_line")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "xoxb-1234567890-abcdefghij",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "sk_live_abcdefghij1234567890",
+        "SG.abcdefghijklmnopqrst.abcdefghijklmnopqrstuvwxyz0123456789",
+        "sk-abcdefghijklmnopqrstuvwxyz",
+        "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+    ],
+)
+@pytest.mark.parametrize("glue", ["-", " ", "/", "="])
+def test_linear_fixes_keep_coverage(secret: str, glue: str) -> None:
+    """The key shapes are still masked when glued to a word by '-', '/', '=' or a space."""
+    assert secret[6:] not in redact_text(f"deploy{glue}{secret} done")

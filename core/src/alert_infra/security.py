@@ -230,10 +230,12 @@ _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 # a few substring searches instead of a many-way regex alternation at every
 # position. A group named ``keep`` is kept in front of the mask ("Bearer [REDACTED]").
 #
-# Linearity (tested in tests/test_redaction_linear.py): each pattern starts at a
-# literal or at the start of a run of its own characters (``(?<![...])`` rather than
-# ``\b`` where the run may hold non-word characters), and a failed attempt scans at
-# most one run that no other attempt can scan again.
+# Linearity (tested in tests/test_redaction_linear.py): a failed attempt either scans
+# a bounded number of characters (a key shape shorter than its minimum length fails
+# within that length) or one run that no other attempt can scan again (the run cannot
+# cross the literal that starts the next attempt: "://" holds a "/", "SG." a "."). The
+# JWT pattern starts only at the start of a run of its characters (a look-behind, not
+# ``\b``: "eyJ-eyJ-…" gave 20,000 starts that each scanned to the end of the run).
 _BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     # PEM private keys (multi-line). The label is bounded (real ones: "RSA", "EC", "ENCRYPTED").
     (
@@ -264,18 +266,18 @@ _BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("bearer", ("bearer",), r"(?i)(?P<keep>\bbearer[ \t]{1,16})[A-Za-z0-9\-._~+/]{6,}=*"),
     ("basic", ("basic",), r"(?i)(?P<keep>\bbasic[ \t]{1,16})[A-Za-z0-9+/]{6,}={0,2}"),
     # Provider key shapes.
-    ("slack_token", ("xox", "xapp-"), r"(?<![A-Za-z0-9\-])x(?:ox[abposrc]|app)-[A-Za-z0-9\-]{10,}"),
+    ("slack_token", ("xox", "xapp-"), r"\bx(?:ox[abposrc]|app)-[A-Za-z0-9\-]{10,}"),
     (
         "github",
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-        r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})",
     ),
-    ("aws", ("akia", "asia"), r"(?<![A-Za-z0-9_])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9_])"),
-    ("stripe", ("_live_", "_test_"), r"(?<![A-Za-z0-9_])(?:sk|rk|pk|whsec)_(?:live|test)_[A-Za-z0-9]{10,}"),
-    ("sendgrid", ("sg.",), r"(?<![A-Za-z0-9_\-])SG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
-    ("resend", ("re_",), r"(?<![A-Za-z0-9_])re_[A-Za-z0-9]{6,}_[A-Za-z0-9]{12,}"),
-    ("openai", ("sk-",), r"(?<![A-Za-z0-9_\-])sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
-    ("google", ("aiza",), r"(?<![A-Za-z0-9_\-])AIza[0-9A-Za-z_\-]{35}"),
+    ("aws", ("akia", "asia"), r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("stripe", ("_live_", "_test_"), r"\b(?:sk|rk|pk|whsec)_(?:live|test)_[A-Za-z0-9]{10,}"),
+    ("sendgrid", ("sg.",), r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}"),
+    ("resend", ("re_",), r"\bre_[A-Za-z0-9]{6,}_[A-Za-z0-9]{12,}"),
+    ("openai", ("sk-",), r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
+    ("google", ("aiza",), r"\bAIza[0-9A-Za-z_\-]{35}"),
     (
         "jwt",
         ("eyj",),
