@@ -243,3 +243,25 @@ def test_short_text_cache_is_bounded_and_never_stale() -> None:
     for i in range(security.TEXT_CACHE_SIZE * 2):
         redact_text(f"text number {i}")
     assert len(_REDACTOR._cache[1]) <= security.TEXT_CACHE_SIZE
+
+
+def test_memory_comes_back_after_a_mass_release() -> None:
+    """10,000 secrets registered then released: the registry's memory returns close to where it was."""
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        owner = _Owner()
+        for i in range(10_000):
+            register_secret(f"tok-{i:06d}-Q7w9E2r4T6y8U0i1O3p5A7s9", owner=owner)
+        grown = tracemalloc.get_traced_memory()[0] - before
+        release_secrets(owner)
+        del owner
+        gc.collect()
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert _REDACTOR.secret_stats()["index_entries"] == 0
+    assert left < grown / 10, (grown, left)

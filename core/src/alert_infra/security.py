@@ -299,7 +299,7 @@ _BUILTIN_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 # L - k + 1 >= stride (so the slices of a window fit in the shortest secret). Memory is
 # ``stride`` index entries per secret; the text is probed once every ``stride`` characters.
 _SECRET_CLASSES = ((32, 8, 24), (16, 8, 8), (8, 4, 4), (_MIN_SECRET_LENGTH, 4, 1))
-_WINDOW_CHOICES = 4  # windows tried per secret, to keep index buckets small
+_WINDOW_CHOICES = 8  # windows tried per secret (from its tail, a third of a stride apart), to keep buckets small
 
 
 class _SecretClass:
@@ -310,7 +310,7 @@ class _SecretClass:
     text, without a Python-level loop over the text.
     """
 
-    __slots__ = ("min_len", "k", "stride", "values", "small", "index", "entries", "probe", "_probe_source")
+    __slots__ = ("min_len", "k", "stride", "values", "small", "index", "entries", "probe", "_probe_source", "_peak")
 
     def __init__(self, min_len: int, k: int, stride: int) -> None:
         self.min_len = min_len
@@ -318,9 +318,12 @@ class _SecretClass:
         self.stride = stride
         self.values: dict[str, int] = {}  # secret -> first offset of its indexed window
         self.small: tuple[str, ...] = ()  # the values while there are few of them
-        # slice -> the secret (or secrets) with that slice in their indexed window
-        self.index: dict[str, str | tuple[str, ...]] = {}
+        # slice -> the secret (or the set of secrets) with that slice in their indexed window.
+        # Sets are changed in place under the registry lock; a reader copies one with
+        # tuple() (a single C call under the GIL) before it iterates.
+        self.index: dict[str, str | set[str]] = {}
         self.entries = 0
+        self._peak = 0  # largest index size since the last rebuild (dicts never shrink by themselves)
         # Compiled on first use: compiling four patterns at import would cost ~1 ms.
         self.probe: Pattern[str] | None = None
         if stride == 1:
@@ -340,8 +343,9 @@ class _SecretClass:
         # the one whose buckets are the least crowded.
         best, best_cost = 0, -1
         start = len(secret) - self.k - self.stride + 1
+        step = max(1, self.stride // 3)
         for n in range(_WINDOW_CHOICES):
-            j0 = start - n * self.stride
+            j0 = start - n * step
             if j0 < 0:
                 break
             cost = 0
@@ -357,9 +361,12 @@ class _SecretClass:
             bucket = index.get(gram)
             if bucket is None:
                 index[gram] = secret
-            else:  # copy on write: a reader holds the old value
-                index[gram] = (bucket, secret) if isinstance(bucket, str) else (*bucket, secret)
+            elif isinstance(bucket, str):
+                index[gram] = {bucket, secret}
+            else:
+                bucket.add(secret)
         self.entries += len(grams)
+        self._peak = max(self._peak, len(index))
         self.values[secret] = best
         self.small = tuple(self.values) if len(self.values) <= SMALL_SECRET_SET else ()
 
@@ -370,15 +377,15 @@ class _SecretClass:
             bucket = index.get(gram)
             if bucket is None or bucket == secret:
                 index.pop(gram, None)
-                continue
-            if isinstance(bucket, str):
-                continue
-            rest = tuple(item for item in bucket if item != secret)
-            if not rest:
-                index.pop(gram, None)
-            else:
-                index[gram] = rest[0] if len(rest) == 1 else rest
+            elif not isinstance(bucket, str):
+                bucket.discard(secret)
+                if not bucket:
+                    index.pop(gram, None)
         self.entries -= len(grams)
+        if self._peak > 1024 and len(index) * 4 < self._peak:
+            # Most secrets were released: give the memory of the grown table back.
+            self.index = dict(index)  # readers keep the old table until they finish
+            self._peak = len(index)
         self.small = tuple(self.values) if len(self.values) <= SMALL_SECRET_SET else ()
 
     def find(self, text: str, spans: list[tuple[int, int]]) -> None:
@@ -406,13 +413,23 @@ class _SecretClass:
             if bucket is None:
                 continue
             p = n * stride
-            for secret in (bucket,) if isinstance(bucket, str) else bucket:
+            for secret in (bucket,) if isinstance(bucket, str) else _snapshot(bucket):
                 j = secret.find(gram)
                 while j >= 0:
                     t = p - j
                     if t >= 0 and text.startswith(secret, t):
                         spans.append((t, t + len(secret)))
                     j = secret.find(gram, j + 1)
+
+
+def _snapshot(bucket: set[str]) -> tuple[str, ...]:
+    # tuple(set) is one C call; only a collector run inside it could let a writer in.
+    for _ in range(8):
+        try:
+            return tuple(bucket)
+        except RuntimeError:  # "Set changed size during iteration": take it again
+            continue
+    return tuple(sorted(bucket))  # pragma: no cover - practically unreachable
 
 
 class _Owner:
