@@ -265,3 +265,45 @@ def test_memory_comes_back_after_a_mass_release() -> None:
         tracemalloc.stop()
     assert _REDACTOR.secret_stats()["index_entries"] == 0
     assert left < grown / 10, (grown, left)
+
+
+def test_concurrent_register_release_and_redact() -> None:
+    """Threads registering and dropping owners while others redact: no error, a kept secret always masked."""
+    kept = "kept-secret-" + "K" * 30
+    register_secret(kept)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def churn(seed: int) -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                owner = _Owner()
+                for j in range(20):
+                    register_secret(f"churn-{seed}-{i}-{j}-" + "x" * 30, owner=owner)
+                if i % 2:
+                    release_secrets(owner)
+                del owner
+                i += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            text = f"a {kept} b churn-0-1-2-{'x' * 30} " * 20
+            while not stop.is_set():
+                if kept in redact_text(text):
+                    raise AssertionError("kept secret leaked")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(n,)) for n in range(2)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
