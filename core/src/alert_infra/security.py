@@ -534,10 +534,9 @@ class _Redactor:
         candidates = {c for c in candidates if len(c) >= _MIN_SECRET_LENGTH}
         if not candidates:
             return
-        ref = None
         if owner is not None:
             try:
-                ref = _weak_ref(owner)
+                _weak_ref(owner)
             except TypeError:  # not weak-referenceable: process-wide, as documented
                 owner = None
         self._hook_fork()
@@ -575,7 +574,6 @@ class _Redactor:
                             changed |= self._activate(c)
             if changed:
                 self.generation += 1
-        del ref
         if warn:
             import logging
 
