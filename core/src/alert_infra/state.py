@@ -388,7 +388,7 @@ class RedisState(StateBackend):
         if client is None:
             if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
                 raise AlertConfigurationError("state: a Redis URL starts with redis://, rediss:// or unix://")
-            register_secret(url)
+            register_secret(url, owner=self)
             try:
                 import redis
             except ImportError:
@@ -413,7 +413,7 @@ class RedisState(StateBackend):
                 raise AlertConfigurationError("state: not a valid Redis URL") from None
             password = getattr(client, "connection_pool", None)
             password = getattr(password, "connection_kwargs", {}).get("password")
-            register_secret(password)
+            register_secret(password, owner=self)
         self._factory = factory  # set when this backend owns its client (built from the URL)
         self._prefix = prefix
         self._retry_interval = retry_interval
