@@ -474,3 +474,25 @@ def test_a_self_bounded_transport_runs_in_the_callers_thread(
     retrying = AlertDispatcher([transport], timeout=timeout, routes={"b": Route(retry={"attempts": 3})})
     retrying.send(ALERT)
     assert where[-1] is False
+
+
+def test_hooks_that_never_return_take_a_bounded_number_of_threads(host) -> None:  # type: ignore[no-untyped-def]
+    from alert_infra.dispatcher import MAX_OVERDUE_HOOKS, _hook_pool
+
+    release = threading.Event()
+
+    class Stuck:
+        @hookimpl
+        def alert_infra_after_dispatch(self, alert, result):  # type: ignore[no-untyped-def]
+            release.wait(60)
+
+    dispatcher = AlertDispatcher([RecordingTransport()], hook_timeout=0.01)
+    try:
+        with registered_plugin(Stuck(), name="stuck"):
+            for _ in range(MAX_OVERDUE_HOOKS + 40):
+                assert dispatcher.send(ALERT).ok
+            stats = _hook_pool().stats()
+            assert stats["overdue"] <= MAX_OVERDUE_HOOKS
+            assert stats["threads"] <= 8  # the rest wait their turn instead of taking threads
+    finally:
+        release.set()

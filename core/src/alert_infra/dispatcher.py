@@ -70,6 +70,9 @@ STATE_WAIT = 2.0
 #: return); beyond it, a dispatch's hooks and audit record are dropped and counted
 #: (``AlertDispatcher.hooks_dropped``, logged at ERROR).
 MAX_QUEUED_HOOKS = 10_000
+#: Hook threads that may hang at once (written off and replaced); beyond, slow hooks hold the
+#: shared hook pool's 8 threads and later hooks queue.
+MAX_OVERDUE_HOOKS = 32
 #: The counters of :meth:`AlertDispatcher.stats`, per channel.
 STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
 _SUPPRESSED_STAT = {"dedup": "deduplicated", "throttle": "throttled"}  # any other skip counts as "skipped"
@@ -1001,10 +1004,19 @@ class AlertDispatcher:
             return
         task = pool.submit(self._observe_now, audit, host, redacted, result, time.perf_counter() + self.hook_timeout)
         if not task.wait(self.hook_timeout):
-            pool.write_off(task, cancel=False)  # queued hook work still runs: an audit record is not dropped
+            self._leave_hooks(pool, task)
             self.logger.warning(
                 "alert after-dispatch hooks still running after %gs: they finish in the background", self.hook_timeout
             )
+
+    @staticmethod
+    def _leave_hooks(pool: WorkerPool, task: Task) -> None:
+        """Stop waiting for a dispatch's hooks. Queued hook work still runs (an audit record is not
+        dropped); a running one is written off, so the next dispatches' hooks get a thread, until
+        :data:`MAX_OVERDUE_HOOKS` hooks hang at once: then they wait their turn (and, past
+        :data:`MAX_QUEUED_HOOKS`, are dropped and counted) rather than take ever more threads."""
+        if pool.overdue < MAX_OVERDUE_HOOKS:
+            pool.write_off(task, cancel=False)
 
     def _hooks_admitted(self, pool: WorkerPool) -> bool:
         """Whether the hooks of one more dispatch may queue: hung hooks must not grow memory for ever."""
@@ -1115,7 +1127,7 @@ class AlertDispatcher:
                 return
             task = pool.submit(self._call_hooks, audit, host, redacted, result)
             if not await _wait_task(task, self.hook_timeout):
-                pool.write_off(task, cancel=False)
+                self._leave_hooks(pool, task)
                 self.logger.warning(
                     "alert after-dispatch hooks still running after %gs: they finish in the background",
                     self.hook_timeout,
