@@ -17,6 +17,13 @@ in one Lua script (one round trip, atomic) on the server's clock. When Redis can
 backend *fails open*: it logs once, keeps the policies working on this process's
 memory, and goes back to Redis when it answers again, so an outage of the state
 store never drops an alert.
+
+:class:`SQLiteState` (``state = "sqlite:///path"``) shares it between the processes of
+one machine that name the same file, with no server: separate ``alert-infra send`` runs
+(cron) then share one de-duplication window and one throttle budget. Each operation is
+one ``BEGIN IMMEDIATE`` transaction; a file locked for longer than
+:data:`SQLITE_BUSY_TIMEOUT` (or unreadable) fails open to this process's memory exactly
+as an unreachable Redis does.
 """
 
 from __future__ import annotations
@@ -28,13 +35,16 @@ from heapq import heapify, heappop, heappush  # C-accelerated and tiny: no cost 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import logging
+    import os
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["Bucket", "MemoryState", "RedisState", "StateBackend", "open_state"]
+__all__ = ["Bucket", "MemoryState", "RedisState", "SQLiteState", "StateBackend", "open_state"]
 
 #: What a ``state`` URL for Redis starts with.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: What a ``state`` URL for a local SQLite file starts with (``sqlite:///abs/path``, ``sqlite:///~/path``).
+SQLITE_SCHEME = "sqlite:///"
 
 
 class Bucket:
@@ -579,13 +589,339 @@ def _disconnect(box: list[Any]) -> None:
 
 
 def open_state(spec: Any = None, **kwargs: Any) -> StateBackend:
-    """A state backend from a setting: ``None``/``"memory"``, a Redis URL, or a backend object."""
+    """A state backend from a setting: ``None``/``"memory"``, ``sqlite:///path``, a Redis URL, or a backend."""
     if spec is None or spec == "memory":
         return MemoryState(**kwargs)
     if isinstance(spec, StateBackend):
         return spec
+    if isinstance(spec, str) and spec.startswith(SQLITE_SCHEME):
+        return SQLiteState(sqlite_path(spec), **kwargs)
     if isinstance(spec, str):
         return RedisState(spec, **kwargs)
     from .exceptions import AlertConfigurationError
 
-    raise AlertConfigurationError(f"state: expected 'memory' or a redis:// URL, got {type(spec).__name__}")
+    raise AlertConfigurationError(
+        f"state: expected 'memory', a sqlite:/// or a redis:// URL, got {type(spec).__name__}"
+    )
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``state = "sqlite:///…"`` setting (``sqlite:///~/…`` expands the home folder).
+
+    Raises:
+        AlertConfigurationError: not a ``sqlite:///`` URL naming a file.
+    """
+    import os
+
+    path = url[len("sqlite://") :] if isinstance(url, str) and url.startswith(SQLITE_SCHEME) else "/"
+    if path.startswith("/~"):
+        path = os.path.expanduser(path[1:])
+    if path in ("/", "") or path.endswith("/"):
+        from .exceptions import AlertConfigurationError
+
+        raise AlertConfigurationError(
+            "state: a SQLite state is a sqlite:/// URL naming a file, such as "
+            '"sqlite:///var/lib/app/alert-state.sqlite3"'
+        )
+    return path
+
+
+#: How long one :class:`SQLiteState` operation waits for another process's transaction on the
+#: same file (seconds, default 0.5; ``SQLiteState(path, timeout=...)`` changes it). Beyond it the
+#: operation fails open: it runs on this process's memory, as an unreachable Redis does.
+SQLITE_BUSY_TIMEOUT = 0.5
+#: After a failure (locked beyond the bound, unreadable file), how long a :class:`SQLiteState`
+#: stays on memory before trying the file again (seconds, default 5; ``retry_interval=``).
+SQLITE_RETRY_INTERVAL = 5.0
+#: How often (in writes by one process) a :class:`SQLiteState` counts its rows against
+#: ``max_entries``: the file holds at most ``max_entries`` claims and ``max_entries`` buckets,
+#: plus at most this many per process writing between two counts.
+SQLITE_CAP_EVERY = 64
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS claims_expires ON claims (expires)",
+    "CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, at REAL NOT NULL,"
+    " expires REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS buckets_expires ON buckets (expires)",
+)
+#: Connections inherited by forked children: never closed there (closing a SQLite handle in the
+#: child would disturb the parent's), only replaced; at most one per backend per fork.
+_INHERITED: list[Any] = []
+
+
+class SQLiteState(StateBackend):
+    """State in a SQLite file, shared by every process of this machine that names the same file.
+
+    The same rules as :class:`MemoryState` (a duplicate spends no token, a throttled alert holds
+    no claim, a claim can only be released by its token), each operation one ``BEGIN IMMEDIATE``
+    transaction, so that processes never interleave inside one. Times are wall-clock seconds
+    (``clock``, default :func:`time.time`, injectable by tests), so that every process, and a
+    run after a reboot, reads the file alike.
+
+    Args:
+        path: the file (created with its tables when missing; its folder must exist).
+        clock: the time source, in seconds.
+        timeout: how long an operation waits for another process's transaction
+            (default :data:`SQLITE_BUSY_TIMEOUT`, at most :data:`~alert_infra._checks.MAX_TIMEOUT`).
+        retry_interval: after a failure, how long the backend stays on memory before trying
+            the file again (default :data:`SQLITE_RETRY_INTERVAL`).
+        max_entries: the most claims, and separately the most buckets, the file keeps (default
+            :data:`MAX_ENTRIES`; see :data:`SQLITE_CAP_EVERY`). Beyond it the oldest writes are
+            evicted and counted in ``evicted``: an evicted entry fails open (more delivery).
+
+    Bounded: expired claims and refilled buckets are swept (at most :data:`SWEEP_STEP` of each
+    per operation), and the row count is capped. Fails open: a file locked beyond ``timeout``,
+    unreadable or corrupt logs one warning, and the policies keep working on this process's
+    memory until the file answers again; an alert is never dropped for the state's sake.
+
+    Lifecycle: dropped without :meth:`close`, its connection is closed when it is collected
+    (``weakref.finalize``). A forked child opens its own connection on the fork itself and
+    leaves the inherited one alone (never used, never closed).
+    """
+
+    blocking = True
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] | None = None,
+        timeout: float = SQLITE_BUSY_TIMEOUT,
+        retry_interval: float = SQLITE_RETRY_INTERVAL,
+        max_entries: int = MAX_ENTRIES,
+        logger_: logging.Logger | None = None,
+    ) -> None:
+        import os
+        import weakref
+
+        from ._checks import MAX_WINDOW, check_count, check_seconds
+        from ._lifecycle import on_fork_in_child
+        from .exceptions import AlertConfigurationError
+
+        self._timeout = check_seconds(timeout, "state.timeout", error=AlertConfigurationError)
+        self._retry_interval = check_seconds(
+            retry_interval, "state.retry_interval", maximum=MAX_WINDOW, zero=True, error=AlertConfigurationError
+        )
+        self._max = check_count(max_entries, "max_entries", error=AlertConfigurationError)
+        self.path = os.fspath(path)
+        if not isinstance(self.path, str) or not self.path:
+            raise AlertConfigurationError("state: a SQLite state needs a file path")
+        self._clock = clock or time.time
+        self._fallback = MemoryState(self._clock, max_entries=self._max)
+        self._logger = logger_
+        self._lock = allocate_lock()
+        self._down = False
+        self._down_until = 0.0
+        self._closed = False
+        self._ready = False  # tables created
+        self._writes = 0
+        self.evicted = 0
+        self._box: list[Any] = [None]
+        try:
+            self._box[0] = self._connect()
+        except Exception as exc:  # noqa: BLE001 - an unopenable file: a configuration error, never a traceback
+            raise AlertConfigurationError(f"state: cannot open the SQLite state file ({type(exc).__name__})") from None
+        weakref.finalize(self, _close_box, self._box)
+        on_fork_in_child(self, SQLiteState._after_fork)
+
+    def _connect(self) -> Any:
+        import sqlite3
+
+        connection = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
+            connection.execute("PRAGMA synchronous=NORMAL")  # the state is not precious: losing it fails open
+        except sqlite3.Error:
+            pass  # locked now: the default journal works too
+        return connection
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new lock and a new connection; the inherited one is kept, unused."""
+        self._lock = allocate_lock()
+        _INHERITED.append(self._box[0])
+        try:
+            self._box[0] = self._connect()
+        except Exception:  # noqa: BLE001 - the child must start: it runs on memory
+            self._box[0] = None
+            self._closed = True
+
+    @property
+    def logger(self) -> logging.Logger:
+        if self._logger is None:
+            import logging
+
+            self._logger = logging.getLogger("alert_infra")
+        return self._logger
+
+    def _run(self, operation: Callable[[Any, float], Any]) -> tuple[bool, Any]:
+        """``(True, answer)`` from ``operation(connection, now)`` in one transaction, or ``(False, None)``."""
+        if self._closed or (self._down and time.monotonic() < self._down_until):
+            return False, None
+        try:
+            with self._lock:
+                connection = self._box[0]
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    if not self._ready:
+                        for statement in _SCHEMA:
+                            connection.execute(statement)
+                        self._ready = True
+                    now = self._clock()
+                    self._sweep(connection, now)
+                    answer = operation(connection, now)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+        except Exception as exc:  # noqa: BLE001 - locked, unreadable, corrupt: fail open
+            self._down_until = time.monotonic() + self._retry_interval
+            first, self._down = not self._down, True
+            if first:
+                # The class name only: the message could name the file's contents.
+                self.logger.warning(
+                    "alert state backend sqlite is unavailable (%s): throttling and de-duplication use "
+                    "this process's memory until it answers again; alerts are still delivered",
+                    type(exc).__name__,
+                )
+            return False, None
+        if self._down:
+            self._down = False
+            self.logger.warning("alert state backend sqlite answers again: shared state resumed")
+        return True, answer
+
+    def _sweep(self, connection: Any, now: float) -> None:
+        for table in ("claims", "buckets"):
+            connection.execute(
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE expires <= ? LIMIT ?)",  # noqa: S608 - two fixed names
+                (now, SWEEP_STEP),
+            )
+
+    def _cap(self, connection: Any) -> None:
+        self._writes += 1
+        if self._writes % SQLITE_CAP_EVERY:
+            return
+        for table in ("claims", "buckets"):
+            (count,) = connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608
+            if count > self._max:
+                over = count - self._max
+                connection.execute(
+                    f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} ORDER BY rowid LIMIT ?)",  # noqa: S608
+                    (over,),
+                )
+                first = not self.evicted
+                self.evicted += over
+                if first:
+                    self.logger.warning(
+                        "alert state file is full (%d entries): the oldest de-duplication claims and throttle "
+                        "budgets are evicted (counted in SQLiteState.evicted); alerts are still delivered",
+                        self._max,
+                    )
+
+    @staticmethod
+    def _live_claim(connection: Any, key: str, now: float) -> bool:
+        row = connection.execute("SELECT expires FROM claims WHERE key = ?", (key,)).fetchone()
+        return row is not None and row[0] > now
+
+    def _claim(self, connection: Any, key: str, window: float, now: float) -> str:
+        import secrets
+
+        token = secrets.token_hex(8)
+        connection.execute(
+            "INSERT OR REPLACE INTO claims (key, token, expires) VALUES (?, ?, ?)", (key, token, now + window)
+        )
+        self._cap(connection)
+        return token
+
+    def _acquire(self, connection: Any, buckets: Sequence[Bucket], now: float) -> tuple[float, int] | None:
+        levels = []
+        wait, refused = 0.0, -1
+        for index, bucket in enumerate(buckets):
+            row = connection.execute("SELECT tokens, at FROM buckets WHERE key = ?", (bucket.key,)).fetchone()
+            tokens, at = (row[0], row[1]) if row is not None else (bucket.capacity, now)
+            tokens = min(bucket.capacity, tokens + max(0.0, now - at) * bucket.refill)
+            levels.append(tokens)
+            if tokens < 1.0:
+                need = (1.0 - tokens) / bucket.refill
+                if need > wait:
+                    wait, refused = need, index
+        if refused >= 0:
+            return wait, refused
+        for bucket, tokens in zip(buckets, levels):
+            full_at = now + (bucket.capacity - tokens + 1.0) / bucket.refill
+            connection.execute(
+                "INSERT OR REPLACE INTO buckets (key, tokens, at, expires) VALUES (?, ?, ?, ?)",
+                (bucket.key, tokens - 1.0, now, full_at),
+            )
+        self._cap(connection)
+        return None
+
+    def admit(
+        self, claim_key: str | None, window: float, buckets: Sequence[Bucket]
+    ) -> tuple[str, str | None, float, int]:
+        def operation(connection: Any, now: float) -> tuple[str, str | None, float, int]:
+            if claim_key is not None and self._live_claim(connection, claim_key, now):
+                return "duplicate", None, 0.0, -1
+            refused = self._acquire(connection, buckets, now) if buckets else None
+            if refused is not None:
+                return "throttled", None, refused[0], refused[1]
+            token = self._claim(connection, claim_key, window, now) if claim_key is not None else None
+            return "ok", token, 0.0, -1
+
+        ok, answer = self._run(operation)
+        return answer if ok else self._fallback.admit(claim_key, window, buckets)
+
+    def acquire(self, buckets: Sequence[Bucket]) -> tuple[float, int] | None:
+        ok, answer = self._run(lambda connection, now: self._acquire(connection, buckets, now))
+        return answer if ok else self._fallback.acquire(buckets)
+
+    def claim(self, key: str, window: float) -> str | None:
+        def operation(connection: Any, now: float) -> str | None:
+            if self._live_claim(connection, key, now):
+                return None
+            return self._claim(connection, key, window, now)
+
+        ok, answer = self._run(operation)
+        return answer if ok else self._fallback.claim(key, window)
+
+    def release(self, key: str, token: str) -> None:
+        ok, _ = self._run(
+            lambda connection, now: connection.execute("DELETE FROM claims WHERE key = ? AND token = ?", (key, token))
+        )
+        if not ok:
+            self._fallback.release(key, token)
+
+    def clear(self) -> None:
+        self._fallback.clear()
+        self._run(lambda connection, now: [connection.execute(f"DELETE FROM {t}") for t in ("claims", "buckets")])  # noqa: S608
+
+    def __len__(self) -> int:
+        """Claims and buckets in the file (live or not yet swept); 0 when it cannot be read."""
+        ok, answer = self._run(
+            lambda connection, now: sum(
+                connection.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608
+                for t in ("claims", "buckets")
+            )
+        )
+        return int(answer) if ok else 0
+
+    def close(self) -> None:
+        """Close the connection; later operations run on this process's memory."""
+        self._closed = True
+        with self._lock:
+            _close_box(self._box)
+
+    def __repr__(self) -> str:
+        return "SQLiteState()"
+
+
+def _close_box(box: list[Any]) -> None:
+    """Close the connection in ``box`` (a finaliser: it must not refer to the backend)."""
+    connection, box[0] = box[0], None
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001, S110 - closing is best effort
+            pass
