@@ -142,7 +142,7 @@ class TestValidation:
         with pytest.raises(AlertConfigurationError) as info:
             load_config(config)
         text = str(info.value)
-        assert text.startswith("9 problems in <mapping>:")
+        assert text.startswith("10 problems in <mapping>:")  # d: unset and not a console option
         for expected in (
             "alert_infra.colour: unknown setting",
             "channels.a.type: unknown transport type 'slak'",
@@ -174,8 +174,10 @@ class TestValidation:
                 register(Needs)
 
         register_plugin(P(), "needs")
+        config = load_config({"channels": {"n": {"type": "needs"}}})  # one channel's problem: not the file's
+        assert config.problems == ["channels.n.token: required by transport type 'needs'"]
         with pytest.raises(AlertConfigurationError, match=r"channels\.n\.token: required by transport type 'needs'"):
-            load_config({"channels": {"n": {"type": "needs"}}})
+            config.build_dispatcher(strict=True)
 
     @pytest.mark.parametrize(
         ("config", "message"),
@@ -290,9 +292,16 @@ class TestSendAlert:
         assert "[ERROR] Disk full" in capsys.readouterr().err
 
     def test_invalid_configuration_raises(self, tmp_path: Path) -> None:
-        (tmp_path / "alert-infra.toml").write_text('[channels.n]\ntype = "nope"\n')
-        with pytest.raises(AlertConfigurationError, match="unknown transport type 'nope'"):
+        (tmp_path / "alert-infra.toml").write_text('[channels.n]\ntype = "noop"\n[channels.n.retry]\nattempts = 0\n')
+        with pytest.raises(AlertConfigurationError, match=r"channels\.n\.retry\.attempts"):
             send_alert("t", "m")
+
+    def test_a_broken_channel_is_a_failed_outcome_not_an_exception(self, tmp_path: Path) -> None:
+        (tmp_path / "alert-infra.toml").write_text('[channels.n]\ntype = "nope"\n[channels.ok]\ntype = "noop"\n')
+        result = send_alert("t", "m")
+        assert result.sent == ("ok",) and set(result.failed) == {"n"}
+        (outcome,) = [o for o in result.outcomes if o.name == "n"]
+        assert outcome.error == "UnknownTransportError" and "unknown transport type 'nope'" in (outcome.reason or "")
 
 
 @settings(max_examples=200)

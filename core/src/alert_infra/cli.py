@@ -356,6 +356,10 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{r.id:>5}  {when:20}  {r.severity:8}  {r.outcome:10}  {ack:10}  {_clean(r.title)}\n")
         channels = ", ".join(f"{c['channel']}:{c['suppressed_by'] or c['status']}" for c in r.channels)
         out.write(f"{'':>5}  {'':20}  {'':8}  {'':10}  {'':10}  -> {channels or 'none'}\n")
+        for c in r.channels:  # why a channel failed (secret-free: redacted before it was recorded)
+            if c["status"] == "failed" and (c.get("reason") or c.get("error")):
+                why = ": ".join(_clean(x) for x in (c.get("error"), c.get("reason")) if x)
+                out.write(f"{'':>5}  {'':20}  {'':8}  {'':10}  {'':10}     {_clean(c['channel'])} failed: {why}\n")
     return EXIT_OK
 
 

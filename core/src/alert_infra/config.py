@@ -131,6 +131,10 @@ class ChannelConfig:
         self.retry = retry  # RetryPolicy | None
         self.throttle = throttle  # Throttle | None
         self.dedup_window = dedup_window
+        # Problems of this channel alone (an unset variable, an unknown type or option), each naming
+        # the channel and key, never a value. A channel with problems becomes an
+        # UnavailableTransport when the dispatcher is built (or is refused with strict=True).
+        self.problems: list[str] = []
 
     def __repr__(self) -> str:  # options may hold secrets: keys only
         return (
@@ -180,20 +184,31 @@ class AlertConfig:
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
 
-    def build_dispatcher(self, **kwargs: Any) -> AlertDispatcher:
-        """Build every enabled channel and return an :class:`AlertDispatcher` routing to them."""
-        from .dispatcher import AlertDispatcher, Route
+    @property
+    def problems(self) -> list[str]:
+        """Every per-channel problem found while parsing (no channel is built for this list)."""
+        return [p for c in self.channels if c.enabled for p in c.problems]
+
+    def build_channels(self) -> tuple[dict[str, Any], dict[str, AlertConfigurationError]]:
+        """Construct every enabled channel as ``send`` would, without sending anything.
+
+        Returns ``(built, broken)``: transports by channel name, and for each channel that could
+        not be built its (secret-free) :class:`~alert_infra.AlertConfigurationError` (or subclass:
+        :class:`~alert_infra.UnknownTransportError`, :class:`~alert_infra.PluginLoadError`, ...).
+        The caller owns (and closes) what was built.
+        """
         from .plugins import get_plugin_host
 
         host = get_plugin_host()
         for plugin in self.plugins:
             host._load_named(plugin)
-        transports = []
-        routes = {}
-        problems: list[str] = []
+        built: dict[str, Any] = {}
+        broken: dict[str, AlertConfigurationError] = {}
         for channel in self.channels:
             if not channel.enabled:
-                routes[channel.name] = Route(enabled=False)
+                continue
+            if channel.problems:
+                broken[channel.name] = _channel_error(host, channel)
                 continue
             options = dict(channel.options)
             if channel.format is not None:
@@ -204,11 +219,50 @@ class AlertConfig:
             if effective_timeout is not None and _accepts(host, channel.type, "timeout"):
                 options.setdefault("timeout", effective_timeout)
             try:
-                transport = host.build_transport(channel.type, channel.name, options)
+                built[channel.name] = host.build_transport(channel.type, channel.name, options)
             except AlertConfigurationError as exc:
-                problems.append(str(exc))
+                broken[channel.name] = exc
+            except Exception as exc:  # noqa: BLE001 - a plugin host fault must not take the others down
+                from .security import redact_text
+
+                broken[channel.name] = AlertConfigurationError(
+                    f"channel {channel.name!r} (type {channel.type!r}): {redact_text(type(exc).__name__)}"
+                )
+        return built, broken
+
+    def build_dispatcher(self, *, strict: bool = False, **kwargs: Any) -> AlertDispatcher:
+        """Build every enabled channel and return an :class:`AlertDispatcher` routing to them.
+
+        A channel that cannot be built (its problems from parsing, or its transport's constructor
+        refusing an option) becomes an :class:`~alert_infra.transports.UnavailableTransport`: every
+        alert routed to it is a ``failed`` outcome whose ``reason`` is the configuration error,
+        logged once at ERROR here; the other channels deliver. Its routing (``min_severity``,
+        ``tags``, ``timeout``) still applies; its retry, throttle and de-duplication do not (they
+        would hide the failure). With ``strict=True`` any such problem raises instead.
+
+        Raises:
+            AlertConfigurationError: with ``strict=True``, listing every channel's problem.
+        """
+        from .dispatcher import AlertDispatcher, Route
+        from .transports import UnavailableTransport
+
+        built, broken = self.build_channels()
+        if strict and broken:
+            _close_all(built.values())
+            raise AlertConfigurationError(_summary(self.source, [str(e) for e in broken.values()]))
+        transports: list[Any] = []
+        routes = {}
+        for channel in self.channels:
+            if not channel.enabled:
+                routes[channel.name] = Route(enabled=False)
                 continue
-            transports.append(transport)
+            if channel.name in broken:
+                transports.append(UnavailableTransport(channel.name, broken[channel.name]))
+                routes[channel.name] = Route(
+                    min_severity=channel.min_severity, tags=channel.tags, timeout=channel.timeout, retry=None
+                )
+                continue
+            transports.append(built[channel.name])
             routes[channel.name] = Route(
                 min_severity=channel.min_severity,
                 tags=channel.tags,
@@ -217,8 +271,6 @@ class AlertConfig:
                 throttle=channel.throttle,
                 dedup_window=channel.dedup_window,
             )
-        if problems:
-            raise AlertConfigurationError(_summary(self.source, problems))
         if self.timeout is not None:
             kwargs.setdefault("timeout", self.timeout)
         if self.deadline is not None:
@@ -240,13 +292,48 @@ class AlertConfig:
 
             retention = self.audit_retention if self.audit_retention is not None else DEFAULT_RETENTION
             kwargs["audit"] = open_audit(self.audit, retention=retention)
-        return AlertDispatcher(
-            transports,
-            enabled=self.enabled,
-            default_channels=self.default_channels,
-            routes=routes,
-            **kwargs,
-        )
+        try:
+            dispatcher = AlertDispatcher(
+                transports,
+                enabled=self.enabled,
+                default_channels=self.default_channels,
+                routes=routes,
+                **kwargs,
+            )
+        except BaseException:
+            _close_all(built.values())
+            raise
+        for name, error in broken.items():
+            dispatcher.logger.error("alert channel %s is unavailable: %s", name, error)
+        return dispatcher
+
+
+def _channel_error(host: Any, channel: ChannelConfig) -> AlertConfigurationError:
+    """The error an unusable channel reports: its problems, as the type's own error class when the
+    type itself is at fault (``UnknownTransportError``, ``PluginLoadError``, ...)."""
+    cls: type[AlertConfigurationError] = AlertConfigurationError
+    if channel.type:
+        try:
+            host.transport_class(channel.type)
+        except AlertConfigurationError as exc:
+            cls = type(exc)
+        except Exception:  # noqa: BLE001, S110 - the plain class then
+            pass
+    text = "; ".join(channel.problems)
+    try:
+        return cls(text)
+    except Exception:  # noqa: BLE001 - a subclass with another constructor
+        return AlertConfigurationError(text)
+
+
+def _close_all(transports: Any) -> None:
+    for transport in transports:
+        close = getattr(transport, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001, S110 - closing what a refused build made: best effort
+                pass
 
 
 def _summary(source: str, problems: list[str]) -> str:
@@ -469,6 +556,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     for plugin in plugins:
         host._load_named(plugin)
     channels: list[ChannelConfig] = []
+    deferred = 0  # how many of ``problems`` are one channel's own (not refusing the file)
     for name, raw in channels_raw.items():
         where = f"channels.{name}"
         if not isinstance(name, str) or not _NAME.match(name):
@@ -478,15 +566,20 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             problems.append(f"{where}: must be a table")
             continue
         enabled_ch = _bool(raw.get("enabled", True), f"{where}.enabled", [])
+        # Three kinds of problem (see "Degradation" in the module docstring): ``env`` (an unset
+        # variable: this machine), ``local`` (the core's own routing and policy keys written wrong:
+        # the file, everywhere) and ``transport`` (type, options: that channel alone).
+        env: list[str] = []
         local: list[str] = []
-        values = dict(raw) if not enabled_ch else _interpolate(dict(raw), where, local)
+        transport: list[str] = []
+        values = dict(raw) if not enabled_ch else _interpolate(dict(raw), where, env)
         enabled_ch = _bool(values.get("enabled", True), f"{where}.enabled", local)
         for key in values:
             if key in NOT_YET:
-                local.append(f"{where}.{key}: not supported by this version of alert-infra yet")
+                transport.append(f"{where}.{key}: not supported by this version of alert-infra yet")
         type_name = values.get("type")
         if not isinstance(type_name, str) or not type_name.strip():
-            local.append(f"{where}.type: required (a transport type such as console, slack, email)")
+            transport.append(f"{where}.type: required (a transport type such as console, slack, email)")
             type_name = None
         min_severity = values.get("min_severity")
         if min_severity is not None:
@@ -518,8 +611,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             dedup_window=dedup_window,
         )
         if type_name and enabled_ch and not local:
-            local.extend(_check_transport(host, channel))
-        problems.extend(local)
+            transport.extend(_check_transport(host, channel))
+        if local and not env:
+            problems.extend(local + transport)  # the file itself is wrong: refused as a whole
+        else:
+            channel.problems = env + local + transport  # this channel alone fails (unless strict)
+            problems.extend(channel.problems)  # listed too if the whole file is refused
+            deferred += len(channel.problems)
         channels.append(channel)
     if not channels_raw and not problems:
         problems.append("channels: no channel is configured; add a [channels.<name>] table")
@@ -528,7 +626,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         for name in default_channels:
             if name not in known:
                 problems.append(f"alert_infra.default_channels: no channel named {name!r}")
-    if problems:
+    if len(problems) > deferred:
         raise AlertConfigurationError(_summary(source, problems))
     return AlertConfig(
         channels,

@@ -35,7 +35,14 @@ if TYPE_CHECKING:
     from .alert import Alert
     from .formatting import Formatter, RenderedAlert
 
-__all__ = ["AlertTransport", "BaseTransport", "ConsoleTransport", "NoOpTransport", "console_escape"]
+__all__ = [
+    "AlertTransport",
+    "BaseTransport",
+    "ConsoleTransport",
+    "NoOpTransport",
+    "UnavailableTransport",
+    "console_escape",
+]
 
 
 class BaseTransport:
@@ -256,6 +263,36 @@ class ConsoleTransport(BaseTransport):
             flush = getattr(stream, "flush", None)
             if flush is not None:
                 flush()
+
+
+class UnavailableTransport:
+    """The placeholder for a configured channel that could not be built (see :mod:`alert_infra.config`).
+
+    Its ``send`` raises the channel's configuration error (an
+    :class:`~alert_infra.AlertConfigurationError`, which is non-retryable), so every alert routed
+    to it is a ``failed`` outcome with ``error`` naming the error class and ``reason`` its text;
+    the other channels deliver as usual. The error text is already secret-free (it names the
+    channel and the key, never a value). ``blocking = False``: nothing waits, no thread is used.
+    """
+
+    blocking: ClassVar[bool] = False
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        self.name = name
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"UnavailableTransport(name={self.name!r}, error={type(self.error).__name__})"
+
+    def send(self, alert: Alert) -> None:
+        # A fresh exception each time: re-raising one instance would grow its traceback forever.
+        try:
+            fresh = type(self.error)(*self.error.args)
+        except Exception:  # noqa: BLE001 - an error class with another constructor
+            from .exceptions import AlertConfigurationError
+
+            fresh = AlertConfigurationError(str(self.error))
+        raise fresh
 
 
 def __getattr__(name: str) -> Any:
