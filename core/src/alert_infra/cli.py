@@ -71,8 +71,43 @@ def _audit_trail(args: argparse.Namespace, config: AlertConfig | None) -> AuditT
     return open_audit(default_audit_path(), retention=retention)
 
 
+def _audit_only(args: argparse.Namespace) -> tuple[AlertConfig | None, AuditTrail]:
+    """The configuration (if any) and audit trail of ``history`` and ``ack``.
+
+    ``--audit PATH`` needs no configuration at all (none is read). Otherwise the configuration is
+    read for its ``audit`` and ``audit_retention`` only: a channel's unset ``${VAR}`` is that
+    channel's problem and does not stop these verbs (only a structural error of the file does).
+    """
+    config = None if args.audit is not None else _load(args, required=False)
+    try:
+        audit = _audit_trail(args, config)
+    except (OSError, _sqlite_error()) as exc:
+        raise _UsageError(_audit_problem(args.audit or "the audit trail", exc)) from None
+    assert audit is not None
+    return config, audit
+
+
+def _sqlite_error() -> type[Exception]:
+    import sqlite3
+
+    return sqlite3.Error
+
+
+def _audit_problem(path: object, exc: BaseException) -> str:
+    """A corrupt, unreadable or unwritable audit database: its path and what is wrong, no traceback."""
+    detail = _clean(exc) if str(exc) else type(exc).__name__
+    return f"cannot use the audit trail {path}: {detail} (is it an alert-infra SQLite database you may read?)"
+
+
 def _print_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+
+
+def _close_quietly(audit: AuditTrail) -> None:
+    try:
+        audit.close()
+    except Exception:  # noqa: BLE001, S110 - a trail that could not be read has nothing to flush
+        pass
 
 
 def _when(timestamp: float) -> str:
@@ -235,6 +270,8 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
+    from .security import redact_text
+
     config = _load(args, required=False)
     if config is None:
         if args.json:
@@ -255,6 +292,9 @@ def _cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
             "dedup_window": c.dedup_window,
             "options": _masked_options(c),
             "default": config.default_channels is None or c.name in config.default_channels,
+            # why `send` would fail this channel (an unset variable, an unknown type or option);
+            # names keys, never values. Empty when it parsed cleanly (check also builds it).
+            "problems": [_clean(redact_text(p)) for p in c.problems],
         }
         for c in config.channels
     ]
@@ -268,6 +308,8 @@ def _cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  {c.name}  type={c.type}{state}{default}  {_route_text(c)}\n")
         for key, value in shown["options"].items():
             out.write(f"      {key} = {json.dumps(value, default=str)}\n")
+        for problem in shown["problems"]:
+            out.write(f"      problem: {problem}\n")
     return EXIT_OK
 
 
@@ -330,19 +372,22 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     if args.status is not None and args.status not in allowed:
         where = "with --channel" if args.channel else "without --channel"
         raise _UsageError(f"--status: {where}, one of {', '.join(allowed)}; got {args.status!r}")
-    config = _load(args, required=False)
-    audit = _audit_trail(args, config)
-    assert audit is not None
-    records = audit.store.query(
-        since=_parse_since(args.since) if args.since else None,
-        min_severity=args.severity,
-        source=args.source,
-        channel=args.channel,
-        status=args.status,
-        acknowledged=False if args.unacked else None,
-        limit=args.limit,
-    )
-    audit.close()
+    since = _parse_since(args.since) if args.since else None
+    _, audit = _audit_only(args)
+    try:
+        records = audit.store.query(
+            since=since,
+            min_severity=args.severity,
+            source=args.source,
+            channel=args.channel,
+            status=args.status,
+            acknowledged=False if args.unacked else None,
+            limit=args.limit,
+        )
+    except (OSError, _sqlite_error()) as exc:
+        raise _UsageError(_audit_problem(audit.store.path, exc)) from None
+    finally:
+        _close_quietly(audit)
     if args.json:
         _print_json([r.to_dict() for r in records], out)
         return EXIT_OK
@@ -366,9 +411,7 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
     from .exceptions import AlertInfraError
 
-    config = _load(args, required=False)
-    audit = _audit_trail(args, config)
-    assert audit is not None
+    _, audit = _audit_only(args)
     by = args.by
     if not by:
         import getpass
@@ -381,8 +424,10 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
         record = audit.store.acknowledge(args.id, by=by, note=args.note)
     except AlertInfraError as exc:
         raise _UsageError(str(exc)) from None
+    except (OSError, _sqlite_error()) as exc:
+        raise _UsageError(_audit_problem(audit.store.path, exc)) from None
     finally:
-        audit.close()
+        _close_quietly(audit)
     if args.json:
         _print_json(record.to_dict(), out)
     else:

@@ -1,0 +1,157 @@
+"""Commands that do not need channels do not need their secrets (issue 11, item 3).
+
+``history``, ``ack`` and ``channels`` work when a channel's ``${VAR}`` is unset; ``history --audit
+PATH`` and ``ack --audit PATH`` read no configuration at all; a corrupt or unreadable audit
+database is a clear error naming the path, exit 2, never a traceback. Real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SECRET = "https://hooks.slack.com/services/T0SECRETLESS/B0SECRETLESS/secretless-value-4242"
+SECRET_PART = "secretless-value-4242"
+
+TOML = """
+[channels.good]
+type = "noop"
+
+[channels.pd]
+type = "pagerduty"
+routing_key = "${PAGERDUTY_ROUTING_KEY}"
+
+[channels.slack]
+type = "slack"
+webhook_url = "${SLACK_URL_FOR_TEST}"
+"""
+
+
+class Cli:
+    """``python -m alert_infra`` in a real subprocess (as in tests/test_cli.py), bounded."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
+        self.env.pop("PAGERDUTY_ROUTING_KEY", None)
+        self.env["SLACK_URL_FOR_TEST"] = SECRET
+        self.env["XDG_STATE_HOME"] = str(cwd / "state")
+        self.env["PYTHONIOENCODING"] = "utf-8"
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "alert_infra", *args],
+            cwd=self.cwd,
+            env=self.env,
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    (tmp_path / "alert-infra.toml").write_text(TOML)
+    return Cli(tmp_path)
+
+
+def _clean(*runs: subprocess.CompletedProcess[str]) -> None:
+    for run in runs:
+        text = run.stdout + run.stderr
+        assert SECRET_PART not in text, text
+        assert "Traceback" not in text, text
+
+
+def test_history_ack_and_channels_work_with_an_unset_variable(cli: Cli) -> None:
+    sent = cli("send", "Disk full", "/var at 97%", "--channel", "good", "--json")
+    assert sent.returncode == 0, sent.stderr
+    record_id = json.loads(sent.stdout)["id"]
+    history = cli("history")
+    assert history.returncode == 0, history.stderr
+    assert "Disk full" in history.stdout
+    ack = cli("ack", str(record_id), "--by", "alice")
+    assert ack.returncode == 0, ack.stderr
+    assert "acknowledged by alice" in ack.stdout
+    channels = cli("channels")
+    assert channels.returncode == 0, channels.stderr
+    assert "pd  type=pagerduty" in channels.stdout
+    assert "problem: channels.pd.routing_key: environment variable PAGERDUTY_ROUTING_KEY is not set" in channels.stdout
+    assert "webhook_url = " in channels.stdout  # shown, masked
+    as_json = cli("channels", "--json")
+    assert as_json.returncode == 0
+    listed = {c["name"]: c for c in json.loads(as_json.stdout)["channels"]}
+    assert listed["good"]["problems"] == []
+    assert listed["pd"]["problems"] == [
+        "channels.pd.routing_key: environment variable PAGERDUTY_ROUTING_KEY is not set"
+    ]
+    _clean(sent, history, ack, channels, as_json)
+
+
+def test_history_and_ack_with_audit_need_no_configuration(cli: Cli, tmp_path: Path) -> None:
+    trail = tmp_path / "trail.sqlite3"
+    sent = cli("send", "Backup failed", "exit 3", "--channel", "good", "--audit", str(trail), "--json")
+    assert sent.returncode == 0, sent.stderr
+    record_id = json.loads(sent.stdout)["id"]
+    (tmp_path / "alert-infra.toml").write_text("[channels.good\ntype = broken toml")  # unreadable now
+    broken = cli("history")
+    assert broken.returncode == 2 and "not valid TOML" in broken.stderr  # needs the configuration's audit path
+    history = cli("history", "--audit", str(trail), "--json")
+    assert history.returncode == 0, history.stderr
+    assert [r["title"] for r in json.loads(history.stdout)] == ["Backup failed"]
+    ack = cli("ack", str(record_id), "--audit", str(trail), "--by", "bob")
+    assert ack.returncode == 0, ack.stderr
+    # and with a configuration path that does not exist at all
+    cli.env["ALERT_INFRA_CONFIG"] = str(tmp_path / "nowhere.toml")
+    again = cli("history", "--audit", str(trail))
+    assert again.returncode == 0, again.stderr
+    assert "Backup failed" in again.stdout and "bob" in again.stdout
+    _clean(sent, broken, history, ack, again)
+
+
+def _random_bytes(path: Path) -> Path:
+    path.write_bytes(os.urandom(8192))
+    return path
+
+
+def _directory(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("make", [_random_bytes, _directory], ids=["random-bytes", "a-directory"])
+@pytest.mark.parametrize("verb", [["history"], ["ack", "1"]])
+def test_a_corrupt_audit_database_is_a_clear_error(cli: Cli, tmp_path: Path, make, verb: list[str]) -> None:  # type: ignore[no-untyped-def]
+    path = make(tmp_path / "bad.sqlite3")
+    run = cli(*verb, "--audit", str(path))
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"cannot use the audit trail {path}" in run.stderr
+    _clean(run)
+
+
+def test_a_corrupt_configured_audit_database_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    path = _random_bytes(tmp_path / "configured.sqlite3")
+    (tmp_path / "alert-infra.toml").write_text(f'[alert_infra]\naudit = "sqlite:///{path}"\n' + TOML)
+    run = cli("history")
+    assert run.returncode == 2
+    assert str(path) in run.stderr
+    _clean(run)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_audit_database_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    trail = tmp_path / "trail.sqlite3"
+    assert cli("send", "t", "m", "--channel", "good", "--audit", str(trail)).returncode == 0
+    trail.chmod(0)
+    try:
+        run = cli("history", "--audit", str(trail))
+    finally:
+        trail.chmod(0o600)
+    assert run.returncode == 2
+    assert f"cannot use the audit trail {trail}" in run.stderr
+    _clean(run)
