@@ -317,14 +317,33 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     import socket
 
     from .alert import Alert
+    from .config import _close_all, _summary
     from .dispatcher import AlertDispatcher
+    from .exceptions import AlertConfigurationError
 
     config = _load(args, required=True)
     assert config is not None
     enabled = [c for c in config.channels if c.enabled]
+    # Build every channel exactly as `send` would (the plugin host's build_transport), send nothing,
+    # close what was built: a refusal by a transport's constructor is found here, not at send time.
+    constructed, broken = config.build_channels()
+    _close_all(constructed.values())
+    problems = [_clean(exc) for exc in broken.values()]
+    warnings = _check_warnings(config)
+    if problems:
+        if args.json:
+            _print_json({"ok": False, "source": config.source, "problems": problems, "warnings": warnings}, out)
+            return EXIT_USAGE
+        _warn(warnings)
+        raise AlertConfigurationError(_summary(config.source, problems))
+    if not args.json:
+        _warn(warnings)
     if not args.send_test:
         if args.json:
-            _print_json({"ok": True, "source": config.source, "channels": [c.name for c in enabled]}, out)
+            _print_json(
+                {"ok": True, "source": config.source, "channels": [c.name for c in enabled], "warnings": warnings},
+                out,
+            )
         else:
             out.write(f"{config.source}: valid; {len(enabled)} enabled channel(s): ")
             out.write(", ".join(c.name for c in enabled) + "\n")
@@ -351,12 +370,73 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         dispatcher.close()
         built.close()
     if args.json:
-        _print_json({"ok": result.ok, "source": config.source, "result": result.to_dict()}, out)
+        _print_json({"ok": result.ok, "source": config.source, "result": result.to_dict(), "warnings": warnings}, out)
     else:
         out.write(f"{config.source}: valid; test alert sent to each enabled channel:\n")
         for outcome in result.outcomes:
             out.write(_outcome_line(outcome) + "\n")
     return EXIT_FAILED if result.failed else EXIT_OK
+
+
+CHECK_PING_TIMEOUT = 2.0
+"""Seconds ``check`` waits for the Redis ``state`` server to answer a PING (connect and reply each).
+
+An unreachable server is a warning, not a problem: delivery works without it (throttle and
+de-duplication are then skipped, see :mod:`alert_infra.state`). Change it here (tests, slow links).
+"""
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        sys.stderr.write(f"alert-infra: warning: {_clean(warning)}\n")
+
+
+def _check_warnings(config: AlertConfig) -> list[str]:
+    """What ``check`` warns about (exit code unchanged): the Redis state does not answer, or the
+    audit trail ``send`` would use cannot be created or written. Never quotes a URL."""
+    warnings: list[str] = []
+    if config.state is not None:
+        try:
+            import redis
+
+            client = redis.Redis.from_url(
+                config.state, socket_connect_timeout=CHECK_PING_TIMEOUT, socket_timeout=CHECK_PING_TIMEOUT
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - any failure is the same warning (class name only)
+            warnings.append(
+                f"alert_infra.state: the Redis server does not answer a PING within {CHECK_PING_TIMEOUT:g}s "
+                f"({type(exc).__name__}); send delivers without throttle and de-duplication until it does"
+            )
+    from .audit import default_audit_path, path_from_url
+
+    path = path_from_url(config.audit) if config.audit is not None else default_audit_path()
+    problem = _unwritable(path)
+    if problem:
+        warnings.append(f"audit trail {path}: {problem}; send still delivers but records nothing")
+    return warnings
+
+
+def _unwritable(path: str) -> str | None:
+    """Why the audit database at ``path`` could not be created or written, or ``None``."""
+    if os.path.isdir(path):
+        return "is a directory"
+    if os.path.exists(path):
+        return None if os.access(path, os.R_OK | os.W_OK) else "is not readable and writable"
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # created by the trail when it is first written
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if not os.path.isdir(folder):
+        return f"cannot be created ({folder} is not a folder)"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot be created (the folder {folder} is not writable)"
+    return None
 
 
 def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
