@@ -4,7 +4,11 @@ Verbs: ``send``, ``plugins``, ``channels``, ``check``, ``history``, ``ack``.
 Every verb takes ``--config PATH`` (else ``ALERT_INFRA_CONFIG``, then
 ``./alert-infra.toml``, then ``[tool.alert-infra]`` in ``./pyproject.toml``) and
 ``--json`` for scripts. Exit codes: 0 delivered / fine, 1 a channel failed,
-2 usage or configuration error.
+2 usage or configuration error. A broken channel fails alone (``send`` delivers
+to the others and exits 1); ``check`` builds every channel and exits 2 on any
+problem, 0 with ``warning:`` lines on standard error for an unreachable Redis
+state or an unwritable audit trail. ``history``/``ack`` with ``--audit`` read
+no configuration; a corrupt audit database is exit 2 with its path.
 
 Built on :mod:`argparse` rather than Click: the core depends on pluggy alone,
 and a command line is no reason to add a dependency to every application that

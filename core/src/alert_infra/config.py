@@ -23,6 +23,22 @@ one :class:`~alert_infra.AlertConfigurationError` naming the channel and key,
 never a value. A disabled channel is checked for unknown keys only (its
 variables may legitimately be unset where it is off).
 
+Degradation: problems of the *file* (unreadable, not TOML, unknown tables,
+unknown or invalid ``[alert_infra]`` settings, unknown default channels, badly
+shaped channel tables, and a channel's routing/policy keys written wrong in the
+file) refuse the whole configuration in :func:`load_config`. Problems of *one
+channel* (unset ``${VAR}``, unknown or broken type, unknown or missing option,
+the transport's constructor refusing a value) do not: they are kept in
+:attr:`ChannelConfig.problems`, and :meth:`AlertConfig.build_dispatcher` makes
+that channel an :class:`~alert_infra.transports.UnavailableTransport` (a failed
+outcome with the configuration error as its reason, logged once at ERROR) while
+every healthy channel delivers. ``build_dispatcher(strict=True)`` (and
+``AlertDispatcher.from_config(source, strict=True)``) raise instead, listing
+every problem; ``alert-infra check`` is strict too. Why the routing keys are the
+file's problems: a route that does not parse cannot be applied, and the same
+file is wrong on every machine (``check`` in CI catches it); a value that comes
+from an unset variable is the machine's problem and only fails its channel.
+
 Under ``[alert_infra]``: ``default_channels``, ``enabled``, ``timeout`` (the
 longest wait for one try of a channel: every channel's default, and it reaches
 every transport whose constructor takes a ``timeout``, unless the channel sets
