@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alert_infra import Alert, AlertConfigurationError, AlertDispatcher, load_config, send_alert
 from alert_infra.transports import UnavailableTransport
@@ -222,3 +224,70 @@ def test_cli_channel_selection_with_a_broken_neighbour(cli: Cli) -> None:
     (outcome,) = json.loads(info.stdout)["result"]["outcomes"]
     assert outcome["status"] == "skipped"
     _no_secret(*(p.stdout + p.stderr for p in (good, broken, info)))
+
+
+# -- properties ---------------------------------------------------------------------------------------
+HYP_SECRET = "hyp-degrade-secret-7777"
+_values = st.one_of(
+    st.sampled_from([HYP_SECRET, "${HYP_DEGRADE_UNSET}", f"http://{HYP_SECRET}", "", "12345"]),
+    st.text(max_size=12),
+    st.integers(-5, 5),
+)
+_bad_channel = st.fixed_dictionaries(
+    {"type": st.sampled_from(["noop", "slak", "pagerduty", "slack", "telegram", "", "${HYP_DEGRADE_UNSET}"])},
+    optional={
+        "x": _values,
+        "routing_key": _values,
+        "webhook_url": _values,
+        "bot_token": _values,
+        "chat_id": _values,
+        "min_severity": st.sampled_from(["info", "warning", "error", "critical", "${HYP_DEGRADE_UNSET}"]),
+    },
+)
+
+
+@given(bad=_bad_channel, severity=st.sampled_from(["info", "critical"]))
+def test_any_broken_neighbour_never_silences_a_healthy_channel(bad: dict[str, Any], severity: str) -> None:
+    """Whatever a second channel holds, the healthy one delivers (or the file is refused as a whole
+    for a routing mistake), strict mode refuses exactly when something is broken, and no secret
+    value appears in any error, outcome or repr."""
+    import os
+
+    os.environ.pop("HYP_DEGRADE_UNSET", None)
+    config = {"channels": {"good": {"type": "noop"}, "bad": dict(bad)}}
+    refused = None
+    try:
+        dispatcher = AlertDispatcher.from_config(config)
+    except AlertConfigurationError as exc:  # only the file's own mistakes refuse everything
+        refused = str(exc)
+    if refused is not None:
+        assert "channels.bad.min_severity" in refused or "channels.bad.enabled" in refused, refused
+        assert HYP_SECRET not in refused
+        return
+    try:
+        result = dispatcher.send(Alert("t", "m", severity))
+        broken = [t for t in dispatcher.transports if isinstance(t, UnavailableTransport)]
+    finally:
+        dispatcher.close()
+    assert "good" in result.sent
+    assert (result.failed.get("bad") is not None) == bool(broken) or "bad" in result.skipped
+    strict_error = None
+    try:
+        AlertDispatcher.from_config(config, strict=True).close()
+    except AlertConfigurationError as exc:
+        strict_error = str(exc)
+    assert (strict_error is not None) == bool(broken), strict_error
+    assert HYP_SECRET not in (strict_error or "")
+    texts = [repr(result), json.dumps(result.to_dict(), default=str), repr(broken)]
+    assert not any(HYP_SECRET in t for t in texts), texts
+
+
+def test_asend_fails_the_broken_channel_alone() -> None:
+    import asyncio
+
+    dispatcher = AlertDispatcher.from_config(CONFIG)
+    try:
+        result = asyncio.run(dispatcher.asend(Alert("t", "m", "critical")))
+    finally:
+        dispatcher.close()
+    assert result.sent == ("good",) and set(result.failed) == {"pd", "slack"}
