@@ -190,3 +190,18 @@ def test_check_has_no_warning_for_a_reachable_redis_and_a_writable_audit(cli: Cl
     run = cli("check", "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["warnings"] == []
+
+
+def test_check_warnings_go_to_the_err_stream_of_main(tmp_path: Path) -> None:
+    import io
+
+    from alert_infra.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    config = tmp_path / "alert-infra.toml"
+    config.write_text(f'[alert_infra]\naudit = "sqlite://{blocker}/audit.sqlite3"\n[channels.ok]\ntype = "noop"\n')
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["check", "--config", str(config)], out=out, err=err) == 0
+    assert "valid; 1 enabled channel(s): ok" in out.getvalue()
+    assert f"alert-infra: warning: audit trail {blocker}/audit.sqlite3: cannot be created" in err.getvalue()

@@ -338,10 +338,10 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         if args.json:
             _print_json({"ok": False, "source": config.source, "problems": problems, "warnings": warnings}, out)
             return EXIT_USAGE
-        _warn(warnings)
+        _warn(warnings, getattr(args, "err", None) or sys.stderr)
         raise AlertConfigurationError(_summary(config.source, problems))
     if not args.json:
-        _warn(warnings)
+        _warn(warnings, getattr(args, "err", None) or sys.stderr)
     if not args.send_test:
         if args.json:
             _print_json(
@@ -390,9 +390,9 @@ de-duplication are then skipped, see :mod:`alert_infra.state`). Change it here (
 """
 
 
-def _warn(warnings: list[str]) -> None:
+def _warn(warnings: list[str], err: TextIO) -> None:
     for warning in warnings:
-        sys.stderr.write(f"alert-infra: warning: {_clean(warning)}\n")
+        err.write(f"alert-infra: warning: {_clean(warning)}\n")
 
 
 def _check_warnings(config: AlertConfig) -> list[str]:
@@ -628,6 +628,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    args.err = err  # where a verb writes its warnings (check)
     try:
         code: int = args.run(args, out)
         return code
