@@ -124,24 +124,49 @@ class WorkerPool:
         import contextvars
 
         task = Task(fn, args, contextvars.copy_context())
+        inline = False
         with self._lock:
             self._queue.put(task)
             if self._idle > 0:
                 self._idle -= 1
-            elif self._threads < self.max_workers:
-                self._spawn()
+            elif self._threads < self.max_workers and self._spawn():
+                pass
+            elif self._threads == 0:
+                # No thread exists and none can start (interpreter shutdown: Python 3.12+ refuses
+                # new threads once it has begun, while atexit and logging handlers still deliver).
+                # Run it here rather than leave it queued for a thread that will never come; a
+                # later worker finds its queue entry taken and counts it as backlog.
+                task.state = _RUNNING
+                self._backlog += 1
+                inline = True
             else:
                 self._backlog += 1
+        if inline:
+            self._run_here(task)
         return task
 
-    def _spawn(self) -> None:
-        """Start one more counted thread (the lock is held)."""
+    def _run_here(self, task: Task) -> None:
+        try:
+            task.value = task.context.run(task.fn, *task.args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            task.error = exc
+        with self._lock:
+            task.state = _DONE
+        task.context = task.fn = task.args = None  # type: ignore[assignment]
+        task._done.release()
+
+    def _spawn(self) -> bool:
+        """Start one more counted thread (the lock is held); False if no thread can start."""
         import threading
 
+        thread = threading.Thread(target=self._work, name=f"{self.name}-{self._started + 1}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown", or out of threads
+            return False
         self._threads += 1
         self._started += 1
-        thread = threading.Thread(target=self._work, name=f"{self.name}-{self._started}", daemon=True)
-        thread.start()
+        return True
 
     def cancel(self, task: Task) -> bool:
         """Cancel ``task`` if it has not started; whether it was cancelled."""
@@ -173,9 +198,8 @@ class WorkerPool:
                 self._threads -= 1
                 self._overdue += 1
                 self._written_off += 1
-                if self._backlog > 0:  # tasks are waiting for the capacity this thread held
+                if self._backlog > 0 and self._spawn():  # tasks wait for the capacity this thread held
                     self._backlog -= 1
-                    self._spawn()
             else:
                 return "done"
         if cancelled:
