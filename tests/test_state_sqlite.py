@@ -276,3 +276,25 @@ def test_in_process_dispatcher_with_sqlite_state(tmp_path: Path) -> None:
     assert dispatcher.send(Alert("t", "m")).deduplicated == ("ops",)
     dispatcher.close()
     assert repr(state) == "SQLiteState()"
+
+
+def test_configuration_takes_a_sqlite_state_shared_by_separate_runs(tmp_path: Path) -> None:
+    """`[alert_infra] state = "sqlite:///..."`: two dispatchers built from the configuration (two
+    `alert-infra send` runs from cron, say) share one de-duplication window."""
+    from alert_infra import Alert, AlertDispatcher
+    from alert_infra.exceptions import AlertConfigurationError
+
+    config = {
+        "alert_infra": {"state": f"sqlite:///{tmp_path}/state.sqlite3"},
+        "channels": {"ops": {"type": "noop", "dedup_window": 600}},
+    }
+    alert = Alert(title="Backup failed", message="exit 1")
+    first = AlertDispatcher.from_config(config)
+    assert type(first.state).__name__ == "SQLiteState"
+    assert first.send(alert).sent == ("ops",)
+    first.close()
+    second = AlertDispatcher.from_config(config)
+    assert second.send(alert).deduplicated == ("ops",)
+    second.close()
+    with pytest.raises(AlertConfigurationError, match=r"alert_infra\.state: a SQLite state is a sqlite:/// URL"):
+        AlertDispatcher.from_config({"alert_infra": {"state": "sqlite:///"}, "channels": {"ops": {"type": "noop"}}})

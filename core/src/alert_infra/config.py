@@ -300,9 +300,12 @@ class AlertConfig:
             if callable(set_keep_keys):
                 set_keep_keys(self.keep_keys)
         if "state" not in kwargs and self.state not in (None, "memory"):
-            from .state import RedisState
+            from .state import SQLITE_SCHEME, RedisState, SQLiteState, sqlite_path
 
-            kwargs["state"] = RedisState(self.state, prefix=self.state_prefix)
+            if self.state.startswith(SQLITE_SCHEME):
+                kwargs["state"] = SQLiteState(sqlite_path(self.state))
+            else:
+                kwargs["state"] = RedisState(self.state, prefix=self.state_prefix)
         if "audit" not in kwargs and self.audit is not None:
             from .audit import DEFAULT_RETENTION, open_audit
 
@@ -683,10 +686,22 @@ def _state(value: Any, problems: list[str]) -> str | None:
     """Check ``alert_infra.state`` without ever quoting it (a Redis URL may hold a password)."""
     if value is None or value == "memory":
         return None
-    from .state import REDIS_SCHEMES
+    from .state import REDIS_SCHEMES, SQLITE_SCHEME
 
+    if isinstance(value, str) and value.startswith(SQLITE_SCHEME):
+        from .state import sqlite_path
+
+        try:
+            sqlite_path(value)
+        except AlertConfigurationError as exc:
+            problems.append(f"alert_infra.{exc}")
+            return None
+        return value
     if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
-        problems.append('alert_infra.state: must be "memory" or a redis://, rediss:// or unix:// URL')
+        problems.append(
+            'alert_infra.state: must be "memory", a sqlite:/// file (shared by the processes of one machine '
+            "and by separate runs) or a redis://, rediss:// or unix:// URL"
+        )
         return None
     from .security import register_secret
 
