@@ -811,20 +811,28 @@ def _write_loop(pipe: _Pipe) -> None:
 
 def _settle(pipe: _Pipe, epoch: int, ids: list[int | None], log: Any) -> None:
     """The first ``len(ids)`` queued records are done: written (their id) or refused (``None``)."""
+    settled = 0
     with pipe.cond:
         if pipe.epoch == epoch:  # else: given up meanwhile (close, exit) and counted already
             for _ in ids:
                 pipe.queue.popleft()
-            pipe.settled += len(ids)
+            settled = len(ids)
             pipe.failed += sum(1 for i in ids if i is None)
         written = [i for i in ids if i is not None]
         pipe.written += len(written)
         if written:
             pipe.last_id = written[-1]
         episode, pipe.episode_drops = pipe.episode_drops, 0
+        if not episode:
+            pipe.settled += settled
+            pipe.cond.notify_all()
+            return
+    # The episode's count is logged before these records count as settled (so a flush() that
+    # returns has seen it), but outside the lock: a logging handler never runs while it is held.
+    log.warning("alert audit trail dropped %d record(s): its queue of %d was full", episode, pipe.capacity)
+    with pipe.cond:
+        pipe.settled += settled
         pipe.cond.notify_all()
-    if episode:
-        log.warning("alert audit trail dropped %d record(s): its queue of %d was full", episode, pipe.capacity)
 
 
 def _write_each(store: AuditStore, batch: list[_Row], log: Any) -> tuple[list[int | None], Exception | None]:
