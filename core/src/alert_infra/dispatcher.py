@@ -298,7 +298,8 @@ class AlertDispatcher:
         deadline: the longest one dispatch may take for a channel with retries,
             all tries and waits included (default: ``timeout``).
         state: where throttle budgets and de-duplication windows live: a
-            :class:`~alert_infra.state.StateBackend`, ``"memory"`` (default) or a
+            :class:`~alert_infra.state.StateBackend`, ``"memory"`` (default), a
+            ``sqlite:///`` file shared by the processes and runs of one machine, or a
             ``redis://`` URL shared by every process (see :mod:`alert_infra.state`).
         audit: an :class:`~alert_infra.audit.AuditTrail` (or anything with an
             ``alert_infra_after_dispatch(alert, result)`` method) that records
