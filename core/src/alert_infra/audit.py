@@ -81,6 +81,7 @@ from contextlib import contextmanager
 
 from ._checks import MAX_COUNT, MAX_TIMEOUT, check_count, check_seconds
 from .hookspecs import hookimpl
+from .security import guarded_repr
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -234,6 +235,7 @@ class AuditRecord:
         """A JSON-serialisable form (``alert-infra history --json``)."""
         return {slot: getattr(self, slot) for slot in self.__slots__} | {"acknowledged": self.acknowledged}
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"AuditRecord(id={self.id}, severity={self.severity!r}, title={self.title!r}, outcome={self.outcome!r})"
 
@@ -603,6 +605,7 @@ class AuditStore:
         if finalizer is not None:
             finalizer()
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"AuditStore({self.path!r})"
 
@@ -977,6 +980,7 @@ class AuditTrail:
         pipe.report()
         self.store.close()
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"AuditTrail({self.store!r})"
 

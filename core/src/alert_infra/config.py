@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, Any
 from ._checks import MAX_WORKERS  # the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
 from .alert import SEVERITIES, severity_rank
 from .exceptions import AlertConfigurationError, AlertValidationError
+from .security import guarded_repr
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -152,6 +153,7 @@ class ChannelConfig:
         # UnavailableTransport when the dispatcher is built (or is refused with strict=True).
         self.problems: list[str] = []
 
+    @guarded_repr
     def __repr__(self) -> str:  # options may hold secrets: keys only
         return (
             f"ChannelConfig(name={self.name!r}, type={self.type!r}, enabled={self.enabled}, "
@@ -193,6 +195,7 @@ class AlertConfig:
         self.max_workers = max_workers
         self.keep_keys = keep_keys
 
+    @guarded_repr
     def __repr__(self) -> str:  # the state URL may carry a password
         names = ", ".join(c.name for c in self.channels)
         return f"AlertConfig(source={self.source!r}, channels=[{names}])"

@@ -49,7 +49,7 @@ from .exceptions import (
     PluginLoadError,
     UnknownTransportError,
 )
-from .security import _safe_str, redact_text, register_redactors, register_secret, release_secrets
+from .security import _safe_str, guarded_repr, redact_text, register_redactors, register_secret, release_secrets
 
 if TYPE_CHECKING:
     from .formatting import Formatter
@@ -152,6 +152,7 @@ class PluginRecord:
             "hooks": list(self.hooks),
         }
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"PluginRecord(name={self.name!r}, status={self.status!r}, transports={self.transports!r})"
 

@@ -39,6 +39,8 @@ never quote the value.
 
 from __future__ import annotations
 
+from .security import guarded_repr
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -130,6 +132,7 @@ class RetryPolicy:
         ceiling = min(self.max_backoff, self.backoff * (2.0 ** min(retry - 1, 62)))
         return random() * ceiling
 
+    @guarded_repr
     def __repr__(self) -> str:
         return (
             f"RetryPolicy(attempts={self.attempts}, backoff={self.backoff:g}, max_backoff={self.max_backoff:g}, "
@@ -189,5 +192,6 @@ class Throttle:
             return f"the channel's budget of {self.rate:g} per {self.per:g}s"
         return f"this alert's budget of {self.alert_rate:g} per {self.per:g}s"
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"Throttle(rate={self.rate:g}, per={self.per:g}, burst={self.burst:g}, alert_rate={self.alert_rate:g})"

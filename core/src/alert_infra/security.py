@@ -116,7 +116,7 @@ from _weakref import ref as _weak_ref
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from re import Pattern
     from typing import Any, Union
 
@@ -1005,6 +1005,21 @@ def _key_text(key: object) -> str:
     else:
         name = _safe_str(key)
     return _REDACTOR.text(name)
+
+
+def guarded_repr(method: Callable[[Any], str]) -> Callable[[Any], str]:
+    """Make a ``__repr__`` safe on a half-built instance (``TracebackException(capture_locals=True)``,
+    debuggers and error reporters ``repr`` every local, ``self`` inside a failing ``__init__``
+    included): if it raises, the class name with ``(?)`` is shown instead."""
+
+    def __repr__(self: Any) -> str:
+        try:
+            return method(self)
+        except Exception:  # noqa: BLE001 - an attribute not set yet, or anything a field's repr raises
+            return f"{type(self).__name__}(?)"
+
+    __repr__.__doc__ = method.__doc__
+    return __repr__
 
 
 def _safe_str(value: object) -> str:

@@ -32,6 +32,8 @@ import time
 from _thread import allocate_lock
 from heapq import heapify, heappop, heappush  # C-accelerated and tiny: no cost to import alert_infra
 
+from .security import guarded_repr
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import logging
@@ -61,6 +63,7 @@ class Bucket:
         self.refill = float(rate) / float(per)  # tokens per second
         self.label = label
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"Bucket({self.key!r}, capacity={self.capacity:g}, refill={self.refill:g}/s)"
 
@@ -558,6 +561,7 @@ class RedisState(StateBackend):
         if self._factory is not None:
             _disconnect(self._box)
 
+    @guarded_repr
     def __repr__(self) -> str:  # the URL may carry a password
         return f"RedisState(prefix={self._prefix!r})"
 

@@ -27,6 +27,8 @@ import re
 import sys
 from _thread import allocate_lock
 
+from .security import guarded_repr
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     from typing import Any, ClassVar, TextIO
@@ -281,6 +283,7 @@ class UnavailableTransport:
         self.name = name
         self.error = error
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"UnavailableTransport(name={self.name!r}, error={type(self.error).__name__})"
 
