@@ -8,6 +8,7 @@ the error report itself.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import inspect
 import pkgutil
@@ -29,7 +30,7 @@ def _classes() -> list[type]:
                 inspect.isclass(obj)
                 and obj.__module__ == module.__name__
                 and "__repr__" in vars(obj)
-                and not issubclass(obj, BaseException)
+                and not issubclass(obj, (BaseException, enum.Enum))  # enum members are never half-built
             ):
                 found[f"{module.__name__}.{name}"] = obj
     return [found[k] for k in sorted(found)]
@@ -45,10 +46,7 @@ def test_the_scan_finds_the_classes_it_must() -> None:
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: f"{c.__module__}.{c.__qualname__}")
 def test_repr_of_a_half_built_instance_does_not_raise(cls: type) -> None:
-    try:
-        instance = object.__new__(cls)
-    except TypeError:  # a C-level or Enum base: cannot be half-built this way
-        pytest.skip(f"{cls.__qualname__} cannot be created without __init__")
+    instance = object.__new__(cls)
     text = repr(instance)
     assert isinstance(text, str) and text
 
