@@ -138,6 +138,19 @@ MAX_ENTRIES = 100_000
 SWEEP_STEP = 64
 
 
+def _sweep_heap(heap: list[Any], entries: dict[str, Any], mark: int, now: float) -> None:
+    """Pop up to :data:`SWEEP_STEP` heap entries ``(due, key, marker)`` due by ``now``; delete the
+    entry of ``key`` only when its field ``mark`` still equals the marker (else it was written
+    again since, and only the stale heap entry goes)."""
+    budget = SWEEP_STEP
+    while budget and heap and heap[0][0] <= now:
+        budget -= 1
+        _, key, marker = heappop(heap)
+        entry = entries.get(key)
+        if entry is not None and entry[mark] == marker:
+            del entries[key]
+
+
 class MemoryState(StateBackend):
     """State in this process, shared by its threads (the default).
 
@@ -261,26 +274,8 @@ class MemoryState(StateBackend):
         A heap entry is stale when its key was written again since (the claim's token, the
         bucket's write serial differ): then only the heap entry goes.
         """
-        heap = self._claim_heap
-        if heap and heap[0][0] <= now:
-            claims = self._claims
-            budget = SWEEP_STEP
-            while budget and heap and heap[0][0] <= now:
-                budget -= 1
-                _, key, token = heappop(heap)
-                held = claims.get(key)
-                if held is not None and held[1] == token:
-                    del claims[key]
-        bheap = self._bucket_heap
-        if bheap and bheap[0][0] <= now:
-            buckets = self._buckets
-            budget = SWEEP_STEP
-            while budget and bheap and bheap[0][0] <= now:
-                budget -= 1
-                _, key, serial = heappop(bheap)
-                level = buckets.get(key)
-                if level is not None and level[2] == serial:
-                    del buckets[key]
+        _sweep_heap(self._claim_heap, self._claims, 1, now)  # a claim: (expiry, token)
+        _sweep_heap(self._bucket_heap, self._buckets, 2, now)  # a bucket: (tokens, at, serial)
 
     def _cap(self, entries: Any, heap: list[Any]) -> None:
         """Evict the oldest entries beyond ``max_entries``; rebuild a heap grown with stale entries."""

@@ -143,6 +143,28 @@ class FakeServer:
 
 
 @contextmanager
+def _trusting(ca_file: str, enabled: bool) -> Iterator[None]:
+    """Point ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_FILE`` at ``ca_file`` for the block (when
+    ``enabled``), as a deployment with a private CA does; restore them afterwards."""
+    import os
+
+    names = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+    saved = {name: os.environ.get(name) for name in names}
+    if enabled:
+        for name in names:
+            os.environ[name] = ca_file
+    try:
+        yield
+    finally:
+        if enabled:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@contextmanager
 def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) -> Iterator[FakeServer]:
     """Run a real HTTPS server on 127.0.0.1 for the block, with a certificate from ``trustme``.
 
@@ -229,19 +251,10 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
     state["server"] = fake
     thread = threading.Thread(target=server.serve_forever, name="fake-https", daemon=True)
     thread.start()
-    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
-    if set_trust_env:
-        os.environ["REQUESTS_CA_BUNDLE"] = ca_file
-        os.environ["SSL_CERT_FILE"] = ca_file
     try:
-        yield fake
+        with _trusting(ca_file, set_trust_env):
+            yield fake
     finally:
-        if set_trust_env:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         server.shutdown()
         server.server_close()
         tmp.cleanup()
@@ -473,19 +486,10 @@ def hostile_server(
 
     acceptor = threading.Thread(target=accept_loop, name="hostile-accept", daemon=True)
     acceptor.start()
-    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}
-    if set_trust_env:
-        os.environ["REQUESTS_CA_BUNDLE"] = ca_file
-        os.environ["SSL_CERT_FILE"] = ca_file
     try:
-        yield fake
+        with _trusting(ca_file, set_trust_env):
+            yield fake
     finally:
-        if set_trust_env:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
         stop.set()
         acceptor.join(5)
         listener.close()
