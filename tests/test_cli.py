@@ -3,43 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from alert_infra.testing import unused_port
+from alert_infra.testing import CliRunner, unused_port
 
 WEBHOOK = "https://hooks.slack.com/services/T0001/B0001/cli-test-secret-value-1234"
 
 
-class Cli:
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
-        self.env["XDG_STATE_HOME"] = str(cwd / "state")
-        self.env["PYTHONIOENCODING"] = "utf-8"
-
-    def __call__(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "alert_infra", *args],
-            cwd=self.cwd,
-            env=self.env,
-            input=stdin if stdin is not None else "",
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
+def cli(tmp_path: Path) -> CliRunner:
+    return CliRunner(tmp_path)
 
 
-def test_send_without_configuration_uses_the_console_and_history_lists_it(cli: Cli) -> None:
+def test_send_without_configuration_uses_the_console_and_history_lists_it(cli: CliRunner) -> None:
     sent = cli("send", "Disk full", "/var at 97%", "--severity", "warning", "--meta", "host=db1", "--tag", "db")
     assert sent.returncode == 0, sent.stderr
     assert "[WARNING] Disk full" in sent.stderr  # the console channel writes to standard error
@@ -50,7 +29,7 @@ def test_send_without_configuration_uses_the_console_and_history_lists_it(cli: C
     assert (cli.cwd / "state" / "alert-infra" / "audit.sqlite3").is_file()
 
 
-def test_send_reads_the_message_from_stdin(cli: Cli) -> None:
+def test_send_reads_the_message_from_stdin(cli: CliRunner) -> None:
     result = cli("send", "Backup failed", "--json", "--source", "cron", stdin="exit code 3\nsee /var/log/backup\n")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -59,7 +38,7 @@ def test_send_reads_the_message_from_stdin(cli: Cli) -> None:
     assert data["result"]["sent"] == ["console"] and isinstance(data["id"], int)
 
 
-def test_ack_round_trip(cli: Cli) -> None:
+def test_ack_round_trip(cli: CliRunner) -> None:
     alert_id = json.loads(cli("send", "Queue stuck", "m", "--json").stdout)["id"]
     acked = cli("ack", str(alert_id), "--by", "dana", "--note", "restarting workers")
     assert acked.returncode == 0, acked.stderr
@@ -71,7 +50,7 @@ def test_ack_round_trip(cli: Cli) -> None:
     assert missing.returncode == 2 and "no alert with id 4242" in missing.stderr
 
 
-def test_exit_code_one_when_a_channel_fails_and_zero_when_it_is_skipped(cli: Cli) -> None:
+def test_exit_code_one_when_a_channel_fails_and_zero_when_it_is_skipped(cli: CliRunner) -> None:
     port = unused_port()  # nothing listens: connection refused
     (cli.cwd / "alert-infra.toml").write_text(
         f"""
@@ -96,7 +75,7 @@ retry = false
     assert [r["title"] for r in failures] == ["Payments down"]
 
 
-def test_check_reports_three_mistakes_at_once_and_exits_2(cli: Cli) -> None:
+def test_check_reports_three_mistakes_at_once_and_exits_2(cli: CliRunner) -> None:
     config = cli.cwd / "broken.toml"
     config.write_text(
         f"""
@@ -125,7 +104,7 @@ retry = {{ attempts = 0 }}
     assert "cli-test-secret" not in result.stdout + result.stderr
 
 
-def test_check_valid_and_send_test(cli: Cli) -> None:
+def test_check_valid_and_send_test(cli: CliRunner) -> None:
     config = cli.cwd / "alert-infra.toml"
     config.write_text('[channels.ops]\ntype = "noop"\nmin_severity = "critical"\n\n[channels.con]\ntype = "console"\n')
     valid = cli("check")
@@ -140,7 +119,7 @@ def test_check_valid_and_send_test(cli: Cli) -> None:
     assert missing.returncode == 2 and "no alert-infra configuration found" in missing.stderr
 
 
-def test_channels_masks_secrets(cli: Cli) -> None:
+def test_channels_masks_secrets(cli: CliRunner) -> None:
     pytest.importorskip("alert_infra_slack")
     (cli.cwd / "alert-infra.toml").write_text(
         f"""
@@ -167,7 +146,7 @@ enabled = false
     assert "cli-test-secret" not in human.stdout + json.dumps(data)
 
 
-def test_plugins_lists_installed_plugins(cli: Cli) -> None:
+def test_plugins_lists_installed_plugins(cli: CliRunner) -> None:
     pytest.importorskip("alert_infra_slack")
     human = cli("plugins")
     assert human.returncode == 0 and "alert-infra-slack" in human.stdout and "types: slack" in human.stdout
@@ -177,7 +156,7 @@ def test_plugins_lists_installed_plugins(cli: Cli) -> None:
 
 
 @pytest.mark.parametrize("verb", ["send", "plugins", "channels", "check", "history", "ack"])
-def test_help_everywhere(cli: Cli, verb: str) -> None:
+def test_help_everywhere(cli: CliRunner, verb: str) -> None:
     result = cli(verb, "--help")
     assert result.returncode == 0 and "--config" in result.stdout and "usage: alert-infra" in result.stdout
 
@@ -194,13 +173,13 @@ def test_help_everywhere(cli: Cli, verb: str) -> None:
         ([], "required"),
     ],
 )
-def test_usage_errors_exit_2_with_a_clear_message(cli: Cli, args: list[str], fragment: str) -> None:
+def test_usage_errors_exit_2_with_a_clear_message(cli: CliRunner, args: list[str], fragment: str) -> None:
     result = cli(*args)
     assert result.returncode == 2
     assert fragment in result.stderr
 
 
-def test_history_filters(cli: Cli) -> None:
+def test_history_filters(cli: CliRunner) -> None:
     for title, severity, source in (("a", "info", "web"), ("b", "critical", "billing"), ("c", "error", "web")):
         assert cli("send", title, "m", "--severity", severity, "--source", source).returncode == 0
     titles = lambda *a: [r["title"] for r in json.loads(cli("history", "--json", *a).stdout)]  # noqa: E731
@@ -212,7 +191,7 @@ def test_history_filters(cli: Cli) -> None:
     assert titles("--since", "2099-01-01") == []
 
 
-def test_version(cli: Cli) -> None:
+def test_version(cli: CliRunner) -> None:
     from alert_infra import __version__
 
     result = cli("--version")
@@ -229,7 +208,7 @@ def test_console_script_is_installed() -> None:
     assert scripts == {"alert-infra": "alert_infra.cli:main"}
 
 
-def test_alert_text_cannot_drive_the_terminal(cli: Cli) -> None:
+def test_alert_text_cannot_drive_the_terminal(cli: CliRunner) -> None:
     title = "Disk \x1b[2J\x1b[31mfull\rforged line"
     sent = cli("send", title, "m")
     assert sent.returncode == 0
@@ -239,7 +218,7 @@ def test_alert_text_cannot_drive_the_terminal(cli: Cli) -> None:
     assert "Disk [2J [31mfull forged line" in history.stdout
 
 
-def test_send_links_channel_selection_and_no_audit(cli: Cli) -> None:
+def test_send_links_channel_selection_and_no_audit(cli: CliRunner) -> None:
     (cli.cwd / "alert-infra.toml").write_text('[channels.a]\ntype = "noop"\n\n[channels.b]\ntype = "noop"\n')
     result = cli("send", "Deploy failed", "m", "--channel", "b", "--link", "Run=https://ci.example.com/r/1", "--json")
     assert result.returncode == 0, result.stderr

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from alert_infra.testing import unused_port
+from alert_infra.testing import CliRunner, unused_port
 
 SLACK_SECRET = "degrade-check-slack-secret-1111"
 TELEGRAM_SECRET = "check-telegram-secret-2222"
@@ -75,30 +74,9 @@ def alert_infra_register_transports(register):
 """
 
 
-class Cli:
-    """``python -m alert_infra`` in a real subprocess (as in tests/test_cli.py), bounded."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
-        self.env["XDG_STATE_HOME"] = str(cwd / "state")
-        self.env["PYTHONIOENCODING"] = "utf-8"
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "alert_infra", *args],
-            cwd=self.cwd,
-            env=self.env,
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
+def cli(tmp_path: Path) -> CliRunner:
+    return CliRunner(tmp_path)
 
 
 def _no_secret(*runs: subprocess.CompletedProcess[str]) -> None:
@@ -109,7 +87,7 @@ def _no_secret(*runs: subprocess.CompletedProcess[str]) -> None:
             assert secret not in text, (secret, text)
 
 
-def test_check_builds_every_channel_and_reports_each_refusal_at_once(cli: Cli) -> None:
+def test_check_builds_every_channel_and_reports_each_refusal_at_once(cli: CliRunner) -> None:
     (cli.cwd / "alert-infra.toml").write_text(FOUR_MISTAKES)
     run = cli("check")
     assert run.returncode == 2, run.stdout + run.stderr
@@ -134,7 +112,7 @@ def test_check_builds_every_channel_and_reports_each_refusal_at_once(cli: Cli) -
     _no_secret(run, as_json, sent)
 
 
-def test_check_refuses_an_unset_variable(cli: Cli) -> None:
+def test_check_refuses_an_unset_variable(cli: CliRunner) -> None:
     (cli.cwd / "alert-infra.toml").write_text('[channels.pd]\ntype = "pagerduty"\nrouting_key = "${PD_KEY_UNSET_X}"\n')
     cli.env.pop("PD_KEY_UNSET_X", None)
     run = cli("check")
@@ -142,7 +120,7 @@ def test_check_refuses_an_unset_variable(cli: Cli) -> None:
     assert "channels.pd.routing_key: environment variable PD_KEY_UNSET_X is not set" in run.stderr
 
 
-def test_check_constructs_and_closes_what_it_built_without_sending(cli: Cli, tmp_path: Path) -> None:
+def test_check_constructs_and_closes_what_it_built_without_sending(cli: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "check_marker_plugin.py").write_text(PLUGIN)
     cli.env["PYTHONPATH"] = str(tmp_path) + os.pathsep + cli.env.get("PYTHONPATH", "")
     cli.env["ALERT_INFRA_PLUGINS"] = "check_marker_plugin"
@@ -155,7 +133,7 @@ def test_check_constructs_and_closes_what_it_built_without_sending(cli: Cli, tmp
     assert sorted(p.name for p in marks.iterdir()) == ["built-m", "closed-m"]
 
 
-def test_check_warns_when_redis_does_not_answer_and_the_audit_cannot_be_written(cli: Cli, tmp_path: Path) -> None:
+def test_check_warns_when_redis_does_not_answer_and_the_audit_cannot_be_written(cli: CliRunner, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{unused_port()}/0"
@@ -176,7 +154,7 @@ def test_check_warns_when_redis_does_not_answer_and_the_audit_cannot_be_written(
     _no_secret(run, as_json)
 
 
-def test_check_has_no_warning_for_a_reachable_redis_and_a_writable_audit(cli: Cli, tmp_path: Path) -> None:
+def test_check_has_no_warning_for_a_reachable_redis_and_a_writable_audit(cli: CliRunner, tmp_path: Path) -> None:
     pytest.importorskip("redis")
     import redis
 

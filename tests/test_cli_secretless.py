@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from alert_infra.testing import CliRunner
 
 SECRET = "https://hooks.slack.com/services/T0SECRETLESS/B0SECRETLESS/secretless-value-4242"
 SECRET_PART = "secretless-value-4242"
@@ -32,33 +33,13 @@ webhook_url = "${SLACK_URL_FOR_TEST}"
 """
 
 
-class Cli:
-    """``python -m alert_infra`` in a real subprocess (as in tests/test_cli.py), bounded."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
-        self.env.pop("PAGERDUTY_ROUTING_KEY", None)
-        self.env["SLACK_URL_FOR_TEST"] = SECRET
-        self.env["XDG_STATE_HOME"] = str(cwd / "state")
-        self.env["PYTHONIOENCODING"] = "utf-8"
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "alert_infra", *args],
-            cwd=self.cwd,
-            env=self.env,
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def cli(tmp_path: Path) -> CliRunner:
     (tmp_path / "alert-infra.toml").write_text(TOML)
-    return Cli(tmp_path)
+    runner = CliRunner(tmp_path)
+    runner.env.pop("PAGERDUTY_ROUTING_KEY", None)
+    runner.env["SLACK_URL_FOR_TEST"] = SECRET
+    return runner
 
 
 def _clean(*runs: subprocess.CompletedProcess[str]) -> None:
@@ -68,7 +49,7 @@ def _clean(*runs: subprocess.CompletedProcess[str]) -> None:
         assert "Traceback" not in text, text
 
 
-def test_history_ack_and_channels_work_with_an_unset_variable(cli: Cli) -> None:
+def test_history_ack_and_channels_work_with_an_unset_variable(cli: CliRunner) -> None:
     sent = cli("send", "Disk full", "/var at 97%", "--channel", "good", "--json")
     assert sent.returncode == 0, sent.stderr
     record_id = json.loads(sent.stdout)["id"]
@@ -93,7 +74,7 @@ def test_history_ack_and_channels_work_with_an_unset_variable(cli: Cli) -> None:
     _clean(sent, history, ack, channels, as_json)
 
 
-def test_history_and_ack_with_audit_need_no_configuration(cli: Cli, tmp_path: Path) -> None:
+def test_history_and_ack_with_audit_need_no_configuration(cli: CliRunner, tmp_path: Path) -> None:
     trail = tmp_path / "trail.sqlite3"
     sent = cli("send", "Backup failed", "exit 3", "--channel", "good", "--audit", str(trail), "--json")
     assert sent.returncode == 0, sent.stderr
@@ -126,7 +107,7 @@ def _directory(path: Path) -> Path:
 
 @pytest.mark.parametrize("make", [_random_bytes, _directory], ids=["random-bytes", "a-directory"])
 @pytest.mark.parametrize("verb", [["history"], ["ack", "1"]])
-def test_a_corrupt_audit_database_is_a_clear_error(cli: Cli, tmp_path: Path, make, verb: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_a_corrupt_audit_database_is_a_clear_error(cli: CliRunner, tmp_path: Path, make, verb: list[str]) -> None:  # type: ignore[no-untyped-def]
     path = make(tmp_path / "bad.sqlite3")
     run = cli(*verb, "--audit", str(path))
     assert run.returncode == 2, run.stdout + run.stderr
@@ -134,7 +115,7 @@ def test_a_corrupt_audit_database_is_a_clear_error(cli: Cli, tmp_path: Path, mak
     _clean(run)
 
 
-def test_a_corrupt_configured_audit_database_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+def test_a_corrupt_configured_audit_database_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> None:
     path = _random_bytes(tmp_path / "configured.sqlite3")
     (tmp_path / "alert-infra.toml").write_text(f'[alert_infra]\naudit = "sqlite:///{path}"\n' + TOML)
     run = cli("history")
@@ -144,7 +125,7 @@ def test_a_corrupt_configured_audit_database_is_a_clear_error(cli: Cli, tmp_path
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_audit_database_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+def test_an_unreadable_audit_database_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> None:
     trail = tmp_path / "trail.sqlite3"
     assert cli("send", "t", "m", "--channel", "good", "--audit", str(trail)).returncode == 0
     trail.chmod(0)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alert_infra import Alert, AlertConfigurationError, AlertDispatcher, load_config, send_alert
+from alert_infra.testing import CliRunner
 from alert_infra.transports import UnavailableTransport
 
 SLACK_SECRET = "http://hooks.slack.com/services/T0DEGRADE/B0DEGRADE/degrade-secret-slack-9876"
@@ -54,27 +53,6 @@ type = "pagerduty"
 routing_key = "${{PAGERDUTY_ROUTING_KEY}}"
 min_severity = "critical"
 """
-
-
-class Cli:
-    """``python -m alert_infra`` in a real subprocess (as in tests/test_cli.py), bounded."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
-        self.env["XDG_STATE_HOME"] = str(cwd / "state")
-        self.env["PYTHONIOENCODING"] = "utf-8"
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "alert_infra", *args],
-            cwd=self.cwd,
-            env=self.env,
-            input="",
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
 
 
 @pytest.fixture(autouse=True)
@@ -184,14 +162,14 @@ def test_the_channel_that_reports_a_secret_in_its_error_is_still_masked() -> Non
 
 # -- the CLI, as a user meets it ----------------------------------------------------------------------
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    runner = Cli(tmp_path)
+def cli(tmp_path: Path) -> CliRunner:
+    runner = CliRunner(tmp_path)
     runner.env.pop("PAGERDUTY_ROUTING_KEY", None)
     (tmp_path / "alert-infra.toml").write_text(TOML)
     return runner
 
 
-def test_cli_send_delivers_to_the_good_channel_and_exits_1_with_the_reason(cli: Cli) -> None:
+def test_cli_send_delivers_to_the_good_channel_and_exits_1_with_the_reason(cli: CliRunner) -> None:
     sent = cli("send", "Disk full", "/var at 97%", "--severity", "critical")
     assert sent.returncode == 1, sent.stderr
     assert "sent     good" in sent.stdout
@@ -212,7 +190,7 @@ def test_cli_send_delivers_to_the_good_channel_and_exits_1_with_the_reason(cli: 
     _no_secret(*(p.stdout + p.stderr for p in (sent, as_json, history, history_json)))
 
 
-def test_cli_channel_selection_with_a_broken_neighbour(cli: Cli) -> None:
+def test_cli_channel_selection_with_a_broken_neighbour(cli: CliRunner) -> None:
     good = cli("send", "t", "m", "--channel", "good")
     assert good.returncode == 0, good.stdout + good.stderr
     assert "sent     good" in good.stdout and "pd" not in good.stdout
@@ -251,7 +229,6 @@ def test_any_broken_neighbour_never_silences_a_healthy_channel(bad: dict[str, An
     """Whatever a second channel holds, the healthy one delivers (or the file is refused as a whole
     for a routing mistake), strict mode refuses exactly when something is broken, and no secret
     value appears in any error, outcome or repr."""
-    import os
 
     os.environ.pop("HYP_DEGRADE_UNSET", None)
     config = {"channels": {"good": {"type": "noop"}, "bad": dict(bad)}}

@@ -6,6 +6,8 @@
   without entry points) and restores the previous one afterwards.
 * :func:`registered_plugin` registers a plugin object for the duration of a
   ``with`` block.
+* :class:`CliRunner` runs ``alert-infra`` (``python -m alert_infra``) in a real
+  subprocess, with a clean environment and a bound on its time.
 * :func:`run_in_fork` runs a function in a real ``os.fork()`` child and returns
   its result, killing the child (and failing) if it hangs: the way to test that
   an object holding threads, locks or connections survives a pre-forking server.
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOSTILE_BEHAVIOURS",
+    "CliRunner",
     "FakeServer",
     "HostileServer",
     "RecordedRequest",
@@ -580,3 +583,40 @@ def run_in_fork(work: Any, *, timeout: float = 20.0) -> Any:
     if not result["ok"]:
         raise AssertionError(f"in the forked child: {result.get('error')}")
     return result["value"]
+
+
+class CliRunner:
+    """Run ``python -m alert_infra`` in a real subprocess, as a user would, from ``cwd``.
+
+    The environment is this process's without any ``ALERT_INFRA_*`` variable (a
+    configuration or plugin switch of the test run must not leak in), with
+    ``XDG_STATE_HOME`` inside ``cwd`` (so the default audit trail is the test's own) and
+    UTF-8 output. Change :attr:`env` before a call to set or unset a variable. Every call
+    is bounded by ``timeout`` seconds and returns the ``CompletedProcess`` (text).
+    """
+
+    def __init__(self, cwd: Any, *, timeout: float = 120.0) -> None:
+        import os
+
+        self.cwd = cwd
+        self.timeout = timeout
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
+        self.env["XDG_STATE_HOME"] = os.path.join(os.fspath(cwd), "state")
+        self.env["PYTHONIOENCODING"] = "utf-8"
+
+    def __call__(self, *args: str, stdin: str | None = None) -> Any:
+        import subprocess
+        import sys
+
+        return subprocess.run(
+            [sys.executable, "-m", "alert_infra", *args],
+            cwd=self.cwd,
+            env=self.env,
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"CliRunner(cwd={getattr(self, 'cwd', '?')!r})"
