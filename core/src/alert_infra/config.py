@@ -88,6 +88,8 @@ if TYPE_CHECKING:
 __all__ = [
     "AlertConfig",
     "ChannelConfig",
+    "delivery_factory",
+    "expand_variables",
     "find_config",
     "get_default_dispatcher",
     "load_config",
@@ -112,8 +114,12 @@ SETTINGS_KEYS = (
     "audit_retention",
     "max_workers",
     "keep_keys",
+    "delivery",
+    "celery",
     *POLICY_KEYS,
 )
+DELIVERY_GROUP = "alert_infra.delivery"  # entry points: delivery name -> factory(config, **kwargs)
+INLINE = "inline"
 NOT_YET: tuple[str, ...] = ()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -180,8 +186,14 @@ class AlertConfig:
         audit_retention: int | None = None,
         max_workers: int | None = None,
         keep_keys: list[str] | None = None,
+        delivery: str = INLINE,
+        integrations: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.channels = channels
+        self.delivery = delivery
+        #: integration sub-tables of ``[alert_infra]`` as written (``${VAR}`` not yet expanded):
+        #: ``integrations["celery"]`` is ``[alert_infra.celery]``; see :func:`expand_variables`.
+        self.integrations: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (integrations or {}).items()}
         self.default_channels = default_channels
         self.enabled = enabled
         self.timeout = timeout
@@ -249,8 +261,13 @@ class AlertConfig:
                 )
         return built, broken
 
-    def build_dispatcher(self, *, strict: bool = False, **kwargs: Any) -> AlertDispatcher:
+    def build_dispatcher(self, *, strict: bool = False, delivery: str | None = None, **kwargs: Any) -> AlertDispatcher:
         """Build every enabled channel and return an :class:`AlertDispatcher` routing to them.
+
+        ``delivery`` (default: the ``[alert_infra] delivery`` setting) other than ``"inline"``
+        returns what that delivery's factory builds instead (see :func:`delivery_factory`):
+        with ``"celery"``, a dispatcher that enqueues. A worker builds its own channels with
+        ``delivery="inline"``.
 
         A channel that cannot be built (its problems from parsing, or its transport's constructor
         refusing an option) becomes an :class:`~alert_infra.transports.UnavailableTransport`: every
@@ -265,6 +282,10 @@ class AlertConfig:
         from .dispatcher import AlertDispatcher, Route
         from .transports import UnavailableTransport
 
+        chosen = self.delivery if delivery is None else delivery
+        if chosen != INLINE:
+            factory = delivery_factory(chosen)
+            return factory(self, strict=strict, **kwargs)  # type: ignore[no-any-return]
         built, broken = self.build_channels()
         if strict and broken:
             _close_all(built.values())
@@ -532,7 +553,21 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     if not isinstance(settings_raw, MappingABC):
         problems.append("alert_infra: must be a table")
         settings_raw = {}
-    settings = _interpolate(dict(settings_raw), "alert_infra", problems)
+    # Sub-tables that belong to an integration (``[alert_infra.celery]``) are kept as written:
+    # the integration expands their ``${VAR}``s (:func:`expand_variables`) when it is used, so an
+    # unset broker password fails queued delivery, not every other use of the file.
+    integrations = {k: settings_raw[k] for k in _INTEGRATION_TABLES if k in settings_raw}
+    settings = _interpolate({k: v for k, v in settings_raw.items() if k not in integrations}, "alert_infra", problems)
+    for key, table in integrations.items():
+        if not isinstance(table, MappingABC):
+            problems.append(f"alert_infra.{key}: must be a table ([alert_infra.{key}])")
+            integrations[key] = {}
+        else:
+            integrations[key] = dict(table)
+    delivery = settings.get("delivery", INLINE)
+    if not isinstance(delivery, str) or not _NAME.match(delivery):
+        problems.append(f"alert_infra.delivery: a delivery name such as {INLINE!r} or 'celery'")
+        delivery = INLINE
     for key in settings:
         if key in NOT_YET:
             problems.append(f"alert_infra.{key}: not supported by this version of alert-infra yet")
@@ -664,7 +699,57 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         audit_retention=audit_retention,
         max_workers=max_workers,
         keep_keys=keep_keys,
+        delivery=delivery,
+        integrations=integrations,
     )
+
+
+_INTEGRATION_TABLES = ("celery",)
+
+
+def expand_variables(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` in every string of ``table`` (nested tables and
+    lists included), as the core does for channels; for integrations that keep their own
+    sub-table of ``[alert_infra]`` (``[alert_infra.celery]``).
+
+    Raises:
+        AlertConfigurationError: naming each key whose variable is unset (never a value).
+    """
+    problems: list[str] = []
+    expanded = _interpolate(dict(table), where, problems)
+    if problems:
+        raise AlertConfigurationError("; ".join(problems))
+    return dict(expanded)
+
+
+def delivery_factory(name: str) -> Any:
+    """The factory registered for ``[alert_infra] delivery = name`` under the
+    ``alert_infra.delivery`` entry-point group (``celery`` is registered by alert-infra itself,
+    in ``alert_infra.celery``; the core never imports it). Called as ``factory(config, **kwargs)``
+    it returns the dispatcher that enqueues.
+
+    Raises:
+        AlertConfigurationError: no such delivery is installed (with the installed names).
+    """
+    try:
+        from importlib.metadata import entry_points
+    except ImportError:  # pragma: no cover - Python < 3.10 without the backport's API
+        from importlib_metadata import entry_points  # type: ignore[no-redef]
+    found = {ep.name: ep for ep in entry_points(group=DELIVERY_GROUP)}
+    if name not in found:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(found), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(sorted([INLINE, *found]))
+        raise AlertConfigurationError(f"alert_infra.delivery: unknown delivery {name!r} (known: {known}){hint}")
+    try:
+        return found[name].load()
+    except ImportError as exc:
+        raise AlertConfigurationError(
+            f"alert_infra.delivery = {name!r} needs a package that is not installed ({exc.name or exc});"
+            f" install alert-infra[{name}]"
+        ) from None
 
 
 def _keys(value: Any, where: str, problems: list[str]) -> list[str] | None:
