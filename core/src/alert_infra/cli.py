@@ -523,7 +523,8 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The `alert-infra` argument parser (the CLI reference in the docs is generated from it)."""
     from ._version import __version__
 
     common = argparse.ArgumentParser(add_help=False)
@@ -623,7 +624,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
 
     out = out or sys.stdout
     err = err or sys.stderr
-    parser = _parser()
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
