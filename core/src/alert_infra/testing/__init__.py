@@ -25,11 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .transports import BaseTransport
+from ..transports import BaseTransport
 
 if TYPE_CHECKING:
-    from .alert import Alert
-    from .plugins import PluginHost, PluginRecord
+    from ..alert import Alert
+    from ..plugins import PluginHost, PluginRecord
 
 __all__ = [
     "HOSTILE_BEHAVIOURS",
@@ -87,7 +87,7 @@ class RecordingTransport(BaseTransport):
 @contextmanager
 def isolated_plugin_host(*, load_entry_points: bool = False, builtins: bool = True) -> Iterator[PluginHost]:
     """Use a fresh :class:`~alert_infra.plugins.PluginHost` inside the block, then restore the old one."""
-    from . import plugins
+    from .. import plugins
 
     previous = plugins.peek_plugin_host()
     host = plugins.PluginHost(load_entry_points=load_entry_points, builtins=builtins)
@@ -101,7 +101,7 @@ def isolated_plugin_host(*, load_entry_points: bool = False, builtins: bool = Tr
 @contextmanager
 def registered_plugin(plugin: object, name: str | None = None) -> Iterator[PluginRecord]:
     """Register ``plugin`` with the process-wide host for the block; unregister it after."""
-    from .plugins import get_plugin_host
+    from ..plugins import get_plugin_host
 
     host = get_plugin_host()
     record = host.register(plugin, name)
@@ -127,7 +127,7 @@ class RecordedRequest:
 
     def __repr__(self) -> str:
         # The path is often the secret (a webhook, a bot token): redacted, and safe on a half-built object.
-        from .security import redact_text
+        from ..security import redact_text
 
         return f"RecordedRequest({getattr(self, 'method', '?')} {redact_text(str(getattr(self, 'path', '?')))})"
 
