@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         PluginError,
         PluginLoadError,
         RetryableAlertTransportError,
+        UnknownChannelError,
         UnknownTransportError,
     )
     from .formatting import RenderedAlert
@@ -77,6 +78,7 @@ _LAZY = {
     "PluginError": "exceptions",
     "PluginLoadError": "exceptions",
     "RetryableAlertTransportError": "exceptions",
+    "UnknownChannelError": "exceptions",
     "UnknownTransportError": "exceptions",
     "RenderedAlert": "formatting",
     "hookimpl": "hookspecs",
@@ -127,6 +129,7 @@ __all__ = [
     "SENSITIVE_KEYWORDS",
     "SEVERITIES",
     "Severity",
+    "UnknownChannelError",
     "UnknownTransportError",
     "VALID_SEVERITIES",
     "__version__",

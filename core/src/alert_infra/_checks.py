@@ -26,6 +26,7 @@ __all__ = [
     "check_count",
     "check_seconds",
     "describe",
+    "did_you_mean",
 ]
 
 #: The longest timeout or deadline, in seconds (one hour): a channel that needs longer is down.
@@ -104,3 +105,21 @@ def check_count(
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise _error(error, f"{what}: must be a whole number from {minimum} to {maximum:,}, got {describe(value)}")
     return int(value)
+
+
+def did_you_mean(word: object, choices: Any, *, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'slack'?"`` when ``word`` is a near miss of one of ``choices``, else ``""``.
+
+    For every "unknown X" error (types, options, settings, tables, channel names): a suffix to
+    append to the message. Case differences count as near misses (``Slack`` -> ``slack``).
+    """
+    if not isinstance(word, str) or not word:
+        return ""
+    import difflib
+
+    options = sorted({c for c in choices if isinstance(c, str) and c and c != word})
+    lowered = {c.lower(): c for c in options}
+    if word.lower() in lowered:
+        return f"; did you mean {lowered[word.lower()]!r}?"
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""

@@ -75,7 +75,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from ._checks import MAX_WORKERS  # the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
+# MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
+from ._checks import MAX_WORKERS, did_you_mean
 from .alert import SEVERITIES, severity_rank
 from .exceptions import AlertConfigurationError, AlertValidationError
 from .security import guarded_repr
@@ -454,6 +455,31 @@ def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | None = None
     return parse_config(source)
 
 
+_SHOWN_MAX = 40  # longest bad value echoed back in an error
+
+
+def _got(value: Any, written: Any = None) -> str:
+    """``"; got 'high'"`` for a short bad value that is not secret-shaped, else ``""``.
+
+    Only for the core's own keys (never a transport option: that may be a credential), and
+    even there a value that redaction would touch (a misplaced token, a URL with a password)
+    or a long one is not echoed, nor one that came from an environment variable (``written``,
+    the value as the file has it, holds ``$``): the variable may hold anything.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return ""
+    if isinstance(written, str) and "$" in written:
+        return ""
+    text = str(value)
+    if len(text) > _SHOWN_MAX or not text.isprintable():
+        return ""
+    from .security import redact_text
+
+    if redact_text(text) != text or "://" in text:
+        return ""
+    return f"; got {text!r}"
+
+
 def _interpolate(value: Any, where: str, problems: list[str]) -> Any:
     if isinstance(value, str):
 
@@ -548,7 +574,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         raise AlertConfigurationError(f"{source}: the configuration must be a table/mapping")
     for key in data:
         if key not in ("alert_infra", "channels"):
-            problems.append(f"{key}: unknown table; expected [alert_infra] and [channels.<name>]")
+            hint = did_you_mean(key, ("alert_infra", "channels"))
+            problems.append(f"{key}: unknown table{hint} (expected [alert_infra] and [channels.<name>])")
     settings_raw = data.get("alert_infra", {})
     if not isinstance(settings_raw, MappingABC):
         problems.append("alert_infra: must be a table")
@@ -566,13 +593,17 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             integrations[key] = dict(table)
     delivery = settings.get("delivery", INLINE)
     if not isinstance(delivery, str) or not _NAME.match(delivery):
-        problems.append(f"alert_infra.delivery: a delivery name such as {INLINE!r} or 'celery'")
+        problems.append(
+            f"alert_infra.delivery: a delivery name such as {INLINE!r} or 'celery'"
+            + _got(delivery, settings_raw.get("delivery"))
+        )
         delivery = INLINE
     for key in settings:
         if key in NOT_YET:
             problems.append(f"alert_infra.{key}: not supported by this version of alert-infra yet")
         elif key not in SETTINGS_KEYS:
-            problems.append(f"alert_infra.{key}: unknown setting; known: {', '.join(SETTINGS_KEYS)}")
+            hint = did_you_mean(key, SETTINGS_KEYS)
+            problems.append(f"alert_infra.{key}: unknown setting{hint} (known: {', '.join(SETTINGS_KEYS)})")
     enabled = _bool(settings.get("enabled", True), "alert_infra.enabled", problems)
     timeout = _number(settings["timeout"], "alert_infra.timeout", problems) if "timeout" in settings else None
     deadline = _number(settings["deadline"], "alert_infra.deadline", problems) if "deadline" in settings else None
@@ -645,11 +676,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             except AlertValidationError:
                 min_severity = None
             if min_severity is None:
-                local.append(f"{where}.min_severity: must be one of {', '.join(SEVERITIES)}")
+                shown = _got(values.get("min_severity"), raw.get("min_severity"))
+                hint = did_you_mean(values.get("min_severity"), SEVERITIES)
+                local.append(f"{where}.min_severity: must be one of {', '.join(SEVERITIES)}{shown}{hint}")
         tags = tuple(_names(values["tags"], f"{where}.tags", local) or ()) if "tags" in values else ()
         fmt = values.get("format")
         if fmt is not None and (not isinstance(fmt, str) or not fmt.strip()):
-            local.append(f"{where}.format: must be a formatter name")
+            local.append(f"{where}.format: must be a formatter name{_got(fmt, raw.get('format'))}")
             fmt = None
         ch_timeout = _number(values["timeout"], f"{where}.timeout", local) if "timeout" in values else None
         options = {k: v for k, v in values.items() if k not in CHANNEL_KEYS and k not in NOT_YET}
@@ -875,7 +908,11 @@ def _check_transport(host: Any, channel: ChannelConfig) -> list[str]:
     for key in channel.options:
         if key not in accepted or key == "name":
             valid = ", ".join(sorted(accepted - {"name", "format"})) or "none"
-            problems.append(f"{where}.{key}: unknown option for transport type {channel.type!r}; valid: {valid}")
+            hint = did_you_mean(key, (accepted - {"name"}) | set(CHANNEL_KEYS))
+            problems.append(
+                f"{where}.{key}: unknown option for transport type {channel.type!r}{hint} (valid: {valid}; "
+                f"every channel also takes {', '.join(CHANNEL_KEYS[1:])})"
+            )
     if channel.format is not None and "format" not in accepted:
         problems.append(f"{where}.format: transport type {channel.type!r} does not support formatters")
     supplied = set(channel.options) | ({"timeout"} if channel.timeout is not None else set())

@@ -483,9 +483,9 @@ class AlertDispatcher:
             ChannelOutcome(
                 name,
                 "failed",
-                error="UnknownChannelError",
+                error="UnknownChannelError",  # exceptions.UnknownChannelError.__name__
                 retryable=False,
-                reason=f"no channel named {name!r}; known: {', '.join(sorted(known)) or 'none'}",
+                reason=unknown_channel_message(name, known),
             )
             for name in dict.fromkeys(wanted or ())
             if name not in known
@@ -1309,3 +1309,11 @@ def _hook_pool() -> WorkerPool:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def unknown_channel_message(name: str, known: Iterable[str]) -> str:
+    """Why ``name`` is not a channel: the known names, and a "did you mean" for a near miss."""
+    from ._checks import did_you_mean
+
+    names = sorted(set(known))
+    return f"no channel named {name!r}{did_you_mean(name, names)} (known: {', '.join(names) or 'none'})"

@@ -39,6 +39,7 @@ __all__ = [
     "PluginError",
     "PluginLoadError",
     "RetryableAlertTransportError",
+    "UnknownChannelError",
     "UnknownTransportError",
 ]
 
@@ -113,6 +114,16 @@ class AlertConfigurationError(AlertConfigError, NonRetryableAlertTransportError)
 
     It is also a :class:`NonRetryableAlertTransportError` (as in 0.1.x) because
     a channel that is configured wrongly fails every time.
+    """
+
+
+class UnknownChannelError(AlertConfigurationError, LookupError):
+    """A channel name that no configured channel has: ``send(alert, ["opps"])``, ``--channel opps``.
+
+    ``send`` never raises it: an unknown name is a ``failed`` outcome whose ``error`` is
+    ``"UnknownChannelError"`` (the other channels still deliver), and ``alert-infra send --channel``
+    refuses it as a usage error before anything is sent. Its message lists the known channels and
+    a "did you mean" when the name is a near miss.
     """
 
 

@@ -543,10 +543,19 @@ class PluginHost:
                         f"plugin {record.label} has an entry point named {type_name!r} but registers no "
                         f"transport type {type_name!r}; it provides: {', '.join(record.transports) or 'none'}"
                     )
+            from ._checks import did_you_mean
+
             known = ", ".join(sorted(self.transports.entries)) or "none"
-            hint = f"pip install alert-infra-{type_name}" if re.match(r"^[a-z0-9][a-z0-9_\-]*$", type_name) else ""
+            near = did_you_mean(type_name, self.transports.entries)
+            # A near miss of an installed type is a typo: never suggest installing a package of that
+            # name (``pip install alert-infra-slak`` could install whatever squats it).
+            hint = (
+                f"pip install alert-infra-{type_name}"
+                if not near and re.match(r"^[a-z0-9][a-z0-9_\-]*$", type_name)
+                else ""
+            )
             raise UnknownTransportError(
-                f"unknown transport type {type_name!r}; installed types: {known}"
+                f"unknown transport type {type_name!r}{near} (installed types: {known})"
                 + (f". If it is a plugin, install it: {hint}" if hint else "")
             )
 
