@@ -74,7 +74,7 @@ import threading
 import time
 import weakref
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ._checks import check_count, check_seconds
 from ._lifecycle import on_fork_in_child
@@ -85,6 +85,7 @@ from .exceptions import (
     RetryableAlertTransportError,
 )
 from .security import redact_text
+from .transports import BaseTransport
 
 if TYPE_CHECKING:
     import requests
@@ -95,11 +96,14 @@ __all__ = [
     "HttpChannel",
     "HttpClient",
     "HttpResponse",
+    "HttpTransport",
     "RedactingFilter",
+    "error_detail",
     "install_log_redaction",
     "parse_retry_after",
     "raise_for_status",
     "redact_and_truncate",
+    "status_label",
     "validate_https_url",
 ]
 
@@ -826,3 +830,200 @@ def _coerce_response(result: Any) -> HttpResponse:
         text = getattr(result, "text", "")
         return HttpResponse(status, dict(headers), text if isinstance(text, str) else "")
     return HttpResponse(200)
+
+
+# -- the base class of HTTP transports ---------------------------------------------------------
+
+#: Keys of a provider's JSON error body read by :meth:`HttpTransport.error_detail`, in order.
+ERROR_KEYS = ("error", "code", "name", "message", "description", "detail", "title", "status")
+#: A plain-text body kept as an error detail only when it looks like a short provider code.
+_CODE_SHAPE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-"
+
+
+def status_label(alert: Any) -> str:
+    """``"ERROR"`` for a firing alert, else its status: ``"RESOLVED"``, ``"ACKNOWLEDGED"``."""
+    status = getattr(alert, "status", "firing")
+    return str(alert.severity).upper() if status == "firing" else str(status).upper()
+
+
+def error_detail(response: HttpResponse, keys: tuple[str, ...] = ERROR_KEYS) -> str | None:
+    """The provider's error code and message from ``response``, whole (redact it before cutting:
+    :func:`raise_for_status` does), or ``None``.
+
+    A JSON object gives the string values of ``keys`` (first two found) and up to three entries
+    of an ``errors`` list (strings, or objects with a ``message``); a plain-text body is kept
+    only when it is a short code such as ``invalid_token`` (never an HTML page).
+    """
+    body = response.json()
+    if isinstance(body, dict):
+        parts: list[str] = []
+        for key in keys:
+            value = body.get(key)
+            if isinstance(value, str) and value.strip() and value.strip() not in parts:
+                parts.append(value.strip())
+            if len(parts) == 2:
+                break
+        errors = body.get("errors")
+        if isinstance(errors, list):
+            for entry in errors[:3]:
+                if isinstance(entry, dict):
+                    entry = entry.get("message") or entry.get("detail")
+                if isinstance(entry, str) and entry.strip():
+                    parts.append(entry.strip())
+        return "; ".join(parts) or None
+    text = response.text.strip()
+    if 0 < len(text) <= 64 and all(c in _CODE_SHAPE for c in text):
+        return text
+    return None
+
+
+class HttpTransport(BaseTransport):
+    """The base of a transport that POSTs JSON to an HTTPS API: subclass it, write the payload and,
+    if the provider needs them, the response rules. Everything else is done here.
+
+    What a subclass writes (see ``docs/plugins/writing-a-transport.md``)::
+
+        class HookTransport(HttpTransport):
+            name = "hook"                     # the type name in configuration
+            provider = "Hook"                 # named in error messages
+            secret_fields = ("url",)          # masked everywhere
+            env_vars = {"url": "ALERT_HOOK_URL"}  # what from_env() reads
+
+            def __init__(self, url, *, timeout=5.0, http_client=None, name=None, format=None):
+                super().__init__(timeout=timeout, http_client=http_client, name=name, format=format)
+                self.url = self.secret_option("url", url, https=True)
+
+            def endpoint(self, alert):
+                return self.url
+
+            def build_payload(self, alert):
+                return {"text": self.render(alert).text}
+
+    Keep every option an explicit keyword of ``__init__``: configuration checks a channel's
+    options against the constructor's signature (unknown and missing options are named there).
+
+    What the base does:
+
+    * :meth:`secret_option` registers a secret with the redactor **before** checking it, so no
+      error message (yours, ours, configuration's) can show it; with ``https=True`` it is also
+      checked as an absolute https URL and the cleaned URL is returned (see
+      :func:`validate_https_url`). :meth:`url_option` does the same for a URL that is not secret.
+    * ``timeout``/``http_client``: one :class:`HttpChannel` (``self.http``), checked here
+      (a bad ``timeout`` is a configuration error naming ``timeout``).
+    * :meth:`from_env` builds the transport from the variables declared in ``env_vars``.
+    * :meth:`send` posts :meth:`build_payload` to :meth:`endpoint` with :meth:`request_headers`,
+      then hands the response to :meth:`check_response`, whose default accepts 2xx and raises
+      :func:`raise_for_status` with :func:`error_detail` otherwise (429/5xx retryable with
+      ``retry_after`` from ``Retry-After``, other 4xx not).
+    * :meth:`close` closes the channel's connections (``BaseTransport.close()`` does nothing).
+    * ``repr`` shows the class and the channel name only.
+    """
+
+    name = "http"
+    #: The provider named in error messages (default: the class name).
+    provider: ClassVar[str] = ""
+    #: Option name -> environment variable, read by :meth:`from_env`.
+    env_vars: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 5.0,
+        http_client: Any = None,
+        name: str | None = None,
+        format: str | None = None,
+    ) -> None:
+        super().__init__(name=name, format=format)
+        provider = self.provider or type(self).__name__
+        # A bad timeout: "Slack timeout must be ..." (the option named, the value never quoted).
+        self.http = HttpChannel(provider, timeout=timeout, http_client=http_client)
+        self.timeout = self.http.timeout
+        self.http_client = http_client
+
+    # 0.1.x-style transports kept the channel as ``_http``.
+    @property
+    def _http(self) -> HttpChannel:
+        return self.http
+
+    # -- options -------------------------------------------------------------------------------
+    def secret_option(self, field: str, value: object, *, https: bool = False) -> str:
+        """Register ``value`` as a secret of this transport, then check it; return it cleaned
+        (stripped) and store it as ``self.<field>``.
+
+        Raises:
+            AlertConfigurationError: ``"<Provider> <field> is required"`` (or, with ``https``,
+                "must be an absolute https:// URL"): it names the option, never the value.
+        """
+        from .security import register_secret
+
+        if isinstance(value, str) and value:
+            register_secret(value, owner=self)
+            if value.strip() != value and value.strip():
+                register_secret(value.strip(), owner=self)
+        where = f"{self.provider or type(self).__name__} {field}"
+        if https:
+            cleaned = validate_https_url(value, field=where)
+        elif not isinstance(value, str) or not value.strip():
+            raise AlertConfigurationError(f"{where} is required")
+        else:
+            cleaned = value.strip()
+        setattr(self, field, cleaned)
+        return cleaned
+
+    def url_option(self, field: str, value: object) -> str:
+        """``value`` checked as an absolute https URL (an error names ``field``); trailing ``/`` kept."""
+        return validate_https_url(value, field=f"{self.provider or type(self).__name__} {field}")
+
+    @classmethod
+    def from_env(cls, *, env: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
+        """Build from environment variables: ``env`` (default :attr:`env_vars`) maps each option
+        to the variable that holds it; ``kwargs`` are passed on as they are.
+
+        Raises:
+            AlertConfigurationError: ``"<VARIABLE> is required"`` for an unset or empty variable.
+        """
+        values: dict[str, Any] = {}
+        for option, variable in (cls.env_vars if env is None else env).items():
+            value = os.environ.get(variable)
+            if not value:
+                raise AlertConfigurationError(f"{variable} is required")
+            values[option] = value
+        return cls(**values, **kwargs)
+
+    # -- delivery ------------------------------------------------------------------------------
+    def endpoint(self, alert: Any) -> str:
+        """The URL ``alert`` is posted to (override; it may hold the secret: never log it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement endpoint(alert)")
+
+    def build_payload(self, alert: Any) -> Any:
+        """The JSON body for ``alert`` (override)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_payload(alert)")
+
+    def request_headers(self, alert: Any) -> Mapping[str, str] | None:
+        """Extra request headers (``Authorization``…); the default sends none."""
+        return None
+
+    def send(self, alert: Any) -> Any:
+        """Post the payload, then :meth:`check_response` (which raises for a failure)."""
+        response = self.http.post_json(
+            self.endpoint(alert), self.build_payload(alert), headers=self.request_headers(alert)
+        )
+        return self.check_response(response)
+
+    def check_response(self, response: HttpResponse) -> Any:
+        """Accept 2xx; raise the classified error otherwise (override for a provider's own rules,
+        e.g. ``{"ok": false}`` with 200, or an error code that is retryable)."""
+        if 200 <= response.status < 300:
+            return None
+        raise_for_status(response, provider=self.provider or type(self).__name__, detail=self.error_detail(response))
+        return None  # pragma: no cover - raise_for_status raised
+
+    def error_detail(self, response: HttpResponse) -> str | None:
+        """The provider's error text for a message: :func:`error_detail` (override to read other keys)."""
+        return error_detail(response)
+
+    def close(self) -> None:
+        """Close the channel's pooled connections (a later send opens new ones)."""
+        http = self.__dict__.get("http")
+        if http is not None:
+            http.close()
