@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from alert_infra import AlertConfigurationError, BaseTransport
 from alert_infra.formatting import metadata_lines, one_line, subject_line
-from alert_infra.http import HttpChannel, HttpResponse, raise_for_status, validate_https_url
+from alert_infra.http import HttpResponse, HttpTransport, raise_for_status, status_label
 
 from ._limits import (
     BLOCKS_TEXT_LIMIT,
@@ -96,7 +94,7 @@ class _Budget:
         return obj
 
 
-class SlackWebhookTransport(BaseTransport):
+class SlackWebhookTransport(HttpTransport):
     """Send alerts to a Slack channel through an incoming webhook.
 
     Args:
@@ -113,7 +111,9 @@ class SlackWebhookTransport(BaseTransport):
     """
 
     name = "slack"
+    provider = "Slack"
     secret_fields = ("webhook_url",)
+    env_vars: ClassVar[dict[str, str]] = {"webhook_url": "ALERT_SLACK_WEBHOOK_URL"}
 
     def __init__(
         self,
@@ -124,23 +124,13 @@ class SlackWebhookTransport(BaseTransport):
         name: str | None = None,
         format: str | None = None,
     ) -> None:
-        super().__init__(name=name, format=format)
-        if isinstance(webhook_url, str) and webhook_url:
-            # Registered before validation, so no later message can show it.
-            self.webhook_url = webhook_url
-            self.register_secrets()
-        self.webhook_url = validate_https_url(webhook_url, field="Slack webhook_url")
-        self.timeout = timeout
-        self.http_client = http_client
-        self._http = HttpChannel("Slack", timeout=timeout, http_client=http_client)
+        super().__init__(timeout=timeout, http_client=http_client, name=name, format=format)
+        self.webhook_url = self.secret_option("webhook_url", webhook_url, https=True)
 
     @classmethod
     def from_env(cls, *, env_var: str = "ALERT_SLACK_WEBHOOK_URL", **kwargs: Any) -> SlackWebhookTransport:
         """Build from the environment variable ``env_var`` (0.1.x)."""
-        value = os.getenv(env_var)
-        if not value:
-            raise AlertConfigurationError(f"{env_var} is required")
-        return cls(value, **kwargs)
+        return super().from_env(env={"webhook_url": env_var}, **kwargs)  # type: ignore[no-any-return]
 
     # -- payload -----------------------------------------------------------------------------
     def build_payload(self, alert: Alert) -> dict[str, Any]:
@@ -151,7 +141,7 @@ class SlackWebhookTransport(BaseTransport):
         (metadata fields give way first, with a note of how many are not shown);
         at most ``MAX_BLOCKS`` blocks; buttons only for URLs Slack accepts.
         """
-        label = alert.severity.upper() if alert.status == "firing" else alert.status.upper()
+        label = status_label(alert)
         icon = STATUS_ICONS.get(alert.status) or ICONS.get(alert.severity, "")
         budget = _Budget()
         full = self.format == self.default_formatter
@@ -244,12 +234,10 @@ class SlackWebhookTransport(BaseTransport):
         return payload
 
     # -- delivery ------------------------------------------------------------------------------
-    def send(self, alert: Alert) -> None:
-        response = self._http.post_json(self.webhook_url, self.build_payload(alert))
-        self._check(response)
+    def endpoint(self, alert: Alert) -> str:
+        return self.webhook_url
 
-    @staticmethod
-    def _check(response: HttpResponse) -> None:
+    def check_response(self, response: HttpResponse) -> None:
         body = response.text.strip()
         if 200 <= response.status < 300:
             if body in ("ok", ""):
@@ -259,10 +247,3 @@ class SlackWebhookTransport(BaseTransport):
         code = body if re.fullmatch(r"[a-z_]{2,64}", body) else None
         retryable = True if code in RETRYABLE_ERRORS else None
         raise_for_status(response, provider="Slack", detail=code, retryable=retryable)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __repr__(self) -> str:
-        # Safe on a half-built instance; the webhook URL (the credential) is never shown.
-        return f"{type(self).__name__}(name={self.name!r})"
