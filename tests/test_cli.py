@@ -35,7 +35,8 @@ def test_send_reads_the_message_from_stdin(cli: CliRunner) -> None:
     data = json.loads(result.stdout)
     assert data["alert"]["message"] == "exit code 3\nsee /var/log/backup"
     assert data["alert"]["source"] == "cron"
-    assert data["result"]["sent"] == ["console"] and isinstance(data["id"], int)
+    assert [(c["name"], c["status"]) for c in data["channels"]] == [("console", "sent")]
+    assert isinstance(data["id"], int) and data["ok"] is True and data["command"] == "send"
 
 
 def test_ack_round_trip(cli: CliRunner) -> None:
@@ -43,9 +44,9 @@ def test_ack_round_trip(cli: CliRunner) -> None:
     acked = cli("ack", str(alert_id), "--by", "dana", "--note", "restarting workers")
     assert acked.returncode == 0, acked.stderr
     assert f"alert {alert_id} 'Queue stuck' acknowledged by dana" in acked.stdout
-    records = json.loads(cli("history", "--json").stdout)
+    records = json.loads(cli("history", "--json").stdout)["alerts"]
     assert records[0]["acknowledged_by"] == "dana" and records[0]["ack_note"] == "restarting workers"
-    assert json.loads(cli("history", "--json", "--unacked").stdout) == []
+    assert json.loads(cli("history", "--json", "--unacked").stdout)["alerts"] == []
     missing = cli("ack", "4242")
     assert missing.returncode == 2 and "no alert with id 4242" in missing.stderr
 
@@ -71,7 +72,7 @@ retry = false
     skipped = cli("send", "Minor", "m", "--severity", "warning")
     assert skipped.returncode == 0
     assert "skipped  hook  (severity warning is below the channel's minimum critical)" in skipped.stdout
-    failures = json.loads(cli("history", "--json", "--channel", "hook", "--status", "failed").stdout)
+    failures = json.loads(cli("history", "--json", "--channel", "hook", "--status", "failed").stdout)["alerts"]
     assert [r["title"] for r in failures] == ["Payments down"]
 
 
@@ -151,11 +152,11 @@ def test_plugins_lists_installed_plugins(cli: CliRunner) -> None:
     human = cli("plugins")
     assert human.returncode == 0 and "alert-infra-slack" in human.stdout and "types: slack" in human.stdout
     data = json.loads(cli("plugins", "--json", "--all").stdout)
-    types = {t for plugin in data for t in plugin["transports"]}
+    types = {t for plugin in data["plugins"] for t in plugin["types"]}
     assert {"slack", "console", "noop"} <= types
 
 
-@pytest.mark.parametrize("verb", ["send", "plugins", "channels", "check", "history", "ack"])
+@pytest.mark.parametrize("verb", ["send", "plugins", "types", "channels", "check", "history", "ack"])
 def test_help_everywhere(cli: CliRunner, verb: str) -> None:
     result = cli(verb, "--help")
     assert result.returncode == 0 and "--config" in result.stdout and "usage: alert-infra" in result.stdout
@@ -182,7 +183,7 @@ def test_usage_errors_exit_2_with_a_clear_message(cli: CliRunner, args: list[str
 def test_history_filters(cli: CliRunner) -> None:
     for title, severity, source in (("a", "info", "web"), ("b", "critical", "billing"), ("c", "error", "web")):
         assert cli("send", title, "m", "--severity", severity, "--source", source).returncode == 0
-    titles = lambda *a: [r["title"] for r in json.loads(cli("history", "--json", *a).stdout)]  # noqa: E731
+    titles = lambda *a: [r["title"] for r in json.loads(cli("history", "--json", *a).stdout)["alerts"]]  # noqa: E731
     assert titles() == ["c", "b", "a"]
     assert titles("--severity", "error") == ["c", "b"]
     assert titles("--source", "web") == ["c", "a"]
@@ -223,10 +224,10 @@ def test_send_links_channel_selection_and_no_audit(cli: CliRunner) -> None:
     result = cli("send", "Deploy failed", "m", "--channel", "b", "--link", "Run=https://ci.example.com/r/1", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["result"]["sent"] == ["b"]
+    assert [c["name"] for c in data["channels"]] == ["b"]
     assert data["alert"]["links"] == [["Run", "https://ci.example.com/r/1"]]
     quiet = cli("send", "Not recorded", "m", "--no-audit", "--json")
     assert quiet.returncode == 0 and json.loads(quiet.stdout)["id"] is None
-    assert [r["title"] for r in json.loads(cli("history", "--json").stdout)] == ["Deploy failed"]
+    assert [r["title"] for r in json.loads(cli("history", "--json").stdout)["alerts"]] == ["Deploy failed"]
     bad = cli("send", "t", "m", "--link", "no-equals-sign")
     assert bad.returncode == 2 and "--link: expected label=https://" in bad.stderr

@@ -102,13 +102,13 @@ def test_check_builds_every_channel_and_reports_each_refusal_at_once(cli: CliRun
     as_json = cli("check", "--json")
     assert as_json.returncode == 2
     data = json.loads(as_json.stdout)
-    assert data["ok"] is False and len(data["problems"]) == 4
+    assert data["ok"] is False and len(data["error"]["problems"]) == 4 and data["error"]["kind"] == "configuration"
     # send refuses exactly these four, and still delivers to the healthy one
     sent = cli("send", "t", "m", "--json")
     assert sent.returncode == 1
-    result = json.loads(sent.stdout)["result"]
-    assert result["sent"] == ["fine"]
-    assert {o["name"] for o in result["outcomes"] if o["status"] == "failed"} == {"slack", "telegram", "pd", "mail"}
+    statuses = {c["name"]: c["status"] for c in json.loads(sent.stdout)["channels"]}
+    assert [name for name, status in statuses.items() if status == "sent"] == ["fine"]
+    assert {name for name, status in statuses.items() if status == "failed"} == {"slack", "telegram", "pd", "mail"}
     _no_secret(run, as_json, sent)
 
 

@@ -84,7 +84,7 @@ def test_history_and_ack_with_audit_need_no_configuration(cli: CliRunner, tmp_pa
     assert broken.returncode == 2 and "not valid TOML" in broken.stderr  # needs the configuration's audit path
     history = cli("history", "--audit", str(trail), "--json")
     assert history.returncode == 0, history.stderr
-    assert [r["title"] for r in json.loads(history.stdout)] == ["Backup failed"]
+    assert [r["title"] for r in json.loads(history.stdout)["alerts"]] == ["Backup failed"]
     ack = cli("ack", str(record_id), "--audit", str(trail), "--by", "bob")
     assert ack.returncode == 0, ack.stderr
     # and with a configuration path that does not exist at all

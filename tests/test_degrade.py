@@ -176,7 +176,7 @@ def test_cli_send_delivers_to_the_good_channel_and_exits_1_with_the_reason(cli: 
     assert "failed   pd  (AlertConfigurationError: channels.pd.routing_key: environment variable" in sent.stdout
     as_json = cli("send", "Disk full", "again", "--severity", "critical", "--json")
     assert as_json.returncode == 1
-    outcomes = {o["name"]: o for o in json.loads(as_json.stdout)["result"]["outcomes"]}
+    outcomes = {o["name"]: o for o in json.loads(as_json.stdout)["channels"]}
     assert outcomes["good"]["status"] == "sent"
     assert outcomes["pd"]["status"] == "failed" and "PAGERDUTY_ROUTING_KEY" in outcomes["pd"]["reason"]
     assert outcomes["slack"]["status"] == "failed"
@@ -184,8 +184,8 @@ def test_cli_send_delivers_to_the_good_channel_and_exits_1_with_the_reason(cli: 
     assert history.returncode == 0, history.stderr
     assert "pd:failed" in history.stdout and "PAGERDUTY_ROUTING_KEY is not set" in history.stdout
     history_json = cli("history", "--json")
-    records = json.loads(history_json.stdout)
-    reasons = {c["channel"]: c.get("reason") for c in records[0]["channels"]}
+    records = json.loads(history_json.stdout)["alerts"]
+    reasons = {c["name"]: c.get("reason") for c in records[0]["channels"]}
     assert "PAGERDUTY_ROUTING_KEY" in (reasons["pd"] or "")
     _no_secret(*(p.stdout + p.stderr for p in (sent, as_json, history, history_json)))
 
@@ -199,7 +199,7 @@ def test_cli_channel_selection_with_a_broken_neighbour(cli: CliRunner) -> None:
     assert "failed   pd" in broken.stdout and "PAGERDUTY_ROUTING_KEY is not set" in broken.stdout
     info = cli("send", "t", "m", "--severity", "info", "--channel", "crit", "--json")
     assert info.returncode == 0  # a broken channel's routing still applies: skipped for an info alert
-    (outcome,) = json.loads(info.stdout)["result"]["outcomes"]
+    (outcome,) = json.loads(info.stdout)["channels"]
     assert outcome["status"] == "skipped"
     _no_secret(*(p.stdout + p.stderr for p in (good, broken, info)))
 

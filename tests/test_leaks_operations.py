@@ -78,7 +78,8 @@ throttle = {{ rate = 100 }}
             code = main([*args, "--config", str(config_path)], out=out, err=err)
             outputs.append((args[0], code, out.getvalue() + err.getvalue()))
         first = json.loads(outputs[0][2][: outputs[0][2].rindex("}") + 1])
-        assert first["result"]["sent"] == ["ops"] and first["result"]["outcomes"][0]["attempts"] == 3
+        (ops,) = first["channels"]
+        assert (ops["name"], ops["status"], ops["attempts"]) == ("ops", "sent", 3)
         assert outputs[1][1] == 1 and "failed   ops" in outputs[1][2]  # invalid_token: permanent
 
         dispatcher = AlertDispatcher.from_config(config_path)

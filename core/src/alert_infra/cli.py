@@ -1,10 +1,17 @@
 """The ``alert-infra`` command line (also ``python -m alert_infra``).
 
-Verbs: ``send``, ``plugins``, ``channels``, ``check``, ``history``, ``ack``.
+Verbs: ``send``, ``plugins``, ``types``, ``channels``, ``check``, ``history``, ``ack``.
 Every verb takes ``--config PATH`` (else ``ALERT_INFRA_CONFIG``, then
-``./alert-infra.toml``, then ``[tool.alert-infra]`` in ``./pyproject.toml``) and
-``--json`` for scripts. Exit codes: 0 delivered / fine, 1 a channel failed,
-2 usage or configuration error. A broken channel fails alone (``send`` delivers
+``./alert-infra.toml``, then ``[tool.alert-infra]`` in ``./pyproject.toml``),
+``--json`` for scripts and ``-v`` for log lines, before or after the verb. Exit
+codes: 0 delivered / fine, 1 a channel failed, 2 usage or configuration error.
+
+Output: people get lines; ``--json`` gets exactly one JSON document on standard
+output for every run, errors included (see :func:`envelope`), with the same
+field names for the same things in every verb. Standard error carries only the
+command's own ``alert-infra: ...`` messages: library log lines are shown only
+with ``-v`` (``-vv`` for debug), redacted. A closed pipe (``| head -1``) ends
+the command quietly. A broken channel fails alone (``send`` delivers
 to the others and exits 1); ``check`` builds every channel and exits 2 on any
 problem, 0 with ``warning:`` lines on standard error for an unreachable Redis
 state or an unwritable audit trail. ``history``/``ack`` with ``--audit`` read
@@ -22,6 +29,7 @@ import json
 import os
 import sys
 import time
+from datetime import datetime, timezone
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,13 +39,66 @@ if TYPE_CHECKING:
     from .audit import AuditTrail
     from .config import AlertConfig
 
-__all__ = ["main"]
+__all__ = ["JSON_SCHEMA", "build_parser", "envelope", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+JSON_SCHEMA = 1  # the "schema" of every --json document; raised only with an incompatible change
 
 
 class _UsageError(Exception):
     """A problem the user must fix: printed without a traceback, exit code 2."""
+
+    def __init__(self, message: str, *, usage: str = "", kind: str = "usage") -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.kind = kind
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing and exiting, so that a usage error becomes one
+    JSON document under ``--json`` like every other error."""
+
+    def error(self, message: str) -> Any:
+        import re
+
+        from ._checks import did_you_mean
+
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:  # a misspelled verb (or choice): say which one was meant
+            choices = re.findall(r"'([^']*)'", bad.group(2)) or [c.strip() for c in bad.group(2).split(",")]
+            message += did_you_mean(bad.group(1), choices)
+        raise _UsageError(message, usage=self.format_usage())
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A UTC timestamp as ISO 8601 with milliseconds and ``Z`` (the form of every ``--json`` time)."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(float(timestamp), timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(command: str | None, code: int, *, error: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """The one JSON document a ``--json`` run prints, whatever the verb and whatever happened.
+
+    ``{"schema": 1, "command": "send", "ok": true, "exit_code": 0, "error": null,
+    "warnings": [], ...}``, then the verb's own fields. ``error`` is ``null`` or
+    ``{"kind": "usage" | "configuration" | "validation" | "audit" | "error" | "interrupted",
+    "message": "...", "problems": [...]}``. In every verb a channel is an object with ``name``
+    and ``status``; times are ISO 8601 UTC strings (:func:`iso`); ``reason`` and
+    ``retry_after`` keep their names wherever they appear.
+    """
+    document: dict[str, Any] = {
+        "schema": JSON_SCHEMA,
+        "command": command,
+        "ok": code == EXIT_OK,
+        "exit_code": code,
+        "error": error,
+        "warnings": list(fields.pop("warnings", None) or []),
+    }
+    document.update(fields)
+    return document
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -127,14 +188,25 @@ def _clean(text: object) -> str:
 
 def _outcome_line(outcome: Any) -> str:
     if outcome.status == "sent":
-        tries = f"{outcome.attempts} tries" if outcome.attempts != 1 else "1 try"
+        tries = _tries(outcome.attempts)
         extra = f"; {_clean(outcome.detail)}" if outcome.detail else ""
         return f"  sent     {outcome.name}  ({tries}, {outcome.elapsed:.2f}s{extra})"
     if outcome.status == "skipped":
         return f"  skipped  {outcome.name}  ({_clean(outcome.reason or outcome.suppressed_by)})"
     kind = "retryable" if outcome.retryable else "permanent"
     reason = f": {_clean(outcome.reason)}" if outcome.reason else ""
-    return f"  failed   {outcome.name}  ({outcome.error}{reason}; {kind}, {outcome.attempts} tries)"
+    later = f", retry after {outcome.retry_after:g}s" if outcome.retry_after else ""
+    return f"  failed   {outcome.name}  ({outcome.error}{reason}; {kind}{later}, {_tries(outcome.attempts)})"
+
+
+def _tries(count: int) -> str:
+    return "1 try" if count == 1 else f"{count} tries"
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    """A channel outcome in every ``--json`` document (``name``, ``status``, ``reason``, ...)."""
+    data: dict[str, Any] = outcome.to_dict()
+    return data
 
 
 def _parse_since(text: str) -> float:
@@ -227,11 +299,26 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         status=args.status,
     )
     config = _load(args, required=False)
+    if args.queue and config is None:
+        raise _UsageError("--queue: queued delivery needs a configuration ([alert_infra.celery] broker_url)")
+    _check_channel_names(args.channel, config)  # a typo is a usage error: nothing is sent
     audit = _audit_trail(args, config)
     if config is None:
         dispatcher = AlertDispatcher([ConsoleTransport()], audit=audit)
     else:
-        dispatcher = config.build_dispatcher(audit=audit)
+        kwargs: dict[str, Any] = {"audit": audit}
+        if args.queue:
+            kwargs["delivery"] = "celery"
+        elif config.delivery == "inline":
+            state = _local_state(args, config)
+            if state is not None:
+                kwargs["state"] = state
+        try:
+            dispatcher = config.build_dispatcher(**kwargs)
+        except BaseException:
+            if audit is not None:
+                audit.close()
+            raise
     try:
         result = dispatcher.send(alert, args.channel or None)
     finally:
@@ -239,8 +326,18 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         if audit is not None:  # the trail writes from its own thread: close() waits (bounded) for the record
             audit.close()
     record_id = audit.last_id if audit is not None else None
+    code = EXIT_FAILED if result.failed else EXIT_OK
     if args.json:
-        _print_json({"id": record_id, "alert": alert.to_dict(), "result": result.to_dict()}, out)
+        _print_json(
+            envelope(
+                "send",
+                code,
+                id=record_id,
+                alert=_alert_json(alert.redacted().to_dict()),
+                channels=[_outcome_json(o) for o in result.outcomes],
+            ),
+            out,
+        )
     else:
         label = f"alert {record_id}" if record_id is not None else "alert"
         out.write(f"{label}: {alert.severity} '{_clean(alert.redacted().title)}'\n")
@@ -248,7 +345,65 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
             out.write(_outcome_line(outcome) + "\n")
         if not result.outcomes:
             out.write("  no channel was selected (delivery is disabled)\n")
-    return EXIT_FAILED if result.failed else EXIT_OK
+    return code
+
+
+def _alert_json(data: dict[str, Any]) -> dict[str, Any]:
+    created = data.get("created_at")
+    if isinstance(created, str) and created.endswith("+00:00"):
+        data["created_at"] = created[: -len("+00:00")] + "Z"
+    return data
+
+
+def _check_channel_names(names: Sequence[str], config: AlertConfig | None) -> None:
+    """``--channel`` names that no channel has: a usage error with "did you mean", before sending."""
+    if not names:
+        return
+    from .dispatcher import unknown_channel_message
+
+    known = [c.name for c in config.channels] if config is not None else ["console"]
+    unknown = [name for name in dict.fromkeys(names) if name not in known]
+    if unknown:
+        raise _UsageError("--channel: " + "; ".join(unknown_channel_message(n, known) for n in unknown))
+
+
+LOCAL_STATE_FILE = "state.sqlite3"
+"""The file, beside the audit trail, where ``alert-infra send`` keeps throttle and de-duplication
+state between runs when the configuration names no ``state`` (see :func:`_local_state`)."""
+
+
+def _local_state(args: argparse.Namespace, config: AlertConfig) -> Any:
+    """The state ``send`` uses when the configuration sets none: a SQLite file beside the audit trail.
+
+    Each ``alert-infra send`` is a new process, so the in-memory default would forget every
+    throttle and de-duplication window between two runs (cron, CI, shell scripts): a dedup window
+    of an hour would let every run through. The file makes them hold across runs on this machine,
+    needing no server; ``state = "redis://..."`` shares them across machines, and an explicit
+    ``state = "memory"`` is honoured. Only built when a channel uses throttle or dedup_window.
+    """
+    if config.state is not None:  # a configured state, "memory" included, is the user's choice
+        return None
+    if not any(c.enabled and (c.throttle is not None or c.dedup_window is not None) for c in config.channels):
+        return None
+    from .state import SQLiteState
+
+    path = _local_state_path(args, config)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return SQLiteState(path)
+    except Exception as exc:  # noqa: BLE001 - no file: the policies hold within this run only
+        args.err.write(f"alert-infra: warning: cannot use the local state {path} ({type(exc).__name__})\n")
+        return None
+
+
+def _local_state_path(args: argparse.Namespace, config: AlertConfig | None) -> str:
+    from .audit import default_audit_path, path_from_url
+
+    audit = getattr(args, "audit", None)
+    if audit is None and config is not None and config.audit is not None:
+        audit = path_from_url(config.audit)
+    folder = os.path.dirname(os.path.abspath(audit or default_audit_path()))
+    return os.path.join(folder, LOCAL_STATE_FILE)
 
 
 def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
@@ -258,7 +413,8 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     host.load_entry_points()
     plugins = host.list_plugins(include_builtin=args.all)
     if args.json:
-        _print_json(plugins, out)
+        shown = [dict(p, types=list(p.get("transports") or [])) for p in plugins]
+        _print_json(envelope("plugins", EXIT_OK, plugins=shown), out)
         return EXIT_OK
     if not plugins:
         out.write("no plugins installed (built-in types: console, noop); try: pip install alert-infra-slack\n")
@@ -279,7 +435,8 @@ def _cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
     config = _load(args, required=False)
     if config is None:
         if args.json:
-            _print_json({"source": None, "channels": [{"name": "console", "type": "console"}]}, out)
+            console = {"name": "console", "type": "console", "status": "ok", "enabled": True, "problems": []}
+            _print_json(envelope("channels", EXIT_OK, source=None, channels=[console]), out)
         else:
             out.write("no configuration found: `alert-infra send` uses a built-in console channel\n")
         return EXIT_OK
@@ -299,11 +456,12 @@ def _cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
             # why `send` would fail this channel (an unset variable, an unknown type or option);
             # names keys, never values. Empty when it parsed cleanly (check also builds it).
             "problems": [_clean(redact_text(p)) for p in c.problems],
+            "status": "disabled" if not c.enabled else ("broken" if c.problems else "ok"),
         }
         for c in config.channels
     ]
     if args.json:
-        _print_json({"source": config.source, "channels": channels}, out)
+        _print_json(envelope("channels", EXIT_OK, source=config.source, channels=channels), out)
         return EXIT_OK
     out.write(f"channels in {config.source}:\n")
     for c, shown in zip(config.channels, channels):
@@ -333,10 +491,23 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     constructed, broken = config.build_channels()
     _close_all(constructed.values())
     problems = [_clean(exc) for exc in broken.values()]
-    warnings = _check_warnings(config)
+    warnings = _check_warnings(args, config)
+    listed = [
+        {
+            "name": c.name,
+            "type": c.type,
+            "status": "disabled" if not c.enabled else ("broken" if c.name in broken else "ok"),
+            "reason": _clean(broken[c.name]) if c.name in broken else None,
+        }
+        for c in config.channels
+    ]
     if problems:
         if args.json:
-            _print_json({"ok": False, "source": config.source, "problems": problems, "warnings": warnings}, out)
+            error = {"kind": "configuration", "message": _summary(config.source, problems), "problems": problems}
+            _print_json(
+                envelope("check", EXIT_USAGE, error=error, warnings=warnings, source=config.source, channels=listed),
+                out,
+            )
             return EXIT_USAGE
         _warn(warnings, getattr(args, "err", None) or sys.stderr)
         raise AlertConfigurationError(_summary(config.source, problems))
@@ -344,10 +515,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         _warn(warnings, getattr(args, "err", None) or sys.stderr)
     if not args.send_test:
         if args.json:
-            _print_json(
-                {"ok": True, "source": config.source, "channels": [c.name for c in enabled], "warnings": warnings},
-                out,
-            )
+            _print_json(envelope("check", EXIT_OK, warnings=warnings, source=config.source, channels=listed), out)
         else:
             out.write(f"{config.source}: valid; {len(enabled)} enabled channel(s): ")
             out.write(", ".join(c.name for c in enabled) + "\n")
@@ -373,13 +541,16 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         dispatcher.close()
         built.close()
+    code = EXIT_FAILED if result.failed else EXIT_OK
     if args.json:
-        _print_json({"ok": result.ok, "source": config.source, "result": result.to_dict(), "warnings": warnings}, out)
+        by_name = {o.name: _outcome_json(o) for o in result.outcomes}
+        tested = [dict(c, **by_name[c["name"]]) if c["name"] in by_name else c for c in listed]
+        _print_json(envelope("check", code, warnings=warnings, source=config.source, channels=tested), out)
     else:
         out.write(f"{config.source}: valid; test alert sent to each enabled channel:\n")
         for outcome in result.outcomes:
             out.write(_outcome_line(outcome) + "\n")
-    return EXIT_FAILED if result.failed else EXIT_OK
+    return code
 
 
 CHECK_PING_TIMEOUT = 2.0
@@ -395,11 +566,34 @@ def _warn(warnings: list[str], err: TextIO) -> None:
         err.write(f"alert-infra: warning: {_clean(warning)}\n")
 
 
-def _check_warnings(config: AlertConfig) -> list[str]:
-    """What ``check`` warns about (exit code unchanged): the Redis state does not answer, or the
-    audit trail ``send`` would use cannot be created or written. Never quotes a URL."""
+def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
+    """What ``check`` warns about (exit code unchanged): the Redis state does not answer, the
+    SQLite state or the audit trail ``send`` would use cannot be created or written, or policies
+    that need shared state have only this process's memory. Never quotes a URL."""
+    from .state import REDIS_SCHEMES, SQLITE_SCHEME, sqlite_path
+
     warnings: list[str] = []
-    if config.state is not None:
+    policies = [c.name for c in config.channels if c.enabled and (c.throttle is not None or c.dedup_window is not None)]
+    if policies and config.state in (None, "memory"):
+        where = ", ".join(policies)
+        if config.state is None:
+            warnings.append(
+                f"throttle/dedup_window of {where}: no state is configured, so they hold within one process; "
+                f"`alert-infra send` keeps them between runs in {_local_state_path(args, config)}, and processes "
+                'on several machines need state = "redis://..."'
+            )
+        else:
+            warnings.append(
+                f'throttle/dedup_window of {where}: state = "memory" forgets them when the process exits '
+                "(every `alert-infra send` run starts afresh); use a sqlite:/// file or a redis:// URL to share them"
+            )
+    if isinstance(config.state, str) and config.state.startswith(SQLITE_SCHEME):
+        problem = _unwritable(sqlite_path(config.state))
+        if problem:
+            warnings.append(
+                f"alert_infra.state: the SQLite file {problem}; send delivers without throttle and de-duplication"
+            )
+    if isinstance(config.state, str) and config.state.startswith(REDIS_SCHEMES):
         try:
             import redis
 
@@ -473,7 +667,9 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         _close_quietly(audit)
     if args.json:
-        _print_json([r.to_dict() for r in records], out)
+        _print_json(
+            envelope("history", EXIT_OK, audit=audit.store.path, alerts=[_record_json(r) for r in records]), out
+        )
         return EXIT_OK
     if not records:
         out.write(f"no alerts in the audit trail {audit.store.path} match\n")
@@ -489,6 +685,58 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             if c["status"] == "failed" and (c.get("reason") or c.get("error")):
                 why = ": ".join(_clean(x) for x in (c.get("error"), c.get("reason")) if x)
                 out.write(f"{'':>5}  {'':20}  {'':8}  {'':10}  {'':10}     {_clean(c['channel'])} failed: {why}\n")
+    return EXIT_OK
+
+
+def _record_json(record: Any) -> dict[str, Any]:
+    """An audit record in ``--json``: ISO times, and each channel as ``{"name", "status", ...}``."""
+    data: dict[str, Any] = record.to_dict()
+    for key in ("created_at", "acknowledged_at"):
+        data[key] = iso(data.get(key))
+    channels = []
+    for row in data.get("channels") or ():
+        row = dict(row)
+        name = row.pop("channel", None)
+        channels.append({"name": name, **row})
+    data["channels"] = channels
+    return data
+
+
+def _cmd_types(args: argparse.Namespace, out: TextIO) -> int:
+    from .catalogue import catalogue
+
+    types = catalogue()
+    if args.type:
+        wanted = [t for t in types if t.name in args.type]
+        missing = [name for name in args.type if name not in {t.name for t in types}]
+        if missing:
+            from ._checks import did_you_mean
+
+            names = [t.name for t in types]
+            raise _UsageError(
+                "; ".join(
+                    f"no transport type {m!r}{did_you_mean(m, names)} (known: {', '.join(names)})" for m in missing
+                )
+            )
+        types = wanted
+    if args.json:
+        _print_json(envelope("types", EXIT_OK, types=[t.to_dict() for t in types]), out)
+        return EXIT_OK
+    for info in types:
+        out.write(f"{info.name}  ({_clean(info.provider)})  {_clean(info.summary)}\n")
+        for option in info.options:
+            if option.required:
+                need = "required"
+            else:
+                need = f"default {json.dumps(option.to_dict()['default'], default=str)}"
+            secret = ", secret" if option.secret else ""
+            help_text = f"  {_clean(option.help)}" if option.help else ""
+            out.write(f"    {option.name}  ({need}{secret}){help_text}\n")
+        if info.accepts_any:
+            out.write("    ... and any other option (its constructor takes **kwargs)\n")
+    from .config import CHANNEL_KEYS
+
+    out.write(f"every channel also takes: {', '.join(CHANNEL_KEYS)}\n")
     return EXIT_OK
 
 
@@ -513,7 +761,7 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         _close_quietly(audit)
     if args.json:
-        _print_json(record.to_dict(), out)
+        _print_json(envelope("ack", EXIT_OK, audit=audit.store.path, alert=_record_json(record)), out)
     else:
         out.write(
             f"alert {record.id} '{_clean(record.title)}' acknowledged by {_clean(record.acknowledged_by)} "
@@ -523,27 +771,53 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # -- parser -----------------------------------------------------------------------------------------
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--config``, ``--json`` and ``-v``: on the top-level parser (before the verb) and on each verb
+    (after it). On the verbs their defaults are SUPPRESS, so a value given before the verb is not
+    overwritten by the verb's default."""
+    keep = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="configuration file (alert-infra.toml or pyproject.toml)",
+        **({"default": None} if top else keep),
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document for scripts",
+        **({"default": False} if top else keep),
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="show library log lines on standard error (-vv: debug)",
+        **({"default": 0} if top else keep),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `alert-infra` argument parser (the CLI reference in the docs is generated from it)."""
     from ._version import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", help="configuration file (alert-infra.toml or pyproject.toml)")
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
-    audit = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
+    _global_options(common, top=False)
+    audit = _Parser(add_help=False)
     audit.add_argument(
         "--audit",
         metavar="PATH",
         help="audit trail database (default: the configured one, else $XDG_STATE_HOME/alert-infra/audit.sqlite3)",
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="alert-infra",
         description="Send operational alerts to the channels your team watches, and look back at them.",
         epilog="Exit codes: 0 delivered (or nothing to report), 1 a channel failed, 2 usage or configuration error.",
     )
     parser.add_argument("--version", action="version", version=f"alert-infra {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    _global_options(parser, top=True)
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
 
     send = verbs.add_parser(
@@ -563,6 +837,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--channel", action="append", default=[], metavar="NAME", help="only this channel (repeatable)")
     send.add_argument("--status", default="firing", choices=("firing", "acknowledged", "resolved"))
     send.add_argument("--no-audit", action="store_true", help="do not record the alert in the audit trail")
+    send.add_argument(
+        "--queue",
+        action="store_true",
+        help="enqueue for a worker instead of delivering here (queued delivery, [alert_infra.celery])",
+    )
     send.set_defaults(run=_cmd_send)
 
     plugins = verbs.add_parser(
@@ -570,6 +849,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--all", action="store_true", help="include the built-in types")
     plugins.set_defaults(run=_cmd_plugins)
+
+    types = verbs.add_parser(
+        "types",
+        parents=[common],
+        help="list transport types and their options",
+        description="Every available transport type with its options (required or default, secret or not, "
+        "what it does), read from the transport classes themselves.",
+    )
+    types.add_argument("type", nargs="*", help="only these types")
+    types.set_defaults(run=_cmd_types)
 
     channels = verbs.add_parser(
         "channels",
@@ -618,33 +907,128 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _RedactingFormatter:
+    """Formats a log record and redacts it: ``-v`` shows library log lines, never a secret."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self._inner = logging.Formatter("alert-infra: %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: Any) -> str:
+        from .security import redact_text
+
+        return _clean(redact_text(self._inner.format(record)))
+
+
+class _Logging:
+    """The command's logging, restored on exit (``main`` is also called in-process).
+
+    Without ``-v`` nothing of the library's (or urllib3's, or a plugin's) logging reaches standard
+    error: the command reports every outcome itself, and a raw log line in a script's stderr is
+    noise at best. With ``-v``, INFO and up (``-vv``: DEBUG, urllib3 kept at WARNING since its
+    debug lines quote request paths) through a redacting formatter.
+    """
+
+    def __init__(self, verbosity: int, err: TextIO) -> None:
+        import logging
+
+        self._root = logging.getLogger()
+        self._urllib3 = logging.getLogger("urllib3")
+        self._saved = (self._root.level, self._urllib3.level)
+        handler: logging.Handler
+        if verbosity > 0:
+            handler = logging.StreamHandler(err)
+            handler.setFormatter(_RedactingFormatter())  # type: ignore[arg-type]
+            self._root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+            self._urllib3.setLevel(logging.WARNING)
+        else:
+            # A handler that drops everything: with one present, logging's "last resort" (which
+            # prints WARNING and up to stderr when no handler exists) stays silent. Handlers an
+            # embedding program installed (main() called in-process) keep receiving records.
+            handler = logging.NullHandler()
+        self._handler = handler
+        self._root.addHandler(handler)
+
+    def restore(self) -> None:
+        root_level, urllib3_level = self._saved
+        self._root.removeHandler(self._handler)
+        self._root.setLevel(root_level)
+        self._urllib3.setLevel(urllib3_level)
+
+
+def _error_kind(exc: BaseException) -> str:
+    from .exceptions import AlertConfigurationError, AlertValidationError
+
+    if isinstance(exc, _UsageError):
+        return exc.kind
+    if isinstance(exc, AlertConfigurationError):
+        return "configuration"
+    if isinstance(exc, AlertValidationError):
+        return "validation"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return "error"
+
+
+_PREFIX = {"configuration": "configuration error: ", "validation": "invalid alert: "}
+
+
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run the command line; the exit code (0, 1 or 2)."""
-    from .exceptions import AlertConfigurationError, AlertInfraError, AlertValidationError
+    """Run the command line; the exit code (0, 1 or 2; 141 when standard output was closed early)."""
+    from .exceptions import AlertInfraError
 
     out = out or sys.stdout
     err = err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv  # known before parsing, so that a usage error is JSON too
     parser = build_parser()
+    verb = ""  # the document's "command" once it is known
+    logs: _Logging | None = None
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it)
-        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
-    args.err = err  # where a verb writes its warnings (check)
-    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help or --version (printed by argparse)
+            return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+        verb = args.verb
+        args.err = err  # where a verb writes its warnings (check)
+        logs = _Logging(args.verbose or 0, err)
         code: int = args.run(args, out)
         return code
-    except AlertConfigurationError as exc:
-        err.write(f"alert-infra: configuration error: {exc}\n")
-    except AlertValidationError as exc:
-        err.write(f"alert-infra: invalid alert: {exc}\n")
-    except _UsageError as exc:
-        err.write(f"alert-infra: {exc}\n")
-    except AlertInfraError as exc:
-        err.write(f"alert-infra: {exc}\n")
-    except KeyboardInterrupt:
-        err.write("alert-infra: interrupted\n")
-        return 130
-    return EXIT_USAGE
+    except BrokenPipeError:
+        _quiet_stdout(out)
+        return EXIT_PIPE
+    except (AlertInfraError, _UsageError, KeyboardInterrupt) as exc:
+        kind = _error_kind(exc)
+        code = 130 if kind == "interrupted" else EXIT_USAGE
+        message = "interrupted" if kind == "interrupted" else str(exc)
+        try:
+            if wants_json:
+                problems = [_clean(line[4:]) for line in message.splitlines() if line.startswith("  - ")]
+                error = {"kind": kind, "message": _clean(message), "problems": problems}
+                _print_json(envelope(verb or None, code, error=error), out)
+            else:
+                usage = exc.usage if isinstance(exc, _UsageError) else ""
+                err.write(usage + f"alert-infra: {_PREFIX.get(kind, '')}{message}\n")
+        except BrokenPipeError:
+            _quiet_stdout(out)
+            return EXIT_PIPE
+        return code
+    finally:
+        if logs is not None:
+            logs.restore()
+
+
+def _quiet_stdout(out: TextIO) -> None:
+    """After EPIPE: point standard output at /dev/null so the interpreter's final flush is silent."""
+    if out is not sys.stdout:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test's stream)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

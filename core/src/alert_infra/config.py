@@ -402,12 +402,39 @@ def find_config(cwd: str | None = None) -> tuple[str, str] | None:
     if os.path.isfile(candidate):
         return candidate, "toml"
     pyproject = os.path.join(base, "pyproject.toml")
-    if os.path.isfile(pyproject):
-        data = _read_toml(pyproject)
-        tool = data.get("tool")
-        if isinstance(tool, dict) and isinstance(tool.get("alert-infra"), dict):
-            return pyproject, "pyproject"
+    if os.path.isfile(pyproject) and _tool_table(_read_toml(pyproject), pyproject) is not None:
+        return pyproject, "pyproject"
     return None
+
+
+TOOL_TABLES = ("alert-infra", "alert_infra")  # both spellings name the same distribution (PEP 503)
+
+
+def _tool_table(data: Mapping[str, Any], path: str) -> dict[str, Any] | None:
+    """The ``[tool.alert-infra]`` (or ``[tool.alert_infra]``) table of a pyproject.toml, if any.
+
+    Both spellings are accepted: a user who writes the import name instead of the distribution
+    name must not find their configuration silently ignored. Both at once is refused (which one
+    would win is a guess), and so is a near miss such as ``[tool.alertinfra]``.
+    """
+    tool = data.get("tool")
+    if not isinstance(tool, dict):
+        return None
+    present = [name for name in TOOL_TABLES if name in tool]
+    if len(present) > 1:
+        raise AlertConfigurationError(
+            f"{path} has both [tool.alert-infra] and [tool.alert_infra]; keep one (they are the same table)"
+        )
+    if not present:
+        for name in tool:
+            hint = did_you_mean(name, TOOL_TABLES, cutoff=0.75)
+            if hint and isinstance(name, str):
+                raise AlertConfigurationError(f"{path}: [tool.{name}] is not read{hint} (rename the table)")
+        return None
+    table = tool[present[0]]
+    if not isinstance(table, dict):
+        raise AlertConfigurationError(f"{path}: tool.{present[0]} must be a table")
+    return table
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -446,9 +473,8 @@ def load_config(source: Mapping[str, Any] | str | os.PathLike[str] | None = None
         path = os.fspath(source)
         data = _read_toml(path)
         if os.path.basename(path) == "pyproject.toml":
-            tool = data.get("tool")
-            table = tool.get("alert-infra") if isinstance(tool, dict) else None
-            if not isinstance(table, dict):
+            table = _tool_table(data, path)
+            if table is None:
                 raise AlertConfigurationError(f"{path} has no [tool.alert-infra] table")
             data = table
         return parse_config(data, source=path)
@@ -804,9 +830,14 @@ def _keys(value: Any, where: str, problems: list[str]) -> list[str] | None:
 
 
 def _state(value: Any, problems: list[str]) -> str | None:
-    """Check ``alert_infra.state`` without ever quoting it (a Redis URL may hold a password)."""
-    if value is None or value == "memory":
+    """Check ``alert_infra.state`` without ever quoting it (a Redis URL may hold a password).
+
+    ``None`` when unset; ``"memory"`` when the file says so (the command line then keeps it in
+    memory instead of its local file, see :mod:`alert_infra.cli`)."""
+    if value is None:
         return None
+    if value == "memory":
+        return "memory"
     from .state import REDIS_SCHEMES, SQLITE_SCHEME
 
     if isinstance(value, str) and value.startswith(SQLITE_SCHEME):
