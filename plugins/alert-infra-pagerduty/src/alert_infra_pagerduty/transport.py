@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from alert_infra import AlertConfigurationError, BaseTransport
+from alert_infra import AlertConfigurationError
 from alert_infra.formatting import one_line
-from alert_infra.http import HttpChannel, HttpResponse, raise_for_status, validate_https_url
-from alert_infra.security import redact_text, redact_value
+from alert_infra.http import HttpResponse, HttpTransport, raise_for_status
+from alert_infra.security import redact_value
 
 from ._limits import (
     DEDUP_KEY_LIMIT,
@@ -44,7 +43,7 @@ ACTIONS = {"firing": "trigger", "acknowledged": "acknowledge", "resolved": "reso
 _ROUTING_KEY = re.compile(r"^[A-Za-z0-9]{32}$")
 
 
-class PagerDutyTransport(BaseTransport):
+class PagerDutyTransport(HttpTransport):
     """Trigger, acknowledge and resolve PagerDuty alerts (Events API v2).
 
     * ``event_action`` follows ``alert.status``: ``firing`` triggers,
@@ -72,7 +71,9 @@ class PagerDutyTransport(BaseTransport):
     """
 
     name = "pagerduty"
+    provider = "PagerDuty"
     secret_fields = ("routing_key",)
+    env_vars: ClassVar[dict[str, str]] = {"routing_key": "ALERT_PAGERDUTY_ROUTING_KEY"}
 
     def __init__(
         self,
@@ -84,24 +85,16 @@ class PagerDutyTransport(BaseTransport):
         name: str | None = None,
         format: str | None = None,
     ) -> None:
-        super().__init__(name=name, format=format)
-        if not routing_key or not isinstance(routing_key, str):
-            raise AlertConfigurationError("PagerDuty routing_key is required")
-        self.routing_key = routing_key.strip()
-        self.register_secrets()
+        super().__init__(timeout=timeout, http_client=http_client, name=name, format=format)
+        self.routing_key = self.secret_option("routing_key", routing_key)
         if not _ROUTING_KEY.match(self.routing_key):
             raise AlertConfigurationError("PagerDuty routing_key must be the 32-character integration key")
-        self.api_url = validate_https_url(api_url, field="PagerDuty api_url")
-        self.timeout = timeout
-        self._http = HttpChannel("PagerDuty", timeout=timeout, http_client=http_client)
+        self.api_url = self.url_option("api_url", api_url)
 
     @classmethod
     def from_env(cls, *, env_var: str = "ALERT_PAGERDUTY_ROUTING_KEY", **kwargs: Any) -> PagerDutyTransport:
         """Build from the environment variable ``env_var``."""
-        value = os.getenv(env_var)
-        if not value:
-            raise AlertConfigurationError(f"{env_var} is required")
-        return cls(value, **kwargs)
+        return super().from_env(env={"routing_key": env_var}, **kwargs)  # type: ignore[no-any-return]
 
     @staticmethod
     def dedup_key(alert: Alert) -> str:
@@ -200,12 +193,10 @@ class PagerDutyTransport(BaseTransport):
             reduced["links_not_sent"] = links_left_out
         return reduced
 
-    def send(self, alert: Alert) -> None:
-        response = self._http.post_json(self.api_url, self.build_payload(alert))
-        self._check(response)
+    def endpoint(self, alert: Alert) -> str:
+        return self.api_url
 
-    @staticmethod
-    def _check(response: HttpResponse) -> None:
+    def check_response(self, response: HttpResponse) -> None:
         if 200 <= response.status < 300:
             return  # 202: accepted (the Events API is asynchronous)
         body = response.json()
@@ -215,16 +206,8 @@ class PagerDutyTransport(BaseTransport):
             errors = body.get("errors")
             if isinstance(errors, list):
                 parts.extend(str(e) for e in errors[:3])
-            # Redact before cutting: a cut first could keep the head of a secret the redactor no longer recognises.
-            detail = redact_text("; ".join(p for p in parts if p))[:ERROR_TEXT_LIMIT] or None
+            detail = "; ".join(p for p in parts if p) or None  # raise_for_status redacts, then cuts
         retry_after = None
         if response.status == 429 and "retry-after" not in response.headers:
             retry_after = DEFAULT_RATE_LIMIT_WAIT
         raise_for_status(response, provider="PagerDuty", detail=detail, retry_after=retry_after)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __repr__(self) -> str:
-        # Safe on a half-built instance; the routing key is never shown.
-        return f"{type(self).__name__}(name={self.name!r})"
