@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["JSON_SCHEMA", "build_parser", "envelope", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+VERBS = ("send", "plugins", "types", "channels", "check", "history", "ack")
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 JSON_SCHEMA = 1  # the "schema" of every --json document; raised only with an incompatible change
 
@@ -350,8 +351,11 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
 
 def _alert_json(data: dict[str, Any]) -> dict[str, Any]:
     created = data.get("created_at")
-    if isinstance(created, str) and created.endswith("+00:00"):
-        data["created_at"] = created[: -len("+00:00")] + "Z"
+    if isinstance(created, str):
+        try:
+            data["created_at"] = iso(datetime.fromisoformat(created).timestamp())
+        except ValueError:  # pragma: no cover - Alert.to_dict always writes isoformat()
+            pass
     return data
 
 
@@ -688,6 +692,9 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+_OUTCOME_FIELDS = ("status", "attempts", "elapsed", "error", "retryable", "retry_after", "reason", "detail")
+
+
 def _record_json(record: Any) -> dict[str, Any]:
     """An audit record in ``--json``: ISO times, and each channel as ``{"name", "status", ...}``."""
     data: dict[str, Any] = record.to_dict()
@@ -697,7 +704,10 @@ def _record_json(record: Any) -> dict[str, Any]:
     for row in data.get("channels") or ():
         row = dict(row)
         name = row.pop("channel", None)
-        channels.append({"name": name, **row})
+        shown = {"name": name, **row}
+        for field in _OUTCOME_FIELDS:  # the trail does not keep every field (retry_after): null, same shape
+            shown.setdefault(field, None)
+        channels.append(shown)
     data["channels"] = channels
     return data
 
@@ -983,7 +993,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     argv = list(sys.argv[1:] if argv is None else argv)
     wants_json = "--json" in argv  # known before parsing, so that a usage error is JSON too
     parser = build_parser()
-    verb = ""  # the document's "command" once it is known
+    # the document's "command": the verb, known before parsing so that a usage error names it too
+    verb = next((a for a in argv if a in VERBS), "")
     logs: _Logging | None = None
     try:
         try:
