@@ -32,7 +32,7 @@ def cli(tmp_path: Path) -> CliRunner:
 def _document(run: subprocess.CompletedProcess[str], command: str | None) -> dict[str, Any]:
     data = json.loads(run.stdout)  # exactly one document: json.loads refuses trailing text
     assert isinstance(data, dict)
-    assert ENVELOPE <= set(data), set(data)
+    assert set(data) >= ENVELOPE, set(data)
     assert data["schema"] == 1 and data["command"] == command
     assert data["exit_code"] == run.returncode and data["ok"] is (run.returncode == 0)
     assert isinstance(data["warnings"], list)
@@ -49,7 +49,7 @@ def test_every_verb_prints_one_document_of_the_shared_shape(cli: CliRunner) -> N
     by_name = {c["name"]: c for c in send["channels"]}
     assert set(by_name) == {"ops", "pd"}
     for outcome in by_name.values():
-        assert OUTCOME_FIELDS <= set(outcome)
+        assert set(outcome) >= OUTCOME_FIELDS
     assert by_name["ops"]["status"] == "sent" and by_name["pd"]["status"] == "failed"
     assert "UNSET_ROUTING_KEY_FOR_TEST" in by_name["pd"]["reason"]
 
