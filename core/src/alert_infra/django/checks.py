@@ -1,0 +1,202 @@
+"""System checks (``manage.py check``): the core's configuration validation over ``ALERT_INFRA``.
+
+Every problem is its own message with a stable id, naming the setting's key and never its
+value:
+
+========================  =================================================================
+``alert_infra.E001``      ``ALERT_INFRA`` is not a dict
+``alert_infra.E002``      an unknown key (with "did you mean")
+``alert_infra.E003``      a value of the wrong kind (a switch that is not a bool, a block
+                          that is not a dict)
+``alert_infra.E004``      an unsupported ``EMAIL["BACKEND"]``
+``alert_infra.E005``      a ``CHANNELS`` name already used by a 0.1.x block
+``alert_infra.E006``      a setting the core refuses (``STATE``, ``TIMEOUT``, ``RETRY``, a
+                          channel's routing keys, ``DEFAULT_SEVERITY``...)
+``alert_infra.E007``      a channel that cannot be built: missing or refused option, unset
+                          variable, unknown transport type (with the plugin to install)
+``alert_infra.E008``      ``ASYNC`` is enabled but cannot work (no Celery, unknown backend)
+``alert_infra.W001``      only the 0.1.x ``FEATURE_FLAG_INFRA`` setting is defined
+``alert_infra.W002``      no channel is enabled: alerts go to a ``noop`` channel
+========================  =================================================================
+
+The checks build every channel as ``send_alert`` would (nothing is sent) and close them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core import checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+from ..exceptions import AlertConfigurationError
+from .conf import core_mapping, get_alert_infra_settings, setting_path, settings_name
+
+__all__ = ["check_alert_infra"]
+
+_CORE_PREFIX = "alert_infra."
+
+
+def _message(level: str, code: str, text: str, hint: str | None = None) -> Any:
+    cls = checks.Error if level == "E" else checks.Warning
+    return cls(text, hint=hint, id=f"alert_infra.{level}{code}")
+
+
+def _split(error: AlertConfigurationError, source: str) -> list[str]:
+    """The individual problems of a core configuration error (one per line, or the one)."""
+    text = str(error)
+    lines = [line[4:] for line in text.splitlines() if line.startswith("  - ")]
+    if lines:
+        return lines
+    prefix = f"{source}: "
+    return [text[len(prefix) :] if text.startswith(prefix) else text]
+
+
+def _rename(problem: str, paths: Mapping[str, Mapping[str, str]]) -> str:
+    """``channels.slack.webhook_url: ...`` -> ``ALERT_INFRA['SLACK']['WEBHOOK_URL']: ...``;
+    ``alert_infra.state: ...`` -> ``ALERT_INFRA['STATE']: ...``."""
+    head, sep, rest = problem.partition(": ")
+    if not sep:
+        return problem
+    if head.startswith("channels."):
+        name_and_key = head[len("channels.") :]
+        for name in sorted(paths, key=len, reverse=True):
+            if name_and_key == name or name_and_key.startswith(name + "."):
+                key = name_and_key[len(name) + 1 :]
+                where = paths[name].get(key.split(".")[0]) if key else None
+                if where is None:
+                    where = setting_path(*_block_of(name)) + "".join(f"[{k.upper()!r}]" for k in key.split(".") if k)
+                return f"{where}: {rest}"
+        parts = name_and_key.split(".", 1)
+        return f"{setting_path('CHANNELS', parts[0])}{''.join(f'[{p!r}]' for p in parts[1:])}: {rest}"
+    if head.startswith(_CORE_PREFIX):
+        key = head[len(_CORE_PREFIX) :].split(".")[0]
+        return f"{setting_path(key.upper())}: {rest}"
+    return problem
+
+
+def _block_of(channel: str) -> tuple[str, ...]:
+    if channel.startswith("email."):
+        return ("EMAIL",)
+    return (channel.upper(),)
+
+
+def check_alert_infra(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Validate ``ALERT_INFRA`` (or 0.1.x's ``FEATURE_FLAG_INFRA``) with the core's rules."""
+    from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    messages: list[Any] = []
+    name = settings_name()
+    if name == "FEATURE_FLAG_INFRA":
+        messages.append(
+            _message(
+                "W",
+                "001",
+                "settings.FEATURE_FLAG_INFRA is the 0.1.x name of settings.ALERT_INFRA",
+                "rename the setting to ALERT_INFRA (it is still read meanwhile)",
+            )
+        )
+    raw = getattr(settings, name, None)
+    if raw is not None and not isinstance(raw, Mapping):
+        messages.append(_message("E", "001", f"settings.{name} must be a dict, got a {type(raw).__name__}"))
+        return messages
+    cfg = get_alert_infra_settings()
+    mapping, problems, paths = core_mapping(cfg)
+    for problem in problems:
+        messages.append(_message("E", problem.code[1:], str(problem), problem.hint))
+    from ..alert import VALID_SEVERITIES
+
+    severity = cfg.get("DEFAULT_SEVERITY")
+    if not isinstance(severity, str) or severity.strip().lower() not in VALID_SEVERITIES:
+        messages.append(
+            _message(
+                "E",
+                "006",
+                f"{setting_path('DEFAULT_SEVERITY')}: must be one of {', '.join(sorted(VALID_SEVERITIES))}",
+            )
+        )
+    from ..config import parse_config
+
+    source = f"settings.{name}"
+    try:
+        config = parse_config(mapping, source=source)
+    except AlertConfigurationError as exc:
+        for text in _split(exc, source):
+            messages.append(_message("E", "006", _rename(text, paths)))
+        return messages
+    built: dict[str, Any] = {}
+    broken: dict[str, AlertConfigurationError] = {}
+    try:
+        built, broken = config.build_channels()
+    finally:
+        for transport in built.values():
+            close = getattr(transport, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001, S110 - a check never fails on close
+                    pass
+    for error in broken.values():
+        for text in _split(error, source) if "\n" in str(error) else [str(error)]:
+            messages.append(_message("E", "007", _rename(text, paths), _install_hint(error)))
+    if list(mapping["channels"]) == ["noop"] and not cfg.get("CHANNELS"):
+        messages.append(
+            _message(
+                "W",
+                "002",
+                f"settings.{name}: no channel is enabled; alerts are recorded by a 'noop' channel only",
+                "enable EMAIL, SLACK or TELEGRAM, or add CHANNELS",
+            )
+        )
+    messages.extend(_check_async(cfg))
+    return messages
+
+
+def _install_hint(error: AlertConfigurationError) -> str | None:
+    from ..exceptions import PluginLoadError, UnknownTransportError
+
+    if isinstance(error, (UnknownTransportError, PluginLoadError)):
+        return "install the plugin that provides this transport type (see `alert-infra plugins`)"
+    return None
+
+
+def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
+    block = cfg.get("ASYNC")
+    if not isinstance(block, Mapping):
+        return [_message("E", "003", f"{setting_path('ASYNC')}: must be a dict, got a {type(block).__name__}")]
+    from .conf import ASYNC_KEYS
+
+    out: list[Any] = []
+    import difflib
+
+    for key in block:
+        if key not in ASYNC_KEYS:
+            close = difflib.get_close_matches(str(key).upper(), list(ASYNC_KEYS), n=1)
+            out.append(
+                _message(
+                    "E",
+                    "002",
+                    f"{setting_path('ASYNC', str(key))}: unknown key",
+                    f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(ASYNC_KEYS)}",
+                )
+            )
+    if not block.get("ENABLED"):
+        return out
+    backend = str(block.get("BACKEND") or "celery").lower()
+    if backend != "celery":
+        out.append(_message("E", "008", f"{setting_path('ASYNC', 'BACKEND')}: unsupported async backend; use 'celery'"))
+        return out
+    try:
+        import importlib
+
+        importlib.import_module("alert_infra.celery")
+    except ImportError as exc:
+        out.append(
+            _message(
+                "E",
+                "008",
+                f"{setting_path('ASYNC', 'ENABLED')}: queued delivery needs Celery ({type(exc).__name__})",
+                "pip install 'alert-infra[celery]'",
+            )
+        )
+    return out
