@@ -190,6 +190,19 @@ class TestIsolation:
         record = register_plugin(Future2(), "future2")
         assert record.status == "failed" and "PluginValidationError" in (record.error or "")
 
+    def test_a_misspelled_hook_is_refused_with_the_hook_meant(self, host: PluginHost) -> None:
+        """A typo in a hook name would make the plugin silently do nothing: refused, with a suggestion."""
+
+        class Typo:
+            @hookimpl
+            def alert_infra_after_dispach(self, alert, result):  # type: ignore[no-untyped-def]
+                pass
+
+        record = register_plugin(Typo(), "typo")
+        assert record.status == "failed"
+        assert "alert_infra_after_dispach; did you mean 'alert_infra_after_dispatch'?" in (record.error or "")
+        assert "typo" in [p["name"] for p in host.list_plugins()]  # listed like any other failure
+
     def test_duplicate_between_plugins(self, host: PluginHost) -> None:
         """Two plugins registering one type: the type is refused naming both; others keep working."""
         a = host.register(PigeonPlugin(), "a", distribution="alert-infra-pigeon", version="1.0")

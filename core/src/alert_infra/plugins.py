@@ -327,13 +327,18 @@ class PluginHost:
                 # A typo, or a hook from a newer alert-infra: either way the plugin would
                 # silently do less than its author meant. (Mark truly optional hooks with
                 # @hookimpl(optionalhook=True).)
+                # (pluggy's check_pending() finds the same, for the whole manager at once; this is
+                # per plugin, so the faulty one alone is refused, with a suggestion for each name.)
+                from ._checks import did_you_mean
+
                 self.pm.unregister(plugin)
-                known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("alert_infra_")))
+                names = sorted(n for n in dir(hookspecs) if n.startswith("alert_infra_"))
+                typos = ", ".join(f"{n}{did_you_mean(n, names, cutoff=0.8)}" for n in sorted(unknown))
                 self._fail(
                     record,
                     LookupError(
-                        f"implements unknown hook(s) {', '.join(sorted(unknown))}; alert-infra {__version__} "
-                        f"knows {known} (a typo, or a plugin that needs a newer alert-infra)"
+                        f"implements unknown hook(s) {typos}; alert-infra {__version__} "
+                        f"knows {', '.join(names)} (a typo, or a plugin that needs a newer alert-infra)"
                     ),
                     "was refused",
                 )
