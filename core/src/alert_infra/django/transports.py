@@ -167,14 +167,19 @@ class DjangoEmailTransport(BaseTransport):
         from django.core.mail import EmailMultiAlternatives  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         subject, body, html = self.render_email(alert)
-        message = EmailMultiAlternatives(
-            subject, body, self.from_email, self.to_emails, connection=self._connection(), headers=None
-        )
+        connection = self._connection()
+        message = EmailMultiAlternatives(subject, body, self.from_email, self.to_emails, connection=connection)
         message.attach_alternative(html, "text/html")
         try:
             message.send(fail_silently=False)
         except Exception as exc:  # noqa: BLE001 - classified below, never echoed
             raise _classify(exc) from None
+        finally:
+            # A backend that failed while opening (a refused login, say) keeps its socket open.
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001, S110 - closing never fails a delivery
+                pass
 
     def __repr__(self) -> str:
         return f"DjangoEmailTransport(name={getattr(self, 'name', '?')!r}, to={len(getattr(self, 'to_emails', []))})"
