@@ -10,6 +10,17 @@ Quick use::
 Public names are loaded on first use, so ``import alert_infra`` costs almost
 nothing and loads no plugin; ``from alert_infra import X`` imports only the
 module that defines ``X``.
+
+The package's layers, each importing only from itself and those below it
+(``tests/test_layers.py`` enforces it and lists the two lazy exceptions):
+
+0. foundation: ``exceptions``, ``security`` (redaction), ``_checks``, ``_lifecycle``
+1. the alert model: ``alert``, ``result``, ``formatting``
+2. extension points: ``hookspecs``, ``plugins``, ``transports``, ``catalogue``
+3. delivery: ``pool``, ``policies``, ``state``, ``http``, ``dispatcher``, ``audit``
+4. configuration by name: ``config``
+5. operations: ``cli``, ``logging``, ``events``, ``testing``
+6. adapters: ``celery``, ``django`` (and the 0.1.x paths ``apps``, ``email``)
 """
 
 from __future__ import annotations
