@@ -114,7 +114,8 @@ def report_exception(exc: BaseException, request: Any = None) -> Any:
 
         alert = exception_alert(exc, request, options)
         rate = options.get("RATE", 10)
-        throttle = {"rate": rate, "per": options.get("PER", 60)} if rate else None
+        # One budget for every exception alert (de-duplication handles the same error).
+        throttle = {"rate": rate, "per": options.get("PER", 60), "alert_rate": 0} if rate else None
         window = options.get("DEDUP_WINDOW", 300)
         policy = Route(throttle=throttle, dedup_window=window or None)
         if policy.admits:
