@@ -75,3 +75,21 @@ def test_a_configured_sqlite_state_that_cannot_be_written_is_a_check_warning(cli
     )
     data = json.loads(cli("check", "--json").stdout)
     assert any(w.startswith("alert_infra.state: the SQLite file") for w in data["warnings"]), data["warnings"]
+
+
+def test_check_warns_about_a_redis_state_that_accepts_and_never_answers(cli: CliRunner) -> None:
+    """A server that takes the connection and never replies to PING: a bounded warning, no password."""
+    pytest.importorskip("redis")
+    from alert_infra.testing import hostile_server
+
+    with hostile_server("stall_tls", max_seconds=30) as server:
+        port = server.url.rsplit(":", 1)[1].split("/")[0]
+        (cli.cwd / "alert-infra.toml").write_text(
+            f'[alert_infra]\nstate = "redis://:never-printed-pw@127.0.0.1:{port}/0"\n\n'
+            '[channels.ops]\ntype = "noop"\ndedup_window = 60\n'
+        )
+        run = cli("check", "--json")
+    data = json.loads(run.stdout)
+    assert run.returncode == 0 and data["ok"], run.stdout + run.stderr
+    assert any("does not answer a PING" in w for w in data["warnings"]), data["warnings"]
+    assert "never-printed-pw" not in run.stdout + run.stderr
