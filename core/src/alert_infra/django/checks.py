@@ -10,10 +10,10 @@ value:
                           that is not a dict)
 ``alert_infra.E004``      an unsupported ``EMAIL["BACKEND"]``
 ``alert_infra.E005``      a ``CHANNELS`` name already used by a 0.1.x block
-``alert_infra.E006``      a setting the core refuses (``STATE``, ``TIMEOUT``, ``RETRY``, a
-                          channel's routing keys, ``DEFAULT_SEVERITY``...)
-``alert_infra.E007``      a channel that cannot be built: missing or refused option, unset
-                          variable, unknown transport type (with the plugin to install)
+``alert_infra.E006``      a setting the core refuses (``STATE``, ``TIMEOUT``, ``RETRY``,
+                          ``DEFAULT_SEVERITY``...)
+``alert_infra.E007``      a channel's problem: a missing or refused option, a routing key
+                          written wrong, an unset variable, an unknown transport type
 ``alert_infra.E008``      ``ASYNC`` is enabled but cannot work (no Celery, unknown backend)
 ``alert_infra.W001``      only the 0.1.x ``FEATURE_FLAG_INFRA`` setting is defined
 ``alert_infra.W002``      no channel is enabled: alerts go to a ``noop`` channel
@@ -122,7 +122,8 @@ def check_alert_infra(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         config = parse_config(mapping, source=source)
     except AlertConfigurationError as exc:
         for text in _split(exc, source):
-            messages.append(_message("E", "006", _rename(text, paths)))
+            code = "007" if text.startswith("channels.") else "006"
+            messages.append(_message("E", code, _rename(text, paths)))
         return messages
     built: dict[str, Any] = {}
     broken: dict[str, AlertConfigurationError] = {}
