@@ -920,43 +920,49 @@ def _accepts(host: Any, type_name: str, option: str) -> bool:
 
 
 def _check_transport(host: Any, channel: ChannelConfig) -> list[str]:
-    """Resolve the type and check option names against the transport's signature (no construction)."""
+    """Resolve the type and check option names against what the type catalogue reads from the
+    transport (its signature; see :mod:`alert_infra.catalogue`), without constructing it: the
+    same data ``alert-infra types`` prints, so the suggestions and the listing agree."""
+    from .catalogue import describe_type
+
     where = f"channels.{channel.name}"
     try:
         cls = host.transport_class(channel.type)
     except AlertConfigurationError as exc:
         return [f"{where}.type: {exc}"]
-    import inspect
-
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
+    info = describe_type(channel.type, cls)
+    if info.accepts_any or (not info.options and not _has_signature(cls)):
         return []
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return []
-    accepted = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    accepted = {o.name for o in info.options}
     problems = []
     for key in channel.options:
-        if key not in accepted or key == "name":
-            valid = ", ".join(sorted(accepted - {"name", "format"})) or "none"
-            hint = did_you_mean(key, (accepted - {"name"}) | set(CHANNEL_KEYS))
+        if key not in accepted:
+            valid = ", ".join(sorted(accepted - {"format"})) or "none"
+            hint = did_you_mean(key, accepted | set(CHANNEL_KEYS))
             problems.append(
                 f"{where}.{key}: unknown option for transport type {channel.type!r}{hint} (valid: {valid}; "
-                f"every channel also takes {', '.join(CHANNEL_KEYS[1:])})"
+                f"every channel also takes {', '.join(CHANNEL_KEYS[1:])}; `alert-infra types {channel.type}` "
+                "describes each)"
             )
     if channel.format is not None and "format" not in accepted:
         problems.append(f"{where}.format: transport type {channel.type!r} does not support formatters")
     supplied = set(channel.options) | ({"timeout"} if channel.timeout is not None else set())
     # (timeout is a routing key for every channel; it reaches the transport only if it takes one)
-    for name, param in params.items():
-        if (
-            param.default is param.empty
-            and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
-            and name not in supplied
-            and name != "name"
-        ):
-            problems.append(f"{where}.{name}: required by transport type {channel.type!r}")
+    for option in info.options:
+        if option.required and option.name not in supplied:
+            what = f": {option.help.rstrip('.')}" if option.help else ""
+            problems.append(f"{where}.{option.name}: required by transport type {channel.type!r}{what}")
     return problems
+
+
+def _has_signature(cls: Any) -> bool:
+    import inspect
+
+    try:
+        inspect.signature(cls)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 _DEFAULT: AlertDispatcher | None = None
