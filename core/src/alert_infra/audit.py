@@ -78,6 +78,7 @@ import time
 import weakref as _weakref
 from _thread import allocate_lock
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from ._checks import MAX_COUNT, MAX_TIMEOUT, check_count, check_seconds
 from .hookspecs import hookimpl
@@ -95,10 +96,45 @@ if TYPE_CHECKING:
     from .alert import Alert
     from .result import DeliveryResult
 
-__all__ = ["AuditRecord", "AuditStore", "AuditTrail", "default_audit_path", "open_audit", "path_from_url"]
+__all__ = [
+    "AuditRecord",
+    "AuditStore",
+    "AuditTrail",
+    "default_audit_path",
+    "delivery_id",
+    "open_audit",
+    "path_from_url",
+    "reset_delivery_id",
+    "set_delivery_id",
+]
 
-#: The schema version written to ``PRAGMA user_version``; a newer file is refused.
-SCHEMA_VERSION = 1
+#: The schema version written to ``PRAGMA user_version``; a newer file is refused. Version 2 adds
+#: ``alerts.delivery_id`` (queued delivery); a version-1 file is upgraded in place when opened.
+SCHEMA_VERSION = 2
+#: An outcome whose ``detail`` starts with this is an enqueue (:mod:`alert_infra.celery`): a record
+#: made only of such outcomes sums up as ``queued``.
+QUEUED_DETAIL = "queued as task "
+
+_DELIVERY_ID: ContextVar[str | None] = ContextVar("alert_infra_delivery_id", default=None)
+
+
+def set_delivery_id(value: str | None) -> object:
+    """Mark the records made in this context (thread, task) as part of one queued delivery: the
+    enqueue and every try of the worker share ``value`` (``alert-infra history`` joins them by
+    it). Returns the token for :func:`reset_delivery_id`."""
+    return _DELIVERY_ID.set(value if isinstance(value, str) and value else None)
+
+
+def reset_delivery_id(token: object) -> None:
+    """Undo :func:`set_delivery_id`."""
+    _DELIVERY_ID.reset(token)  # type: ignore[arg-type]
+
+
+def delivery_id() -> str | None:
+    """The queued delivery the records of this context belong to, if any."""
+    return _DELIVERY_ID.get()
+
+
 #: Alerts kept by default (``AuditStore(retention=...)``, ``audit_retention`` in configuration).
 DEFAULT_RETENTION = 10_000
 #: How long a direct :class:`AuditStore` call waits, in all, for this process's other threads and
@@ -140,7 +176,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     outcome TEXT NOT NULL,
     acknowledged_at REAL,
     acknowledged_by TEXT,
-    ack_note TEXT
+    ack_note TEXT,
+    delivery_id TEXT
 );
 CREATE INDEX IF NOT EXISTS alerts_created ON alerts (created_at);
 CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint);
@@ -159,6 +196,11 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 CREATE INDEX IF NOT EXISTS outcomes_channel ON outcomes (channel, status);
 """
+#: Upgrades from each older schema version to the next (run in one transaction when a file is opened).
+_UPGRADES = {
+    1: ("ALTER TABLE alerts ADD COLUMN delivery_id TEXT",),
+}
+_INDEXES = "CREATE INDEX IF NOT EXISTS alerts_delivery ON alerts (delivery_id)"
 
 
 def default_audit_path() -> str:
@@ -189,7 +231,9 @@ class AuditRecord:
 
     ``outcome`` sums the dispatch up: ``sent`` (every asked channel delivered),
     ``failed`` (at least one failed), ``partial`` (some delivered, some failed),
-    ``suppressed`` (nothing was asked: all skipped) or ``empty``.
+    ``suppressed`` (nothing was asked: all skipped), ``queued`` (handed to a queue, see
+    :mod:`alert_infra.celery`) or ``empty``. ``delivery_id`` joins the records of one queued
+    delivery: its enqueue and each of the worker's tries.
     """
 
     __slots__ = (
@@ -207,6 +251,7 @@ class AuditRecord:
         "acknowledged_at",
         "acknowledged_by",
         "ack_note",
+        "delivery_id",
         "channels",
     )
 
@@ -225,6 +270,7 @@ class AuditRecord:
         self.acknowledged_at: float | None = row["acknowledged_at"]
         self.acknowledged_by: str | None = row["acknowledged_by"]
         self.ack_note: str | None = row["ack_note"]
+        self.delivery_id: str | None = row["delivery_id"] if "delivery_id" in row.keys() else None  # noqa: SIM118
         self.channels = channels
 
     @property
@@ -247,6 +293,8 @@ def _summary(result: DeliveryResult) -> str:
     if not asked:
         return "suppressed"
     if not result.failed:
+        if all(o.status == "sent" and (o.detail or "").startswith(QUEUED_DETAIL) for o in asked):
+            return "queued"
         return "sent"
     return "partial" if result.sent else "failed"
 
@@ -298,6 +346,7 @@ def _build_row(alert: Alert, result: DeliveryResult, at: float | None) -> _Row:
         safe.fingerprint,
         safe.status,
         _summary(result),
+        _DELIVERY_ID.get(),
     )
     outcomes = [
         (position, o.name, o.status, o.suppressed_by, o.attempts, float(o.elapsed), o.error, o.reason, o.detail)
@@ -416,9 +465,17 @@ class AuditStore:
             if version < SCHEMA_VERSION:
                 conn.execute("BEGIN IMMEDIATE")  # one process creates the schema; the others wait, then see it
                 try:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    # Another process may have upgraded it while this one waited for the lock.
+                    version = conn.execute("PRAGMA user_version").fetchone()[0]
+                    if version == 0:
+                        for statement in _SCHEMA.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                    else:
+                        for step in range(version, SCHEMA_VERSION):
+                            for statement in _UPGRADES[step]:
+                                conn.execute(statement)
+                    conn.execute(_INDEXES)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     conn.execute("COMMIT")
                 except BaseException:
@@ -451,7 +508,8 @@ class AuditStore:
             for head, outcomes in rows:
                 cursor = conn.execute(
                     "INSERT INTO alerts (created_at, title, message, severity, severity_rank, source, tags, "
-                    "metadata, fingerprint, alert_status, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "metadata, fingerprint, alert_status, outcome, delivery_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     head,
                 )
                 alert_id = int(cursor.lastrowid or 0)
@@ -524,6 +582,7 @@ class AuditStore:
         status: str | None = None,
         acknowledged: bool | None = None,
         ids: Iterable[int] | None = None,
+        delivery_id: str | None = None,
         limit: int = 50,
     ) -> list[AuditRecord]:
         """The newest alerts first, filtered.
@@ -535,8 +594,10 @@ class AuditStore:
             channel: alerts that involved this channel.
             status: with ``channel``, that channel's outcome status (``sent``,
                 ``failed``, ``skipped``); without it, the alert's summary
-                (``sent``, ``failed``, ``partial``, ``suppressed``).
+                (``sent``, ``failed``, ``partial``, ``suppressed``, ``queued``).
             acknowledged: only acknowledged (True) or unacknowledged (False) alerts.
+            delivery_id: the records of one queued delivery (its enqueue and the worker's
+                tries), newest first.
         """
         from .alert import severity_rank
 
@@ -566,6 +627,9 @@ class AuditStore:
             args.append(status)
         if acknowledged is not None:
             where.append("a.acknowledged_at IS NOT NULL" if acknowledged else "a.acknowledged_at IS NULL")
+        if delivery_id is not None:
+            where.append("a.delivery_id = ?")
+            args.append(str(delivery_id))
         if ids is not None:
             wanted = [int(i) for i in ids]
             where.append(f"a.id IN ({', '.join('?' * len(wanted)) or 'NULL'})")

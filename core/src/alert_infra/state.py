@@ -10,6 +10,12 @@ Two operations are all the delivery policies need, and each is atomic:
   removes a claim that did not end in a delivery, so a failed or throttled alert
   never suppresses its next occurrence.
 
+Queued delivery adds idempotency records: :meth:`~StateBackend.mark_delivered` (written when
+a channel got an alert, with a time to live) and :meth:`~StateBackend.is_delivered`, so a
+redelivered task skips the channels already served. Every backend has them; a Redis or SQLite
+state shares them between worker processes (an unreachable store fails open to memory: at
+worst a channel gets the alert twice, never zero times).
+
 :class:`MemoryState` (the default) shares state between the threads of one
 process. :class:`RedisState` shares it between every process that names the same
 Redis (``state = "redis://…"``): an alert's claim and token buckets are checked
@@ -117,6 +123,27 @@ class StateBackend:
                     self.release(claim_key, token)
                 return "throttled", None, refused[0], refused[1]
         return "ok", token, 0.0, -1
+
+    def mark_delivered(self, key: str, ttl: float) -> None:
+        """Record, for ``ttl`` seconds, that the delivery named ``key`` happened (an idempotency
+        record: queued delivery writes one per alert and channel when the channel succeeds).
+
+        This composition works for any backend with :meth:`claim`; backends override it to
+        overwrite an existing record's expiry in one step.
+        """
+        self.claim(key, ttl)
+
+    def is_delivered(self, key: str) -> bool:
+        """Whether :meth:`mark_delivered` recorded ``key`` and the record has not expired.
+
+        The composition (a momentary claim, released at once) works for any backend; backends
+        override it with a read that writes nothing.
+        """
+        token = self.claim(key, 0.001)
+        if token is None:
+            return True
+        self.release(key, token)
+        return False
 
     def clear(self) -> None:
         """Forget every bucket and claim (tests)."""
@@ -260,6 +287,17 @@ class MemoryState(StateBackend):
             held = self._claims.get(key)
             if held is not None and held[1] == token:
                 del self._claims[key]
+
+    def mark_delivered(self, key: str, ttl: float) -> None:
+        with self._lock:
+            now = self._clock()
+            self._sweep(now)
+            self._claim(key, ttl, now)
+
+    def is_delivered(self, key: str) -> bool:
+        with self._lock:
+            held = self._claims.get(key)
+            return held is not None and held[0] > self._clock()
 
     def clear(self) -> None:
         with self._lock:
@@ -539,6 +577,18 @@ class RedisState(StateBackend):
         ok, _ = self._redis(lambda: self._release_script(keys=[self._key(key)], args=[token]))
         if not ok:
             self._fallback.release(key, token)
+
+    def mark_delivered(self, key: str, ttl: float) -> None:
+        milliseconds = max(1, int(ttl * 1000))
+        ok, _ = self._redis(lambda: self._client.set(self._key(key), "delivered", px=milliseconds))
+        if not ok:
+            self._fallback.mark_delivered(key, ttl)
+
+    def is_delivered(self, key: str) -> bool:
+        ok, answer = self._redis(lambda: self._client.exists(self._key(key)))
+        if not ok:
+            return self._fallback.is_delivered(key)
+        return bool(answer) or self._fallback.is_delivered(key)
 
     def clear(self) -> None:
         self._fallback.clear()
@@ -891,6 +941,15 @@ class SQLiteState(StateBackend):
         )
         if not ok:
             self._fallback.release(key, token)
+
+    def mark_delivered(self, key: str, ttl: float) -> None:
+        ok, _ = self._run(lambda connection, now: self._claim(connection, key, ttl, now))
+        if not ok:
+            self._fallback.mark_delivered(key, ttl)
+
+    def is_delivered(self, key: str) -> bool:
+        ok, answer = self._run(lambda connection, now: self._live_claim(connection, key, now))
+        return bool(answer) if ok else self._fallback.is_delivered(key)
 
     def clear(self) -> None:
         self._fallback.clear()

@@ -1,0 +1,871 @@
+"""Queued delivery on Celery: enqueue an alert in the request, deliver it in a worker.
+
+Needs the ``celery`` extra (``pip install 'alert-infra[celery]'``); ``import alert_infra``
+never imports this module. Three parts (see ``docs/guide/queued-delivery.md``):
+
+* :class:`CeleryAlertDispatcher` (the 0.1.x contract) enqueues the redacted
+  ``alert.to_dict()`` with the names of the channels still to deliver; ``send()`` returns a
+  :class:`~alert_infra.DeliveryResult` with ``sent == ("celery",)`` and the task id in the
+  outcome's ``detail``. It *is* an :class:`~alert_infra.AlertDispatcher` whose one channel is
+  the enqueue, so the audit trail, the ``after_dispatch`` hooks, ``asend``, ``close`` and
+  the context manager work as for in-process delivery. Publishing is bounded by
+  ``PUBLISH_TIMEOUT`` (a dead broker never hangs a web request).
+* The task ``alert_infra.dispatch_alert`` (:func:`register_task`) rebuilds the channels from the
+  worker's own configuration (credentials never travel in a message), delivers to every
+  selected channel concurrently, records each channel that succeeded in the shared state
+  (an idempotency record per alert and channel) and retries only the channels that failed
+  retryably, with exponential backoff, full jitter and ``Retry-After`` honoured up to
+  ``RETRY_BACKOFF_MAX``. ``acks_late`` and ``reject_on_worker_lost``: a worker that dies
+  mid-send gets the task redelivered, and the redelivery skips the channels recorded.
+* A ready Celery app (:func:`build_app`, and ``app`` of this module, built on first use from
+  ``[alert_infra.celery]``), so ``celery -A alert_infra.celery worker -Q alerts`` with an
+  ``alert-infra.toml`` is a complete worker; ``[alert_infra] delivery = "celery"`` makes
+  ``send_alert()`` and ``AlertDispatcher.from_config()`` enqueue (:func:`queued_dispatcher`).
+"""
+
+from __future__ import annotations
+
+import os
+import random as _random
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+try:
+    import celery as _celery  # type: ignore[import-untyped]
+except ImportError as _exc:  # pragma: no cover - exercised in a subprocess without Celery
+    raise ImportError(
+        "alert_infra.celery needs Celery: pip install 'alert-infra[celery]'", name=getattr(_exc, "name", None)
+    ) from None
+
+from . import audit as _audit
+from .alert import Alert
+from .dispatcher import AlertDispatcher, _channel_names
+from .exceptions import AlertConfigurationError, RetryableAlertTransportError
+from .result import DeliveryResult
+from .security import register_secret
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from .config import AlertConfig
+    from .state import StateBackend
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "DEFAULT_TASK_NAME",
+    "AlertEnqueueError",
+    "AsyncAlertConfig",
+    "AsyncAlertDispatcher",
+    "CeleryAlertDispatcher",
+    "build_app",
+    "dispatch_alert",
+    "normalize_async_config",
+    "queued_dispatcher",
+    "register_task",
+    "retry_countdown",
+]
+
+DEFAULT_TASK_NAME = "alert_infra.dispatch_alert"
+DEFAULT_QUEUE = "alerts"
+DEFAULT_MAX_RETRIES = 3
+#: The longest retry countdown by default, seconds (0.1.x).
+DEFAULT_RETRY_BACKOFF_MAX = 300
+#: The longest a caller waits for the broker to take one message, seconds (``PUBLISH_TIMEOUT``).
+DEFAULT_PUBLISH_TIMEOUT = 2.0
+#: How long a worker remembers that a channel got an alert (seconds, ``IDEMPOTENCY_TTL``): longer
+#: than any redelivery or retry of the task can come (the retries' countdowns and the broker's
+#: redelivery horizon together), so a late redelivery still finds the record.
+DEFAULT_IDEMPOTENCY_TTL = 86_400.0
+#: Redis transport's ``visibility_timeout`` default (seconds): an unacknowledged message (a task
+#: running, or waiting for its countdown) is given to another worker after it.
+REDIS_VISIBILITY_TIMEOUT = 3600.0
+#: RabbitMQ's ``consumer_timeout`` default (30 minutes): a delivery unacknowledged for longer
+#: closes the channel and the message is redelivered.
+RABBITMQ_CONSUMER_TIMEOUT = 1800.0
+#: The name of the one channel of a :class:`CeleryAlertDispatcher` (``sent == ("celery",)``).
+CHANNEL_NAME = "celery"
+#: What the enqueue outcome's ``detail`` starts with (the audit trail shows such a record as queued).
+QUEUED_DETAIL = _audit.QUEUED_DETAIL
+
+#: The 0.1.x keys of ``config=`` (Django's ``ALERT_INFRA["ASYNC"]``), and the new ones.
+_KEYS = (
+    "ENABLED",
+    "BACKEND",
+    "TASK_NAME",
+    "QUEUE",
+    "MAX_RETRIES",
+    "RETRY_BACKOFF",
+    "RETRY_BACKOFF_MAX",
+    "RETRY_JITTER",
+    "FAIL_SILENTLY",
+    "PUBLISH_TIMEOUT",
+    "IDEMPOTENCY_TTL",
+    "REDELIVERY_HORIZON",
+)
+#: The keys of ``[alert_infra.celery]``: the lower-case ``_KEYS`` and the broker's own.
+_TABLE_KEYS = (
+    *(k.lower() for k in _KEYS if k not in ("ENABLED", "BACKEND", "REDELIVERY_HORIZON")),
+    "broker_url",
+    "visibility_timeout",
+    "consumer_timeout",
+    "state",
+    "prefetch_multiplier",
+)
+
+_CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_celery_channels", default=None)
+_ALERT_ID: ContextVar[str | None] = ContextVar("alert_infra_celery_alert_id", default=None)
+
+
+def _hint(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not close:
+        close = [c for c in choices if c.lower() == word.lower()]
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+@dataclass(frozen=True)
+class AsyncAlertConfig:
+    """The validated settings of queued delivery (0.1.x fields, and the new bounds).
+
+    ``retry_backoff``: ``True`` doubles from 1 s, a number of seconds doubles from it,
+    ``False`` waits 60 s every time (0.1.x); capped by ``retry_backoff_max``.
+    ``redelivery_horizon``: when the broker gives an unacknowledged message to another worker
+    (Redis ``visibility_timeout``, RabbitMQ ``consumer_timeout``); ``retry_backoff_max`` must
+    stay at most half of it (a countdown is held unacknowledged by the worker until it runs).
+    """
+
+    enabled: bool = False
+    backend: str = "celery"
+    task_name: str = DEFAULT_TASK_NAME
+    queue: str | None = DEFAULT_QUEUE
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_backoff: bool | float = True
+    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX
+    retry_jitter: bool = True
+    fail_silently: bool = True
+    publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT
+    idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL
+    redelivery_horizon: float | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The ``async_options`` a message carries (0.1.x keys): the worker's retry settings."""
+        return {
+            "MAX_RETRIES": self.max_retries,
+            "RETRY_BACKOFF": self.retry_backoff,
+            "RETRY_BACKOFF_MAX": self.retry_backoff_max,
+            "RETRY_JITTER": self.retry_jitter,
+        }
+
+
+def normalize_async_config(
+    config: Mapping[str, Any] | AsyncAlertConfig | None, *, where: str = "config"
+) -> AsyncAlertConfig:
+    """Validate 0.1.x ``config`` keys (``TASK_NAME``, ``QUEUE``, ``MAX_RETRIES``, ...; lower case
+    accepted too) into an :class:`AsyncAlertConfig`.
+
+    Raises:
+        AlertConfigurationError: naming ``where`` and the key (an unknown key with a "did you
+            mean"; a value out of range by its type, never quoting it).
+    """
+    from ._checks import MAX_WINDOW, check_count, check_seconds
+
+    if config is None:
+        return AsyncAlertConfig()
+    if isinstance(config, AsyncAlertConfig):
+        return config
+    if not hasattr(config, "items"):
+        raise AlertConfigurationError(f"{where}: must be a mapping of settings, got a {type(config).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        name = str(key).upper()
+        if name not in _KEYS:
+            raise AlertConfigurationError(
+                f"{where}: unknown key {str(key)[:64]!r}{_hint(str(key).upper(), _KEYS)} (known: {', '.join(_KEYS)})"
+            )
+        values[name] = value
+    err = AlertConfigurationError
+
+    def flag(name: str, default: bool) -> bool:
+        value = values.get(name, default)
+        if not isinstance(value, bool):
+            raise err(f"{where}.{name}: must be true or false, got a {type(value).__name__}")
+        return value
+
+    def text(name: str, default: str) -> str:
+        value = values.get(name, default)
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            raise err(f"{where}.{name}: must be a non-empty name, got a {type(value).__name__}")
+        return value.strip()
+
+    backend = text("BACKEND", "celery").lower()
+    if backend != "celery":
+        raise err(f"{where}.BACKEND: unsupported async alert backend (only 'celery')")
+    queue = values.get("QUEUE", DEFAULT_QUEUE)
+    if queue is not None:
+        queue = text("QUEUE", DEFAULT_QUEUE)
+    backoff = values.get("RETRY_BACKOFF", True)
+    if not isinstance(backoff, bool):
+        backoff = check_seconds(backoff, f"{where}.RETRY_BACKOFF", maximum=MAX_WINDOW, error=err)
+    backoff_max = check_seconds(
+        values.get("RETRY_BACKOFF_MAX", DEFAULT_RETRY_BACKOFF_MAX),
+        f"{where}.RETRY_BACKOFF_MAX",
+        maximum=MAX_WINDOW,
+        error=err,
+    )
+    horizon = values.get("REDELIVERY_HORIZON")
+    if horizon is not None:
+        horizon = check_seconds(horizon, f"{where}.REDELIVERY_HORIZON", maximum=MAX_WINDOW, error=err)
+    settings = AsyncAlertConfig(
+        enabled=flag("ENABLED", False),
+        backend=backend,
+        task_name=text("TASK_NAME", DEFAULT_TASK_NAME),
+        queue=queue,
+        max_retries=check_count(
+            values.get("MAX_RETRIES", DEFAULT_MAX_RETRIES), f"{where}.MAX_RETRIES", minimum=0, maximum=1000, error=err
+        ),
+        retry_backoff=backoff,
+        retry_backoff_max=backoff_max,
+        retry_jitter=flag("RETRY_JITTER", True),
+        fail_silently=flag("FAIL_SILENTLY", True),
+        publish_timeout=check_seconds(
+            values.get("PUBLISH_TIMEOUT", DEFAULT_PUBLISH_TIMEOUT), f"{where}.PUBLISH_TIMEOUT", maximum=60.0, error=err
+        ),
+        idempotency_ttl=check_seconds(
+            values.get("IDEMPOTENCY_TTL", DEFAULT_IDEMPOTENCY_TTL),
+            f"{where}.IDEMPOTENCY_TTL",
+            maximum=MAX_WINDOW,
+            error=err,
+        ),
+        redelivery_horizon=horizon,
+    )
+    check_horizon(settings, where=where)
+    return settings
+
+
+def check_horizon(settings: AsyncAlertConfig, *, where: str = "config") -> None:
+    """Refuse retry countdowns that could outlive the broker's redelivery horizon.
+
+    A task waiting for its countdown is held, unacknowledged, by a worker; past the horizon the
+    broker gives it to another worker too (Redis ``visibility_timeout``) or drops the worker's
+    channel (RabbitMQ ``consumer_timeout``): the alert would be sent twice or the worker would
+    lose its other tasks. ``RETRY_BACKOFF_MAX`` must be at most half the horizon, and the
+    idempotency record must outlive it.
+    """
+    horizon = settings.redelivery_horizon
+    if horizon is None:
+        return
+    if settings.retry_backoff_max > horizon / 2:
+        raise AlertConfigurationError(
+            f"{where}.RETRY_BACKOFF_MAX: {settings.retry_backoff_max:g}s is more than half the broker's redelivery "
+            f"horizon ({horizon:g}s: Redis visibility_timeout / RabbitMQ consumer_timeout); a retry waiting that long "
+            "would be redelivered to another worker. Lower it, or raise the broker's horizon"
+        )
+    if settings.idempotency_ttl < horizon:
+        raise AlertConfigurationError(
+            f"{where}.IDEMPOTENCY_TTL: {settings.idempotency_ttl:g}s is shorter than the broker's redelivery horizon "
+            f"({horizon:g}s); a late redelivery would re-send channels that already got the alert"
+        )
+
+
+def retry_countdown(
+    retries: int,
+    options: Mapping[str, Any],
+    retry_after: float | None = None,
+    *,
+    rand: Callable[[], float] | None = None,
+) -> float:
+    """Seconds before retry number ``retries + 1``: exponential (``RETRY_BACKOFF``), capped at
+    ``RETRY_BACKOFF_MAX``, full jitter (uniform from 0 to the capped value) with ``RETRY_JITTER``;
+    never shorter than the provider's ``retry_after`` (itself capped at ``RETRY_BACKOFF_MAX``)."""
+    cap = float(options.get("RETRY_BACKOFF_MAX", DEFAULT_RETRY_BACKOFF_MAX))
+    backoff = options.get("RETRY_BACKOFF", True)
+    exponent = min(max(int(retries), 0), 60)
+    if backoff is True:
+        countdown = min(2.0**exponent, cap)
+    elif isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and backoff > 0:
+        countdown = min(float(backoff) * 2.0**exponent, cap)
+    else:
+        countdown = min(60.0, cap)
+    if options.get("RETRY_JITTER", True):
+        countdown *= (rand or _random.random)()
+    if isinstance(retry_after, (int, float)) and retry_after > 0:
+        countdown = max(countdown, min(float(retry_after), cap))
+    return countdown
+
+
+# -- enqueueing ------------------------------------------------------------------------------------
+class AlertEnqueueError(RetryableAlertTransportError):
+    """The broker did not take the message (down, refusing, too slow). The outcome's ``error`` is
+    the class name of what the Celery/kombu stack raised (0.1.x); its text never reaches us."""
+
+
+_ERROR_CLASSES: dict[str, type[AlertEnqueueError]] = {}
+
+
+def _enqueue_error(exc: BaseException) -> AlertEnqueueError:
+    """An :class:`AlertEnqueueError` named after ``exc``'s class (so ``failed == {"celery":
+    "OperationalError"}`` as in 0.1.x), with a message that never quotes kombu's text (it can
+    hold the broker's address)."""
+    name = type(exc).__name__
+    cls = _ERROR_CLASSES.get(name)
+    if cls is None:
+        if len(_ERROR_CLASSES) >= 64 or not name.isidentifier():
+            cls = AlertEnqueueError
+        else:
+            cls = type(name, (AlertEnqueueError,), {"__module__": __name__, "__qualname__": name})
+            _ERROR_CLASSES[name] = cls
+    return cls(f"the broker did not take the alert ({name})")
+
+
+class _EnqueueTransport:
+    """The one channel of a :class:`CeleryAlertDispatcher`: publish the message, return its task id."""
+
+    name = CHANNEL_NAME
+
+    def __init__(self, owner: CeleryAlertDispatcher) -> None:
+        self._owner = owner
+        self.blocking = True
+        # Publishing on our own app is bounded by its socket and connection timeouts: it may run
+        # in the caller's thread. A foreign app or task object is not: the dispatcher waits for it
+        # in a worker thread, at most the publish timeout.
+        self.max_send_time = owner.settings.publish_timeout if owner._bounded else None
+
+    def send(self, alert: Alert) -> str:
+        return self._owner._publish(alert, _CHANNELS.get(), _ALERT_ID.get())
+
+
+class CeleryAlertDispatcher(AlertDispatcher):
+    """Enqueue alerts on Celery instead of delivering them in this process (0.1.x contract).
+
+    Args:
+        celery_app: the Celery app to publish with (its ``send_task``); default: the app built
+            from ``[alert_infra.celery]`` when this dispatcher comes from configuration, else
+            Celery's current app.
+        task: any object with ``apply_async(args=, kwargs=, **options)`` (0.1.x), used instead
+            of ``celery_app``.
+        config: 0.1.x keys (``TASK_NAME``, ``QUEUE``, ``MAX_RETRIES``, ``RETRY_BACKOFF``,
+            ``RETRY_BACKOFF_MAX``, ``RETRY_JITTER``, ``FAIL_SILENTLY``) and ``PUBLISH_TIMEOUT``
+            (seconds, default 2), or an :class:`AsyncAlertConfig`.
+        dispatcher_options: anything :class:`~alert_infra.AlertDispatcher` takes (``audit``,
+            ``logger_``, ``enabled``, ``raise_on_failure``, ``hook_timeout``).
+
+    ``send(alert, channels=None)`` publishes the redacted ``alert.to_dict()``, the channel names
+    (``None``: the worker's default channels) and the retry settings, and returns a
+    :class:`~alert_infra.DeliveryResult` with ``sent == ("celery",)`` and ``detail`` =
+    ``"queued as task <id>"``. A broker that is down, refuses or does not answer within
+    ``PUBLISH_TIMEOUT`` gives, with ``FAIL_SILENTLY`` (default), a failed result (``failed ==
+    {"celery": <error class name>}``, retryable); without it, an :class:`AlertConfigurationError`.
+    Neither ever contains the broker URL or its password.
+    """
+
+    def __init__(
+        self,
+        celery_app: Any = None,
+        *,
+        task: Any = None,
+        config: Mapping[str, Any] | AsyncAlertConfig | None = None,
+        problem: AlertConfigurationError | None = None,
+        bounded: bool = False,
+        **dispatcher_options: Any,
+    ) -> None:
+        self.settings = normalize_async_config(config)
+        self.config = self.settings  # 0.1.x attribute
+        self.celery_app = celery_app
+        self.task = task
+        self._problem = problem  # a configuration problem every send reports (FAIL_SILENTLY) or raises
+        self._bounded = bool(bounded) and task is None
+        dispatcher_options.setdefault("timeout", self.settings.publish_timeout)
+        super().__init__([_EnqueueTransport(self)], **dispatcher_options)
+
+    # -- publishing ------------------------------------------------------------------------------
+    def message(
+        self, alert: Alert, channels: Iterable[str] | None = None, alert_id: str | None = None
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """``(args, kwargs)`` of the task message: ``[alert.to_dict()]`` (redacted) and
+        ``transport_names``, ``async_options``, ``alert_id``, ``attempt``. Never a credential."""
+        return [alert.to_dict()], {
+            "transport_names": list(channels) if channels else None,
+            "async_options": self.settings.options(),
+            "alert_id": alert_id or uuid.uuid4().hex,
+            "attempt": 1,
+        }
+
+    def _publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
+        if self._problem is not None:
+            raise self._problem
+        alert_id = alert_id or uuid.uuid4().hex
+        args, kwargs = self.message(alert, channels, alert_id)
+        settings = self.settings
+        options: dict[str, Any] = {"task_id": alert_id, "retry": False}
+        if settings.queue is not None:
+            options["queue"] = settings.queue
+        try:
+            if self.task is not None:
+                self.task.apply_async(args=args, kwargs=kwargs, **options)
+            else:
+                app = self.celery_app if self.celery_app is not None else _celery.current_app
+                app.send_task(settings.task_name, args=args, kwargs=kwargs, **options)
+        except AlertConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the broker stack raises: its class name only
+            raise _enqueue_error(exc) from None
+        return QUEUED_DETAIL + alert_id
+
+    # -- the dispatcher's API, with the channel names travelling to the worker -------------------
+    def send(
+        self,
+        alert: Alert,
+        channels: Iterable[str] | str | None = None,
+        *,
+        transport_names: Iterable[str] | None = None,
+    ) -> DeliveryResult:
+        """Enqueue ``alert`` for the channels named (default: the worker's default channels)."""
+        names, alert_id = self._prepare(alert, channels if channels is not None else transport_names)
+        channel_token, id_token = _CHANNELS.set(names), _ALERT_ID.set(alert_id)
+        token = _delivery_context(alert_id)
+        try:
+            result = super().send(alert)
+        finally:
+            _CHANNELS.reset(channel_token)
+            _ALERT_ID.reset(id_token)
+            _reset_delivery_context(token)
+        return self._checked(result)
+
+    async def asend(
+        self,
+        alert: Alert,
+        channels: Iterable[str] | str | None = None,
+        *,
+        transport_names: Iterable[str] | None = None,
+    ) -> DeliveryResult:
+        """Like :meth:`send`, for asyncio code: the publish runs off the event loop."""
+        names, alert_id = self._prepare(alert, channels if channels is not None else transport_names)
+        channel_token, id_token = _CHANNELS.set(names), _ALERT_ID.set(alert_id)
+        token = _delivery_context(alert_id)
+        try:
+            result = await super().asend(alert)
+        finally:
+            _CHANNELS.reset(channel_token)
+            _ALERT_ID.reset(id_token)
+            _reset_delivery_context(token)
+        return self._checked(result)
+
+    def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
+        from .exceptions import AlertValidationError
+
+        if not isinstance(alert, Alert):
+            raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
+        names = _channel_names(channels) if channels is not None else None
+        return names, uuid.uuid4().hex
+
+    def _checked(self, result: DeliveryResult) -> DeliveryResult:
+        if result.failed and not self.settings.fail_silently:
+            outcome = result.outcome(CHANNEL_NAME)
+            error = outcome.error if outcome is not None else "Exception"
+            reason = outcome.reason if outcome is not None and outcome.reason else "enqueue failed"
+            raise AlertConfigurationError(f"Celery alert dispatcher could not enqueue the alert ({error}): {reason}")
+        return result
+
+    def __repr__(self) -> str:
+        try:
+            return f"CeleryAlertDispatcher(task_name={self.settings.task_name!r}, queue={self.settings.queue!r})"
+        except Exception:  # noqa: BLE001 - half-built
+            return "CeleryAlertDispatcher(?)"
+
+
+AsyncAlertDispatcher = CeleryAlertDispatcher  # 0.1.x name
+
+
+def _delivery_context(alert_id: str) -> object:
+    """Tell the audit trail which queued delivery the records of this context belong to."""
+    return _audit.set_delivery_id(alert_id)
+
+
+def _reset_delivery_context(token: object) -> None:
+    _audit.reset_delivery_id(token)
+
+
+# -- configuration: [alert_infra.celery] -----------------------------------------------------------
+class _TableSettings:
+    """``[alert_infra.celery]``, validated: the broker's settings and the :class:`AsyncAlertConfig`."""
+
+    def __init__(self, table: Mapping[str, Any], *, where: str = "alert_infra.celery") -> None:
+        from ._checks import MAX_WINDOW, check_count, check_seconds
+        from .config import expand_variables
+
+        expanded = expand_variables(table, where)
+        for key in expanded:
+            if key not in _TABLE_KEYS:
+                raise AlertConfigurationError(
+                    f"{where}: unknown key {str(key)[:64]!r}{_hint(str(key), _TABLE_KEYS)} "
+                    f"(known: {', '.join(sorted(_TABLE_KEYS))})"
+                )
+        broker = expanded.get("broker_url")
+        if broker is not None and (not isinstance(broker, str) or "://" not in broker):
+            raise AlertConfigurationError(
+                f"{where}.broker_url: must be a broker URL such as 'redis://host:6379/0' or 'amqp://user@host//'"
+            )
+        register_secret(broker, owner=self)
+        self.broker_url: str | None = broker or None
+        err = AlertConfigurationError
+        scheme = (broker or "").split("://", 1)[0].lower()
+        self.redis = scheme in ("redis", "rediss", "sentinel")
+        self.visibility_timeout = check_seconds(
+            expanded.get("visibility_timeout", REDIS_VISIBILITY_TIMEOUT),
+            f"{where}.visibility_timeout",
+            maximum=MAX_WINDOW,
+            error=err,
+        )
+        self.consumer_timeout = check_seconds(
+            expanded.get("consumer_timeout", RABBITMQ_CONSUMER_TIMEOUT),
+            f"{where}.consumer_timeout",
+            maximum=MAX_WINDOW,
+            error=err,
+        )
+        self.prefetch_multiplier = check_count(
+            expanded.get("prefetch_multiplier", 1), f"{where}.prefetch_multiplier", maximum=1000, error=err
+        )
+        state = expanded.get("state")
+        if state is not None and not isinstance(state, str):
+            raise err(
+                f"{where}.state: must be a state URL (redis://... or sqlite:///...), got a {type(state).__name__}"
+            )
+        register_secret(state, owner=self)
+        self.state: str | None = state
+        legacy = {k.upper(): v for k, v in expanded.items() if k.upper() in _KEYS}
+        if broker:
+            legacy["REDELIVERY_HORIZON"] = self.visibility_timeout if self.redis else self.consumer_timeout
+        self.settings = normalize_async_config(legacy, where=where)
+
+    def __repr__(self) -> str:
+        return "_TableSettings(<broker hidden>)"
+
+
+def _table(config: AlertConfig) -> _TableSettings:
+    return _TableSettings(config.integrations.get("celery", {}))
+
+
+def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, name: str = "alert_infra") -> Any:
+    """A Celery app configured from ``[alert_infra.celery]`` of ``config`` (an
+    :class:`~alert_infra.config.AlertConfig`, a mapping, a path, or ``None``: the file
+    :func:`~alert_infra.config.find_config` finds), with the task registered.
+
+    What it sets: the broker (its URL registered as a secret), JSON only, ``acks_late`` +
+    ``reject_on_worker_lost`` with a prefetch of 1 (at most one unacknowledged alert per worker
+    process beyond the one it runs), the task routed to ``queue``, results ignored, and bounded
+    publishing (connection and socket timeouts of ``publish_timeout``, no publish retries).
+
+    Raises:
+        AlertConfigurationError: the table is invalid, or has no ``broker_url``.
+    """
+    from .config import AlertConfig, load_config
+
+    if not isinstance(config, AlertConfig):
+        config = load_config(config)
+    table = _table(config)
+    if table.broker_url is None:
+        raise AlertConfigurationError(
+            f"{config.source}: [alert_infra.celery] broker_url is not set (a broker URL such as 'redis://localhost:6379/0')"
+        )
+    app = _celery.Celery(name, set_as_current=False)
+    settings = table.settings
+    timeout = settings.publish_timeout
+    transport_options: dict[str, Any] = {"max_retries": 0}
+    if table.redis:
+        transport_options.update(
+            visibility_timeout=table.visibility_timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+        )
+    else:
+        transport_options.update(read_timeout=timeout, write_timeout=timeout)
+    app.conf.update(
+        broker_url=table.broker_url,
+        broker_connection_timeout=timeout,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=transport_options,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=table.prefetch_multiplier,
+        task_publish_retry=False,
+        task_default_queue=settings.queue or DEFAULT_QUEUE,
+        task_routes={settings.task_name: {"queue": settings.queue or DEFAULT_QUEUE}},
+        worker_hijack_root_logger=False,
+        alert_infra_source=config.source,
+    )
+    register_task(app, name=settings.task_name, config=config)
+    app._alert_infra_settings = settings
+    return app
+
+
+def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: Any) -> CeleryAlertDispatcher:
+    """The ``celery`` delivery of the ``alert_infra.delivery`` entry-point group:
+    ``[alert_infra] delivery = "celery"`` (``send_alert()``, ``AlertDispatcher.from_config()``,
+    ``alert-infra send --queue``). Publishes on the app of :func:`build_app`; the audit trail of
+    the configuration records each enqueue.
+
+    A problem with ``[alert_infra.celery]`` (no ``broker_url``, an unset variable) is raised
+    with ``strict=True``, or when ``fail_silently = false``; otherwise every send reports it as a
+    failed result, so that an application keeps running while its broker is misconfigured.
+    """
+    problem: AlertConfigurationError | None = None
+    app = None
+    settings: AsyncAlertConfig | None = None
+    try:
+        table = _table(config)
+        settings = table.settings
+        app = build_app(config)
+    except AlertConfigurationError as exc:
+        silent = settings.fail_silently if settings is not None else _fail_silently(config)
+        if strict or not silent:
+            raise
+        problem = exc
+    if "audit" not in kwargs and config.audit is not None:
+        from .audit import DEFAULT_RETENTION, open_audit
+
+        retention = config.audit_retention if config.audit_retention is not None else DEFAULT_RETENTION
+        kwargs["audit"] = open_audit(config.audit, retention=retention)
+    kwargs.setdefault("enabled", config.enabled)
+    return CeleryAlertDispatcher(
+        app, config=settings if settings is not None else AsyncAlertConfig(), problem=problem, bounded=True, **kwargs
+    )
+
+
+def _fail_silently(config: AlertConfig) -> bool:
+    value = config.integrations.get("celery", {}).get("fail_silently", True)
+    return value if isinstance(value, bool) else True
+
+
+# -- the worker ------------------------------------------------------------------------------------
+class _Worker:
+    """What one worker process builds once: the dispatcher of its channels and the idempotency store."""
+
+    def __init__(self, dispatcher: Any, state: StateBackend, prefix: str, ttl: float) -> None:
+        self.pid = os.getpid()
+        self.dispatcher = dispatcher
+        self.state = state
+        self.prefix = prefix
+        self.ttl = ttl
+
+    def key(self, alert_id: str, channel: str) -> str:
+        return f"{self.prefix}:{alert_id}:{channel}"
+
+
+_WORKERS: dict[int, _Worker] = {}
+_WORKER_LOCK: list[Any] = []
+
+
+def _worker_for(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _Worker:
+    """This process's :class:`_Worker` for ``task`` (built on its first alert: after the fork of a
+    prefork child, never inherited from the parent)."""
+    from _thread import allocate_lock
+
+    pid = os.getpid()
+    key = id(task)
+    worker = _WORKERS.get(key)
+    if worker is not None and worker.pid == pid:
+        return worker
+    if not _WORKER_LOCK or _WORKER_LOCK[0][0] != pid:
+        _WORKER_LOCK[:] = [(pid, allocate_lock())]
+    with _WORKER_LOCK[0][1]:
+        worker = _WORKERS.get(key)
+        if worker is not None and worker.pid == pid:
+            return worker
+        worker = _build_worker(task, factory, config_source)
+        _WORKERS[key] = worker
+        return worker
+
+
+def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _Worker:
+    from .config import AlertConfig, find_config, load_config
+    from .state import MemoryState, RedisState, open_state
+
+    config: AlertConfig | None = None
+    if isinstance(config_source, AlertConfig):
+        config = config_source
+    elif config_source is not None:
+        config = load_config(config_source)
+    elif factory is None:
+        found = find_config()
+        if found is None:
+            raise AlertConfigurationError(
+                "alert_infra.dispatch_alert: the worker found no configuration (set ALERT_INFRA_CONFIG or run it "
+                "where alert-infra.toml is)"
+            )
+        config = load_config(found[0])
+    dispatcher = factory() if factory is not None else config.build_dispatcher(delivery="inline")  # type: ignore[union-attr]
+    table = _table(config) if config is not None else None
+    ttl = table.settings.idempotency_ttl if table is not None else DEFAULT_IDEMPOTENCY_TTL
+    prefix = (config.state_prefix if config is not None else "alert-infra") + ":delivered"
+    state: StateBackend
+    if table is not None and table.state is not None:
+        state = open_state(table.state)
+    elif getattr(getattr(dispatcher, "state", None), "name", "memory") != "memory":
+        state = dispatcher.state
+    elif table is not None and table.redis and table.broker_url is not None:
+        state = RedisState(table.broker_url, prefix=config.state_prefix if config is not None else "alert-infra")
+        prefix = "delivered"
+    else:
+        import logging
+
+        logging.getLogger("alert_infra").warning(
+            "alert_infra.dispatch_alert: the idempotency records live in this worker process only (no shared state:"
+            " set [alert_infra] state or [alert_infra.celery] state to a redis:// URL): a task redelivered to"
+            " another process may re-send channels that already got the alert"
+        )
+        state = MemoryState()
+    if isinstance(state, RedisState) and prefix.endswith(":delivered"):
+        prefix = "delivered"  # RedisState adds its own prefix
+    return _Worker(dispatcher, state, prefix, ttl)
+
+
+def _summary(result: DeliveryResult, delivered_before: list[str]) -> dict[str, Any]:
+    return {
+        "sent": list(result.sent),
+        "failed": dict(result.failed),
+        "retryable": list(result.retryable),
+        "non_retryable": list(result.non_retryable),
+        "already_delivered": delivered_before,
+    }
+
+
+def dispatch_alert(
+    task: Any,
+    alert_payload: Mapping[str, Any],
+    transport_names: Iterable[str] | None = None,
+    async_options: Mapping[str, Any] | None = None,
+    alert_id: str | None = None,
+    attempt: int | None = None,
+    *,
+    dispatcher_factory: Callable[[], Any] | None = None,
+    config_source: Any = None,
+) -> dict[str, Any]:
+    """The body of the ``alert_infra.dispatch_alert`` task (``task`` is the bound Celery task).
+
+    Delivers to every channel named (``None``: the worker's default channels) that has no
+    idempotency record for this alert yet, records each one that succeeds, and retries (a new
+    message, the same task id) with only the channels that failed retryably. Returns a
+    secret-free summary (``sent``, ``failed``, ``retryable``, ``non_retryable``,
+    ``already_delivered``).
+    """
+    import logging
+
+    log = logging.getLogger("alert_infra")
+    options = dict(async_options or {})
+    request = getattr(task, "request", None)
+    retries = int(getattr(request, "retries", 0) or 0)
+    alert_id = str(alert_id or getattr(request, "id", None) or uuid.uuid4().hex)
+    worker = _worker_for(task, dispatcher_factory, config_source)
+    alert = Alert.from_dict(alert_payload)
+    dispatcher = worker.dispatcher
+    if transport_names is None:
+        wanted = list(dispatcher.default_channels) if dispatcher.default_channels is not None else None
+        if wanted is None:
+            wanted = [getattr(t, "name", "?") for t in dispatcher.transports]
+            wanted += [n for n, r in dispatcher.routes.items() if not r.enabled and n not in wanted]
+    else:
+        wanted = list(_channel_names(transport_names) or [])
+    before = [name for name in wanted if worker.state.is_delivered(worker.key(alert_id, name))]
+    remaining = [name for name in wanted if name not in before]
+    if before:
+        log.info("alert %s: %s already delivered (redelivered task): not sent again", alert_id, ", ".join(before))
+    if not remaining:
+        return _summary(DeliveryResult(), before)
+    token = _delivery_context(alert_id)
+    try:
+        result = dispatcher.send(alert, remaining)
+    finally:
+        _reset_delivery_context(token)
+    for name in result.sent:
+        worker.state.mark_delivered(worker.key(alert_id, name), worker.ttl)
+    if result.retryable:
+        max_retries = int(options.get("MAX_RETRIES", DEFAULT_MAX_RETRIES))
+        if retries < max_retries:
+            waits = [o.retry_after for o in result.outcomes if o.name in result.retryable and o.retry_after]
+            countdown = retry_countdown(retries, options, max(waits) if waits else None)
+            log.warning(
+                "alert %s: retrying %s in %.1fs (retry %d of %d)",
+                alert_id,
+                ", ".join(result.retryable),
+                countdown,
+                retries + 1,
+                max_retries,
+            )
+            raise task.retry(
+                args=[dict(alert_payload)],
+                kwargs={
+                    "transport_names": list(result.retryable),
+                    "async_options": options,
+                    "alert_id": alert_id,
+                    "attempt": retries + 2,
+                },
+                countdown=countdown,
+                max_retries=max_retries,
+            )
+        log.warning("alert %s: retries exhausted for %s", alert_id, ", ".join(result.retryable))
+    return _summary(result, before)
+
+
+def register_task(
+    app: Any = None,
+    *,
+    name: str = DEFAULT_TASK_NAME,
+    dispatcher_factory: Callable[[], Any] | None = None,
+    config: Any = None,
+) -> Any:
+    """Register the ``alert_infra.dispatch_alert`` task on ``app`` (an application's own Celery
+    app) and return it; ``app=None`` registers it as a shared task (every app gets it: Django's
+    ``autodiscover_tasks`` importing ``alert_infra.django.tasks``).
+
+    ``dispatcher_factory()`` builds the worker's dispatcher (once per worker process, after the
+    fork); default: from ``config`` (an :class:`~alert_infra.config.AlertConfig`, mapping or
+    path) or the configuration found (``ALERT_INFRA_CONFIG``, ``./alert-infra.toml``), always
+    with ``delivery="inline"``.
+    """
+    decorator = _celery.shared_task if app is None else app.task
+
+    def run(self: Any, alert_payload: Any, transport_names: Any = None, async_options: Any = None, **extra: Any) -> Any:
+        alert_id = extra.pop("alert_id", None)
+        attempt = extra.pop("attempt", None)
+        return dispatch_alert(
+            self,
+            alert_payload,
+            transport_names,
+            async_options,
+            alert_id,
+            attempt,
+            dispatcher_factory=dispatcher_factory,
+            config_source=config,
+        )
+
+    run.__name__ = "dispatch_alert"
+    run.__qualname__ = "dispatch_alert"
+    run.__module__ = __name__
+    return decorator(
+        bind=True,
+        name=name,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        serializer="json",
+        max_retries=None,
+    )(run)
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` (and ``celery``, which ``celery -A alert_infra.celery`` also looks for): the ready
+    app, built on first use from the configuration found."""
+    if name in ("app", "celery_app"):
+        value = build_app()
+        globals()["app"] = value
+        return value
+    raise AttributeError(f"module 'alert_infra.celery' has no attribute {name!r}")
