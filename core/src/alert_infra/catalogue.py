@@ -24,6 +24,8 @@ import inspect
 import re
 from typing import Any
 
+from .security import guarded_repr
+
 __all__ = ["OptionInfo", "TypeInfo", "catalogue", "describe_type", "option_help"]
 
 _SECTION = re.compile(r"^(\s*)(Args|Arguments|Parameters|Keyword Args|Keyword Arguments):\s*$")
@@ -63,6 +65,7 @@ class OptionInfo:
             "help": self.help,
         }
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"OptionInfo({self.name!r}, required={self.required}, secret={self.secret})"
 
@@ -93,6 +96,7 @@ class TypeInfo:
             "options": [o.to_dict() for o in self.options],
         }
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"TypeInfo({self.name!r}, options={[o.name for o in self.options]})"
 
