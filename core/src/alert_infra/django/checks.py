@@ -32,7 +32,7 @@ from django.core import checks  # type: ignore[import-untyped,import-not-found,u
 from ..exceptions import AlertConfigurationError
 from .conf import core_mapping, get_alert_infra_settings, setting_path, settings_name
 
-__all__ = ["check_alert_infra"]
+__all__ = ["check_alert_infra", "describe"]
 
 _CORE_PREFIX = "alert_infra."
 
@@ -73,6 +73,18 @@ def _rename(problem: str, paths: Mapping[str, Mapping[str, str]]) -> str:
         key = head[len(_CORE_PREFIX) :].split(".")[0]
         return f"{setting_path(key.upper())}: {rest}"
     return problem
+
+
+def describe(error: AlertConfigurationError) -> str:
+    """The problems of a configuration error raised for the settings, each naming its settings
+    key (``ALERT_INFRA['STATE']``) instead of the core's (``alert_infra.state``)."""
+    source = f"settings.{settings_name()}"
+    try:
+        _, _, paths = core_mapping(get_alert_infra_settings())
+    except Exception:  # noqa: BLE001 - a description never fails
+        paths = {}
+    problems = [_rename(text, paths) for text in _split(error, source)]
+    return problems[0] if len(problems) == 1 else "\n".join(f"  - {p}" for p in problems)
 
 
 def _block_of(channel: str) -> tuple[str, ...]:

@@ -7,13 +7,16 @@ error class and reason, never a secret), 2 for a configuration that cannot be us
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 
 class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
     help = "Send a test alert to each alert-infra channel (or those named); non-zero exit when one fails."
+    # The command reports a broken channel itself (as a failed channel, exit 1): the system
+    # checks must not stop it before it can say which channels work.
+    requires_system_checks: ClassVar[list[str]] = []
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("channels", nargs="*", help="channel names (default: every enabled channel)")
@@ -40,7 +43,11 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
                 source="manage.py sendtestalert",
                 tags=("test",),
             )
-        except (AlertConfigurationError, AlertValidationError) as exc:
+        except AlertConfigurationError as exc:
+            from ...checks import describe
+
+            raise CommandError(describe(exc), returncode=2) from None
+        except AlertValidationError as exc:
             raise CommandError(str(exc), returncode=2) from None
         names = list(options["channels"]) or [c.name for c in config.channels if c.enabled]
         result = dispatcher.send(alert, names)
