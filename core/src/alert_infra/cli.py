@@ -496,6 +496,8 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     _close_all(constructed.values())
     problems = [_clean(exc) for exc in broken.values()]
     warnings = _check_warnings(args, config)
+    if config.delivery != "inline":
+        problems.extend(_check_delivery(config, warnings))
     listed = [
         {
             "name": c.name,
@@ -555,6 +557,30 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         for outcome in result.outcomes:
             out.write(_outcome_line(outcome) + "\n")
     return code
+
+
+def _check_delivery(config: AlertConfig, warnings: list[str]) -> list[str]:
+    """Problems of a queued ``delivery`` (its settings), appending its warnings (its broker).
+
+    The delivery's factory may offer ``check(config) -> list[str]`` (warnings; raising
+    AlertConfigurationError for problems); otherwise the queued dispatcher is built (nothing
+    is sent) and closed, which validates its settings.
+    """
+    from .config import delivery_factory
+    from .exceptions import AlertConfigurationError
+
+    try:
+        factory = delivery_factory(config.delivery)
+        checker = getattr(factory, "check", None)
+        if callable(checker):
+            warnings.extend(_clean(w) for w in checker(config))
+        else:
+            factory(config, strict=True).close()
+    except AlertConfigurationError as exc:
+        return [_clean(exc)]
+    except Exception as exc:  # noqa: BLE001 - a broken adapter is a problem, not a traceback
+        return [f"alert_infra.delivery = {config.delivery!r}: {type(exc).__name__}"]
+    return []
 
 
 CHECK_PING_TIMEOUT = 2.0
