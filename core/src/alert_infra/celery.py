@@ -332,7 +332,7 @@ class _EnqueueTransport:
         # Publishing on our own app is bounded by its socket and connection timeouts: it may run
         # in the caller's thread. A foreign app or task object is not: the dispatcher waits for it
         # in a worker thread, at most the publish timeout.
-        self.max_send_time = owner.settings.publish_timeout if owner._bounded else None
+        self.max_send_time = owner._bound if owner._bounded else None
 
     def send(self, alert: Alert) -> str:
         return self._owner._publish(alert, _CHANNELS.get(), _ALERT_ID.get())
@@ -378,7 +378,10 @@ class CeleryAlertDispatcher(AlertDispatcher):
         self.task = task
         self._problem = problem  # a configuration problem every send reports (FAIL_SILENTLY) or raises
         self._bounded = bool(bounded) and task is None
-        dispatcher_options.setdefault("timeout", self.settings.publish_timeout)
+        # Our own app bounds each step of a publish (connect, each socket operation) by the
+        # publish timeout; a publish is a few such steps, so the caller's bound is twice it.
+        self._bound = self.settings.publish_timeout * (2 if self._bounded else 1)
+        dispatcher_options.setdefault("timeout", self._bound)
         super().__init__([_EnqueueTransport(self)], **dispatcher_options)
 
     # -- publishing ------------------------------------------------------------------------------
