@@ -18,15 +18,23 @@ from ..celery import register_task  # type: ignore[import-not-found,attr-defined
 __all__ = ["dispatch_alert_task", "worker_dispatcher"]
 
 
-def worker_dispatcher() -> Any:
-    """A new in-process dispatcher built from ``settings.ALERT_INFRA`` (one per worker process)."""
-    from ..dispatcher import AlertDispatcher
-    from ..transports import NoOpTransport
-    from .conf import get_alert_infra_settings, load_alert_config
+class _SettingsDispatcher:
+    """The worker's dispatcher: whatever :func:`~alert_infra.django.build_dispatcher` gives for the
+    current settings (always in-process delivery), so a worker follows ``override_settings`` and
+    ``setting_changed`` like the rest of the adapter instead of keeping the first one it built."""
 
-    if not get_alert_infra_settings().get("ENABLED", True):
-        return AlertDispatcher([NoOpTransport()], enabled=False)
-    return load_alert_config()[0].build_dispatcher(delivery="inline")
+    def __getattr__(self, name: str) -> Any:
+        from .conf import build_dispatcher
+
+        return getattr(build_dispatcher(), name)
+
+    def __repr__(self) -> str:
+        return "SettingsDispatcher(settings.ALERT_INFRA)"
+
+
+def worker_dispatcher() -> Any:
+    """The dispatcher the task delivers with: the one of ``settings.ALERT_INFRA`` (see above)."""
+    return _SettingsDispatcher()
 
 
 #: The registered task (0.1.x name of this attribute).

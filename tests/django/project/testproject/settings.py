@@ -63,3 +63,9 @@ elif _MODE.startswith("{"):
     ALERT_INFRA = json.loads(_MODE)
 else:
     ALERT_INFRA = {}
+
+# Celery (testproject/celery_app.py reads these, as the README's config/celery.py does).
+CELERY_BROKER_URL = os.environ.get("TESTPROJECT_BROKER_URL", "memory://")
+CELERY_TASK_ROUTES = {
+    "alert_infra.dispatch_alert": {"queue": os.environ.get("TESTPROJECT_QUEUE", "alerts")},
+}

@@ -1,0 +1,205 @@
+"""``ALERT_INFRA["ASYNC"]``: ``send_alert`` enqueues ``alert_infra.dispatch_alert`` on a real broker
+(Redis, its own database and queue), the task of ``alert_infra.django.tasks`` delivers with the
+worker's own settings and retries only the channel that failed, ``FAIL_SILENTLY`` both ways
+against a broker that refuses, and a real ``celery worker`` of the test project (slow)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from alert_infra import Alert, AlertConfigurationError
+from alert_infra.django import build_async_dispatcher, send_alert
+from alert_infra.testing import https_server, unused_port
+
+celery = pytest.importorskip("celery")
+pytest.importorskip("alert_infra.celery")
+
+REDIS_DB = 7  # this folder's own database (the Celery tests use 11-14)
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+HOOK_SECRET = "T0ASYNC/B0ASYNC/asyncsecretpath55"
+BROKER_PASSWORD = "broker-Pa55-Kq72-secret"
+
+
+def _redis_or_skip() -> None:
+    redis = pytest.importorskip("redis", reason="service unavailable: redis (the redis package is not installed)")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except Exception as exc:
+        pytest.skip(f"service unavailable: redis at 127.0.0.1:6379 ({type(exc).__name__})")
+
+
+def _project_app(broker: str):
+    """A Celery app of the project's own, made the default app as Celery's Django fixup makes it
+    (so web threads other than the one that created it publish with it too)."""
+    from celery import _state
+
+    previous = _state.default_app
+    app = celery.Celery(f"django-tests-{uuid.uuid4().hex[:6]}", broker=broker)
+    app.conf.broker_connection_timeout = 1
+    app.conf.broker_connection_retry_on_startup = False
+    app.set_default()
+    return app, lambda: (_state.set_default_app(previous), app.close())
+
+
+@pytest.fixture
+def celery_app():
+    app, restore = _project_app(REDIS_URL)
+    yield app
+    restore()
+
+
+def _async(queue: str, **extra) -> dict:
+    return {"ENABLED": True, "QUEUE": queue, "FAIL_SILENTLY": True, "PUBLISH_TIMEOUT": 3, **extra}
+
+
+def test_send_alert_enqueues_and_the_task_retries_only_the_failed_channel(alert_infra_settings, celery_app, ca) -> None:
+    _redis_or_skip()
+    from alert_infra.django.tasks import dispatch_alert_task
+
+    queue = f"alerts-django-{uuid.uuid4().hex[:8]}"
+    slack_answers = iter([(503, {}, "service unavailable"), (200, {}, "ok")])
+    with (
+        https_server(lambda r: next(slack_answers, (200, {}, "ok")), ca=ca) as slack,
+        https_server(lambda r: (200, {}, {"ok": True, "result": {}}), ca=ca) as telegram,
+    ):
+        config = {
+            "ASYNC": _async(queue),
+            "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"},
+            "TELEGRAM": {
+                "ENABLED": True,
+                "BOT_TOKEN": "123456:async-tg-token",
+                "CHAT_ID": "-1001",
+                "API_BASE_URL": telegram.url,
+            },
+            "RETRY": False,  # the queue retries, not the in-process policy
+        }
+        with alert_infra_settings(config):
+            result = send_alert(title="Invoice task failed", message="ValueError", metadata={"invoice_id": 7})
+            assert result.sent == ("celery",) and result.ok
+            task_id = result.outcomes[0].detail.rsplit(" ", 1)[-1]
+            with celery_app.connection_for_read() as connection:
+                message = connection.SimpleQueue(queue).get(timeout=10)
+                body, headers = message.decode(), message.headers
+                message.ack()
+            assert headers["task"] == "alert_infra.dispatch_alert" and headers["id"] == task_id
+            args, kwargs, _ = body
+            assert args[0]["title"] == "Invoice task failed" and kwargs["transport_names"] is None
+            assert HOOK_SECRET not in json.dumps(body) and "async-tg-token" not in json.dumps(body)
+            assert not slack.requests and not telegram.requests  # nothing delivered in the request
+            # The worker side: the registered task, run by Celery (eagerly, retries included).
+            outcome = dispatch_alert_task.apply(args=args, kwargs=kwargs, task_id=task_id)
+        assert outcome.successful(), outcome.traceback
+        assert len(slack.requests) == 2  # 503, then the retry
+        assert len(telegram.requests) == 1  # delivered on the first try, not re-sent
+        assert outcome.result["sent"] == ["slack"]  # the retry's own summary
+
+
+@pytest.mark.parametrize("fail_silently", [True, False])
+def test_fail_silently_both_ways_with_a_broker_that_refuses(alert_infra_settings, fail_silently, caplog) -> None:
+    broker = f"redis://:{BROKER_PASSWORD}@127.0.0.1:{unused_port()}/0"
+    _app, restore = _project_app(broker)
+    caplog.set_level(logging.DEBUG)
+    try:
+        with alert_infra_settings({"ASYNC": _async("alerts-refused", FAIL_SILENTLY=fail_silently, PUBLISH_TIMEOUT=1)}):
+            started = time.monotonic()
+            if fail_silently:
+                result = send_alert(title="t", message="m")
+                assert result.sent == () and "celery" in result.failed
+                text = repr(result.to_dict())
+            else:
+                with pytest.raises(AlertConfigurationError) as raised:
+                    send_alert(title="t", message="m")
+                text = str(raised.value) + repr(raised.value)
+            assert time.monotonic() - started < 30  # bounded (generous: "does not hang")
+    finally:
+        restore()
+    assert BROKER_PASSWORD not in text + caplog.text
+
+
+def test_build_async_dispatcher_with_a_task_object(alert_infra_settings) -> None:
+    """0.1.x's ``task=``: any object with ``apply_async``."""
+
+    class Task:
+        def __init__(self):
+            self.calls = []
+
+        def apply_async(self, args=None, kwargs=None, **options):
+            self.calls.append((args, kwargs, options))
+
+    task = Task()
+    with alert_infra_settings({"ASYNC": _async("alerts-obj")}):
+        result = build_async_dispatcher(task=task).send(Alert(title="Import failed", message="status 1"))
+    assert result.sent == ("celery",)
+    ((args, _kwargs, options),) = task.calls
+    assert args[0]["title"] == "Import failed" and options["queue"] == "alerts-obj"
+
+
+def test_async_without_celery_app_settings_is_a_clear_error_when_not_silent(alert_infra_settings) -> None:
+    with (
+        alert_infra_settings({"ASYNC": {"ENABLED": True, "BACKEND": "rq", "FAIL_SILENTLY": False}}),
+        pytest.raises(AlertConfigurationError, match=r"ALERT_INFRA\['ASYNC'\]\['BACKEND'\]"),
+    ):
+        send_alert(title="t", message="m")
+    with alert_infra_settings({"ASYNC": {"ENABLED": True, "BACKEND": "rq"}}):
+        result = send_alert(title="t", message="m")
+    assert result.failed == {"celery": "AlertConfigurationError"}
+
+
+@pytest.mark.slow
+def test_a_real_worker_of_the_test_project_delivers_from_its_own_settings(
+    alert_infra_settings, celery_app, ca, tmp_path
+) -> None:
+    """The README's Django Celery setup: ``celery -A testproject.celery_app worker -Q <queue>``
+    (autodiscovery finds alert_infra.django.tasks); the web side enqueues with send_alert; the
+    worker delivers to Slack with the webhook from its own settings."""
+    _redis_or_skip()
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parent / "project"
+    queue = f"alerts-django-worker-{uuid.uuid4().hex[:8]}"
+    with https_server(lambda r: (200, {}, "ok"), ca=ca) as slack:
+        worker_settings = {"SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"}}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_", "TESTPROJECT_", "DJANGO_"))}
+        env.update(
+            DJANGO_SETTINGS_MODULE="testproject.settings",
+            PYTHONPATH=str(project),
+            TESTPROJECT_ALERT_INFRA=json.dumps(worker_settings),
+            TESTPROJECT_BROKER_URL=REDIS_URL,
+            TESTPROJECT_QUEUE=queue,
+            SSL_CERT_FILE=slack.ca_file,
+            REQUESTS_CA_BUNDLE=slack.ca_file,
+        )
+        log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker", "-Q", queue, "--pool=prefork",
+             "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
+            cwd=str(project), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            # The web side knows the queue, not the webhook: its channels are not even configured.
+            with alert_infra_settings({"ASYNC": _async(queue)}):
+                result = send_alert(title="Queued from a view", message="m", severity="critical")
+            assert result.sent == ("celery",)
+            deadline = time.monotonic() + 60
+            while not slack.requests and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.1)
+            assert len(slack.requests) == 1, (tmp_path / "worker.log").read_text()[-3000:]
+            assert "Queued from a view" in slack.requests[0].body.decode()
+        finally:
+            try:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+            log.close()
+    assert HOOK_SECRET not in (tmp_path / "worker.log").read_text()
