@@ -203,3 +203,15 @@ def test_a_real_worker_of_the_test_project_delivers_from_its_own_settings(
                 worker.wait(timeout=10)
             log.close()
     assert HOOK_SECRET not in (tmp_path / "worker.log").read_text()
+
+
+def test_readme_celery_task_in_a_django_project(alert_infra_settings, recorded) -> None:
+    from testproject.tasks import process_invoice
+
+    with alert_infra_settings({}):
+        outcome = process_invoice.apply(args=[1001], task_id="task-abc-1")
+        alert = recorded()[-1]
+    assert outcome.failed() and type(outcome.result).__name__ == "InvoiceProcessingError"
+    assert alert.title == "Invoice task failed" and alert.message == "InvoiceProcessingError"
+    assert alert.source == "celery:process_invoice"
+    assert alert.metadata == {"invoice_id": 1001, "task_id": "task-abc-1"}
