@@ -62,3 +62,23 @@ def test_feature_flag_infra_django_is_the_same_api() -> None:
 )
 def test_the_0_1_names_exist(name) -> None:
     assert callable(getattr(adapter, name))
+
+
+def test_a_forked_child_sends_with_the_settings_dispatcher(alert_infra_settings) -> None:
+    """gunicorn --preload / Celery prefork: the dispatcher cached in the parent works in a child
+    (fresh pool, fresh locks), even when the parent holds the adapter's lock at the fork."""
+    from alert_infra.django import conf
+    from alert_infra.testing import run_in_fork
+
+    with alert_infra_settings({"CHANNELS": {"memory": {"type": "noop"}, "console-less": {"type": "noop"}}}):
+        assert adapter.send_alert(title="parent", message="m").ok
+
+        def child() -> list:
+            result = adapter.send_alert(title="child", message="m")
+            adapter.reset()
+            again = adapter.send_alert(title="child again", message="m")
+            return [list(result.sent), list(again.sent)]
+
+        with conf._LOCK:  # held by "another thread" while forking
+            sent = run_in_fork(child, timeout=30)
+    assert sent == [["memory", "console-less"], ["memory", "console-less"]]

@@ -246,8 +246,22 @@ def _register_secrets(cfg: Mapping[str, Any]) -> None:
 class _SecretsOwner:
     """Owns the secrets read from settings: they stay masked for the life of the process."""
 
+    def after_fork(self) -> None:
+        # Another thread may have held the lock at the fork (gunicorn --preload, Celery prefork).
+        global _LOCK
+        _LOCK = threading.Lock()
+
 
 _OWNER = _SecretsOwner()
+
+
+def _hook_fork() -> None:
+    from .._lifecycle import on_fork_in_child
+
+    on_fork_in_child(_OWNER, _SecretsOwner.after_fork)
+
+
+_hook_fork()
 
 
 def reset(**_: Any) -> None:
