@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from alert_infra import AlertConfigurationError, BaseTransport
+from alert_infra import AlertConfigurationError
 from alert_infra.formatting import metadata_lines, one_line
-from alert_infra.http import HttpChannel, HttpResponse, raise_for_status, validate_https_url
-from alert_infra.security import redact_text
+from alert_infra.http import HttpResponse, HttpTransport, raise_for_status, redact_and_truncate, status_label
 
 if TYPE_CHECKING:
     from alert_infra import Alert
@@ -59,7 +57,7 @@ def visible_length(html_text: str) -> int:
     return units(_ENTITY.sub("x", _TAG.sub("", html_text)))
 
 
-class TelegramBotTransport(BaseTransport):
+class TelegramBotTransport(HttpTransport):
     """Send alerts to a Telegram chat through a bot.
 
     Long alerts are **truncated visibly** to one message rather than split: a
@@ -80,7 +78,9 @@ class TelegramBotTransport(BaseTransport):
     """
 
     name = "telegram"
+    provider = "Telegram"
     secret_fields = ("bot_token",)
+    env_vars: ClassVar[dict[str, str]] = {"bot_token": "ALERT_TELEGRAM_BOT_TOKEN", "chat_id": "ALERT_TELEGRAM_CHAT_ID"}
 
     def __init__(
         self,
@@ -94,11 +94,8 @@ class TelegramBotTransport(BaseTransport):
         name: str | None = None,
         format: str | None = None,
     ) -> None:
-        super().__init__(name=name, format=format)
-        if not bot_token or not isinstance(bot_token, str):
-            raise AlertConfigurationError("Telegram bot_token is required")
-        self.bot_token = bot_token.strip()
-        self.register_secrets()
+        super().__init__(timeout=timeout, http_client=http_client, name=name, format=format)
+        self.bot_token = self.secret_option("bot_token", bot_token)
         if not _TOKEN.match(self.bot_token):
             raise AlertConfigurationError("Telegram bot_token is malformed (expected <bot id>:<secret>)")
         if chat_id is None or (isinstance(chat_id, str) and not chat_id.strip()) or isinstance(chat_id, bool):
@@ -106,11 +103,8 @@ class TelegramBotTransport(BaseTransport):
         self.chat_id = str(chat_id).strip()
         if not re.fullmatch(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64}", self.chat_id):
             raise AlertConfigurationError("Telegram chat_id must be a numeric id or @channelusername")
-        self.api_base_url = validate_https_url(api_base_url, field="Telegram api_base_url").rstrip("/")
-        self.timeout = timeout
-        self.http_client = http_client
+        self.api_base_url = self.url_option("api_base_url", api_base_url).rstrip("/")
         self.disable_notification = disable_notification
-        self._http = HttpChannel("Telegram", timeout=timeout, http_client=http_client)
 
     @classmethod
     def from_env(
@@ -121,13 +115,7 @@ class TelegramBotTransport(BaseTransport):
         **kwargs: Any,
     ) -> TelegramBotTransport:
         """Build from environment variables (0.1.x names)."""
-        token = os.getenv(token_env)
-        chat_id = os.getenv(chat_env)
-        if not token:
-            raise AlertConfigurationError(f"{token_env} is required")
-        if not chat_id:
-            raise AlertConfigurationError(f"{chat_env} is required")
-        return cls(token, chat_id, **kwargs)
+        return super().from_env(env={"bot_token": token_env, "chat_id": chat_env}, **kwargs)  # type: ignore[no-any-return]
 
     @property
     def url(self) -> str:
@@ -143,7 +131,7 @@ class TelegramBotTransport(BaseTransport):
         is truncated visibly. Every piece is measured as Telegram counts it, escapes
         and mention-disarming joiners included (see ``_limits.py``).
         """
-        label = alert.severity.upper() if alert.status == "firing" else alert.status.upper()
+        label = status_label(alert)
         icon = STATUS_ICONS.get(alert.status) or ICONS.get(alert.severity, "")
         title, used = fit(one_line(alert.title), TITLE_LIMIT)
         head = f"{icon} <b>{label}</b>: <b>{title}</b>"
@@ -208,12 +196,10 @@ class TelegramBotTransport(BaseTransport):
         }
 
     # -- delivery ------------------------------------------------------------------------------
-    def send(self, alert: Alert) -> None:
-        response = self._http.post_json(self.url, self.build_payload(alert))
-        self._check(response)
+    def endpoint(self, alert: Alert) -> str:
+        return self.url
 
-    @staticmethod
-    def _check(response: HttpResponse) -> None:
+    def check_response(self, response: HttpResponse) -> None:
         body = response.json()
         if not isinstance(body, dict):
             if 200 <= response.status < 300:
@@ -223,25 +209,23 @@ class TelegramBotTransport(BaseTransport):
         if body.get("ok") is True and 200 <= response.status < 300:
             return
         description = body.get("description")
-        # Redact before cutting: a cut first could keep the head of a secret the redactor no longer recognises.
-        detail = redact_text(description)[:ERROR_TEXT_LIMIT] if isinstance(description, str) else None
+        # Whole: raise_for_status redacts first, then cuts (a cut first could keep a secret's head).
+        detail = description if isinstance(description, str) else None
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
         migrated = parameters.get("migrate_to_chat_id") if isinstance(parameters, dict) else None
         if isinstance(migrated, int) and not isinstance(migrated, bool):
-            detail = f"{detail or 'Bad Request'}; the group became a supergroup with chat_id {migrated}: update chat_id"
+            detail = redact_and_truncate(detail or "Bad Request", ERROR_TEXT_LIMIT)
+            detail += f"; the group became a supergroup with chat_id {migrated}: update chat_id"
             raise_for_status(response, provider="Telegram", detail=detail, retryable=False)
         if 200 <= response.status < 300:  # ok: false with a 2xx status
             raise_for_status(response, provider="Telegram", detail=detail or "ok is false", retryable=False)
         raise_for_status(
             response,
             provider="Telegram",
-            detail=detail,
+            detail=redact_and_truncate(detail, ERROR_TEXT_LIMIT) if detail else None,
             retry_after=float(retry_after) if isinstance(retry_after, (int, float)) else None,
         )
-
-    def close(self) -> None:
-        self._http.close()
 
     def __repr__(self) -> str:
         # Safe on a half-built instance; the chat id is not a secret, the token is never shown.
