@@ -127,3 +127,13 @@ def test_manage_py_check_passes_with_the_readme_settings_as_written(manage_py, m
     assert run.returncode == 0, run.stdout + run.stderr
     assert "System check identified no issues" in run.stdout
     assert WEBHOOK_SECRET not in run.stdout + run.stderr
+
+
+def test_async_values_are_checked_by_the_celery_adapters_rules() -> None:
+    pytest.importorskip("alert_infra.celery")
+    config = {"ASYNC": {"ENABLED": True, "MAX_RETRIES": "three", "QUEUE": "alerts"}}
+    with override_settings(ALERT_INFRA=config):
+        messages = [m for m in check_alert_infra() if m.id == "alert_infra.E008"]
+    assert len(messages) == 1 and "MAX_RETRIES" in messages[0].msg and "three" not in messages[0].msg
+    with override_settings(ALERT_INFRA={"ASYNC": {"ENABLED": True}, "CHANNELS": {"m": {"type": "noop"}}}):
+        assert check_alert_infra() == []

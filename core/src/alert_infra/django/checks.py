@@ -202,7 +202,7 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
     try:
         import importlib
 
-        importlib.import_module("alert_infra.celery")
+        queued = importlib.import_module("alert_infra.celery")
     except ImportError as exc:
         out.append(
             _message(
@@ -212,4 +212,13 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
                 "pip install 'alert-infra[celery]'",
             )
         )
+        return out
+    normalize = getattr(queued, "normalize_async_config", None)
+    if callable(normalize) and not out:
+        from .conf import async_options
+
+        try:  # the values, by the rules CeleryAlertDispatcher applies (never quoting one)
+            normalize(async_options(cfg), where=setting_path("ASYNC"))
+        except AlertConfigurationError as exc:
+            out.append(_message("E", "008", str(exc)))
     return out
