@@ -286,3 +286,62 @@ def test_a_broken_channel_fails_alone(alert_infra_settings) -> None:
     assert result.sent == ("memory",)
     assert result.failed == {"slack": "AlertConfigurationError"}
     assert isinstance(result, DeliveryResult) and "webhook_url" in (result.outcomes[0].reason or "")
+
+
+def test_readme_direct_smtp_and_provider_selection_blocks_as_written(
+    alert_infra_settings, smtp_server, smtp_login, monkeypatch
+) -> None:
+    """The 0.1.x README's "Django with direct SMTP transport" and "Django email provider
+    selection" blocks, pasted as written (``env`` is django-environ's API, see testproject/env.py),
+    against the real SMTP server."""
+    from testproject.env import env
+
+    user, password = smtp_login
+    for name, value in {
+        "ALERT_SMTP_HOST": smtp_server.host,
+        "ALERT_SMTP_PORT": str(smtp_server.port),
+        "ALERT_SMTP_USERNAME": user,
+        "ALERT_SMTP_PASSWORD": password,
+        "ALERT_FROM_EMAIL": "alerts@example.com",
+        "ALERT_TO_EMAILS": "ops@example.com,security@example.com",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    ALERT_INFRA = {
+        "EMAIL": {
+            "ENABLED": True,
+            "BACKEND": "smtp",
+            "SMTP_HOST": env("ALERT_SMTP_HOST"),
+            "SMTP_PORT": env.int("ALERT_SMTP_PORT", default=587),
+            "SMTP_USERNAME": env("ALERT_SMTP_USERNAME"),
+            "SMTP_PASSWORD": env("ALERT_SMTP_PASSWORD"),
+            "SMTP_USE_TLS": True,
+            "FROM_EMAIL": env("ALERT_FROM_EMAIL"),
+            "TO_EMAILS": env.list("ALERT_TO_EMAILS"),
+            "TIMEOUT": 8.0,
+        }
+    }
+    with alert_infra_settings(ALERT_INFRA):
+        assert send_alert(title="Direct SMTP", message="m").sent == ("email.smtp",)
+
+    ALERT_INFRA = {
+        "EMAIL": {
+            "ENABLED": True,
+            "BACKEND": "auto",
+            "FROM_EMAIL": "alerts@example.com",
+            "TO_EMAILS": ["ops@example.com"],
+            "RESEND_API_KEY": env("ALERT_RESEND_API_KEY", default=""),
+            "SENDGRID_API_KEY": env("ALERT_SENDGRID_API_KEY", default=""),
+            "SMTP_HOST": env("ALERT_SMTP_HOST", default=""),
+            "SMTP_PORT": env.int("ALERT_SMTP_PORT", default=587),
+            "SMTP_USERNAME": env("ALERT_SMTP_USERNAME", default=""),
+            "SMTP_PASSWORD": env("ALERT_SMTP_PASSWORD", default=""),
+        }
+    }
+    with alert_infra_settings(ALERT_INFRA):
+        assert send_alert(title="Auto falls back to SMTP", message="m").sent == ("email.smtp",)
+    subjects = [m["Subject"] for m in smtp_server.mailbox.messages]
+    assert (
+        len(subjects) == 2 and subjects[0].endswith("Direct SMTP") and subjects[1].endswith("Auto falls back to SMTP")
+    )
+    assert smtp_server.mailbox.messages[0]["To"] == "ops@example.com, security@example.com"
