@@ -6,8 +6,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from alert_infra import AlertConfigurationError, BaseTransport
-from alert_infra.http import HttpChannel, HttpResponse, parse_retry_after, raise_for_status, validate_https_url
+from alert_infra import AlertConfigurationError
+from alert_infra.http import HttpResponse, HttpTransport, parse_retry_after, raise_for_status
 
 from ._limits import header_value
 from .message import (
@@ -32,7 +32,7 @@ def split_env_list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
-class _ApiEmailTransport(BaseTransport):
+class _ApiEmailTransport(HttpTransport):
     """What Resend and SendGrid share: options, validation, the HTTP channel."""
 
     provider = "Email"
@@ -55,11 +55,8 @@ class _ApiEmailTransport(BaseTransport):
         name: str | None = None,
         format: str | None = None,
     ) -> None:
-        super().__init__(name=name or self.default_name, format=format)
-        if not api_key or not isinstance(api_key, str):
-            raise AlertConfigurationError(f"{self.provider} api_key is required")
-        self.api_key = api_key.strip()
-        self.register_secrets()
+        super().__init__(timeout=timeout, http_client=http_client, name=name or self.default_name, format=format)
+        self.api_key = self.secret_option("api_key", api_key)
         self.sender = parse_address(from_email, field="from_email")
         self.recipients = parse_recipients(to_emails)
         if len(self.recipients) > self.max_recipients:
@@ -67,10 +64,7 @@ class _ApiEmailTransport(BaseTransport):
                 f"to_emails: {self.provider} accepts at most {self.max_recipients} recipients per message"
             )
         self.reply_to = parse_address(reply_to, field="reply_to") if reply_to else None
-        self.api_url = validate_https_url(api_url or self.default_api_url, field=f"{self.provider} api_url")
-        self.timeout = timeout
-        self.http_client = http_client
-        self._http = HttpChannel(self.provider, timeout=timeout, http_client=http_client)
+        self.api_url = self.url_option("api_url", api_url or self.default_api_url)
 
     # 0.1.x attribute names
     @property
@@ -96,8 +90,11 @@ class _ApiEmailTransport(BaseTransport):
         rendered = self.render(alert)
         return format_alert_subject(alert), format_alert_body(alert, rendered), format_alert_html(alert, rendered)
 
-    def close(self) -> None:
-        self._http.close()
+    def endpoint(self, alert: Alert) -> str:
+        return self.api_url
+
+    def request_headers(self, alert: Alert) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
 class ResendEmailTransport(_ApiEmailTransport):
@@ -131,13 +128,10 @@ class ResendEmailTransport(_ApiEmailTransport):
             payload["reply_to"] = self.reply_to.header()
         return payload
 
-    def send(self, alert: Alert) -> None:
-        headers = {"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": idempotency_key(alert, self.name)}
-        response = self._http.post_json(self.api_url, self.build_payload(alert), headers=headers)
-        self._check(response)
+    def request_headers(self, alert: Alert) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}", "Idempotency-Key": idempotency_key(alert, self.name)}
 
-    @staticmethod
-    def _check(response: HttpResponse) -> None:
+    def check_response(self, response: HttpResponse) -> None:
         if 200 <= response.status < 300:
             return
         body = response.json()
@@ -202,14 +196,7 @@ class SendGridEmailTransport(_ApiEmailTransport):
             payload["reply_to"] = person(self.reply_to)
         return payload
 
-    def send(self, alert: Alert) -> None:
-        response = self._http.post_json(
-            self.api_url, self.build_payload(alert), headers={"Authorization": f"Bearer {self.api_key}"}
-        )
-        self._check(response)
-
-    @staticmethod
-    def _check(response: HttpResponse) -> None:
+    def check_response(self, response: HttpResponse) -> None:
         if 200 <= response.status < 300:
             return  # 202 accepted (200 in sandbox mode)
         body = response.json()
