@@ -112,6 +112,7 @@ _TABLE_KEYS = (
     "consumer_timeout",
     "state",
     "prefetch_multiplier",
+    "restore_interval",
 )
 
 _CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_celery_channels", default=None)
@@ -529,6 +530,12 @@ class _TableSettings:
             maximum=MAX_WINDOW,
             error=err,
         )
+        restore = expanded.get("restore_interval")
+        self.restore_interval: float | None = (
+            check_seconds(restore, f"{where}.restore_interval", maximum=MAX_WINDOW, error=err)
+            if restore is not None
+            else None
+        )
         self.prefetch_multiplier = check_count(
             expanded.get("prefetch_multiplier", 1), f"{where}.prefetch_multiplier", maximum=1000, error=err
         )
@@ -585,6 +592,12 @@ def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, na
             socket_connect_timeout=timeout,
             retry_on_timeout=False,
         )
+        if table.restore_interval is not None:
+            # How often a worker looks for messages a dead worker left unacknowledged (kombu's
+            # default sweep is every ~100 s: 10 s x a throttle of 10).
+            transport_options.update(
+                unacked_restore_interval=max(1, round(table.restore_interval)), unacked_restore_throttle=1
+            )
     else:
         transport_options.update(read_timeout=timeout, write_timeout=timeout)
     app.conf.update(
@@ -662,7 +675,16 @@ class _Worker:
     def key(self, alert_id: str, channel: str) -> str:
         return f"{self.prefix}:{alert_id}:{channel}"
 
+    def record(self, channel: str) -> None:
+        """The dispatcher's ``on_sent``: the channel got the alert of this task (see ``_TASK_ALERT``)."""
+        alert_id = _TASK_ALERT.get()
+        if alert_id is not None:
+            self.state.mark_delivered(self.key(alert_id, channel), self.ttl)
 
+
+#: The alert id of the task running in this context (read by :meth:`_Worker.record` in the
+#: dispatcher's worker threads, which run in a copy of the task's context).
+_TASK_ALERT: ContextVar[str | None] = ContextVar("alert_infra_celery_task_alert", default=None)
 _WORKERS: dict[int, _Worker] = {}
 _WORKER_LOCK: list[Any] = []
 
@@ -728,7 +750,10 @@ def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: A
         state = MemoryState()
     if isinstance(state, RedisState) and prefix.endswith(":delivered"):
         prefix = "delivered"  # RedisState adds its own prefix
-    return _Worker(dispatcher, state, prefix, ttl)
+    worker = _Worker(dispatcher, state, prefix, ttl)
+    if hasattr(dispatcher, "on_sent"):
+        dispatcher.on_sent = worker.record
+    return worker
 
 
 def _summary(result: DeliveryResult, delivered_before: list[str]) -> dict[str, Any]:
@@ -783,13 +808,15 @@ def dispatch_alert(
         log.info("alert %s: %s already delivered (redelivered task): not sent again", alert_id, ", ".join(before))
     if not remaining:
         return _summary(DeliveryResult(), before)
-    token = _delivery_context(alert_id)
+    token, alert_token = _delivery_context(alert_id), _TASK_ALERT.set(alert_id)
     try:
         result = dispatcher.send(alert, remaining)
     finally:
+        _TASK_ALERT.reset(alert_token)
         _reset_delivery_context(token)
-    for name in result.sent:
-        worker.state.mark_delivered(worker.key(alert_id, name), worker.ttl)
+    if getattr(dispatcher, "on_sent", None) != worker.record:  # a dispatcher without the hook
+        for name in result.sent:
+            worker.state.mark_delivered(worker.key(alert_id, name), worker.ttl)
     if result.retryable:
         max_retries = int(options.get("MAX_RETRIES", DEFAULT_MAX_RETRIES))
         if retries < max_retries:

@@ -380,6 +380,11 @@ class AlertDispatcher:
         self._stats: dict[str, dict[str, int]] = {}
         self._stats_lock = allocate_lock()
         self.hooks_dropped = 0
+        #: Called as ``on_sent(channel_name)`` in the thread that delivered, the moment a channel
+        #: succeeds (before the dispatch ends): queued delivery writes its idempotency record
+        #: here, so a worker killed while another channel is still sending does not lose it.
+        #: Its exceptions are logged, never raised into delivery.
+        self.on_sent: Any = None
         import weakref
 
         from ._lifecycle import on_fork_in_child
@@ -594,6 +599,12 @@ class AlertDispatcher:
                 time.perf_counter() - flow.started,
             )
             self._reclaim(flow.channel, flow)
+        listener = self.on_sent
+        if listener is not None:
+            try:
+                listener(flow.channel.name)
+            except Exception as exc:  # noqa: BLE001 - a listener never breaks delivery
+                self.logger.warning("alert on_sent listener failed for %s: %s", flow.channel.name, type(exc).__name__)
         return ChannelOutcome(
             flow.channel.name, "sent", attempts=tries, elapsed=time.perf_counter() - flow.started, detail=detail
         )
