@@ -42,12 +42,18 @@ def _project_app(broker: str):
     (so web threads other than the one that created it publish with it too)."""
     from celery import _state
 
-    previous = _state.default_app
-    app = celery.Celery(f"django-tests-{uuid.uuid4().hex[:6]}", broker=broker)
+    previous, previous_current = _state.default_app, _state._tls.current_app
+    app = celery.Celery(f"django-tests-{uuid.uuid4().hex[:6]}", broker=broker)  # also this thread's current app
     app.conf.broker_connection_timeout = 1
     app.conf.broker_connection_retry_on_startup = False
     app.set_default()
-    return app, lambda: (_state.set_default_app(previous), app.close())
+
+    def restore() -> None:
+        _state.set_default_app(previous)
+        _state._set_current_app(previous_current)
+        app.close()
+
+    return app, restore
 
 
 @pytest.fixture
@@ -63,16 +69,22 @@ def _async(queue: str, **extra) -> dict:
 
 def test_send_alert_enqueues_and_the_task_retries_only_the_failed_channel(alert_infra_settings, celery_app, ca) -> None:
     _redis_or_skip()
-    from alert_infra.django.tasks import dispatch_alert_task
+    from alert_infra.celery import register_task
+    from alert_infra.django.tasks import worker_dispatcher
 
+    # The Django task (alert_infra.django.tasks registers exactly this) under a name of this
+    # test's own: another test of the process may have registered alert_infra.dispatch_alert on
+    # every app with another configuration (the real worker below runs the autodiscovered one).
     queue = f"alerts-django-{uuid.uuid4().hex[:8]}"
+    task_name = f"alert_infra.dispatch_alert.{queue}"
+    dispatch_alert_task = register_task(celery_app, name=task_name, dispatcher_factory=worker_dispatcher)
     slack_answers = iter([(503, {}, "service unavailable"), (200, {}, "ok")])
     with (
         https_server(lambda r: next(slack_answers, (200, {}, "ok")), ca=ca) as slack,
         https_server(lambda r: (200, {}, {"ok": True, "result": {}}), ca=ca) as telegram,
     ):
         config = {
-            "ASYNC": _async(queue),
+            "ASYNC": _async(queue, TASK_NAME=task_name),
             "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"},
             "TELEGRAM": {
                 "ENABLED": True,
@@ -90,7 +102,7 @@ def test_send_alert_enqueues_and_the_task_retries_only_the_failed_channel(alert_
                 message = connection.SimpleQueue(queue).get(timeout=10)
                 body, headers = message.decode(), message.headers
                 message.ack()
-            assert headers["task"] == "alert_infra.dispatch_alert" and headers["id"] == task_id
+            assert headers["task"] == task_name and headers["id"] == task_id
             args, kwargs, _ = body
             assert args[0]["title"] == "Invoice task failed" and kwargs["transport_names"] is None
             assert HOOK_SECRET not in json.dumps(body) and "async-tg-token" not in json.dumps(body)
