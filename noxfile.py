@@ -131,5 +131,5 @@ def demo(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmarks against alert-infra 0.1.5 and apprise, each in its own virtualenv (see bench/README.md)."""
-    session.install("./core[redis]", *_plugin_paths(), "trustme>=1.1")
+    session.install("./core[redis,celery]", *_plugin_paths(), "trustme>=1.1")
     session.run("python", "bench/run.py", *session.posargs)

@@ -312,6 +312,13 @@ def main() -> int:
             print(f"  {note}")
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "figures": figures, "problems": problems}, indent=2))
+    # Queued delivery on Celery against bare Celery, both brokers (bench/celery_bench.py).
+    try:
+        import celery  # noqa: F401
+    except ImportError:
+        print("\nqueued delivery: n/a (the celery extra is not installed)")
+    else:
+        subprocess.run([sys.executable, str(HERE / "celery_bench.py"), *(["--json"] if args.json else [])], check=False)
     return 0
 
 
