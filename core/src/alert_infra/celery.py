@@ -861,6 +861,17 @@ def register_task(
     path) or the configuration found (``ALERT_INFRA_CONFIG``, ``./alert-infra.toml``), always
     with ``delivery="inline"``.
     """
+    key = (id(app) if app is not None else None, name)
+    known = _REGISTERED.get(key)
+    if known is not None and (app is None or app.tasks.get(name) is known):
+        # Celery keeps the first callable registered under a name: say so rather than pretend.
+        if dispatcher_factory is not None or config is not None:
+            import logging
+
+            logging.getLogger("alert_infra").warning(
+                "%s is already registered on this app: the first registration's configuration is kept", name
+            )
+        return known
     decorator = _celery.shared_task if app is None else app.task
 
     def run(self: Any, alert_payload: Any, transport_names: Any = None, async_options: Any = None, **extra: Any) -> Any:
@@ -880,7 +891,7 @@ def register_task(
     run.__name__ = "dispatch_alert"
     run.__qualname__ = "dispatch_alert"
     run.__module__ = __name__
-    return decorator(
+    task = decorator(
         bind=True,
         name=name,
         acks_late=True,
@@ -889,6 +900,12 @@ def register_task(
         serializer="json",
         max_retries=None,
     )(run)
+    _REGISTERED[key] = task
+    return task
+
+
+#: The tasks :func:`register_task` made, by (id of the app or None for the shared task, name).
+_REGISTERED: dict[tuple[int | None, str], Any] = {}
 
 
 def __getattr__(name: str) -> Any:
