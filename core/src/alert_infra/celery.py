@@ -25,6 +25,7 @@ never imports this module. Three parts (see ``docs/guide/queued-delivery.md``):
 
 from __future__ import annotations
 
+import functools
 import os
 import random as _random
 import uuid
@@ -872,7 +873,8 @@ def register_task(
                 "%s is already registered on this app: the first registration's configuration is kept", name
             )
         return known
-    decorator = _celery.shared_task if app is None else app.task
+    # On an app: that app only (Celery's app.task is also shared with every other app by default).
+    decorator = _celery.shared_task if app is None else functools.partial(app.task, shared=False)
 
     def run(self: Any, alert_payload: Any, transport_names: Any = None, async_options: Any = None, **extra: Any) -> Any:
         alert_id = extra.pop("alert_id", None)
