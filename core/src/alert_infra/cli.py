@@ -676,7 +676,7 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             severity_rank(args.severity)
         except AlertValidationError as exc:
             raise _UsageError(f"--severity: {exc}") from None
-    allowed = ("sent", "failed", "skipped") if args.channel else ("sent", "failed", "partial", "suppressed")
+    allowed = ("sent", "failed", "skipped") if args.channel else ("sent", "failed", "partial", "suppressed", "queued")
     if args.status is not None and args.status not in allowed:
         where = "with --channel" if args.channel else "without --channel"
         raise _UsageError(f"--status: {where}, one of {', '.join(allowed)}; got {args.status!r}")
@@ -690,6 +690,7 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             channel=args.channel,
             status=args.status,
             acknowledged=False if args.unacked else None,
+            delivery_id=args.delivery,
             limit=args.limit,
         )
     except (OSError, _sqlite_error()) as exc:
@@ -708,7 +709,9 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     for r in records:
         ack = _clean(r.acknowledged_by or "yes")[:10] if r.acknowledged else "-"
         when = _when(r.created_at)
-        out.write(f"{r.id:>5}  {when:20}  {r.severity:8}  {r.outcome:10}  {ack:10}  {_clean(r.title)}\n")
+        # a queued delivery: the enqueue (outcome "queued") and each worker try share its delivery id
+        queued = f"  [delivery {_clean(r.delivery_id)}]" if getattr(r, "delivery_id", None) else ""
+        out.write(f"{r.id:>5}  {when:20}  {r.severity:8}  {r.outcome:10}  {ack:10}  {_clean(r.title)}{queued}\n")
         channels = ", ".join(f"{c['channel']}:{c['suppressed_by'] or c['status']}" for c in r.channels)
         out.write(f"{'':>5}  {'':20}  {'':8}  {'':10}  {'':10}  -> {channels or 'none'}\n")
         for c in r.channels:  # why a channel failed (secret-free: redacted before it was recorded)
@@ -925,9 +928,15 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--source")
     history.add_argument("--channel", help="alerts that involved this channel")
     history.add_argument(
-        "--status", help="with --channel: sent, failed or skipped; else: sent, failed, partial or suppressed"
+        "--status",
+        help="with --channel: sent, failed or skipped; else: sent, failed, partial, suppressed or queued",
     )
     history.add_argument("--unacked", action="store_true", help="only alerts nobody acknowledged")
+    history.add_argument(
+        "--delivery",
+        metavar="ID",
+        help="the records of one queued delivery: its enqueue and every worker try, newest first",
+    )
     history.set_defaults(run=_cmd_history)
 
     ack = verbs.add_parser(
