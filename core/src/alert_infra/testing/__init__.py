@@ -46,6 +46,17 @@ __all__ = [
     "unused_port",
 ]
 
+_CONTRACT = ("TransportContract", "ContractAdapter")
+
+
+def __getattr__(name: str) -> Any:
+    # The contract kit needs pytest: loaded only when asked for.
+    if name in _CONTRACT:
+        from . import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 class RecordingTransport(BaseTransport):
     """An in-memory transport that records alerts and fails on request.
@@ -140,6 +151,17 @@ class FakeServer:
         self.ca_file = ca_file
         self.requests: list[RecordedRequest] = []
         self.connections = 0
+        #: Connections the client has not closed yet (a pooled keep-alive connection counts).
+        self.open_connections = 0
+
+    def wait_closed(self, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout`` seconds) until every client connection is closed; whether it was."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.open_connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self.open_connections
 
     def __repr__(self) -> str:
         return f"FakeServer(url={getattr(self, 'url', '?')!r}, connections={getattr(self, 'connections', '?')})"
@@ -199,6 +221,7 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
     cert.configure_cert(context)
 
     state: dict[str, FakeServer] = {}
+    count_lock = threading.Lock()
 
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -208,7 +231,18 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
 
         def setup(self) -> None:
             super().setup()
-            state["server"].connections += 1
+            with count_lock:
+                state["server"].connections += 1
+                state["server"].open_connections += 1
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            except OSError:
+                pass  # the client hung up mid-answer
+            finally:
+                with count_lock:
+                    state["server"].open_connections -= 1
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
