@@ -118,6 +118,9 @@ _TABLE_KEYS = (
 
 _CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_celery_channels", default=None)
 _ALERT_ID: ContextVar[str | None] = ContextVar("alert_infra_celery_alert_id", default=None)
+# Celery's current app, resolved in the caller's thread at send(): ``current_app`` is thread-local,
+# and the publish runs on a pool thread, where it would silently be Celery's default app instead.
+_APP: ContextVar[Any] = ContextVar("alert_infra_celery_app", default=None)
 
 
 def _hint(word: str, choices: Iterable[str]) -> str:
@@ -412,7 +415,7 @@ class CeleryAlertDispatcher(AlertDispatcher):
             if self.task is not None:
                 self.task.apply_async(args=args, kwargs=kwargs, **options)
             else:
-                app = self.celery_app if self.celery_app is not None else _celery.current_app
+                app = self.celery_app if self.celery_app is not None else (_APP.get() or _celery.current_app)
                 app.send_task(settings.task_name, args=args, kwargs=kwargs, **options)
         except AlertConfigurationError:
             raise
@@ -465,6 +468,9 @@ class CeleryAlertDispatcher(AlertDispatcher):
         if not isinstance(alert, Alert):
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
         names = _channel_names(channels) if channels is not None else None
+        if self.celery_app is None and self.task is None:
+            current = _celery.current_app
+            _APP.set(getattr(current, "_get_current_object", lambda: current)())
         return names, uuid.uuid4().hex
 
     def _checked(self, result: DeliveryResult) -> DeliveryResult:
