@@ -790,10 +790,12 @@ def delivery_factory(name: str) -> Any:
     Raises:
         AlertConfigurationError: no such delivery is installed (with the installed names).
     """
-    try:
+    import sys
+
+    if sys.version_info >= (3, 10):
         from importlib.metadata import entry_points
-    except ImportError:  # pragma: no cover - Python < 3.10 without the backport's API
-        from importlib_metadata import entry_points  # type: ignore[no-redef]
+    else:  # pragma: no cover - 3.9's importlib.metadata has no entry_points(group=): the backport
+        from importlib_metadata import entry_points
     found = {ep.name: ep for ep in entry_points(group=DELIVERY_GROUP)}
     if name not in found:
         import difflib
