@@ -1,5 +1,6 @@
-"""Every development task: ``nox`` runs tests (each Python 3.9-3.13 found), each plugin alone,
-lint and type checks; ``nox -s demo`` and ``nox -s bench`` are run by name.
+"""Every development task: ``nox`` runs tests (each Python 3.9-3.13 found; the ``slow`` ones on
+FULL_PYTHON only), each plugin alone, lint, type checks and the strict docs build; ``nox -s demo``
+and ``nox -s bench`` are run by name.
 """
 
 from __future__ import annotations
