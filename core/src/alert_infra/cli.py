@@ -396,7 +396,8 @@ def _local_state(args: argparse.Namespace, config: AlertConfig) -> Any:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return SQLiteState(path)
     except Exception as exc:  # noqa: BLE001 - no file: the policies hold within this run only
-        args.err.write(f"alert-infra: warning: cannot use the local state {path} ({type(exc).__name__})\n")
+        if not args.json:  # under --json, standard error stays empty (the policies still apply to this run)
+            args.err.write(f"alert-infra: warning: cannot use the local state {path} ({type(exc).__name__})\n")
         return None
 
 
