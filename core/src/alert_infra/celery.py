@@ -29,6 +29,7 @@ import functools
 import os
 import random as _random
 import uuid
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ from .result import DeliveryResult
 from .security import register_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from .config import AlertConfig
     from .state import StateBackend
@@ -440,15 +441,8 @@ class CeleryAlertDispatcher(AlertDispatcher):
         transport_names: Iterable[str] | None = None,
     ) -> DeliveryResult:
         """Enqueue ``alert`` for the channels named (default: the worker's default channels)."""
-        names, alert_id = self._prepare(alert, channels if channels is not None else transport_names)
-        channel_token, id_token = _CHANNELS.set(names), _ALERT_ID.set(alert_id)
-        token = _delivery_context(alert_id)
-        try:
+        with self._queued(alert, channels if channels is not None else transport_names):
             result = super().send(alert)
-        finally:
-            _CHANNELS.reset(channel_token)
-            _ALERT_ID.reset(id_token)
-            _reset_delivery_context(token)
         return self._checked(result)
 
     async def asend(
@@ -459,16 +453,23 @@ class CeleryAlertDispatcher(AlertDispatcher):
         transport_names: Iterable[str] | None = None,
     ) -> DeliveryResult:
         """Like :meth:`send`, for asyncio code: the publish runs off the event loop."""
-        names, alert_id = self._prepare(alert, channels if channels is not None else transport_names)
+        with self._queued(alert, channels if channels is not None else transport_names):
+            result = await super().asend(alert)
+        return self._checked(result)
+
+    @contextmanager
+    def _queued(self, alert: Alert, channels: Iterable[str] | str | None) -> Iterator[None]:
+        """The channel names, the alert id and the audit's delivery id of one enqueue, in context
+        variables for the publish (the dispatcher's pool copies them) while the block runs."""
+        names, alert_id = self._prepare(alert, channels)
         channel_token, id_token = _CHANNELS.set(names), _ALERT_ID.set(alert_id)
         token = _delivery_context(alert_id)
         try:
-            result = await super().asend(alert)
+            yield
         finally:
             _CHANNELS.reset(channel_token)
             _ALERT_ID.reset(id_token)
             _reset_delivery_context(token)
-        return self._checked(result)
 
     def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
         from .exceptions import AlertValidationError
