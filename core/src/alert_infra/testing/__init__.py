@@ -167,6 +167,26 @@ class FakeServer:
         return f"FakeServer(url={getattr(self, 'url', '?')!r}, connections={getattr(self, 'connections', '?')})"
 
 
+def _server_tls(ca: Any) -> tuple[Any, str, Any]:
+    """``(tmp, ca_file, context)`` of a test TLS server on 127.0.0.1: a certificate issued by
+    ``ca`` (a new trustme CA when ``None``), the CA written to ``ca_file`` inside the temporary
+    folder ``tmp`` (the caller cleans it up), and the server's SSL context."""
+    import os
+    import ssl
+    import tempfile
+
+    import trustme
+
+    ca = ca or trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    tmp = tempfile.TemporaryDirectory()
+    ca_file = os.path.join(tmp.name, "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return tmp, ca_file, context
+
+
 @contextmanager
 def _trusting(ca_file: str, enabled: bool) -> Iterator[None]:
     """Point ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_FILE`` at ``ca_file`` for the block (when
@@ -203,22 +223,11 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
     (an SMTP server, say). Requires the ``trustme`` package.
     """
     import json
-    import os
     import socket
-    import ssl
-    import tempfile
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    import trustme
-
-    ca = ca or trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    tmp = tempfile.TemporaryDirectory()
-    ca_file = os.path.join(tmp.name, "ca.pem")
-    ca.cert_pem.write_to_path(ca_file)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
+    tmp, ca_file, context = _server_tls(ca)
 
     state: dict[str, FakeServer] = {}
     count_lock = threading.Lock()
@@ -362,24 +371,14 @@ def hostile_server(
     ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE`` point at the server's test CA while the
     block runs, as for :func:`https_server`. Requires ``trustme``.
     """
-    import os
     import socket
     import ssl
-    import tempfile
     import threading
     import time
 
-    import trustme
-
     if behaviour not in HOSTILE_BEHAVIOURS:
         raise ValueError(f"unknown behaviour; expected one of {', '.join(HOSTILE_BEHAVIOURS)}")
-    ca = ca or trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    tmp = tempfile.TemporaryDirectory()
-    ca_file = os.path.join(tmp.name, "ca.pem")
-    ca.cert_pem.write_to_path(ca_file)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
+    tmp, ca_file, context = _server_tls(ca)
 
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
