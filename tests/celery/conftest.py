@@ -206,6 +206,27 @@ def wait_for(predicate: Any, timeout: float = ARRIVAL, what: str = "the conditio
         time.sleep(0.05)
 
 
+def wait_for_progress(
+    count: Any, target: int, *, stall: float = 60.0, cap: float = 600.0, what: str = "it", detail: Any = None
+) -> None:
+    """Wait until ``count()`` reaches ``target``: fail when it has not grown for ``stall`` seconds
+    (something is stuck or lost) or after ``cap`` seconds in all; ``detail()``, if given, says
+    what is missing. A loaded machine is slow but
+    makes progress; a fixed deadline would fail it, and a stall is what a real fault looks like."""
+    started = last_change = time.monotonic()
+    last = count()
+    while last < target:
+        time.sleep(0.1)
+        now, value = time.monotonic(), count()
+        if value != last:
+            last, last_change = value, now
+        elif now - last_change > stall or now - started > cap:
+            raise AssertionError(
+                f"{what}: {last} of {target} after {now - started:.0f}s, none more in the last "
+                f"{now - last_change:.0f}s" + (f" ({detail()})" if detail else "")
+            )
+
+
 def purge(broker: str, queue: str) -> None:
     """Delete ``queue`` from the broker (teardown of one test's queue)."""
     from kombu import Connection
@@ -227,6 +248,7 @@ class Kit:
     broker_url = staticmethod(broker_url)
     write_config = staticmethod(write_config)
     wait_for = staticmethod(wait_for)
+    wait_for_progress = staticmethod(wait_for_progress)
     purge = staticmethod(purge)
     REDIS_URL = REDIS_URL
     AMQP_URL = AMQP_URL

@@ -354,3 +354,30 @@ def test_a_version_1_audit_file_is_upgraded_in_place(tmp_path: Path) -> None:
         store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_the_restore_lock_a_killed_worker_leaves_expires_within_seconds(tmp_path: Path, unique: str) -> None:
+    """A worker takes a Redis lock to put back a dead worker's unacknowledged messages. kombu's
+    default lock lives 300 s, so one killed while holding it (an OOM kill in the sweep) stops every
+    other worker from recovering anything for five minutes; CI met that as a storm test whose
+    second worker never got the first one's messages back. The lock the real kombu channel of
+    :func:`build_app` takes must expire within ``REDIS_RESTORE_LOCK_EXPIRE``."""
+    from kombu.transport.redis import Mutex
+
+    from alert_infra.celery import REDIS_RESTORE_LOCK_EXPIRE
+
+    from .conftest import broker_url
+
+    url = broker_url("redis")
+    path = tmp_path / "alert-infra.toml"
+    path.write_text(f"[alert_infra.celery]\nbroker_url = '{url}'\n\n[channels.ops]\ntype = 'noop'\n", encoding="utf-8")
+    app = build_app(str(path))
+    # A lock of this test's own (workers of other tests share the default key of database 13).
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "unacked_mutex_key": f"t-{unique}"}
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        key, expire = channel.unacked_mutex_key, channel.unacked_mutex_expire
+        with channel.conn_or_acquire() as client, Mutex(client, key, expire):
+            ttl = client.pttl(key)  # the lock a SIGKILL here would leave behind
+        assert 0 < ttl <= REDIS_RESTORE_LOCK_EXPIRE * 1000, ttl
+    assert REDIS_RESTORE_LOCK_EXPIRE <= 30

@@ -86,6 +86,12 @@ REDIS_VISIBILITY_TIMEOUT = 3600.0
 #: RabbitMQ's ``consumer_timeout`` default (30 minutes): a delivery unacknowledged for longer
 #: closes the channel and the message is redelivered.
 RABBITMQ_CONSUMER_TIMEOUT = 1800.0
+#: Redis transport: how long the lock a worker takes to put back a dead worker's unacknowledged
+#: messages lives, seconds. kombu's default is 300: a worker killed while it holds the lock (an
+#: OOM kill, a SIGKILL of the whole worker) stops every other worker from putting anything back
+#: for five minutes. A sweep takes milliseconds, and each message is put back in a transaction
+#: (two workers sweeping at once cannot restore one twice), so a short lock is safe.
+REDIS_RESTORE_LOCK_EXPIRE = 15
 #: The name of the one channel of a :class:`CeleryAlertDispatcher` (``sent == ("celery",)``).
 CHANNEL_NAME = "celery"
 #: What the enqueue outcome's ``detail`` starts with (the audit trail shows such a record as queued).
@@ -607,6 +613,7 @@ def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, na
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry_on_timeout=False,
+            unacked_mutex_expire=REDIS_RESTORE_LOCK_EXPIRE,
         )
         if table.restore_interval is not None:
             # How often a worker looks for messages a dead worker left unacknowledged (kombu's
