@@ -453,6 +453,28 @@ class TestLimits:
                 assert "<" not in obj["text"]  # no <!channel>, <@U…> or <url|label> construct
                 assert not re.search(r"@(channel|here|everyone)\b", obj["text"], re.IGNORECASE)
 
+    def test_metadata_count_fits_when_escaped_fields_fill_the_budget(self) -> None:
+        """Found by the property test: fields of non-ASCII text (6 or 12 bytes each as sent) filled
+        the metadata budget, and the "metadata_not_shown" count pushed it to 8,001 bytes."""
+        transport = SlackWebhookTransport("https://hooks.slack.com" + SECRET_PATH)
+        face = "\U0001f600"
+        for size in range(250, 400):
+            for fields in (1, 3, 1500):
+                alert = Alert(
+                    face * 100,
+                    face * size,
+                    "warning",
+                    source=face * 100,
+                    tags=[face * 50],
+                    request_id=face * 50,
+                    correlation_id=face * 20,
+                    metadata={f"k{i}": "v" * (i % 300) for i in range(fields)},
+                )
+                metadata = transport.build_payload(alert)["metadata"]
+                assert len(json.dumps(metadata)) <= 8000, (size, fields)
+                event = metadata["event_payload"]
+                assert len(event.get("metadata", {})) + event.get("metadata_not_shown", 0) == fields
+
     def test_cut_never_splits_an_entity(self) -> None:
         for size in range(1, 40):
             text = SlackWebhookTransport("https://hooks.slack.com" + SECRET_PATH).build_payload(

@@ -222,9 +222,13 @@ class SlackWebhookTransport(HttpTransport):
             entries.append(("tags", text(", ".join(alert.tags), 500)))
         entries.append(("message", text(alert.message, PAYLOAD_MESSAGE_LIMIT)))
         envelope = json_bytes({"event_type": "alert_infra_alert", "event_payload": {}})
-        payload, used = bounded_object(entries, METADATA_LIMIT - envelope)
+        # Room for the "metadata_not_shown" count is kept back before the fields above take
+        # theirs: escaped as sent, a non-ASCII character is 6 or 12 bytes, and fields that filled
+        # the budget left the count to push the whole past METADATA_LIMIT.
+        count = json_bytes("metadata_not_shown") + len(str(len(alert.metadata))) + 4 if alert.metadata else 0
+        payload, used = bounded_object(entries, METADATA_LIMIT - envelope - count)
         if alert.metadata:
-            room = METADATA_LIMIT - envelope - used - json_bytes("metadata") - 2 - 40  # 40: the count below
+            room = METADATA_LIMIT - envelope - count - used - json_bytes("metadata") - 2
             lines = metadata_lines(dict(islice(alert.metadata.items(), 200)))
             metadata, _ = bounded_object(((text(key, 100), text(value)) for key, value in lines), room)
             if metadata:
