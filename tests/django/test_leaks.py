@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.test import Client
 
-from alert_infra.django import build_dispatcher, send_alert
+from alert_infra.django import build_dispatcher, exceptions, send_alert
 from alert_infra.django.checks import check_alert_infra
 from alert_infra.testing import https_server
 
@@ -54,6 +54,7 @@ def test_no_secret_leaves_through_views_results_logs_checks_and_audit(
             headers = {"HTTP_AUTHORIZATION": BEARER, "HTTP_COOKIE": f"sessionid={SESSION_ID}"}
             assert client.post("/invoices/2/pay/", **headers).status_code == 409  # the README view
             assert client.get("/reports/1/", **headers).status_code == 500  # an exception alert
+            assert exceptions.flush(30) == 0  # delivered off the request thread
             results.append(
                 send_alert(title=f"Webhook {webhook} failed", message=f"token {BEARER}", metadata={"url": webhook})
             )

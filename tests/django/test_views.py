@@ -7,7 +7,8 @@ import pytest
 from django.test import Client, RequestFactory
 
 from alert_infra import REDACTED
-from alert_infra.django import request_metadata, send_alert
+from alert_infra.django import exceptions, request_metadata, send_alert
+from alert_infra.testing import https_server
 
 SESSION = "sessionid=s3ss10n-Value-QwErTy-9876; csrftoken=CsRf-ToKeN-abcdef123456"
 BEARER = "Bearer eyJhbGciOi.secret-bearer-token.Xyz789"
@@ -112,8 +113,11 @@ def test_send_alert_request_id_without_a_request(alert_infra_settings, recorded)
 
 
 def _storm(n: int, path: str = "/reports/{}/") -> list[int]:
+    """``n`` failing requests, then a wait for the exception alerts (delivered off the request thread)."""
     client = Client(raise_request_exception=False)
-    return [client.get(path.format(i), HTTP_AUTHORIZATION=BEARER, HTTP_COOKIE=SESSION).status_code for i in range(n)]
+    codes = [client.get(path.format(i), HTTP_AUTHORIZATION=BEARER, HTTP_COOKIE=SESSION).status_code for i in range(n)]
+    assert exceptions.flush(10) == 0
+    return codes
 
 
 def test_exception_alerts_are_off_by_default(alert_infra_settings, recorded) -> None:
@@ -161,3 +165,45 @@ def test_ignored_exceptions_and_channels_and_severity(alert_infra_settings, reco
     with alert_infra_settings({"EXCEPTIONS": {"ENABLED": True, "IGNORE": ["testproject.views.ReportFailed"]}}):
         assert _storm(1) == [500]
         assert recorded() == []
+
+
+def test_a_hanging_provider_never_holds_up_the_error_response(alert_infra_settings, ca) -> None:
+    """The 500 is answered while the provider still holds the exception alert's request: delivery
+    runs on the background queue, not in the request's thread (where the response would wait for
+    the channel's timeout and the alert would fail)."""
+    import threading
+
+    arrived, release = threading.Event(), threading.Event()
+
+    def slack(request):
+        arrived.set()
+        release.wait(20)
+        return 200, {}, "ok"
+
+    with https_server(slack, ca=ca) as server:
+        config = {
+            "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{server.url}/services/T0/B0/hangs", "TIMEOUT": 30},
+            "EXCEPTIONS": {"ENABLED": True},
+        }
+        with alert_infra_settings(config):
+            try:
+                status = Client(raise_request_exception=False).get("/reports/7/").status_code
+                assert status == 500
+                assert exceptions.flush(0) == 1  # answered, and the alert is still on its way
+                assert arrived.wait(20)
+            finally:
+                release.set()
+            assert exceptions.flush(20) == 0
+    assert len(server.requests) == 1 and "ReportFailed" in server.requests[0].body.decode()
+
+
+def test_exception_alerts_survive_logging_being_reconfigured(alert_infra_settings, recorded) -> None:
+    """``dictConfig`` closes every handler the process made (Django's ``LOGGING`` setup does it,
+    and so may any library later); the exception alerts' queue is one of them."""
+    import logging.config
+
+    with alert_infra_settings({"EXCEPTIONS": {"ENABLED": True, "DEDUP_WINDOW": 0}}):
+        assert _storm(1) == [500]
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+        assert _storm(1) == [500]
+        assert len(recorded()) == 2

@@ -98,6 +98,10 @@ class AlertHandler(logging.Handler):
             queued alerts (default 5 s).
     """
 
+    #: The name the handler's de-duplication and throttle keys are kept under in the
+    #: dispatcher's state (a subclass with a policy of its own takes a name of its own).
+    admission_name = "log-handler"
+
     def __init__(
         self,
         dispatcher: AlertDispatcher | None = None,
@@ -228,7 +232,7 @@ class AlertHandler(logging.Handler):
         if policy.has_policy:
             # The dispatcher's own admission step (same keys, same state, fails open the same
             # way), under a name of its own; the claim is kept whatever the delivery's fate.
-            skip = dispatcher.admit("log-handler", policy, alert)
+            skip = dispatcher.admit(self.admission_name, policy, alert)
             if skip is not None:
                 self.suppressed += 1
                 return

@@ -95,6 +95,12 @@ def send_alert(
         redact_sensitive_data=bool(cfg.get("REDACT_SENSITIVE_DATA", True)),
         **fields,
     )
+    return _deliver(alert, channels, cfg)
+
+
+def _deliver(alert: Any, channels: Any, cfg: Mapping[str, Any]) -> DeliveryResult:
+    """The one delivery step of :func:`send_alert` and of exception alerts: nothing when
+    disabled, the queue with ``ASYNC``, else the dispatcher of the settings."""
     if not cfg.get("ENABLED", True):
         return DeliveryResult()
     asynchronous = cfg.get("ASYNC") or {}

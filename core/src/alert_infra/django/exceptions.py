@@ -15,10 +15,12 @@
     }
 
 An error storm becomes one alert: de-duplication and the throttle run through the dispatcher's
-own admission step, on its state (shared by every process when ``STATE`` is a Redis URL). The
-alert carries the exception's class, its redacted message and the last frames' file, line and
-function (never local variables), and the request's safe metadata (see
-:func:`~alert_infra.django.request_metadata`). It never raises into the request.
+own admission step, on its state (shared by every process when ``STATE`` is a Redis URL), in
+the request's thread; delivery runs on a background thread, so the error response is never held
+up by a provider (see :func:`report_exception`). The alert carries the exception's class, its
+redacted message and the last frames' file, line and function (never local variables), and the
+request's safe metadata (see :func:`~alert_infra.django.request_metadata`). It never raises into
+the request.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_IGNORE", "connect", "disconnect", "exception_alert", "report_exception"]
+__all__ = ["DEFAULT_IGNORE", "connect", "disconnect", "exception_alert", "flush", "report_exception"]
 
 DEFAULT_IGNORE = (
     "django.http.Http404",
@@ -102,15 +105,20 @@ def exception_alert(exc: BaseException, request: Any = None, options: Mapping[st
 def report_exception(exc: BaseException, request: Any = None) -> Any:
     """Alert about ``exc`` if ``EXCEPTIONS`` is enabled and its policy admits it.
 
-    Returns the :class:`~alert_infra.DeliveryResult`, or ``None`` when nothing was sent
-    (disabled, ignored, de-duplicated or throttled). Never raises.
+    The alert is built and admitted (de-duplication, throttle) in the caller's thread, which
+    holds the request and the traceback; it is delivered on a background thread (the bounded
+    queue of :class:`~alert_infra.django.handlers.AlertHandler`), so a slow or hanging
+    provider never delays the error response. :func:`flush` waits for it.
+
+    Returns the queued :class:`~alert_infra.Alert`, or ``None`` when nothing was queued
+    (disabled, ignored, de-duplicated, throttled, or the queue full). Never raises.
     """
     try:
         options = _options()
         if not options.get("ENABLED") or _ignored(exc, options.get("IGNORE")):
             return None
         from ..dispatcher import Route
-        from . import build_dispatcher, send_alert
+        from .conf import build_dispatcher
 
         alert = exception_alert(exc, request, options)
         rate = options.get("RATE", 10)
@@ -118,24 +126,78 @@ def report_exception(exc: BaseException, request: Any = None) -> Any:
         throttle = {"rate": rate, "per": options.get("PER", 60), "alert_rate": 0} if rate else None
         window = options.get("DEDUP_WINDOW", 300)
         policy = Route(throttle=throttle, dedup_window=window or None)
-        if policy.admits:
-            skip = build_dispatcher().admit("django-exceptions", policy, alert)
-            if skip is not None:
-                return None
-        return send_alert(
-            title=alert.title,
-            message=alert.message,
-            severity=alert.severity,
-            source=alert.source,
-            tags=alert.tags,
-            metadata=alert.metadata,
-            request_id=alert.request_id,
-            channels=options.get("CHANNELS"),
-            fingerprint=alert.fingerprint,
-        )
+        if policy.admits and build_dispatcher().admit(_ADMISSION, policy, alert) is not None:
+            return None
+        return alert if _handler().submit(alert, options.get("CHANNELS")) else None
     except Exception as error:  # noqa: BLE001 - never break the error path of a request
         _logger.error("alert for an unhandled exception was not sent: %s", type(error).__name__)
         return None
+
+
+def flush(timeout: float | None = None) -> int:
+    """Wait until every queued exception alert was delivered (at most ``timeout`` seconds,
+    default the handler's ``flush_timeout`` of 5 s); the number still pending."""
+    import time
+
+    handler = _HANDLER
+    if handler is None:
+        return 0
+    return int(handler.wait(time.monotonic() + (handler.flush_timeout if timeout is None else timeout)))
+
+
+_ADMISSION = "django-exceptions"
+_HANDLER: Any = None
+_HANDLER_LOCK = threading.Lock()
+
+
+def _handler() -> Any:
+    """The process's one delivery queue for exception alerts (fork-safe: the core handler
+    starts empty in a forked child).
+
+    A closed one is replaced: ``logging.config.dictConfig()`` (Django's ``LOGGING`` setup, or
+    any library reconfiguring logging later) closes every handler the process ever made, this
+    one included, and exception alerts must not stop for good when that happens."""
+    global _HANDLER
+    handler = _HANDLER
+    if handler is None or handler._closed:
+        with _HANDLER_LOCK:
+            if _HANDLER is None or _HANDLER._closed:
+                _HANDLER = _queue_class()()
+            handler = _HANDLER
+    return handler
+
+
+def _queue_class() -> Any:
+    from .handlers import AlertHandler
+
+    class _ExceptionAlerts(AlertHandler):  # type: ignore[misc,valid-type,unused-ignore]
+        """The handler's bounded queue, thread, flush at exit and fork safety, carrying alerts
+        admitted already (its own de-duplication and throttle are off)."""
+
+        admission_name = _ADMISSION
+
+        def __init__(self) -> None:
+            super().__init__("ERROR", dedup_window=0, rate=0)
+
+        def submit(self, alert: Any, channels: Any) -> bool:
+            record = logging.LogRecord("django.request", logging.ERROR, __file__, 0, alert.title, None, None)
+            record.__dict__["alert_infra"] = (alert, channels)
+            before = self.dropped
+            self.handle(record)
+            return self.dropped == before
+
+        def wait(self, deadline: float) -> int:
+            return int(self._wait(deadline)) if self._thread is not None else 0
+
+        def _deliver(self, record: logging.LogRecord) -> None:
+            from . import _deliver
+            from .conf import get_alert_infra_settings
+
+            alert, channels = record.__dict__["alert_infra"]
+            _deliver(alert, channels, get_alert_infra_settings())
+            self.dispatched += 1
+
+    return _ExceptionAlerts
 
 
 def _receiver(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
