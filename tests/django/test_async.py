@@ -5,9 +5,11 @@ against a broker that refuses, and a real ``celery worker`` of the test project 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +115,52 @@ def test_send_alert_enqueues_and_the_task_retries_only_the_failed_channel(alert_
         assert len(slack.requests) == 2  # 503, then the retry
         assert len(telegram.requests) == 1  # delivered on the first try, not re-sent
         assert outcome.result["sent"] == ["slack"]  # the retry's own summary
+
+
+def test_sendtestalert_queue_enqueues_for_the_workers(alert_infra_settings, celery_app) -> None:
+    """``manage.py sendtestalert --queue``: the test alert goes to the broker (task id printed),
+    not to the channels; without ``ASYNC`` the option is a usage error."""
+    _redis_or_skip()
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    queue = f"alerts-cmd-{uuid.uuid4().hex[:8]}"
+    config = {
+        "ASYNC": _async(queue),
+        "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"https://127.0.0.1:9/services/{HOOK_SECRET}"},
+    }
+    out = io.StringIO()
+    with alert_infra_settings(config):
+        call_command("sendtestalert", "--queue", stdout=out)
+        with celery_app.connection_for_read() as connection:
+            message = connection.SimpleQueue(queue).get(timeout=10)
+            body, headers = message.decode(), message.headers
+            message.ack()
+    assert re.fullmatch(rf"celery: queued \(.*{headers['id']}\)\n", out.getvalue()), out.getvalue()
+    assert body[0][0]["title"] == "alert-infra test alert" and body[1]["transport_names"] == ["slack"]
+    assert HOOK_SECRET not in json.dumps(body)
+    with alert_infra_settings({"SLACK": config["SLACK"]}), pytest.raises(CommandError, match="needs ALERT_INFRA"):
+        call_command("sendtestalert", "--queue", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("fail_silently", [True, False])
+def test_sendtestalert_queue_with_a_broker_that_refuses(alert_infra_settings, fail_silently, caplog) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    broker = f"redis://:{BROKER_PASSWORD}@127.0.0.1:{unused_port()}/0"
+    _app, restore = _project_app(broker)
+    caplog.set_level(logging.DEBUG)
+    out = io.StringIO()
+    try:
+        config = {"ASYNC": _async("alerts-refused", FAIL_SILENTLY=fail_silently, PUBLISH_TIMEOUT=1)}
+        with alert_infra_settings(config), pytest.raises(CommandError) as raised:
+            call_command("sendtestalert", "--queue", stdout=out)
+    finally:
+        restore()
+    assert raised.value.returncode == 1
+    text = f"{raised.value}{out.getvalue()}{caplog.text}"
+    assert BROKER_PASSWORD not in text and ("celery: failed" in out.getvalue() or "not enqueued" in text)
 
 
 @pytest.mark.parametrize("fail_silently", [True, False])

@@ -2,6 +2,11 @@
 
 Exits 0 when every selected channel delivered, 1 when one failed (each failure named with its
 error class and reason, never a secret), 2 for a configuration that cannot be used at all.
+
+It delivers in-process, even with ``ASYNC`` enabled: a test alert proves what each channel does
+from this host, and only in-process delivery can say so. ``--queue`` instead enqueues it the way
+``send_alert`` does with ``ASYNC`` (exit 0 once the broker took it, with the task id; 1 when it
+could not be enqueued), to prove the path through the broker to the workers.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
         parser.add_argument("--severity", default="info", help="the test alert's severity (default: info)")
         parser.add_argument("--message", default="This is a test alert sent by manage.py sendtestalert.")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="enqueue the test alert on the ASYNC queue for the workers instead of delivering it here",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         from alert_infra import Alert
@@ -50,13 +60,30 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
         except AlertValidationError as exc:
             raise CommandError(str(exc), returncode=2) from None
         names = list(options["channels"]) or [c.name for c in config.channels if c.enabled]
-        result = dispatcher.send(alert, names)
+        if options["queue"]:
+            asynchronous = cfg.get("ASYNC") or {}
+            if not (isinstance(asynchronous, dict) and asynchronous.get("ENABLED")):
+                raise CommandError("--queue needs ALERT_INFRA['ASYNC']['ENABLED'] = True", returncode=2)
+            from alert_infra import redact_text
+
+            from ... import _enqueue
+
+            try:
+                result = _enqueue(alert, names, asynchronous)
+            except Exception as exc:  # noqa: BLE001 - FAIL_SILENTLY = False: reported all the same
+                reason = f"not enqueued: {type(exc).__name__}: {redact_text(str(exc))}"
+                raise CommandError(reason, returncode=1) from None
+        else:
+            result = dispatcher.send(alert, names)
         if options["json"]:
             self.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         else:
             for outcome in result.outcomes:
-                line = f"{outcome.name}: {outcome.status}"
-                if outcome.status != "sent":
+                queued = options["queue"] and outcome.status == "sent"
+                line = f"{outcome.name}: {'queued' if queued else outcome.status}"
+                if outcome.status == "sent" and options["queue"] and outcome.detail:
+                    line += f" ({outcome.detail})"
+                elif outcome.status != "sent":
                     line += f" ({outcome.error or ''}{': ' + outcome.reason if outcome.reason else ''})"
                 writer = self.style.SUCCESS if outcome.status == "sent" else self.style.ERROR
                 self.stdout.write(writer(line))
