@@ -198,3 +198,20 @@ def test_alert_infra_check_reports_huge_numbers_with_exit_2_and_no_traceback(tmp
     ):
         assert where in output, output
     assert "99999999999" not in output and "1e+10" not in output and "10000000000" not in output
+
+
+@given(st.lists(st.text(alphabet="abcXYZ09._-", min_size=1, max_size=8), min_size=1, max_size=4))
+def test_a_sqlite_url_names_one_absolute_file_whatever_its_slashes(parts: list[str]) -> None:
+    """``sqlite:///a/b`` (ours) and ``sqlite:////a/b`` (SQLAlchemy's absolute spelling) name the
+    same file, for the audit trail and the state alike; a URL naming no file is refused."""
+    from alert_infra._checks import sqlite_file
+    from alert_infra.audit import path_from_url
+    from alert_infra.state import sqlite_path
+
+    tail = "/".join(parts)
+    want = "/" + tail
+    for url in (f"sqlite:///{tail}", f"sqlite:////{tail}", f"sqlite://///{tail}"):
+        assert path_from_url(url) == sqlite_path(url) == sqlite_file(url, "x", "e") == want
+    for bad in ("sqlite:///", "sqlite:////", f"sqlite:///{tail}/", tail, f"sqlite://{tail}"):
+        with pytest.raises(AlertConfigurationError, match="must be a sqlite:/// URL naming a file"):
+            path_from_url(bad)

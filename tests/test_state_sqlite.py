@@ -296,5 +296,5 @@ def test_configuration_takes_a_sqlite_state_shared_by_separate_runs(tmp_path: Pa
     second = AlertDispatcher.from_config(config)
     assert second.send(alert).deduplicated == ("ops",)
     second.close()
-    with pytest.raises(AlertConfigurationError, match=r"alert_infra\.state: a SQLite state is a sqlite:/// URL"):
+    with pytest.raises(AlertConfigurationError, match=r"alert_infra\.state: must be a sqlite:/// URL naming a file"):
         AlertDispatcher.from_config({"alert_infra": {"state": "sqlite:///"}, "channels": {"ops": {"type": "noop"}}})

@@ -27,6 +27,7 @@ __all__ = [
     "check_seconds",
     "describe",
     "did_you_mean",
+    "sqlite_file",
 ]
 
 #: The longest timeout or deadline, in seconds (one hour): a channel that needs longer is down.
@@ -123,3 +124,26 @@ def did_you_mean(word: object, choices: Any, *, cutoff: float = 0.6) -> str:
         return f"; did you mean {lowered[word.lower()]!r}?"
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
     return f"; did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+def sqlite_file(url: object, setting: str, example: str) -> str:
+    """The file a ``sqlite:///…`` setting names: ``sqlite:///var/x`` and ``sqlite:////var/x`` are
+    both ``/var/x`` (ours and SQLAlchemy's spelling of an absolute path), ``sqlite:///~/x``
+    expands the home folder.
+
+    Raises:
+        AlertConfigurationError: not a ``sqlite:///`` URL naming a file; the message names
+            ``setting`` and shows ``example``, never the value.
+    """
+    import os
+
+    path = url[len("sqlite://") :] if isinstance(url, str) and url.startswith("sqlite:///") else "/"
+    if path.startswith("/~"):
+        path = os.path.expanduser(path[1:])
+    else:
+        path = "/" + path.lstrip("/")
+    if path in ("/", "") or path.endswith("/"):
+        from .exceptions import AlertConfigurationError
+
+        raise AlertConfigurationError(f'{setting}: must be a sqlite:/// URL naming a file, such as "{example}"')
+    return path

@@ -216,14 +216,9 @@ def path_from_url(url: object) -> str:
         AlertConfigurationError: not a ``sqlite:///`` URL naming a file (the message never
             quotes the value).
     """
-    from .exceptions import AlertConfigurationError
+    from ._checks import sqlite_file
 
-    path = url[len("sqlite://") :] if isinstance(url, str) and url.startswith("sqlite:///") else "/"
-    if path == "/":
-        raise AlertConfigurationError('audit: must be a sqlite:/// URL, such as "sqlite:///var/lib/app/alerts.sqlite3"')
-    if path.startswith("/~"):
-        path = os.path.expanduser(path[1:])
-    return path
+    return sqlite_file(url, "audit", "sqlite:///var/lib/app/alerts.sqlite3")
 
 
 class AuditRecord:

@@ -660,19 +660,9 @@ def sqlite_path(url: str) -> str:
     Raises:
         AlertConfigurationError: not a ``sqlite:///`` URL naming a file.
     """
-    import os
+    from ._checks import sqlite_file
 
-    path = url[len("sqlite://") :] if isinstance(url, str) and url.startswith(SQLITE_SCHEME) else "/"
-    if path.startswith("/~"):
-        path = os.path.expanduser(path[1:])
-    if path in ("/", "") or path.endswith("/"):
-        from .exceptions import AlertConfigurationError
-
-        raise AlertConfigurationError(
-            "state: a SQLite state is a sqlite:/// URL naming a file, such as "
-            '"sqlite:///var/lib/app/alert-state.sqlite3"'
-        )
-    return path
+    return sqlite_file(url, "state", "sqlite:///var/lib/app/alert-state.sqlite3")
 
 
 #: How long one :class:`SQLiteState` operation waits for another process's transaction on the
