@@ -295,7 +295,11 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
     server = _Server(("127.0.0.1", 0), _Handler)
     fake = FakeServer(f"https://127.0.0.1:{server.server_address[1]}", ca_file)
     state["server"] = fake
-    thread = threading.Thread(target=server.serve_forever, name="fake-https", daemon=True)
+    # serve_forever checks for shutdown() every poll_interval: its default (0.5 s) was half a
+    # second of every test that used a server, spent waiting in shutdown().
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-https", daemon=True
+    )
     thread.start()
     try:
         with _trusting(ca_file, set_trust_env):

@@ -146,10 +146,14 @@ class LeakCapture:
         for secret in secrets:
             for where, text in seen:
                 if secret and secret in text:
-                    found.append(f"{where}: {_excerpt(text, secret)}")
+                    found.append(f"{where}: {_excerpt(text, secret, secrets)}")
         return found
 
     def assert_clean(self, secrets: list[str], scenario: str) -> None:
+        """Raise ``AssertionError`` listing where a secret of ``secrets`` was seen (each shown as
+        ``<SECRET>``), and how to fix it. pytest's report of the failure shows no secret either:
+        this frame, whose arguments hold them, is hidden from the traceback."""
+        __tracebackhide__ = True  # pytest prints a frame's arguments: the secrets themselves
         found = self.leaks(secrets)
         if found:
             raise AssertionError(
@@ -162,10 +166,19 @@ class LeakCapture:
             )
 
 
-def _excerpt(text: str, secret: str) -> str:
+def _excerpt(text: str, secret: str, secrets: list[str]) -> str:
+    """Where ``secret`` is in ``text``, with it and every other secret of ``secrets`` shown as
+    ``<SECRET>`` (the report of a leak must not leak a neighbouring secret)."""
+
+    def mask(part: str) -> str:
+        for other in sorted(secrets, key=len, reverse=True):
+            if other:
+                part = part.replace(other, "<SECRET>")
+        return part
+
     at = text.index(secret)
-    shown = text[max(0, at - 60) : at] + "<SECRET>" + text[at + len(secret) : at + len(secret) + 40]
-    return shown.replace("\n", "\\n")
+    before, after = mask(text[:at]), mask(text[at + len(secret) :])
+    return (before[-60:] + "<SECRET>" + after[:40]).replace("\n", "\\n")
 
 
 class ContractAdapter:
@@ -416,6 +429,7 @@ class TransportContract(ContractAdapter):
             yield server.url
 
     def _check_class(self, scenario: str, error: BaseException | None, retryable: bool) -> None:
+        __tracebackhide__ = True  # its argument ``error`` may quote a secret: the report must not
         name = type(error).__name__ if error is not None else "nothing (send() returned)"
         if error is None:
             raise AssertionError(
