@@ -410,6 +410,17 @@ class TestLimits:
         for href in re.findall(r'href="([^"]*)"', payload["text"]):
             assert "\u2060" not in href and unescape_html(href) in {url for _, url in alert.links}
 
+    def test_a_cut_between_a_disarmed_at_and_its_word_adds_no_joiner(self) -> None:
+        """Found by the property test: input already holding "@\u2060x", cut after the joiners, kept
+        the joiner fit() adds, so the kept text was no prefix of the input."""
+        text = "@\u2060x" * 8
+        for limit in range(14, 60):
+            html_text, size = fit(text, limit)
+            shown = unescape_html(html_text)
+            assert size == visible_length(html_text) <= limit
+            cut = shown.endswith(TRUNCATED) and text.startswith(shown[: -len(TRUNCATED)])
+            assert cut if limit < 32 else shown == text, limit  # 32: the text and its 8 added joiners
+
     @settings(deadline=None)
     @given(text=_HUGE, limit=st.integers(0, 5000))
     def test_fit_cuts_only_whole_characters(self, text: str, limit: int) -> None:

@@ -80,8 +80,13 @@ def fit(text: str, limit: int) -> tuple[str, int]:
             break
         pieces.append(piece)
         used += size
-    if pieces and pieces[-1] == "@\u2060":  # its word character was cut: the marker follows, nothing to disarm
-        pieces[-1] = "@"
+    # The last "@" disarmed had its word character cut (only joiners of the input, if any, follow
+    # it): the marker follows, nothing is left to disarm, and the joiner added is dropped.
+    tail = len(pieces)
+    while tail and pieces[tail - 1] == "\u2060":
+        tail -= 1
+    if tail and pieces[tail - 1] == "@\u2060":
+        pieces[tail - 1] = "@"
         used -= 1
     return "".join(pieces) + TRUNCATED, used + marker
 
