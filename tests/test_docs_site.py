@@ -222,17 +222,19 @@ class TestSiteStructure:
         for path in PACKAGE.iterdir():
             if path.suffix == ".py" or (path / "__init__.py").is_file():
                 modules.add(f"alert_infra.{path.stem}")
+            if (path / "__init__.py").is_file():  # a package's modules get pages of their own
+                modules.update(f"alert_infra.{path.name}.{sub.stem}" for sub in path.glob("[!_]*.py"))
         public = {m for m in modules if not m.split(".")[-1].startswith("_") or m in NOT_IN_API_REFERENCE}
         pages = {m.group(1) for page in _nav_pages() if (m := site.API_PAGE.match(page))}
         missing = sorted(public - pages - set(NOT_IN_API_REFERENCE))
         assert not missing, f"add reference/api/<module>.md to the nav of mkdocs.yml for {missing}"
-        unknown = sorted(p for p in pages if not site.module_exists(p) and p not in site.PENDING_MODULES)
+        unknown = sorted(p for p in pages if not site.module_exists(p))
         assert not unknown, f"the nav names API pages of modules that do not exist: {unknown}"
 
-    def test_every_nav_page_exists_is_generated_or_is_pending(self) -> None:
+    def test_every_nav_page_exists_or_is_generated(self) -> None:
         for page in _nav_pages():
             generated = page == site.CLI_PAGE or site.API_PAGE.match(page)
-            assert generated or (DOCS / page).is_file() or page in site.PENDING_PAGES, page
+            assert generated or (DOCS / page).is_file(), page
 
     def test_every_docs_page_is_in_the_nav(self) -> None:
         pages = set(_nav_pages())
@@ -252,30 +254,6 @@ class TestSiteStructure:
             assert ">=" in requirement and "<" in requirement.split(">=", 1)[1], (
                 f"pin {requirement} with an upper bound"
             )
-
-
-class TestPendingPages:
-    """Only declared pending pages may be missing; their links become text until they land."""
-
-    def test_only_declared_pending_pages_are_dropped(self, tmp_path: Path) -> None:
-        (tmp_path / "guide").mkdir()
-        (tmp_path / "guide" / "alerts.md").write_text("# a\n")
-        pending = sorted(site.PENDING_PAGES)
-        nav = [{"Guide": ["guide/alerts.md", "guide/missing.md", *pending]}]
-        assert site.missing_pending(nav, tmp_path) == set(pending)  # guide/missing.md still fails the build
-        assert site._prune(nav, set(pending)) == [{"Guide": ["guide/alerts.md", "guide/missing.md"]}]
-        for page in pending:
-            (tmp_path / page).write_text("# here\n")
-        assert site.missing_pending(nav, tmp_path) == set()
-
-    def test_links_to_dropped_pages_become_text(self) -> None:
-        dropped = {"guide/queued-delivery.md"}
-        index = "- [Queued](guide/queued-delivery.md): workers.\n- [CLI](guide/cli.md): verbs.\n"
-        assert site.unlink_pending(index, "index.md", dropped) == "- [CLI](guide/cli.md): verbs.\n"
-        page = "See [queued delivery](queued-delivery.md#workers) and [the CLI](cli.md) or [x](gone.md).\n"
-        assert site.unlink_pending(page, "guide/django.md", dropped) == (
-            "See queued delivery and [the CLI](cli.md) or [x](gone.md).\n"
-        )
 
 
 class TestSphinxMarkup:

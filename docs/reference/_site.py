@@ -4,10 +4,7 @@
   verb and option of the command line is documented exactly as the parser defines it.
 * ``reference/api/<module>.md`` is written for every such entry of the nav in mkdocs.yml: a
   mkdocstrings block that renders the module's docstrings.
-* Pages that other work is still writing (:data:`PENDING_PAGES`) and modules that have not landed
-  yet (:data:`PENDING_MODULES`) are dropped from the nav and from docs/index.md while they are
-  missing, so the strict build passes before and after they land. Any other missing page still
-  fails the build.
+* A page the nav names that neither exists nor is generated fails the (strict) build.
 
 No MkDocs import at module level: tests/test_docs_site.py imports this file to check the
 generated CLI reference without MkDocs installed.
@@ -17,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import posixpath
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,10 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "core" / "src"
 CLI_PAGE = "reference/cli.md"
 API_PAGE = re.compile(r"^reference/api/(alert_infra(?:\.\w+)*)\.md$")
-#: Guide pages being written by others; dropped from the nav and the index until they exist.
-PENDING_PAGES = frozenset({"guide/queued-delivery.md"})
-#: Integration modules that may not have landed yet; their API pages are generated once they do.
-PENDING_MODULES = frozenset({"alert_infra.celery", "alert_infra.django"})
 WIDTH = 88  # usage lines are wrapped at this width, whatever the terminal of the build
 
 
@@ -193,7 +185,7 @@ def _defining_public_module(name: str) -> str | None:
     return None
 
 
-# -- nav filtering --------------------------------------------------------------------------
+# -- the nav ------------------------------------------------------------------------------
 
 
 def _nav_pages(nav: Any) -> Iterator[str]:
@@ -207,40 +199,7 @@ def _nav_pages(nav: Any) -> Iterator[str]:
             yield from _nav_pages(item)
 
 
-def _prune(nav: Any, drop: set[str]) -> Any:
-    if isinstance(nav, list):
-        kept = [_prune(item, drop) for item in nav if not (isinstance(item, str) and item in drop)]
-        return [item for item in kept if item is not None]
-    if isinstance(nav, dict):
-        pruned = {
-            key: _prune(value, drop) for key, value in nav.items() if not (isinstance(value, str) and value in drop)
-        }
-        return pruned or None
-    return nav
-
-
-def missing_pending(nav: Any, docs_dir: Path) -> set[str]:
-    """Nav entries that are allowed to be missing and are: pending guide pages, pending modules."""
-    missing = set()
-    for page in _nav_pages(nav):
-        match = API_PAGE.match(page)
-        pending_module = bool(match) and match.group(1) in PENDING_MODULES and not module_exists(match.group(1))
-        pending_page = page in PENDING_PAGES and not (docs_dir / page).is_file()
-        if pending_module or pending_page:
-            missing.add(page)
-    return missing
-
-
 # -- MkDocs events --------------------------------------------------------------------------
-
-_dropped: set[str] = set()
-
-
-def on_config(config: Any) -> Any:
-    _dropped.clear()
-    _dropped.update(missing_pending(config.nav, Path(config.docs_dir)))
-    config.nav = _prune(config.nav, _dropped)
-    return config
 
 
 def on_files(files: Any, config: Any) -> Any:
@@ -252,34 +211,3 @@ def on_files(files: Any, config: Any) -> Any:
         if match:
             files.append(File.generated(config, page, content=api_page(match.group(1))))
     return files
-
-
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s#]+\.md)(#[^)\s]*)?\)")
-
-
-def unlink_pending(markdown: str, page_uri: str, dropped: set[str]) -> str:
-    """``markdown`` with its links to the ``dropped`` pages made plain text.
-
-    The index loses its list items for them; other pages keep the link text. Only pages named in
-    :data:`PENDING_PAGES` are ever dropped, so a link to any other missing page still fails.
-    """
-    base = posixpath.dirname(page_uri)
-
-    def target(link: str) -> str:
-        return posixpath.normpath(posixpath.join(base, link))
-
-    lines = markdown.splitlines()
-    if page_uri == "index.md":
-        lines = [
-            line
-            for line in lines
-            if not (line.lstrip().startswith("- ") and any(target(m.group(2)) in dropped for m in _LINK.finditer(line)))
-        ]
-    text = "\n".join(lines) + "\n"
-    return _LINK.sub(lambda m: m.group(1) if target(m.group(2)) in dropped else m.group(0), text)
-
-
-def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    if not _dropped:
-        return markdown
-    return unlink_pending(markdown, page.file.src_uri, _dropped)
