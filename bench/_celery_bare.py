@@ -1,5 +1,8 @@
 """The bare baseline of bench/celery_bench.py: a Celery app with a no-op task and a task that makes
-the same HTTPS request as a Slack channel would, with one ``requests.Session`` per worker process."""
+the same HTTPS request as a Slack channel would (the bench passes it the very body our Slack
+channel posts), with one ``requests.Session`` per worker process, and the same delivery settings
+as ours (``acks_late``, ``reject_on_worker_lost``, a prefetch of one). A plain ``requests`` user's
+post: the session reads the proxy and CA variables on every request, as any such task does."""
 
 from __future__ import annotations
 
@@ -23,11 +26,11 @@ def make_app(broker: str) -> Celery:
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name="bench.noop", ignore_result=True)
+    @app.task(name="bench.noop", ignore_result=True, shared=False)
     def noop(payload: dict) -> None:
         return None
 
-    @app.task(name="bench.post", ignore_result=True, acks_late=True)
+    @app.task(name="bench.post", ignore_result=True, acks_late=True, reject_on_worker_lost=True, shared=False)
     def post(url: str, payload: dict) -> None:
         if not _SESSION:
             _SESSION.append(requests.Session())
