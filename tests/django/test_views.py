@@ -3,6 +3,8 @@ metadata, and opt-in alerts for unhandled view exceptions (an error storm become
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.test import Client, RequestFactory
 
@@ -207,3 +209,31 @@ def test_exception_alerts_survive_logging_being_reconfigured(alert_infra_setting
         logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
         assert _storm(1) == [500]
         assert len(recorded()) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_a_forked_child_reports_exceptions_while_the_parent_held_the_queue_lock(alert_infra_settings, recorded) -> None:
+    """gunicorn --preload forks workers from a process with threads: a child forked while another
+    thread held the lock that guards the queue's creation must not hang on its first exception."""
+    import threading
+
+    from alert_infra.testing import run_in_fork
+
+    with alert_infra_settings({"EXCEPTIONS": {"ENABLED": True, "DEDUP_WINDOW": 0}}):
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with exceptions._HANDLER_LOCK:
+                held.set()
+                release.wait(20)
+
+        exceptions._HANDLER = None  # the child must make its queue, under the lock
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert held.wait(10)
+            child = run_in_fork(lambda: [_storm(1), len(recorded())], timeout=30)
+        finally:
+            release.set()
+            holder.join(10)
+    assert child == [[500], 1]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Mapping
@@ -148,6 +149,18 @@ def flush(timeout: float | None = None) -> int:
 _ADMISSION = "django-exceptions"
 _HANDLER: Any = None
 _HANDLER_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # Another thread of the parent may have held the lock at the fork (it is held while the
+    # handler is made, imports included): the child gets a fresh one. The handler itself
+    # starts empty in the child (the core handler's own fork reset).
+    global _HANDLER_LOCK
+    _HANDLER_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _handler() -> Any:
