@@ -223,11 +223,11 @@ def test_a_forked_child_reports_exceptions_while_the_parent_held_the_queue_lock(
         held, release = threading.Event(), threading.Event()
 
         def hold() -> None:
-            with exceptions._HANDLER_LOCK:
+            with exceptions._HANDLER._lock:
                 held.set()
                 release.wait(20)
 
-        exceptions._HANDLER = None  # the child must make its queue, under the lock
+        exceptions._HANDLER.set(None)  # the child must make its queue, under the lock
         holder = threading.Thread(target=hold)
         holder.start()
         try:

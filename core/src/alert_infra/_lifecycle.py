@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["fork_generation", "on_fork_in_child"]
+__all__ = ["ProcessSingleton", "fork_generation", "on_fork_in_child"]
 
 _lock = allocate_lock()
 _entries: dict[int, tuple[Any, Callable[[Any], None]]] = {}  # id -> (weakref, reset)
@@ -76,3 +76,44 @@ def _after_fork_in_child() -> None:
             reset(obj)
         except Exception:  # noqa: BLE001, S110 - the child must start; a failed reset is best effort
             pass
+
+
+class ProcessSingleton:
+    """One object per process, made by ``factory()`` on first :meth:`get` (the plugin host, the
+    hook pool, the event-loop thread, the Django exception-alert queue).
+
+    The lock that makes creation happen once is replaced in a forked child: it is held while
+    ``factory`` runs (imports included), and a child forked while another thread of the parent
+    held it would otherwise hang on its first use. The object itself is kept across the fork;
+    what it owns (threads, sockets) is its own fork reset's business.
+    """
+
+    __slots__ = ("__weakref__", "_factory", "_lock", "_value")
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._value: Any = None
+        self._lock = allocate_lock()
+        on_fork_in_child(self, ProcessSingleton._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = allocate_lock()
+
+    def get(self, *, stale: Callable[[Any], bool] | None = None) -> Any:
+        """The object, made on first use (or remade when ``stale(obj)`` says it is unusable)."""
+        value = self._value
+        if value is None or (stale is not None and stale(value)):
+            with self._lock:
+                value = self._value
+                if value is None or (stale is not None and stale(value)):
+                    value = self._value = self._factory()
+        return value
+
+    def peek(self) -> Any:
+        """The object if it was made, else ``None`` (never makes it)."""
+        return self._value
+
+    def set(self, value: Any) -> None:
+        """Install ``value`` in its place (``None``: forget it; the next :meth:`get` makes one)."""
+        with self._lock:
+            self._value = value

@@ -30,6 +30,7 @@ from _thread import allocate_lock  # threading itself is imported when a worker 
 from contextvars import ContextVar
 
 from ._checks import MAX_WINDOW, MAX_WORKERS, check_count, check_seconds
+from ._lifecycle import ProcessSingleton
 from .alert import Alert
 from .exceptions import (
     AlertDeliveryError,
@@ -1300,21 +1301,18 @@ def _resolve(waiter: Any) -> None:
         waiter.set_result(None)
 
 
-_HOOK_POOL: WorkerPool | None = None
-_HOOK_POOL_LOCK = allocate_lock()
+def _make_hook_pool() -> WorkerPool:
+    from .pool import WorkerPool
+
+    return WorkerPool(8, name="alert-infra-hooks")
+
+
+_HOOK_POOL = ProcessSingleton(_make_hook_pool)
 
 
 def _hook_pool() -> WorkerPool:
     """The process's pool for audit writes and hooks that may block (shared by every dispatcher)."""
-    global _HOOK_POOL
-    pool = _HOOK_POOL
-    if pool is None:
-        with _HOOK_POOL_LOCK:
-            pool = _HOOK_POOL
-            if pool is None:
-                from .pool import WorkerPool
-
-                pool = _HOOK_POOL = WorkerPool(8, name="alert-infra-hooks")
+    pool: WorkerPool = _HOOK_POOL.get()
     return pool
 
 

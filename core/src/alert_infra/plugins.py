@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import pluggy
 
 from . import hookspecs
+from ._lifecycle import ProcessSingleton
 from ._version import __version__
 from .exceptions import (
     AlertConfigurationError,
@@ -697,32 +698,24 @@ class _BuildScope:
     """The owner of a channel's secrets while its transport is being built."""
 
 
-_HOST: PluginHost | None = None
-_HOST_LOCK = threading.Lock()
+_HOST = ProcessSingleton(lambda: PluginHost())
 
 
 def get_plugin_host() -> PluginHost:
     """The process-wide plugin host, created on first use."""
-    global _HOST
-    host = _HOST
-    if host is None:
-        with _HOST_LOCK:
-            host = _HOST
-            if host is None:
-                host = _HOST = PluginHost()
+    host: PluginHost = _HOST.get()
     return host
 
 
 def peek_plugin_host() -> PluginHost | None:
     """The process-wide host if it exists, without creating it."""
-    return _HOST
+    host: PluginHost | None = _HOST.peek()
+    return host
 
 
 def reset_plugin_host(host: PluginHost | None = None) -> None:
     """Forget the process-wide host (tests), or install ``host`` in its place."""
-    global _HOST
-    with _HOST_LOCK:
-        _HOST = host
+    _HOST.set(host)
 
 
 def list_plugins(*, include_builtin: bool = False) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import queue
 from _thread import allocate_lock
 
-from ._lifecycle import on_fork_in_child
+from ._lifecycle import ProcessSingleton, on_fork_in_child
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -349,17 +349,10 @@ class LoopThread:
             raise TimeoutError(f"no answer within {timeout:g}s") from None
 
 
-_LOOP: LoopThread | None = None
-_LOOP_LOCK = allocate_lock()
+_LOOP = ProcessSingleton(lambda: LoopThread())
 
 
 def loop_thread() -> LoopThread:
     """The process's :class:`LoopThread`."""
-    global _LOOP
-    loop = _LOOP
-    if loop is None:
-        with _LOOP_LOCK:
-            loop = _LOOP
-            if loop is None:
-                loop = _LOOP = LoopThread()
+    loop: LoopThread = _LOOP.get()
     return loop

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
+
+from .._lifecycle import ProcessSingleton
 
 __all__ = ["DEFAULT_IGNORE", "connect", "disconnect", "exception_alert", "flush", "report_exception"]
 
@@ -140,44 +140,24 @@ def flush(timeout: float | None = None) -> int:
     default the handler's ``flush_timeout`` of 5 s); the number still pending."""
     import time
 
-    handler = _HANDLER
+    handler = _HANDLER.peek()
     if handler is None:
         return 0
     return int(handler.wait(time.monotonic() + (handler.flush_timeout if timeout is None else timeout)))
 
 
 _ADMISSION = "django-exceptions"
-_HANDLER: Any = None
-_HANDLER_LOCK = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # Another thread of the parent may have held the lock at the fork (it is held while the
-    # handler is made, imports included): the child gets a fresh one. The handler itself
-    # starts empty in the child (the core handler's own fork reset).
-    global _HANDLER_LOCK
-    _HANDLER_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_HANDLER = ProcessSingleton(lambda: _queue_class()())
 
 
 def _handler() -> Any:
     """The process's one delivery queue for exception alerts (fork-safe: the core handler
-    starts empty in a forked child).
+    starts empty in a forked child, and the lock that guards its creation is replaced).
 
     A closed one is replaced: ``logging.config.dictConfig()`` (Django's ``LOGGING`` setup, or
     any library reconfiguring logging later) closes every handler the process ever made, this
     one included, and exception alerts must not stop for good when that happens."""
-    global _HANDLER
-    handler = _HANDLER
-    if handler is None or handler._closed:
-        with _HANDLER_LOCK:
-            if _HANDLER is None or _HANDLER._closed:
-                _HANDLER = _queue_class()()
-            handler = _HANDLER
-    return handler
+    return _HANDLER.get(stale=lambda handler: handler._closed)
 
 
 def _queue_class() -> Any:
