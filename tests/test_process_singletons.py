@@ -84,3 +84,33 @@ def test_made_once_remade_when_stale_and_set() -> None:
     assert second is not first and len(calls) == 2
     one.set(None)
     assert one.peek() is None and one.get() is not second and len(calls) == 3
+
+
+def test_a_child_forked_while_the_console_lock_is_held_still_writes() -> None:
+    """The console channel writes one block at a time under a module lock; a child forked while
+    another thread of the parent was writing must not hang on its first console alert."""
+    import io
+
+    from alert_infra import Alert, ConsoleTransport, transports
+
+    held, release = threading.Event(), threading.Event()
+
+    def writing() -> None:
+        with transports._CONSOLE_LOCK:
+            held.set()
+            release.wait(20)
+
+    writer = threading.Thread(target=writing)
+    writer.start()
+
+    def child() -> bool:
+        stream = io.StringIO()
+        ConsoleTransport(stream=stream).send(Alert("Disk full", "97%", "error"))
+        return "Disk full" in stream.getvalue()
+
+    try:
+        assert held.wait(10)
+        assert run_in_fork(child, timeout=20) is True
+    finally:
+        release.set()
+        writer.join(10)

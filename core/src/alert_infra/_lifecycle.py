@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["ProcessSingleton", "fork_generation", "on_fork_in_child"]
+__all__ = ["ForkSafeLock", "ProcessSingleton", "fork_generation", "on_fork_in_child"]
 
 _lock = allocate_lock()
 _entries: dict[int, tuple[Any, Callable[[Any], None]]] = {}  # id -> (weakref, reset)
@@ -117,3 +117,23 @@ class ProcessSingleton:
         """Install ``value`` in its place (``None``: forget it; the next :meth:`get` makes one)."""
         with self._lock:
             self._value = value
+
+
+class ForkSafeLock:
+    """A module-level lock (``with LOCK:``) that a forked child gets fresh: one another thread of
+    the parent held at the fork would otherwise stay locked in the child for ever."""
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        on_fork_in_child(self, ForkSafeLock._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = allocate_lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()

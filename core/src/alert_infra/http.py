@@ -77,7 +77,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from ._checks import check_count, check_seconds
-from ._lifecycle import on_fork_in_child
+from ._lifecycle import ForkSafeLock, on_fork_in_child
 from .exceptions import (
     AlertConfigurationError,
     AlertTransportTimeoutError,
@@ -276,7 +276,7 @@ class RedactingFilter(logging.Filter):
 
 
 _FILTER = RedactingFilter()
-_INSTALL_LOCK = threading.Lock()
+_INSTALL_LOCK = ForkSafeLock()
 _installed = False
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import re
 import sys
-from _thread import allocate_lock
 
+from ._lifecycle import ForkSafeLock
 from .security import guarded_repr
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -197,7 +197,7 @@ def _console_alert(alert: Alert) -> Alert:
 
 _COLORS = {"info": "\033[36m", "warning": "\033[33m", "error": "\033[31m", "critical": "\033[1;41;97m"}
 _RESET = "\033[0m"
-_CONSOLE_LOCK = allocate_lock()
+_CONSOLE_LOCK = ForkSafeLock()  # one block at a time, whichever thread writes
 
 
 class ConsoleTransport(BaseTransport):
