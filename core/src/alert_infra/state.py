@@ -145,6 +145,18 @@ class StateBackend:
         self.release(key, token)
         return False
 
+    def delivered(self, keys: Sequence[str]) -> list[str]:
+        """Which of ``keys`` :meth:`mark_delivered` recorded (unexpired), in the order given: the
+        check of every channel of a queued task at once. Answers as :meth:`is_delivered` would for
+        each key; a network store overrides it with one round trip for all of them.
+        """
+        return [key for key in keys if self.is_delivered(key)]
+
+    def mark_all_delivered(self, keys: Sequence[str], ttl: float) -> None:
+        """:meth:`mark_delivered` for each of ``keys`` (one round trip on a network store)."""
+        for key in keys:
+            self.mark_delivered(key, ttl)
+
     def clear(self) -> None:
         """Forget every bucket and claim (tests)."""
         raise NotImplementedError
@@ -589,6 +601,43 @@ class RedisState(StateBackend):
         if not ok:
             return self._fallback.is_delivered(key)
         return bool(answer) or self._fallback.is_delivered(key)
+
+    def delivered(self, keys: Sequence[str]) -> list[str]:
+        """One round trip for all ``keys`` (a pipeline of ``EXISTS``, no transaction: it only
+        reads). A record kept in this process's memory while Redis was unreachable counts too."""
+        keys = list(keys)
+        if len(keys) < 2:
+            return [key for key in keys if self.is_delivered(key)]
+
+        def exists_all() -> list[Any]:
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.exists(self._key(key))
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        ok, answers = self._redis(exists_all)
+        if not ok:
+            return self._fallback.delivered(keys)
+        return [key for key, answer in zip(keys, answers) if answer or self._fallback.is_delivered(key)]
+
+    def mark_all_delivered(self, keys: Sequence[str], ttl: float) -> None:
+        """One round trip for all ``keys`` (a pipeline of ``SET ... PX``)."""
+        keys = list(keys)
+        if len(keys) < 2:
+            for key in keys:
+                self.mark_delivered(key, ttl)
+            return
+        milliseconds = max(1, int(ttl * 1000))
+
+        def set_all() -> Any:
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(self._key(key), "delivered", px=milliseconds)
+            return pipe.execute()
+
+        ok, _ = self._redis(set_all)
+        if not ok:
+            self._fallback.mark_all_delivered(keys, ttl)
 
     def clear(self) -> None:
         self._fallback.clear()
