@@ -200,10 +200,10 @@ def e2e_ratio(broker: str, folder: Path) -> dict[str, object]:
     figures: dict[str, list[float]] = {}
     try:
 
-        def wait(target: int, bound: float = 300.0) -> None:
+        def wait(target: int, worker: subprocess.Popen[bytes], bound: float = 300.0) -> None:
             deadline = time.monotonic() + bound
             while (arrived := sink.count()) < target:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or worker.poll() is not None:  # out of time, or the worker died
                     logs = "\n".join(p.read_text(errors="replace")[-1500:] for p in folder.glob("*.log"))
                     raise RuntimeError(f"only {arrived} of {target} arrived; worker log:\n{logs}")
                 time.sleep(0.05)
@@ -231,7 +231,7 @@ def e2e_ratio(broker: str, folder: Path) -> dict[str, object]:
                     post.apply_async(args=[webhook, body], queue=queue, retry=False)
                 worker = _worker("_celery_bare", queue, HERE, env, folder / f"{queue}.log")
             try:
-                wait(total)
+                wait(total, worker)
             finally:
                 _stop(worker)
                 _purge(broker, queue)
