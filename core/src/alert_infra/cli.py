@@ -1,6 +1,6 @@
 """The ``alert-infra`` command line (also ``python -m alert_infra``).
 
-Verbs: ``send``, ``plugins``, ``types``, ``channels``, ``check``, ``history``, ``ack``.
+Verbs: ``send``, ``plugins``, ``types``, ``channels``, ``check``, ``history``, ``ack``, ``new-plugin``.
 Every verb takes ``--config PATH`` (else ``ALERT_INFRA_CONFIG``, then
 ``./alert-infra.toml``, then ``[tool.alert-infra]`` in ``./pyproject.toml``),
 ``--json`` for scripts and ``-v`` for log lines, before or after the verb. Exit
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["JSON_SCHEMA", "build_parser", "envelope", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-VERBS = ("send", "plugins", "types", "channels", "check", "history", "ack")
+VERBS = ("send", "plugins", "types", "channels", "check", "history", "ack", "new-plugin")
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 JSON_SCHEMA = 1  # the "schema" of every --json document; raised only with an incompatible change
 
@@ -810,6 +810,30 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
+    from .exceptions import AlertConfigurationError
+    from .testing._generate import render_plugin
+
+    try:
+        created = render_plugin(args.name, args.directory)
+    except AlertConfigurationError as exc:  # NAME or --directory: the command line's mistake
+        raise _UsageError(f"new-plugin: {exc}") from None
+    if args.json:
+        _print_json(envelope("new-plugin", EXIT_OK, **created), out)
+        return EXIT_OK
+    shown = os.path.relpath(created["path"])
+    if shown.startswith(".."):
+        shown = created["path"]
+    out.write(f"created {created['distribution']} in {_clean(shown)}/ (transport type {created['name']!r}):\n")
+    for file in created["files"]:
+        out.write(f"    {_clean(file)}\n")
+    out.write(
+        f"next: cd {_clean(shown)} && python -m venv .venv && . .venv/bin/activate && pip install -e '.[test]'"
+        " && pytest\n"
+    )
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``--config``, ``--json`` and ``-v``: on the top-level parser (before the verb) and on each verb
@@ -950,6 +974,20 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", help="who acknowledges (default: the current user)")
     ack.add_argument("--note", help="a short note")
     ack.set_defaults(run=_cmd_ack)
+
+    new_plugin = verbs.add_parser(
+        "new-plugin",
+        parents=[common],
+        help="generate a plugin distribution",
+        description="Generate a complete plugin distribution for a new transport type: src layout, pyproject.toml "
+        "with its entry point, README, a transport on alert_infra.http.HttpTransport, and tests that run the "
+        "contract kit. It installs and passes its own tests unchanged. Nothing existing is overwritten.",
+    )
+    new_plugin.add_argument("name", metavar="NAME", help="the transport type: lowercase letters, digits and _")
+    new_plugin.add_argument(
+        "--directory", metavar="DIR", help="where to write it (default ./alert-infra-NAME; must not have files)"
+    )
+    new_plugin.set_defaults(run=_cmd_new_plugin)
     return parser
 
 
