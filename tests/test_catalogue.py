@@ -64,6 +64,15 @@ def test_sphinx_param_lines_are_read_too() -> None:
     assert option_help(doc) == {"host": "the server.", "port": "its port, on two lines."}
 
 
+def test_help_is_plain_text() -> None:
+    doc = """Summary.
+
+    Args:
+        url: the endpoint (``https://example.com/x``), see :class:`~alert_infra.http.HttpTransport`.
+    """
+    assert option_help(doc) == {"url": "the endpoint (https://example.com/x), see alert_infra.http.HttpTransport."}
+
+
 @given(st.text(max_size=300))
 def test_any_docstring_is_read_without_error(doc: str) -> None:
     helps = option_help(doc)
@@ -82,11 +91,12 @@ def test_first_party_types_document_their_required_options() -> None:
         declared = set(getattr(host.transport_class(info.name), "secret_fields", ()) or ())
         flagged = {o.name for o in info.options if o.secret}
         assert declared & {o.name for o in info.options} <= flagged, info.name
-    for name in ("slack", "pagerduty"):
+    for name in ("slack", "pagerduty", "telegram", "resend", "sendgrid", "smtp", "email"):
         if name not in infos:
             pytest.skip(f"plugin for {name} not installed")
         for option in infos[name].options:
             assert option.help, (name, option.name)
+            assert "``" not in option.help and ":class:" not in option.help, (name, option.name, option.help)
     assert infos["slack"].option("webhook_url").secret  # type: ignore[union-attr]
     assert infos["pagerduty"].option("routing_key").secret  # type: ignore[union-attr]
 

@@ -101,8 +101,13 @@ class TypeInfo:
         return f"TypeInfo({self.name!r}, options={[o.name for o in self.options]})"
 
 
+_LITERAL = re.compile(r"``([^`]+)``")
+_ROLE = re.compile(r":[a-z]+:`~?([^`<]+?)(?:\s*<[^>]*>)?`")
+
+
 def _one_line(text: str) -> str:
-    text = " ".join(text.split())
+    # Plain text for a terminal and for --json: reST literals and roles lose their markup.
+    text = _ROLE.sub(r"\1", _LITERAL.sub(r"\1", " ".join(text.split())))
     # the first sentence: a period followed by a space and a capital, or the end
     match = re.search(r"(?<=[.!?])\s+(?=[A-Z(`])", text)
     if match:

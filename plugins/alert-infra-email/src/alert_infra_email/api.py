@@ -55,6 +55,21 @@ class _ApiEmailTransport(HttpTransport):
         name: str | None = None,
         format: str | None = None,
     ) -> None:
+        """
+        Args:
+            api_key: the provider's API key (sent as a bearer token; masked everywhere).
+            from_email: the sender, ``alerts@example.com`` or ``Alerts <alerts@example.com>``,
+                on a domain verified with the provider.
+            to_emails: the recipients: a list, or one string of addresses separated by commas.
+            timeout: seconds one try may take (connect and read).
+            api_url: the API endpoint (default the provider's own; an https URL, for a proxy
+                or a test server).
+            http_client: code only: an object with ``post(url, *, json, headers, timeout)``
+                (0.1.x injection point).
+            reply_to: the address replies go to (default the sender).
+            name: the channel name.
+            format: a formatter name (default, compact, or one a plugin registers).
+        """
         super().__init__(timeout=timeout, http_client=http_client, name=name or self.default_name, format=format)
         self.api_key = self.secret_option("api_key", api_key)
         self.sender = parse_address(from_email, field="from_email")

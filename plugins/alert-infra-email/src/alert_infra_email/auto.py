@@ -51,6 +51,27 @@ class EmailTransport(BaseTransport):
         name: str | None = None,
         format: str | None = None,
     ) -> None:
+        """
+        Args:
+            from_email: the sender, ``alerts@example.com`` or ``Alerts <alerts@example.com>``.
+            to_emails: the recipients: a list, or one string of addresses separated by commas.
+            resend_api_key: a Resend API key: Resend is tried first (masked everywhere).
+            sendgrid_api_key: a SendGrid API key: tried next (masked everywhere).
+            smtp_host: an SMTP server's host name: tried last.
+            smtp_port: its port: 587 for STARTTLS, 465 for implicit TLS.
+            smtp_username: the SMTP AUTH user name (no AUTH when unset).
+            smtp_password: the SMTP AUTH password (masked everywhere).
+            smtp_use_tls: upgrade the SMTP connection with STARTTLS, verifying the certificate.
+            smtp_use_ssl: connect to SMTP with implicit TLS (port 465) instead.
+            timeout: seconds one try of one provider may take (connect and read).
+            reply_to: the address replies go to (default the sender).
+            resend_api_url: Resend's endpoint (default its own; for a proxy or a test server).
+            sendgrid_api_url: SendGrid's endpoint (default its own; for a proxy or a test server).
+            http_client: code only: an object with ``post(url, *, json, headers, timeout)``
+                (0.1.x injection point).
+            name: the channel name.
+            format: a formatter name (default, compact, or one a plugin registers).
+        """
         super().__init__(name=name, format=format)
         self.resend_api_key, self.sendgrid_api_key, self.smtp_password = resend_api_key, sendgrid_api_key, smtp_password
         self.register_secrets()

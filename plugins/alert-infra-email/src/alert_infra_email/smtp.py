@@ -91,6 +91,24 @@ class SMTPEmailTransport(BaseTransport):
         name: str | None = None,
         format: str | None = None,
     ) -> None:
+        """
+        Args:
+            host: the SMTP server's host name (no scheme, no port).
+            port: its port: 587 for STARTTLS, 465 for implicit TLS, 25 for relays.
+            from_email: the sender, ``alerts@example.com`` or ``Alerts <alerts@example.com>``.
+            to_emails: the recipients: a list, or one string of addresses separated by commas.
+            username: the AUTH user name (no AUTH when unset).
+            password: the AUTH password (masked everywhere).
+            use_tls: upgrade the connection with STARTTLS, verifying the certificate.
+            use_ssl: connect with implicit TLS (port 465) instead; excludes ``use_tls``.
+            timeout: seconds one try may take (connect and read).
+            sender: code only: ``sender(recipients, subject, body, html)`` replaces SMTP
+                (0.1.x injection point).
+            reply_to: the address replies go to (default the sender).
+            allow_insecure_auth: send AUTH over a connection without TLS (off: refused).
+            name: the channel name.
+            format: a formatter name (default, compact, or one a plugin registers).
+        """
         super().__init__(name=name or "email.smtp", format=format)
         self.password = password
         self.register_secrets()
