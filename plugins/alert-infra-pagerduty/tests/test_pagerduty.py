@@ -25,6 +25,7 @@ from alert_infra import (
     build_transport,
 )
 from alert_infra.testing import FakeServer, https_server, isolated_plugin_host, unused_port
+from alert_infra.testing.strategies import hostile_alerts, hostile_text, huge
 
 ROUTING_KEY = "R0uT1nGkEy5ecret0123456789abcdef"
 assert len(ROUTING_KEY) == 32
@@ -261,38 +262,7 @@ class TestNoLeaks:
 
 # -- limits under adversarial content (issue 10, item 8) -------------------------------------------------------------
 
-_PIECES = st.one_of(
-    st.sampled_from(
-        [
-            *("@", "<", ">", "&", '"', "\\", "'", "\n", "\r\n", "\x00", "\x1b[31m", "\u202e", "\u2060", "\ufeff"),
-            *("\ud800", "\udfff", "😀", "👨\u200d👩", "𝕏", "é", "[", "]", "(", ")"),
-        ]
-    ),
-    st.characters(),
-    st.text(max_size=30),
-)
-_TEXT = st.lists(_PIECES, max_size=30).map("".join)
-_HUGE = st.one_of(_TEXT, st.tuples(_TEXT, st.integers(1, 1500)).map(lambda t: t[0] * t[1]))
-_URL = st.tuples(st.text(alphabet="abcxyz019@:/?&=%.-_~#<>\"'é😀", max_size=40), st.integers(1, 120)).map(
-    lambda t: "https://h.example/" + t[0] * t[1]
-)
-_VALUES = st.one_of(_HUGE, st.integers(), st.floats(allow_nan=False), st.lists(_TEXT, max_size=5))
-
-
-@st.composite
-def hostile_alerts(draw: Any) -> Alert:
-    return Alert(
-        "T" + draw(_HUGE),
-        "M" + draw(_HUGE),
-        severity=draw(st.sampled_from(["info", "warning", "error", "critical"])),
-        source=draw(st.one_of(st.none(), _HUGE)),
-        tags=draw(st.lists(_TEXT, max_size=100)),
-        metadata=draw(st.dictionaries(_TEXT, _VALUES, max_size=40)),
-        links=draw(st.lists(st.tuples(_TEXT, _URL), max_size=200)),
-        request_id=draw(st.one_of(st.none(), _TEXT)),
-        fingerprint=draw(st.one_of(st.none(), _HUGE.map(lambda s: "F" + s))),
-        redact_sensitive_data=False,  # the limits hold for any alert, redacted or not
-    )
+_HUGE = huge(hostile_text())
 
 
 def _units(text: str) -> int:

@@ -26,6 +26,7 @@ from alert_infra import (
     build_transport,
 )
 from alert_infra.testing import FakeServer, https_server, isolated_plugin_host, unused_port
+from alert_infra.testing.strategies import hostile_alerts, hostile_text, huge
 
 TOKEN = "7012345678:AAH-s3cr3tB0tT0kenValue_abcdefghijk"
 ALLOWED = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "blockquote", "tg-spoiler"}
@@ -334,38 +335,11 @@ class TestNoLeaks:
 
 # -- limits under adversarial content (issue 10, item 8) -------------------------------------------------------------
 
-_PIECES = st.one_of(
-    st.sampled_from(
-        [
-            *("@", "@admin", "@bot_1", "@\u2060x", "<", ">", "&", '"', "'", "&amp;", "<b>", "</a>", "*", "_", "`"),
-            *("\n", "\r\n", "\x00", "\x1b[31m", "\u202e", "\u2066", "\u2060", "\u200b", "\ufeff", "\ud800", "\udfff"),
-            *("😀", "👨\u200d👩", "𝕏"),
-        ]
-    ),
-    st.characters(),
-    st.text(max_size=30),
-)
-_TEXT = st.lists(_PIECES, max_size=30).map("".join)
+#: Telegram's own dangerous pieces: mentions (live and disarmed) and its HTML tags.
+TELEGRAM_PIECES = ("@admin", "@bot_1", "@\u2060x", "<b>", "</a>")
+_TEXT = hostile_text(*TELEGRAM_PIECES)
 #: Short adversarial text, or the same repeated up to ~20k characters (huge inputs, cheap to generate).
-_HUGE = st.one_of(_TEXT, st.tuples(_TEXT, st.integers(1, 1500)).map(lambda t: t[0] * t[1]))
-_VALUES = st.one_of(_HUGE, st.integers(), st.lists(_TEXT, max_size=5))
-_URL = st.text(alphabet="abcxyz019@:/?&=%.-_~#<>\"'", max_size=300).map(lambda s: "https://h.example/" + s)
-
-
-@st.composite
-def hostile_alerts(draw: Any) -> Alert:
-    return Alert(
-        "T" + draw(_HUGE),
-        "M" + draw(_HUGE),
-        severity=draw(st.sampled_from(["info", "warning", "error", "critical"])),
-        source=draw(st.one_of(st.none(), _HUGE)),
-        tags=draw(st.lists(_TEXT, max_size=100)),
-        metadata=draw(st.dictionaries(_TEXT, _VALUES, max_size=40)),
-        links=draw(st.lists(st.tuples(_TEXT, _URL), max_size=200)),
-        request_id=draw(st.one_of(st.none(), _TEXT)),
-        status=draw(st.sampled_from(["firing", "resolved", "acknowledged"])),
-        redact_sensitive_data=False,  # the limits hold for any alert, redacted or not
-    )
+_HUGE = huge(_TEXT)
 
 
 def _telegram_units(html_text: str) -> tuple[str, int, int]:
@@ -396,7 +370,7 @@ class TestLimits:
         assert TRUNCATED in shown
 
     @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(alert=hostile_alerts(), compact=st.booleans())
+    @given(alert=hostile_alerts(*TELEGRAM_PIECES), compact=st.booleans())
     def test_any_alert_within_limits(self, alert: Alert, compact: bool) -> None:
         """Any alert: parseable HTML, ≤ 4,096 UTF-16 units after parsing, ≤ 100 entities, valid UTF-8 JSON,
         links' URLs unaltered, no live mention."""
