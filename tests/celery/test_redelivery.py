@@ -5,8 +5,9 @@
   task is redelivered (``acks_late`` + ``reject_on_worker_lost``): the slow channel gets the
   alert, the recorded one is not sent again.
 * Storm: 1,000 alerts to two channels; the whole worker is SIGKILLed mid-run and a new one
-  started. Every alert reaches every channel at least once (0 lost); duplicates are counted and
-  bounded by what was in flight at the kill (prefetch 1 x concurrency 2 messages, two channels each).
+  started. Every alert reaches every channel at least once (0 lost on RabbitMQ; on Redis at most the
+  one message kombu was receiving at the kill, see ``LOSABLE``); duplicates are counted and bounded by
+  what was in flight at the kill (prefetch 1 x concurrency 2 messages, two channels each).
 """
 
 from __future__ import annotations
@@ -85,6 +86,12 @@ def test_a_pool_child_killed_mid_send_redelivers_only_the_unserved_channel(
 
 
 STORM = 1000
+#: Alerts a SIGKILL of the whole worker may lose, by broker. kombu's Redis transport takes a message
+#: off the queue (RPOP) and records it as unacknowledged in a second step (MULTI ZADD/HSET); a kill
+#: of the worker's main process between the two loses the one message it was receiving (celery
+#: #7950, kombu #305; seen here in about 1 run in 3). RabbitMQ holds every delivery until it is
+#: acknowledged: nothing may be lost there. docs/guide/queued-delivery.md says so.
+LOSABLE = {"redis": 1, "amqp": 0}
 
 
 def _missing(seen: dict[str, Counter[str]]) -> str:
@@ -130,12 +137,18 @@ def test_storm_with_the_whole_worker_killed_loses_nothing(
             first.kill(signal.SIGKILL)
             at_kill = {path: sum(c.values()) for path, c in seen.items()}
             workers(tmp_path, config, queue, server.ca_file)
+            arrived = lambda: min(len(seen[p]) for p in ("/services/a", "/services/b"))  # noqa: E731
+            losable = LOSABLE[broker.split(":")[0]]
             kit.wait_for_progress(
-                lambda: min(len(seen[p]) for p in ("/services/a", "/services/b")),
-                STORM,
-                what="alerts on both channels",
-                detail=lambda: _missing(seen),
+                arrived, STORM - losable, what="alerts on both channels", detail=lambda: _missing(seen)
             )
+            # What may still come back: the dead worker's unacknowledged messages, restored after
+            # visibility_timeout (6 s) by a sweep every 2 s, behind a restore lock of at most 15 s.
+            quiet_since, last = time.monotonic(), arrived()
+            while arrived() < STORM and time.monotonic() - quiet_since < 30:
+                time.sleep(0.2)
+                if arrived() != last:
+                    quiet_since, last = time.monotonic(), arrived()
             time.sleep(1.0)  # late duplicates, if any, are counted too
         finally:
             kit.purge(broker, queue)
@@ -146,5 +159,5 @@ def test_storm_with_the_whole_worker_killed_loses_nothing(
         f"\nstorm[{broker.split(':')[0]}]: {STORM} alerts x 2 channels, killed after {at_kill}, "
         f"lost={lost}, duplicates={duplicates}, {time.monotonic() - started:.1f}s"
     )
-    assert lost == {"/services/a": 0, "/services/b": 0}
+    assert all(n <= losable for n in lost.values()), f"lost {lost}: {_missing(seen)}"
     assert all(d <= in_flight for d in duplicates.values()), duplicates

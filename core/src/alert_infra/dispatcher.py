@@ -247,8 +247,9 @@ class _Channel:
     def settle(self) -> None:
         """Decide where this channel runs in :meth:`AlertDispatcher.send`: in the caller's thread
         when it never waits on I/O (``blocking = False``) or bounds its own time within the
-        channel's timeout (``max_send_time``, as the shared HTTP layer's total deadline does) and
-        has no retries to wait between; else in a worker thread, so the caller can stop waiting."""
+        channel's timeout (``max_send_time``) and has no retries to wait between; else in a worker
+        thread, so the caller can stop waiting. The HTTP layer does not declare ``max_send_time``:
+        its total deadline starts after name resolution, which nothing in the process can bound."""
         self_bounded = (
             self.max_send_time is not None
             and self.max_send_time <= self.timeout
