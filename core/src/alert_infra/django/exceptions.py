@@ -167,8 +167,6 @@ def _queue_class() -> Any:
         """The handler's bounded queue, thread, flush at exit and fork safety, carrying alerts
         admitted already (its own de-duplication and throttle are off)."""
 
-        admission_name = _ADMISSION
-
         def __init__(self) -> None:
             super().__init__("ERROR", dedup_window=0, rate=0)
 
