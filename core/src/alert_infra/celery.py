@@ -808,7 +808,7 @@ class _Summary(_MappingABC):  # type: ignore[type-arg]
         return len(self._data)
 
     def __repr__(self) -> str:
-        return repr(self._data)
+        return repr(getattr(self, "_data", {}))  # {} for a half-built instance
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (dict, (self._data,))
