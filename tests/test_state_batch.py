@@ -24,21 +24,6 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 @pytest.fixture
-def redis_client() -> Iterator[Any]:
-    try:
-        import redis
-    except ImportError:
-        pytest.skip("service unavailable: redis (the redis package is not installed: pip install 'alert-infra[redis]')")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"service unavailable: redis at 127.0.0.1:6379 ({type(exc).__name__})")
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def prefix(redis_client: Any) -> Iterator[str]:
     name = f"t-batch-{uuid.uuid4().hex[:10]}"
     yield name

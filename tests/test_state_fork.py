@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -71,18 +71,8 @@ def test_memory_state_forked_while_another_thread_holds_its_lock_works_in_the_ch
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    try:
-        import redis
-    except ImportError:
-        pytest.skip("service unavailable: redis (the redis package is not installed: pip install 'alert-infra[redis]')")
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"service unavailable: redis at {REDIS_HOST}:{REDIS_PORT} ({type(exc).__name__})")
-    yield URL
-    client.close()
+def redis_url(redis_client: Any) -> str:
+    return URL
 
 
 def test_redis_state_in_a_forked_child_has_its_own_connection_and_leaves_the_parents_alone(redis_url: str) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,21 +31,11 @@ URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url(redis_client: Any) -> Iterator[str]:
     """The shared test database, flushed before and after each test."""
-    try:
-        import redis
-    except ImportError:
-        pytest.skip("service unavailable: redis (the redis package is not installed: pip install 'alert-infra[redis]')")
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"service unavailable: redis at {REDIS_HOST}:{REDIS_PORT} ({type(exc).__name__})")
-    client.flushdb()
+    redis_client.flushdb()
     yield URL
-    client.flushdb()
-    client.close()
+    redis_client.flushdb()
 
 
 def alert(title: str = "Payment failed") -> Alert:

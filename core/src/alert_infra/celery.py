@@ -43,6 +43,7 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess with
     ) from None
 
 from . import audit as _audit
+from . import outbox as _outbox
 from .alert import Alert
 from .dispatcher import AlertDispatcher, _channel_names
 from .exceptions import AlertConfigurationError, RetryableAlertTransportError
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from .config import AlertConfig
-    from .state import StateBackend
+    from .state import RedisState, StateBackend
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -62,6 +63,7 @@ __all__ = [
     "AsyncAlertConfig",
     "AsyncAlertDispatcher",
     "CeleryAlertDispatcher",
+    "OutboxReaper",
     "build_app",
     "dispatch_alert",
     "normalize_async_config",
@@ -122,6 +124,8 @@ _TABLE_KEYS = (
     "state",
     "prefetch_multiplier",
     "restore_interval",
+    "outbox",
+    "outbox_horizon",
 )
 
 _CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_celery_channels", default=None)
@@ -363,6 +367,9 @@ class CeleryAlertDispatcher(AlertDispatcher):
         config: 0.1.x keys (``TASK_NAME``, ``QUEUE``, ``MAX_RETRIES``, ``RETRY_BACKOFF``,
             ``RETRY_BACKOFF_MAX``, ``RETRY_JITTER``, ``FAIL_SILENTLY``) and ``PUBLISH_TIMEOUT``
             (seconds, default 2), or an :class:`AsyncAlertConfig`.
+        outbox: an :class:`~alert_infra.outbox.Outbox`: each alert is written there before it is
+            published, so that a worker's reaper publishes it again if the broker loses it
+            (from configuration: ``[alert_infra.celery] outbox``, on by default with a Redis broker).
         dispatcher_options: anything :class:`~alert_infra.AlertDispatcher` takes (``audit``,
             ``logger_``, ``enabled``, ``raise_on_failure``, ``hook_timeout``).
 
@@ -383,9 +390,13 @@ class CeleryAlertDispatcher(AlertDispatcher):
         config: Mapping[str, Any] | AsyncAlertConfig | None = None,
         problem: AlertConfigurationError | None = None,
         bounded: bool = False,
+        outbox: _outbox.Outbox | None = None,
         **dispatcher_options: Any,
     ) -> None:
         self.settings = normalize_async_config(config)
+        #: Where each enqueue is watched until a worker ends its task (:mod:`alert_infra.outbox`).
+        self.outbox = outbox
+        self._owns_outbox = False  # True when built from configuration: close() closes its Redis
         self.config = self.settings  # 0.1.x attribute
         self.celery_app = celery_app
         self.task = task
@@ -394,6 +405,8 @@ class CeleryAlertDispatcher(AlertDispatcher):
         # Our own app bounds each step of a publish (connect, each socket operation) by the
         # publish timeout; a publish is a few such steps, so the caller's bound is twice it.
         self._bound = self.settings.publish_timeout * (2 if self._bounded else 1)
+        if outbox is not None:  # its write comes first, bounded by its Redis timeout
+            self._bound += float(getattr(outbox.state, "timeout", 0.5))
         dispatcher_options.setdefault("timeout", self._bound)
         super().__init__([_EnqueueTransport(self)], **dispatcher_options)
 
@@ -419,6 +432,16 @@ class CeleryAlertDispatcher(AlertDispatcher):
         options: dict[str, Any] = {"task_id": alert_id, "retry": False}
         if settings.queue is not None:
             options["queue"] = settings.queue
+        outbox, watched = self.outbox, False
+        if outbox is not None:
+            # Written before the publish: a worker can never end the task before its entry exists.
+            kwargs["outbox"] = outbox.queue
+            name = getattr(self.task, "name", None) if self.task is not None else settings.task_name
+            watched = outbox.add(
+                alert_id, {"task": name or settings.task_name, "args": args, "kwargs": kwargs, "queue": outbox.queue}
+            )
+            if not watched:
+                del kwargs["outbox"]
         # Celery would build argsrepr/kwargsrepr with its saferepr over the whole alert on every
         # publish (the largest part of the enqueue cost, measured with cProfile); what workers and
         # monitors show for a message is the alert id and the channels, which is all they need.
@@ -433,10 +456,12 @@ class CeleryAlertDispatcher(AlertDispatcher):
             else:
                 app = self.celery_app if self.celery_app is not None else (_APP.get() or _celery.current_app)
                 app.send_task(settings.task_name, args=args, kwargs=kwargs, **options, **short)
-        except AlertConfigurationError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever the broker stack raises: its class name only
-            raise _enqueue_error(exc) from None
+        except BaseException as exc:
+            if watched:
+                outbox.done(alert_id)  # type: ignore[union-attr] # the caller is told it failed: nothing to watch
+            if isinstance(exc, AlertConfigurationError) or not isinstance(exc, Exception):
+                raise
+            raise _enqueue_error(exc) from None  # whatever the broker stack raises: its class name only
         return QUEUED_DETAIL + alert_id
 
     # -- the dispatcher's API, with the channel names travelling to the worker -------------------
@@ -496,6 +521,15 @@ class CeleryAlertDispatcher(AlertDispatcher):
             reason = outcome.reason if outcome is not None and outcome.reason else "enqueue failed"
             raise AlertConfigurationError(f"Celery alert dispatcher could not enqueue the alert ({error}): {reason}")
         return result
+
+    def close(self) -> None:
+        """Close the dispatcher and the Redis connections of its outbox."""
+        try:
+            super().close()
+        finally:
+            outbox = getattr(self, "outbox", None)
+            if outbox is not None and getattr(self, "_owns_outbox", False):
+                outbox.state.close()
 
     def __repr__(self) -> str:
         try:
@@ -573,6 +607,26 @@ class _TableSettings:
         if broker:
             legacy["REDELIVERY_HORIZON"] = self.visibility_timeout if self.redis else self.consumer_timeout
         self.settings = normalize_async_config(legacy, where=where)
+        outbox = expanded.get("outbox", self.redis)
+        if not isinstance(outbox, bool):
+            raise err(f"{where}.outbox: must be true or false, got a {type(outbox).__name__}")
+        #: Whether senders watch each delivery in the outbox and workers reap it (default: on
+        #: with a Redis broker, whose transport can lose the message a killed worker was receiving).
+        self.outbox = outbox
+        self.outbox_horizon = check_seconds(
+            expanded.get("outbox_horizon", _outbox.DEFAULT_HORIZON),
+            f"{where}.outbox_horizon",
+            maximum=MAX_WINDOW,
+            error=err,
+        )
+        lifetime = self.outbox_horizon * (_outbox.MAX_REAPS + 1)
+        if outbox and self.settings.idempotency_ttl < lifetime:
+            raise err(
+                f"{where}.idempotency_ttl: {self.settings.idempotency_ttl:g}s is shorter than an outbox entry can "
+                f"live ({lifetime:g}s: outbox_horizon x {_outbox.MAX_REAPS + 1}); a message published again after "
+                "its records expired would re-send channels that already got the alert. Raise idempotency_ttl or "
+                "lower outbox_horizon"
+            )
 
     def __repr__(self) -> str:
         return "_TableSettings(<broker hidden>)"
@@ -660,10 +714,12 @@ def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: An
     problem: AlertConfigurationError | None = None
     app = None
     settings: AsyncAlertConfig | None = None
+    outbox: _outbox.Outbox | None = None
     try:
         table = _table(config)
         settings = table.settings
         app = build_app(config)
+        outbox = _configured_outbox(config, table)
     except AlertConfigurationError as exc:
         silent = settings.fail_silently if settings is not None else _fail_silently(config)
         if strict or not silent:
@@ -675,9 +731,50 @@ def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: An
         retention = config.audit_retention if config.audit_retention is not None else DEFAULT_RETENTION
         kwargs["audit"] = open_audit(config.audit, retention=retention)
     kwargs.setdefault("enabled", config.enabled)
-    return CeleryAlertDispatcher(
-        app, config=settings if settings is not None else AsyncAlertConfig(), problem=problem, bounded=True, **kwargs
+    dispatcher = CeleryAlertDispatcher(
+        app,
+        config=settings if settings is not None else AsyncAlertConfig(),
+        problem=problem,
+        bounded=True,
+        outbox=outbox,
+        **kwargs,
     )
+    dispatcher._owns_outbox = outbox is not None
+    return dispatcher
+
+
+def _outbox_state(config: AlertConfig, table: _TableSettings, *, timeout: float = 0.5) -> RedisState | None:
+    """The Redis holding the idempotency records of the workers of ``config``, resolved as
+    :func:`_build_worker` resolves it (``[alert_infra.celery] state``, else ``[alert_infra]
+    state``, else a Redis broker), so that sender and worker name the same outbox keys.
+    ``None`` when the records are not in Redis."""
+    from .state import REDIS_SCHEMES, RedisState
+
+    if table.state is not None:
+        return RedisState(table.state, timeout=timeout) if table.state.startswith(REDIS_SCHEMES) else None
+    if isinstance(config.state, str) and config.state.startswith(REDIS_SCHEMES):
+        return RedisState(config.state, prefix=config.state_prefix, timeout=timeout)
+    if table.redis and table.broker_url is not None and table.broker_url.startswith(REDIS_SCHEMES):
+        return RedisState(table.broker_url, prefix=config.state_prefix, timeout=timeout)
+    return None
+
+
+def _configured_outbox(config: AlertConfig, table: _TableSettings) -> _outbox.Outbox | None:
+    """The outbox of ``[alert_infra.celery]`` (``outbox``, ``outbox_horizon``), or ``None`` when
+    it is off or the records are not in Redis (said once in the log: a lost message stays lost)."""
+    if not table.outbox:
+        return None
+    # A sender waits for the outbox at most one such timeout (then publishes unwatched).
+    state = _outbox_state(config, table, timeout=min(0.5, table.settings.publish_timeout))
+    if state is None:
+        import logging
+
+        logging.getLogger("alert_infra").warning(
+            "[alert_infra.celery] outbox is on but the idempotency records are not in Redis (set [alert_infra] state "
+            "to a redis:// URL): queued alerts are not watched"
+        )
+        return None
+    return _outbox.Outbox(state, table.settings.queue or DEFAULT_QUEUE, horizon=table.outbox_horizon)
 
 
 def _fail_silently(config: AlertConfig) -> bool:
@@ -689,15 +786,33 @@ def _fail_silently(config: AlertConfig) -> bool:
 class _Worker:
     """What one worker process builds once: the dispatcher of its channels and the idempotency store."""
 
-    def __init__(self, dispatcher: Any, state: StateBackend, prefix: str, ttl: float) -> None:
+    def __init__(
+        self, dispatcher: Any, state: StateBackend, prefix: str, ttl: float, horizon: float = _outbox.DEFAULT_HORIZON
+    ) -> None:
         self.pid = os.getpid()
         self.dispatcher = dispatcher
         self.state = state
         self.prefix = prefix
         self.ttl = ttl
+        self.horizon = horizon
+        self._outboxes: dict[str, _outbox.Outbox] = {}
 
     def key(self, alert_id: str, channel: str) -> str:
         return f"{self.prefix}:{alert_id}:{channel}"
+
+    def outbox(self, queue: Any) -> _outbox.Outbox | None:
+        """The outbox a message names (its ``outbox`` argument: the queue), when the records are
+        in Redis (the sender's outbox is the same keys); else ``None``."""
+        from .state import RedisState
+
+        if not isinstance(queue, str) or not queue or not isinstance(self.state, RedisState):
+            return None
+        box = self._outboxes.get(queue)
+        if box is None:
+            if len(self._outboxes) >= 32:  # queue names come from messages: keep the cache bounded
+                self._outboxes.clear()
+            box = self._outboxes[queue] = _outbox.Outbox(self.state, queue[:200], horizon=self.horizon)
+        return box
 
     def record(self, channel: str) -> None:
         """The dispatcher's ``on_sent``: the channel got the alert of this task (see ``_TASK_ALERT``)."""
@@ -734,23 +849,29 @@ def _worker_for(task: Any, factory: Callable[[], Any] | None, config_source: Any
         return worker
 
 
-def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _Worker:
+def _worker_config(factory: Callable[[], Any] | None, config_source: Any) -> AlertConfig | None:
+    """The configuration a worker of this task reads (``None``: it has a dispatcher factory only)."""
     from .config import AlertConfig, find_config, load_config
+
+    if isinstance(config_source, AlertConfig):
+        return config_source
+    if config_source is not None:
+        return load_config(config_source)
+    if factory is not None:
+        return None
+    found = find_config()
+    if found is None:
+        raise AlertConfigurationError(
+            "alert_infra.dispatch_alert: the worker found no configuration (set ALERT_INFRA_CONFIG or run it "
+            "where alert-infra.toml is)"
+        )
+    return load_config(found[0])
+
+
+def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _Worker:
     from .state import MemoryState, RedisState, open_state
 
-    config: AlertConfig | None = None
-    if isinstance(config_source, AlertConfig):
-        config = config_source
-    elif config_source is not None:
-        config = load_config(config_source)
-    elif factory is None:
-        found = find_config()
-        if found is None:
-            raise AlertConfigurationError(
-                "alert_infra.dispatch_alert: the worker found no configuration (set ALERT_INFRA_CONFIG or run it "
-                "where alert-infra.toml is)"
-            )
-        config = load_config(found[0])
+    config = _worker_config(factory, config_source)
     dispatcher = factory() if factory is not None else config.build_dispatcher(delivery="inline")  # type: ignore[union-attr]
     table = _table(config) if config is not None else None
     ttl = table.settings.idempotency_ttl if table is not None else DEFAULT_IDEMPOTENCY_TTL
@@ -774,7 +895,8 @@ def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: A
         state = MemoryState()
     if isinstance(state, RedisState) and prefix.endswith(":delivered"):
         prefix = "delivered"  # RedisState adds its own prefix
-    worker = _Worker(dispatcher, state, prefix, ttl)
+    horizon = table.outbox_horizon if table is not None else _outbox.DEFAULT_HORIZON
+    worker = _Worker(dispatcher, state, prefix, ttl, horizon)
     if hasattr(dispatcher, "on_sent"):
         dispatcher.on_sent = worker.record
     return worker
@@ -848,6 +970,8 @@ def dispatch_alert(
     *,
     dispatcher_factory: Callable[[], Any] | None = None,
     config_source: Any = None,
+    outbox: str | None = None,
+    outbox_copy: bool = False,
 ) -> Mapping[str, Any]:
     """The body of the ``alert_infra.dispatch_alert`` task (``task`` is the bound Celery task).
 
@@ -859,6 +983,11 @@ def dispatch_alert(
     see :class:`_Summary`). The idempotency records of all the channels are read in one round
     trip (:meth:`~alert_infra.state.StateBackend.delivered`); each channel's record is written the
     moment it succeeds, in the thread that delivered it.
+
+    ``outbox`` (the queue whose :class:`~alert_infra.outbox.Outbox` watches this delivery, set by
+    the sender): the entry is moved on when the task starts (in the round trip that reads the
+    records) and when it schedules its retry, and removed when the task ends. ``outbox_copy``: the
+    message is a copy the reaper published (see :meth:`~alert_infra.outbox.Outbox.begin`).
     """
     import logging
 
@@ -879,22 +1008,35 @@ def dispatch_alert(
         wanted = list(_channel_names(transport_names) or [])
     # One round trip for every channel's idempotency record (not one per channel).
     keys = {worker.key(alert_id, name): name for name in wanted}
-    recorded = set(worker.state.delivered(list(keys))) if keys else set()
+    box = worker.outbox(outbox) if outbox is not None else None
+    if box is not None:
+        go_on, found = box.begin(alert_id, list(keys), copy=bool(outbox_copy))
+        if not go_on:
+            log.info("alert %s: another run of it started less than %gs ago: this copy ends", alert_id, box.horizon)
+            return _summary(DeliveryResult(), [], plain=_stores_result(task, request))
+        recorded = set(found)
+    else:
+        recorded = set(worker.state.delivered(list(keys))) if keys else set()
     before = [name for key, name in keys.items() if key in recorded]
     remaining = [name for name in wanted if name not in before]
     plain = _stores_result(task, request)
     if before:
         log.info("alert %s: %s already delivered (redelivered task): not sent again", alert_id, ", ".join(before))
     if not remaining:
+        if box is not None:
+            box.done(alert_id)
         return _summary(DeliveryResult(), before, plain=plain)
-    token, alert_token = _delivery_context(alert_id), _TASK_ALERT.set(alert_id)
+    # Several channels: each one's record is written the moment it succeeds (a slower one may still
+    # be sending when the worker dies). One channel watched by the outbox: its record goes with the
+    # entry's removal, one round trip, written as soon as the send returns all the same.
+    deferred = (box is not None and len(remaining) == 1) or getattr(dispatcher, "on_sent", None) != worker.record
+    token, alert_token = _delivery_context(alert_id), _TASK_ALERT.set(None if deferred else alert_id)
     try:
         result = dispatcher.send(alert, remaining)
     finally:
         _TASK_ALERT.reset(alert_token)
         _reset_delivery_context(token)
-    if getattr(dispatcher, "on_sent", None) != worker.record and result.sent:  # a dispatcher without the hook
-        worker.state.mark_all_delivered([worker.key(alert_id, name) for name in result.sent], worker.ttl)
+    late = [worker.key(alert_id, name) for name in result.sent] if deferred else []
     if result.retryable:
         max_retries = int(options.get("MAX_RETRIES", DEFAULT_MAX_RETRIES))
         if retries < max_retries:
@@ -908,6 +1050,10 @@ def dispatch_alert(
                 retries + 1,
                 max_retries,
             )
+            if late:
+                worker.state.mark_all_delivered(late, worker.ttl)
+            if box is not None:
+                box.postpone(alert_id, countdown)
             raise task.retry(
                 args=[dict(alert_payload)],
                 kwargs={
@@ -915,11 +1061,16 @@ def dispatch_alert(
                     "async_options": options,
                     "alert_id": alert_id,
                     "attempt": retries + 2,
+                    **({"outbox": outbox} if box is not None else {}),
                 },
                 countdown=countdown,
                 max_retries=max_retries,
             )
         log.warning("alert %s: retries exhausted for %s", alert_id, ", ".join(result.retryable))
+    if box is not None:
+        box.done(alert_id, late, worker.ttl)
+    elif late:
+        worker.state.mark_all_delivered(late, worker.ttl)
     return _summary(result, before, plain=plain)
 
 
@@ -956,6 +1107,8 @@ def register_task(
     def run(self: Any, alert_payload: Any, transport_names: Any = None, async_options: Any = None, **extra: Any) -> Any:
         alert_id = extra.pop("alert_id", None)
         attempt = extra.pop("attempt", None)
+        outbox = extra.pop("outbox", None)
+        outbox_copy = extra.pop("outbox_copy", False)
         return dispatch_alert(
             self,
             alert_payload,
@@ -965,6 +1118,8 @@ def register_task(
             attempt,
             dispatcher_factory=dispatcher_factory,
             config_source=config,
+            outbox=outbox,
+            outbox_copy=outbox_copy,
         )
 
     run.__name__ = "dispatch_alert"
@@ -980,11 +1135,204 @@ def register_task(
         max_retries=None,
     )(run)
     _REGISTERED[key] = task
+    _SOURCES[key] = (dispatcher_factory, config)
     return task
 
 
 #: The tasks :func:`register_task` made, by (id of the app or None for the shared task, name).
 _REGISTERED: dict[tuple[int | None, str], Any] = {}
+#: What each of those tasks builds its worker from: (dispatcher factory, configuration source).
+_SOURCES: dict[tuple[int | None, str], tuple[Any, Any]] = {}
+
+
+# -- the outbox's reaper, in the worker's main process ---------------------------------------------
+class OutboxReaper:
+    """Publishes again the deliveries of an :class:`~alert_infra.outbox.Outbox` that no worker
+    started or finished within its horizon (a message the broker lost, a worker that died).
+
+    It runs in every worker's main process (started on Celery's ``worker_ready`` when
+    ``[alert_infra.celery] outbox`` is on), every ``interval`` seconds, and only while the queue
+    holds no message waiting for a worker: a delivery waiting in a backlog is never copied, and a
+    lost one is published again as soon as the queue has drained. Taking an entry is atomic
+    (several workers reap one outbox safely), and the copy is the same task (its id, its
+    channels): the idempotency records keep a channel that got the alert from getting it again.
+    """
+
+    def __init__(self, app: Any, outbox: _outbox.Outbox, *, interval: float | None = None) -> None:
+        self.app = app
+        self.outbox = outbox
+        self.interval = interval if interval is not None else max(0.5, min(30.0, outbox.horizon / 10))
+        self.published = 0
+        self.given_up = 0
+        self._stop = _threading().Event()
+        self._thread: Any = None
+        self._connection: Any = None
+        self._failing = False
+
+    def waiting(self) -> int | None:
+        """Messages waiting in the queue (``0`` when the broker has no such queue), ``None`` when
+        the broker cannot say (then nothing is reaped)."""
+        try:
+            if self._connection is None:
+                self._connection = self.app.connection_for_write()
+            channel = self._connection.default_channel
+            _, count, _ = channel.queue_declare(queue=self.outbox.queue, passive=True)
+            return int(count)
+        except Exception as exc:  # noqa: BLE001 - the class name only, see below
+            name = type(exc).__name__
+            if name == "NotFound" or "NOT_FOUND" in str(exc)[:200]:
+                # Redis deletes an empty list: no queue there means no message waiting.
+                self._reset()
+                return 0
+            self._reset()
+            return None
+
+    def _reset(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # noqa: BLE001, S110 - a broken connection is being dropped
+                pass
+
+    def reap(self) -> int:
+        """One pass: the number of deliveries published again."""
+        import logging
+
+        log = logging.getLogger("alert_infra")
+        if self.waiting() != 0:
+            return 0
+        published = 0
+        for alert_id, message in self.outbox.take_due():
+            if message is None:
+                self.given_up += 1
+                log.error(
+                    "alert %s: given up: published %d times and no worker ever finished its task (see the worker log)",
+                    alert_id[:64],
+                    self.outbox.max_reaps,
+                )
+                continue
+            try:
+                self.app.send_task(
+                    str(message.get("task") or DEFAULT_TASK_NAME),
+                    args=message.get("args"),
+                    kwargs={**(message.get("kwargs") or {}), "outbox_copy": True},
+                    task_id=alert_id,
+                    queue=str(message.get("queue") or self.outbox.queue),
+                    retry=False,
+                    argsrepr=f"(<alert {alert_id[:64]}>,)",
+                    kwargsrepr="{'outbox': 'published again'}",
+                )
+            except Exception as exc:  # noqa: BLE001 - it stays in the outbox: the next pass tries again
+                log.warning("alert %s: could not publish it again (%s)", alert_id[:64], type(exc).__name__)
+                continue
+            published += 1
+            log.warning(
+                "alert %s: no worker finished it within %gs: published again (the channels that got it are skipped)",
+                alert_id[:64],
+                self.outbox.horizon,
+            )
+        self.published += published
+        return published
+
+    def start(self) -> None:
+        """Reap every ``interval`` seconds in a daemon thread until :meth:`stop`."""
+        if self._thread is not None:
+            return
+        self._thread = _threading().Thread(target=self._loop, name="alert-infra-outbox-reaper", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import logging
+
+        while not self._stop.wait(self.interval):
+            try:
+                self.reap()
+                self._failing = False
+            except Exception as exc:  # noqa: BLE001 - never take the worker down
+                if not self._failing:
+                    self._failing = True
+                    logging.getLogger("alert_infra").warning("alert outbox reaper failed (%s)", type(exc).__name__)
+        self._reset()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    def __repr__(self) -> str:
+        try:
+            return f"OutboxReaper({self.outbox!r}, interval={self.interval:g})"
+        except Exception:  # noqa: BLE001 - half-built
+            return "OutboxReaper(?)"
+
+
+def _threading() -> Any:
+    import threading
+
+    return threading
+
+
+#: The reapers this process runs (the worker's main process), stopped at the worker's shutdown.
+_REAPERS: list[OutboxReaper] = []
+
+
+def reapers_for(app: Any) -> list[OutboxReaper]:
+    """The reapers a worker of ``app`` runs: one per outbox of the ``alert_infra.dispatch_alert``
+    tasks registered on it whose configuration has ``outbox`` on (and its records in Redis)."""
+    found: list[OutboxReaper] = []
+    seen: set[tuple[str, str]] = set()
+    for (app_id, name), (factory, source) in list(_SOURCES.items()):
+        if app_id not in (None, id(app)) or name not in getattr(app, "tasks", {}):
+            continue
+        config = _worker_config(factory, source)
+        if config is None:
+            continue
+        table = _table(config)
+        box = _configured_outbox(config, table)
+        if box is None:
+            continue
+        if (box.queue, repr(box.state)) in seen:
+            box.state.close()
+            continue
+        seen.add((box.queue, repr(box.state)))
+        found.append(OutboxReaper(app, box))
+    return found
+
+
+def _start_reapers(sender: Any = None, **_: Any) -> None:
+    """Celery's ``worker_ready``: start this worker's reapers (never raises into Celery)."""
+    import logging
+
+    try:
+        app = getattr(sender, "app", None)
+        if app is None:
+            return
+        for reaper in reapers_for(app):
+            reaper.start()
+            _REAPERS.append(reaper)
+            logging.getLogger("alert_infra").info(
+                "alert outbox of queue %r watched: deliveries unfinished after %gs are published again",
+                reaper.outbox.queue[:64],
+                reaper.outbox.horizon,
+            )
+    except Exception as exc:  # noqa: BLE001 - a worker without a reaper still delivers
+        logging.getLogger("alert_infra").warning("alert outbox reaper not started (%s)", type(exc).__name__)
+
+
+def _stop_reapers(**_: Any) -> None:
+    """Celery's ``worker_shutdown``: stop the reapers."""
+    while _REAPERS:
+        reaper = _REAPERS.pop()
+        reaper.stop()
+        reaper.outbox.state.close()
+
+
+from celery import signals as _signals  # noqa: E402 - after the handlers it connects
+
+_signals.worker_ready.connect(_start_reapers, weak=False, dispatch_uid="alert_infra.outbox.start")
+_signals.worker_shutdown.connect(_stop_reapers, weak=False, dispatch_uid="alert_infra.outbox.stop")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,183 @@
+"""The outbox on Celery: a message the broker lost is published again, on both brokers.
+
+* Configuration: ``outbox`` is on by default with a Redis broker, off with RabbitMQ; bad values
+  are refused by name, and an ``idempotency_ttl`` an entry could outlive is refused.
+* The sender writes the entry before it publishes (the message says which outbox watches it);
+  a publish that fails leaves no entry behind.
+* The reaper against the real broker, no worker: it copies nothing while the queue holds a
+  message (a backlog is not a loss), and publishes a due entry again once the queue is empty.
+* A real worker: an alert whose message is gone from the broker (deleted from the queue after
+  the enqueue: exactly what kombu's Redis transport does to the message a SIGKILLed worker was
+  receiving) reaches its channel once, and the outbox is empty afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("celery")
+
+from alert_infra import Alert, AlertConfigurationError, AlertDispatcher
+from alert_infra.celery import OutboxReaper, build_app
+from alert_infra.config import load_config
+from alert_infra.outbox import Outbox
+from alert_infra.state import RedisState
+from alert_infra.testing import https_server, unused_port
+
+
+def _empty(broker: str, queue: str) -> None:
+    """Take every message off ``queue`` (the queue itself stays, as a worker declared it)."""
+    from kombu import Connection
+
+    with Connection(broker, connect_timeout=3) as connection:
+        connection.default_channel.queue_purge(queue)
+
+
+def _outbox(kit: Any, queue: str, horizon: float) -> Outbox:
+    return Outbox(RedisState(kit.REDIS_URL, prefix=f"t-{queue}"), queue, horizon=horizon)
+
+
+@pytest.mark.parametrize(
+    ("broker_url", "expected"),
+    [("redis://127.0.0.1:6379/13", True), ("amqp://guest:guest@127.0.0.1:5672//", False)],
+)
+def test_the_outbox_is_on_by_default_with_a_redis_broker_only(broker_url: str, expected: bool) -> None:
+    from alert_infra.celery import _table
+
+    config = load_config({"alert_infra": {"celery": {"broker_url": broker_url}}, "channels": {"a": {"type": "noop"}}})
+    table = _table(config)
+    assert table.outbox is expected
+    assert table.outbox_horizon == 300
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("outbox = 'yes'", "alert_infra.celery.outbox: must be true or false, got a str"),
+        ("outbox_horizon = -1", "alert_infra.celery.outbox_horizon"),
+        ("outbox_horizn = 10", "unknown key 'outbox_horizn'; did you mean 'outbox_horizon'"),
+        ("outbox_horizon = 30000\nidempotency_ttl = 86400", "idempotency_ttl: 86400s is shorter than an outbox entry"),
+    ],
+)
+def test_bad_outbox_settings_are_refused_by_name(table: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "alert-infra.toml"
+    path.write_text(
+        f"[alert_infra.celery]\nbroker_url = 'redis://127.0.0.1:6379/13'\n{table}\n\n[channels.ops]\ntype = 'noop'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(AlertConfigurationError, match=message):
+        build_app(str(path))
+
+
+def test_the_sender_writes_the_entry_before_it_publishes_and_drops_it_when_the_publish_fails(
+    tmp_path: Path, unique: str, kit: Any
+) -> None:
+    queue = f"q-{unique}"
+    kit.broker_url("redis")
+    config = kit.write_config(
+        tmp_path, kit.REDIS_URL, queue, {"ops": "https://127.0.0.1:9/services/x"}, extra_celery="outbox_horizon = 0.1"
+    )
+    box = _outbox(kit, queue, 0.1)
+    try:
+        with AlertDispatcher.from_config(str(config), audit=None) as dispatcher:
+            assert dispatcher.outbox is not None and dispatcher.outbox.queue == queue
+            result = dispatcher.send(Alert("Disk full", "/var at 99%"))
+            assert result.ok
+        assert box.pending() == 1
+        time.sleep(0.15)
+        ((alert_id, message),) = box.take_due()
+        assert message is not None and message["kwargs"]["outbox"] == queue
+        assert message["kwargs"]["alert_id"] == alert_id and message["args"][0]["title"] == "Disk full"
+        assert message["task"] == "alert_infra.dispatch_alert" and message["queue"] == queue
+        box.clear()
+
+        # The same outbox, a broker that refuses: the caller is told it failed, nothing is watched.
+        dead = kit.write_config(
+            tmp_path,
+            f"amqp://guest:guest@127.0.0.1:{unused_port()}//",
+            queue,
+            {"ops": "https://127.0.0.1:9/services/x"},
+            extra_celery="outbox = true\npublish_timeout = 0.5",
+        )
+        with AlertDispatcher.from_config(str(dead), audit=None) as dispatcher:
+            assert dispatcher.outbox is not None
+            assert not dispatcher.send(Alert("Disk full", "again")).ok
+        assert box.pending() == 0
+    finally:
+        box.clear()
+        box.state.close()
+        kit.purge(kit.REDIS_URL, queue)
+
+
+def test_the_reaper_copies_nothing_from_a_backlog_and_republishes_a_lost_message(
+    broker: str, tmp_path: Path, unique: str, kit: Any
+) -> None:
+    queue = f"q-{unique}"
+    config = kit.write_config(
+        tmp_path, broker, queue, {"ops": "https://127.0.0.1:9/services/x"}, extra_celery="outbox = true\noutbox_horizon = 0.2"
+    )
+    app = build_app(str(config))
+    box = _outbox(kit, queue, 0.2)
+    reaper = OutboxReaper(app, box)
+    try:
+        with AlertDispatcher.from_config(str(config), audit=None) as dispatcher:
+            assert dispatcher.send(Alert("Queue stuck", "lag 10 min")).ok
+        time.sleep(0.3)  # the entry is due: no worker started it
+        kit.wait_for(lambda: reaper.waiting() == 1, timeout=10, what="the message in the queue")
+        assert reaper.reap() == 0  # the message is still waiting in the queue: not a loss
+        assert box.pending() == 1
+        _empty(broker, queue)  # the broker loses it
+        kit.wait_for(lambda: reaper.waiting() == 0, timeout=10, what="the queue emptied")
+        assert reaper.reap() == 1
+        kit.wait_for(lambda: reaper.waiting() == 1, timeout=10, what="the message published again")
+        assert reaper.reap() == 0  # not due again yet, and the queue holds it
+        assert reaper.published == 1
+    finally:
+        reaper.stop()
+        box.clear()
+        box.state.close()
+        kit.purge(broker, queue)
+
+
+def test_a_real_worker_delivers_an_alert_whose_message_the_broker_lost(
+    broker: str, unique: str, tmp_path: Path, workers: Any, kit: Any
+) -> None:
+    hits: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def handler(request: Any) -> tuple[int, dict[str, str], str]:
+        with lock:
+            hits[request.path] += 1
+        return 200, {}, "ok"
+
+    queue = f"q-{unique}"
+    with https_server(handler) as server:
+        config = kit.write_config(
+            tmp_path,
+            broker,
+            queue,
+            {"ops": f"{server.url}/services/ops"},
+            extra_celery="outbox = true\noutbox_horizon = 2",
+        )
+        box = _outbox(kit, queue, 2)
+        try:
+            with AlertDispatcher.from_config(str(config), audit=None) as dispatcher:
+                assert dispatcher.send(Alert("Payment failed", "card declined for order 1234")).ok
+            assert box.pending() == 1
+            _empty(broker, queue)  # lost between the queue and a worker
+            worker = workers(tmp_path, config, queue, server.ca_file)
+            kit.wait_for(lambda: hits["/services/ops"] >= 1, what="the lost alert's delivery")
+            kit.wait_for(lambda: box.pending() == 0, what="the outbox entry's removal")
+            time.sleep(3)  # another horizon: nothing is published a second time
+            assert hits["/services/ops"] == 1
+            assert "published again" in worker.text()
+        finally:
+            box.clear()
+            box.state.close()
+            kit.purge(broker, queue)
