@@ -96,6 +96,61 @@ def test_ending_a_task_writes_its_records_and_removes_the_entry_in_one_step(stat
     assert box.take_due() == []
 
 
+def test_watched_entries_are_written_by_the_writer_thread_and_a_failed_publish_is_forgotten(
+    state: RedisState,
+) -> None:
+    box = Outbox(state, "alerts", horizon=60)
+    assert all(box.watch(f"a{n}", _message(n)) for n in range(300))  # more than one batch
+    box.forget("a7")  # its publish failed: queued behind its write, so it comes after it
+    assert box.flush(10)
+    assert box.pending() == 299
+    assert box.dropped == 0
+    pool = state._client.connection_pool
+    assert not pool._in_use_connections
+
+
+def test_a_write_that_arrives_after_the_task_ended_is_refused(state: RedisState) -> None:
+    """A worker can take a message (and end its task) before the sender's queued write lands."""
+    box = Outbox(state, "alerts", horizon=60)
+    assert box.begin("a1", []) == (True, [])  # not watched yet: the task goes on
+    box.done("a1", ["delivered:a1:slack"], 60)
+    assert box.add("a1", _message(1)) is False  # the late write
+    assert box.watch("a2", _message(2))
+    box.done("a2")  # before or after the writer's write of a2: either way no entry is left
+    assert box.flush(5)
+    assert box.pending() == 0
+    assert box.add("a3", _message(3))
+    assert box.pending() == 1
+    ttl = state._client.pttl(box._ended("a1"))
+    assert 0 < ttl <= 60_000  # the tombstone expires
+
+
+def test_a_full_writer_queue_refuses_and_counts(state: RedisState, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alert_infra import outbox as module
+
+    monkeypatch.setattr(module, "MAX_PENDING", 0)
+    box = Outbox(state, "alerts", horizon=60)
+    assert box.watch("a1", _message(1)) is False
+    assert box.dropped == 1
+    assert box.flush(1)
+    assert box.pending() == 0
+
+
+def test_the_writer_thread_exits_when_idle_and_comes_back(state: RedisState, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alert_infra import outbox as module
+
+    monkeypatch.setattr(module, "WRITER_IDLE", 0.05)
+    box = Outbox(state, "alerts", horizon=60)
+    assert box.watch("a1", _message(1)) and box.flush(5)
+    writer = box._writer()
+    thread = writer._thread
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive() and writer._thread is None
+    assert box.watch("a2", _message(2)) and box.flush(5)
+    assert box.pending() == 2
+
+
 def test_beginning_an_entry_that_does_not_exist_never_creates_one(state: RedisState) -> None:
     box = Outbox(state, "alerts", horizon=HORIZON)
     assert box.begin("gone", []) == (True, [])
@@ -204,6 +259,8 @@ def test_a_forked_child_uses_the_outbox_on_its_own_connection(state: RedisState)
         try:
             ok = box.add("child", _message()) and box.pending() == 2
             box.done("child")
+            ok = ok and box.watch("child-2", _message()) and box.flush(5) and box.pending() == 2
+            box.done("child-2")
             code = 0 if ok else 2
         finally:
             os.write(write, str(code).encode())

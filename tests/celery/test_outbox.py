@@ -2,8 +2,8 @@
 
 * Configuration: ``outbox`` is on by default with a Redis broker, off with RabbitMQ; bad values
   are refused by name, and an ``idempotency_ttl`` an entry could outlive is refused.
-* The sender writes the entry before it publishes (the message says which outbox watches it);
-  a publish that fails leaves no entry behind.
+* The sender watches every enqueue (the message says which outbox watches it; the entry is
+  written by the outbox's writer thread); a publish that fails leaves no entry behind.
 * The reaper against the real broker, no worker: it copies nothing while the queue holds a
   message (a backlog is not a loss), and publishes a due entry again once the queue is empty.
 * A real worker: an alert whose message is gone from the broker (deleted from the queue after
@@ -75,7 +75,7 @@ def test_bad_outbox_settings_are_refused_by_name(table: str, message: str, tmp_p
         build_app(str(path))
 
 
-def test_the_sender_writes_the_entry_before_it_publishes_and_drops_it_when_the_publish_fails(
+def test_the_sender_watches_each_enqueue_and_forgets_one_whose_publish_failed(
     tmp_path: Path, unique: str, kit: Any
 ) -> None:
     queue = f"q-{unique}"
@@ -120,7 +120,11 @@ def test_the_reaper_copies_nothing_from_a_backlog_and_republishes_a_lost_message
 ) -> None:
     queue = f"q-{unique}"
     config = kit.write_config(
-        tmp_path, broker, queue, {"ops": "https://127.0.0.1:9/services/x"}, extra_celery="outbox = true\noutbox_horizon = 0.2"
+        tmp_path,
+        broker,
+        queue,
+        {"ops": "https://127.0.0.1:9/services/x"},
+        extra_celery="outbox = true\noutbox_horizon = 0.2",
     )
     app = build_app(str(config))
     box = _outbox(kit, queue, 0.2)

@@ -405,8 +405,6 @@ class CeleryAlertDispatcher(AlertDispatcher):
         # Our own app bounds each step of a publish (connect, each socket operation) by the
         # publish timeout; a publish is a few such steps, so the caller's bound is twice it.
         self._bound = self.settings.publish_timeout * (2 if self._bounded else 1)
-        if outbox is not None:  # its write comes first, bounded by its Redis timeout
-            self._bound += float(getattr(outbox.state, "timeout", 0.5))
         dispatcher_options.setdefault("timeout", self._bound)
         super().__init__([_EnqueueTransport(self)], **dispatcher_options)
 
@@ -434,14 +432,13 @@ class CeleryAlertDispatcher(AlertDispatcher):
             options["queue"] = settings.queue
         outbox, watched = self.outbox, False
         if outbox is not None:
-            # Written before the publish: a worker can never end the task before its entry exists.
+            # Queued for the outbox's writer thread (one round trip for many alerts, off the caller's
+            # path); the worker copes with an entry that arrives after it took the message.
             kwargs["outbox"] = outbox.queue
             name = getattr(self.task, "name", None) if self.task is not None else settings.task_name
-            watched = outbox.add(
+            watched = outbox.watch(
                 alert_id, {"task": name or settings.task_name, "args": args, "kwargs": kwargs, "queue": outbox.queue}
             )
-            if not watched:
-                del kwargs["outbox"]
         # Celery would build argsrepr/kwargsrepr with its saferepr over the whole alert on every
         # publish (the largest part of the enqueue cost, measured with cProfile); what workers and
         # monitors show for a message is the alert id and the channels, which is all they need.
@@ -458,7 +455,7 @@ class CeleryAlertDispatcher(AlertDispatcher):
                 app.send_task(settings.task_name, args=args, kwargs=kwargs, **options, **short)
         except BaseException as exc:
             if watched:
-                outbox.done(alert_id)  # type: ignore[union-attr] # the caller is told it failed: nothing to watch
+                outbox.forget(alert_id)  # type: ignore[union-attr] # the caller is told it failed: nothing to watch
             if isinstance(exc, AlertConfigurationError) or not isinstance(exc, Exception):
                 raise
             raise _enqueue_error(exc) from None  # whatever the broker stack raises: its class name only
@@ -528,8 +525,10 @@ class CeleryAlertDispatcher(AlertDispatcher):
             super().close()
         finally:
             outbox = getattr(self, "outbox", None)
-            if outbox is not None and getattr(self, "_owns_outbox", False):
-                outbox.state.close()
+            if outbox is not None:
+                outbox.flush()  # what this dispatcher queued is written before close() returns (2 s at most)
+                if getattr(self, "_owns_outbox", False):
+                    outbox.state.close()
 
     def __repr__(self) -> str:
         try:

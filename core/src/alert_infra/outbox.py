@@ -5,9 +5,11 @@ off the queue and records it as unacknowledged in a second step; a worker whose 
 killed between the two loses the message it was receiving (celery #7950, kombu #305). Neither
 the broker nor the worker can see that loss afterwards: only the sender knows what it enqueued.
 
-So the sender writes an entry before it publishes (the alert id, the whole task message, and
-a *due* time one ``horizon`` ahead), and the worker moves the due time on when a task starts
-or schedules its retry and removes the entry when the task ends. An entry whose due time has
+So the sender writes an entry for every message it publishes (the alert id, the whole task
+message, and a *due* time one ``horizon`` ahead; queued for a writer thread that batches them,
+:meth:`Outbox.watch`), and the worker moves the due time on when a task starts or schedules its
+retry and removes the entry when the task ends (leaving a short tombstone, so that a write still
+on its way cannot bring back the entry of a task that already ended). An entry whose due time has
 passed belongs to a message that no worker started, or one whose worker died: a reaper (on the
 worker, see ``alert_infra.celery``) takes such entries and publishes their message again. That
 is safe because the worker keeps idempotency records per alert and channel: a channel that got
@@ -23,14 +25,22 @@ the alert (a message that kills or breaks every worker that runs it must not cir
 
 The keys of one queue: ``<prefix>:outbox:<queue>`` (a sorted set of alert ids by due time, in
 milliseconds), ``...:messages`` (alert id -> the JSON message), ``...:reaps`` (alert id ->
-times taken) and ``...:started`` (alert id -> when a run last started, milliseconds). Needs
+times taken), ``...:started`` (alert id -> when a run last started, milliseconds) and
+``...:ended:<alert id>`` (the tombstone, expiring). Needs
 Redis 5 or newer, not Redis Cluster (the same as the state backend).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import time
+import weakref
+from _thread import allocate_lock
+from collections import deque
 
+from ._lifecycle import on_fork_in_child
 from .security import guarded_repr
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -57,16 +67,27 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: due, messages. ARGV: id, horizon ms, message, max entries. 1 written, 0 full.
+# KEYS: due, messages, then the tombstone of each entry. ARGV: horizon ms, max entries, then
+# id and message of each entry. Answers one number per entry: 1 written, 0 the outbox is full,
+# 2 the task already ended (the write came after the worker was done: see Outbox.watch).
 _ADD = (
     _NOW
     + """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
-  return 0
+local horizon, most = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out = {}
+for i = 1, #KEYS - 2 do
+  local id, message = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  if redis.call('EXISTS', KEYS[2 + i]) == 1 then
+    out[i] = 2
+  elseif redis.call('ZSCORE', KEYS[1], id) == false and redis.call('ZCARD', KEYS[1]) >= most then
+    out[i] = 0
+  else
+    redis.call('ZADD', KEYS[1], now + horizon, id)
+    redis.call('HSET', KEYS[2], id, message)
+    out[i] = 1
+  end
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 1
+return out
 """
 )
 
@@ -157,6 +178,12 @@ class Outbox:
         self._keys = (base, f"{base}:messages", f"{base}:reaps", f"{base}:started")
         self._scripts: dict[str, Any] = {}
         self._full_logged = False
+        self._writer_box: list[_Writer] = []
+        self._writer_lock = allocate_lock()
+        on_fork_in_child(self, Outbox._after_fork)
+
+    def _after_fork(self) -> None:
+        self._writer_lock = allocate_lock()  # the child's writer is made on its first watch()
 
     def _script(self, name: str, source: str) -> Any:
         """A redis-py ``Script`` for ``source``, run with the state's current client (a forked
@@ -176,13 +203,23 @@ class Outbox:
         return max(1, int(seconds * 1000))
 
     # -- the sender ------------------------------------------------------------------------------
-    def add(self, alert_id: str, message: Mapping[str, Any]) -> bool:
-        """Watch the delivery ``alert_id`` (``message``: what to publish again, JSON-able), due one
-        horizon from now. ``False``: not watched (Redis unreachable, or the outbox full)."""
-        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    def _add_all(self, entries: Sequence[tuple[str, Any]]) -> list[bool]:
+        """Write ``entries`` (alert id, message) in one script call; whether each was written."""
         due, messages = self._keys[:2]
-        ok, answer = self._run("add", _ADD, (due, messages), (alert_id, self._ms(self.horizon), body, self.max_entries))
-        if ok and not answer and not self._full_logged:
+        keys = [due, messages] + [self._ended(alert_id) for alert_id, _ in entries]
+        args: list[Any] = [self._ms(self.horizon), self.max_entries]
+        for alert_id, message in entries:
+            args += [alert_id, json.dumps(message, separators=(",", ":"), ensure_ascii=False)]
+        ok, answers = self._run("add", _ADD, keys, args)
+        if not ok or not isinstance(answers, list):
+            return [False] * len(entries)
+        return [self._answered(answer) for answer in answers]
+
+    def _ended(self, alert_id: str) -> str:
+        return f"{self._keys[0]}:ended:{alert_id}"
+
+    def _answered(self, answer: Any) -> bool:
+        if answer == 0 and not self._full_logged:
             self._full_logged = True
             self.state.logger.error(
                 "alert outbox of queue %r is full (%d deliveries no worker finished): alerts are published "
@@ -190,7 +227,63 @@ class Outbox:
                 self.queue[:64],
                 self.max_entries,
             )
-        return bool(ok and answer)
+        return bool(answer == 1)
+
+    def add(self, alert_id: str, message: Mapping[str, Any]) -> bool:
+        """Watch the delivery ``alert_id`` now (``message``: what to publish again, JSON-able), due
+        one horizon from now; one round trip. ``False``: not watched (Redis unreachable, the
+        outbox full, or the task already ended). Senders use :meth:`watch`."""
+        return self._add_all([(alert_id, message)])[0]
+
+    def watch(self, alert_id: str, message: Mapping[str, Any]) -> bool:
+        """:meth:`add` off the caller's path: the entry is queued for this outbox's writer thread,
+        which writes what has accumulated in one round trip, within milliseconds. The sender
+        publishes meanwhile, so the outbox costs it no round trip and no wait on a slow Redis.
+
+        The entry may reach Redis after a worker took the message: :meth:`begin` then finds none
+        (the task goes on) and :meth:`done` leaves a short tombstone, so a write that comes after
+        the task ended is refused instead of leaving an entry behind. ``False``: not queued (the
+        writer's queue is full: :data:`MAX_PENDING` writes; counted in :attr:`dropped`)."""
+        return self._writer().put(("add", alert_id, message))
+
+    def forget(self, alert_id: str) -> None:
+        """Undo a :meth:`watch` whose publish failed (queued behind it, so it always comes after)."""
+        self._writer().put(("done", alert_id, None))
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait at most ``timeout`` seconds for the writes queued by :meth:`watch`; ``True`` when
+        none is left."""
+        writer = self._writer_box[0] if self._writer_box else None
+        return writer.flush(timeout) if writer is not None else True
+
+    @property
+    def dropped(self) -> int:
+        """Writes :meth:`watch` could not queue (its queue was full)."""
+        writer = self._writer_box[0] if self._writer_box else None
+        return writer.dropped if writer is not None else 0
+
+    def _writer(self) -> _Writer:
+        box = self._writer_box
+        if not box or box[0].pid != os.getpid():  # first use, or a forked child: a writer of its own
+            with self._writer_lock:
+                if not box or box[0].pid != os.getpid():
+                    box[:] = [_Writer(self)]
+        return box[0]
+
+    def _write(self, batch: Sequence[tuple[str, str, Any]]) -> None:
+        """The writer thread: the queued ``add`` and ``done`` of ``batch``, in order; a run of adds
+        (the common case: a done only follows a failed publish) is one script call."""
+        adds: list[tuple[str, Any]] = []
+        for kind, alert_id, message in batch:
+            if kind == "add":
+                adds.append((alert_id, message))
+                continue
+            if adds:
+                self._add_all(adds)
+                adds = []
+            self.done(alert_id)
+        if adds:
+            self._add_all(adds)
 
     # -- the worker ------------------------------------------------------------------------------
     def begin(self, alert_id: str, records: Sequence[str], *, copy: bool = False) -> tuple[bool, list[str]]:
@@ -230,20 +323,25 @@ class Outbox:
         and write the idempotency ``records`` (for ``ttl`` seconds, as
         :meth:`RedisState.mark_all_delivered`) in the same round trip."""
         state = self.state
-        due, messages, reaps, started = self._keys
         records = list(records)
-        milliseconds = max(1, int(ttl * 1000))
 
         def remove() -> Any:
             pipe = state._client.pipeline(transaction=False)
-            for record in records:  # first: a kill between the two steps leaves the entry, not a gap
-                pipe.set(state._key(record), "delivered", px=milliseconds)
-            pipe.zrem(due, alert_id).hdel(messages, alert_id).hdel(reaps, alert_id).hdel(started, alert_id)
+            self._done_commands(pipe, alert_id, records, ttl)
             return pipe.execute()
 
         ok, _ = state._redis(remove)
         if not ok and records:
             state.mark_all_delivered(records, ttl)  # this process's memory, as the state fails open
+
+    def _done_commands(self, pipe: Any, alert_id: str, records: Sequence[str], ttl: float) -> None:
+        due, messages, reaps, started = self._keys
+        milliseconds = max(1, int(ttl * 1000))
+        for record in records:  # first: a kill between the two steps leaves the entry, not a gap
+            pipe.set(self.state._key(record), "delivered", px=milliseconds)
+        pipe.zrem(due, alert_id).hdel(messages, alert_id).hdel(reaps, alert_id).hdel(started, alert_id)
+        # A sender's write still on its way (see watch()) must not bring the entry back.
+        pipe.set(self._ended(alert_id), 1, px=self._ms(min(self.horizon, TOMBSTONE_TTL)))
 
     # -- the reaper ------------------------------------------------------------------------------
     def take_due(self, limit: int = REAP_BATCH) -> list[tuple[str, dict[str, Any] | None]]:
@@ -278,6 +376,114 @@ class Outbox:
     @guarded_repr
     def __repr__(self) -> str:
         return f"Outbox(queue={self.queue[:64]!r}, horizon={self.horizon:g})"
+
+
+class _Writer:
+    """The thread that writes an outbox's queued entries: one per outbox and process, started on
+    the first write, gone after :data:`WRITER_IDLE` seconds without one (a daemon: it never holds
+    the interpreter at exit, where :func:`_flush_at_exit` gives it :data:`EXIT_TIMEOUT`)."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        import threading
+        import weakref
+
+        self.pid = os.getpid()
+        self.dropped = 0
+        self._outbox = weakref.ref(outbox)
+        self._pending: deque[tuple[str, str, Any]] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._busy = False
+        self._hurry = False  # flush() is waiting: no lingering
+        self._thread: Any = None
+        _WRITERS.add(self)
+
+    def put(self, item: tuple[str, str, Any]) -> bool:
+        with self._cond:
+            if len(self._pending) >= MAX_PENDING:
+                self.dropped += 1
+                return False
+            self._pending.append(item)
+            if self._thread is None:
+                import threading
+
+                self._thread = threading.Thread(target=self._run, name="alert-infra-outbox-writer", daemon=True)
+                self._thread.start()
+            elif len(self._pending) == 1 or len(self._pending) >= WRITE_BATCH:
+                self._cond.notify()  # the first write wakes the writer; a full batch ends its wait
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._pending:
+                    self._cond.wait(WRITER_IDLE)
+                if not self._pending:
+                    self._thread = None  # idle: the next put() starts a new one
+                    self._cond.notify_all()
+                    return
+                # Linger a moment for more: one script call per batch, not one per alert (each call
+                # costs the sender's process far more than the entry itself).
+                deadline = time.monotonic() + WRITE_LINGER
+                while len(self._pending) < WRITE_BATCH and not self._hurry:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = [self._pending.popleft() for _ in range(min(len(self._pending), WRITE_BATCH))]
+                self._busy = True
+            try:
+                outbox = self._outbox()
+                if outbox is not None:
+                    outbox._write(batch)
+            except Exception:  # noqa: BLE001, S110 - fail open: the alerts were published, only not watched
+                pass
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._hurry = True
+            self._cond.notify_all()
+            try:
+                while self._pending or self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self.pid != os.getpid():
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._hurry = False
+        return True
+
+
+#: The writes one outbox's writer thread holds at most; beyond, :meth:`Outbox.watch` refuses.
+MAX_PENDING = 10_000
+#: The most entries one round trip of the writer writes.
+WRITE_BATCH = 256
+#: How long the writer waits for more entries after the first, seconds: how late an entry can
+#: reach Redis, and what turns a burst of alerts into a few script calls.
+WRITE_LINGER = 0.005
+#: Seconds a writer thread waits for work before it exits.
+WRITER_IDLE = 30.0
+#: What the writers are given at interpreter exit to write what is queued, seconds in all.
+EXIT_TIMEOUT = 2.0
+#: The longest a finished task's tombstone lives (seconds; at most the horizon): longer than a
+#: sender's queued write can take to arrive.
+TOMBSTONE_TTL = 60.0
+
+_WRITERS: weakref.WeakSet[_Writer] = weakref.WeakSet()
+
+
+def _flush_at_exit() -> None:
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    for writer in list(_WRITERS):
+        if writer.pid == os.getpid():
+            writer.flush(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_flush_at_exit)
 
 
 def _text(value: Any) -> str:

@@ -473,8 +473,6 @@ class RedisState(StateBackend):
             password = getattr(password, "connection_kwargs", {}).get("password")
             register_secret(password, owner=self)
         self._factory = factory  # set when this backend owns its client (built from the URL)
-        #: The socket connect/read timeout of a client this backend built, seconds.
-        self.timeout = timeout
         self._prefix = prefix
         self._retry_interval = retry_interval
         self._fallback = MemoryState()
