@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -59,10 +60,10 @@ def test_the_outbox_is_on_by_default_with_a_redis_broker_only(broker_url: str, e
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ("outbox = 'yes'", "alert_infra.celery.outbox: must be true or false, got a str"),
-        ("outbox_horizon = -1", "alert_infra.celery.outbox_horizon"),
+        ("outbox = 'yes'", "alert_infra.celery.OUTBOX: must be true or false, got a str"),
+        ("outbox_horizon = -1", "alert_infra.celery.OUTBOX_HORIZON"),
         ("outbox_horizn = 10", "unknown key 'outbox_horizn'; did you mean 'outbox_horizon'"),
-        ("outbox_horizon = 30000\nidempotency_ttl = 86400", "idempotency_ttl: 86400s is shorter than an outbox entry"),
+        ("outbox_horizon = 30000\nidempotency_ttl = 86400", "IDEMPOTENCY_TTL: 86400s is shorter than an outbox entry"),
     ],
 )
 def test_bad_outbox_settings_are_refused_by_name(table: str, message: str, tmp_path: Path) -> None:
@@ -185,3 +186,33 @@ def test_a_real_worker_delivers_an_alert_whose_message_the_broker_lost(
             box.clear()
             box.state.close()
             kit.purge(broker, queue)
+
+
+def test_build_outbox_follows_outbox_and_the_broker_and_says_why_it_cannot(
+    kit: Any, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from alert_infra.celery import CeleryAlertDispatcher, build_outbox, normalize_async_config
+
+    kit.broker_url("redis")
+    queue = f"q-{unique}"
+    on = normalize_async_config({"OUTBOX": True, "QUEUE": queue, "OUTBOX_HORIZON": 30})
+    unset = normalize_async_config({"QUEUE": queue})
+    box = build_outbox(on, kit.REDIS_URL, prefix=f"t-{queue}")
+    assert box is not None and box.queue == queue and box.horizon == 30
+    box.state.close()
+    assert build_outbox(unset, kit.REDIS_URL, broker_url="amqp://guest@127.0.0.1//") is None
+    by_broker = build_outbox(unset, kit.REDIS_URL, broker_url="redis://127.0.0.1:6379/13")
+    assert by_broker is not None
+    by_broker.state.close()
+    assert build_outbox(normalize_async_config({"OUTBOX": False}), kit.REDIS_URL, broker_url="redis://x") is None
+    with caplog.at_level(logging.WARNING, logger="alert_infra"):
+        assert build_outbox(on, "memory") is None
+        CeleryAlertDispatcher(task=_NoTask(), config={"OUTBOX": True}).close()
+    said = [r.getMessage() for r in caplog.records]
+    assert any("not in Redis" in m for m in said)
+    assert any("no outbox was given" in m for m in said)
+
+
+class _NoTask:
+    def apply_async(self, *args: Any, **kwargs: Any) -> None:
+        return None

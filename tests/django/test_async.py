@@ -265,6 +265,79 @@ def test_a_real_worker_of_the_test_project_delivers_from_its_own_settings(
     assert HOOK_SECRET not in (tmp_path / "worker.log").read_text()
 
 
+@pytest.mark.slow
+def test_a_real_django_worker_delivers_an_alert_whose_message_the_broker_lost(
+    alert_infra_settings, celery_app, ca, tmp_path
+) -> None:
+    """``ASYNC["OUTBOX"]`` with a Redis ``STATE``: the web side watches the enqueue; the message is
+    then taken off the queue before any worker sees it (what kombu's Redis transport does to the
+    message a SIGKILLed worker was receiving); a worker of the test project started afterwards
+    publishes it again from the outbox, and the channel gets the alert once."""
+    _redis_or_skip()
+    from pathlib import Path
+
+    from kombu import Connection
+
+    from alert_infra.outbox import Outbox
+    from alert_infra.state import RedisState
+
+    project = Path(__file__).resolve().parent / "project"
+    queue = f"alerts-django-outbox-{uuid.uuid4().hex[:8]}"
+    prefix = f"dj-{queue}"
+    shared = {"STATE": REDIS_URL, "STATE_PREFIX": prefix}
+    outbox = {"OUTBOX": True, "OUTBOX_HORIZON": 2}
+    box = Outbox(RedisState(REDIS_URL, prefix=prefix), queue, horizon=2)
+    with https_server(lambda r: (200, {}, "ok"), ca=ca) as slack:
+        with alert_infra_settings({"ASYNC": _async(queue, **outbox), **shared}):
+            result = send_alert(title="Lost on the way", message="m", severity="critical")
+            assert result.sent == ("celery",)
+            assert build_async_dispatcher().outbox.flush(5)
+        assert box.pending() == 1
+        with Connection(REDIS_URL, connect_timeout=3) as connection:
+            connection.default_channel.queue_purge(queue)  # the broker loses it
+        worker_settings = {
+            "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"},
+            "ASYNC": {"ENABLED": True, "QUEUE": queue, **outbox},
+            **shared,
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_", "TESTPROJECT_", "DJANGO_"))}
+        env.update(
+            DJANGO_SETTINGS_MODULE="testproject.settings",
+            PYTHONPATH=str(project),
+            TESTPROJECT_ALERT_INFRA=json.dumps(worker_settings),
+            TESTPROJECT_BROKER_URL=REDIS_URL,
+            TESTPROJECT_QUEUE=queue,
+            SSL_CERT_FILE=slack.ca_file,
+            REQUESTS_CA_BUNDLE=slack.ca_file,
+        )
+        log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker", "-Q", queue, "--pool=prefork",
+             "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
+            cwd=str(project), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while (slack.requests == [] or box.pending()) and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.1)
+            text = (tmp_path / "worker.log").read_text()
+            assert len(slack.requests) == 1, text[-3000:]
+            assert "Lost on the way" in slack.requests[0].body.decode()
+            assert box.pending() == 0
+            assert "published again" in text
+        finally:
+            try:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=10)
+            log.close()
+            box.clear()
+            box.state.close()
+    assert HOOK_SECRET not in (tmp_path / "worker.log").read_text()
+
+
 def test_readme_celery_task_in_a_django_project(alert_infra_settings, recorded) -> None:
     from testproject.tasks import process_invoice
 

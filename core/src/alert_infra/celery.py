@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Mapping as _MappingABC
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -65,6 +65,7 @@ __all__ = [
     "CeleryAlertDispatcher",
     "OutboxReaper",
     "build_app",
+    "build_outbox",
     "dispatch_alert",
     "normalize_async_config",
     "queued_dispatcher",
@@ -114,6 +115,8 @@ _KEYS = (
     "PUBLISH_TIMEOUT",
     "IDEMPOTENCY_TTL",
     "REDELIVERY_HORIZON",
+    "OUTBOX",
+    "OUTBOX_HORIZON",
 )
 #: The keys of ``[alert_infra.celery]``: the lower-case ``_KEYS`` and the broker's own.
 _TABLE_KEYS = (
@@ -124,8 +127,6 @@ _TABLE_KEYS = (
     "state",
     "prefetch_multiplier",
     "restore_interval",
-    "outbox",
-    "outbox_horizon",
 )
 
 _CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_celery_channels", default=None)
@@ -167,6 +168,9 @@ class AsyncAlertConfig:
     publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT
     idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL
     redelivery_horizon: float | None = None
+    #: Watch every enqueue in the outbox (:mod:`alert_infra.outbox`); ``None``: on with a Redis broker.
+    outbox: bool | None = None
+    outbox_horizon: float = _outbox.DEFAULT_HORIZON
 
     def options(self) -> dict[str, Any]:
         """The ``async_options`` a message carries (0.1.x keys): the worker's retry settings."""
@@ -236,6 +240,9 @@ def normalize_async_config(
     horizon = values.get("REDELIVERY_HORIZON")
     if horizon is not None:
         horizon = check_seconds(horizon, f"{where}.REDELIVERY_HORIZON", maximum=MAX_WINDOW, error=err)
+    outbox = values.get("OUTBOX")
+    if outbox is not None and not isinstance(outbox, bool):
+        raise err(f"{where}.OUTBOX: must be true or false, got a {type(outbox).__name__}")
     settings = AsyncAlertConfig(
         enabled=flag("ENABLED", False),
         backend=backend,
@@ -258,8 +265,16 @@ def normalize_async_config(
             error=err,
         ),
         redelivery_horizon=horizon,
+        outbox=outbox,
+        outbox_horizon=check_seconds(
+            values.get("OUTBOX_HORIZON", _outbox.DEFAULT_HORIZON),
+            f"{where}.OUTBOX_HORIZON",
+            maximum=MAX_WINDOW,
+            error=err,
+        ),
     )
     check_horizon(settings, where=where)
+    check_outbox(settings, where=where)
     return settings
 
 
@@ -285,6 +300,18 @@ def check_horizon(settings: AsyncAlertConfig, *, where: str = "config") -> None:
         raise AlertConfigurationError(
             f"{where}.IDEMPOTENCY_TTL: {settings.idempotency_ttl:g}s is shorter than the broker's redelivery horizon "
             f"({horizon:g}s); a late redelivery would re-send channels that already got the alert"
+        )
+
+
+def check_outbox(settings: AsyncAlertConfig, *, where: str = "config") -> None:
+    """Refuse an idempotency record that an outbox entry could outlive: a message published
+    again after its records expired would re-send channels that already got the alert."""
+    lifetime = settings.outbox_horizon * (_outbox.MAX_REAPS + 1)
+    if settings.outbox is not False and settings.idempotency_ttl < lifetime:
+        raise AlertConfigurationError(
+            f"{where}.IDEMPOTENCY_TTL: {settings.idempotency_ttl:g}s is shorter than an outbox entry can live "
+            f"({lifetime:g}s: OUTBOX_HORIZON x {_outbox.MAX_REAPS + 1}); a message published again after its "
+            "records expired would re-send channels that already got the alert. Raise it or lower OUTBOX_HORIZON"
         )
 
 
@@ -367,9 +394,10 @@ class CeleryAlertDispatcher(AlertDispatcher):
         config: 0.1.x keys (``TASK_NAME``, ``QUEUE``, ``MAX_RETRIES``, ``RETRY_BACKOFF``,
             ``RETRY_BACKOFF_MAX``, ``RETRY_JITTER``, ``FAIL_SILENTLY``) and ``PUBLISH_TIMEOUT``
             (seconds, default 2), or an :class:`AsyncAlertConfig`.
-        outbox: an :class:`~alert_infra.outbox.Outbox`: each alert is written there before it is
-            published, so that a worker's reaper publishes it again if the broker loses it
-            (from configuration: ``[alert_infra.celery] outbox``, on by default with a Redis broker).
+        outbox: an :class:`~alert_infra.outbox.Outbox` (:func:`build_outbox`): every alert
+            published is watched there, so that a worker's reaper publishes it again if the broker
+            loses it (from configuration: ``[alert_infra.celery] outbox``, on by default with a
+            Redis broker; Django: ``ASYNC["OUTBOX"]``).
         dispatcher_options: anything :class:`~alert_infra.AlertDispatcher` takes (``audit``,
             ``logger_``, ``enabled``, ``raise_on_failure``, ``hook_timeout``).
 
@@ -397,6 +425,13 @@ class CeleryAlertDispatcher(AlertDispatcher):
         #: Where each enqueue is watched until a worker ends its task (:mod:`alert_infra.outbox`).
         self.outbox = outbox
         self._owns_outbox = False  # True when built from configuration: close() closes its Redis
+        if outbox is None and self.settings.outbox:
+            import logging
+
+            logging.getLogger("alert_infra").warning(
+                "CeleryAlertDispatcher: OUTBOX is on but no outbox was given (pass outbox=build_outbox(settings, "
+                "'redis://...')): queued alerts are not watched"
+            )
         self.config = self.settings  # 0.1.x attribute
         self.celery_app = celery_app
         self.task = task
@@ -434,7 +469,7 @@ class CeleryAlertDispatcher(AlertDispatcher):
         if outbox is not None:
             # Queued for the outbox's writer thread (one round trip for many alerts, off the caller's
             # path); the worker copes with an entry that arrives after it took the message.
-            kwargs["outbox"] = outbox.queue
+            kwargs["outbox"], kwargs["outbox_horizon"] = outbox.queue, outbox.horizon
             name = getattr(self.task, "name", None) if self.task is not None else settings.task_name
             watched = outbox.watch(
                 alert_id, {"task": name or settings.task_name, "args": args, "kwargs": kwargs, "queue": outbox.queue}
@@ -606,26 +641,10 @@ class _TableSettings:
         if broker:
             legacy["REDELIVERY_HORIZON"] = self.visibility_timeout if self.redis else self.consumer_timeout
         self.settings = normalize_async_config(legacy, where=where)
-        outbox = expanded.get("outbox", self.redis)
-        if not isinstance(outbox, bool):
-            raise err(f"{where}.outbox: must be true or false, got a {type(outbox).__name__}")
         #: Whether senders watch each delivery in the outbox and workers reap it (default: on
         #: with a Redis broker, whose transport can lose the message a killed worker was receiving).
-        self.outbox = outbox
-        self.outbox_horizon = check_seconds(
-            expanded.get("outbox_horizon", _outbox.DEFAULT_HORIZON),
-            f"{where}.outbox_horizon",
-            maximum=MAX_WINDOW,
-            error=err,
-        )
-        lifetime = self.outbox_horizon * (_outbox.MAX_REAPS + 1)
-        if outbox and self.settings.idempotency_ttl < lifetime:
-            raise err(
-                f"{where}.idempotency_ttl: {self.settings.idempotency_ttl:g}s is shorter than an outbox entry can "
-                f"live ({lifetime:g}s: outbox_horizon x {_outbox.MAX_REAPS + 1}); a message published again after "
-                "its records expired would re-send channels that already got the alert. Raise idempotency_ttl or "
-                "lower outbox_horizon"
-            )
+        self.outbox = self.settings.outbox if self.settings.outbox is not None else self.redis
+        self.outbox_horizon = self.settings.outbox_horizon
 
     def __repr__(self) -> str:
         return "_TableSettings(<broker hidden>)"
@@ -758,22 +777,49 @@ def _outbox_state(config: AlertConfig, table: _TableSettings, *, timeout: float 
     return None
 
 
+def build_outbox(
+    settings: AsyncAlertConfig,
+    state: Any,
+    *,
+    prefix: str = "alert-infra",
+    broker_url: str | None = None,
+) -> _outbox.Outbox | None:
+    """The :class:`~alert_infra.outbox.Outbox` of queued delivery with ``settings`` (``OUTBOX``,
+    ``OUTBOX_HORIZON``, ``QUEUE``), or ``None`` when it is off.
+
+    ``state``: where the workers' idempotency records are (a ``redis://`` URL with ``prefix``, or a
+    :class:`~alert_infra.state.RedisState`); the outbox must be in the same Redis. ``OUTBOX``
+    unset means on when ``broker_url`` is a Redis broker (whose transport can lose the message a
+    killed worker was receiving). On with records that are not in Redis: ``None``, said once in the log.
+    """
+    from .state import REDIS_SCHEMES, RedisState
+
+    on = settings.outbox
+    if on is None:
+        on = isinstance(broker_url, str) and broker_url.split("://", 1)[0].lower() in ("redis", "rediss", "sentinel")
+    if not on:
+        return None
+    if isinstance(state, str) and state.startswith(REDIS_SCHEMES):
+        # A sender's writes are on the outbox's writer thread: a slow Redis never holds it for longer.
+        state = RedisState(state, prefix=prefix, timeout=min(0.5, settings.publish_timeout))
+    if not isinstance(state, RedisState):
+        import logging
+
+        logging.getLogger("alert_infra").warning(
+            "queued delivery: the outbox is on but the idempotency records are not in Redis (set the state to a "
+            "redis:// URL): queued alerts are not watched"
+        )
+        return None
+    return _outbox.Outbox(state, settings.queue or DEFAULT_QUEUE, horizon=settings.outbox_horizon)
+
+
 def _configured_outbox(config: AlertConfig, table: _TableSettings) -> _outbox.Outbox | None:
     """The outbox of ``[alert_infra.celery]`` (``outbox``, ``outbox_horizon``), or ``None`` when
     it is off or the records are not in Redis (said once in the log: a lost message stays lost)."""
     if not table.outbox:
         return None
-    # A sender waits for the outbox at most one such timeout (then publishes unwatched).
     state = _outbox_state(config, table, timeout=min(0.5, table.settings.publish_timeout))
-    if state is None:
-        import logging
-
-        logging.getLogger("alert_infra").warning(
-            "[alert_infra.celery] outbox is on but the idempotency records are not in Redis (set [alert_infra] state "
-            "to a redis:// URL): queued alerts are not watched"
-        )
-        return None
-    return _outbox.Outbox(state, table.settings.queue or DEFAULT_QUEUE, horizon=table.outbox_horizon)
+    return build_outbox(replace(table.settings, outbox=True), state)
 
 
 def _fail_silently(config: AlertConfig) -> bool:
@@ -794,23 +840,26 @@ class _Worker:
         self.prefix = prefix
         self.ttl = ttl
         self.horizon = horizon
-        self._outboxes: dict[str, _outbox.Outbox] = {}
+        self._outboxes: dict[tuple[str, float], _outbox.Outbox] = {}
 
     def key(self, alert_id: str, channel: str) -> str:
         return f"{self.prefix}:{alert_id}:{channel}"
 
-    def outbox(self, queue: Any) -> _outbox.Outbox | None:
-        """The outbox a message names (its ``outbox`` argument: the queue), when the records are
-        in Redis (the sender's outbox is the same keys); else ``None``."""
+    def outbox(self, queue: Any, horizon: Any = None) -> _outbox.Outbox | None:
+        """The outbox a message names (its ``outbox`` argument: the queue; ``outbox_horizon``: the
+        sender's horizon, else this worker's), when the records are in Redis (the sender's outbox
+        is the same keys); else ``None``."""
         from .state import RedisState
 
         if not isinstance(queue, str) or not queue or not isinstance(self.state, RedisState):
             return None
-        box = self._outboxes.get(queue)
+        valid = isinstance(horizon, (int, float)) and not isinstance(horizon, bool) and 0 < horizon <= 30 * 86400
+        seconds = float(horizon) if valid else self.horizon
+        box = self._outboxes.get((queue, seconds))
         if box is None:
             if len(self._outboxes) >= 32:  # queue names come from messages: keep the cache bounded
                 self._outboxes.clear()
-            box = self._outboxes[queue] = _outbox.Outbox(self.state, queue[:200], horizon=self.horizon)
+            box = self._outboxes[(queue, seconds)] = _outbox.Outbox(self.state, queue[:200], horizon=seconds)
         return box
 
     def record(self, channel: str) -> None:
@@ -971,6 +1020,7 @@ def dispatch_alert(
     config_source: Any = None,
     outbox: str | None = None,
     outbox_copy: bool = False,
+    outbox_horizon: float | None = None,
 ) -> Mapping[str, Any]:
     """The body of the ``alert_infra.dispatch_alert`` task (``task`` is the bound Celery task).
 
@@ -1007,7 +1057,7 @@ def dispatch_alert(
         wanted = list(_channel_names(transport_names) or [])
     # One round trip for every channel's idempotency record (not one per channel).
     keys = {worker.key(alert_id, name): name for name in wanted}
-    box = worker.outbox(outbox) if outbox is not None else None
+    box = worker.outbox(outbox, outbox_horizon) if outbox is not None else None
     if box is not None:
         go_on, found = box.begin(alert_id, list(keys), copy=bool(outbox_copy))
         if not go_on:
@@ -1060,7 +1110,7 @@ def dispatch_alert(
                     "async_options": options,
                     "alert_id": alert_id,
                     "attempt": retries + 2,
-                    **({"outbox": outbox} if box is not None else {}),
+                    **({"outbox": outbox, "outbox_horizon": box.horizon} if box is not None else {}),
                 },
                 countdown=countdown,
                 max_retries=max_retries,
@@ -1079,6 +1129,7 @@ def register_task(
     name: str = DEFAULT_TASK_NAME,
     dispatcher_factory: Callable[[], Any] | None = None,
     config: Any = None,
+    outbox_factory: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Register the ``alert_infra.dispatch_alert`` task on ``app`` (an application's own Celery
     app) and return it; ``app=None`` registers it as a shared task (every app gets it: Django's
@@ -1088,6 +1139,10 @@ def register_task(
     fork); default: from ``config`` (an :class:`~alert_infra.config.AlertConfig`, mapping or
     path) or the configuration found (``ALERT_INFRA_CONFIG``, ``./alert-infra.toml``), always
     with ``delivery="inline"``.
+
+    ``outbox_factory(app)``: with ``dispatcher_factory``, the :class:`~alert_infra.outbox.Outbox`
+    (or ``None``) whose reaper a worker of ``app`` runs (see :class:`OutboxReaper`); with a
+    configuration, the reaper follows ``[alert_infra.celery] outbox``.
     """
     key = (id(app) if app is not None else None, name)
     known = _REGISTERED.get(key)
@@ -1108,6 +1163,7 @@ def register_task(
         attempt = extra.pop("attempt", None)
         outbox = extra.pop("outbox", None)
         outbox_copy = extra.pop("outbox_copy", False)
+        outbox_horizon = extra.pop("outbox_horizon", None)
         return dispatch_alert(
             self,
             alert_payload,
@@ -1119,6 +1175,7 @@ def register_task(
             config_source=config,
             outbox=outbox,
             outbox_copy=outbox_copy,
+            outbox_horizon=outbox_horizon,
         )
 
     run.__name__ = "dispatch_alert"
@@ -1134,14 +1191,15 @@ def register_task(
         max_retries=None,
     )(run)
     _REGISTERED[key] = task
-    _SOURCES[key] = (dispatcher_factory, config)
+    _SOURCES[key] = (dispatcher_factory, config, outbox_factory)
     return task
 
 
 #: The tasks :func:`register_task` made, by (id of the app or None for the shared task, name).
 _REGISTERED: dict[tuple[int | None, str], Any] = {}
-#: What each of those tasks builds its worker from: (dispatcher factory, configuration source).
-_SOURCES: dict[tuple[int | None, str], tuple[Any, Any]] = {}
+#: What each of those tasks builds its worker from: (dispatcher factory, configuration source,
+#: outbox factory).
+_SOURCES: dict[tuple[int | None, str], tuple[Any, Any, Any]] = {}
 
 
 # -- the outbox's reaper, in the worker's main process ---------------------------------------------
@@ -1282,14 +1340,14 @@ def reapers_for(app: Any) -> list[OutboxReaper]:
     tasks registered on it whose configuration has ``outbox`` on (and its records in Redis)."""
     found: list[OutboxReaper] = []
     seen: set[tuple[str, str]] = set()
-    for (app_id, name), (factory, source) in list(_SOURCES.items()):
+    for (app_id, name), (factory, source, outbox_factory) in list(_SOURCES.items()):
         if app_id not in (None, id(app)) or name not in getattr(app, "tasks", {}):
             continue
         config = _worker_config(factory, source)
-        if config is None:
-            continue
-        table = _table(config)
-        box = _configured_outbox(config, table)
+        if config is not None:
+            box = _configured_outbox(config, _table(config))
+        else:
+            box = outbox_factory(app) if outbox_factory is not None else None
         if box is None:
             continue
         if (box.queue, repr(box.state)) in seen:

@@ -32,6 +32,7 @@ __all__ = [
     "Problem",
     "build_async_dispatcher",
     "build_dispatcher",
+    "build_outbox",
     "core_mapping",
     "get_alert_infra_settings",
     "load_alert_config",
@@ -134,7 +135,7 @@ EMAIL_KEYS = (
 )
 SLACK_KEYS = ("ENABLED", "WEBHOOK_URL", "TIMEOUT", *CHANNEL_KEYS)
 TELEGRAM_KEYS = ("ENABLED", "BOT_TOKEN", "CHAT_ID", "TIMEOUT", "API_BASE_URL", *CHANNEL_KEYS)
-ASYNC_KEYS = (*ASYNC_DEFAULTS, "PUBLISH_TIMEOUT", "IDEMPOTENCY_TTL", "REDELIVERY_HORIZON")
+ASYNC_KEYS = (*ASYNC_DEFAULTS, "PUBLISH_TIMEOUT", "IDEMPOTENCY_TTL", "REDELIVERY_HORIZON", "OUTBOX", "OUTBOX_HORIZON")
 EXCEPTION_KEYS = ("ENABLED", "SEVERITY", "CHANNELS", "DEDUP_WINDOW", "RATE", "PER", "IGNORE", "TAGS")
 #: Settings values that are secrets: registered with the redactor as soon as they are read.
 SECRET_KEYS = ("RESEND_API_KEY", "SENDGRID_API_KEY", "SMTP_PASSWORD", "WEBHOOK_URL", "BOT_TOKEN")
@@ -586,6 +587,33 @@ def build_dispatcher(config: Mapping[str, Any] | None = None) -> Any:
     return built
 
 
+def build_outbox(queued: Mapping[str, Any] | None = None, *, app: Any = None) -> Any:
+    """The outbox of ``ASYNC`` (``OUTBOX``, ``OUTBOX_HORIZON``; see :mod:`alert_infra.outbox`) in
+    the Redis of ``STATE`` (with ``STATE_PREFIX``), or ``None``. ``OUTBOX`` unset: on when the
+    Celery app (``app``, else Celery's current app) has a Redis broker and ``STATE`` is Redis.
+    Senders watch every enqueue in it; a worker of ``app`` reaps it (``alert_infra.django.tasks``)."""
+    from ..celery import build_outbox as make  # type: ignore[import-not-found,attr-defined,unused-ignore]
+    from ..celery import normalize_async_config  # type: ignore[import-not-found,attr-defined,unused-ignore]
+
+    if queued is None:
+        options = async_options()
+        queued = {k: v for k, v in options.items() if k not in ("ENABLED", "BACKEND")}
+    settings = normalize_async_config(queued, where=setting_path("ASYNC"))
+    config = load_alert_config()[0]
+    broker = None
+    if settings.outbox is None:
+        from ..state import REDIS_SCHEMES
+
+        if not (isinstance(config.state, str) and config.state.startswith(REDIS_SCHEMES)):
+            return None  # off by default without a Redis STATE (set OUTBOX = True to be told why)
+        if app is None:
+            import celery  # type: ignore[import-untyped,unused-ignore]
+
+            app = celery.current_app
+        broker = getattr(getattr(app, "conf", None), "broker_url", None)
+    return make(settings, config.state, prefix=config.state_prefix, broker_url=broker)
+
+
 def async_options(cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``ASYNC`` block merged over its 0.1.x defaults."""
     cfg = cfg if cfg is not None else get_alert_infra_settings()
@@ -622,7 +650,14 @@ def build_async_dispatcher(config: Mapping[str, Any] | None = None, **kwargs: An
             f"pip install 'alert-infra[celery]' ({type(exc).__name__})"
         ) from None
     queued = {k: v for k, v in options.items() if k not in ("ENABLED", "BACKEND")}
-    dispatcher = CeleryAlertDispatcher(config=queued, **kwargs)
+    outbox = None
+    if "outbox" not in kwargs:
+        try:
+            outbox = build_outbox(queued, app=kwargs.get("celery_app"))
+        except AlertConfigurationError:
+            outbox = None  # the dispatcher reports the same problem on every send (or raises)
+    dispatcher = CeleryAlertDispatcher(config=queued, outbox=outbox, **kwargs)
+    dispatcher._owns_outbox = outbox is not None
     if cached:
         with _LOCK:
             if _ASYNC_DISPATCHER is None and _SETTINGS is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..celery import register_task  # type: ignore[import-not-found,attr-defined,unused-ignore]
 
-__all__ = ["dispatch_alert_task", "worker_dispatcher"]
+__all__ = ["dispatch_alert_task", "worker_dispatcher", "worker_outbox"]
 
 
 class _SettingsDispatcher:
@@ -37,5 +37,13 @@ def worker_dispatcher() -> Any:
     return _SettingsDispatcher()
 
 
+def worker_outbox(app: Any) -> Any:
+    """The outbox a worker of ``app`` reaps (``ASYNC["OUTBOX"]``, see
+    :func:`~alert_infra.django.conf.build_outbox`), or ``None``."""
+    from .conf import build_outbox
+
+    return build_outbox(app=app)
+
+
 #: The registered task (0.1.x name of this attribute).
-dispatch_alert_task = register_task(dispatcher_factory=worker_dispatcher)
+dispatch_alert_task = register_task(dispatcher_factory=worker_dispatcher, outbox_factory=worker_outbox)
