@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,3 +52,41 @@ def redis_client() -> Iterator[Any]:
         pytest.skip(f"service unavailable: redis at 127.0.0.1:6379 ({type(exc).__name__})")
     yield client
     client.close()
+
+
+#: What :func:`run_pytest` gives: ``{(test class or "", test name): (outcome, failure text)}`` and
+#: everything the run wrote (console and report).
+PytestRun = tuple[dict[tuple[str, str], tuple[str, str]], str]
+
+
+def _run_pytest(folder: Path, *args: str, env: dict[str, str] | None = None) -> PytestRun:
+    report = folder / "report.xml"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_INFRA_", "PYTEST_"))}
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", f"--junitxml={report}", *args],
+        cwd=folder,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.exists(), f"no report (exit {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
+    results: dict[tuple[str, str], tuple[str, str]] = {}
+    for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own subprocess wrote it
+        outcome, text = "passed", ""
+        for kind in ("failure", "error", "skipped"):
+            element = case.find(kind)
+            if element is not None:
+                outcome, text = kind, (element.get("message") or "") + "\n" + (element.text or "")
+                break
+        cls = case.get("classname", "").rsplit(".", 1)[-1]
+        results[(cls, case.get("name", ""))] = (outcome, text)
+    return results, completed.stdout + completed.stderr + report.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def run_pytest() -> Callable[..., PytestRun]:
+    """``run_pytest(folder, *args, env=None)``: ``python -m pytest`` on a project in ``folder``, in
+    a subprocess without this run's ``ALERT_INFRA_*``/``PYTEST_*`` environment (``env`` added);
+    what it reports is read from its JUnit XML (test ids and failure texts), not its console."""
+    return _run_pytest

@@ -16,11 +16,8 @@ subprocess is what is asserted on (test ids and failure texts), not its console 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
@@ -144,35 +141,16 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def kit_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[tuple[str, str], tuple[str, str]], str]:
+def kit_run(
+    tmp_path_factory: pytest.TempPathFactory, run_pytest: Any
+) -> tuple[dict[tuple[str, str], tuple[str, str]], str]:
     """Run the kit once in a subprocess: ``{(class, test): (outcome, failure text)}`` and its whole
     output (console and report)."""
     folder = tmp_path_factory.mktemp("planted")
     (folder / "test_planted.py").write_text(PLANTED, encoding="utf-8")
-    report = folder / "report.xml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_INFRA_", "PYTEST_"))}
-    completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={report}", "test_planted.py"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert report.exists(), f"no report (exit {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
-    results: dict[tuple[str, str], tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own subprocess wrote it
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        outcome, text = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            element = case.find(kind)
-            if element is not None:
-                outcome = kind
-                text = (element.get("message") or "") + "\n" + (element.text or "")
-                break
-        results[(cls, case.get("name", ""))] = (outcome, text)
-    assert results, completed.stdout
-    return results, completed.stdout + completed.stderr + report.read_text(encoding="utf-8")
+    results, output = run_pytest(folder, "test_planted.py")
+    assert results, output
+    return results, output  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,10 @@ dispatcher's retries and de-duplication on ``frozen_clock``.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
-import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,51 +156,32 @@ FIXTURE_TESTS = textwrap.dedent(
 
 
 def _run(
-    folder: Path, *args: str, conftest: str | None = OPT_IN, tests: str = FIXTURE_TESTS
+    run_pytest: Any, folder: Path, *args: str, conftest: str | None = OPT_IN, tests: str = FIXTURE_TESTS
 ) -> dict[str, tuple[str, str]]:
     """Run pytest on a project in ``folder``: ``{test name: (outcome, text)}``."""
     folder.mkdir(parents=True, exist_ok=True)
     if conftest is not None:
         (folder / "conftest.py").write_text(conftest, encoding="utf-8")
     (folder / "test_fixtures.py").write_text(tests, encoding="utf-8")
-    report = folder / "report.xml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_INFRA_", "PYTEST_"))}
     # Values to restore, so that "restored" is told apart from "never set".
-    env["SSL_CERT_FILE"] = env["REQUESTS_CA_BUNDLE"] = str(folder / "not-the-test-ca.pem")
-    completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", f"--junitxml={report}", *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert report.exists(), f"no report (exit {completed.returncode}):\n{completed.stdout}\n{completed.stderr}"
-    results: dict[str, tuple[str, str]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own subprocess wrote it
-        outcome, text = "passed", ""
-        for kind in ("failure", "error", "skipped"):
-            element = case.find(kind)
-            if element is not None:
-                outcome, text = kind, (element.get("message") or "") + "\n" + (element.text or "")
-                break
-        results[case.get("name", "")] = (outcome, text)
-    return results
+    trust = str(folder / "not-the-test-ca.pem")
+    results, _ = run_pytest(folder, *args, env={"SSL_CERT_FILE": trust, "REQUESTS_CA_BUNDLE": trust})
+    return {name: outcome for (_, name), outcome in results.items()}
 
 
 def _names() -> list[str]:
     return [line[4:].split("(")[0] for line in FIXTURE_TESTS.splitlines() if line.startswith("def test_")]
 
 
-def test_every_fixture_works_when_a_conftest_opts_in(tmp_path: Path) -> None:
-    results = _run(tmp_path / "opt-in")
+def test_every_fixture_works_when_a_conftest_opts_in(tmp_path: Path, run_pytest: Any) -> None:
+    results = _run(run_pytest, tmp_path / "opt-in")
     assert sorted(results) == sorted(_names())
     failed = {name: text for name, (outcome, text) in results.items() if outcome != "passed"}
     assert failed == {}
 
 
-def test_dash_p_loads_it_for_one_run(tmp_path: Path) -> None:
-    results = _run(tmp_path / "dash-p", "-p", "alert_infra.testing.pytest", conftest=None)
+def test_dash_p_loads_it_for_one_run(tmp_path: Path, run_pytest: Any) -> None:
+    results = _run(run_pytest, tmp_path / "dash-p", "-p", "alert_infra.testing.pytest", conftest=None)
     assert {name: outcome for name, (outcome, _) in results.items()} == {name: "passed" for name in _names()}
 
 
@@ -221,9 +200,9 @@ NOT_LOADED = textwrap.dedent(
 )
 
 
-def test_it_is_not_loaded_unless_asked_for(tmp_path: Path) -> None:
+def test_it_is_not_loaded_unless_asked_for(tmp_path: Path, run_pytest: Any) -> None:
     """Installing alert-infra adds nothing to a test run: no fixture, no import."""
-    results = _run(tmp_path / "not-loaded", conftest=None, tests=NOT_LOADED)
+    results = _run(run_pytest, tmp_path / "not-loaded", conftest=None, tests=NOT_LOADED)
     assert results["test_the_plugin_module_is_not_imported"][0] == "passed"
     outcome, text = results["test_its_fixtures_do_not_exist"]
     assert outcome == "error" and "fixture 'provider_server' not found" in text
@@ -240,9 +219,9 @@ def test_no_installed_distribution_registers_it_as_a_pytest11_entry_point() -> N
     assert "pytest11" not in core
 
 
-def test_smtp_server_skips_saying_what_to_install_without_aiosmtpd(tmp_path: Path) -> None:
+def test_smtp_server_skips_saying_what_to_install_without_aiosmtpd(tmp_path: Path, run_pytest: Any) -> None:
     blocked = 'import sys\n\nsys.modules["aiosmtpd"] = None  # import aiosmtpd now raises ImportError\n' + OPT_IN
-    results = _run(tmp_path / "no-aiosmtpd", "-k", "smtp", conftest=blocked)
+    results = _run(run_pytest, tmp_path / "no-aiosmtpd", "-k", "smtp", conftest=blocked)
     outcome, text = results["test_smtp_server_is_real_and_offers_starttls"]
     assert outcome == "skipped"
     assert "smtp_server needs aiosmtpd, which is not installed: pip install 'alert-infra[testing]'" in text
