@@ -151,6 +151,16 @@ def test_the_writer_thread_exits_when_idle_and_comes_back(state: RedisState, mon
     assert box.pending() == 2
 
 
+def test_a_redis_that_forgot_its_scripts_is_taught_them_again(state: RedisState, redis_client: Any) -> None:
+    box = Outbox(state, "alerts", horizon=60)
+    assert box.add("a1", _message(1))
+    assert box.begin("a1", [])[0]
+    redis_client.script_flush()  # as after a restart
+    assert box.begin("a1", [], copy=True) == (False, [])  # the script ran: a live run was found
+    assert box.add("a2", _message(2))
+    assert box.pending() == 2
+
+
 def test_beginning_an_entry_that_does_not_exist_never_creates_one(state: RedisState) -> None:
     box = Outbox(state, "alerts", horizon=HORIZON)
     assert box.begin("gone", []) == (True, [])

@@ -99,20 +99,41 @@ return redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1])
 """
 )
 
-# KEYS: due, started. ARGV: id, horizon ms, 1 for a copy the reaper published.
-# 1: go on (the entry's due time moved, its start noted); 2: not watched (go on);
-# 0: a copy, and another run of this delivery started less than a horizon ago (the copy ends).
+# KEYS: due, started, then the idempotency records to read. ARGV: id, horizon ms, 1 for a copy
+# the reaper published. Answers {verdict, then 1 or 0 for each record: it exists}. Verdict 1: go
+# on (the entry's due time moved, its start noted); 2: not watched (go on); 0: a copy, and another
+# run of this delivery started less than a horizon ago (the copy ends).
 _BEGIN = (
     _NOW
     + """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then return 2 end
+local out = {1}
+for i = 3, #KEYS do out[i - 1] = redis.call('EXISTS', KEYS[i]) end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false then
+  out[1] = 2
+  return out
+end
 local started = redis.call('HGET', KEYS[2], ARGV[1])
-if ARGV[3] == '1' and started and now - tonumber(started) < tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '1' and started and now - tonumber(started) < tonumber(ARGV[2]) then
+  out[1] = 0
+  return out
+end
 redis.call('HSET', KEYS[2], ARGV[1], now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return 1
+return out
 """
 )
+
+# KEYS: due, messages, reaps, started, the tombstone, then the idempotency records to write.
+# ARGV: id, the records' time to live ms, the tombstone's ms.
+_DONE = """
+for i = 6, #KEYS do redis.call('SET', KEYS[i], 'delivered', 'PX', ARGV[2]) end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[3])
+return 1
+"""
 
 # KEYS: due, messages, reaps, started. ARGV: horizon ms, batch, max reaps.
 # Returns {id, message, id, message, ...}; message '' means the entry was given up.
@@ -298,19 +319,9 @@ class Outbox:
         for the horizon."""
         state = self.state
         records = list(records)
-        due, started = self._keys[0], self._keys[3]
-
-        def both() -> list[Any]:
-            pipe = state._client.pipeline(transaction=False)
-            # EVAL, not a Script object: a pipeline holding one first asks the server whether it
-            # knows the script (a second round trip on every task).
-            pipe.eval(_BEGIN, 2, due, started, alert_id, self._ms(self.horizon), "1" if copy else "0")
-            for record in records:
-                pipe.exists(state._key(record))
-            return pipe.execute()  # type: ignore[no-any-return]
-
-        ok, answers = state._redis(both)
-        if not ok:
+        keys = [self._keys[0], self._keys[3], *(state._key(record) for record in records)]
+        ok, answers = self._run("begin", _BEGIN, keys, (alert_id, self._ms(self.horizon), "1" if copy else "0"))
+        if not ok or not isinstance(answers, list) or len(answers) != len(records) + 1:
             return True, state.delivered(records)
         return answers[0] != 0, [record for record, found in zip(records, answers[1:]) if found]
 
@@ -323,25 +334,13 @@ class Outbox:
         and write the idempotency ``records`` (for ``ttl`` seconds, as
         :meth:`RedisState.mark_all_delivered`) in the same round trip."""
         state = self.state
-        records = list(records)
-
-        def remove() -> Any:
-            pipe = state._client.pipeline(transaction=False)
-            self._done_commands(pipe, alert_id, records, ttl)
-            return pipe.execute()
-
-        ok, _ = state._redis(remove)
+        keys = [*self._keys, self._ended(alert_id), *(state._key(record) for record in records)]
+        # One script: the records first (a kill in between leaves the entry, never a gap), then the
+        # entry, then a tombstone so that a sender's write still on its way cannot bring it back.
+        args = (alert_id, max(1, int(ttl * 1000)), self._ms(min(self.horizon, TOMBSTONE_TTL)))
+        ok, _ = self._run("done", _DONE, keys, args)
         if not ok and records:
-            state.mark_all_delivered(records, ttl)  # this process's memory, as the state fails open
-
-    def _done_commands(self, pipe: Any, alert_id: str, records: Sequence[str], ttl: float) -> None:
-        due, messages, reaps, started = self._keys
-        milliseconds = max(1, int(ttl * 1000))
-        for record in records:  # first: a kill between the two steps leaves the entry, not a gap
-            pipe.set(self.state._key(record), "delivered", px=milliseconds)
-        pipe.zrem(due, alert_id).hdel(messages, alert_id).hdel(reaps, alert_id).hdel(started, alert_id)
-        # A sender's write still on its way (see watch()) must not bring the entry back.
-        pipe.set(self._ended(alert_id), 1, px=self._ms(min(self.horizon, TOMBSTONE_TTL)))
+            state.mark_all_delivered(list(records), ttl)  # this process's memory, as the state fails open
 
     # -- the reaper ------------------------------------------------------------------------------
     def take_due(self, limit: int = REAP_BATCH) -> list[tuple[str, dict[str, Any] | None]]:

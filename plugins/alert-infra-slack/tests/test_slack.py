@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from alert_infra_slack import SlackWebhookTransport, escape_mrkdwn, unescape_mrkdwn
-from alert_infra_slack._limits import TRUNCATED
+from alert_infra_slack._limits import TRUNCATED, _walk, fit, scrub
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -276,6 +276,16 @@ class TestProperties:
         lowered = escaped.lower()
         for word in ("@channel", "@here", "@everyone"):
             assert word not in lowered
+
+    @given(
+        text=st.text(alphabet=st.sampled_from("ab @&<>é\u2060\U0001f600\ud800") | st.characters(), max_size=300)
+        | hostile_text(),
+        limit=st.integers(min_value=0, max_value=400),
+        escape=st.booleans(),
+    )
+    def test_the_fast_fit_is_the_walk(self, text: str, limit: int, escape: bool) -> None:
+        """``fit`` answers text that needs no cut without walking it: the same string, always."""
+        assert fit(text, limit, escape=escape) == _walk(scrub(text), limit, escape)
 
     @given(_text)
     def test_message_is_the_input_or_a_visible_prefix(self, message: str) -> None:
