@@ -790,7 +790,7 @@ def build_outbox(
     ``state``: where the workers' idempotency records are (a ``redis://`` URL with ``prefix``, or a
     :class:`~alert_infra.state.RedisState`); the outbox must be in the same Redis. ``OUTBOX``
     unset means on when ``broker_url`` is a Redis broker (whose transport can lose the message a
-    killed worker was receiving). On with records that are not in Redis: ``None``, said once in the log.
+    killed worker was receiving). On with records that are not in Redis: ``None``, and a warning.
     """
     from .state import REDIS_SCHEMES, RedisState
 
