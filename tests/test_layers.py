@@ -32,6 +32,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
 UPWARD: dict[tuple[str, str], str] = {
     ("dispatcher", "config"): "AlertDispatcher.from_config(): the documented convenience entry point",
     ("transports", "dispatcher"): "0.1.x import paths (alert_infra.transports.AlertDispatcher) via __getattr__",
+    ("cli", "celery"): "`alert-infra outbox` reads [alert_infra.celery] (that verb only, when Celery is installed)",
 }
 
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

@@ -161,6 +161,17 @@ def test_a_redis_that_forgot_its_scripts_is_taught_them_again(state: RedisState,
     assert box.pending() == 2
 
 
+def test_the_summary_counts_watched_and_overdue_entries_on_the_servers_clock(state: RedisState) -> None:
+    box = Outbox(state, "alerts", horizon=0.2)
+    assert box.summary() == {"watched": 0, "overdue": 0, "oldest_overdue": None}
+    assert box.add("a1", _message(1))
+    time.sleep(0.3)
+    assert box.add("a2", _message(2))
+    summary = box.summary()
+    assert summary is not None and (summary["watched"], summary["overdue"]) == (2, 1)
+    assert 0.05 <= summary["oldest_overdue"] < 60
+
+
 def test_beginning_an_entry_that_does_not_exist_never_creates_one(state: RedisState) -> None:
     box = Outbox(state, "alerts", horizon=HORIZON)
     assert box.begin("gone", []) == (True, [])
@@ -253,6 +264,7 @@ def test_an_unreachable_redis_costs_the_watch_only(caplog: pytest.LogCaptureFixt
         assert state.is_delivered("delivered:a1:slack")  # kept in this process's memory
         assert box.take_due() == []
         assert box.pending() == 0
+        assert box.summary() is None
     text = "\n".join(r.getMessage() for r in caplog.records) + repr(box) + repr(state)
     assert "unreachable" in text
     assert "hunter2-secret" not in text

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -216,3 +217,65 @@ def test_build_outbox_follows_outbox_and_the_broker_and_says_why_it_cannot(
 class _NoTask:
     def apply_async(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+def test_the_outbox_command_counts_what_no_worker_finished_and_fails_on_overdue(
+    tmp_path: Path, unique: str, kit: Any
+) -> None:
+    from alert_infra.testing import CliRunner
+
+    kit.broker_url("redis")
+    queue = f"q-{unique}"
+    config = kit.write_config(
+        tmp_path, kit.REDIS_URL, queue, {"ops": "https://127.0.0.1:9/services/x"}, extra_celery="outbox_horizon = 1"
+    )
+    cli = CliRunner(tmp_path)
+    cli.env["ALERT_INFRA_CONFIG"] = str(config)
+    box = _outbox(kit, queue, 1)
+    try:
+        empty = cli("outbox")
+        assert empty.returncode == 0, empty.stdout + empty.stderr
+        assert f"outbox of queue '{queue}' (horizon 1s): 0 watched, 0 overdue" in empty.stdout
+        assert box.add("a1", {"task": "t"}) and box.add("a2", {"task": "t"})
+        fresh = json.loads(cli("outbox", "--json").stdout)
+        assert fresh["exit_code"] == 0 and fresh["command"] == "outbox"
+        assert (fresh["outbox"]["watched"], fresh["outbox"]["overdue"]) == (2, 0)
+        time.sleep(1.2)
+        late = cli("outbox")
+        assert late.returncode == 1
+        assert "2 watched, 2 overdue" in late.stdout and "past its due time" in late.stdout
+        overdue = json.loads(cli("outbox", "--json").stdout)["outbox"]
+        assert overdue["overdue"] == 2 and overdue["oldest_overdue"] >= 0.2
+    finally:
+        box.clear()
+        box.state.close()
+
+
+def test_the_outbox_command_says_what_is_wrong_and_never_prints_the_password(tmp_path: Path) -> None:
+    from alert_infra.testing import CliRunner
+
+    secret = "pw-Outbox-Q93-secret"
+    path = tmp_path / "alert-infra.toml"
+    cli = CliRunner(tmp_path)
+    cli.env["ALERT_INFRA_CONFIG"] = str(path)
+    path.write_text("[channels.ops]\ntype = 'noop'\n", encoding="utf-8")
+    none = cli("outbox")
+    assert none.returncode == 2 and "no [alert_infra.celery] table" in none.stderr
+    path.write_text(
+        f"[alert_infra.celery]\nbroker_url = 'redis://:{secret}@127.0.0.1:{unused_port()}/0'\n\n"
+        "[channels.ops]\ntype = 'noop'\n",
+        encoding="utf-8",
+    )
+    down = cli("outbox", "--json")
+    data = json.loads(down.stdout)
+    assert down.returncode == 1 and data["outbox"]["reachable"] is False
+    assert "does not answer" in data["outbox"]["problem"]
+    assert secret not in down.stdout + down.stderr
+    text = cli("outbox", "-v")
+    assert secret not in text.stdout + text.stderr
+    path.write_text(
+        "[alert_infra.celery]\nbroker_url = 'amqp://guest:guest@127.0.0.1:5672//'\n\n[channels.ops]\ntype = 'noop'\n",
+        encoding="utf-8",
+    )
+    off = cli("outbox")
+    assert off.returncode == 0 and "is off" in off.stdout

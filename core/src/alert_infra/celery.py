@@ -68,6 +68,7 @@ __all__ = [
     "build_outbox",
     "dispatch_alert",
     "normalize_async_config",
+    "outbox_status",
     "queued_dispatcher",
     "register_task",
     "retry_countdown",
@@ -820,6 +821,43 @@ def _configured_outbox(config: AlertConfig, table: _TableSettings) -> _outbox.Ou
         return None
     state = _outbox_state(config, table, timeout=min(0.5, table.settings.publish_timeout))
     return build_outbox(replace(table.settings, outbox=True), state)
+
+
+def outbox_status(config: AlertConfig) -> dict[str, Any]:
+    """What ``alert-infra outbox`` shows for ``config``: ``{"enabled", "queue", "horizon",
+    "watched", "overdue", "oldest_overdue", "reachable", "problem"}`` (counts ``None`` when the
+    outbox is off or its Redis does not answer). Never a URL or a password.
+
+    Raises:
+        AlertConfigurationError: ``[alert_infra.celery]`` is invalid.
+    """
+    table = _table(config)
+    status: dict[str, Any] = {
+        "enabled": table.outbox,
+        "queue": table.settings.queue or DEFAULT_QUEUE,
+        "horizon": table.outbox_horizon,
+        "watched": None,
+        "overdue": None,
+        "oldest_overdue": None,
+        "reachable": None,
+        "problem": None,
+    }
+    if not table.outbox:
+        return status
+    box = _configured_outbox(config, table)
+    if box is None:
+        status["problem"] = "the idempotency records are not in Redis: set [alert_infra] state to a redis:// URL"
+        return status
+    try:
+        summary = box.summary()
+    finally:
+        box.state.close()
+    status["reachable"] = summary is not None
+    if summary is None:
+        status["problem"] = "the outbox's Redis does not answer"
+    else:
+        status.update(summary)
+    return status
 
 
 def _fail_silently(config: AlertConfig) -> bool:

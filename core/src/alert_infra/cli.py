@@ -810,6 +810,36 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
+    config = _load(args, required=True)
+    assert config is not None
+    if "celery" not in config.integrations:
+        raise _UsageError(f"{config.source}: no [alert_infra.celery] table: the outbox watches queued delivery")
+    try:
+        from . import celery as queued
+    except ImportError:
+        raise _UsageError("the outbox is queued delivery's: pip install 'alert-infra[celery]'") from None
+    status = queued.outbox_status(config)
+    code = EXIT_FAILED if status["problem"] or status["overdue"] else EXIT_OK
+    if args.json:
+        _print_json(envelope("outbox", code, source=config.source, outbox=status), out)
+        return code
+    queue, horizon = _clean(str(status["queue"])), status["horizon"]
+    if not status["enabled"]:
+        out.write(f"the outbox of queue {queue!r} is off ([alert_infra.celery] outbox = false, or a RabbitMQ broker)\n")
+    elif status["problem"]:
+        out.write(f"outbox of queue {queue!r}: {status['problem']}\n")
+    else:
+        counts = f"{status['watched']} watched, {status['overdue']} overdue"
+        out.write(f"outbox of queue {queue!r} (horizon {horizon:g}s): {counts}\n")
+        if status["overdue"]:
+            out.write(
+                f"  the oldest is {status['oldest_overdue']:.0f}s past its due time: no worker finished these; a "
+                "worker's reaper publishes them again once the queue is empty (is a worker running?)\n"
+            )
+    return code
+
+
 def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     from .exceptions import AlertConfigurationError
     from .testing._generate import render_plugin
@@ -974,6 +1004,17 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("--by", help="who acknowledges (default: the current user)")
     ack.add_argument("--note", help="a short note")
     ack.set_defaults(run=_cmd_ack)
+
+    outbox = verbs.add_parser(
+        "outbox",
+        parents=[common],
+        help="queued deliveries no worker has finished",
+        description="The outbox of queued delivery ([alert_infra.celery]): how many enqueued alerts no worker has "
+        "finished yet, and how many are overdue (past outbox_horizon: lost by the broker or by a dead worker, and "
+        "published again by a worker's reaper once the queue is empty). Exit 1 when some are overdue or the "
+        "outbox cannot be read.",
+    )
+    outbox.set_defaults(run=_cmd_outbox)
 
     new_plugin = verbs.add_parser(
         "new-plugin",

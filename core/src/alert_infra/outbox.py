@@ -123,6 +123,15 @@ return out
 """
 )
 
+# KEYS: due. Answers {entries, entries due, the earliest due time or -1, now} (milliseconds).
+_SUMMARY = (
+    _NOW
+    + """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now), first[2] or -1, now}
+"""
+)
+
 # KEYS: due, messages, reaps, started, the tombstone, then the idempotency records to write.
 # ARGV: id, the records' time to live ms, the tombstone's ms.
 _DONE = """
@@ -362,6 +371,18 @@ class Outbox:
                     message = None
             taken.append((alert_id, message if isinstance(message, dict) else None))
         return taken
+
+    def summary(self) -> dict[str, Any] | None:
+        """``{"watched": entries, "overdue": entries whose due time has passed, "oldest_overdue":
+        seconds since the earliest due time passed, or None}`` on the Redis server's clock, in
+        one round trip; ``None`` while Redis is unreachable. Overdue entries are what no worker
+        finished in time: the reapers publish them again once their queue is empty."""
+        ok, answer = self._run("summary", _SUMMARY, (self._keys[0],), ())
+        if not ok or not isinstance(answer, list) or len(answer) != 4:
+            return None
+        watched, overdue, first, now = (int(float(_text(value))) for value in answer)
+        late = (now - first) / 1000.0 if overdue and first >= 0 else None
+        return {"watched": watched, "overdue": overdue, "oldest_overdue": late}
 
     def pending(self) -> int:
         """How many deliveries are watched (``0`` while Redis is unreachable)."""
