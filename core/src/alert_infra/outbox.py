@@ -283,14 +283,20 @@ class Outbox:
     def flush(self, timeout: float = 2.0) -> bool:
         """Wait at most ``timeout`` seconds for the writes queued by :meth:`watch`; ``True`` when
         none is left."""
-        writer = self._writer_box[0] if self._writer_box else None
+        writer = self._own_writer()
         return writer.flush(timeout) if writer is not None else True
 
     @property
     def dropped(self) -> int:
         """Writes :meth:`watch` could not queue (its queue was full)."""
-        writer = self._writer_box[0] if self._writer_box else None
+        writer = self._own_writer()
         return writer.dropped if writer is not None else 0
+
+    def _own_writer(self) -> _Writer | None:
+        """This process's writer, if it has one (a forked child never touches its parent's: the
+        parent's lock may have been held at the fork)."""
+        box = self._writer_box
+        return box[0] if box and box[0].pid == os.getpid() else None
 
     def _writer(self) -> _Writer:
         box = self._writer_box
