@@ -5,6 +5,7 @@ against a broker that refuses, and a real ``celery worker`` of the test project 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -63,6 +64,42 @@ def celery_app():
     app, restore = _project_app(REDIS_URL)
     yield app
     restore()
+
+
+@contextlib.contextmanager
+def _project_worker(tmp_path, queue: str, worker_settings: dict, ca_file: str):
+    """A real ``celery -A testproject.celery_app worker -Q <queue>`` (prefork, one process) of the
+    test project with ``worker_settings`` as its ``ALERT_INFRA``, logging to ``worker.log``;
+    stopped (SIGTERM, then SIGKILL, each wait bounded) when the block ends."""
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parent / "project"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_", "TESTPROJECT_", "DJANGO_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="testproject.settings",
+        PYTHONPATH=str(project),
+        TESTPROJECT_ALERT_INFRA=json.dumps(worker_settings),
+        TESTPROJECT_BROKER_URL=REDIS_URL,
+        TESTPROJECT_QUEUE=queue,
+        SSL_CERT_FILE=ca_file,
+        REQUESTS_CA_BUNDLE=ca_file,
+    )
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker", "-Q", queue, "--pool=prefork",
+         "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
+        cwd=str(project), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield worker
+    finally:
+        try:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+        log.close()
 
 
 def _async(queue: str, **extra) -> dict:
@@ -222,29 +259,10 @@ def test_a_real_worker_of_the_test_project_delivers_from_its_own_settings(
     (autodiscovery finds alert_infra.django.tasks); the web side enqueues with send_alert; the
     worker delivers to Slack with the webhook from its own settings."""
     _redis_or_skip()
-    from pathlib import Path
-
-    project = Path(__file__).resolve().parent / "project"
     queue = f"alerts-django-worker-{uuid.uuid4().hex[:8]}"
     with https_server(lambda r: (200, {}, "ok"), ca=ca) as slack:
         worker_settings = {"SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"}}
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_", "TESTPROJECT_", "DJANGO_"))}
-        env.update(
-            DJANGO_SETTINGS_MODULE="testproject.settings",
-            PYTHONPATH=str(project),
-            TESTPROJECT_ALERT_INFRA=json.dumps(worker_settings),
-            TESTPROJECT_BROKER_URL=REDIS_URL,
-            TESTPROJECT_QUEUE=queue,
-            SSL_CERT_FILE=slack.ca_file,
-            REQUESTS_CA_BUNDLE=slack.ca_file,
-        )
-        log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker", "-Q", queue, "--pool=prefork",
-             "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-            cwd=str(project), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
+        with _project_worker(tmp_path, queue, worker_settings, slack.ca_file) as worker:
             # The web side knows the queue, not the webhook: its channels are not even configured.
             with alert_infra_settings({"ASYNC": _async(queue)}):
                 result = send_alert(title="Queued from a view", message="m", severity="critical")
@@ -254,14 +272,6 @@ def test_a_real_worker_of_the_test_project_delivers_from_its_own_settings(
                 time.sleep(0.1)
             assert len(slack.requests) == 1, (tmp_path / "worker.log").read_text()[-3000:]
             assert "Queued from a view" in slack.requests[0].body.decode()
-        finally:
-            try:
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
-            log.close()
     assert HOOK_SECRET not in (tmp_path / "worker.log").read_text()
 
 
@@ -274,67 +284,42 @@ def test_a_real_django_worker_delivers_an_alert_whose_message_the_broker_lost(
     message a SIGKILLed worker was receiving); a worker of the test project started afterwards
     publishes it again from the outbox, and the channel gets the alert once."""
     _redis_or_skip()
-    from pathlib import Path
-
     from kombu import Connection
 
     from alert_infra.outbox import Outbox
     from alert_infra.state import RedisState
 
-    project = Path(__file__).resolve().parent / "project"
     queue = f"alerts-django-outbox-{uuid.uuid4().hex[:8]}"
     prefix = f"dj-{queue}"
     shared = {"STATE": REDIS_URL, "STATE_PREFIX": prefix}
     outbox = {"OUTBOX": True, "OUTBOX_HORIZON": 2}
     box = Outbox(RedisState(REDIS_URL, prefix=prefix), queue, horizon=2)
-    with https_server(lambda r: (200, {}, "ok"), ca=ca) as slack:
-        with alert_infra_settings({"ASYNC": _async(queue, **outbox), **shared}):
-            result = send_alert(title="Lost on the way", message="m", severity="critical")
-            assert result.sent == ("celery",)
-            assert build_async_dispatcher().outbox.flush(5)
-        assert box.pending() == 1
-        with Connection(REDIS_URL, connect_timeout=3) as connection:
-            connection.default_channel.queue_purge(queue)  # the broker loses it
-        worker_settings = {
-            "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"},
-            "ASYNC": {"ENABLED": True, "QUEUE": queue, **outbox},
-            **shared,
-        }
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_", "TESTPROJECT_", "DJANGO_"))}
-        env.update(
-            DJANGO_SETTINGS_MODULE="testproject.settings",
-            PYTHONPATH=str(project),
-            TESTPROJECT_ALERT_INFRA=json.dumps(worker_settings),
-            TESTPROJECT_BROKER_URL=REDIS_URL,
-            TESTPROJECT_QUEUE=queue,
-            SSL_CERT_FILE=slack.ca_file,
-            REQUESTS_CA_BUNDLE=slack.ca_file,
-        )
-        log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "testproject.celery_app", "worker", "-Q", queue, "--pool=prefork",
-             "-c", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-            cwd=str(project), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while (slack.requests == [] or box.pending()) and time.monotonic() < deadline and worker.poll() is None:
-                time.sleep(0.1)
-            text = (tmp_path / "worker.log").read_text()
-            assert len(slack.requests) == 1, text[-3000:]
-            assert "Lost on the way" in slack.requests[0].body.decode()
-            assert box.pending() == 0
-            assert "published again" in text
-        finally:
-            try:
-                os.killpg(worker.pid, signal.SIGTERM)
-                worker.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
-            log.close()
-            box.clear()
-            box.state.close()
+    try:
+        with https_server(lambda r: (200, {}, "ok"), ca=ca) as slack:
+            with alert_infra_settings({"ASYNC": _async(queue, **outbox), **shared}):
+                result = send_alert(title="Lost on the way", message="m", severity="critical")
+                assert result.sent == ("celery",)
+                assert build_async_dispatcher().outbox.flush(5)
+            assert box.pending() == 1
+            with Connection(REDIS_URL, connect_timeout=3) as connection:
+                connection.default_channel.queue_purge(queue)  # the broker loses it
+            worker_settings = {
+                "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"},
+                "ASYNC": {"ENABLED": True, "QUEUE": queue, **outbox},
+                **shared,
+            }
+            with _project_worker(tmp_path, queue, worker_settings, slack.ca_file) as worker:
+                deadline = time.monotonic() + 60
+                while (not slack.requests or box.pending()) and time.monotonic() < deadline and worker.poll() is None:
+                    time.sleep(0.1)
+                text = (tmp_path / "worker.log").read_text()
+                assert len(slack.requests) == 1, text[-3000:]
+                assert "Lost on the way" in slack.requests[0].body.decode()
+                assert box.pending() == 0
+                assert "published again" in text
+    finally:
+        box.clear()
+        box.state.close()
     assert HOOK_SECRET not in (tmp_path / "worker.log").read_text()
 
 

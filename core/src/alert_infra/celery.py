@@ -887,11 +887,12 @@ class _Worker:
         """The outbox a message names (its ``outbox`` argument: the queue; ``outbox_horizon``: the
         sender's horizon, else this worker's), when the records are in Redis (the sender's outbox
         is the same keys); else ``None``."""
+        from ._checks import MAX_WINDOW
         from .state import RedisState
 
         if not isinstance(queue, str) or not queue or not isinstance(self.state, RedisState):
             return None
-        valid = isinstance(horizon, (int, float)) and not isinstance(horizon, bool) and 0 < horizon <= 30 * 86400
+        valid = isinstance(horizon, (int, float)) and not isinstance(horizon, bool) and 0 < horizon <= MAX_WINDOW
         seconds = float(horizon) if valid else self.horizon
         box = self._outboxes.get((queue, seconds))
         if box is None:
@@ -1095,18 +1096,18 @@ def dispatch_alert(
         wanted = list(_channel_names(transport_names) or [])
     # One round trip for every channel's idempotency record (not one per channel).
     keys = {worker.key(alert_id, name): name for name in wanted}
+    plain = _stores_result(task, request)
     box = worker.outbox(outbox, outbox_horizon) if outbox is not None else None
     if box is not None:
         go_on, found = box.begin(alert_id, list(keys), copy=bool(outbox_copy))
         if not go_on:
             log.info("alert %s: another run of it started less than %gs ago: this copy ends", alert_id, box.horizon)
-            return _summary(DeliveryResult(), [], plain=_stores_result(task, request))
+            return _summary(DeliveryResult(), [], plain=plain)
         recorded = set(found)
     else:
         recorded = set(worker.state.delivered(list(keys))) if keys else set()
     before = [name for key, name in keys.items() if key in recorded]
     remaining = [name for name in wanted if name not in before]
-    plain = _stores_result(task, request)
     if before:
         log.info("alert %s: %s already delivered (redelivered task): not sent again", alert_id, ", ".join(before))
     if not remaining:
