@@ -273,6 +273,43 @@ def test_an_unreachable_redis_costs_the_watch_only(caplog: pytest.LogCaptureFixt
     state.close()
 
 
+def test_a_silent_redis_never_holds_the_sender_and_costs_the_writer_one_timeout() -> None:
+    """A Redis that accepts connections and never answers (hung, black-holed): ``watch()`` only
+    queues, the writer gives up after the state's timeout, and the state then stays off it for its
+    retry interval (one connection for every later step), so nothing waits on it again."""
+    pytest.importorskip("redis", reason="service unavailable: redis (the redis package is not installed)")
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    state = RedisState(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout=0.2, retry_interval=60)
+    box = Outbox(state, "alerts", horizon=60)
+    try:
+        assert all(box.watch(f"a{n}", _message(n)) for n in range(50))  # queued: the caller never waits
+        assert box.flush(10)  # the writer's one try ends with the state's timeout
+        assert box.summary() is None
+        assert box.begin("a1", ["delivered:a1:ops"]) == (True, [])
+        assert box.take_due() == []
+        assert len(accepted) == 1  # after the first timeout, nothing asks the silent server again
+    finally:
+        state.close()
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
 def test_a_forked_child_uses_the_outbox_on_its_own_connection(state: RedisState) -> None:
     box = Outbox(state, "alerts", horizon=HORIZON)
     assert box.add("parent", _message())
