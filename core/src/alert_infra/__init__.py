@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from .formatting import RenderedAlert
     from .hookspecs import hookimpl
     from .plugins import PluginHost, build_transport, get_plugin_host, list_plugins, register_plugin
-    from .result import ChannelOutcome, DeliveryResult
+    from .result import ChannelOutcome, DeliveryResult, Sent
     from .security import (
         REDACTED,
         SENSITIVE_KEYWORDS,
@@ -100,6 +100,7 @@ _LAZY = {
     "register_plugin": "plugins",
     "ChannelOutcome": "result",
     "DeliveryResult": "result",
+    "Sent": "result",
     "REDACTED": "security",
     "SENSITIVE_KEYWORDS": "security",
     "redact_metadata": "security",
@@ -139,6 +140,7 @@ __all__ = [
     "RetryableAlertTransportError",
     "SENSITIVE_KEYWORDS",
     "SEVERITIES",
+    "Sent",
     "Severity",
     "UnknownChannelError",
     "UnknownTransportError",

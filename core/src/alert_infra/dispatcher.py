@@ -39,7 +39,7 @@ from .exceptions import (
     NonRetryableAlertTransportError,
     RetryableAlertTransportError,
 )
-from .result import ChannelOutcome, DeliveryResult
+from .result import ChannelOutcome, DeliveryResult, Sent
 from .security import _safe_str, redact_text, redaction_generation, register_secret
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -588,7 +588,12 @@ class AlertDispatcher:
 
     def _sent(self, flow: _Flow, note: object, tries: int) -> ChannelOutcome:
         # ``send`` returns None by contract; a transport may return a short string saying how it
-        # delivered (which email provider, say): it becomes the outcome's ``detail``, redacted.
+        # delivered (which email provider, say): it becomes the outcome's ``detail``, redacted. Or a
+        # ``Sent`` with that detail and the provider's handle for the message (kept on the outcome).
+        handle: dict[str, Any] | None = None
+        if isinstance(note, Sent):
+            handle = note.handle
+            note = note.detail
         detail = redact_text(note)[:300] if isinstance(note, str) and note else None
         with flow.lock:
             abandoned = flow.abandoned
@@ -608,7 +613,12 @@ class AlertDispatcher:
             except Exception as exc:  # noqa: BLE001 - a listener never breaks delivery
                 self.logger.warning("alert on_sent listener failed for %s: %s", flow.channel.name, type(exc).__name__)
         return ChannelOutcome(
-            flow.channel.name, "sent", attempts=tries, elapsed=time.perf_counter() - flow.started, detail=detail
+            flow.channel.name,
+            "sent",
+            attempts=tries,
+            elapsed=time.perf_counter() - flow.started,
+            detail=detail,
+            handle=handle,
         )
 
     def _give_up(self, flow: _Flow) -> None:

@@ -91,13 +91,16 @@ if TYPE_CHECKING:
     import requests
 
 __all__ = [
+    "BODY_FORMATS",
     "DETAIL_LIMIT",
     "MAX_RESPONSE_BYTES",
+    "METHODS",
     "HttpChannel",
     "HttpClient",
     "HttpResponse",
     "HttpTransport",
     "RedactingFilter",
+    "encode_form",
     "error_detail",
     "install_log_redaction",
     "parse_retry_after",
@@ -562,6 +565,29 @@ def _decode_body(data: bytes, headers: Mapping[str, str], limit: int) -> str:
         return data.decode("utf-8", "replace")
 
 
+#: The methods an HTTP transport may use (a provider edit is PATCH, a webhook may want PUT).
+METHODS = ("POST", "PUT", "PATCH", "DELETE")
+#: What :meth:`HttpTransport.encode_body` knows: JSON, an HTML form, or bytes the transport made itself.
+BODY_FORMATS = ("json", "form", "raw")
+
+
+def _check_method(method: object, provider: str) -> str:
+    if isinstance(method, str) and method.upper() in METHODS:
+        return method.upper()
+    raise NonRetryableAlertTransportError(
+        f"{provider}: unsupported HTTP method {str(method)[:20]!r}: expected one of {', '.join(METHODS)}"
+    )
+
+
+def encode_form(fields: Any) -> bytes:
+    """``fields`` (a mapping, or ``(name, value)`` pairs for a repeated name) as an
+    ``application/x-www-form-urlencoded`` body, UTF-8, ``None`` values left out."""
+    from urllib.parse import urlencode
+
+    pairs = fields.items() if isinstance(fields, Mapping) else fields
+    return urlencode([(str(k), str(v)) for k, v in pairs if v is not None]).encode("ascii")
+
+
 #: The headers HttpChannel sets itself, by lower-case name.
 _CANONICAL_HEADERS = {
     name.lower(): name
@@ -714,7 +740,31 @@ class HttpChannel:
         """
         if self.http_client is not None:
             return self._post_injected(url, payload, headers)
-        body = _encode_json(payload, self.provider)
+        return self.request("POST", url, _encode_json(payload, self.provider), headers=headers)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """Send ``body`` (the exact bytes, already encoded and signed) with ``method`` (``POST``, ``PUT``,
+        ``PATCH``, ``DELETE``); return the response (any status) under the same deadline and body cap as
+        :meth:`post_json`. ``Content-Type`` defaults to JSON: give the body's own in ``headers``.
+
+        An injected 0.1.x ``http_client`` has only ``post(url, json=...)``: it is given the request
+        through its ``request(method, url, data=, headers=, timeout=)`` method when it has one, and
+        otherwise the request fails as non-retryable, saying so (its bytes could not be sent as they are).
+
+        Raises:
+            AlertTransportTimeoutError, RetryableAlertTransportError, NonRetryableAlertTransportError:
+                as :meth:`post_json`; also non-retryable for a method outside the four above.
+        """
+        method = _check_method(method, self.provider)
+        if self.http_client is not None:
+            return self._request_injected(method, url, body, headers)
         state = self._open()
         request_headers = dict(self._headers)
         if headers:
@@ -726,7 +776,7 @@ class HttpChannel:
         _local.deadline = deadline
         error: BaseException | None = None
         try:
-            result = self._exchange(state, url, body, request_headers, deadline)
+            result = self._exchange(state, method, url, body, request_headers, deadline)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a secret-free transport error
             error = exc
         finally:
@@ -748,13 +798,13 @@ class HttpChannel:
         return AlertTransportTimeoutError(f"{self.provider}: {what.format(self.deadline)}")
 
     def _exchange(
-        self, state: _SessionState, url: str, body: bytes, headers: dict[str, str], deadline: _Deadline
+        self, state: _SessionState, method: str, url: str, body: bytes, headers: dict[str, str], deadline: _Deadline
     ) -> HttpResponse:
         import requests
 
         prepared_url, proxies, adapter = state.target(url)
         request = requests.PreparedRequest()
-        request.method = "POST"
+        request.method = method
         request.url = prepared_url
         request.headers = headers  # type: ignore[assignment] # a plain dict: the keys are spelled as urllib3 expects
         request.body = body
@@ -797,6 +847,23 @@ class HttpChannel:
     def _post_injected(self, url: str, payload: Any, headers: Mapping[str, str] | None) -> HttpResponse:
         try:
             result = self.http_client.post(url, json=payload, headers=dict(headers or {}), timeout=self.timeout)
+        except (RetryableAlertTransportError, NonRetryableAlertTransportError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - an injected client may raise anything
+            error = RetryableAlertTransportError(f"{self.provider}: request failed ({type(exc).__name__})")
+        else:
+            return _coerce_response(result)
+        raise error from None
+
+    def _request_injected(self, method: str, url: str, body: bytes, headers: Mapping[str, str] | None) -> HttpResponse:
+        call = getattr(self.http_client, "request", None)
+        if not callable(call):
+            raise NonRetryableAlertTransportError(
+                f"{self.provider}: the injected http_client has no request() method, so a {method} request with"
+                " this body cannot be sent through it (give it request(method, url, *, data, headers, timeout))"
+            )
+        try:
+            result = call(method, url, data=body, headers=dict(headers or {}), timeout=self.timeout)
         except (RetryableAlertTransportError, NonRetryableAlertTransportError):
             raise
         except Exception as exc:  # noqa: BLE001 - an injected client may raise anything
@@ -878,8 +945,8 @@ def error_detail(response: HttpResponse, keys: tuple[str, ...] = ERROR_KEYS) -> 
 
 
 class HttpTransport(BaseTransport):
-    """The base of a transport that POSTs JSON to an HTTPS API: subclass it, write the payload and,
-    if the provider needs them, the response rules. Everything else is done here.
+    """The base of a transport that sends JSON (or a form, or its own bytes) to an HTTPS API: subclass
+    it, write the payload and, if the provider needs them, the response rules. Everything else is done here.
 
     What a subclass writes (see ``docs/plugins/writing-a-transport.md``)::
 
@@ -911,8 +978,10 @@ class HttpTransport(BaseTransport):
     * ``timeout``/``http_client``: one :class:`HttpChannel` (``self.http``), checked here
       (a bad ``timeout`` is a configuration error naming ``timeout``).
     * :meth:`from_env` builds the transport from the variables declared in ``env_vars``.
-    * :meth:`send` posts :meth:`build_payload` to :meth:`endpoint` with :meth:`request_headers`,
-      then hands the response to :meth:`check_response`, whose default accepts 2xx and raises
+    * :meth:`send` sends :meth:`build_payload` to :meth:`endpoint` with :meth:`request_headers`
+      (by :attr:`method`, default ``POST``; encoded by :attr:`body_format`: ``"json"``, ``"form"`` or
+      ``"raw"``; signed over the exact bytes by :meth:`sign_request` at every try), then hands the
+      response to :meth:`check_response`, whose default accepts 2xx and raises
       :func:`raise_for_status` with :func:`error_detail` otherwise (429/5xx retryable with
       ``retry_after`` from ``Retry-After``, other 4xx not).
     * :meth:`close` closes the channel's connections (``BaseTransport.close()`` does nothing).
@@ -924,6 +993,12 @@ class HttpTransport(BaseTransport):
     provider: ClassVar[str] = ""
     #: Option name -> environment variable, read by :meth:`from_env`.
     env_vars: ClassVar[Mapping[str, str]] = {}
+    #: The HTTP method of :meth:`send` (``POST``, ``PUT``, ``PATCH``, ``DELETE``); per alert: :meth:`request_method`.
+    method: str = "POST"
+    #: How :meth:`build_payload`'s value is encoded: ``"json"``, ``"form"`` or ``"raw"`` (see :meth:`encode_body`).
+    body_format: ClassVar[str] = "json"
+    #: The ``Content-Type`` of a ``"raw"`` body.
+    content_type: str = "application/octet-stream"
 
     def __init__(
         self,
@@ -1003,12 +1078,76 @@ class HttpTransport(BaseTransport):
         """Extra request headers (``Authorization``…); the default sends none."""
         return None
 
-    def send(self, alert: Any) -> Any:
-        """Post the payload, then :meth:`check_response` (which raises for a failure)."""
-        response = self.http.post_json(
-            self.endpoint(alert), self.build_payload(alert), headers=self.request_headers(alert)
+    def request_method(self, alert: Any) -> str:
+        """The HTTP method for ``alert`` (default :attr:`method`: ``POST``)."""
+        return self.method
+
+    def encode_body(self, payload: Any) -> tuple[bytes, str]:
+        """``payload`` as the exact request bytes and their ``Content-Type``, by :attr:`body_format`:
+        ``"json"`` (compact UTF-8), ``"form"`` (a mapping or pairs, URL-encoded) or ``"raw"`` (``bytes``,
+        or ``str`` sent as UTF-8, with :attr:`content_type`)."""
+        form = self.body_format
+        provider = self.provider or type(self).__name__
+        if form == "json":
+            return _encode_json(payload, provider), "application/json"
+        if form == "form":
+            return encode_form(payload), "application/x-www-form-urlencoded"
+        if form == "raw":
+            if isinstance(payload, str):
+                payload = payload.encode("utf-8", "replace")
+            if not isinstance(payload, (bytes, bytearray)):
+                raise NonRetryableAlertTransportError(f"{provider}: a raw body must be bytes or str")
+            return bytes(payload), self.content_type
+        raise NonRetryableAlertTransportError(
+            f"{provider}: unknown body_format {str(form)[:20]!r}: expected one of {', '.join(BODY_FORMATS)}"
         )
-        return self.check_response(response)
+
+    def sign_request(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
+        """Add what authenticates these exact bytes to ``headers`` (a signature, a timestamp). Called
+        once per try, just before the bytes go out, so every retry is signed anew (the default does
+        nothing). ``url`` may hold a secret: never put it in an error."""
+
+    def call(
+        self,
+        method: str,
+        url: str,
+        payload: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """One request: ``payload`` encoded by :meth:`encode_body`, signed by :meth:`sign_request`, sent
+        with the channel's deadline and body cap; the response whatever its status (check it with
+        :meth:`check_response`). :meth:`send` uses it, and so can :meth:`update` or any other request a
+        transport makes (an edit by ``PATCH``, a cancel)."""
+        if (
+            self.http_client is not None
+            and method.upper() == "POST"
+            and self.body_format == "json"
+            and type(self).sign_request is HttpTransport.sign_request
+        ):
+            # 0.1.x's injection point is called exactly as before: post(url, json=payload, ...).
+            return self.http.post_json(url, payload, headers=headers)
+        body, content_type = self.encode_body(payload)
+        final = {"Content-Type": content_type}
+        if headers:
+            for key, value in headers.items():
+                final[_CANONICAL_HEADERS.get(key.lower(), key)] = value
+        method = _check_method(method, self.provider or type(self).__name__)
+        self.sign_request(method, url, body, final)
+        return self.http.request(method, url, body, headers=final)
+
+    def send(self, alert: Any) -> Any:
+        """Send the payload (:meth:`call` with :meth:`request_method`, :meth:`endpoint`,
+        :meth:`build_payload` and :meth:`request_headers`), then :meth:`check_response` (which raises
+        for a failure; what it returns, a detail or :class:`~alert_infra.Sent`, is the result)."""
+        return self.check_response(
+            self.call(
+                self.request_method(alert),
+                self.endpoint(alert),
+                self.build_payload(alert),
+                headers=self.request_headers(alert),
+            )
+        )
 
     def check_response(self, response: HttpResponse) -> Any:
         """Accept 2xx; raise the classified error otherwise (override for a provider's own rules,

@@ -15,12 +15,70 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any
 
-__all__ = ["ChannelOutcome", "DeliveryResult"]
+__all__ = ["ChannelOutcome", "DeliveryResult", "Sent"]
 
 #: Outcome statuses. ``sent`` and ``failed`` are deliveries; ``skipped`` means the
 #: channel was not asked (routing: severity below its minimum, tags, disabled) or a
 #: policy suppressed the alert (de-duplication, throttling): see ``suppressed_by``.
 STATUSES = ("sent", "failed", "skipped")
+
+#: The most a handle may weigh, as compact JSON: it is stored per (alert, channel) in the state.
+MAX_HANDLE_BYTES = 2048
+_HANDLE_SCALARS = (str, int, float, bool, type(None))
+
+
+class Sent:
+    """What a transport's ``send`` may return instead of ``None`` or a detail string: a short
+    ``detail`` (how it delivered; redacted into the outcome) and the provider's ``handle`` for this
+    message, a small JSON-safe mapping (a message id, a receipt, a dedup key) that a later
+    ``update(alert, handle)`` of the same alert receives (an edit on resolve, a cancel on ack).
+
+    Args:
+        detail: a short, secret-free note (at most 300 characters are kept).
+        handle: a flat mapping of string keys to strings, numbers, booleans or ``None``, at most
+            :data:`MAX_HANDLE_BYTES` as JSON.
+
+    Raises:
+        TypeError: a handle that is not such a mapping.
+        ValueError: a handle over the size limit.
+    """
+
+    __slots__ = ("detail", "handle")
+
+    def __init__(self, detail: str | None = None, handle: Mapping[str, Any] | None = None) -> None:
+        if detail is not None and not isinstance(detail, str):
+            raise TypeError("Sent.detail must be a string or None")
+        clean: dict[str, Any] | None = None
+        if handle is not None:
+            if not hasattr(handle, "items"):
+                raise TypeError("Sent.handle must be a mapping of names to strings, numbers, booleans or None")
+            clean = {}
+            for key, value in handle.items():
+                if not isinstance(key, str) or not isinstance(value, _HANDLE_SCALARS):
+                    raise TypeError(
+                        "Sent.handle must be a flat mapping of string keys to strings, numbers, booleans or None"
+                    )
+                clean[key] = value
+            import json
+
+            if len(json.dumps(clean, separators=(",", ":"), default=str)) > MAX_HANDLE_BYTES:
+                raise ValueError(f"Sent.handle is larger than {MAX_HANDLE_BYTES} bytes as JSON")
+        self.detail = detail
+        self.handle = clean
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sent):
+            return NotImplemented
+        return (self.detail, self.handle) == (other.detail, other.handle)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        try:
+            keys = sorted(self.handle) if self.handle else []
+            return f"Sent(detail={_repr_text(getattr(self, 'detail', None))}, handle_keys={keys!r})"
+        except Exception:  # noqa: BLE001 - repr must never raise
+            return "Sent(<unprintable>)"
 
 
 class ChannelOutcome:
@@ -37,7 +95,10 @@ class ChannelOutcome:
         reason: a short, secret-free explanation (why skipped, or what failed:
             the transport's own message after redaction).
         detail: for a delivery, what the transport reported (a string its
-            ``send`` returned, redacted), such as which email provider delivered.
+            ``send`` returned, or :attr:`Sent.detail`, redacted), such as which email
+            provider delivered.
+        handle: for a delivery, the provider's handle for the message (:attr:`Sent.handle`:
+            a message id, a receipt), kept for a later ``update(alert, handle)``.
         suppressed_by: for a skipped channel, which rule skipped it:
             ``"routing"`` (disabled, severity, tags), ``"dedup"`` (the same alert
             within the channel's window) or ``"throttle"`` (over its budget).
@@ -54,6 +115,7 @@ class ChannelOutcome:
         "reason",
         "detail",
         "suppressed_by",
+        "handle",
     )
 
     def __init__(
@@ -69,6 +131,7 @@ class ChannelOutcome:
         reason: str | None = None,
         detail: str | None = None,
         suppressed_by: str | None = None,
+        handle: Mapping[str, Any] | None = None,
     ) -> None:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
@@ -82,6 +145,7 @@ class ChannelOutcome:
         self.reason = reason
         self.detail = detail
         self.suppressed_by = suppressed_by
+        self.handle = handle
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form (``json.dumps(..., allow_nan=False)`` never fails on it)."""

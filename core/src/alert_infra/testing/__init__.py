@@ -275,6 +275,9 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
 
         do_POST = _handle
         do_GET = _handle
+        do_PUT = _handle
+        do_PATCH = _handle
+        do_DELETE = _handle
 
     class _Server(ThreadingHTTPServer):
         daemon_threads = True
