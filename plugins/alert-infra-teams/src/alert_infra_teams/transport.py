@@ -7,7 +7,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from alert_infra import AlertConfigurationError
+from alert_infra import AlertConfigurationError, Sent
 from alert_infra.formatting import metadata_lines, subject_line
 from alert_infra.http import HttpResponse, HttpTransport, raise_for_status, status_label
 from alert_infra.security import register_secret
@@ -275,21 +275,22 @@ class TeamsTransport(HttpTransport):
     def endpoint(self, alert: Alert) -> str:
         return self.webhook_url
 
-    def send(self, alert: Alert) -> str | None:
-        """Post the card; return ``"workflow run <id>"`` when Workflows named the run it started."""
-        response = self.http.post_json(self.webhook_url, self.build_payload(alert))
-        self.check_response(response)
-        run_id = response.headers.get("x-ms-workflow-run-id", "")
-        return f"workflow run {run_id}" if _RUN_ID.match(run_id) else None
-
-    def check_response(self, response: HttpResponse) -> None:
+    def check_response(self, response: HttpResponse) -> Sent | None:
+        """2xx is accepted (Workflows answers 202, or 200 when the flow has a Response action); the
+        run it started, when Workflows names it (``x-ms-workflow-run-id``), is the detail and the
+        handle, so a card that never appeared can be found in the flow's run history. A 2xx HTML
+        page (a proxy, a captive portal) is a failure; other statuses are classified by the base
+        rules (429 and 5xx retryable with ``Retry-After``, other 4xx and 3xx not)."""
         if 200 <= response.status < 300:
             head = response.text.lstrip()[:15].lower()
             if head.startswith(("<!doctype", "<html")):
-                # A proxy or captive portal answering 200 with a page: nothing reached Workflows.
                 raise_for_status(response, provider="Teams", detail="unexpected response body", retryable=False)
-            return
+            run_id = response.headers.get("x-ms-workflow-run-id", "")
+            if _RUN_ID.match(run_id):
+                return Sent(detail=f"workflow run {run_id}", handle={"workflow_run_id": run_id})
+            return None
         raise_for_status(response, provider="Teams", detail=self.error_detail(response))
+        return None  # pragma: no cover - raise_for_status raised
 
     def error_detail(self, response: HttpResponse) -> str | None:
         """Workflows (Logic Apps) errors: ``{"error": {"code": …, "message": …}}``."""
