@@ -118,7 +118,7 @@ def _one_line(text: str) -> str:
 def option_help(doc: str | None) -> dict[str, str]:
     """``{option: one-line help}`` from a docstring's ``Args:`` section or ``:param x:`` lines."""
     found: dict[str, str] = {}
-    if not doc:
+    if not doc or not isinstance(doc, str):  # a class may set __doc__ to anything (a property, bytes)
         return found
     lines = inspect.cleandoc(doc).splitlines()
     index = 0
@@ -166,7 +166,7 @@ def option_help(doc: str | None) -> dict[str, str]:
 
 def describe_type(name: str, cls: Any, *, provider: str = "") -> TypeInfo:
     """The :class:`TypeInfo` of transport class ``cls`` registered as type ``name``."""
-    from .security import is_sensitive_key
+    from .security import REDACTED, is_sensitive_key
 
     doc = inspect.getdoc(cls) or ""
     summary = _one_line(doc.split("\n\n", 1)[0]) if doc else ""
@@ -177,7 +177,10 @@ def describe_type(name: str, cls: Any, *, provider: str = "") -> TypeInfo:
     declared = getattr(cls, "config_options", None)
     if isinstance(declared, dict):
         helps.update({str(k): _one_line(str(v)) for k, v in declared.items()})
-    secret_fields = set(getattr(cls, "secret_fields", ()) or ())
+    declared_secrets = getattr(cls, "secret_fields", ()) or ()
+    secret_fields = (
+        {str(f) for f in declared_secrets} if isinstance(declared_secrets, (tuple, list, set, frozenset)) else set()
+    )
     try:
         params = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):
@@ -191,12 +194,16 @@ def describe_type(name: str, cls: Any, *, provider: str = "") -> TypeInfo:
         if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) or param.name == "name":
             continue
         required = param.default is param.empty
+        secret = param.name in secret_fields or is_sensitive_key(param.name)
+        default = None if required else param.default
+        if secret and default not in (None, ""):
+            default = REDACTED  # a plugin's default token or URL is still a secret: never printed
         options.append(
             OptionInfo(
                 param.name,
                 required=required,
-                default=None if required else param.default,
-                secret=param.name in secret_fields or is_sensitive_key(param.name),
+                default=default,
+                secret=secret,
                 help=helps.get(param.name) or COMMON_HELP.get(param.name, ""),
             )
         )

@@ -56,6 +56,48 @@ class _UsageError(Exception):
         self.kind = kind
 
 
+#: The most of standard input ``send`` reads as the message (the rest is cut, and the message says so):
+#: an alert is read by people, and a 64 MB log piped in by mistake must not cost a gigabyte of memory.
+MAX_STDIN_BYTES = 64 * 1024
+#: The largest row id or count a verb accepts (SQLite's integers are 64-bit).
+MAX_INT_ARGUMENT = 2**63 - 1
+
+
+def _int_argument(minimum: int, maximum: int = MAX_INT_ARGUMENT) -> Any:
+    """An argparse ``type`` for an integer in ``[minimum, maximum]``: a clear usage error otherwise
+    (never an OverflowError from SQLite later)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:30]!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be between {minimum} and {maximum}, got {text[:30]}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _read_stdin(limit: int = MAX_STDIN_BYTES) -> str:
+    """At most ``limit`` bytes of standard input as text: invalid UTF-8 is replaced (never a traceback,
+    never a lost audit record), and a longer input is cut with a marker saying where."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream without bytes underneath (a test's StringIO)
+        text = sys.stdin.read(limit + 1)
+        data = text.encode("utf-8", "replace")
+    else:
+        data = stream.read(limit + 1)
+    cut = len(data) > limit
+    text = data[:limit].decode("utf-8", "replace")
+    if cut:
+        # The rest is not read (not even drained: an endless producer would hold the command for ever);
+        # a writer still writing gets SIGPIPE when we exit, as with ``head``.
+        text += f"\n… [standard input cut at {limit:,} bytes]"
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing and exiting, so that a usage error becomes one
     JSON document under ``--json`` like every other error."""
@@ -275,7 +317,7 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
 
     message = args.message
     if message in (None, "-"):
-        message = sys.stdin.read() if (message == "-" or not sys.stdin.isatty()) else ""
+        message = _read_stdin() if (message == "-" or not sys.stdin.isatty()) else ""
         message = message.strip("\n")
     metadata: dict[str, str] = {}
     for item in args.meta:
@@ -977,7 +1019,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="recent alerts from the audit trail",
         description="Recent alerts from the audit trail, newest first, with each channel's outcome.",
     )
-    history.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    history.add_argument("--limit", type=_int_argument(1, 1_000_000), default=20, help="how many (default 20)")
     history.add_argument("--since", help="30m, 2h, 7d, or an ISO date/time")
     history.add_argument("--severity", help="this severity or higher")
     history.add_argument("--source")
@@ -1000,7 +1042,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="acknowledge an alert",
         description="Acknowledge an alert of the audit trail (by its ID from `history`).",
     )
-    ack.add_argument("id", type=int)
+    ack.add_argument("id", type=_int_argument(1))
     ack.add_argument("--by", help="who acknowledges (default: the current user)")
     ack.add_argument("--note", help="a short note")
     ack.set_defaults(run=_cmd_ack)

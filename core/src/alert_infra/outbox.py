@@ -239,7 +239,7 @@ class Outbox:
         keys = [due, messages] + [self._ended(alert_id) for alert_id, _ in entries]
         args: list[Any] = [self._ms(self.horizon), self.max_entries]
         for alert_id, message in entries:
-            args += [alert_id, json.dumps(message, separators=(",", ":"), ensure_ascii=False)]
+            args += [alert_id, message if isinstance(message, str) else _encode(message)]
         ok, answers = self._run("add", _ADD, keys, args)
         if not ok or not isinstance(answers, list):
             return [False] * len(entries)
@@ -273,8 +273,14 @@ class Outbox:
         The entry may reach Redis after a worker took the message: :meth:`begin` then finds none
         (the task goes on) and :meth:`done` leaves a short tombstone, so a write that comes after
         the task ended is refused instead of leaving an entry behind. ``False``: not queued (the
-        writer's queue is full: :data:`MAX_PENDING` writes; counted in :attr:`dropped`)."""
-        return self._writer().put(("add", alert_id, message))
+        writer's queue is full: :data:`MAX_PENDING` writes or :data:`MAX_PENDING_BYTES` of
+        messages; counted in :attr:`dropped`). The message is encoded here, once, so that what waits
+        is counted by its size (a thousand alerts of 512 KB must not hold half a gigabyte)."""
+        try:
+            encoded = _encode(message)
+        except (TypeError, ValueError, RecursionError):  # not JSON: it could never be published again
+            return False
+        return self._writer().put(("add", alert_id, encoded))
 
     def forget(self, alert_id: str) -> None:
         """Undo a :meth:`watch` whose publish failed (queued behind it, so it always comes after)."""
@@ -417,6 +423,7 @@ class _Writer:
         self.dropped = 0
         self._outbox = weakref.ref(outbox)
         self._pending: deque[tuple[str, str, Any]] = deque()
+        self._pending_size = 0  # characters of the encoded messages waiting
         self._cond = threading.Condition(threading.Lock())
         self._busy = False
         self._hurry = False  # flush() is waiting: no lingering
@@ -424,11 +431,13 @@ class _Writer:
         _WRITERS.add(self)
 
     def put(self, item: tuple[str, str, Any]) -> bool:
+        size = len(item[2]) if isinstance(item[2], str) else 0
         with self._cond:
-            if len(self._pending) >= MAX_PENDING:
+            if len(self._pending) >= MAX_PENDING or self._pending_size + size > MAX_PENDING_BYTES:
                 self.dropped += 1
                 return False
             self._pending.append(item)
+            self._pending_size += size
             if self._thread is None:
                 import threading
 
@@ -456,6 +465,7 @@ class _Writer:
                         break
                     self._cond.wait(left)
                 batch = [self._pending.popleft() for _ in range(min(len(self._pending), WRITE_BATCH))]
+                self._pending_size -= sum(len(item[2]) for item in batch if isinstance(item[2], str))
                 self._busy = True
             try:
                 outbox = self._outbox()
@@ -486,6 +496,9 @@ class _Writer:
 
 #: The writes one outbox's writer thread holds at most; beyond, :meth:`Outbox.watch` refuses.
 MAX_PENDING = 10_000
+#: The most of encoded messages (characters, about bytes) one writer holds; beyond, :meth:`Outbox.watch`
+#: refuses (and counts) instead of holding memory without bound behind a slow Redis.
+MAX_PENDING_BYTES = 32 * 1024 * 1024
 #: The most entries one round trip of the writer writes.
 WRITE_BATCH = 256
 #: How long the writer waits for more entries after the first, seconds: how late an entry can
@@ -510,6 +523,10 @@ def _flush_at_exit() -> None:
 
 
 atexit.register(_flush_at_exit)
+
+
+def _encode(message: Any) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 def _text(value: Any) -> str:

@@ -24,7 +24,7 @@ from ..exceptions import AlertConfigurationError
 __all__ = ["PLUGIN_NAME", "check_plugin_name", "plugin_names", "render_plugin", "suggest_plugin_name"]
 
 #: A plugin's type name: what configuration writes, and part of a Python module name.
-PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+PLUGIN_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # used with fullmatch: "$" would let "acme\n" through
 #: Type names the core provides itself (a plugin registering one would be refused).
 RESERVED = ("noop", "console", "recording", "http", "email", "test")
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "template")
@@ -41,7 +41,7 @@ def suggest_plugin_name(name: str) -> str | None:
     text = re.sub(r"_+", "_", text).lstrip("0123456789_")[:40].rstrip("_")
     if not text or text in RESERVED:
         return None
-    return text if PLUGIN_NAME.match(text) else None
+    return text if PLUGIN_NAME.fullmatch(text) else None
 
 
 def check_plugin_name(name: object) -> str:
@@ -53,7 +53,7 @@ def check_plugin_name(name: object) -> str:
         raise AlertConfigurationError(
             f"NAME {name!r} is a type alert-infra provides itself ({', '.join(RESERVED)}); choose another name"
         )
-    if not PLUGIN_NAME.match(name):
+    if not PLUGIN_NAME.fullmatch(name):
         suggestion = suggest_plugin_name(name)
         hint = f"; did you mean {suggestion!r}?" if suggestion and suggestion != name else ""
         raise AlertConfigurationError(
@@ -118,17 +118,25 @@ def render_plugin(name: str, directory: str | os.PathLike[str] | None = None) ->
 
     name = check_plugin_name(name)
     values = plugin_names(name)
-    target = os.path.abspath(os.fspath(directory) if directory is not None else values["dist"])
+    given = os.path.abspath(os.fspath(directory) if directory is not None else values["dist"])
+    # The folder the files really land in: "." and a symlink to an empty folder are filled in place
+    # (never removed and replaced), and the staging folder sits beside the real one, on its filesystem.
+    target = os.path.realpath(given)
     if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
         raise AlertConfigurationError(
-            f"{target} already exists and is not empty: nothing was written (choose another --directory,"
+            f"{given} already exists and is not empty: nothing was written (choose another --directory,"
             " or remove it first)"
         )
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         raise AlertConfigurationError(f"{parent} is not a folder: create it first, or choose another --directory")
     files = []
-    staging = tempfile.mkdtemp(prefix=".new-plugin-", dir=parent)
+    try:
+        staging = tempfile.mkdtemp(prefix=".new-plugin-", dir=parent)
+    except OSError as exc:
+        raise AlertConfigurationError(
+            f"cannot write beside {given} ({exc.strerror or type(exc).__name__}): choose another --directory"
+        ) from None
     try:
         os.chmod(staging, 0o755)  # noqa: S103 - a source folder; mkdtemp's 0700 would be the project's mode
         for relative in template_files():
@@ -141,11 +149,24 @@ def render_plugin(name: str, directory: str | os.PathLike[str] | None = None) ->
                 sink.write(text)
             files.append(out.replace(os.sep, "/"))
         if os.path.isdir(target):
-            os.rmdir(target)  # empty (checked above): replaced by the finished folder
-        os.replace(staging, target)
+            # An empty folder that exists (the current one, or one a symlink points at): move the
+            # finished entries into it; if a move fails, the ones already moved are taken back out.
+            moved: list[str] = []
+            try:
+                for entry in sorted(os.listdir(staging)):
+                    os.replace(os.path.join(staging, entry), os.path.join(target, entry))
+                    moved.append(entry)
+            except BaseException:
+                for entry in moved:
+                    shutil.rmtree(os.path.join(target, entry), ignore_errors=True)
+                raise
+            os.rmdir(staging)
+        else:
+            os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    target = given
     return {
         "name": name,
         "distribution": values["dist"],
