@@ -12,9 +12,21 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from alert_infra_teams import TeamsTransport, escape_card_text
+from alert_infra_teams import TeamsTransport, escape_card_text, unescape_card_text
 from alert_infra_teams import transport as teams_transport
-from alert_infra_teams._limits import BODY_LIMIT, MESSAGE_MIN_BYTES, TRUNCATED, is_inert
+from alert_infra_teams._limits import (
+    BODY_LIMIT,
+    MESSAGE_MIN_BYTES,
+    TRUNCATED,
+    char_bytes,
+    fit,
+    is_inert,
+    lines,
+    one_line,
+    text_bytes,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alert_infra import (
     Alert,
@@ -25,6 +37,7 @@ from alert_infra import (
     build_transport,
 )
 from alert_infra.testing import FakeServer, https_server, isolated_plugin_host, unused_port
+from alert_infra.testing.strategies import hostile_alerts, hostile_text, huge
 
 SIG = "wfSig0123456789abcdefABCDEF_-xyz42"
 PATH = "/workflows/7f3c0a1b2c3d4e5f60718293a4b5c6d7/triggers/manual/paths/invoke"
@@ -395,11 +408,16 @@ class TestNoLeak:
         error: BaseException | None = None
         try:
             channel.send(_alert())
-        except Exception as exc:  # noqa: BLE001 - what is checked
+        except Exception as exc:
             error = exc
         result = AlertDispatcher([channel]).send(_alert())
         outcome = result.outcome("teams")
-        seen += [repr(result), json.dumps(result.to_dict(), default=str), repr(outcome), str(outcome.to_dict()) if hasattr(outcome, "to_dict") else ""]
+        seen += [
+            repr(result),
+            json.dumps(result.to_dict(), default=str),
+            repr(outcome),
+            str(outcome.to_dict()) if hasattr(outcome, "to_dict") else "",
+        ]
         current: BaseException | None = error
         while current is not None:
             seen += [str(current), repr(current), repr(current.args)]
@@ -418,7 +436,9 @@ class TestNoLeak:
 
 
 class TestConfiguration:
-    @pytest.mark.parametrize("url", ["", "   ", "http://prod-01.logic.azure.com/workflows/x?sig=" + SIG, "prod/x", "https://"])
+    @pytest.mark.parametrize(
+        "url", ["", "   ", "http://prod-01.logic.azure.com/workflows/x?sig=" + SIG, "prod/x", "https://"]
+    )
     def test_https_only(self, url: str) -> None:
         with pytest.raises(AlertConfigurationError, match="webhook_url") as info:
             TeamsTransport(url)
@@ -542,3 +562,55 @@ class TestCard:
         facts = card["body"][2]["facts"]
         assert facts[-1]["title"] == "Metadata" and facts[-1]["value"].endswith("more fields not shown")
         assert 1 <= len(card["actions"]) <= 5
+
+
+# -- properties --------------------------------------------------------------------------------
+TEAMS_PIECES = ("**", "__", "[x](https://e.example)", "![i](https://e.example/i.png)", "- ", "1. ", "2) ", "+ ")
+TEAMS_PIECES += ("\\", "\\*", "\\\\", "<at>Admin</at>", "{{DATE(2017-02-14T06:08:39Z, SHORT)}}", "\n- ", "\r\n1. ")
+CHANNEL = TeamsTransport("https://prod-01.westus.logic.azure.com/workflows/p/invoke?sig=" + SIG)
+
+
+class TestProperties:
+    @settings(deadline=None)
+    @given(text=hostile_text(*TEAMS_PIECES), multiline=st.booleans())
+    def test_escaping_is_inert_and_shows_the_text(self, text: str, multiline: bool) -> None:
+        """Escaped text opens no Markdown, and a CommonMark renderer shows exactly the text."""
+        escaped = escape_card_text(text, multiline=multiline)
+        assert is_inert(escaped)
+        shown = "\n\n".join(lines(text)) if multiline else one_line(text)
+        assert unescape_card_text(escaped) == shown
+
+    @settings(deadline=None)
+    @given(text=huge(hostile_text(*TEAMS_PIECES), times=300), limit=st.integers(0, 3_000), multiline=st.booleans())
+    def test_fit_is_within_bytes_and_cuts_visibly(self, text: str, limit: int, multiline: bool) -> None:
+        """fit(): within the byte budget as json.dumps counts, inert, and either the whole text or
+        a prefix of what would be shown followed by the marker (an escape is never split)."""
+        whole = escape_card_text(text, multiline=multiline)
+        result = fit(text, limit, multiline=multiline)
+        assert text_bytes(result) <= limit and is_inert(result)
+        assert text_bytes(result) == sum(char_bytes(c) for c in result)
+        if result != whole:
+            assert result == "" or result.endswith(TRUNCATED)
+            head = result[: -len(TRUNCATED)] if result else ""
+            assert unescape_card_text(whole).startswith(unescape_card_text(head))
+
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(alert=hostile_alerts(*TEAMS_PIECES))
+    def test_any_alert_makes_a_valid_card_within_28_kib(self, alert: Alert) -> None:
+        """Any alert: a valid card, at most 28 KiB as json.dumps encodes it (so as any client sends
+        it), every rendered string inert, the message present and never squeezed below its minimum."""
+        payload = CHANNEL.build_payload(alert)
+        encoded = json.dumps(payload)
+        assert len(encoded) <= BODY_LIMIT
+        assert len(
+            json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        ) <= len(encoded)
+        assert card_problems(payload) == []
+        card = _card(payload)
+        assert all(is_inert(text) for text in _texts(card))
+        message = card["body"][2 if alert.status != "firing" else 1]["text"]
+        whole = escape_card_text(alert.message, multiline=True)
+        assert message == (whole or "(empty)") or (
+            message.endswith(TRUNCATED) and text_bytes(message) >= MESSAGE_MIN_BYTES - 20
+        )
+        assert len(card.get("actions", [])) <= 5

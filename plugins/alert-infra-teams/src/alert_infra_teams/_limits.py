@@ -124,12 +124,18 @@ def _escaped_line(line: str) -> list[str]:
     return pieces
 
 
-def _pieces(text: str, *, multiline: bool) -> list[str]:
-    """``text`` escaped, as pieces that a cut may separate (escapes and line breaks are whole)."""
+def _clean(text: str, *, multiline: bool) -> str:
+    """``text`` scrubbed: one line, or its lines joined by ``"\\n"`` (every other break and control gone)."""
+    return "\n".join(lines(text)) if multiline else one_line(text)
+
+
+def _pieces(clean: str, *, multiline: bool) -> list[str]:
+    """``clean`` (see :func:`_clean`) escaped, as pieces a cut may separate (an escape and its
+    character, a line break, a surrogate pair are each one piece)."""
     if not multiline:
-        return _escaped_line(one_line(text))
+        return _escaped_line(clean)
     out: list[str] = []
-    for number, line in enumerate(lines(text)):
+    for number, line in enumerate(clean.split("\n")):
         if number:
             out.append("\n\n")  # Teams: a line break outside a list is "\n\n" in a TextBlock
         out.extend(_escaped_line(line))
@@ -142,7 +148,7 @@ def escape_card_text(text: str, *, multiline: bool = False) -> str:
     ``multiline``: line breaks become ``"\\n\\n"`` (what Teams shows as one line break in a
     TextBlock); otherwise the text is one line.
     """
-    return "".join(_pieces(text, multiline=multiline))
+    return "".join(_pieces(_clean(text, multiline=multiline), multiline=multiline))
 
 
 def unescape_card_text(text: str) -> str:
@@ -156,16 +162,18 @@ def fit(text: str, max_bytes: int, *, multiline: bool = False, escape: bool = Tr
 
     Over the limit: the longest prefix of whole pieces (an escape is never split from its
     character, an emoji never split) that leaves room for :data:`TRUNCATED`, then the marker;
-    ``""`` if even the marker does not fit.
+    ``""`` if even the marker does not fit. Linear in the part kept: every character costs at
+    least one byte, so no more than ``max_bytes + 1`` characters are ever escaped.
     """
-    if escape:
-        pieces = _pieces(text, multiline=multiline)
+    clean = _clean(text, multiline=multiline) if escape else one_line(text)
+    over = len(clean) > max_bytes
+    if over:
+        clean = clean[: max_bytes + 1]  # the rest cannot fit: it is never looked at
+    pieces = _pieces(clean, multiline=multiline) if escape else list(clean)
+    if not over:
         whole = "".join(pieces)
-    else:
-        whole = one_line(text)
-        pieces = list(whole)
-    if text_bytes(whole) <= max_bytes:
-        return whole
+        if text_bytes(whole) <= max_bytes:
+            return whole
     room = max_bytes - text_bytes(TRUNCATED)
     if room < 0:
         return ""
@@ -177,8 +185,7 @@ def fit(text: str, max_bytes: int, *, multiline: bool = False, escape: bool = Tr
             break
         kept.append(piece)
         used += size
-    head = "".join(kept).rstrip()
-    return head + TRUNCATED
+    return "".join(kept).rstrip() + TRUNCATED
 
 
 def is_inert(text: str) -> bool:

@@ -30,7 +30,6 @@ from ._limits import (
     fit,
     json_bytes,
     one_line,
-    text_bytes,
 )
 
 if TYPE_CHECKING:
@@ -71,12 +70,16 @@ def _retired_connector(url: str) -> bool:
     return host in _LEGACY_CONNECTOR_HOSTS and parts.path.lower().startswith("/webhook")
 
 
+#: Shown for empty text (a TextBlock or Fact must not be empty; a lone "-" would be a list item).
+EMPTY = "(empty)"
+
+
 def _text_block(text: str, **style: Any) -> dict[str, Any]:
-    return {"type": "TextBlock", "text": text or "-", "wrap": True, **style}
+    return {"type": "TextBlock", "text": text or EMPTY, "wrap": True, **style}
 
 
 def _fact(title: str, value: str, *, value_bytes: int = FACT_VALUE_BYTES) -> dict[str, str]:
-    return {"title": fit(title, FACT_TITLE_BYTES) or "-", "value": fit(value, value_bytes) or "-"}
+    return {"title": fit(title, FACT_TITLE_BYTES) or EMPTY, "value": fit(value, value_bytes) or EMPTY}
 
 
 def _action(label: str, url: str) -> dict[str, str] | None:
@@ -226,10 +229,10 @@ class TeamsTransport(HttpTransport):
             card["actions"] = actions
             left = BODY_LIMIT - json_bytes(payload)
         if full and alert.metadata:
-            used = self._metadata_facts(alert, facts, min(METADATA_BYTES, left - MESSAGE_MIN_BYTES))
-            left -= used
+            self._metadata_facts(alert, facts, min(METADATA_BYTES, left - MESSAGE_MIN_BYTES))
+        # The message takes exactly what is left: the payload is measured with it empty.
         text = alert.message if full else self.render(alert).text
-        message["text"] = fit(text, max(0, BODY_LIMIT - json_bytes(payload)), multiline=True) or "-"
+        message["text"] = fit(text, max(0, BODY_LIMIT - json_bytes(payload)), multiline=True) or EMPTY
         return payload
 
     @staticmethod
@@ -250,9 +253,9 @@ class TeamsTransport(HttpTransport):
         return actions
 
     @staticmethod
-    def _metadata_facts(alert: Alert, facts: list[dict[str, str]], budget: int) -> int:
+    def _metadata_facts(alert: Alert, facts: list[dict[str, str]], budget: int) -> None:
         """Append metadata facts to ``facts`` while ``budget`` bytes last; a last fact says how
-        many are not shown. Return the bytes added."""
+        many are not shown."""
         note = {"title": "Metadata", "value": f"{len(alert.metadata)} more fields not shown"}
         room = budget - json_bytes(note) - 2
         used = 0
@@ -268,8 +271,6 @@ class TeamsTransport(HttpTransport):
         if shown < len(alert.metadata) and budget > 0:
             note["value"] = f"{len(alert.metadata) - shown} more fields not shown"
             facts.append(note)
-            used += json_bytes(note) + 2
-        return used
 
     # -- delivery ------------------------------------------------------------------------------
     def endpoint(self, alert: Alert) -> str:
