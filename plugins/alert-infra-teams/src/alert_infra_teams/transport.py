@@ -117,8 +117,8 @@ class TeamsTransport(HttpTransport):
         timeout: seconds for the whole request (connect, TLS, answer).
         http_client: 0.1.x injection point (``post(url, *, json, headers, timeout)``).
         name: the channel name (default ``teams``).
-        format: a formatter name; the card layout above unless a channel picks another
-            formatter, whose plain text then becomes the card's message.
+        format: a formatter name; by default the Adaptive Card layout, otherwise that
+            formatter's plain text becomes the card's message.
 
     Raises:
         AlertConfigurationError: the URL is missing, not https, or a retired connector URL.
