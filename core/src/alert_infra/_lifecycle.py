@@ -31,13 +31,30 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["ForkSafeLock", "ProcessSingleton", "fork_generation", "on_fork_in_child"]
+__all__ = [
+    "FORK_QUIESCE_TIMEOUT",
+    "ForkSafeLock",
+    "ProcessSingleton",
+    "fork_generation",
+    "forked_while_busy",
+    "on_fork_in_child",
+    "quiesce_at_fork",
+]
+
+#: The most a fork waits, in all, for the SQLite transactions open in its process to end (seconds).
+FORK_QUIESCE_TIMEOUT = 1.0
 
 _lock = allocate_lock()
 _entries: dict[int, tuple[Any, Callable[[Any], None]]] = {}  # id -> (weakref, reset)
 _next = 0
 _hooked = False
 _generation = 0
+
+
+_quiet: dict[int, tuple[Any, str]] = {}  # id -> (weakref, lock attribute)
+_held: list[Any] = []  # locks the fork's "before" hook holds
+_busy: set[int] = set()  # ids of objects whose lock could not be had before the fork
+_quiet_hooked = False
 
 
 def fork_generation() -> int:
@@ -68,14 +85,80 @@ def _after_fork_in_child() -> None:
     global _lock, _generation
     _lock = allocate_lock()  # the parent may have held it while forking
     _generation += 1
-    for ref, reset in list(_entries.values()):
+    _held.clear()  # the child's copies of the held locks are replaced by the resets, never released
+    try:
+        for ref, reset in list(_entries.values()):
+            obj = ref()
+            if obj is None:
+                continue
+            try:
+                reset(obj)
+            except Exception:  # noqa: BLE001, S110 - the child must start; a failed reset is best effort
+                pass
+    finally:
+        _busy.clear()
+
+
+def quiesce_at_fork(obj: object, attr: str = "_lock") -> None:
+    """Hold ``obj.<attr>`` (a lock taken around each of ``obj``'s SQLite transactions) across every
+    ``fork()`` of this process while ``obj`` is alive, waiting at most :data:`FORK_QUIESCE_TIMEOUT`
+    in all for the transactions under way.
+
+    Why: SQLite keeps its file locks per process, in memory. A child forked while the parent is
+    inside a write transaction inherits that memory: every new connection it opens to the file
+    sees "this process already holds the lock", waits, and fails for the child's whole life
+    (gunicorn ``--preload``, Celery prefork). Holding the lock across the fork means no
+    transaction of ``obj`` is open when the process is copied. When the wait runs out (a
+    transaction stuck on another process's lock), the child is told through
+    :func:`forked_while_busy` and must not use that file.
+    """
+    import weakref
+
+    global _quiet_hooked
+    with _lock:
+        key = id(obj)
+
+        def forget(_ref: object, key: int = key) -> None:
+            _quiet.pop(key, None)
+
+        _quiet[key] = (weakref.ref(obj, forget), attr)
+        if not _quiet_hooked and hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+            _quiet_hooked = True
+
+
+def forked_while_busy(obj: object) -> bool:
+    """In a fork reset: whether ``obj``'s lock (see :func:`quiesce_at_fork`) was still taken by a
+    transaction when the process was copied."""
+    return id(obj) in _busy
+
+
+def _before_fork() -> None:
+    import time
+
+    _busy.clear()
+    deadline = time.monotonic() + FORK_QUIESCE_TIMEOUT
+    for key, (ref, attr) in list(_quiet.items()):
         obj = ref()
-        if obj is None:
+        lock = getattr(obj, attr, None) if obj is not None else None
+        if lock is None:
             continue
         try:
-            reset(obj)
-        except Exception:  # noqa: BLE001, S110 - the child must start; a failed reset is best effort
+            if lock.acquire(True, max(0.0, deadline - time.monotonic())):
+                _held.append(lock)
+            else:
+                _busy.add(key)
+        except Exception:  # noqa: BLE001 - never stop a fork
+            _busy.add(key)
+
+
+def _after_fork_in_parent() -> None:
+    while _held:
+        try:
+            _held.pop().release()
+        except Exception:  # noqa: BLE001, S110 - released already
             pass
+    _busy.clear()
 
 
 class ProcessSingleton:

@@ -381,7 +381,7 @@ class AuditStore:
     def __init__(
         self, path: str, *, retention: int | None = DEFAULT_RETENTION, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        from ._lifecycle import on_fork_in_child
+        from ._lifecycle import on_fork_in_child, quiesce_at_fork
         from .exceptions import AlertConfigurationError
 
         if retention is not None:
@@ -396,12 +396,21 @@ class AuditStore:
         self._finalizer: weakref.finalize[Any, Any] | None = None  # closes the connection when the store is dropped
         self._pid = os.getpid()
         self._writes = 0
+        self._forked_busy = False
         on_fork_in_child(self, AuditStore._after_fork)
+        quiesce_at_fork(self)  # no write transaction of ours is open when the process is copied
 
     def _after_fork(self) -> None:
         # In a forked child: a parent thread may have held the lock mid-write, and the connection
         # is the parent's. Replace the one, set the other aside (never close it here), reconnect lazily.
+        from ._lifecycle import forked_while_busy
+        from .state import inside_transaction
+
         self._lock = allocate_lock()
+        # Forked while a write of the parent's was still open (it could not be waited for): SQLite's
+        # in-process lock bookkeeping says this very process holds the file, so no write can succeed
+        # here; they fail at once (and are reported) instead of each waiting out the timeout.
+        self._forked_busy = forked_while_busy(self) and inside_transaction(self._conn)
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
@@ -418,6 +427,8 @@ class AuditStore:
 
         bound = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + bound
+        if self._forked_busy:
+            raise sqlite3.OperationalError("database is locked (this process was forked inside a write of its parent)")
         if not self._lock.acquire(True, bound):  # bound <= MAX_TIMEOUT < threading.TIMEOUT_MAX
             raise sqlite3.OperationalError("database is locked (by another thread of this process)")
         try:

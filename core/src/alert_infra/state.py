@@ -47,7 +47,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["Bucket", "MemoryState", "RedisState", "SQLiteState", "StateBackend", "open_state"]
+__all__ = [
+    "Bucket",
+    "MemoryState",
+    "RedisState",
+    "SQLiteState",
+    "StateBackend",
+    "boot_id",
+    "machine_clock",
+    "open_state",
+]
 
 #: What a ``state`` URL for Redis starts with.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -732,7 +741,55 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS buckets (key TEXT PRIMARY KEY, tokens REAL NOT NULL, at REAL NOT NULL,"
     " expires REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS buckets_expires ON buckets (expires)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
+
+
+def machine_clock() -> float:
+    """Seconds on this machine's clock that no one sets: since boot, counting suspend where the
+    system can (``CLOCK_BOOTTIME``), else :func:`time.monotonic`. Every process of the machine reads
+    the same value, and a step of the wall clock (NTP, a user, a VM restored) in either direction
+    does not move it: a de-duplication window or a throttle in a shared SQLite file means the same
+    seconds whatever the wall clock does."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def boot_id() -> str:
+    """What tells this boot of the machine from the others (Linux's ``boot_id``; elsewhere the wall
+    time of the boot to the minute): :func:`machine_clock` restarts at each boot, so a state file
+    written before a reboot is cleared (its windows end; fail open) rather than misread."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read(64).strip()
+    except OSError:
+        return f"booted:{int((time.time() - machine_clock()) // 60)}"
+
+
+def inside_transaction(connection: Any) -> bool:
+    """Whether ``connection`` (a ``sqlite3`` connection, maybe inherited through a fork) was inside a
+    transaction: a read of the connection's memory, no call into the file."""
+    if connection is None:
+        return False
+    try:
+        return bool(connection.in_transaction)
+    except Exception:  # noqa: BLE001 - closed or broken: assume the worst
+        return True
+
+
+def _start_boot(connection: Any) -> None:
+    """The first transaction of a connection: a file last written by another boot of this machine
+    has times on a clock that restarted, so its claims and buckets are dropped."""
+    ours = boot_id()
+    row = connection.execute("SELECT value FROM meta WHERE key = 'boot'").fetchone()
+    if row is None or row[0] != ours:
+        connection.execute("DELETE FROM claims")
+        connection.execute("DELETE FROM buckets")
+        connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('boot', ?)", (ours,))
+
+
 #: Connections inherited by forked children: never closed there (closing a SQLite handle in the
 #: child would disturb the parent's), only replaced; at most one per backend per fork.
 _INHERITED: list[Any] = []
@@ -743,9 +800,10 @@ class SQLiteState(StateBackend):
 
     The same rules as :class:`MemoryState` (a duplicate spends no token, a throttled alert holds
     no claim, a claim can only be released by its token), each operation one ``BEGIN IMMEDIATE``
-    transaction, so that processes never interleave inside one. Times are wall-clock seconds
-    (``clock``, default :func:`time.time`, injectable by tests), so that every process, and a
-    run after a reboot, reads the file alike.
+    transaction, so that processes never interleave inside one. Times are seconds on the machine's
+    clock (``clock``, default :func:`machine_clock`, injectable by tests): every process of the
+    machine reads it alike, and a step of the wall clock in either direction neither lengthens nor
+    ends a window; a file written before a reboot is cleared on first use (see :func:`boot_id`).
 
     Args:
         path: the file (created with its tables when missing; its folder must exist).
@@ -785,7 +843,7 @@ class SQLiteState(StateBackend):
         import weakref
 
         from ._checks import MAX_WINDOW, check_count, check_seconds
-        from ._lifecycle import on_fork_in_child
+        from ._lifecycle import on_fork_in_child, quiesce_at_fork
         from .exceptions import AlertConfigurationError
 
         self._timeout = check_seconds(timeout, "state.timeout", error=AlertConfigurationError)
@@ -796,7 +854,8 @@ class SQLiteState(StateBackend):
         self.path = os.fspath(path)
         if not isinstance(self.path, str) or not self.path:
             raise AlertConfigurationError("state: a SQLite state needs a file path")
-        self._clock = clock or time.time
+        self._machine = clock is None  # the machine clock: times in the file are per boot
+        self._clock = clock or machine_clock
         self._fallback = MemoryState(self._clock, max_entries=self._max)
         self._logger = logger_
         self._lock = allocate_lock()
@@ -804,6 +863,9 @@ class SQLiteState(StateBackend):
         self._down_until = 0.0
         self._closed = False
         self._ready = False  # tables created
+        self._short = False  # busy_timeout lowered for a caller that waited on the lock
+        self._forked_busy = False  # forked inside a transaction: the file is unusable in this process
+        self._forked_busy_said = False
         self._writes = 0
         self.evicted = 0
         self._box: list[Any] = [None]
@@ -813,6 +875,7 @@ class SQLiteState(StateBackend):
             raise AlertConfigurationError(f"state: cannot open the SQLite state file ({type(exc).__name__})") from None
         weakref.finalize(self, _close_box, self._box)
         on_fork_in_child(self, SQLiteState._after_fork)
+        quiesce_at_fork(self)  # no transaction of ours is open when the process is copied
 
     def _connect(self) -> Any:
         import sqlite3
@@ -826,9 +889,22 @@ class SQLiteState(StateBackend):
         return connection
 
     def _after_fork(self) -> None:
-        """In a forked child: a new lock and a new connection; the inherited one is kept, unused."""
+        """In a forked child: a new lock and a new connection; the inherited one is kept, unused.
+
+        If the parent was still inside a transaction on this file when it forked (its lock could not
+        be had within :data:`~alert_infra._lifecycle.FORK_QUIESCE_TIMEOUT`), SQLite's in-process lock
+        bookkeeping in this child says the file is locked by this very process, for ever: the child
+        then keeps its state in memory and says so once, instead of failing every operation."""
+        from ._lifecycle import forked_while_busy
+
         self._lock = allocate_lock()
-        _INHERITED.append(self._box[0])
+        inherited = self._box[0]
+        _INHERITED.append(inherited)
+        if forked_while_busy(self) and inside_transaction(inherited):
+            self._box[0] = None
+            self._closed = True
+            self._forked_busy = True
+            return
         try:
             self._box[0] = self._connect()
         except Exception:  # noqa: BLE001 - the child must start: it runs on memory
@@ -844,26 +920,48 @@ class SQLiteState(StateBackend):
         return self._logger
 
     def _run(self, operation: Callable[[Any, float], Any]) -> tuple[bool, Any]:
-        """``(True, answer)`` from ``operation(connection, now)`` in one transaction, or ``(False, None)``."""
+        """``(True, answer)`` from ``operation(connection, now)`` in one transaction, or ``(False, None)``.
+
+        One total bound, ``timeout``, for the wait on this process's other callers *and* on another
+        process's lock together: sixteen callers queued behind a file another process holds all
+        give up within one ``timeout`` (the first marks the file down; the others see it when they
+        get the lock), never sixteen timeouts one after another."""
         if self._closed or (self._down and time.monotonic() < self._down_until):
+            if self._forked_busy:
+                self._warn_forked_busy()
             return False, None
+        started = time.monotonic()
+        if not self._lock.acquire(True, self._timeout):
+            return False, None  # the callers ahead of this one hold the file: memory for this one
         try:
-            with self._lock:
-                connection = self._box[0]
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    if not self._ready:
-                        for statement in _SCHEMA:
-                            connection.execute(statement)
-                        self._ready = True
-                    now = self._clock()
-                    self._sweep(connection, now)
-                    answer = operation(connection, now)
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
+            if self._closed or (self._down and time.monotonic() < self._down_until):
+                return False, None
+            connection = self._box[0]
+            left = self._timeout - (time.monotonic() - started)
+            if left <= 0:
+                return False, None
+            if left < self._timeout * 0.9:  # waited on the lock: SQLite may wait only what is left
+                connection.execute(f"PRAGMA busy_timeout = {max(1, int(left * 1000))}")
+                self._short = True
+            elif self._short:
+                connection.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+                self._short = False
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if not self._ready:
+                    for statement in _SCHEMA:
+                        connection.execute(statement)
+                    if self._machine:
+                        _start_boot(connection)
+                    self._ready = True
+                now = self._clock()
+                self._sweep(connection, now)
+                answer = operation(connection, now)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
         except Exception as exc:  # noqa: BLE001 - locked, unreadable, corrupt: fail open
             self._down_until = time.monotonic() + self._retry_interval
             first, self._down = not self._down, True
@@ -875,10 +973,21 @@ class SQLiteState(StateBackend):
                     type(exc).__name__,
                 )
             return False, None
+        finally:
+            self._lock.release()
         if self._down:
             self._down = False
             self.logger.warning("alert state backend sqlite answers again: shared state resumed")
         return True, answer
+
+    def _warn_forked_busy(self) -> None:
+        if not self._forked_busy_said:
+            self._forked_busy_said = True
+            self.logger.warning(
+                "alert state backend sqlite: this process was forked while its parent was inside a "
+                "transaction on the state file, so SQLite cannot lock it here; throttling and "
+                "de-duplication use this process's memory (fork outside state operations to share them)"
+            )
 
     def _sweep(self, connection: Any, now: float) -> None:
         for table in ("claims", "buckets"):
