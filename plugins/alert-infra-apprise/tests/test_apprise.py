@@ -40,8 +40,14 @@ from alert_infra import (
     RetryableAlertTransportError,
     build_transport,
 )
-from alert_infra.testing import FakeServer, RecordedRequest, hostile_server, https_server, isolated_plugin_host
-from alert_infra.testing import unused_port
+from alert_infra.testing import (
+    FakeServer,
+    RecordedRequest,
+    hostile_server,
+    https_server,
+    isolated_plugin_host,
+    unused_port,
+)
 from alert_infra.testing.contract import LeakCapture
 from alert_infra.testing.strategies import hostile_text, huge
 
@@ -209,7 +215,9 @@ class TestDelivery:
                 wrong.send(_alert())
         assert ntfy.messages[0]["topic"] == TOPIC and ntfy.messages[0]["title"] == "[ERROR] Disk full"
 
-    def test_from_configuration_with_retry_dedup_and_audit(self, fake: JsonFake, server: FakeServer, tmp_path: Any) -> None:
+    def test_from_configuration_with_retry_dedup_and_audit(
+        self, fake: JsonFake, server: FakeServer, tmp_path: Any
+    ) -> None:
         """Our retries, de-duplication and audit wrap apprise: a 503 then success is one sent
         outcome in two tries; the same alert again within the window is not sent."""
         fake.answers.append((503, {}, {"error": "busy"}))
@@ -318,7 +326,7 @@ class TestSecrets:
                         note = channel.send(_alert(message=f"tried {scenario}"))
                         capture.add("send() result", note)
                         error = None
-                    except Exception as exc:  # noqa: BLE001 - what is checked
+                    except Exception as exc:
                         error = exc
                     capture.add_exception("send()", error)
                     capture.add("repr", repr(channel))
@@ -457,7 +465,7 @@ class TestLimits:
 
     def test_user_overflow_mode_is_left_to_apprise(self) -> None:
         channel = AppriseTransport(f"json://127.0.0.1:9/hooks/{TOKEN}?overflow=split")
-        title, body = channel.message(_alert(message="m" * 40_000))
+        _, body = channel.message(_alert(message="m" * 40_000))
         assert len(body) > 32_768 and not body.endswith(TRUNCATED)
 
     def test_titleless_service_gets_the_title_in_the_body(self) -> None:
@@ -495,7 +503,7 @@ class TestLimits:
         assert fit("T", "body", title_maxlen=0, body_maxlen=100) == ("", "T\nbody")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _channels() -> tuple[AppriseTransport, ...]:
     return (
         AppriseTransport(f"ntfys://ops:{PASSWORD}@127.0.0.1:9/{TOPIC}"),
