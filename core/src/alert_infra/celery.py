@@ -399,6 +399,13 @@ class CeleryAlertDispatcher(AlertDispatcher):
             published is watched there, so that a worker's reaper publishes it again if the broker
             loses it (from configuration: ``[alert_infra.celery] outbox``, on by default with a
             Redis broker; Django: ``ASYNC["OUTBOX"]``).
+        channels_config: the :class:`~alert_infra.config.AlertConfig` whose channels the workers
+            deliver to. This process builds none of them, so nothing else would register their
+            secrets: every channel's secret options are masked while this dispatcher lives (a
+            routing key quoted in an alert never reaches the broker, the outbox or the audit
+            trail). Default: the configuration this process finds (``ALERT_INFRA_CONFIG``,
+            ``./alert-infra.toml``, ``[tool.alert-infra]``), read without validating it, and
+            Django's ``settings.ALERT_INFRA`` when :mod:`alert_infra.django` is in use.
         dispatcher_options: anything :class:`~alert_infra.AlertDispatcher` takes (``audit``,
             ``logger_``, ``enabled``, ``raise_on_failure``, ``hook_timeout``).
 
@@ -420,6 +427,7 @@ class CeleryAlertDispatcher(AlertDispatcher):
         problem: AlertConfigurationError | None = None,
         bounded: bool = False,
         outbox: _outbox.Outbox | None = None,
+        channels_config: AlertConfig | None = None,
         **dispatcher_options: Any,
     ) -> None:
         self.settings = normalize_async_config(config)
@@ -443,6 +451,7 @@ class CeleryAlertDispatcher(AlertDispatcher):
         self._bound = self.settings.publish_timeout * (2 if self._bounded else 1)
         dispatcher_options.setdefault("timeout", self._bound)
         super().__init__([_EnqueueTransport(self)], **dispatcher_options)
+        _register_channel_secrets(self, channels_config)
 
     # -- publishing ------------------------------------------------------------------------------
     def message(
@@ -576,6 +585,45 @@ class CeleryAlertDispatcher(AlertDispatcher):
 AsyncAlertDispatcher = CeleryAlertDispatcher  # 0.1.x name
 
 
+def _register_channel_secrets(owner: CeleryAlertDispatcher, config: AlertConfig | None) -> None:
+    """Mask, while ``owner`` lives, the secrets of the channels its workers deliver to.
+
+    The sender of queued delivery builds no transport, and a transport is what registers its
+    ``secret_fields`` (see :func:`alert_infra.config.channel_secrets` for how they are found
+    without building one). Without a configuration given, the one this process would find is read
+    as a plain structure (never validated: a file with a mistake elsewhere still has its secrets
+    masked, and this constructor never fails because of it), and Django's settings when
+    :mod:`alert_infra.django` is loaded (reading them registers their secrets).
+    """
+    import logging
+    import sys
+
+    if config is not None:
+        config.register_secrets(owner=owner)
+        return
+    try:
+        from .config import _read_toml, _tool_table, find_config, mapping_secrets
+
+        found = find_config()
+        if found is not None:
+            path, kind = found
+            data: Any = _read_toml(path)
+            if kind == "pyproject":
+                data = _tool_table(data, path) or {}
+            for value in mapping_secrets(data):
+                register_secret(value, owner=owner)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is reported where it is used, not here
+        logging.getLogger("alert_infra").debug(
+            "queued delivery: configuration not read for its secrets (%s)", type(exc).__name__
+        )
+    django_conf = sys.modules.get("alert_infra.django.conf")
+    if django_conf is not None:
+        try:
+            django_conf.get_alert_infra_settings()  # registers the secrets of every channel it names
+        except Exception as exc:  # noqa: BLE001 - settings not configured: nothing to mask yet
+            logging.getLogger("alert_infra").debug("queued delivery: Django settings not read (%s)", type(exc).__name__)
+
+
 def _delivery_context(alert_id: str) -> object:
     """Tell the audit trail which queued delivery the records of this context belong to."""
     return _audit.set_delivery_id(alert_id)
@@ -678,6 +726,7 @@ def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, na
             f"{config.source}: [alert_infra.celery] broker_url is not set (a broker URL such as 'redis://localhost:6379/0')"
         )
     app = _celery.Celery(name, set_as_current=False)
+    config.register_secrets(owner=app)  # the broker URL, and every channel's: masked while the app lives
     settings = table.settings
     timeout = settings.publish_timeout
     transport_options: dict[str, Any] = {"max_retries": 0}
@@ -756,6 +805,7 @@ def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: An
         problem=problem,
         bounded=True,
         outbox=outbox,
+        channels_config=config,  # built by no one here: their secrets are masked all the same
         **kwargs,
     )
     dispatcher._owns_outbox = outbox is not None

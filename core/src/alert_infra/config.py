@@ -89,11 +89,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AlertConfig",
     "ChannelConfig",
+    "channel_secrets",
     "delivery_factory",
     "expand_variables",
     "find_config",
     "get_default_dispatcher",
     "load_config",
+    "mapping_secrets",
     "parse_config",
     "reset_default_dispatcher",
     "send_alert",
@@ -207,6 +209,9 @@ class AlertConfig:
         self.audit_retention = audit_retention
         self.max_workers = max_workers
         self.keep_keys = keep_keys
+        #: The secrets of the structure as written (``${VAR}`` values, disabled channels included),
+        #: set by :func:`parse_config`; ``None``: :meth:`secret_values` reads the parsed channels.
+        self._secrets: tuple[str, ...] | None = None
 
     @guarded_repr
     def __repr__(self) -> str:  # the state URL may carry a password
@@ -215,6 +220,29 @@ class AlertConfig:
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds, found without building a transport: each
+        channel's secret options (enabled or not; see :func:`channel_secrets`), the state URL and
+        ``[alert_infra.celery]``'s broker URL and state. Never raises."""
+        found = getattr(self, "_secrets", None)
+        if found is not None:  # computed by parse_config from the structure as written
+            return list(found)
+        data = {
+            "alert_infra": {"state": self.state, **self.integrations},
+            "channels": {c.name: {"type": c.type, **c.options} for c in self.channels},
+        }
+        return mapping_secrets(data)
+
+    def register_secrets(self, owner: object = None) -> None:
+        """Mask :meth:`secret_values` everywhere while ``owner`` lives (see
+        :func:`alert_infra.security.register_secret`). A configuration registers them for itself
+        when it is parsed, and every dispatcher built from it owns them too, so a process that
+        never builds a channel (the sender of queued delivery) masks them all the same."""
+        from .security import register_secret
+
+        for value in self.secret_values():
+            register_secret(value, owner=owner)
 
     @property
     def problems(self) -> list[str]:
@@ -286,7 +314,11 @@ class AlertConfig:
         chosen = self.delivery if delivery is None else delivery
         if chosen != INLINE:
             factory = delivery_factory(chosen)
-            return factory(self, strict=strict, **kwargs)  # type: ignore[no-any-return]
+            queued: AlertDispatcher = factory(self, strict=strict, **kwargs)
+            # Whatever the delivery, the dispatcher masks the secrets of every channel a worker may
+            # deliver to for as long as it lives, though it builds none of them.
+            self.register_secrets(owner=queued)
+            return queued
         built, broken = self.build_channels()
         if strict and broken:
             _close_all(built.values())
@@ -347,6 +379,7 @@ class AlertConfig:
         except BaseException:
             _close_all(built.values())
             raise
+        self.register_secrets(owner=dispatcher)  # the options no transport registers (a broken channel's)
         for name, error in broken.items():
             dispatcher.logger.error("alert channel %s is unavailable: %s", name, error)
         return dispatcher
@@ -743,8 +776,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             if name not in known:
                 problems.append(f"alert_infra.default_channels: no channel named {name!r}")
     if len(problems) > deferred:
-        raise AlertConfigurationError(_summary(source, problems))
-    return AlertConfig(
+        raise AlertConfigurationError(_summary(source, problems))  # never quotes a value: nothing to mask
+    config = AlertConfig(
         channels,
         default_channels=default_channels,
         enabled=enabled,
@@ -761,6 +794,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         delivery=delivery,
         integrations=integrations,
     )
+    # Masked from here on, while this configuration lives (and longer, by every dispatcher built
+    # from it): whatever is built from it later, or not built at all (see channel_secrets).
+    config._secrets = tuple(mapping_secrets(data))
+    config.register_secrets(owner=config)
+    return config
 
 
 _INTEGRATION_TABLES = ("celery",)
@@ -779,6 +817,175 @@ def expand_variables(table: Mapping[str, Any], where: str) -> dict[str, Any]:
     if problems:
         raise AlertConfigurationError("; ".join(problems))
     return dict(expanded)
+
+
+# -- the secrets of a configuration, without building its transports -----------------------------
+#
+# Why this exists: a transport registers its ``secret_fields`` with the redactor when it is built
+# (:meth:`PluginHost.build_transport`). A process that reads a configuration but builds no channel
+# (the sender of queued delivery, Django's ``ASYNC``, ``alert-infra send --queue``, ``check``)
+# would therefore mask none of them, and a routing key or an SMTP password quoted in an alert's
+# text would reach the broker, the outbox, the audit trail and the command line's output. So
+# every configuration registers the secret option values of *every* channel it names (enabled or
+# not, healthy or not: the worker may deliver to any of them) as soon as it is parsed, and every
+# dispatcher built from it owns them too (:meth:`AlertConfig.register_secrets`).
+#
+# Which options are secret, without building (or importing the dependencies of) a transport:
+#
+# * the transport class's own ``secret_fields``, when the class is available by its type name:
+#   the registered types, else only the entry points of that name
+#   (:meth:`PluginHost.find_transport_class`; importing a plugin module is cheap and builds nothing),
+#   plus the options the core's key rule calls sensitive (:func:`alert_infra.security.is_sensitive_key`:
+#   ``password``, ``api_token``... for a transport that forgot to declare one). Not more: a declared
+#   type's public endpoints (PagerDuty's ``api_url``) must stay readable, and a sender then masks
+#   at least what an in-process delivery masks;
+# * when the type cannot be loaded here (a sender without the plugin installed, a plugin that
+#   fails to import): fail closed, and every option whose name looks like a credential
+#   (:data:`FALLBACK_SECRET_WORDS`: ``routing_key``, ``webhook_url``, ``dsn``, ``auth`` ...) is a secret;
+# * nested tables (``headers = { Authorization = "..." }``) are walked with the same rule; every
+#   string inside a secret option is a secret; numbers and booleans never are (masking "True"
+#   would garble every text);
+# * ``${VAR}`` inside a secret option: the variable's value alone is a secret too (a URL built as
+#   ``"https://host/${TOKEN}"`` must mask the token wherever it appears), and so is the value of
+#   any variable whose *name* looks like a credential (``${PAGERDUTY_ROUTING_KEY}``), wherever it
+#   is used in a channel;
+# * ``[alert_infra] state`` and the integration tables' URLs and credentials
+#   (``[alert_infra.celery] broker_url`` and ``state``): their passwords too.
+
+#: Words of an option name that make its value a secret when the transport type cannot be loaded
+#: (a word of the name is one of these or ends with one: ``routing_key``, ``webhook_url``,
+#: ``oauth_token``, ``sentry_dsn``). Deliberately wide: over-masking a URL is the price of never
+#: shipping a credential because a plugin is missing on the sender.
+FALLBACK_SECRET_WORDS = (
+    "key",
+    "token",
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "webhook",
+    "hook",
+    "url",
+    "uri",
+    "dsn",
+    "auth",
+    "credential",
+    "credentials",
+    "signature",
+    "cookie",
+    "session",
+    "bearer",
+    "jwt",
+    "private",
+)
+#: Values never registered from a name-based guess (they are settings, not secrets, and masking them
+#: would garble ordinary text).
+_NOT_SECRETS = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off"})
+_SECRET_DEPTH = 16
+
+
+def _looks_secret(name: object, *, conservative: bool) -> bool:
+    """Whether an option (or nested key) ``name`` names a secret: the core's key rule, and with
+    ``conservative`` (type not loadable) any word of :data:`FALLBACK_SECRET_WORDS`."""
+    from .security import _split_words, is_sensitive_key
+
+    if not isinstance(name, str):
+        return False
+    if is_sensitive_key(name):
+        return True
+    if not conservative:
+        return False
+    return any(word.endswith(secret) for word in _split_words(name) for secret in FALLBACK_SECRET_WORDS)
+
+
+def _variables(text: str) -> list[str]:
+    """The names of the ``${VAR}`` / ``${VAR:-default}`` references in ``text`` (``$$`` skipped)."""
+    return [m.group(1) for m in _VAR.finditer(text) if m.group(0) != "$$"]
+
+
+def _collect_secrets(
+    value: Any, secret: bool, declared: bool, conservative: bool, found: list[str], depth: int
+) -> None:
+    if depth > _SECRET_DEPTH:
+        return
+    if isinstance(value, str):
+        for name in _variables(value):
+            env = os.environ.get(name)
+            if env and (secret or _looks_secret(name, conservative=True)):
+                found.append(env)
+        if secret:
+            expanded = _interpolate(value, "", [])  # quietly: an unset variable is parse's problem
+            if isinstance(expanded, str) and (declared or expanded.strip().lower() not in _NOT_SECRETS):
+                found.append(expanded)
+        return
+    if isinstance(value, dict) or (hasattr(value, "items") and hasattr(value, "keys")):
+        try:
+            items = list(value.items())
+        except Exception:  # noqa: BLE001 - a hostile mapping: nothing to read
+            return
+        for key, item in items:
+            inner = secret or _looks_secret(key, conservative=conservative)
+            _collect_secrets(item, inner, declared and secret, conservative, found, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_secrets(item, secret, declared, conservative, found, depth + 1)
+
+
+def channel_secrets(type_name: Any, table: Mapping[str, Any]) -> list[str]:
+    """The secret values of one channel table (``{"type": ..., option: value}``, as written or
+    expanded), found without building its transport (see the comment above this function).
+
+    Never raises; ``${VAR}`` is expanded quietly (an unset variable is the parser's problem).
+    """
+    from .plugins import get_plugin_host
+
+    cls = get_plugin_host().find_transport_class(type_name) if isinstance(type_name, str) else None
+    declared: set[str] = set()
+    if cls is not None:
+        try:
+            declared = {f for f in (getattr(cls, "secret_fields", ()) or ()) if isinstance(f, str)}
+        except Exception:  # noqa: BLE001 - a class attribute that cannot be read: fall back to names
+            cls = None
+    conservative = cls is None
+    found: list[str] = []
+    try:
+        items = list(table.items())
+    except Exception:  # noqa: BLE001
+        return found
+    for key, value in items:
+        if not isinstance(key, str) or key in CHANNEL_KEYS:
+            continue
+        is_declared = key in declared
+        secret = is_declared or _looks_secret(key, conservative=conservative)
+        _collect_secrets(value, secret, is_declared, conservative, found, 0)
+    return found
+
+
+def mapping_secrets(data: Mapping[str, Any]) -> list[str]:
+    """The secret values of a whole configuration structure (``{"alert_infra": ..., "channels":
+    ...}``, as :func:`parse_config` takes it): every channel's (:func:`channel_secrets`), the
+    ``[alert_infra] state`` URL and the URLs and credentials of integration tables
+    (``[alert_infra.celery] broker_url``, ``state``). Never raises, never validates: a file that
+    is wrong elsewhere still has its secrets masked."""
+    from collections.abc import Mapping as MappingABC
+
+    found: list[str] = []
+    if not isinstance(data, MappingABC):
+        return found
+    settings = data.get("alert_infra")
+    if isinstance(settings, MappingABC):
+        tables = [settings, *(settings[k] for k in _INTEGRATION_TABLES if isinstance(settings.get(k), MappingABC))]
+        for table in tables:
+            for key, value in table.items():
+                if key == "state" or (key not in _INTEGRATION_TABLES and _looks_secret(key, conservative=True)):
+                    _collect_secrets(value, True, False, True, found, 0)
+    channels = data.get("channels")
+    if isinstance(channels, MappingABC):
+        for table in channels.values():
+            if isinstance(table, MappingABC):
+                found.extend(channel_secrets(table.get("type"), table))
+    return found
 
 
 def delivery_factory(name: str) -> Any:

@@ -565,6 +565,27 @@ class PluginHost:
                 + (f". If it is a plugin, install it: {hint}" if hint else "")
             )
 
+    def find_transport_class(self, type_name: str) -> type | None:
+        """The class registered for ``type_name``, or ``None`` when it is not available here.
+
+        Unlike :meth:`transport_class` it loads at most the entry points *named* ``type_name``
+        (never a full scan, which only an error message needs) and never raises: a type that is
+        not installed, failed to load, is blocked or is registered twice is ``None``. For callers
+        that want to read a class attribute (``secret_fields``) without building anything.
+        """
+        if not isinstance(type_name, str) or not type_name:
+            return None
+        try:
+            with self._lock:
+                if type_name not in self.transports.entries:
+                    self.load_entry_points(type_name)
+                if type_name in self.transports.conflicts:
+                    return None
+                entry = self.transports.entries.get(type_name)
+        except Exception:  # noqa: BLE001 - a broken plugin means "not available", never an error here
+            return None
+        return entry[1] if entry is not None else None
+
     def transport_types(self) -> list[str]:
         """Every available transport type (loads every plugin)."""
         self.load_entry_points()

@@ -242,6 +242,22 @@ def _register_secrets(cfg: Mapping[str, Any]) -> None:
         value = os.environ.get(name)
         if value:
             register_secret(value, owner=_OWNER)
+    # Every channel the settings name (CHANNELS of any plugin type, the 0.1.x blocks as the core
+    # reads them) and the STATE URL, found without building a transport: a process with ASYNC
+    # enqueues and never builds one, so nothing else would register them (see
+    # alert_infra.config.channel_secrets for how the secret options are told apart).
+    try:
+        from ..config import mapping_secrets
+
+        mapping, _, _ = core_mapping(cfg)
+        for value in mapping_secrets(mapping):
+            register_secret(value, owner=_OWNER)
+    except Exception as exc:  # noqa: BLE001 - a malformed block is reported by the checks, never here
+        import logging
+
+        logging.getLogger("alert_infra").warning(
+            "settings.ALERT_INFRA: the secrets of its channels could not all be read (%s)", type(exc).__name__
+        )
 
 
 class _SecretsOwner:
