@@ -80,7 +80,7 @@ ERROR_HINTS = {
     10015: "the webhook was deleted or webhook_url is wrong: create a new webhook and configure its URL",
     40005: "the message is too large",
     50006: "the message is empty",
-    50027: "the webhook token in webhook_url is wrong",
+    50027: "webhook_url has a wrong token",
     50035: "Discord refused a field of the message",
     220001: "a forum channel needs a thread: add ?thread_id=<id> to webhook_url",
 }
@@ -426,7 +426,7 @@ class DiscordTransport(HttpTransport):
 
     @staticmethod
     def _error_text(response: HttpResponse, body: Any, edit: str | None) -> str | None:
-        """``"10015 Unknown Webhook: <what to do>"`` from Discord's ``{"code", "message", "errors"}``."""
+        """``"10015 Unknown Webhook (<what to do>)"`` from Discord's ``{"code", "message", "errors"}``."""
         if not isinstance(body, dict):
             return None
         code = body.get("code")
@@ -441,7 +441,9 @@ class DiscordTransport(HttpTransport):
             hint = ERROR_HINTS[10008] if code != 10015 else None
         errors = _error_paths(body.get("errors"))
         extra = "; ".join(filter(None, [hint, *errors]))
-        return f"{text}: {extra}" if text and extra else (text or extra or None)
+        # "Code Message (what to do; field: problem)": no colon after Discord's message, whose last
+        # word may be "Token" (the redactor would take what follows for a token).
+        return f"{text} ({extra})" if text and extra else (text or extra or None)
 
 
 def _unquote(text: str) -> str:
