@@ -899,9 +899,11 @@ def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"created {created['distribution']} in {_clean(shown)}/ (transport type {created['name']!r}):\n")
     for file in created["files"]:
         out.write(f"    {_clean(file)}\n")
+    from .testing._generate import core_install_spec
+
     out.write(
-        f"next: cd {_clean(shown)} && python -m venv .venv && . .venv/bin/activate && pip install -e '.[test]'"
-        " && pytest\n"
+        f"next: cd {_clean(shown)} && python -m venv .venv && . .venv/bin/activate"
+        f" && pip install {_clean(core_install_spec())} -e '.[test]' && pytest\n"
     )
     return EXIT_OK
 
