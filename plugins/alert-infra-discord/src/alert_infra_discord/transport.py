@@ -291,7 +291,7 @@ class DiscordTransport(HttpTransport):
         if created.tzinfo is None:
             created = created.replace(tzinfo=timezone.utc)
         embed: dict[str, Any] = {
-            "title": fit(f"{status_label(alert)}: {alert.title}", TITLE_LIMIT, links=False) or "Alert",
+            "title": _shown(fit(f"{status_label(alert)}: {alert.title}", TITLE_LIMIT, links=False), "Alert"),
             "color": STATUS_COLOURS.get(alert.status) or COLOURS.get(alert.severity, COLOURS["info"]),
             "timestamp": created.astimezone(timezone.utc).isoformat(),
         }
@@ -322,7 +322,7 @@ class DiscordTransport(HttpTransport):
         left = EMBED_TOTAL_LIMIT - used
         text = alert.message if full else self.render(alert).text
         room = min(DESCRIPTION_LIMIT, left - (METADATA_RESERVE if metadata else 0))
-        embed["description"] = fit(text, room, multiline=True) or "(no message)"
+        embed["description"] = _shown(fit(text, room, multiline=True), "(no message)")
         left -= units(embed["description"])
         if metadata:
             left -= self._metadata_fields(metadata, fields, left)
@@ -337,11 +337,11 @@ class DiscordTransport(HttpTransport):
         shown = 0
         slots = MAX_FIELDS - len(fields) - 1  # one kept for the note
         for key, value in metadata_lines(dict(islice(metadata.items(), slots))):
-            name = fit(key, FIELD_NAME_LIMIT, links=False) or "(empty)"
+            name = _shown(fit(key, FIELD_NAME_LIMIT, links=False))
             room = min(FIELD_VALUE_LIMIT, left - used - NOTE_ROOM - units(name))
             if room < MIN_VALUE_ROOM:
                 break
-            shown_value = fit(value, room, multiline=True) or "(empty)"
+            shown_value = _shown(fit(value, room, multiline=True))
             inline = units(shown_value) <= INLINE_VALUE and "\n" not in shown_value
             fields.append({"name": name, "value": shown_value, "inline": inline})
             used += units(name) + units(shown_value)
@@ -452,10 +452,16 @@ def _unquote(text: str) -> str:
     return unquote(text)
 
 
+def _shown(text: str, fallback: str = "(empty)") -> str:
+    """``text``, or ``fallback`` when Discord would find it empty (it trims whitespace and refuses
+    an empty field name or value with 50035)."""
+    return text if text.strip() else fallback
+
+
 def _field(name: str, value: str, *, inline: bool = False, limit: int = FIELD_VALUE_LIMIT) -> dict[str, Any]:
     return {
-        "name": fit(name, FIELD_NAME_LIMIT, links=False) or "(empty)",
-        "value": fit(value, limit) or "(empty)",
+        "name": _shown(fit(name, FIELD_NAME_LIMIT, links=False)),
+        "value": _shown(fit(value, limit)),
         "inline": inline,
     }
 
