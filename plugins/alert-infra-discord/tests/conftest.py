@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -90,7 +91,7 @@ def check_message(payload: Any, *, edit: bool) -> dict[str, Any] | None:
             if problem:
                 return problem
             if any(word in username.lower() for word in ("discord", "clyde")):
-                return _error(["username"], "USERNAME_INVALID_CONTAINS", "Username cannot contain \"discord\"")
+                return _error(["username"], "USERNAME_INVALID_CONTAINS", 'Username cannot contain "discord"')
         problem = _url(payload.get("avatar_url"), ["avatar_url"])
         if problem:
             return problem
@@ -117,7 +118,9 @@ def check_message(payload: Any, *, edit: bool) -> dict[str, Any] | None:
         for key, sub, limit in (("footer", "text", 2048), ("author", "name", 256)):
             part = embed.get(key)
             if part is not None:
-                problem = _length(part.get(sub) if isinstance(part, dict) else None, limit, [*at, key, sub], required=True)
+                problem = _length(
+                    part.get(sub) if isinstance(part, dict) else None, limit, [*at, key, sub], required=True
+                )
                 if problem:
                     return problem
                 total += units(part[sub])
@@ -181,6 +184,7 @@ class FakeDiscord:
 
     def __init__(self) -> None:
         self.scenario = "ok"
+        self.delay = 0.0
         self.messages: dict[str, dict[str, Any]] = {}
         self.edits: list[tuple[str, dict[str, Any]]] = []
         self.pinged: list[str] = []
@@ -189,6 +193,8 @@ class FakeDiscord:
         self._lock = threading.Lock()
 
     def __call__(self, request: Any) -> tuple[int, dict[str, str], Any]:
+        if self.delay:
+            time.sleep(self.delay)
         forced = self._forced()
         if forced is not None:
             return forced
@@ -218,8 +224,14 @@ class FakeDiscord:
     def _forced(self) -> tuple[int, dict[str, str], Any] | None:
         scenario = self.scenario
         if scenario == "rate_limited":
-            headers = {"Retry-After": "2", "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
-                       "X-RateLimit-Reset-After": "1.234", "X-RateLimit-Bucket": "abcd", "X-RateLimit-Scope": "user"}
+            headers = {
+                "Retry-After": "2",
+                "X-RateLimit-Limit": "5",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": "1.234",
+                "X-RateLimit-Bucket": "abcd",
+                "X-RateLimit-Scope": "user",
+            }
             return 429, headers, {"message": "You are being rate limited.", "retry_after": 1.234, "global": False}
         if scenario == "global_rate_limited":
             headers = {"Retry-After": "65", "X-RateLimit-Global": "true", "X-RateLimit-Scope": "global"}

@@ -51,7 +51,11 @@ class TestDelivery:
             channel = build_transport(
                 "discord",
                 "ops",
-                {"webhook_url": server.url + fake.path, "username": "Alerts", "avatar_url": "https://img.example/a.png"},
+                {
+                    "webhook_url": server.url + fake.path,
+                    "username": "Alerts",
+                    "avatar_url": "https://img.example/a.png",
+                },
             )
         alert = _alert(
             tags=("disk", "prod"),
@@ -79,7 +83,9 @@ class TestDelivery:
         assert alert.fingerprint in embed["footer"]["text"] and "req-1" in embed["footer"]["text"]
         fields = {f["name"]: f["value"] for f in embed["fields"]}
         assert fields["Severity"] == "critical" and fields["Tags"] == "disk, prod"
-        assert fields["Links"] == "[Runbook](https://runbooks.example/disk?x=1)\n[Grafana](https://grafana.example/d/abc)"
+        assert (
+            fields["Links"] == "[Runbook](https://runbooks.example/disk?x=1)\n[Grafana](https://grafana.example/d/abc)"
+        )
         assert fields["mount"] == "/var" and fields["used"] == "97"
 
     @pytest.mark.parametrize("severity", ["info", "warning", "error", "critical"])
@@ -90,7 +96,10 @@ class TestDelivery:
 
     def test_metadata_fields_come_from_the_redacted_alert(self, fake: Any, server: FakeServer) -> None:
         """An alert built with redaction off still shows no secret-shaped metadata value."""
-        alert = _alert(metadata={"password": "hunter2-very-secret", "dsn": "postgres://u:pw12345@db/x"}, redact_sensitive_data=False)
+        alert = _alert(
+            metadata={"password": "hunter2-very-secret", "dsn": "postgres://u:pw12345@db/x"},
+            redact_sensitive_data=False,
+        )
         _transport(server, fake).send(alert)
         body = server.requests[0].body.decode("utf-8")
         assert "hunter2-very-secret" not in body and "pw12345" not in body and "password" in body
@@ -131,7 +140,10 @@ class TestDelivery:
 
 
 class TestUpdate:
-    @pytest.mark.parametrize(("status", "colour"), [("resolved", STATUS_COLOURS["resolved"]), ("acknowledged", STATUS_COLOURS["acknowledged"])])
+    @pytest.mark.parametrize(
+        ("status", "colour"),
+        [("resolved", STATUS_COLOURS["resolved"]), ("acknowledged", STATUS_COLOURS["acknowledged"])],
+    )
     def test_update_edits_the_message(self, fake: Any, server: FakeServer, status: str, colour: int) -> None:
         """send() then update(): one PATCH to /messages/{id}, the stored message now says RESOLVED (green)."""
         channel = _transport(server, fake, username="Alerts")
@@ -184,7 +196,12 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("scenario", "error", "retry_after", "text"),
         [
-            ("rate_limited", RetryableAlertTransportError, 1.234, "HTTP 429: rate limited (user limit of this webhook)"),
+            (
+                "rate_limited",
+                RetryableAlertTransportError,
+                1.234,
+                "HTTP 429: rate limited (user limit of this webhook)",
+            ),
             ("global_rate_limited", RetryableAlertTransportError, 64.57, "rate limited (global"),
             ("rate_limited_header_only", RetryableAlertTransportError, 3.0, "HTTP 429: rate limited"),
             ("missing_permissions", NonRetryableAlertTransportError, None, "HTTP 403: 50013 Missing Permissions"),
@@ -212,10 +229,14 @@ class TestErrors:
     def test_wrong_token(self, fake: Any, server: FakeServer) -> None:
         with pytest.raises(NonRetryableAlertTransportError) as info:
             DiscordTransport(f"{server.url}/api/webhooks/{fake.webhook_id}/wrongToken123456").send(_alert())
-        assert str(info.value) == "Discord answered HTTP 401: 50027 Invalid Webhook Token (webhook_url has a wrong token)"
+        assert (
+            str(info.value) == "Discord answered HTTP 401: 50027 Invalid Webhook Token (webhook_url has a wrong token)"
+        )
 
     def test_unknown_webhook(self, fake: Any, server: FakeServer) -> None:
-        with pytest.raises(NonRetryableAlertTransportError, match=r"HTTP 404: 10015 Unknown Webhook \(the webhook was deleted"):
+        with pytest.raises(
+            NonRetryableAlertTransportError, match=r"HTTP 404: 10015 Unknown Webhook \(the webhook was deleted"
+        ):
             DiscordTransport(f"{server.url}/api/webhooks/1/{fake.token}").send(_alert())
 
     def test_invalid_form_body_names_the_field(self, fake: Any, server: FakeServer) -> None:
@@ -225,15 +246,16 @@ class TestErrors:
         channel.username = "my discord bot"
         with pytest.raises(NonRetryableAlertTransportError) as info:
             channel.send(_alert())
-        assert "HTTP 400: 50035 Invalid Form Body (Discord refused a field of the message; username: Username cannot" in str(info.value)
+        assert (
+            "HTTP 400: 50035 Invalid Form Body (Discord refused a field of the message; username: Username cannot"
+            in str(info.value)
+        )
 
     def test_slow_server(self, fake: Any, server: FakeServer) -> None:
-        import time
-
-        fake.scenario = "slow"
-        original = fake._forced
-        fake._forced = lambda: time.sleep(1.5) or original()
-        with pytest.raises(RetryableAlertTransportError, match="no complete answer|timeout"):
+        """A Discord that does not answer within the timeout: retryable (it may have posted: Discord has no
+        idempotency key, so a retry can duplicate the message)."""
+        fake.delay = 1.5
+        with pytest.raises(RetryableAlertTransportError, match=r"no complete answer|timeout"):
             _transport(server, fake, timeout=0.3).send(_alert())
 
     def test_refused(self, fake: Any) -> None:
@@ -255,11 +277,21 @@ class TestNoLeaks:
             dispatcher = AlertDispatcher([channel])
             sent = channel.send(_alert(message=f"the hook is {url}"))
             seen.append(repr(sent))
-            for scenario in ("ok", "rate_limited", "global_rate_limited", "missing_permissions", "bad_gateway", "proxy_page"):
+            for scenario in (
+                "ok",
+                "rate_limited",
+                "global_rate_limited",
+                "missing_permissions",
+                "bad_gateway",
+                "proxy_page",
+            ):
                 fake.scenario = scenario
                 result = dispatcher.send(_alert())
                 seen.append(repr(result) + json.dumps(result.to_dict(), default=str))
-                for call in (lambda: channel.send(_alert()), lambda: channel.update(_alert(status="resolved"), sent.handle)):
+                for call in (
+                    lambda: channel.send(_alert()),
+                    lambda: channel.update(_alert(status="resolved"), sent.handle),
+                ):
                     try:
                         seen.append(repr(call()))
                     except Exception as exc:
@@ -284,7 +316,9 @@ class TestNoLeaks:
             capture.add("seen", text)
         for record in caplog.records:
             capture.add("caplog", record.getMessage())
-        assert any("urllib3" in r.name for r in caplog.records), "urllib3 logged nothing at DEBUG: the check saw nothing"
+        assert any("urllib3" in r.name for r in caplog.records), (
+            "urllib3 logged nothing at DEBUG: the check saw nothing"
+        )
         capture.assert_clean(secrets, "Discord failures")
         assert "[REDACTED]" in "\n".join(t for _, t in capture.texts)
 
@@ -302,13 +336,19 @@ class TestFromUrl:
             name="oneoff",
         )
         assert channel.webhook_url == f"{DISCORD_API}/112233445566778899/tok3nTok3nTok3n?thread_id=777"
-        assert (channel.username, channel.avatar_url, channel.name) == ("Ops Bot", "https://img.example/a.png", "oneoff")
+        assert (channel.username, channel.avatar_url, channel.name) == (
+            "Ops Bot",
+            "https://img.example/a.png",
+            "oneoff",
+        )
         assert DiscordTransport.from_url("discord://1/tok3nTok3nTok3n?username=Pager&thread_id=5").username == "Pager"
 
     def test_discord_https_points_at_any_server(self, fake: Any, server: FakeServer) -> None:
         """discord+https://host:port/path: a local server (tests) or a proxy; its query kept, ours taken out."""
         host = server.url[len("https://") :]
-        channel = DiscordTransport.from_url(f"discord+https://{host}{fake.path}?thread_id=777000111222333444&username=Ops")
+        channel = DiscordTransport.from_url(
+            f"discord+https://{host}{fake.path}?thread_id=777000111222333444&username=Ops"
+        )
         sent = channel.send(_alert())
         assert sent.handle["message_id"] in fake.messages and channel.username == "Ops"
         assert server.requests[0].path == fake.path + "?thread_id=777000111222333444&wait=true"

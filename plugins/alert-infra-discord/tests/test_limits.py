@@ -15,8 +15,8 @@ from alert_infra_discord._limits import (
     is_inert,
     one_line,
     plain,
-    units,
     unescape_markdown,
+    units,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -96,7 +96,7 @@ class TestProperties:
         assert units(out) <= limit and is_inert(out)
         assert not re.search("[\ud800-\udfff]", out)
         if out != whole:
-            assert out == "" and limit < units(TRUNCATED) or (
+            assert (out == "" and limit < units(TRUNCATED)) or (
                 out.endswith(TRUNCATED) and whole.startswith(out[: -len(TRUNCATED)])
             )
 
@@ -115,10 +115,14 @@ class TestProperties:
 
 class TestExamples:
     def test_mentions_and_markdown_are_inert(self) -> None:
-        text = "@everyone <@123> <@&456> **bold** [x](https://evil.example) ||s|| `c` <t:1:R>\n# head\n> quote\n-# sub\n1. item"
+        text = (
+            "@everyone <@123> <@&456> **bold** [x](https://evil.example) ||s|| `c` <t:1:R>"
+            "\n# head\n> quote\n-# sub\n1. item"
+        )
         escaped = escape_markdown(text, multiline=True)
         assert escaped == (
-            "@\u200beveryone \\<@123\\> \\<@&456\\> \\*\\*bold\\*\\* \\[x\\](https://evil.example) \\|\\|s\\|\\| \\`c\\`"
+            "@\u200beveryone \\<@123\\> \\<@&456\\> \\*\\*bold\\*\\* \\[x\\](https://evil.example)"
+            " \\|\\|s\\|\\| \\`c\\`"
             " \\<t:1:R\\>\n\\# head\n\\> quote\n\\-# sub\n1\\. item"
         )
         assert is_inert(escaped)

@@ -134,7 +134,11 @@ def _escaped_line(line: str, links: bool) -> Iterator[str]:
             yield "\\" + char
         elif char == "@" and _MENTION.match(line, index):
             yield "@" + ZWSP
-        elif char == ":" and line.startswith("//", index + 1) and line[max(0, index - 5) : index].endswith(("http", "https")):
+        elif (
+            char == ":"
+            and line.startswith("//", index + 1)
+            and line[max(0, index - 5) : index].endswith(("http", "https"))
+        ):
             yield "\\:"  # no URL for Discord: its parts were escaped as text
         else:
             yield char

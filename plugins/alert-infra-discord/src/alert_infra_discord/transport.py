@@ -39,7 +39,9 @@ __all__ = ["COLOURS", "DISCORD_API", "DiscordTransport"]
 #: Where ``discord://<webhook_id>/<webhook_token>`` points.
 DISCORD_API = "https://discord.com/api/webhooks"
 #: What a URL passed to :meth:`DiscordTransport.from_url` must look like (the syntax, never the URL).
-URL_FORM = "discord://[<username>@]<webhook_id>/<webhook_token>[?thread_id=…&avatar_url=…] or discord+https://<webhook URL>"
+URL_FORM = (
+    "discord://[<username>@]<webhook_id>/<webhook_token>[?thread_id=…&avatar_url=…] or discord+https://<webhook URL>"
+)
 
 #: Embed colour (a 24-bit RGB integer) by severity, and by status once handled.
 COLOURS = {"critical": 0x992D22, "error": 0xED4245, "warning": 0xE67E22, "info": 0x5865F2}
