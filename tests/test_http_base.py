@@ -91,7 +91,12 @@ def test_a_get_has_no_body_and_no_content_type() -> None:
         request = server.requests[-1]
     assert response.status == 200 and response.json() == {"id": "m-1"}
     assert request.method == "GET" and request.body == b""
-    assert "content-type" not in request.headers and "content-length" not in request.headers
+    assert "content-type" not in request.headers and "transfer-encoding" not in request.headers
+    with https_server(answer) as server:  # the kept-alive connection still works after a GET
+        hook = Hook(server.url + "/in")
+        hook.call("GET", server.url + "/receipts/r1", None)
+        assert hook.call("POST", server.url + "/in", {"a": 1}).status == 200
+        assert server.connections == 1
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])

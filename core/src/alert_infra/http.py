@@ -813,7 +813,7 @@ class HttpChannel:
         request.method = method
         request.url = prepared_url
         request.headers = headers  # type: ignore[assignment] # a plain dict: the keys are spelled as urllib3 expects
-        request.body = body
+        request.body = body if body or method != "GET" else None  # b"" without a length would go chunked
         request.hooks = {"response": []}
         remaining = deadline.remaining()
         response = adapter.send(
