@@ -163,6 +163,17 @@ class TestUpdate:
         assert {"name": "Status", "value": status, "inline": True} in embed["fields"]
         assert len(fake.messages) == 1 and len(fake.edits) == 1
 
+    def test_injected_http_client(self, fake: Any, server: FakeServer) -> None:
+        """0.1.x's http_client: post() for the send, request() for the edit (a requests.Session has both)."""
+        import requests
+
+        with requests.Session() as session:
+            channel = _transport(server, fake, http_client=session)
+            sent = channel.send(_alert())
+            channel.update(_alert(status="resolved"), sent.handle)
+        assert [r.method for r in server.requests] == ["POST", "PATCH"] and len(fake.edits) == 1
+        assert fake.messages[sent.handle["message_id"]]["embeds"][0]["title"] == "RESOLVED: Disk full"
+
     def test_integer_message_id_in_handle(self, fake: Any, server: FakeServer) -> None:
         channel = _transport(server, fake)
         sent = channel.send(_alert())
@@ -342,6 +353,7 @@ class TestFromUrl:
             "oneoff",
         )
         assert DiscordTransport.from_url("discord://1/tok3nTok3nTok3n?username=Pager&thread_id=5").username == "Pager"
+        assert DiscordTransport.from_url("discord://1/tok3nTok3nTok3n?botname=Pager").username == "Pager"
 
     def test_discord_https_points_at_any_server(self, fake: Any, server: FakeServer) -> None:
         """discord+https://host:port/path: a local server (tests) or a proxy; its query kept, ours taken out."""

@@ -223,8 +223,8 @@ class DiscordTransport(HttpTransport):
         ours: dict[str, str] = {}
         kept: list[tuple[str, str]] = []
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in _OUR_QUERY:
-                ours[key] = value
+            if key in _OUR_QUERY or key == "botname":  # apprise writes the name as botname=
+                ours["username" if key == "botname" else key] = value
             elif key in ("thread_id", "thread") and scheme == "discord":
                 if not _ID.match(value):
                     raise AlertConfigurationError(f"Discord URL: thread_id must be a number ({URL_FORM})")
