@@ -127,6 +127,20 @@ class TestDelivery:
         assert embed["fields"][-1]["value"].endswith("more fields not shown")
         assert len(embed["fields"]) <= 25
 
+    def test_links_discord_would_refuse_are_left_out(self, fake: Any, server: FakeServer) -> None:
+        """A link Discord would call "Not a well formed URL" would fail the whole message: it is left out,
+        the rest is %-encoded (spaces, parentheses, a stray %), an IDN host sent as punycode."""
+        links = [
+            ("no host", "https:///x"),
+            ("bad host", "https://under_score.example/x"),
+            ("ipv6", "https://[::1/x"),
+            ("ok", "https://bücher.example/a(1)%zz?q=é"),
+        ]
+        _transport(server, fake).send(_alert(links=links))
+        embed = server.requests[0].json()["embeds"][0]
+        assert embed["url"] == "https://xn--bcher-kva.example/a%281%29%25zz?q=%C3%A9"
+        assert [f["value"] for f in embed["fields"] if f["name"] == "Links"] == [f"[ok]({embed['url']})"]
+
     def test_info_alert_without_source_tags_or_links(self, fake: Any, server: FakeServer) -> None:
         _transport(server, fake).send(Alert("Backup done", "\x00\x01", severity="info"))  # nothing visible
         embed = server.requests[0].json()["embeds"][0]

@@ -85,7 +85,12 @@ class TestProperties:
                 link = re.fullmatch(r"\[(.*)\]\((https?://[^\s()<>]+)\)", line)
                 assert link or line.endswith("more links not shown"), line
                 if link:
-                    assert is_inert(link.group(1)) and not URL.search(link.group(1))
+                    label = link.group(1)
+                    assert is_inert(label) and not URL.search(label) and not re.search(r"[\[\]]", label)
+                    assert re.match(r"https?://[A-Za-z0-9.\-]+(:\d+)?(/|$|\?|#)", link.group(2))
+        if "url" in embed:
+            assert re.match(r"https?://[A-Za-z0-9.\-]+(:\d+)?(/|$|\?|#)", embed["url"]) and len(embed["url"]) <= 2048
+            assert not re.search(r"[\s<>\\\"]", embed["url"])
 
     @given(text=_HUGE, limit=st.integers(0, 5000), multiline=st.booleans(), links=st.booleans())
     def test_fit_cuts_only_whole_pieces(self, text: str, limit: int, multiline: bool, links: bool) -> None:

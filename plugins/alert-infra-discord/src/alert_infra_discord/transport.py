@@ -67,6 +67,10 @@ INLINE_VALUE = 40
 CONTENT_BUDGET = 300
 
 _ID = re.compile(r"^[0-9]{1,25}$")
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?$")
+#: What Discord trims from a field (it refuses a field that is empty once trimmed).
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_BLANK = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]*$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 #: A URL's characters that stay as they are in an embed or masked link; the rest is %-encoded
 #: (parentheses too: a ``)`` would end a masked link).
@@ -89,11 +93,29 @@ ERROR_HINTS = {
 
 
 def _link_url(url: str) -> str | None:
-    """``url`` as Discord takes it in an embed or masked link (%-encoded), or ``None`` when too long."""
-    safe = quote(one_line(url), safe=_URL_SAFE)
-    if len(safe) > URL_LIMIT or not safe.lower().startswith(("https://", "http://")):
+    """``url`` as Discord takes it in an embed or masked link (%-encoded), or ``None`` when Discord
+    would refuse it ("Not a well formed URL" fails the whole message): too long, not http(s), or a
+    host that is not plain ASCII letters, digits, dots and dashes (IDN hosts are sent as punycode)."""
+    try:
+        parts = urlsplit(one_line(url))
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
         return None
-    return safe
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if not _HOST.match(host):
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+        if not _HOST.match(host):
+            return None
+    netloc = host + (f":{port}" if port is not None else "")
+    rest = quote(urlunsplit(("", "", parts.path, parts.query, parts.fragment)), safe=_URL_SAFE)
+    rest = _STRAY_PERCENT.sub("%25", rest)  # a "%" that starts no %XX escape would make the URL malformed
+    safe = f"{parts.scheme.lower()}://{netloc}{rest}"
+    return safe if len(safe) <= URL_LIMIT else None
 
 
 def _error_paths(errors: Any, path: str = "", found: list[str] | None = None) -> list[str]:
@@ -457,7 +479,7 @@ def _unquote(text: str) -> str:
 def _shown(text: str, fallback: str = "(empty)") -> str:
     """``text``, or ``fallback`` when Discord would find it empty (it trims whitespace and refuses
     an empty field name or value with 50035)."""
-    return text if text.strip() else fallback
+    return fallback if _BLANK.match(text) else text
 
 
 def _field(name: str, value: str, *, inline: bool = False, limit: int = FIELD_VALUE_LIMIT) -> dict[str, Any]:
@@ -473,7 +495,8 @@ def _masked_links(links: list[tuple[str, str]]) -> str:
     out: list[str] = []
     used = 0
     for label, url in links:
-        text = fit(label, LINK_LABEL_LIMIT, links=False) or "link"
+        # No brackets in a label: an escaped one still ends Discord's masked-link label.
+        text = _shown(fit(label.replace("[", "(").replace("]", ")"), LINK_LABEL_LIMIT, links=False), "link")
         line = f"[{text}]({url})"
         size = units(line) + (1 if out else 0)
         if used + size > LINKS_BUDGET:
