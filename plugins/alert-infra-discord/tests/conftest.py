@@ -244,6 +244,8 @@ class FakeDiscord:
             return 502, {"Content-Type": "text/html"}, "<html><body>502 Bad Gateway (cloudflare)</body></html>"
         if scenario == "server_error":
             return 500, {}, {"message": "500: Internal Server Error", "code": 0}
+        if scenario == "echo_token":  # a proxy or an odd Discord answer that quotes the token alone
+            return 400, {}, {"message": f"unknown hook {TOKEN} here", "code": 0}
         if scenario == "proxy_page":
             return 200, {"Content-Type": "text/html"}, "<!DOCTYPE html><html>captive portal</html>"
         return None

@@ -251,6 +251,13 @@ class TestErrors:
             _transport(server, fake).send(_alert())
         assert info.value.retry_after == 1.234 and "global" not in str(info.value)
 
+    def test_token_quoted_alone_is_masked(self, fake: Any, server: FakeServer) -> None:
+        """The token is a secret on its own (not only inside the URL): an error body that quotes it is masked."""
+        fake.scenario = "echo_token"
+        with pytest.raises(NonRetryableAlertTransportError) as info:
+            _transport(server, fake).send(_alert())
+        assert fake.token not in str(info.value) and "unknown hook [REDACTED] here" in str(info.value)
+
     def test_wrong_token(self, fake: Any, server: FakeServer) -> None:
         with pytest.raises(NonRetryableAlertTransportError) as info:
             DiscordTransport(f"{server.url}/api/webhooks/{fake.webhook_id}/wrongToken123456").send(_alert())

@@ -190,9 +190,10 @@ class DiscordTransport(HttpTransport):
         self.webhook_url = self.secret_option("webhook_url", webhook_url, https=True)
         parts = urlsplit(self.webhook_url)
         path = parts.path.rstrip("/")
-        token = path.rsplit("/", 1)[-1]
-        if len(token) >= 8:
-            register_secret(token, owner=self)  # the token alone, should Discord or a proxy quote it
+        segments = path.rsplit("/", 2)
+        if len(segments) == 3 and _ID.match(segments[1]) and len(segments[2]) >= 8:
+            # Discord's /webhooks/<id>/<token>: the token alone too, should Discord or a proxy quote it.
+            register_secret(segments[2], owner=self)
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "wait"]
         self._base = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         self._query = urlencode(query)
