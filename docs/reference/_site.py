@@ -30,6 +30,8 @@ CHANNEL_PAGE = re.compile(r"^channels/([a-z0-9-]+)\.md$")
 def channel_page(name: str) -> str:
     """The site page of the channel plugin ``alert-infra-<name>``: its README."""
     return (ROOT / "plugins" / f"alert-infra-{name}" / "README.md").read_text(encoding="utf-8")
+
+
 WIDTH = 88  # usage lines are wrapped at this width, whatever the terminal of the build
 
 
