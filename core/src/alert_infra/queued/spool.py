@@ -49,6 +49,8 @@ BUSY_TIMEOUT = 1.0
 #: Claims of one row without its delivery finishing (its worker killed each time) before it is
 #: dead-lettered.
 MAX_STARTS = 3
+#: How often a process's claims also free the leases of dead holders and dead-letter poison rows.
+SWEEP_INTERVAL = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -149,6 +151,7 @@ class Spool:
         self._local = threading.local()
         self._lock = threading.Lock()  # the sender's transaction; held across a fork (bounded)
         self._ready = False
+        self._swept = 0.0
         from .._lifecycle import on_fork_in_child, quiesce_at_fork
 
         quiesce_at_fork(self)
@@ -234,36 +237,44 @@ class Spool:
                 (pid, self.host, now),
             )
 
+    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
+        """Free the leases of holders gone from this machine; dead-letter the rows claimed
+        :data:`MAX_STARTS` times without their delivery finishing. At most every
+        :data:`SWEEP_INTERVAL` per process (in the claim's transaction)."""
+        self._free_dead_holders(conn, now)
+        poison = conn.execute(
+            "SELECT id, alert_id FROM spool WHERE dead = 0 AND lease_until <= ? AND starts >= ? LIMIT 100",
+            (now, MAX_STARTS),
+        ).fetchall()
+        for row_id, alert_id in poison:
+            conn.execute(
+                "UPDATE spool SET dead = 1, lease_until = 0, reason = ? WHERE id = ?",
+                (f"its delivery killed its worker {MAX_STARTS} times", row_id),
+            )
+            _log.error(
+                "alert %s: dead-lettered (spool row %d): its delivery killed its worker %d times; "
+                "`alert-infra outbox --dead` lists it, `--replay %d` queues it again",
+                alert_id,
+                row_id,
+                MAX_STARTS,
+                row_id,
+            )
+
     def claim(self, limit: int = 1) -> list[Row]:
-        """Lease up to ``limit`` due rows (oldest due first) to this process; a row claimed
-        :data:`MAX_STARTS` times without finishing is dead-lettered instead."""
+        """Lease up to ``limit`` due rows (oldest due first) to this process. A row claimed
+        :data:`MAX_STARTS` times without finishing is never claimed again (dead-lettered by the
+        sweep)."""
         conn = self._conn()
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            self._free_dead_holders(conn, now)
-            poison = conn.execute(
-                "SELECT id, alert_id FROM spool WHERE dead = 0 AND due <= ? AND lease_until <= ? AND starts >= ? "
-                "LIMIT 100",
-                (now, now, MAX_STARTS),
-            ).fetchall()
-            for row_id, alert_id in poison:
-                conn.execute(
-                    "UPDATE spool SET dead = 1, lease_until = 0, reason = ? WHERE id = ?",
-                    (f"its delivery killed its worker {MAX_STARTS} times", row_id),
-                )
-                _log.error(
-                    "alert %s: dead-lettered (spool row %d): its delivery killed its worker %d times; "
-                    "`alert-infra outbox --dead` lists it, `--replay %d` queues it again",
-                    alert_id,
-                    row_id,
-                    MAX_STARTS,
-                    row_id,
-                )
+            if now - self._swept >= SWEEP_INTERVAL or now < self._swept:
+                self._swept = now
+                self._sweep(conn, now)
             rows = conn.execute(
                 "SELECT id, alert_id, body, channels, attempt, starts FROM spool "
-                "WHERE dead = 0 AND due <= ? AND lease_until <= ? ORDER BY due, id LIMIT ?",
-                (now, now, limit),
+                "WHERE dead = 0 AND due <= ? AND lease_until <= ? AND starts < ? ORDER BY due, id LIMIT ?",
+                (now, now, MAX_STARTS, limit),
             ).fetchall()
             pid = os.getpid()
             for row in rows:
