@@ -41,7 +41,7 @@ def _config(folder: str, url: str) -> str:
     return path
 
 
-def _alert(n: int):  # noqa: ANN202
+def _alert(n: int):
     from alert_infra import Alert
 
     return Alert(f"Disk full {n}", "Volume /data is at 99%.", "critical", source="db-1", metadata={"host": "db-1"})
