@@ -105,3 +105,20 @@ def test_the_message_never_holds_a_credential() -> None:
     register_secret(secret, owner=owner)
     built = build_message(Alert("key " + secret, "m", metadata={"note": secret}), None, AsyncAlertConfig())
     assert secret not in repr(built.to_dict())
+
+
+def test_the_django_tasks_module_imports_without_celery() -> None:
+    pytest.importorskip("django")
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("celery", "kombu"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import alert_infra.django.tasks as tasks
+assert tasks.dispatch_alert_task is None and "celery" not in sys.modules
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
