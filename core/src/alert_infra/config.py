@@ -120,6 +120,12 @@ SETTINGS_KEYS = (
     "delivery",
     "celery",
     *POLICY_KEYS,
+    # The local spool (alert_infra.queued.spool validates them: spool_settings_problems).
+    "spool",
+    "spool_lease",
+    "spool_sync",
+    "spool_max_bytes",
+    "spool_overdue",
 )
 DELIVERY_GROUP = "alert_infra.delivery"  # entry points: delivery name -> factory(config, **kwargs)
 INLINE = "inline"
@@ -209,6 +215,8 @@ class AlertConfig:
         self.audit_retention = audit_retention
         self.max_workers = max_workers
         self.keep_keys = keep_keys
+        #: ``[alert_infra] spool*`` as written (see :mod:`alert_infra.queued.settings`).
+        self.spool_settings: dict[str, Any] = {}
         #: The secrets of the structure as written (``${VAR}`` values, disabled channels included),
         #: set by :func:`parse_config`; ``None``: :meth:`secret_values` reads the parsed channels.
         self._secrets: tuple[str, ...] | None = None
@@ -775,6 +783,10 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         for name in default_channels:
             if name not in known:
                 problems.append(f"alert_infra.default_channels: no channel named {name!r}")
+    from .queued.settings import spool_settings_problems
+
+    spool_raw = {k: settings[k] for k in SETTINGS_KEYS if k.startswith("spool") and k in settings}
+    problems.extend(spool_settings_problems(spool_raw))
     if len(problems) > deferred:
         raise AlertConfigurationError(_summary(source, problems))  # never quotes a value: nothing to mask
     config = AlertConfig(
@@ -796,6 +808,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     )
     # Masked from here on, while this configuration lives (and longer, by every dispatcher built
     # from it): whatever is built from it later, or not built at all (see channel_secrets).
+    config.spool_settings = spool_raw  # [alert_infra] spool* as written (alert_infra.queued.settings)
     config._secrets = tuple(mapping_secrets(data))
     config.register_secrets(owner=config)
     return config
