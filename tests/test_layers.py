@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "core" / "src" / "alert_infra"
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_version", "_lifecycle", "_checks", "exceptions", "security"),  # foundation: no alert-infra imports above
     1: ("alert", "result", "formatting", "_protocol"),  # the alert model and its rendering
-    2: ("hookspecs", "plugins", "_builtin", "transports", "catalogue"),  # extension points
+    2: ("hookspecs", "plugins", "_builtin", "transports", "catalogue", "urls"),  # extension points
     3: ("pool", "policies", "state", "outbox", "http", "dispatcher", "audit", "queued"),  # delivery
     4: ("config",),  # configuration by name: builds dispatchers from files
     5: ("cli", "logging", "events", "testing"),  # operations: what people and programs run
