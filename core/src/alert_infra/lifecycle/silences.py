@@ -152,7 +152,7 @@ class Silence:
 
     def matches(self, alert: Alert, channel: str = "") -> bool:
         """Whether every matcher matches ``alert`` on ``channel`` (whatever the time)."""
-        for matcher in self.matchers:
+        for matcher in self.matchers:  # noqa: SIM110 - a plain loop: this runs for every alert
             if not matcher.matches_values(alert_values(alert, matcher.name, channel)):
                 return False
         return True
