@@ -281,7 +281,7 @@ def redaction_measure() -> dict:
 if __name__ == "__main__":
     if MEASUREMENT == "redaction":
         result = redaction_measure()
-    elif MEASUREMENT.startswith("webhook"):
+    elif MEASUREMENT.startswith(("webhook", "apprise_")):
         result = webhook_measure()
     elif LIBRARY == "apprise":
         result = apprise_measure()
