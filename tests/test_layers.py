@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "core" / "src" / "alert_infra"
 #: layer -> modules (top-level names inside alert_infra; a subpackage is one name)
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_version", "_lifecycle", "_checks", "exceptions", "security"),  # foundation: no alert-infra imports above
-    1: ("alert", "result", "formatting", "_protocol"),  # the alert model and its rendering
+    1: ("alert", "result", "formatting", "templates", "_protocol"),  # the alert model and its rendering
     2: ("hookspecs", "plugins", "_builtin", "transports", "catalogue", "urls"),  # extension points
     3: ("pool", "policies", "state", "outbox", "http", "dispatcher", "audit", "queued"),  # delivery
     4: ("config",),  # configuration by name: builds dispatchers from files
@@ -32,6 +32,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
 UPWARD: dict[tuple[str, str], str] = {
     ("dispatcher", "config"): "AlertDispatcher.from_config(): the documented convenience entry point",
     ("transports", "dispatcher"): "0.1.x import paths (alert_infra.transports.AlertDispatcher) via __getattr__",
+    ("templates", "config"): "Alert.from_template(config=None) finds the process's configuration file",
     ("cli", "celery"): "`alert-infra outbox` reads [alert_infra.celery] (that verb only, when Celery is installed)",
 }
 
