@@ -21,7 +21,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_version", "_lifecycle", "_checks", "exceptions", "security"),  # foundation: no alert-infra imports above
     1: ("alert", "result", "formatting", "templates", "_protocol"),  # the alert model and its rendering
     2: ("hookspecs", "plugins", "_builtin", "transports", "catalogue", "urls"),  # extension points
-    3: ("pool", "policies", "state", "outbox", "http", "dispatcher", "audit", "queued"),  # delivery
+    3: ("pool", "policies", "state", "outbox", "http", "dispatcher", "audit", "queued", "lifecycle"),  # delivery
     4: ("config",),  # configuration by name: builds dispatchers from files
     5: ("cli", "logging", "events", "testing"),  # operations: what people and programs run
     6: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths
