@@ -122,7 +122,12 @@ def test_a_deferring_backend_gets_a_new_enqueue_with_run_after_and_only_the_fail
         https_server(lambda r: (200, {}, {"ok": True, "result": {}}), ca=ca) as telegram,
     ):
         config = _settings(slack.url, RETRY_BACKOFF=2, RETRY_JITTER=False)
-        config["TELEGRAM"] = {"ENABLED": True, "BOT_TOKEN": "123:tg-secret", "CHAT_ID": "-1", "API_BASE_URL": telegram.url}
+        config["TELEGRAM"] = {
+            "ENABLED": True,
+            "BOT_TOKEN": "123:tg-secret",
+            "CHAT_ID": "-1",
+            "API_BASE_URL": telegram.url,
+        }
         with use_tasks(config, DUMMY) as backend:
             result = send_alert(title="Deferred", message="x")
             assert result.sent == ("django.tasks",) and not slack.requests

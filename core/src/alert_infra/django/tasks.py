@@ -92,6 +92,15 @@ def worker_dispatcher() -> Any:
     return _SettingsDispatcher()
 
 
+def _max_starts() -> int:
+    """``ASYNC["MAX_STARTS"]``: starts of a delivery step that killed its worker before the Celery
+    task dead-letters it (:mod:`alert_infra.queued.poison`)."""
+    return _worker_settings().max_starts
+
+
+worker_dispatcher.max_starts = _max_starts  # type: ignore[attr-defined]
+
+
 def worker_outbox(app: Any) -> Any:
     """The outbox a worker of ``app`` reaps (``ASYNC["OUTBOX"]``, see
     :func:`~alert_infra.django.conf.build_outbox`), or ``None``."""
