@@ -137,3 +137,54 @@ def test_async_values_are_checked_by_the_celery_adapters_rules() -> None:
     assert len(messages) == 1 and "MAX_RETRIES" in messages[0].msg and "three" not in messages[0].msg
     with override_settings(ALERT_INFRA={"ASYNC": {"ENABLED": True}, "CHANNELS": {"m": {"type": "noop"}}}):
         assert check_alert_infra() == []
+
+
+# --- issue 19 item 7: what sending refused, the checks passed -------------------------------------
+RUNTIME_REFUSALS = {
+    "ENABLED": "no",
+    "REDACT_SENSITIVE_DATA": "yes",
+    "ASYNC": {"ENABLED": "no"},
+    "EXCEPTIONS": {
+        "ENABLED": "yes",
+        "SEVERITY": "high",
+        "RATE": "ten",
+        "PER": -1,
+        "DEDUP_WINDOW": "5m",
+        "IGNORE": "django.http.Http404",
+        "TAGZ": ["x"],
+    },
+}
+
+
+def test_the_checks_refuse_what_sending_would_refuse_naming_the_key_and_the_fix() -> None:
+    with override_settings(ALERT_INFRA=RUNTIME_REFUSALS):
+        found = _found(check_alert_infra())
+    expected = [
+        ("alert_infra.E003", "ALERT_INFRA['ENABLED']", "write ALERT_INFRA['ENABLED'] = False"),
+        (  # noqa: E501
+            "alert_infra.E003",
+            "ALERT_INFRA['REDACT_SENSITIVE_DATA']",  # noqa: E501
+            "write ALERT_INFRA['REDACT_SENSITIVE_DATA'] = True",
+        ),
+        ("alert_infra.E003", "ALERT_INFRA['ASYNC']['ENABLED']", "write ALERT_INFRA['ASYNC']['ENABLED'] = False"),
+        (
+            "alert_infra.E003",
+            "ALERT_INFRA['EXCEPTIONS']['ENABLED']",
+            "write ALERT_INFRA['EXCEPTIONS']['ENABLED'] = True",
+        ),
+        ("alert_infra.E006", "ALERT_INFRA['EXCEPTIONS']['SEVERITY']", "did you mean 'error'?"),
+        ("alert_infra.E003", "ALERT_INFRA['EXCEPTIONS']['RATE']", "write a number, such as 10"),
+        ("alert_infra.E003", "ALERT_INFRA['EXCEPTIONS']['PER']", None),
+        ("alert_infra.E003", "ALERT_INFRA['EXCEPTIONS']['DEDUP_WINDOW']", None),
+        ("alert_infra.E003", "ALERT_INFRA['EXCEPTIONS']['IGNORE']", "such as ['django.http.Http404']"),
+        ("alert_infra.E002", "ALERT_INFRA['EXCEPTIONS']['TAGZ']", "did you mean 'TAGS'?"),
+    ]
+    for code, key, hint in expected:
+        assert any(f[0] == code and f[1] == key and (hint is None or f[2] == hint) for f in found), (code, key, found)
+    assert not any(f[0] == "alert_infra.E008" for f in found)  # ASYNC off: E003 only, once
+
+
+def test_a_valid_exceptions_block_passes() -> None:
+    block = {"ENABLED": True, "SEVERITY": "critical", "RATE": 10, "PER": 60, "DEDUP_WINDOW": 0, "TAGS": ["django"]}
+    with override_settings(ALERT_INFRA={"ENABLED": True, "EXCEPTIONS": block}):
+        assert not [m for m in check_alert_infra() if isinstance(m, checks.Error)]

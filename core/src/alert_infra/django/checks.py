@@ -120,6 +120,8 @@ def check_alert_infra(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     mapping, problems, paths = core_mapping(cfg)
     for problem in problems:
         messages.append(_message("E", problem.code[1:], str(problem), problem.hint))
+    messages.extend(_check_switches(cfg))
+    messages.extend(_check_exceptions(cfg))
     from ..alert import VALID_SEVERITIES
 
     severity = cfg.get("DEFAULT_SEVERITY")
@@ -169,6 +171,132 @@ def check_alert_infra(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return messages
 
 
+def _check_switches(cfg: Mapping[str, Any]) -> list[Any]:
+    """The top-level switches are True or False: a string such as ``"no"`` is truthy (delivery
+    would stay on)."""
+    out = []
+    for key in ("ENABLED", "REDACT_SENSITIVE_DATA"):
+        value = cfg.get(key)
+        if value is not None and not isinstance(value, bool):
+            out.append(
+                _message(
+                    "E",
+                    "003",
+                    f"{setting_path(key)}: must be True or False, got a {type(value).__name__}",
+                    f"write {setting_path(key)} = {_as_bool(value)!r}" if _as_bool(value) is not None else None,
+                )
+            )
+    block = cfg.get("ASYNC")
+    value = block.get("ENABLED") if isinstance(block, Mapping) else None
+    if value is not None and not isinstance(value, bool):
+        hint = _as_bool(value)
+        out.append(
+            _message(
+                "E",
+                "003",
+                f"{setting_path('ASYNC', 'ENABLED')}: must be True or False, got a {type(value).__name__}",
+                f"write {setting_path('ASYNC', 'ENABLED')} = {hint!r}" if hint is not None else None,
+            )
+        )
+    return out
+
+
+def _as_bool(value: Any) -> bool | None:
+    """What a string switch meant (``"no"`` -> False), for the hint; ``None`` when unclear."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off", ""):
+            return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _check_exceptions(cfg: Mapping[str, Any]) -> list[Any]:
+    """``EXCEPTIONS``: every key known, every value of its kind and in range (else every exception
+    alert would be dropped at run time)."""
+    from ..alert import VALID_SEVERITIES
+    from .conf import EXCEPTION_KEYS
+
+    block = cfg.get("EXCEPTIONS")
+    if block is None:
+        return []
+    if not isinstance(block, Mapping):
+        return [_message("E", "003", f"{setting_path('EXCEPTIONS')}: must be a dict, got a {type(block).__name__}")]
+    out = []
+
+    def path(key: str) -> str:
+        return setting_path("EXCEPTIONS", key)
+
+    for key in block:
+        if key not in EXCEPTION_KEYS:
+            close = difflib.get_close_matches(str(key).upper(), list(EXCEPTION_KEYS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(EXCEPTION_KEYS)}"
+            out.append(_message("E", "002", f"{path(str(key))}: unknown key", hint))
+    enabled = block.get("ENABLED")
+    if enabled is not None and not isinstance(enabled, bool):
+        meant = _as_bool(enabled)
+        out.append(
+            _message(
+                "E",
+                "003",
+                f"{path('ENABLED')}: must be True or False, got a {type(enabled).__name__}",
+                f"write {path('ENABLED')} = {meant!r}" if meant is not None else None,
+            )
+        )
+    severity = block.get("SEVERITY")
+    if severity is not None and (not isinstance(severity, str) or severity.strip().lower() not in VALID_SEVERITIES):
+        known = sorted(VALID_SEVERITIES)
+        close = difflib.get_close_matches(str(severity).lower(), known, n=1) if isinstance(severity, str) else []
+        words = {"high": "error", "fatal": "critical", "warn": "warning", "err": "error", "low": "info"}
+        guess = close[0] if close else words.get(str(severity).strip().lower())
+        hint = f"did you mean {guess!r}?" if guess else f"one of {', '.join(known)}"
+        out.append(_message("E", "006", f"{path('SEVERITY')}: must be one of {', '.join(known)}", hint))
+    rate = block.get("RATE")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= 1_000_000):
+        out.append(
+            _message(
+                "E",
+                "003",
+                f"{path('RATE')}: must be a whole number of alerts from 0 (no limit) to 1000000, "
+                f"got a {type(rate).__name__}",
+                "write a number, such as 10",
+            )
+        )
+    for key, zero in (("PER", False), ("DEDUP_WINDOW", True)):
+        value = block.get(key)
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if not ok or not (value >= 0 if zero else value > 0) or value > 30 * 86400:
+            out.append(
+                _message(
+                    "E",
+                    "003",
+                    f"{path(key)}: must be a number of seconds {'from 0' if zero else 'above 0'} to 2592000, "
+                    f"got a {type(value).__name__}",
+                    "write a number of seconds, such as 60",
+                )
+            )
+    for key in ("CHANNELS", "IGNORE", "TAGS"):
+        value = block.get(key)
+        if value is None or (key == "CHANNELS" and isinstance(value, str)):
+            continue
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            example = {"CHANNELS": "['slack']", "IGNORE": "['django.http.Http404']", "TAGS": "['django', 'exception']"}
+            out.append(
+                _message(
+                    "E",
+                    "003",
+                    f"{path(key)}: must be a list of names, got a {type(value).__name__}",
+                    f"such as {example[key]}",
+                )
+            )
+    return out
+
+
 def _install_hint(error: AlertConfigurationError) -> str | None:
     from ..exceptions import PluginLoadError, UnknownTransportError
 
@@ -196,7 +324,7 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
                     f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(ASYNC_KEYS)}",
                 )
             )
-    if not block.get("ENABLED"):
+    if block.get("ENABLED") is not True:  # off, or not a bool (E003 says so)
         return out
     backend = str(block.get("BACKEND") or "celery").lower()
     if backend == "django.tasks":
