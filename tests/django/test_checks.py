@@ -161,9 +161,9 @@ def test_the_checks_refuse_what_sending_would_refuse_naming_the_key_and_the_fix(
         found = _found(check_alert_infra())
     expected = [
         ("alert_infra.E003", "ALERT_INFRA['ENABLED']", "write ALERT_INFRA['ENABLED'] = False"),
-        (  # noqa: E501
+        (
             "alert_infra.E003",
-            "ALERT_INFRA['REDACT_SENSITIVE_DATA']",  # noqa: E501
+            "ALERT_INFRA['REDACT_SENSITIVE_DATA']",
             "write ALERT_INFRA['REDACT_SENSITIVE_DATA'] = True",
         ),
         ("alert_infra.E003", "ALERT_INFRA['ASYNC']['ENABLED']", "write ALERT_INFRA['ASYNC']['ENABLED'] = False"),
