@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from urllib.parse import parse_qsl, unquote
 
@@ -88,16 +90,33 @@ def _apprise_knows(apprise: Any, scheme: str) -> bool:
     return scheme in schemas
 
 
+#: Seconds a send waits past the channel's ``timeout`` for apprise to return before it fails.
+TIMEOUT_GRACE = 0.25
+#: Sends per channel and process that may still run past their timeout; beyond, a send fails at once.
+MAX_HUNG_SENDS = 4
+
+
+class _Hung:
+    """Sends of one channel still running past their timeout, in this process."""
+
+    __slots__ = ("count", "lock", "pid")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+
+
 class AppriseTransport(BaseTransport):
     """Deliver alerts to any service apprise knows, through one apprise URL per channel.
 
     apprise is imported when a channel is built (it costs ~200-300 ms), never when this
     plugin is loaded. Each ``send`` renders the alert with the channel's formatter, cuts the
     title and body to the service's own limits (see ``_limits.py``), and calls apprise's
-    ``notify`` **in the calling thread**: under a dispatcher that is one of the dispatcher's
-    worker threads, and the dispatcher's per-channel timeout bounds the wait (see
-    :attr:`max_send_time`). Our retries, throttle, de-duplication and audit wrap the call;
-    apprise's own retries are not used.
+    ``notify`` in a thread of its own, waiting at most the channel's ``timeout`` for it (see
+    :meth:`send`): apprise bounds each read, not the exchange, so this is the total deadline.
+    Our retries, throttle, de-duplication and audit wrap the call; apprise's own retries are
+    not used.
 
     Outcomes: apprise's per-service result (``AppriseResult``/``NotifyResult`` on apprise
     2.3+, ``True``/``False``/``None`` before) becomes ``sent``; a ``TIMEOUT`` becomes
@@ -310,10 +329,66 @@ class AppriseTransport(BaseTransport):
         return fit(title, body, title_maxlen=self._title_maxlen, body_maxlen=body_maxlen, measure=self._measure)
 
     def send(self, alert: Alert) -> str:
+        """Notify through apprise within the channel's ``timeout``, in all.
+
+        apprise bounds each socket read, not the exchange: a service that trickles its answer one
+        byte at a time would hold a plain call for as long as it trickles. So the call runs in a
+        thread of its own and this waits at most ``timeout`` (plus :data:`TIMEOUT_GRACE`) for it:
+        past that the send fails with :class:`~alert_infra.AlertTransportTimeoutError` and the
+        thread is left to end on its own (a daemon: it never holds the interpreter at exit). At
+        most :data:`MAX_HUNG_SENDS` such threads per channel: beyond, a send fails at once instead
+        of starting another.
+        """
         title, body = self.message(alert)
         kind = "success" if alert.status == "resolved" else _NOTIFY_TYPES.get(alert.severity, "info")
         if alert.status == "acknowledged":
             kind = "info"
+        hung = self._hung_sends()
+        with hung.lock:
+            if hung.count >= MAX_HUNG_SENDS:
+                raise RetryableAlertTransportError(
+                    f"apprise ({self.service}): {hung.count} earlier sends are still running past the channel's"
+                    " timeout; failing at once until one ends"
+                )
+        box: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def call() -> None:
+            try:
+                box["outcome"] = self._notify(title, body, kind)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+                box["error"] = exc
+            finally:
+                finished.set()
+                with hung.lock:
+                    if box.get("abandoned"):
+                        hung.count -= 1
+
+        thread = threading.Thread(target=call, name=f"alert-infra-apprise-{self.name}"[:60], daemon=True)
+        thread.start()
+        if not finished.wait(self.timeout + TIMEOUT_GRACE):
+            with hung.lock:
+                if not finished.is_set():
+                    box["abandoned"] = True
+                    hung.count += 1
+            if box.get("abandoned"):
+                raise AlertTransportTimeoutError(
+                    f"apprise ({self.service}) did not finish within {self.timeout:g}s (the service may still"
+                    " receive it)"
+                )
+        error = box.get("error")
+        if error is not None:
+            raise error
+        return box["outcome"]  # type: ignore[no-any-return]
+
+    def _hung_sends(self) -> _Hung:
+        """This process's count of sends left running past the timeout (a forked child starts at 0)."""
+        hung = self.__dict__.get("_hung")
+        if hung is None or hung.pid != os.getpid():
+            hung = self.__dict__["_hung"] = _Hung()
+        return hung
+
+    def _notify(self, title: str, body: str, kind: str) -> str:
         state = _guard.calls
         saved = state.statuses
         statuses: list[int] = []
