@@ -3,6 +3,7 @@ fails) in real ``manage.py`` subprocesses, and the 0.1.x README's management com
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -50,11 +51,10 @@ def test_sendtestalert_reports_each_channel_and_fails_when_one_fails(manage_py, 
 
 def test_sendtestalert_in_process_names_channels_and_exit_codes(alert_infra_settings, recorded) -> None:
     with alert_infra_settings({"CHANNELS": {"a": {"type": "noop"}, "b": {"type": "noop"}}}):
-        call_command("sendtestalert", "a", "--severity", "warning")
-        from alert_infra.django import build_dispatcher
-
-        by_name = {t.name: t for t in build_dispatcher().transports}
-        assert [a.severity for a in by_name["a"].alerts] == ["warning"] and by_name["b"].alerts == []
+        out = io.StringIO()
+        call_command("sendtestalert", "a", "--severity", "warning", "--json", stdout=out)
+        result = json.loads(out.getvalue())
+        assert result["sent"] == ["a"] and [o["name"] for o in result["outcomes"]] == ["a"]
         with pytest.raises(CommandError) as unknown:
             call_command("sendtestalert", "nope")
         assert unknown.value.returncode == 1
@@ -83,3 +83,28 @@ def test_readme_management_command_in_a_real_process(manage_py, ca) -> None:
         run = manage_py("supplier_sync", env=_env(server, config))
     assert run.returncode != 0 and "SupplierUnavailable" in run.stderr
     assert len(server.requests) == 1 and "Supplier sync failed" in server.requests[0].body.decode()
+
+
+def test_sendtestalert_reaches_every_channel_whatever_its_routing(alert_infra_settings) -> None:
+    """Issue 19: with the guide's routing (``MIN_SEVERITY``, ``TAGS``, ``DEFAULT_CHANNELS``) an
+    ``info`` test alert was skipped everywhere and the command exited 0."""
+    routed = {
+        "DEFAULT_CHANNELS": ["pager"],
+        "CHANNELS": {
+            "pager": {"type": "noop", "min_severity": "critical"},
+            "ops": {"type": "noop", "tags": ["payments"]},
+        },
+    }
+    with alert_infra_settings(routed):
+        out = io.StringIO()
+        call_command("sendtestalert", "--json", stdout=out)
+        assert sorted(json.loads(out.getvalue())["sent"]) == ["ops", "pager"]
+        out = io.StringIO()
+        call_command("sendtestalert", "ops", stdout=out)
+        assert out.getvalue().strip() == "ops: sent"
+
+
+def test_sendtestalert_exits_1_when_nothing_was_sent(alert_infra_settings) -> None:
+    with alert_infra_settings({}), pytest.raises(CommandError) as nothing:  # no channel: the noop one
+        call_command("sendtestalert", stdout=io.StringIO())
+    assert nothing.value.returncode == 1 and "nothing was sent" in str(nothing.value)

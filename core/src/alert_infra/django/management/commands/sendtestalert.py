@@ -1,7 +1,13 @@
 """``manage.py sendtestalert``: send a test alert to each channel of ``ALERT_INFRA``.
 
-Exits 0 when every selected channel delivered, 1 when one failed (each failure named with its
-error class and reason, never a secret), 2 for a configuration that cannot be used at all.
+Exits 0 when every selected channel delivered, 1 when one failed or nothing was sent (each
+failure named with its error class and reason, never a secret), 2 for a configuration that cannot
+be used at all.
+
+The test alert reaches every enabled channel (or those named) whatever its routing says
+(``MIN_SEVERITY``, ``TAGS``, ``DEFAULT_CHANNELS``): the point is to prove each one delivers, and the
+guide's own settings route an ``info`` alert nowhere. Each channel's timeout and retries apply;
+throttle and de-duplication do not (as ``alert-infra check --send-test``).
 
 It delivers in-process, even with ``ASYNC`` enabled: a test alert proves what each channel does
 from this host, and only in-process delivery can say so. ``--queue`` instead enqueues it the way
@@ -38,14 +44,13 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
         from alert_infra import Alert
         from alert_infra.exceptions import AlertConfigurationError, AlertValidationError
 
-        from ...conf import build_dispatcher, get_alert_infra_settings, load_alert_config
+        from ...conf import get_alert_infra_settings, load_alert_config
 
         try:
             cfg = get_alert_infra_settings()
             if not cfg.get("ENABLED", True):
                 raise CommandError("ALERT_INFRA['ENABLED'] is False: nothing is sent", returncode=2)
             config, _ = load_alert_config()
-            dispatcher = build_dispatcher()
             alert = Alert(
                 "alert-infra test alert",
                 options["message"],
@@ -74,7 +79,7 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
                 reason = f"not enqueued: {type(exc).__name__}: {redact_text(str(exc))}"
                 raise CommandError(reason, returncode=1) from None
         else:
-            result = dispatcher.send(alert, names)
+            result = _send_unrouted(config, alert, names)
         if options["json"]:
             self.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         else:
@@ -89,3 +94,27 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
                 self.stdout.write(writer(line))
         if not result.ok:
             raise CommandError(f"{len(result.failed)} channel(s) failed: {', '.join(result.failed)}", returncode=1)
+        if not [name for name in result.sent if name != "noop"]:
+            raise CommandError(
+                "nothing was sent: no channel is enabled (alerts go to a 'noop' channel); enable EMAIL, SLACK or "
+                "TELEGRAM, or add CHANNELS",
+                returncode=1,
+            )
+
+
+def _send_unrouted(config: Any, alert: Any, names: list[str]) -> Any:
+    """Deliver ``alert`` to the channels ``names`` in-process, each with its timeout and retries and
+    without its routing, throttle or de-duplication."""
+    from alert_infra import AlertDispatcher
+    from alert_infra.dispatcher import Route
+
+    built = config.build_dispatcher(delivery="inline", audit=None, state=None)  # its transports only
+    routes = {
+        c.name: Route(timeout=c.timeout, retry=c.retry) for c in config.channels if c.enabled and c.retry is not None
+    }
+    dispatcher = AlertDispatcher(built.transports, timeout=built.timeout, deadline=built.deadline, routes=routes)
+    try:
+        return dispatcher.send(alert, names)
+    finally:
+        dispatcher.close()
+        built.close()
