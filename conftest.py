@@ -26,6 +26,17 @@ pytest_plugins = ["alert_infra.testing.pytest"]
 SERVICE_SKIP_PREFIX = "service unavailable:"
 
 
+@pytest.fixture(autouse=True)
+def _clean_redactor():  # type: ignore[no-untyped-def]
+    """Plugin keys/patterns and secrets registered by one test do not leak into the next, in every
+    folder: a plugin's test that builds a channel with a chat id registered as a secret must not
+    mask that id in another plugin's test run later in the same process."""
+    yield
+    from alert_infra.security import _REDACTOR
+
+    _REDACTOR.reset()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     outcome = yield

@@ -124,3 +124,29 @@ def test_types_shows_each_url_form(tmp_path: Path) -> None:
     forms = {t["name"]: t["url_form"] for t in json.loads(done.stdout)["types"]}
     assert forms["slack"].startswith("slack://") and forms["telegram"].startswith("tgram://")
     assert forms["pagerduty"].startswith("pagerduty://") and forms["console"] is None
+
+
+def test_a_url_is_masked_while_its_transport_lives_not_for_ever() -> None:
+    import gc
+
+    from alert_infra.security import redact_text
+
+    secret = "XyZsEcReTwEbHoOkForOwnership99"
+    url = f"slack://T000/B000/{secret}"
+    transport = transport_from_url(url)
+    assert secret not in redact_text(f"oops {url}")
+    del transport
+    gc.collect()
+    assert secret in redact_text(f"oops {url}")  # released with its transport, not kept for the process
+
+
+def test_a_plugin_bug_in_from_url_is_a_masked_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alert_infra_slack import SlackWebhookTransport
+
+    def broken(cls: Any, url: str, name: Any = None) -> Any:
+        raise ValueError(f"cannot parse {url}")
+
+    monkeypatch.setattr(SlackWebhookTransport, "from_url", classmethod(broken))
+    with pytest.raises(AlertConfigurationError, match="could not be built from its URL") as info:
+        transport_from_url("slack://T000/B000/ZZsecretZZsecretZZ")
+    assert "ZZsecretZZ" not in str(info.value)

@@ -52,7 +52,7 @@ import time
 
 from ._checks import did_you_mean
 from .exceptions import AlertConfigurationError
-from .security import redact_text, redact_value
+from .security import guarded_repr, redact_text, redact_value
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -587,6 +587,7 @@ class Template:
         #: The variables the template reads (names only; ``alert`` for a channel template).
         self.variables: frozenset[str] = variables
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"Template({self.label!r})"
 
@@ -695,6 +696,7 @@ class MessageTemplate:
         self.title = title
         self.body = body
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"MessageTemplate({self.name!r})"
 

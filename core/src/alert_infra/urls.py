@@ -12,14 +12,21 @@ registered with the redactor before anything parses it, so no error, log line or
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from .exceptions import AlertConfigurationError
-from .security import register_secret
+from .security import guarded_repr, redact_text, register_secret
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["ChannelUrl", "parse_channel_url", "transport_from_url", "url_schemes"]
+
+#: Who owns the secrets :func:`parse_channel_url` registers: set by :func:`transport_from_url` for the
+#: call (the URL is then masked while the transport lives, or while its error is reported), ``None``
+#: (the life of the process) when a transport's ``from_url`` is called directly.
+_URL_OWNER: ContextVar[object] = ContextVar("alert_infra_url_owner", default=None)
 
 
 class ChannelUrl:
@@ -34,6 +41,7 @@ class ChannelUrl:
     ) -> None:
         self.scheme, self.parts, self.user, self.password, self.query = scheme, parts, user, password, query
 
+    @guarded_repr
     def __repr__(self) -> str:  # never the parts: they are the secret
         return f"ChannelUrl(scheme={self.scheme!r}, parts={len(self.parts)}, query={sorted(self.query)!r})"
 
@@ -56,7 +64,7 @@ def parse_channel_url(url: object, schemes: Any, *, provider: str, form: str, op
     from urllib.parse import parse_qsl, unquote
 
     if isinstance(url, str) and url:
-        register_secret(url)
+        register_secret(url, owner=_URL_OWNER.get())
     if not isinstance(url, str) or not url.strip():
         raise AlertConfigurationError(f"{provider} URL is required ({form})")
     scheme, sep, rest = url.strip().partition("://")
@@ -117,15 +125,39 @@ def transport_from_url(url: str, *, name: str | None = None, host: Any = None) -
             schemes that are known, suggests the closest, and names the apprise bridge), or the
             type's own ``from_url`` refused the URL. The URL itself is never shown.
     """
-    from ._checks import did_you_mean
-    from .plugins import get_plugin_host
-
     if not isinstance(url, str) or not url.strip():
         raise AlertConfigurationError("--to: a channel URL is required, e.g. slack://T000/B000/XXXX")
     url = url.strip()
-    # Process-wide, not owned by the transport: an error raised below is printed after this
-    # function returns, and must still be masked then (one-off sends are few: the cap holds).
-    register_secret(url)
+    # Owned by a holder for the call, then by the transport built: a process that sends to many
+    # URLs does not keep every one of them masked for ever. An error is masked before the holder
+    # goes (its text is redacted while the URL is still registered).
+    holder = _Holder()
+    register_secret(url, owner=holder)
+    token = _URL_OWNER.set(holder)
+    try:
+        transport = _build(url, name, host)
+    except AlertConfigurationError as exc:
+        error = AlertConfigurationError(redact_text(str(exc)))
+    except Exception as exc:  # noqa: BLE001 - a plugin's from_url bug: said, masked, never a traceback
+        error = AlertConfigurationError(
+            f"--to: the channel could not be built from its URL ({type(exc).__name__}: {redact_text(str(exc))[:200]})"
+        )
+    else:
+        register_secret(url, owner=transport)
+        return transport
+    finally:
+        _URL_OWNER.reset(token)
+    raise error from None
+
+
+class _Holder:
+    """Owns a one-off URL's secrets while it is being parsed and built."""
+
+
+def _build(url: str, name: str | None, host: Any) -> Any:
+    from ._checks import did_you_mean
+    from .plugins import get_plugin_host
+
     scheme, sep, _rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or not scheme or not all(c.isalnum() or c in "+-." for c in scheme):
@@ -155,6 +187,4 @@ def transport_from_url(url: str, *, name: str | None = None, host: Any = None) -
             " services install the apprise bridge (pip install ./plugins/alert-infra-apprise)"
         )
     cls = host.transport_class(type_name)
-    transport = cls.from_url(url, name=name or type_name)
-    register_secret(url, owner=transport)
-    return transport
+    return cls.from_url(url, name=name or type_name)

@@ -231,7 +231,7 @@ def recording_channel() -> RecordingTransport:
 def alert_test_ca() -> Any:
     """The ``trustme.CA`` of the session's test servers (``provider_server``, ``smtp_server``)."""
     trustme = pytest.importorskip(
-        "trustme", reason="the HTTPS and SMTP fakes need trustme: pip install 'alert-infra[testing]'"
+        "trustme", reason="the HTTPS and SMTP fakes need trustme: pip install './core[testing]' from a checkout"
     )
     return trustme.CA()
 
@@ -263,7 +263,7 @@ def smtp_server(alert_test_ca: Any) -> Iterator[SMTPServer]:
     try:
         from aiosmtpd.controller import Controller
     except ImportError:
-        pytest.skip("smtp_server needs aiosmtpd, which is not installed: pip install 'alert-infra[testing]'")
+        pytest.skip("smtp_server needs aiosmtpd, which is not installed: pip install './core[testing]' from a checkout")
     from . import unused_port
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
