@@ -59,6 +59,8 @@ def use_tasks(alert_infra_settings) -> Any:
     @contextlib.contextmanager
     def use(alert_infra: dict, backend: str = IMMEDIATE, queues: list[str] | None = None):
         params: dict = {"BACKEND": _path(backend)}
+        if params["BACKEND"].startswith("django_tasks."):
+            params["ENQUEUE_ON_COMMIT"] = False  # the backport 0.8's default needs a database; this project has none
         if queues is not None:
             params["QUEUES"] = queues
         forget()
