@@ -357,12 +357,9 @@ class AlertConfig:
             if callable(set_keep_keys):
                 set_keep_keys(self.keep_keys)
         if "state" not in kwargs and self.state not in (None, "memory"):
-            from .state import SQLITE_SCHEME, RedisState, SQLiteState, sqlite_path
+            from .state import open_state
 
-            if self.state.startswith(SQLITE_SCHEME):
-                kwargs["state"] = SQLiteState(sqlite_path(self.state))
-            else:
-                kwargs["state"] = RedisState(self.state, prefix=self.state_prefix)
+            kwargs["state"] = open_state(self.state, prefix=self.state_prefix)
         if "audit" not in kwargs and self.audit is not None:
             from .audit import DEFAULT_RETENTION, open_audit
 
@@ -1047,18 +1044,18 @@ def _state(value: Any, problems: list[str]) -> str | None:
         return None
     if value == "memory":
         return "memory"
-    from .state import REDIS_SCHEMES, SQLITE_SCHEME
+    from .state import RedisState, SQLiteState, backend_for, sqlite_path
 
-    if isinstance(value, str) and value.startswith(SQLITE_SCHEME):
-        from .state import sqlite_path
-
+    url: str = value if isinstance(value, str) else ""
+    backend = backend_for(url) if url else None  # the one scheme table (alert_infra.state.SCHEMES)
+    if backend is SQLiteState:
         try:
-            sqlite_path(value)
+            sqlite_path(url)
         except AlertConfigurationError as exc:
             problems.append(f"alert_infra.{exc}")
             return None
-        return value
-    if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
+        return url
+    if backend is not RedisState:
         problems.append(
             'alert_infra.state: must be "memory", a sqlite:/// file (shared by the processes of one machine '
             "and by separate runs) or a redis://, rediss:// or unix:// URL"
@@ -1066,13 +1063,13 @@ def _state(value: Any, problems: list[str]) -> str | None:
         return None
     from .security import register_secret
 
-    register_secret(value)
+    register_secret(url)
     import importlib.util
 
     if importlib.util.find_spec("redis") is None:
         problems.append("alert_infra.state: a Redis URL needs the redis package: pip install 'alert-infra[redis]'")
         return None
-    return value
+    return url
 
 
 def _policies(values: Mapping[str, Any], where: str, problems: list[str], defaults: Any) -> tuple[Any, Any, Any]:
