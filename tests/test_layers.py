@@ -25,7 +25,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     4: ("plugins", "_builtin", "catalogue"),  # the plugin host: discovery, registries, the built-in plugin
     5: ("dispatcher", "audit", "outbox"),  # delivery: routing, admission, the steps, observation
     6: ("config",),  # configuration by name: builds dispatchers from files
-    7: ("cli", "logging", "events", "testing"),  # surfaces: what people and programs run
+    7: ("_api", "cli", "logging", "events", "testing"),  # surfaces: what people and programs run
     8: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths
     9: ("__init__", "__main__"),  # the package facade
 }
@@ -35,6 +35,7 @@ UPWARD: dict[tuple[str, str], str] = {
     ("dispatcher", "config"): "AlertDispatcher.from_config(): the documented convenience entry point",
     ("transports", "dispatcher"): "0.1.x import paths (alert_infra.transports.AlertDispatcher) via __getattr__",
     ("transports", "plugins"): "formatter='name' resolves through the host's formatter registry, on first use",
+    ("config", "_api"): "alert_infra.config.send_alert and the default dispatcher: their old paths, via __getattr__",
     ("cli", "celery"): "`alert-infra outbox` reads [alert_infra.celery] (that verb only, when Celery is installed)",
 }
 

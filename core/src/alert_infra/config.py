@@ -93,12 +93,9 @@ __all__ = [
     "delivery_factory",
     "expand_variables",
     "find_config",
-    "get_default_dispatcher",
     "load_config",
     "mapping_secrets",
     "parse_config",
-    "reset_default_dispatcher",
-    "send_alert",
 ]
 
 CONFIG_ENV = "ALERT_INFRA_CONFIG"
@@ -1171,60 +1168,14 @@ def _has_signature(cls: Any) -> bool:
     return True
 
 
-_DEFAULT: AlertDispatcher | None = None
-_DEFAULT_LOCK = None
+_MOVED_TO_API = ("get_default_dispatcher", "reset_default_dispatcher", "send_alert")
 
 
-def get_default_dispatcher() -> AlertDispatcher:
-    """The process-wide dispatcher behind :func:`send_alert`, built once (thread-safe).
+def __getattr__(name: str) -> Any:
+    # The one-call API lives in alert_infra._api (a layer above configuration); these old import
+    # paths (alert_infra.config.send_alert, ...) keep working, loaded on first use.
+    if name in _MOVED_TO_API:
+        from . import _api  # lazy: _api builds on this module (upward import, listed in tests/test_layers.py)
 
-    From the configuration :func:`find_config` finds; with none at all, a single
-    ``console`` channel (standard error), so alerts are never silently dropped.
-
-    Raises:
-        AlertConfigurationError: the configuration found is invalid (all problems listed).
-    """
-    global _DEFAULT, _DEFAULT_LOCK
-    dispatcher = _DEFAULT
-    if dispatcher is not None:
-        return dispatcher
-    if _DEFAULT_LOCK is None:
-        from _thread import allocate_lock
-
-        _DEFAULT_LOCK = allocate_lock()
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            from .dispatcher import AlertDispatcher
-            from .transports import ConsoleTransport
-
-            found = find_config()
-            _DEFAULT = AlertDispatcher.from_config(found[0]) if found else AlertDispatcher([ConsoleTransport()])
-        return _DEFAULT
-
-
-def reset_default_dispatcher() -> None:
-    """Forget the process-wide dispatcher (tests; after changing the configuration)."""
-    global _DEFAULT
-    dispatcher, _DEFAULT = _DEFAULT, None
-    if dispatcher is not None:
-        dispatcher.close()
-
-
-def send_alert(
-    title: str,
-    message: str,
-    severity: str = "error",
-    *,
-    channels: Any = None,
-    **fields: Any,
-) -> Any:
-    """Build an :class:`~alert_infra.Alert` and send it with the process-wide dispatcher.
-
-    ``fields`` are the other ``Alert`` arguments (``source``, ``tags``,
-    ``metadata``, ``links``, ...). Returns the :class:`~alert_infra.DeliveryResult`.
-    Delivery problems never raise; an invalid configuration does (validate it at
-    start-up with ``AlertDispatcher.from_config()``).
-    """
-    from .alert import Alert
-
-    return get_default_dispatcher().send(Alert(title, message, severity, **fields), channels)
+        return getattr(_api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

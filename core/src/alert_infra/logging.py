@@ -208,7 +208,7 @@ class AlertHandler(logging.Handler):
     @property
     def dispatcher(self) -> AlertDispatcher:
         if self._dispatcher is None:
-            from .config import get_default_dispatcher
+            from ._api import get_default_dispatcher
 
             self._dispatcher = get_default_dispatcher()
         return self._dispatcher
