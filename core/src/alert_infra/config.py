@@ -258,7 +258,7 @@ class AlertConfig:
 
         host = get_plugin_host()
         for plugin in self.plugins:
-            host._load_named(plugin)
+            host.load_named(plugin)
         built: dict[str, Any] = {}
         broken: dict[str, AlertConfigurationError] = {}
         for channel in self.channels:
@@ -695,7 +695,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         channels_raw = {}
     host = get_plugin_host()
     for plugin in plugins:
-        host._load_named(plugin)
+        host.load_named(plugin)
     channels: list[ChannelConfig] = []
     deferred = 0  # how many of ``problems`` are one channel's own (not refusing the file)
     for name, raw in channels_raw.items():
@@ -991,13 +991,9 @@ def delivery_factory(name: str) -> Any:
     Raises:
         AlertConfigurationError: no such delivery is installed (with the installed names).
     """
-    import sys
+    from .plugins import entry_points
 
-    if sys.version_info >= (3, 10):
-        from importlib.metadata import entry_points
-    else:  # pragma: no cover - 3.9's importlib.metadata has no entry_points(group=): the backport
-        from importlib_metadata import entry_points
-    found = {ep.name: ep for ep in entry_points(group=DELIVERY_GROUP)}
+    found = {ep.name: ep for ep in entry_points(DELIVERY_GROUP)}
     if name not in found:
         import difflib
 
