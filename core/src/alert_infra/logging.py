@@ -388,9 +388,9 @@ def _summarise_exception(exc: BaseException, frames: int = 5) -> str:
     """Class, redacted message and the last frames (file, line, function): never locals."""
     import traceback
 
-    from .security import _safe_str, redact_text
+    from .security import describe_error
 
-    lines = [f"{type(exc).__name__}: {redact_text(_safe_str(exc))[:500]}"]
+    lines = [describe_error(exc, limit=500)]
     stack = traceback.extract_tb(exc.__traceback__)[-frames:]
     lines.extend(f"  at {frame.filename}:{frame.lineno} in {frame.name}" for frame in stack)
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 # MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
+from .._checks import did_you_mean
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
 from ._keys import DELIVERY_GROUP, INLINE
@@ -317,10 +318,7 @@ def delivery_factory(name: str) -> Any:
 
     found = {ep.name: ep for ep in entry_points(DELIVERY_GROUP)}
     if name not in found:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(found), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, found)
         known = ", ".join(sorted([INLINE, *found]))
         raise AlertConfigurationError(f"alert_infra.delivery: unknown delivery {name!r} (known: {known}){hint}")
     try:

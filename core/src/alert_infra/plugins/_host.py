@@ -18,7 +18,7 @@ from ..exceptions import (
     PluginLoadError,
     UnknownTransportError,
 )
-from ..security import _safe_str, redact_text, register_redactors, register_secret, release_secrets
+from ..security import _safe_str, describe_error, redact_text, register_redactors, register_secret, release_secrets
 from . import _builtin
 from ._discovery import GROUP, entry_points, env_list
 from ._registry import (
@@ -27,7 +27,6 @@ from ._registry import (
     PluginRecord,
     RedactorRegistrar,
     TransportRegistrar,
-    _error_text,
     _Registry,
 )
 
@@ -180,7 +179,7 @@ class PluginHost:
 
     def _fail(self, record: PluginRecord, exc: BaseException, what: str) -> None:
         record.status = "failed"
-        record.errors.append(_error_text(exc))
+        record.errors.append(describe_error(exc))
         logger.warning(
             "alert-infra plugin %s %s (alert-infra %s): %s; channels that need it will fail",
             record.label,
@@ -189,7 +188,7 @@ class PluginHost:
             type(exc).__name__,
         )
         if self._strict:
-            raise PluginLoadError(f"{record.label} {what}: {_error_text(exc)}") from None
+            raise PluginLoadError(f"{record.label} {what}: {describe_error(exc)}") from None
 
     def _conflict(self, record: PluginRecord, message: str) -> None:
         record.status = "conflict"
@@ -431,7 +430,7 @@ class PluginHost:
         except AlertConfigurationError as exc:
             raise type(exc)(f"channel {channel!r} (type {type_name!r}): {redact_text(_safe_str(exc))}") from None
         except Exception as exc:  # noqa: BLE001 - the transport's own validation
-            raise AlertConfigurationError(f"channel {channel!r} (type {type_name!r}): {_error_text(exc)}") from None
+            raise AlertConfigurationError(f"channel {channel!r} (type {type_name!r}): {describe_error(exc)}") from None
         if not accepts_name:
             try:
                 transport.name = channel

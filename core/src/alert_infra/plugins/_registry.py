@@ -6,20 +6,13 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .._version import __version__
-from ..security import _safe_str, guarded_repr, redact_text
+from ..security import guarded_repr
 
 if TYPE_CHECKING:
     from ..formatting import Formatter
 
 BUILTIN_NAME = "builtin"
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
-
-
-def _error_text(exc: BaseException) -> str:
-    message = redact_text(_safe_str(exc)).strip()
-    if len(message) > 300:
-        message = message[:299] + "…"
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class PluginRecord:
