@@ -22,7 +22,7 @@ TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "aiosmtpd>=1.4", 
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "plugin", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "plugin", "lint", "typecheck", "docs", "build"]
 
 # pyenv installs interpreters outside PATH unless a version is activated; make every
 # installed 3.9-3.13 findable so "each Python found" means each one on this machine.
@@ -33,8 +33,20 @@ for _minor in PYTHONS:
             os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 
+def _plugin_extras(name: str) -> str:
+    """``[a,b]``: every optional-dependency group a plugin declares (its test extra, SES's botocore...),
+    so that each plugin's whole test suite runs, or ``""``."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11 running nox
+        import tomli as tomllib  # type: ignore[no-redef]
+    data = tomllib.loads((ROOT / "plugins" / name / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = sorted(data.get("project", {}).get("optional-dependencies", {}))
+    return f"[{','.join(extras)}]" if extras else ""
+
+
 def _plugin_paths() -> list[str]:
-    return [f"./plugins/{name}" for name in PLUGINS]
+    return [f"./plugins/{name}{_plugin_extras(name)}" for name in PLUGINS]
 
 
 @nox.session(python=PYTHONS)
@@ -55,7 +67,7 @@ def tests(session: nox.Session) -> None:
 def plugin(session: nox.Session, name: str) -> None:
     """One plugin alone with the core, both installed as wheels (not editable), so a missing
     dependency, module or entry point in the plugin's packaging fails here."""
-    session.install("./core", f"./plugins/{name}", *TEST_DEPS)
+    session.install("./core", f"./plugins/{name}{_plugin_extras(name)}", *TEST_DEPS)
     session.run("pytest", f"plugins/{name}/tests", *session.posargs)
 
 
@@ -135,3 +147,37 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against alert-infra 0.1.5 and apprise, each in its own virtualenv (see bench/README.md)."""
     session.install("./core[redis,celery]", *_plugin_paths(), "trustme>=1.1")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def build(session: nox.Session) -> None:
+    """Publishing is one step away: the sdist and wheel of the core and of every plugin, built into one
+    folder (``dist/``, or the first posarg) and checked with ``twine check``, with every dependency
+    they need on this Python downloaded beside them; then a fresh virtualenv installs the whole set
+    from that folder alone (``--no-index --find-links``) and runs the demo and ``alert-infra plugins``."""
+    session.install("build>=1.2", "twine>=5")
+    out = Path(session.posargs[0] if session.posargs else ROOT / "dist").resolve()
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    projects = [ROOT / "core", *[ROOT / "plugins" / name for name in PLUGINS]]
+    for project in projects:
+        session.run("python", "-m", "build", "--outdir", str(out), str(project), silent=True)
+    built = sorted(str(p) for p in out.iterdir())
+    session.run("twine", "check", "--strict", *built)
+    wheels = [p for p in built if p.endswith(".whl")]
+    session.run("python", "-m", "pip", "download", "--quiet", "--dest", str(out), *wheels)
+    names = ["alert-infra", *PLUGINS]
+    venv_dir = Path(session.create_tmp()).resolve() / "from-folder"
+    session.run("python", "-m", "venv", "--clear", str(venv_dir))
+    python = str(venv_dir / "bin" / "python")
+    session.run(
+        python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(out), *names, external=True
+    )
+    cli = str(venv_dir / "bin" / "alert-infra")
+    session.chdir(session.create_tmp())
+    session.run(
+        cli, "send", "Payment provider timeout", "The provider did not answer.", "--severity", "critical", external=True
+    )
+    session.run(cli, "plugins", external=True)

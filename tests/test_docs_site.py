@@ -233,8 +233,18 @@ class TestSiteStructure:
 
     def test_every_nav_page_exists_or_is_generated(self) -> None:
         for page in _nav_pages():
+            channel = site.CHANNEL_PAGE.match(page)
+            if channel:
+                assert (ROOT / "plugins" / f"alert-infra-{channel.group(1)}" / "README.md").is_file(), page
+                continue
             generated = page == site.CLI_PAGE or site.API_PAGE.match(page)
             assert generated or (DOCS / page).is_file(), page
+
+    def test_every_channel_plugin_has_its_page(self) -> None:
+        """A plugin's README is its page on the site (its options, URL form, limits and errors)."""
+        pages = {m.group(1) for page in _nav_pages() if (m := site.CHANNEL_PAGE.match(page))}
+        plugins = {p.parent.name.removeprefix("alert-infra-") for p in (ROOT / "plugins").glob("*/pyproject.toml")}
+        assert pages == plugins, f"add channels/<name>.md to the nav of mkdocs.yml for {sorted(plugins - pages)}"
 
     def test_every_docs_page_is_in_the_nav(self) -> None:
         pages = set(_nav_pages())

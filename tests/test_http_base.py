@@ -84,6 +84,21 @@ def answer(request: RecordedRequest) -> tuple[int, dict[str, str], Any]:
     return 200, {}, {"id": "m-1"}
 
 
+def test_a_get_has_no_body_and_no_content_type() -> None:
+    with https_server(answer) as server:
+        hook = Hook(server.url + "/in")
+        response = hook.call("GET", server.url + "/receipts/r1?token=t", {"ignored": True})
+        request = server.requests[-1]
+    assert response.status == 200 and response.json() == {"id": "m-1"}
+    assert request.method == "GET" and request.body == b""
+    assert "content-type" not in request.headers and "transfer-encoding" not in request.headers
+    with https_server(answer) as server:  # the kept-alive connection still works after a GET
+        hook = Hook(server.url + "/in")
+        hook.call("GET", server.url + "/receipts/r1", None)
+        assert hook.call("POST", server.url + "/in", {"a": 1}).status == 200
+        assert server.connections == 1
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 def test_the_method_reaches_the_server_with_the_signed_exact_bytes(method: str) -> None:
     with https_server(answer) as server:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import venv
@@ -133,17 +134,25 @@ def test_the_template_ships_in_the_wheel() -> None:
 
 @pytest.mark.slow
 def test_the_generated_plugin_installs_and_passes_its_own_tests(tmp_path: Path) -> None:
-    assert _render(tmp_path, "acme").returncode == 0
+    run = _render(tmp_path, "acme")
+    assert run.returncode == 0
     project = tmp_path / "alert-infra-acme"
+    # The install line the command prints ("next: ... && pip install CORE -e '.[test]' && pytest") is
+    # the one run here, as a user copies it: it must work before 0.2 is published.
+    next_line = run.stdout.strip().splitlines()[-1]
+    pip_args = shlex.split(next_line.split("&& pip install ", 1)[1].split(" && pytest", 1)[0])
+    assert pip_args[-2:] == ["-e", ".[test]"] and pip_args[0].endswith("[testing]"), next_line
+    readme = (project / "README.md").read_text()
+    assert f"pip install {shlex.join(pip_args)}" in readme  # the README says the same
     env_dir = tmp_path / "env"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = str(env_dir / ("Scripts" if os.name == "nt" else "bin") / "python")
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ALERT_INFRA_", "PYTEST_", "PYTHON"))}
     install = subprocess.run(
-        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-e", str(CORE), f"{project}[test]"],
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *pip_args],
         capture_output=True,
         text=True,
-        cwd=tmp_path,
+        cwd=project,
         env=environ,
         timeout=600,
     )

@@ -22,6 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "core" / "src"
 CLI_PAGE = "reference/cli.md"
 API_PAGE = re.compile(r"^reference/api/(alert_infra(?:\.\w+)*)\.md$")
+#: ``channels/slack.md`` is plugins/alert-infra-slack/README.md: one source for the option docs, read
+#: on the package index and on the site alike.
+CHANNEL_PAGE = re.compile(r"^channels/([a-z0-9-]+)\.md$")
+
+
+def channel_page(name: str) -> str:
+    """The site page of the channel plugin ``alert-infra-<name>``: its README."""
+    return (ROOT / "plugins" / f"alert-infra-{name}" / "README.md").read_text(encoding="utf-8")
+
+
 WIDTH = 88  # usage lines are wrapped at this width, whatever the terminal of the build
 
 
@@ -210,4 +220,7 @@ def on_files(files: Any, config: Any) -> Any:
         match = API_PAGE.match(page)
         if match:
             files.append(File.generated(config, page, content=api_page(match.group(1))))
+        channel = CHANNEL_PAGE.match(page)
+        if channel:
+            files.append(File.generated(config, page, content=channel_page(channel.group(1))))
     return files

@@ -73,16 +73,25 @@ class OptionInfo:
 class TypeInfo:
     """One transport type: its name, what provides it, a one-line summary and its options."""
 
-    __slots__ = ("accepts_any", "name", "options", "provider", "summary")
+    __slots__ = ("accepts_any", "name", "options", "provider", "summary", "url_form")
 
     def __init__(
-        self, name: str, *, provider: str, summary: str, options: list[OptionInfo], accepts_any: bool = False
+        self,
+        name: str,
+        *,
+        provider: str,
+        summary: str,
+        options: list[OptionInfo],
+        accepts_any: bool = False,
+        url_form: str = "",
     ) -> None:
         self.name = name
         self.provider = provider
         self.summary = summary
         self.options = options
         self.accepts_any = accepts_any
+        #: How ``alert-infra send --to`` writes a channel of this type (``""``: it has no URL form).
+        self.url_form = url_form
 
     def option(self, name: str) -> OptionInfo | None:
         return next((o for o in self.options if o.name == name), None)
@@ -93,6 +102,7 @@ class TypeInfo:
             "provider": self.provider,
             "summary": self.summary,
             "accepts_any": self.accepts_any,
+            "url_form": self.url_form or None,
             "options": [o.to_dict() for o in self.options],
         }
 
@@ -207,7 +217,20 @@ def describe_type(name: str, cls: Any, *, provider: str = "") -> TypeInfo:
                 help=helps.get(param.name) or COMMON_HELP.get(param.name, ""),
             )
         )
-    return TypeInfo(name, provider=provider, summary=summary, options=options, accepts_any=accepts_any)
+    return TypeInfo(
+        name, provider=provider, summary=summary, options=options, accepts_any=accepts_any, url_form=_url_form(cls)
+    )
+
+
+def _url_form(cls: Any) -> str:
+    """The type's ``url_form`` when it declares one, else its ``url_schemes`` as ``scheme://…``."""
+    form = getattr(cls, "url_form", None)
+    if isinstance(form, str) and form.strip():
+        return _one_line(form)
+    schemes = getattr(cls, "url_schemes", None)
+    if isinstance(schemes, (tuple, list)):
+        return ", ".join(f"{s}://…" for s in schemes if isinstance(s, str) and s)
+    return ""
 
 
 def catalogue(host: Any = None) -> list[TypeInfo]:

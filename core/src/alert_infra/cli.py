@@ -341,6 +341,10 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         links=links,
         status=args.status,
     )
+    if args.to:
+        if args.queue or args.channel:
+            raise _UsageError("--to sends once to the URLs given: it takes neither --queue nor --channel")
+        return _send_to_urls(args, alert, out)
     config = _load(args, required=False)
     if args.queue and config is None:
         raise _UsageError("--queue: queued delivery needs a configuration ([alert_infra.celery] broker_url)")
@@ -362,6 +366,11 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
             if audit is not None:
                 audit.close()
             raise
+    return _deliver_and_report(args, dispatcher, audit, alert, out)
+
+
+def _deliver_and_report(args: argparse.Namespace, dispatcher: Any, audit: Any, alert: Any, out: TextIO) -> int:
+    """Send ``alert``, close what the send opened, print the outcome; the exit code."""
     try:
         result = dispatcher.send(alert, args.channel or None)
     finally:
@@ -389,6 +398,31 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
         if not result.outcomes:
             out.write("  no channel was selected (delivery is disabled)\n")
     return code
+
+
+def _send_to_urls(args: argparse.Namespace, alert: Any, out: TextIO) -> int:
+    """``send --to URL...``: one-off channels built from their URLs (no configuration is read), the
+    alert recorded in the local audit trail like any other send."""
+    from .dispatcher import AlertDispatcher
+    from .urls import transport_from_url
+
+    transports: list[Any] = []
+    try:
+        for url in args.to:
+            transport = transport_from_url(url)
+            base, n = transport.name, 2
+            while any(t.name == transport.name for t in transports):  # two slack:// URLs: slack, slack-2
+                transport.name, n = f"{base}-{n}", n + 1
+            transports.append(transport)
+    except BaseException:
+        for transport in transports:
+            close = getattr(transport, "close", None)
+            if callable(close):
+                close()
+        raise
+    audit = _audit_trail(args, None)
+    dispatcher = AlertDispatcher(transports, audit=audit)
+    return _deliver_and_report(args, dispatcher, audit, alert, out)
 
 
 def _alert_json(data: dict[str, Any]) -> dict[str, Any]:
@@ -816,6 +850,8 @@ def _cmd_types(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"    {option.name}  ({need}{secret}){help_text}\n")
         if info.accepts_any:
             out.write("    ... and any other option (its constructor takes **kwargs)\n")
+        if info.url_form:
+            out.write(f"    send --to {_clean(info.url_form)}\n")
     from .config import CHANNEL_KEYS
 
     out.write(f"every channel also takes: {', '.join(CHANNEL_KEYS)}\n")
@@ -899,9 +935,11 @@ def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"created {created['distribution']} in {_clean(shown)}/ (transport type {created['name']!r}):\n")
     for file in created["files"]:
         out.write(f"    {_clean(file)}\n")
+    from .testing._generate import core_install_spec
+
     out.write(
-        f"next: cd {_clean(shown)} && python -m venv .venv && . .venv/bin/activate && pip install -e '.[test]'"
-        " && pytest\n"
+        f"next: cd {_clean(shown)} && python -m venv .venv && . .venv/bin/activate"
+        f" && pip install {_clean(core_install_spec())} -e '.[test]' && pytest\n"
     )
     return EXIT_OK
 
@@ -971,6 +1009,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="metadata (repeatable)")
     send.add_argument("--link", action="append", default=[], metavar="LABEL=URL", help="a link (repeatable)")
     send.add_argument("--channel", action="append", default=[], metavar="NAME", help="only this channel (repeatable)")
+    send.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="send once to this channel URL instead of the configured channels (repeatable): slack://…,"
+        " tgram://…, pagerduty://…, discord://…, ntfys://…; `alert-infra types` shows each type's form."
+        " The URL is a secret: masked in every output",
+    )
     send.add_argument("--status", default="firing", choices=("firing", "acknowledged", "resolved"))
     send.add_argument("--no-audit", action="store_true", help="do not record the alert in the audit trail")
     send.add_argument(

@@ -562,8 +562,9 @@ def _decode_body(data: bytes, headers: Mapping[str, str], limit: int) -> str:
         return data.decode("utf-8", "replace")
 
 
-#: The methods an HTTP transport may use (a provider edit is PATCH, a webhook may want PUT).
-METHODS = ("POST", "PUT", "PATCH", "DELETE")
+#: The methods an HTTP transport may use (a provider edit is PATCH, a webhook may want PUT, a receipt is
+#: read with GET: a GET is sent with no body and no ``Content-Type``, whatever ``payload`` is).
+METHODS = ("POST", "PUT", "PATCH", "DELETE", "GET")
 #: What :meth:`HttpTransport.encode_body` knows: JSON, an HTML form, or bytes the transport made itself.
 BODY_FORMATS = ("json", "form", "raw")
 
@@ -748,7 +749,7 @@ class HttpChannel:
         headers: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """Send ``body`` (the exact bytes, already encoded and signed) with ``method`` (``POST``, ``PUT``,
-        ``PATCH``, ``DELETE``); return the response (any status) under the same deadline and body cap as
+        ``PATCH``, ``DELETE``, ``GET``); return the response (any status) under the same deadline and body cap as
         :meth:`post_json`. ``Content-Type`` defaults to JSON: give the body's own in ``headers``.
 
         An injected 0.1.x ``http_client`` has only ``post(url, json=...)``: it is given the request
@@ -767,7 +768,12 @@ class HttpChannel:
         if headers:
             for key, value in headers.items():  # a caller's header replaces ours whatever its case
                 request_headers[_CANONICAL_HEADERS.get(key.lower(), key)] = value
-        request_headers["Content-Length"] = str(len(body))
+        if method == "GET":
+            request_headers.pop("Content-Type", None)
+            if not body:
+                request_headers.pop("Content-Length", None)
+        else:
+            request_headers["Content-Length"] = str(len(body))
         deadline = _WATCHDOG.start(self.deadline)
         outer = getattr(_local, "deadline", None)
         _local.deadline = deadline
@@ -804,7 +810,7 @@ class HttpChannel:
         request.method = method
         request.url = prepared_url
         request.headers = headers  # type: ignore[assignment] # a plain dict: the keys are spelled as urllib3 expects
-        request.body = body
+        request.body = body if body or method != "GET" else None  # b"" without a length would go chunked
         request.hooks = {"response": []}
         remaining = deadline.remaining()
         response = adapter.send(
@@ -1124,12 +1130,15 @@ class HttpTransport(BaseTransport):
         ):
             # 0.1.x's injection point is called exactly as before: post(url, json=payload, ...).
             return self.http.post_json(url, payload, headers=headers)
-        body, content_type = self.encode_body(payload)
-        final = {"Content-Type": content_type}
+        method = _check_method(method, self.provider or type(self).__name__)
+        if method == "GET":
+            body, final = b"", {}
+        else:
+            body, content_type = self.encode_body(payload)
+            final = {"Content-Type": content_type}
         if headers:
             for key, value in headers.items():
                 final[_CANONICAL_HEADERS.get(key.lower(), key)] = value
-        method = _check_method(method, self.provider or type(self).__name__)
         self.sign_request(method, url, body, final)
         return self.http.request(method, url, body, headers=final)
 

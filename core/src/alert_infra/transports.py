@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._protocol import AlertTransport
     from .alert import Alert
     from .formatting import Formatter, RenderedAlert
+    from .result import Sent
 
 __all__ = [
     "AlertTransport",
@@ -96,9 +97,10 @@ class BaseTransport:
             formatter = self._formatter = resolve_formatter(self.format)
         return formatter(alert)
 
-    def send(self, alert: Alert) -> str | None:  # pragma: no cover - abstract
+    def send(self, alert: Alert) -> str | Sent | None:  # pragma: no cover - abstract
         """Deliver ``alert`` or raise. May return a short note (``"delivered by smtp"``) that
-        the dispatcher reports as the outcome's ``detail``."""
+        the dispatcher reports as the outcome's ``detail``, or :class:`~alert_infra.Sent` with that
+        note and the provider's handle for the message."""
         raise NotImplementedError(f"{type(self).__name__} must implement send(alert)")
 
     def close(self) -> None:

@@ -23,7 +23,11 @@ class TestDiscordContract(TransportContract):
         return status, {}, body
 
     def rate_limited(self, request, echo):
-        return 429, {"Retry-After": "7"}, {"message": "You are being rate limited.", "retry_after": 7.0, "global": False}
+        return (
+            429,
+            {"Retry-After": "7"},
+            {"message": "You are being rate limited.", "retry_after": 7.0, "global": False},
+        )
 
     def check_request(self, request, alert):
         payload = request.json()

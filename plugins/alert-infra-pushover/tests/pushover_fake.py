@@ -46,7 +46,9 @@ class PushoverFake:
     # -- the phone side ----------------------------------------------------------------------------
     def acknowledge(self, receipt: str, *, by: str = USER, device: str = "iphone", at: int = 1_714_532_645) -> None:
         """Someone taps "Acknowledge" on the phone."""
-        self.receipts[receipt].update(acknowledged=1, acknowledged_at=at, acknowledged_by=by, acknowledged_by_device=device)
+        self.receipts[receipt].update(
+            acknowledged=1, acknowledged_at=at, acknowledged_by=by, acknowledged_by_device=device
+        )
 
     # -- the API -----------------------------------------------------------------------------------
     def __call__(self, request: Any) -> Answer:
@@ -170,4 +172,3 @@ def _form(body: bytes) -> dict[str, str]:
     """A form body as Pushover reads it: strict UTF-8, one value per field (the last wins)."""
     parsed = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body), errors="strict")
     return {key: values[-1] for key, values in parsed.items()}
-

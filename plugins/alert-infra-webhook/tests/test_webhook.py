@@ -650,6 +650,14 @@ class TestProperties:
         assert data["message"].endswith("… [truncated]") and data["title"] == "Disk full"
         assert data["fingerprint"] == alert.fingerprint and data["correlation_id"] == alert.correlation_id
 
+    def test_format_adds_the_rendered_text(self) -> None:
+        """With a formatter chosen, its text is data.text; without one there is no data.text."""
+        alert = _alert()
+        plain = WebhookTransport("https://example.com/hook").build_payload(alert)["data"]
+        compact = WebhookTransport("https://example.com/hook", format="compact")
+        data = compact.build_payload(alert)["data"]
+        assert "text" not in plain and data["text"] == compact.render(alert).text and "Disk full" in data["text"]
+
     def test_small_alert_is_whole(self) -> None:
         hook = WebhookTransport("https://example.com/hook")
         alert = _alert(message="m" * 30_000)

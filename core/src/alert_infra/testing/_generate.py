@@ -79,7 +79,32 @@ def plugin_names(name: str) -> dict[str, str]:
         "ENV": f"ALERT_{name.upper()}_TOKEN",
         "ENV_NAME": name.upper(),
         "core_version": __version__,
+        "core_install": core_install_spec(),
     }
+
+
+def core_install_spec() -> str:
+    """What ``pip install`` takes to get the alert-infra core this code runs from, with the
+    ``testing`` extra, quoted for a shell: the local folder it was installed from (a checkout:
+    ``pip install ./core`` or ``-e ./core``, read from the install's PEP 610 ``direct_url.json``),
+    else the published distribution. A plugin generated from a checkout then installs before 0.2
+    is published, and one generated from a published core names it."""
+    import json
+    import shlex
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    try:
+        text = metadata.distribution("alert-infra").read_text("direct_url.json")
+        url = json.loads(text).get("url", "") if text else ""
+    except Exception:  # noqa: BLE001 - no metadata (a bare source tree on sys.path): the published name
+        url = ""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        folder = unquote(parsed.path)
+        if os.path.isfile(os.path.join(folder, "pyproject.toml")):
+            return shlex.quote(f"{folder}[testing]")
+    return shlex.quote("alert-infra[testing]")
 
 
 def _fill(text: str, values: dict[str, str]) -> str:

@@ -134,7 +134,11 @@ def _escaped_line(line: str, links: bool) -> Iterator[str]:
             yield "\\" + char
         elif char == "@" and _MENTION.match(line, index):
             yield "@" + ZWSP
-        elif char == ":" and line.startswith("//", index + 1) and line[max(0, index - 5) : index].endswith(("http", "https")):
+        elif (
+            char == ":"
+            and line.startswith("//", index + 1)
+            and line[max(0, index - 5) : index].endswith(("http", "https"))
+        ):
             yield "\\:"  # no URL for Discord: its parts were escaped as text
         else:
             yield char
@@ -205,6 +209,11 @@ def _fit_pieces(parts: Iterator[str], limit: int) -> str:
     return "".join(kept)
 
 
+#: What :func:`is_inert` calls live markup: written out again, not :data:`ALWAYS`, so a character
+#: dropped from the escaper is caught by the tests instead of being dropped from the check too.
+_LIVE = frozenset(["\\", "*", "_", "~", "`", "|", "[", "]", "<", ">"])
+
+
 def is_inert(text: str) -> bool:
     """True when ``text`` opens no Discord markdown and mentions no one (for tests): outside the
     URLs Discord reads as links, every ``\\ * _ ~ ` | [ ] < >`` is escaped, no line starts a
@@ -226,7 +235,7 @@ def is_inert(text: str) -> bool:
                 if link:
                     index = link.end()
                     continue
-            if char in ALWAYS:
+            if char in _LIVE:
                 return False
             if char == "@" and re.match(r"@(?:everyone|here)", line[index:], re.IGNORECASE):
                 return False

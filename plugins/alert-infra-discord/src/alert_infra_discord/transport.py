@@ -39,7 +39,9 @@ __all__ = ["COLOURS", "DISCORD_API", "DiscordTransport"]
 #: Where ``discord://<webhook_id>/<webhook_token>`` points.
 DISCORD_API = "https://discord.com/api/webhooks"
 #: What a URL passed to :meth:`DiscordTransport.from_url` must look like (the syntax, never the URL).
-URL_FORM = "discord://[<username>@]<webhook_id>/<webhook_token>[?thread_id=…&avatar_url=…] or discord+https://<webhook URL>"
+URL_FORM = (
+    "discord://[<username>@]<webhook_id>/<webhook_token>[?thread_id=…&avatar_url=…] or discord+https://<webhook URL>"
+)
 
 #: Embed colour (a 24-bit RGB integer) by severity, and by status once handled.
 COLOURS = {"critical": 0x992D22, "error": 0xED4245, "warning": 0xE67E22, "info": 0x5865F2}
@@ -65,6 +67,10 @@ INLINE_VALUE = 40
 CONTENT_BUDGET = 300
 
 _ID = re.compile(r"^[0-9]{1,25}$")
+_HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?$")
+#: What Discord trims from a field (it refuses a field that is empty once trimmed).
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_BLANK = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]*$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 #: A URL's characters that stay as they are in an embed or masked link; the rest is %-encoded
 #: (parentheses too: a ``)`` would end a masked link).
@@ -80,18 +86,36 @@ ERROR_HINTS = {
     10015: "the webhook was deleted or webhook_url is wrong: create a new webhook and configure its URL",
     40005: "the message is too large",
     50006: "the message is empty",
-    50027: "the webhook token in webhook_url is wrong",
+    50027: "webhook_url has a wrong token",
     50035: "Discord refused a field of the message",
     220001: "a forum channel needs a thread: add ?thread_id=<id> to webhook_url",
 }
 
 
 def _link_url(url: str) -> str | None:
-    """``url`` as Discord takes it in an embed or masked link (%-encoded), or ``None`` when too long."""
-    safe = quote(one_line(url), safe=_URL_SAFE)
-    if len(safe) > URL_LIMIT or not safe.lower().startswith(("https://", "http://")):
+    """``url`` as Discord takes it in an embed or masked link (%-encoded), or ``None`` when Discord
+    would refuse it ("Not a well formed URL" fails the whole message): too long, not http(s), or a
+    host that is not plain ASCII letters, digits, dots and dashes (IDN hosts are sent as punycode)."""
+    try:
+        parts = urlsplit(one_line(url))
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
         return None
-    return safe
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if not _HOST.match(host):
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+        if not _HOST.match(host):
+            return None
+    netloc = host + (f":{port}" if port is not None else "")
+    rest = quote(urlunsplit(("", "", parts.path, parts.query, parts.fragment)), safe=_URL_SAFE)
+    rest = _STRAY_PERCENT.sub("%25", rest)  # a "%" that starts no %XX escape would make the URL malformed
+    safe = f"{parts.scheme.lower()}://{netloc}{rest}"
+    return safe if len(safe) <= URL_LIMIT else None
 
 
 def _error_paths(errors: Any, path: str = "", found: list[str] | None = None) -> list[str]:
@@ -166,9 +190,10 @@ class DiscordTransport(HttpTransport):
         self.webhook_url = self.secret_option("webhook_url", webhook_url, https=True)
         parts = urlsplit(self.webhook_url)
         path = parts.path.rstrip("/")
-        token = path.rsplit("/", 1)[-1]
-        if len(token) >= 8:
-            register_secret(token, owner=self)  # the token alone, should Discord or a proxy quote it
+        segments = path.rsplit("/", 2)
+        if len(segments) == 3 and _ID.match(segments[1]) and len(segments[2]) >= 8:
+            # Discord's /webhooks/<id>/<token>: the token alone too, should Discord or a proxy quote it.
+            register_secret(segments[2], owner=self)
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "wait"]
         self._base = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
         self._query = urlencode(query)
@@ -221,8 +246,8 @@ class DiscordTransport(HttpTransport):
         ours: dict[str, str] = {}
         kept: list[tuple[str, str]] = []
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in _OUR_QUERY:
-                ours[key] = value
+            if key in _OUR_QUERY or key == "botname":  # apprise writes the name as botname=
+                ours["username" if key == "botname" else key] = value
             elif key in ("thread_id", "thread") and scheme == "discord":
                 if not _ID.match(value):
                     raise AlertConfigurationError(f"Discord URL: thread_id must be a number ({URL_FORM})")
@@ -291,7 +316,7 @@ class DiscordTransport(HttpTransport):
         if created.tzinfo is None:
             created = created.replace(tzinfo=timezone.utc)
         embed: dict[str, Any] = {
-            "title": fit(f"{status_label(alert)}: {alert.title}", TITLE_LIMIT, links=False) or "Alert",
+            "title": _shown(fit(f"{status_label(alert)}: {alert.title}", TITLE_LIMIT, links=False), "Alert"),
             "color": STATUS_COLOURS.get(alert.status) or COLOURS.get(alert.severity, COLOURS["info"]),
             "timestamp": created.astimezone(timezone.utc).isoformat(),
         }
@@ -322,7 +347,7 @@ class DiscordTransport(HttpTransport):
         left = EMBED_TOTAL_LIMIT - used
         text = alert.message if full else self.render(alert).text
         room = min(DESCRIPTION_LIMIT, left - (METADATA_RESERVE if metadata else 0))
-        embed["description"] = fit(text, room, multiline=True) or "(no message)"
+        embed["description"] = _shown(fit(text, room, multiline=True), "(no message)")
         left -= units(embed["description"])
         if metadata:
             left -= self._metadata_fields(metadata, fields, left)
@@ -337,11 +362,11 @@ class DiscordTransport(HttpTransport):
         shown = 0
         slots = MAX_FIELDS - len(fields) - 1  # one kept for the note
         for key, value in metadata_lines(dict(islice(metadata.items(), slots))):
-            name = fit(key, FIELD_NAME_LIMIT, links=False) or "(empty)"
+            name = _shown(fit(key, FIELD_NAME_LIMIT, links=False))
             room = min(FIELD_VALUE_LIMIT, left - used - NOTE_ROOM - units(name))
             if room < MIN_VALUE_ROOM:
                 break
-            shown_value = fit(value, room, multiline=True) or "(empty)"
+            shown_value = _shown(fit(value, room, multiline=True))
             inline = units(shown_value) <= INLINE_VALUE and "\n" not in shown_value
             fields.append({"name": name, "value": shown_value, "inline": inline})
             used += units(name) + units(shown_value)
@@ -426,7 +451,7 @@ class DiscordTransport(HttpTransport):
 
     @staticmethod
     def _error_text(response: HttpResponse, body: Any, edit: str | None) -> str | None:
-        """``"10015 Unknown Webhook: <what to do>"`` from Discord's ``{"code", "message", "errors"}``."""
+        """``"10015 Unknown Webhook (<what to do>)"`` from Discord's ``{"code", "message", "errors"}``."""
         if not isinstance(body, dict):
             return None
         code = body.get("code")
@@ -441,7 +466,9 @@ class DiscordTransport(HttpTransport):
             hint = ERROR_HINTS[10008] if code != 10015 else None
         errors = _error_paths(body.get("errors"))
         extra = "; ".join(filter(None, [hint, *errors]))
-        return f"{text}: {extra}" if text and extra else (text or extra or None)
+        # "Code Message (what to do; field: problem)": no colon after Discord's message, whose last
+        # word may be "Token" (the redactor would take what follows for a token).
+        return f"{text} ({extra})" if text and extra else (text or extra or None)
 
 
 def _unquote(text: str) -> str:
@@ -450,10 +477,16 @@ def _unquote(text: str) -> str:
     return unquote(text)
 
 
+def _shown(text: str, fallback: str = "(empty)") -> str:
+    """``text``, or ``fallback`` when Discord would find it empty (it trims whitespace and refuses
+    an empty field name or value with 50035)."""
+    return fallback if _BLANK.match(text) else text
+
+
 def _field(name: str, value: str, *, inline: bool = False, limit: int = FIELD_VALUE_LIMIT) -> dict[str, Any]:
     return {
-        "name": fit(name, FIELD_NAME_LIMIT, links=False) or "(empty)",
-        "value": fit(value, limit) or "(empty)",
+        "name": _shown(fit(name, FIELD_NAME_LIMIT, links=False)),
+        "value": _shown(fit(value, limit)),
         "inline": inline,
     }
 
@@ -463,7 +496,8 @@ def _masked_links(links: list[tuple[str, str]]) -> str:
     out: list[str] = []
     used = 0
     for label, url in links:
-        text = fit(label, LINK_LABEL_LIMIT, links=False) or "link"
+        # No brackets in a label: an escaped one still ends Discord's masked-link label.
+        text = _shown(fit(label.replace("[", "(").replace("]", ")"), LINK_LABEL_LIMIT, links=False), "link")
         line = f"[{text}]({url})"
         size = units(line) + (1 if out else 0)
         if used + size > LINKS_BUDGET:

@@ -1,8 +1,9 @@
-"""Email channels for alert-infra: types ``resend``, ``sendgrid``, ``smtp`` and ``email``.
+"""Email channels for alert-infra: types ``resend``, ``sendgrid``, ``ses``, ``smtp`` and ``email``.
 
-Installing this distribution registers four entry points in the group
+Installing this distribution registers five entry points in the group
 ``alert_infra``, all pointing here; alert-infra imports this module only when a
-channel of one of these types is used (or plugins are listed).
+channel of one of these types is used (or plugins are listed). botocore (the
+``ses`` extra) is imported only when a ``ses`` channel is built.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .message import (
     parse_address,
     parse_recipients,
 )
+from .ses import SESEmailTransport
 from .smtp import SMTPEmailTransport
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "SENDGRID_API_URL",
     "EmailTransport",
     "ResendEmailTransport",
+    "SESEmailTransport",
     "SMTPEmailTransport",
     "SendGridEmailTransport",
     "__version__",
@@ -47,5 +50,6 @@ __all__ = [
 def alert_infra_register_transports(register: Any) -> None:
     register(ResendEmailTransport)
     register(SendGridEmailTransport)
+    register(SESEmailTransport)
     register(SMTPEmailTransport)
     register(EmailTransport)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 from alert_infra import (
     AlertConfigurationError,
@@ -72,6 +72,56 @@ class SMTPEmailTransport(BaseTransport):
 
     name = "smtp"
     secret_fields = ("password",)
+    #: ``alert-infra send --to mailto://…``: see :meth:`from_url`.
+    url_schemes: ClassVar[tuple[str, ...]] = ("mailto", "mailtos")
+    url_form: ClassVar[str] = (
+        "mailto://USER:PASSWORD@smtp.example.com[:587]?from=alerts@example.com&to=a@example.com,b@example.com"
+        " (mailtos:// for implicit TLS on 465)"
+    )
+
+    @classmethod
+    def from_url(cls, url: str, name: str | None = None) -> SMTPEmailTransport:
+        """Build from ``mailto://[USER:PASSWORD@]HOST[:PORT]?from=FROM&to=TO[,TO…]``: STARTTLS on 587 by
+        default; ``mailtos://`` connects with implicit TLS (465 by default); ``?tls=none`` sends to a
+        local relay in the clear (no AUTH then). The whole URL is a secret (it holds the password).
+
+        Raises:
+            AlertConfigurationError: another scheme, no host, no ``from`` or ``to``, a port that is
+                not a number (the message shows the form, never the URL).
+        """
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(
+            url, cls.url_schemes, provider="SMTP", form=cls.url_form, options=("from", "to", "tls", "reply_to")
+        )
+        if len(parsed.parts) != 1:
+            raise AlertConfigurationError(f"SMTP URL must name the server alone before '?' ({cls.url_form})")
+        host, colon, port_text = (
+            parsed.parts[0].rpartition(":") if ":" in parsed.parts[0] else (parsed.parts[0], "", "")
+        )
+        ssl = parsed.scheme == "mailtos"
+        port = 465 if ssl else 587
+        if colon:
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise AlertConfigurationError(f"SMTP URL: the port must be a number from 1 to 65535 ({cls.url_form})")
+            port = int(port_text)
+        tls = parsed.query.get("tls", "ssl" if ssl else "starttls").lower()
+        if tls not in ("starttls", "ssl", "none"):
+            raise AlertConfigurationError(f"SMTP URL: tls must be starttls, ssl or none ({cls.url_form})")
+        if not parsed.query.get("from") or not parsed.query.get("to"):
+            raise AlertConfigurationError(f"SMTP URL needs ?from= and ?to= ({cls.url_form})")
+        return cls(
+            host=host,
+            port=port,
+            from_email=parsed.query["from"],
+            to_emails=parsed.query["to"],
+            username=parsed.user or None,
+            password=parsed.password or None,
+            use_tls=tls == "starttls",
+            use_ssl=tls == "ssl",
+            reply_to=parsed.query.get("reply_to") or None,
+            name=name,
+        )
 
     def __init__(
         self,

@@ -73,6 +73,9 @@ class PagerDutyTransport(HttpTransport):
     name = "pagerduty"
     provider = "PagerDuty"
     secret_fields = ("routing_key",)
+    #: ``alert-infra send --to pagerduty://ROUTING_KEY``: see :meth:`from_url`.
+    url_schemes: ClassVar[tuple[str, ...]] = ("pagerduty",)
+    url_form: ClassVar[str] = "pagerduty://ROUTING_KEY[?region=eu|api_url=https://…/v2/enqueue]"
     env_vars: ClassVar[dict[str, str]] = {"routing_key": "ALERT_PAGERDUTY_ROUTING_KEY"}
 
     def __init__(
@@ -90,6 +93,29 @@ class PagerDutyTransport(HttpTransport):
         if not _ROUTING_KEY.match(self.routing_key):
             raise AlertConfigurationError("PagerDuty routing_key must be the 32-character integration key")
         self.api_url = self.url_option("api_url", api_url)
+
+    @classmethod
+    def from_url(cls, url: str, name: str | None = None) -> PagerDutyTransport:
+        """Build from ``pagerduty://ROUTING_KEY`` (the 32-character integration key of an Events API
+        v2 integration); ``?region=eu`` sends to the EU endpoint, ``?api_url=`` to any other. The
+        whole URL is a secret.
+
+        Raises:
+            AlertConfigurationError: another scheme, not one key, an unknown parameter or region
+                (the message shows the form, never the URL).
+        """
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(
+            url, cls.url_schemes, provider="PagerDuty", form=cls.url_form, options=("region", "api_url")
+        )
+        if len(parsed.parts) != 1:
+            raise AlertConfigurationError(f"PagerDuty URL must hold the routing key alone ({cls.url_form})")
+        region = parsed.query.get("region", "us").lower()
+        if region not in ("us", "eu"):
+            raise AlertConfigurationError(f"PagerDuty URL: region must be us or eu ({cls.url_form})")
+        default = EVENTS_API_URL if region == "us" else "https://events.eu.pagerduty.com/v2/enqueue"
+        return cls(parsed.parts[0], api_url=parsed.query.get("api_url", default), name=name)
 
     @classmethod
     def from_env(cls, *, env_var: str = "ALERT_PAGERDUTY_ROUTING_KEY", **kwargs: Any) -> PagerDutyTransport:

@@ -46,7 +46,9 @@ ACKNOWLEDGED_PRIORITY = -1
 #: dispatcher gives up now and the alert's other channels carry it.
 QUOTA_WAIT = 3600.0
 #: What a URL passed to :meth:`PushoverTransport.from_url` must look like (the syntax, never the URL).
-URL_FORM = "pover://<user>@<token>[/<device>[/<device>...]][?emergency_retry=60&emergency_expire=1h&api_url=https://...]"
+URL_FORM = (
+    "pover://<user>@<token>[/<device>[/<device>...]][?emergency_retry=60&emergency_expire=1h&api_url=https://...]"
+)
 _URL_OPTIONS = ("emergency_retry", "emergency_expire", "api_url")
 
 

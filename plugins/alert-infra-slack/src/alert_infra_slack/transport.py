@@ -6,6 +6,7 @@ import re
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from alert_infra import AlertConfigurationError
 from alert_infra.formatting import metadata_lines, one_line, subject_line
 from alert_infra.http import HttpResponse, HttpTransport, raise_for_status, status_label
 
@@ -113,6 +114,9 @@ class SlackWebhookTransport(HttpTransport):
     name = "slack"
     provider = "Slack"
     secret_fields = ("webhook_url",)
+    #: ``alert-infra send --to slack://T…/B…/SECRET``: see :meth:`from_url`.
+    url_schemes: ClassVar[tuple[str, ...]] = ("slack",)
+    url_form: ClassVar[str] = "slack://T000/B000/XXXX[?api_url=https://hooks.slack.com/services]"
     env_vars: ClassVar[dict[str, str]] = {"webhook_url": "ALERT_SLACK_WEBHOOK_URL"}
 
     def __init__(
@@ -126,6 +130,24 @@ class SlackWebhookTransport(HttpTransport):
     ) -> None:
         super().__init__(timeout=timeout, http_client=http_client, name=name, format=format)
         self.webhook_url = self.secret_option("webhook_url", webhook_url, https=True)
+
+    @classmethod
+    def from_url(cls, url: str, name: str | None = None) -> SlackWebhookTransport:
+        """Build from ``slack://T000/B000/XXXX``: the three parts of an incoming webhook's
+        ``https://hooks.slack.com/services/T000/B000/XXXX`` (``?api_url=`` replaces that base, for a
+        proxy or a test server). The whole URL is a secret.
+
+        Raises:
+            AlertConfigurationError: another scheme, not three parts, an unknown parameter (the
+                message shows the form, never the URL).
+        """
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(url, cls.url_schemes, provider="Slack", form=cls.url_form, options=("api_url",))
+        if len(parsed.parts) != 3:
+            raise AlertConfigurationError(f"Slack URL must have three parts after slack:// ({cls.url_form})")
+        base = parsed.query.get("api_url", "https://hooks.slack.com/services").rstrip("/")
+        return cls(f"{base}/{'/'.join(parsed.parts)}", name=name)
 
     @classmethod
     def from_env(cls, *, env_var: str = "ALERT_SLACK_WEBHOOK_URL", **kwargs: Any) -> SlackWebhookTransport:

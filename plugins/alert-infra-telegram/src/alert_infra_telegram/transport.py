@@ -80,6 +80,9 @@ class TelegramBotTransport(HttpTransport):
     name = "telegram"
     provider = "Telegram"
     secret_fields = ("bot_token",)
+    #: ``alert-infra send --to tgram://BOT_TOKEN/CHAT_ID``: see :meth:`from_url`.
+    url_schemes: ClassVar[tuple[str, ...]] = ("tgram", "telegram")
+    url_form: ClassVar[str] = "tgram://123456:BOT_SECRET/CHAT_ID[?api_url=https://api.telegram.org]"
     env_vars: ClassVar[dict[str, str]] = {"bot_token": "ALERT_TELEGRAM_BOT_TOKEN", "chat_id": "ALERT_TELEGRAM_CHAT_ID"}
 
     def __init__(
@@ -105,6 +108,26 @@ class TelegramBotTransport(HttpTransport):
             raise AlertConfigurationError("Telegram chat_id must be a numeric id or @channelusername")
         self.api_base_url = self.url_option("api_base_url", api_base_url).rstrip("/")
         self.disable_notification = disable_notification
+
+    @classmethod
+    def from_url(cls, url: str, name: str | None = None) -> TelegramBotTransport:
+        """Build from ``tgram://BOT_TOKEN/CHAT_ID`` (apprise's form; a ``@channelusername`` chat too;
+        ``?api_url=`` replaces the Bot API base, for a local Bot API server or a test). The whole URL
+        is a secret.
+
+        Raises:
+            AlertConfigurationError: another scheme, not a token and a chat, an unknown parameter
+                (the message shows the form, never the URL).
+        """
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(url, cls.url_schemes, provider="Telegram", form=cls.url_form, options=("api_url",))
+        if len(parsed.parts) != 2:
+            raise AlertConfigurationError(f"Telegram URL must be a bot token and a chat id ({cls.url_form})")
+        options: dict[str, Any] = {"name": name}
+        if "api_url" in parsed.query:
+            options["api_base_url"] = parsed.query["api_url"]
+        return cls(parsed.parts[0], parsed.parts[1], **options)
 
     @classmethod
     def from_env(
