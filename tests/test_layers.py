@@ -22,7 +22,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     1: ("alert", "result", "formatting", "_protocol"),  # values: the alert model and its rendering
     2: ("state", "policies", "pool"),  # state and policies: budgets, windows, retries, the worker pool
     3: ("hookspecs", "transports", "http"),  # the plugin surface: what a plugin author writes against
-    4: ("plugins", "catalogue"),  # the plugin host: discovery, registries, the built-in plugin
+    4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
     5: ("dispatcher", "audit", "outbox"),  # delivery: routing, admission, the steps, observation
     6: ("config",),  # configuration by name: builds dispatchers from files
     7: ("_api", "cli", "logging", "events", "testing"),  # surfaces: what people and programs run
