@@ -133,3 +133,25 @@ def sqlite_path(url: str) -> str:
         AlertConfigurationError: not a ``sqlite:///`` URL naming a file.
     """
     return sqlite_file(url, "state", "sqlite:///var/lib/app/alert-state.sqlite3")
+
+
+def refill(
+    buckets: Sequence[Bucket], stored: Sequence[Sequence[float] | None], now: float
+) -> tuple[list[float], tuple[float, int] | None]:
+    """The token-bucket arithmetic of the memory and SQLite backends (Redis runs the same in Lua).
+
+    ``stored`` holds each bucket's last ``(tokens, at, ...)``, or ``None`` for a bucket never used (it
+    starts full). Returns the level of every bucket at ``now``, and ``None`` when each has a token
+    to give, else ``(wait, index)``: the bucket that must wait longest and for how many seconds.
+    All or none: the caller spends one token of every bucket only when nothing is refused."""
+    levels = []
+    wait, refused = 0.0, -1
+    for index, (bucket, level) in enumerate(zip(buckets, stored)):
+        tokens, at = (level[0], level[1]) if level is not None else (bucket.capacity, now)
+        tokens = min(bucket.capacity, tokens + max(0.0, now - at) * bucket.refill)
+        levels.append(tokens)
+        if tokens < 1.0:
+            need = (1.0 - tokens) / bucket.refill
+            if need > wait:
+                wait, refused = need, index
+    return levels, ((wait, refused) if refused >= 0 else None)

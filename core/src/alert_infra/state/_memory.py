@@ -6,7 +6,7 @@ import time
 from _thread import allocate_lock
 from heapq import heapify, heappop, heappush
 
-from ._base import Bucket, StateBackend
+from ._base import Bucket, StateBackend, refill
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -103,19 +103,9 @@ class MemoryState(StateBackend):
             return self._acquire(buckets, now)
 
     def _acquire(self, buckets: Sequence[Bucket], now: float) -> tuple[float, int] | None:
-        levels = []
-        wait, refused = 0.0, -1
-        for index, bucket in enumerate(buckets):
-            level = self._buckets.get(bucket.key)
-            tokens, at = (level[0], level[1]) if level is not None else (bucket.capacity, now)
-            tokens = min(bucket.capacity, tokens + max(0.0, now - at) * bucket.refill)
-            levels.append(tokens)
-            if tokens < 1.0:
-                need = (1.0 - tokens) / bucket.refill
-                if need > wait:
-                    wait, refused = need, index
-        if refused >= 0:
-            return wait, refused
+        levels, refusal = refill(buckets, [self._buckets.get(bucket.key) for bucket in buckets], now)
+        if refusal is not None:
+            return refusal
         for bucket, tokens in zip(buckets, levels):
             self._serial += 1
             self._buckets[bucket.key] = (tokens - 1.0, now, self._serial)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from _thread import allocate_lock
 
-from ._base import Bucket, StateBackend
+from ._base import Bucket, StateBackend, refill
 from ._memory import MAX_ENTRIES, SWEEP_STEP, MemoryState
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -326,19 +326,11 @@ class SQLiteState(StateBackend):
         return token
 
     def _acquire(self, connection: Any, buckets: Sequence[Bucket], now: float) -> tuple[float, int] | None:
-        levels = []
-        wait, refused = 0.0, -1
-        for index, bucket in enumerate(buckets):
-            row = connection.execute("SELECT tokens, at FROM buckets WHERE key = ?", (bucket.key,)).fetchone()
-            tokens, at = (row[0], row[1]) if row is not None else (bucket.capacity, now)
-            tokens = min(bucket.capacity, tokens + max(0.0, now - at) * bucket.refill)
-            levels.append(tokens)
-            if tokens < 1.0:
-                need = (1.0 - tokens) / bucket.refill
-                if need > wait:
-                    wait, refused = need, index
-        if refused >= 0:
-            return wait, refused
+        query = "SELECT tokens, at FROM buckets WHERE key = ?"
+        stored = [connection.execute(query, (bucket.key,)).fetchone() for bucket in buckets]
+        levels, refusal = refill(buckets, stored, now)
+        if refusal is not None:
+            return refusal
         for bucket, tokens in zip(buckets, levels):
             full_at = now + (bucket.capacity - tokens + 1.0) / bucket.refill
             connection.execute(
