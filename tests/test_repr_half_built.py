@@ -21,10 +21,11 @@ import alert_infra
 
 def _classes() -> list[type]:
     found: dict[str, type] = {}
-    for info in pkgutil.iter_modules(alert_infra.__path__):
-        if info.name in ("__main__",):
-            continue
-        module = importlib.import_module(f"alert_infra.{info.name}")
+    # every module, those inside subpackages (state/, config/, plugins/, ...) included
+    for info in pkgutil.walk_packages(alert_infra.__path__, "alert_infra."):
+        if info.name == "alert_infra.__main__" or info.name.startswith(("alert_infra.django", "alert_infra.testing.")):
+            continue  # django/ needs settings; testing's submodules need pytest (scanned by their own tests)
+        module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if (
                 inspect.isclass(obj)
@@ -42,6 +43,7 @@ CLASSES = _classes()
 def test_the_scan_finds_the_classes_it_must() -> None:
     names = {c.__name__ for c in CLASSES}
     assert {"Alert", "AlertDispatcher", "Route", "WorkerPool", "HttpChannel", "ChannelOutcome"} <= names
+    assert {"RedisState", "SQLiteState", "MemoryState", "AlertConfig"} <= names  # inside packages
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: f"{c.__module__}.{c.__qualname__}")

@@ -13,7 +13,7 @@ registered with the redactor before anything parses it, so no error, log line or
 from __future__ import annotations
 
 from .exceptions import AlertConfigurationError
-from .security import register_secret
+from .security import guarded_repr, register_secret
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ class ChannelUrl:
     ) -> None:
         self.scheme, self.parts, self.user, self.password, self.query = scheme, parts, user, password, query
 
+    @guarded_repr
     def __repr__(self) -> str:  # never the parts: they are the secret
         return f"ChannelUrl(scheme={self.scheme!r}, parts={len(self.parts)}, query={sorted(self.query)!r})"
 
