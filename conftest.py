@@ -19,6 +19,10 @@ settings.register_profile("default", deadline=None, suppress_health_check=[Healt
 settings.register_profile("ci", deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# The kit's fixtures (provider_server, smtp_server, leak_capture, ...) for every test folder of the
+# repository, as a plugin's own pyproject opts into them when it is tested alone.
+pytest_plugins = ["alert_infra.testing.pytest"]
+
 SERVICE_SKIP_PREFIX = "service unavailable:"
 
 

@@ -44,7 +44,6 @@ def test_renders_a_complete_distribution(tmp_path: Path) -> None:
         "README.md",
         "pyproject.toml",
         "src/alert_infra_acme_chat/__init__.py",
-        "tests/conftest.py",
         "tests/test_acme_chat.py",
         "tests/test_contract.py",
     ]
@@ -62,7 +61,7 @@ def test_renders_a_complete_distribution(tmp_path: Path) -> None:
                 compile(text, str(path), "exec")  # valid Python on this interpreter
     module = (project / "src" / "alert_infra_acme_chat" / "__init__.py").read_text(encoding="utf-8")
     assert "class AcmeChatTransport(HttpTransport):" in module and 'name = "acme_chat"' in module
-    assert 'pytest_plugins = ["alert_infra.testing.pytest"]' in (project / "tests" / "conftest.py").read_text()
+    assert data["tool"]["pytest"]["ini_options"]["addopts"][-2:] == ["-p", "alert_infra.testing.pytest"]
     assert (
         "class TestAcmeChatTransportContract(TransportContract):"
         in (project / "tests" / "test_contract.py").read_text()
@@ -129,7 +128,7 @@ def test_the_template_ships_in_the_wheel() -> None:
     assert "src/alert_infra" in wheel["packages"] and "exclude" not in wheel and "only-include" not in wheel
     from alert_infra.testing._generate import TEMPLATE, template_files
 
-    assert Path(TEMPLATE).is_relative_to(CORE / "src" / "alert_infra") and len(template_files()) == 7
+    assert Path(TEMPLATE).is_relative_to(CORE / "src" / "alert_infra") and len(template_files()) == 6
 
 
 @pytest.mark.slow

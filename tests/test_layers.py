@@ -20,10 +20,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "core" / "src" / "alert_infra"
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_version", "_lifecycle", "_checks", "exceptions", "security"),  # foundation: no alert-infra imports above
     1: ("alert", "result", "formatting", "_protocol"),  # values: the alert model and its rendering
-    2: ("state", "policies", "pool"),  # state and policies: budgets, windows, retries, the worker pool
+    2: ("state", "policies", "pool", "lifecycle"),  # state and policies: budgets, windows, retries, gates
     3: ("hookspecs", "transports", "http"),  # the plugin surface: what a plugin author writes against
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
-    5: ("dispatcher", "audit", "outbox"),  # delivery: routing, admission, the steps, observation
+    5: ("dispatcher", "audit", "outbox", "queued"),  # delivery: the steps, observation, queued engines
     6: ("config",),  # configuration by name: builds dispatchers from files
     7: ("_api", "cli", "logging", "events", "testing"),  # surfaces: what people and programs run
     8: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import functools
 import os
-import random as _random
 import uuid
 from collections.abc import Mapping as _MappingABC
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -47,6 +46,24 @@ from . import outbox as _outbox
 from .alert import Alert
 from .dispatcher import AlertDispatcher, _channel_names
 from .exceptions import AlertConfigurationError, RetryableAlertTransportError
+from .queued.message import InvalidMessage, build_message, check_message
+from .queued.settings import (
+    _KEYS,
+    DEFAULT_IDEMPOTENCY_TTL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PUBLISH_TIMEOUT,
+    DEFAULT_QUEUE,
+    DEFAULT_RETRY_BACKOFF_MAX,
+    DEFAULT_TASK_NAME,
+    QUEUED_DETAIL,
+    AsyncAlertConfig,
+    _hint,
+    check_horizon,
+    check_outbox,
+    normalize_async_config,
+    retry_countdown,
+)
+from .queued.step import decide, wanted_channels
 from .result import DeliveryResult
 from .security import register_secret
 
@@ -74,17 +91,6 @@ __all__ = [
     "retry_countdown",
 ]
 
-DEFAULT_TASK_NAME = "alert_infra.dispatch_alert"
-DEFAULT_QUEUE = "alerts"
-DEFAULT_MAX_RETRIES = 3
-#: The longest retry countdown by default, seconds (0.1.x).
-DEFAULT_RETRY_BACKOFF_MAX = 300
-#: The longest a caller waits for the broker to take one message, seconds (``PUBLISH_TIMEOUT``).
-DEFAULT_PUBLISH_TIMEOUT = 2.0
-#: How long a worker remembers that a channel got an alert (seconds, ``IDEMPOTENCY_TTL``): longer
-#: than any redelivery or retry of the task can come (the retries' countdowns and the broker's
-#: redelivery horizon together), so a late redelivery still finds the record.
-DEFAULT_IDEMPOTENCY_TTL = 86_400.0
 #: Redis transport's ``visibility_timeout`` default (seconds): an unacknowledged message (a task
 #: running, or waiting for its countdown) is given to another worker after it.
 REDIS_VISIBILITY_TIMEOUT = 3600.0
@@ -99,26 +105,6 @@ RABBITMQ_CONSUMER_TIMEOUT = 1800.0
 REDIS_RESTORE_LOCK_EXPIRE = 15
 #: The name of the one channel of a :class:`CeleryAlertDispatcher` (``sent == ("celery",)``).
 CHANNEL_NAME = "celery"
-#: What the enqueue outcome's ``detail`` starts with (the audit trail shows such a record as queued).
-QUEUED_DETAIL = _audit.QUEUED_DETAIL
-
-#: The 0.1.x keys of ``config=`` (Django's ``ALERT_INFRA["ASYNC"]``), and the new ones.
-_KEYS = (
-    "ENABLED",
-    "BACKEND",
-    "TASK_NAME",
-    "QUEUE",
-    "MAX_RETRIES",
-    "RETRY_BACKOFF",
-    "RETRY_BACKOFF_MAX",
-    "RETRY_JITTER",
-    "FAIL_SILENTLY",
-    "PUBLISH_TIMEOUT",
-    "IDEMPOTENCY_TTL",
-    "REDELIVERY_HORIZON",
-    "OUTBOX",
-    "OUTBOX_HORIZON",
-)
 #: The keys of ``[alert_infra.celery]``: the lower-case ``_KEYS`` and the broker's own.
 _TABLE_KEYS = (
     *(k.lower() for k in _KEYS if k not in ("ENABLED", "BACKEND", "REDELIVERY_HORIZON")),
@@ -135,211 +121,7 @@ _ALERT_ID: ContextVar[str | None] = ContextVar("alert_infra_celery_alert_id", de
 # Celery's current app, resolved in the caller's thread at send(): ``current_app`` is thread-local,
 # and the publish runs on a pool thread, where it would silently be Celery's default app instead.
 _APP: ContextVar[Any] = ContextVar("alert_infra_celery_app", default=None)
-
-
-def _hint(word: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not close:
-        close = [c for c in choices if c.lower() == word.lower()]
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-@dataclass(frozen=True)
-class AsyncAlertConfig:
-    """The validated settings of queued delivery (0.1.x fields, and the new bounds).
-
-    ``retry_backoff``: ``True`` doubles from 1 s, a number of seconds doubles from it,
-    ``False`` waits 60 s every time (0.1.x); capped by ``retry_backoff_max``.
-    ``redelivery_horizon``: when the broker gives an unacknowledged message to another worker
-    (Redis ``visibility_timeout``, RabbitMQ ``consumer_timeout``); ``retry_backoff_max`` must
-    stay at most half of it (a countdown is held unacknowledged by the worker until it runs).
-    """
-
-    enabled: bool = False
-    backend: str = "celery"
-    task_name: str = DEFAULT_TASK_NAME
-    queue: str | None = DEFAULT_QUEUE
-    max_retries: int = DEFAULT_MAX_RETRIES
-    retry_backoff: bool | float = True
-    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX
-    retry_jitter: bool = True
-    fail_silently: bool = True
-    publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT
-    idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL
-    redelivery_horizon: float | None = None
-    #: Watch every enqueue in the outbox (:mod:`alert_infra.outbox`); ``None``: on with a Redis broker.
-    outbox: bool | None = None
-    outbox_horizon: float = _outbox.DEFAULT_HORIZON
-
-    def options(self) -> dict[str, Any]:
-        """The ``async_options`` a message carries (0.1.x keys): the worker's retry settings."""
-        return {
-            "MAX_RETRIES": self.max_retries,
-            "RETRY_BACKOFF": self.retry_backoff,
-            "RETRY_BACKOFF_MAX": self.retry_backoff_max,
-            "RETRY_JITTER": self.retry_jitter,
-        }
-
-
-def normalize_async_config(
-    config: Mapping[str, Any] | AsyncAlertConfig | None, *, where: str = "config"
-) -> AsyncAlertConfig:
-    """Validate 0.1.x ``config`` keys (``TASK_NAME``, ``QUEUE``, ``MAX_RETRIES``, ...; lower case
-    accepted too) into an :class:`AsyncAlertConfig`.
-
-    Raises:
-        AlertConfigurationError: naming ``where`` and the key (an unknown key with a "did you
-            mean"; a value out of range by its type, never quoting it).
-    """
-    from ._checks import MAX_WINDOW, check_count, check_seconds
-
-    if config is None:
-        return AsyncAlertConfig()
-    if isinstance(config, AsyncAlertConfig):
-        return config
-    if not hasattr(config, "items"):
-        raise AlertConfigurationError(f"{where}: must be a mapping of settings, got a {type(config).__name__}")
-    values: dict[str, Any] = {}
-    for key, value in config.items():
-        name = str(key).upper()
-        if name not in _KEYS:
-            raise AlertConfigurationError(
-                f"{where}: unknown key {str(key)[:64]!r}{_hint(str(key).upper(), _KEYS)} (known: {', '.join(_KEYS)})"
-            )
-        values[name] = value
-    err = AlertConfigurationError
-
-    def flag(name: str, default: bool) -> bool:
-        value = values.get(name, default)
-        if not isinstance(value, bool):
-            raise err(f"{where}.{name}: must be true or false, got a {type(value).__name__}")
-        return value
-
-    def text(name: str, default: str) -> str:
-        value = values.get(name, default)
-        if not isinstance(value, str) or not value.strip() or len(value) > 200:
-            raise err(f"{where}.{name}: must be a non-empty name, got a {type(value).__name__}")
-        return value.strip()
-
-    backend = text("BACKEND", "celery").lower()
-    if backend != "celery":
-        raise err(f"{where}.BACKEND: unsupported async alert backend (only 'celery')")
-    queue = values.get("QUEUE", DEFAULT_QUEUE)
-    if queue is not None:
-        queue = text("QUEUE", DEFAULT_QUEUE)
-    backoff = values.get("RETRY_BACKOFF", True)
-    if not isinstance(backoff, bool):
-        backoff = check_seconds(backoff, f"{where}.RETRY_BACKOFF", maximum=MAX_WINDOW, error=err)
-    backoff_max = check_seconds(
-        values.get("RETRY_BACKOFF_MAX", DEFAULT_RETRY_BACKOFF_MAX),
-        f"{where}.RETRY_BACKOFF_MAX",
-        maximum=MAX_WINDOW,
-        error=err,
-    )
-    horizon = values.get("REDELIVERY_HORIZON")
-    if horizon is not None:
-        horizon = check_seconds(horizon, f"{where}.REDELIVERY_HORIZON", maximum=MAX_WINDOW, error=err)
-    outbox = values.get("OUTBOX")
-    if outbox is not None and not isinstance(outbox, bool):
-        raise err(f"{where}.OUTBOX: must be true or false, got a {type(outbox).__name__}")
-    settings = AsyncAlertConfig(
-        enabled=flag("ENABLED", False),
-        backend=backend,
-        task_name=text("TASK_NAME", DEFAULT_TASK_NAME),
-        queue=queue,
-        max_retries=check_count(
-            values.get("MAX_RETRIES", DEFAULT_MAX_RETRIES), f"{where}.MAX_RETRIES", minimum=0, maximum=1000, error=err
-        ),
-        retry_backoff=backoff,
-        retry_backoff_max=backoff_max,
-        retry_jitter=flag("RETRY_JITTER", True),
-        fail_silently=flag("FAIL_SILENTLY", True),
-        publish_timeout=check_seconds(
-            values.get("PUBLISH_TIMEOUT", DEFAULT_PUBLISH_TIMEOUT), f"{where}.PUBLISH_TIMEOUT", maximum=60.0, error=err
-        ),
-        idempotency_ttl=check_seconds(
-            values.get("IDEMPOTENCY_TTL", DEFAULT_IDEMPOTENCY_TTL),
-            f"{where}.IDEMPOTENCY_TTL",
-            maximum=MAX_WINDOW,
-            error=err,
-        ),
-        redelivery_horizon=horizon,
-        outbox=outbox,
-        outbox_horizon=check_seconds(
-            values.get("OUTBOX_HORIZON", _outbox.DEFAULT_HORIZON),
-            f"{where}.OUTBOX_HORIZON",
-            maximum=MAX_WINDOW,
-            error=err,
-        ),
-    )
-    check_horizon(settings, where=where)
-    check_outbox(settings, where=where)
-    return settings
-
-
-def check_horizon(settings: AsyncAlertConfig, *, where: str = "config") -> None:
-    """Refuse retry countdowns that could outlive the broker's redelivery horizon.
-
-    A task waiting for its countdown is held, unacknowledged, by a worker; past the horizon the
-    broker gives it to another worker too (Redis ``visibility_timeout``) or drops the worker's
-    channel (RabbitMQ ``consumer_timeout``): the alert would be sent twice or the worker would
-    lose its other tasks. ``RETRY_BACKOFF_MAX`` must be at most half the horizon, and the
-    idempotency record must outlive it.
-    """
-    horizon = settings.redelivery_horizon
-    if horizon is None:
-        return
-    if settings.retry_backoff_max > horizon / 2:
-        raise AlertConfigurationError(
-            f"{where}.RETRY_BACKOFF_MAX: {settings.retry_backoff_max:g}s is more than half the broker's redelivery "
-            f"horizon ({horizon:g}s: Redis visibility_timeout / RabbitMQ consumer_timeout); a retry waiting that long "
-            "would be redelivered to another worker. Lower it, or raise the broker's horizon"
-        )
-    if settings.idempotency_ttl < horizon:
-        raise AlertConfigurationError(
-            f"{where}.IDEMPOTENCY_TTL: {settings.idempotency_ttl:g}s is shorter than the broker's redelivery horizon "
-            f"({horizon:g}s); a late redelivery would re-send channels that already got the alert"
-        )
-
-
-def check_outbox(settings: AsyncAlertConfig, *, where: str = "config") -> None:
-    """Refuse an idempotency record that an outbox entry could outlive: a message published
-    again after its records expired would re-send channels that already got the alert."""
-    lifetime = settings.outbox_horizon * (_outbox.MAX_REAPS + 1)
-    if settings.outbox is not False and settings.idempotency_ttl < lifetime:
-        raise AlertConfigurationError(
-            f"{where}.IDEMPOTENCY_TTL: {settings.idempotency_ttl:g}s is shorter than an outbox entry can live "
-            f"({lifetime:g}s: OUTBOX_HORIZON x {_outbox.MAX_REAPS + 1}); a message published again after its "
-            "records expired would re-send channels that already got the alert. Raise it or lower OUTBOX_HORIZON"
-        )
-
-
-def retry_countdown(
-    retries: int,
-    options: Mapping[str, Any],
-    retry_after: float | None = None,
-    *,
-    rand: Callable[[], float] | None = None,
-) -> float:
-    """Seconds before retry number ``retries + 1``: exponential (``RETRY_BACKOFF``), capped at
-    ``RETRY_BACKOFF_MAX``, full jitter (uniform from 0 to the capped value) with ``RETRY_JITTER``;
-    never shorter than the provider's ``retry_after`` (itself capped at ``RETRY_BACKOFF_MAX``)."""
-    cap = float(options.get("RETRY_BACKOFF_MAX", DEFAULT_RETRY_BACKOFF_MAX))
-    backoff = options.get("RETRY_BACKOFF", True)
-    exponent = min(max(int(retries), 0), 60)
-    if backoff is True:
-        countdown = min(2.0**exponent, cap)
-    elif isinstance(backoff, (int, float)) and not isinstance(backoff, bool) and backoff > 0:
-        countdown = min(float(backoff) * 2.0**exponent, cap)
-    else:
-        countdown = min(60.0, cap)
-    if options.get("RETRY_JITTER", True):
-        countdown *= (rand or _random.random)()
-    if isinstance(retry_after, (int, float)) and retry_after > 0:
-        countdown = max(countdown, min(float(retry_after), cap))
-    return countdown
+_EXPORTED = (DEFAULT_IDEMPOTENCY_TTL, DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RETRY_BACKOFF_MAX, check_horizon, check_outbox)
 
 
 # -- enqueueing ------------------------------------------------------------------------------------
@@ -459,12 +241,8 @@ class CeleryAlertDispatcher(AlertDispatcher):
     ) -> tuple[list[Any], dict[str, Any]]:
         """``(args, kwargs)`` of the task message: ``[alert.to_dict()]`` (redacted) and
         ``transport_names``, ``async_options``, ``alert_id``, ``attempt``. Never a credential."""
-        return [alert.to_dict()], {
-            "transport_names": list(channels) if channels else None,
-            "async_options": self.settings.options(),
-            "alert_id": alert_id or uuid.uuid4().hex,
-            "attempt": 1,
-        }
+        built = build_message(alert, channels, self.settings, alert_id)
+        return [built.alert], built.kwargs()
 
     def _publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
         if self._problem is not None:
@@ -920,9 +698,18 @@ class _Worker:
     """What one worker process builds once: the dispatcher of its channels and the idempotency store."""
 
     def __init__(
-        self, dispatcher: Any, state: StateBackend, prefix: str, ttl: float, horizon: float = _outbox.DEFAULT_HORIZON
+        self,
+        dispatcher: Any,
+        state: StateBackend,
+        prefix: str,
+        ttl: float,
+        horizon: float = _outbox.DEFAULT_HORIZON,
+        settings: AsyncAlertConfig | None = None,
     ) -> None:
         self.pid = os.getpid()
+        #: This worker's own queued-delivery settings (they cap what a message asks for); ``None``
+        #: with a dispatcher factory: the bounds every sender enforces.
+        self.settings = settings
         self.dispatcher = dispatcher
         self.state = state
         self.prefix = prefix
@@ -1033,7 +820,7 @@ def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: A
     if isinstance(state, RedisState) and prefix.endswith(":delivered"):
         prefix = "delivered"  # RedisState adds its own prefix
     horizon = table.outbox_horizon if table is not None else _outbox.DEFAULT_HORIZON
-    worker = _Worker(dispatcher, state, prefix, ttl, horizon)
+    worker = _Worker(dispatcher, state, prefix, ttl, horizon, table.settings if table is not None else None)
     if hasattr(dispatcher, "on_sent"):
         dispatcher.on_sent = worker.record
     return worker
@@ -1130,20 +917,28 @@ def dispatch_alert(
     import logging
 
     log = logging.getLogger("alert_infra")
-    options = dict(async_options or {})
     request = getattr(task, "request", None)
     retries = int(getattr(request, "retries", 0) or 0)
-    alert_id = str(alert_id or getattr(request, "id", None) or uuid.uuid4().hex)
     worker = _worker_for(task, dispatcher_factory, config_source)
-    alert = Alert.from_dict(alert_payload)
+    # Every field is checked against the sender's bounds before anything touches it, and the retry
+    # settings are capped by this worker's own (issue 19: poison messages).
+    try:
+        message = check_message(
+            dict(alert_payload) if isinstance(alert_payload, _MappingABC) else alert_payload,
+            transport_names,
+            dict(async_options) if isinstance(async_options, _MappingABC) else async_options,
+            alert_id or getattr(request, "id", None),
+            attempt,
+            worker=worker.settings,
+        )
+    except InvalidMessage as exc:
+        log.error("alert %s: dropped, the message is outside the sender's bounds: %s", str(alert_id)[:64], exc)
+        return _summary(DeliveryResult(), [], plain=_stores_result(task, request))
+    options = message.options
+    alert_id = message.alert_id
+    alert = Alert.from_dict(message.alert)
     dispatcher = worker.dispatcher
-    if transport_names is None:
-        wanted = list(dispatcher.default_channels) if dispatcher.default_channels is not None else None
-        if wanted is None:
-            wanted = [getattr(t, "name", "?") for t in dispatcher.transports]
-            wanted += [n for n, r in dispatcher.routes.items() if not r.enabled and n not in wanted]
-    else:
-        wanted = list(_channel_names(transport_names) or [])
+    wanted = wanted_channels(dispatcher, message.transport_names)
     # One round trip for every channel's idempotency record (not one per channel).
     keys = {worker.key(alert_id, name): name for name in wanted}
     plain = _stores_result(task, request)
@@ -1177,9 +972,8 @@ def dispatch_alert(
     late = [worker.key(alert_id, name) for name in result.sent] if deferred else []
     if result.retryable:
         max_retries = int(options.get("MAX_RETRIES", DEFAULT_MAX_RETRIES))
-        if retries < max_retries:
-            waits = [o.retry_after for o in result.outcomes if o.name in result.retryable and o.retry_after]
-            countdown = retry_countdown(retries, options, max(waits) if waits else None)
+        _, countdown = decide(result, retries, options)
+        if countdown is not None:
             log.warning(
                 "alert %s: retrying %s in %.1fs (retry %d of %d)",
                 alert_id,
@@ -1193,7 +987,7 @@ def dispatch_alert(
             if box is not None:
                 box.postpone(alert_id, countdown)
             raise task.retry(
-                args=[dict(alert_payload)],
+                args=[dict(message.alert)],
                 kwargs={
                     "transport_names": list(result.retryable),
                     "async_options": options,

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["JSON_SCHEMA", "build_parser", "envelope", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-VERBS = ("send", "plugins", "types", "channels", "check", "history", "ack", "new-plugin")
+VERBS = ("send", "plugins", "types", "channels", "check", "history", "ack", "outbox", "worker", "new-plugin")
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 JSON_SCHEMA = 1  # the "schema" of every --json document; raised only with an incompatible change
 
@@ -888,19 +888,112 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _spool_wanted(config: AlertConfig) -> bool:
+    """Whether ``config`` has a spool to report: ``delivery = "spool"`` or ``spool`` set."""
+    return config.delivery == "spool" or bool(getattr(config, "spool_settings", {}).get("spool"))
+
+
+def _open_spool(config: AlertConfig) -> Any:
+    from .queued.sender import open_spool
+    from .queued.settings import spool_settings
+
+    return open_spool(spool_settings(config)), spool_settings(config)
+
+
 def _cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
     config = _load(args, required=True)
     assert config is not None
-    if "celery" not in config.integrations:
-        raise _UsageError(f"{config.source}: no [alert_infra.celery] table: the outbox watches queued delivery")
+    if args.dead or args.replay is not None:
+        return _spool_dead(args, config, out)
+    report: dict[str, Any] = {}
+    code = EXIT_OK
+    if _spool_wanted(config):
+        code = max(code, _spool_outbox(args, config, out, report))
+    elif "celery" not in config.integrations:
+        raise _UsageError(
+            f"{config.source}: no [alert_infra.celery] table and no spool ([alert_infra] delivery = 'spool'):"
+            " the outbox watches queued delivery"
+        )
+    if "celery" in config.integrations:
+        code = max(code, _celery_outbox(args, config, out, report))
+    if args.json:
+        _print_json(envelope("outbox", code, source=config.source, **report), out)
+    return code
+
+
+def _spool_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, report: dict[str, Any]) -> int:
+    spool, settings = _open_spool(config)
+    try:
+        status = spool.status(settings.overdue) if os.path.exists(settings.path) else None
+    except Exception as exc:  # noqa: BLE001 - reported, exit 1
+        status = None
+        problem: str | None = f"the spool cannot be read ({type(exc).__name__})"
+    else:
+        problem = None
+    finally:
+        spool.close()
+    if status is None and problem is None:
+        status = {"pending": 0, "due": 0, "overdue": 0, "oldest_age": None, "leased": 0, "dead": 0}
+    report["spool"] = {"path": settings.path, "overdue_after": settings.overdue, "problem": problem, **(status or {})}
+    code = EXIT_FAILED if problem or (status and status["overdue"]) else EXIT_OK
+    if not args.json:
+        if problem:
+            out.write(f"spool {_clean(settings.path)}: {problem}\n")
+        else:
+            assert status is not None
+            oldest = status["oldest_age"]
+            age = f", oldest {oldest:.0f}s old" if oldest is not None else ""
+            out.write(
+                f"spool {_clean(settings.path)}: {status['pending']} pending ({status['due']} due, "
+                f"{status['leased']} being delivered), {status['overdue']} overdue (due for more than "
+                f"{settings.overdue:g}s){age}, {status['dead']} dead-lettered\n"
+            )
+            if status["overdue"]:
+                out.write("  overdue rows: is `alert-infra worker` running?\n")
+    return code
+
+
+def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> int:
+    spool, settings = _open_spool(config)
+    if not os.path.exists(settings.path):
+        raise _UsageError(f"no spool at {settings.path}")
+    try:
+        if args.replay is not None:
+            done = spool.replay(args.replay)
+            if args.json:
+                _print_json(
+                    envelope("outbox", EXIT_OK if done else EXIT_FAILED, replayed=args.replay if done else None), out
+                )
+            elif done:
+                out.write(f"spool row {args.replay} queued again\n")
+            else:
+                out.write(f"spool row {args.replay}: no such dead-lettered row\n")
+            return EXIT_OK if done else EXIT_FAILED
+        rows = spool.dead()
+    finally:
+        spool.close()
+    if args.json:
+        _print_json(envelope("outbox", EXIT_OK, dead=rows), out)
+        return EXIT_OK
+    if not rows:
+        out.write("no dead-lettered rows\n")
+    for row in rows:
+        out.write(
+            f"{row['id']}  alert {_clean(str(row['alert_id']))}  {_when(row['created'])}  "
+            f"'{_clean(row['title'])}': {_clean(str(row['reason'] or ''))}\n"
+        )
+    return EXIT_OK
+
+
+def _celery_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, report: dict[str, Any]) -> int:
     try:
         from . import celery as queued
     except ImportError:
         raise _UsageError("the outbox is queued delivery's: pip install 'alert-infra[celery]'") from None
     status = queued.outbox_status(config)
     code = EXIT_FAILED if status["problem"] or status["overdue"] else EXIT_OK
+    report["outbox"] = status
     if args.json:
-        _print_json(envelope("outbox", code, source=config.source, outbox=status), out)
         return code
     queue, horizon = _clean(str(status["queue"])), status["horizon"]
     if not status["enabled"]:
@@ -916,6 +1009,26 @@ def _cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
                 "worker's reaper publishes them again once the queue is empty (is a worker running?)\n"
             )
     return code
+
+
+def _cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
+    config = _load(args, required=True)
+    assert config is not None
+    from .queued.worker import SpoolWorker
+
+    worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
+    try:
+        worker.run(once=args.once)
+    finally:
+        worker.dispatcher.close()
+        worker.spool.close()
+    if args.json:
+        _print_json(
+            envelope("worker", EXIT_OK, delivered=worker.delivered, retried=worker.retried, dead=worker.dead), out
+        )
+    elif args.once:
+        out.write(f"{worker.delivered} delivered, {worker.retried} to retry later, {worker.dead} dead-lettered\n")
+    return EXIT_OK
 
 
 def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
@@ -1098,12 +1211,33 @@ def build_parser() -> argparse.ArgumentParser:
         "outbox",
         parents=[common],
         help="queued deliveries no worker has finished",
-        description="The outbox of queued delivery ([alert_infra.celery]): how many enqueued alerts no worker has "
+        description='Queued delivery not done yet. The spool ([alert_infra] delivery = "spool" or spool set): rows '
+        "pending, due, being delivered, overdue (due for more than spool_overdue, default 5 min), the oldest's age "
+        "and the dead-lettered ones. Celery ([alert_infra.celery]): how many enqueued alerts no worker has "
         "finished yet, and how many are overdue (past outbox_horizon: lost by the broker or by a dead worker, and "
         "published again by a worker's reaper once the queue is empty). Exit 1 when some are overdue or the "
         "outbox cannot be read.",
     )
+    outbox.add_argument("--dead", action="store_true", help="list the spool's dead-lettered rows")
+    outbox.add_argument(
+        "--replay", metavar="ID", type=_int_argument(1), help="queue the spool's dead-lettered row ID again"
+    )
     outbox.set_defaults(run=_cmd_outbox)
+
+    worker = verbs.add_parser(
+        "worker",
+        parents=[common],
+        help="deliver what the spool holds",
+        description="Drain the spool (whatever [alert_infra] delivery says): claim due rows with a lease "
+        "(spool_lease), deliver them with this configuration's channels, retry failed channels later, never send a "
+        "channel an alert twice. Several workers may share one spool. SIGTERM finishes the deliveries running, then "
+        "exits 0.",
+    )
+    worker.add_argument(
+        "--concurrency", metavar="N", type=_int_argument(1, 64), default=1, help="deliveries at once (default 1)"
+    )
+    worker.add_argument("--once", action="store_true", help="deliver what is due, then exit (cron)")
+    worker.set_defaults(run=_cmd_worker)
 
     new_plugin = verbs.add_parser(
         "new-plugin",

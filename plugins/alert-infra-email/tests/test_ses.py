@@ -479,6 +479,8 @@ class TestFromUrl:
             ("ses://eu-west-1/a@example.com?from=b@example.com&token=x", "unknown parameter 'token'"),
             ("ses://AKIAQ3EXAMPLEKEYID01:UrlSecretValue0123456789@eu-west-1/a@example.com?from=b@x.io", "AWS keys"),
             ("ses://eu_west!/a@example.com?from=b@example.com", "SES region must be"),
+            ("ses://eu-west-1/a@example.com?from=b@example.com&from=c@example.com", "given twice"),
+            ("ses://eu-west-1/a@example.com?from=b@example.com#x", "must not have a #fragment"),
         ],
     )
     def test_url_errors(self, url: str, expected: str) -> None:

@@ -320,6 +320,9 @@ class TestFromUrl:
             (f"ntfy://ntfy.example.com/{TOPIC}/second-{TOPIC}", "several topics"),
             (f"ntfy://ntfy.example.com:99999999/{TOPIC}", "invalid host or port"),
             (f"ntfy://bad host/{TOPIC}", "invalid host or port"),
+            (f"ntfy://ntfy.example.com/{TOPIC}?priority=5", "unknown parameter 'priority'"),
+            (f"ntfy://ntfy.example.com/{TOPIC}#x", "must not have a #fragment"),
+            ("ntfys://", "no host or topic"),
             (f"ntfy://{USER}:{PASSWORD}@ntfy.example.com/bad%20{TOPIC}", "topic must be 1 to 64"),
         ],
     )

@@ -320,6 +320,9 @@ class TestFromUrl:
             (f"twilio://{ACCOUNT}@{FROM}/{ALICE}", "no account_sid:auth_token@"),
             (f"twilio://{ACCOUNT}:{TOKEN}@{FROM}", "no recipient"),
             (f"twilio://{ACCOUNT}:{TOKEN}@/{ALICE}", "no sender"),
+            (f"twilio://{ACCOUNT}:{TOKEN}@/{ALICE}?to={BOB}", "no sender"),
+            (f"twilio://{ACCOUNT}:{TOKEN}@{FROM}/{ALICE}?from={FROM}", "unknown parameter 'from'"),
+            (f"twilio://{ACCOUNT}:{TOKEN}@{FROM}?to={ALICE}&to={BOB}", "given twice"),
             (f"twilio://{ACCOUNT}:{TOKEN}@{FROM}/0123", r"to_numbers\[0\]"),
         ],
     )

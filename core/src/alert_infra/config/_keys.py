@@ -30,6 +30,12 @@ SETTINGS_KEYS = (
     "delivery",
     "celery",
     *POLICY_KEYS,
+    # The local spool (alert_infra.queued.spool validates them: spool_settings_problems).
+    "spool",
+    "spool_lease",
+    "spool_sync",
+    "spool_max_bytes",
+    "spool_overdue",
 )
 
 

@@ -255,6 +255,10 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         for name in default_channels:
             if name not in known:
                 problems.append(f"alert_infra.default_channels: no channel named {name!r}")
+    from ..queued.settings import spool_settings_problems
+
+    spool_raw = {k: settings[k] for k in SETTINGS_KEYS if k.startswith("spool") and k in settings}
+    problems.extend(spool_settings_problems(spool_raw))
     if len(problems) > deferred:
         raise AlertConfigurationError(_summary(source, problems))  # never quotes a value: nothing to mask
     config = AlertConfig(
@@ -276,6 +280,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     )
     # Masked from here on, while this configuration lives (and longer, by every dispatcher built
     # from it): whatever is built from it later, or not built at all (see channel_secrets).
+    config.spool_settings = spool_raw  # [alert_infra] spool* as written (alert_infra.queued.settings)
     config._secrets = tuple(mapping_secrets(data))
     config.register_secrets(owner=config)
     return config

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..celery import register_task  # type: ignore[import-not-found,attr-defined,unused-ignore]
+try:
+    from ..celery import register_task  # type: ignore[import-not-found,attr-defined,unused-ignore]
+except ImportError:  # no Celery: this module still imports (Django's task framework needs no Celery)
+    register_task = None  # type: ignore[assignment]
 
 __all__ = ["dispatch_alert_task", "worker_dispatcher", "worker_outbox"]
 
@@ -46,4 +49,8 @@ def worker_outbox(app: Any) -> Any:
 
 
 #: The registered task (0.1.x name of this attribute).
-dispatch_alert_task = register_task(dispatcher_factory=worker_dispatcher, outbox_factory=worker_outbox)
+dispatch_alert_task = (
+    register_task(dispatcher_factory=worker_dispatcher, outbox_factory=worker_outbox)
+    if register_task is not None
+    else None
+)

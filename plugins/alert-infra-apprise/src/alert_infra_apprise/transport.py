@@ -122,6 +122,7 @@ class AppriseTransport(BaseTransport):
     secret_fields: ClassVar[tuple[str, ...]] = ("url",)
     #: Our URL form for one-off sends (``alert-infra send --to apprise+ntfy://topic``).
     url_schemes: ClassVar[tuple[str, ...]] = ("apprise",)
+    url_form: ClassVar[str] = "apprise+<an apprise URL> (apprise+ntfy://topic), or an apprise URL no other type takes"
     #: Not declared (``None``): apprise's time is not bounded inside this call (a hung name
     #: lookup, a server that trickles bytes, several requests for one notification), so the
     #: dispatcher always runs this channel in a worker thread it can stop waiting for.
@@ -253,6 +254,9 @@ class AppriseTransport(BaseTransport):
         Query parameters are apprise's own (``?format=markdown``, ``?cto=3``); the channel's
         ``timeout`` stays the default. Errors are :class:`~alert_infra.AlertConfigurationError`
         naming what is wrong, never quoting the URL.
+
+        Not on the core's ``parse_channel_url``: the URL is apprise's own syntax (any of its ~180
+        schemes, its query parameters), handed to apprise whole; apprise parses it.
         """
         if not isinstance(url, str) or not url.strip():
             raise AlertConfigurationError(

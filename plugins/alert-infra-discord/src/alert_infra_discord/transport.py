@@ -38,10 +38,6 @@ __all__ = ["COLOURS", "DISCORD_API", "DiscordTransport"]
 
 #: Where ``discord://<webhook_id>/<webhook_token>`` points.
 DISCORD_API = "https://discord.com/api/webhooks"
-#: What a URL passed to :meth:`DiscordTransport.from_url` must look like (the syntax, never the URL).
-URL_FORM = (
-    "discord://[<username>@]<webhook_id>/<webhook_token>[?thread_id=…&avatar_url=…] or discord+https://<webhook URL>"
-)
 
 #: Embed colour (a 24-bit RGB integer) by severity, and by status once handled.
 COLOURS = {"critical": 0x992D22, "error": 0xED4245, "warning": 0xE67E22, "info": 0x5865F2}
@@ -77,7 +73,6 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _URL_SAFE = ":/?#[]@!$&'*+,;=%-._~"
 #: Discord refuses these in a webhook's name (its "Usernames" rules; webhook names also refuse "clyde").
 _USERNAME_FORBIDDEN = ("@", "#", ":", "```", "discord", "clyde")
-_OUR_QUERY = ("username", "avatar_url")
 
 #: Discord's JSON error codes, with what the user should do.
 ERROR_HINTS = {
@@ -172,7 +167,12 @@ class DiscordTransport(HttpTransport):
     name = "discord"
     provider = "Discord"
     secret_fields = ("webhook_url",)
+    #: ``alert-infra send --to discord://…``: see :meth:`from_url` (shown in errors, never the URL).
     url_schemes: ClassVar[tuple[str, ...]] = ("discord", "discord+https")
+    url_form: ClassVar[str] = (
+        "discord://[<username>@]<webhook_id>/<webhook_token>[?thread_id=…&avatar_url=…]"
+        " or discord+https://<webhook URL>"
+    )
     env_vars: ClassVar[dict[str, str]] = {"webhook_url": "ALERT_DISCORD_WEBHOOK_URL"}
 
     def __init__(
@@ -222,59 +222,68 @@ class DiscordTransport(HttpTransport):
     @classmethod
     def from_url(cls, url: str, name: str | None = None) -> DiscordTransport:
         """Build from ``discord://[<username>@]<webhook_id>/<webhook_token>[?thread_id=…&avatar_url=…
-        &username=…]`` (``thread=`` is accepted for ``thread_id``, as apprise writes it), or from
-        ``discord+https://<host>[:<port>]/<path>[?…]``: that https URL is the webhook URL (its
-        ``username`` and ``avatar_url`` parameters are ours and taken out). The whole URL is a secret.
+        &username=…]`` (``thread=`` is accepted for ``thread_id`` and ``botname=`` for ``username``, as
+        apprise writes them), or from ``discord+https://<host>[:<port>]/<path>[?…]``: that https URL is
+        the webhook URL (its ``username`` and ``avatar_url`` parameters are ours and taken out). The
+        whole URL is a secret.
 
         Raises:
             AlertConfigurationError: not one of those forms, a webhook id that is not a number, no
                 token, an unknown parameter (the message shows the expected form, never the URL).
         """
-        if isinstance(url, str) and url:
-            register_secret(url)  # before anything can fail: no message or log line shows it
-        if not isinstance(url, str) or not url.strip():
-            raise AlertConfigurationError(f"Discord URL is required ({URL_FORM})")
-        scheme, sep, rest = url.strip().partition("://")
-        scheme = scheme.lower()
-        if not sep or scheme not in cls.url_schemes:
-            raise AlertConfigurationError(f"Discord URL must start with discord:// or discord+https:// ({URL_FORM})")
+        from alert_infra.urls import parse_channel_url
+
+        if isinstance(url, str) and url.strip()[:16].lower() == "discord+https://":
+            return cls._from_https_url(url, name)
+        parsed = parse_channel_url(
+            url,
+            ("discord",),
+            provider="Discord",
+            form=cls.url_form,
+            options=("thread_id", "thread", "username", "botname", "avatar_url"),
+        )
+        query = parsed.query
+        if {"thread", "thread_id"} <= query.keys() or {"botname", "username"} <= query.keys():
+            raise AlertConfigurationError(
+                f"Discord URL: give thread_id or thread, username or botname, once ({cls.url_form})"
+            )
+        thread = query.get("thread_id", query.get("thread"))
+        if thread is not None and not _ID.match(thread):
+            raise AlertConfigurationError(f"Discord URL: thread_id must be a number ({cls.url_form})")
+        if parsed.password is not None:  # a username cannot hold ':' (Discord refuses it)
+            raise AlertConfigurationError(f"Discord URL: the username before '@' must not contain ':' ({cls.url_form})")
+        if not parsed.parts or not _ID.match(parsed.parts[0]):
+            raise AlertConfigurationError(f"Discord URL: the webhook id must be a number ({cls.url_form})")
+        if len(parsed.parts) != 2 or not _TOKEN.match(parsed.parts[1]):
+            raise AlertConfigurationError(f"Discord URL: give the webhook token after the id ({cls.url_form})")
+        webhook = f"{DISCORD_API}/{parsed.parts[0]}/{parsed.parts[1]}"
+        if thread is not None:
+            webhook += f"?thread_id={thread}"
+        username = query.get("username", query.get("botname", parsed.user or None))
+        return cls(webhook, username=username, avatar_url=query.get("avatar_url"), name=name)
+
+    @classmethod
+    def _from_https_url(cls, url: str, name: str | None) -> DiscordTransport:
+        """``discord+https://…``: the webhook URL itself, its query passed through but for our
+        ``username``/``avatar_url`` (and apprise's ``botname``). Not on the core's
+        ``parse_channel_url``: that one refuses any query name it is not told, and this query is the
+        receiver's (a proxy's token, ``thread_id``...)."""
+        register_secret(url)  # before anything can fail: no message or log line shows it
         try:
-            parts = urlsplit("https://" + rest)
+            parts = urlsplit("https://" + url.strip()[16:])
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError:
-            raise AlertConfigurationError(f"Discord URL is not a valid URL ({URL_FORM})") from None
+            raise AlertConfigurationError(f"Discord URL is not a valid URL ({cls.url_form})") from None
+        if not parts.hostname or not parts.path.strip("/"):
+            raise AlertConfigurationError(f"Discord URL has no host or no path ({cls.url_form})")
         ours: dict[str, str] = {}
         kept: list[tuple[str, str]] = []
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in _OUR_QUERY or key == "botname":  # apprise writes the name as botname=
+            if key in ("username", "avatar_url", "botname"):
                 ours["username" if key == "botname" else key] = value
-            elif key in ("thread_id", "thread") and scheme == "discord":
-                if not _ID.match(value):
-                    raise AlertConfigurationError(f"Discord URL: thread_id must be a number ({URL_FORM})")
-                kept.append(("thread_id", value))
-            elif scheme == "discord":
-                shown = key if re.fullmatch(r"[A-Za-z_]{1,30}", key) else "?"
-                raise AlertConfigurationError(
-                    f"Discord URL has an unknown parameter {shown!r}: use thread_id, avatar_url or username"
-                )
             else:
                 kept.append((key, value))
-        query = urlencode(kept)
-        if scheme == "discord+https":
-            if not parts.hostname or not parts.path.strip("/"):
-                raise AlertConfigurationError(f"Discord URL has no host or no path ({URL_FORM})")
-            webhook = urlunsplit(("https", parts.netloc, parts.path, query, ""))
-        else:
-            user, at, host = parts.netloc.rpartition("@")
-            if at and user:
-                ours.setdefault("username", _unquote(user))
-            segments = [s for s in parts.path.split("/") if s]
-            if not _ID.match(host):
-                raise AlertConfigurationError(f"Discord URL: the webhook id must be a number ({URL_FORM})")
-            if len(segments) != 1 or not _TOKEN.match(segments[0]):
-                raise AlertConfigurationError(f"Discord URL: give the webhook token after the id ({URL_FORM})")
-            register_secret(segments[0])
-            webhook = f"{DISCORD_API}/{host}/{segments[0]}" + (f"?{query}" if query else "")
+        webhook = urlunsplit(("https", parts.netloc, parts.path, urlencode(kept), ""))
         return cls(webhook, username=ours.get("username"), avatar_url=ours.get("avatar_url"), name=name)
 
     @classmethod
@@ -469,12 +478,6 @@ class DiscordTransport(HttpTransport):
         # "Code Message (what to do; field: problem)": no colon after Discord's message, whose last
         # word may be "Token" (the redactor would take what follows for a token).
         return f"{text} ({extra})" if text and extra else (text or extra or None)
-
-
-def _unquote(text: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(text)
 
 
 def _shown(text: str, fallback: str = "(empty)") -> str:

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 from alert_infra import AlertConfigurationError, NonRetryableAlertTransportError, RetryableAlertTransportError, Sent
 from alert_infra.http import (
@@ -51,8 +51,6 @@ SES_INSTALL_HINT = (
     "the ses type needs botocore: pip install 'alert-infra-email[ses]' "
     "(from a checkout: pip install './plugins/alert-infra-email[ses]')"
 )
-#: What a URL passed to :meth:`SESEmailTransport.from_url` must look like (the syntax, never the URL).
-URL_FORM = "ses://REGION/TO[,TO...]?from=FROM[&configuration_set=NAME][&reply_to=ADDRESS]"
 
 # A region becomes part of the host name: only letters, digits and inner dashes (us-east-1, us-gov-west-1).
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+){1,4}$")
@@ -177,7 +175,9 @@ class SESEmailTransport(HttpTransport):
     provider = "SES"
     default_name = "email.ses"
     secret_fields = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
+    #: ``alert-infra send --to ses://…``: see :meth:`from_url` (shown in errors, never the URL).
     url_schemes: ClassVar[tuple[str, ...]] = ("ses",)
+    url_form: ClassVar[str] = "ses://REGION/TO[,TO...]?from=FROM[&configuration_set=NAME][&reply_to=ADDRESS]"
 
     def __init__(
         self,
@@ -459,46 +459,35 @@ class SESEmailTransport(HttpTransport):
             AlertConfigurationError: not a ``ses://`` URL, keys in it, no region, no recipient or no
                 ``from`` (the message shows the expected form, never the URL).
         """
-        if not isinstance(url, str) or not url.strip():
-            raise AlertConfigurationError(f"SES URL is required ({URL_FORM})")
-        scheme, sep, rest = url.strip().partition("://")
-        if not sep or scheme.lower() not in cls.url_schemes:
-            raise AlertConfigurationError(f"SES URL must start with ses:// ({URL_FORM})")
-        try:
-            parts = urlsplit("ses://" + rest)
-        except ValueError:
-            raise AlertConfigurationError(f"SES URL is not a valid URL ({URL_FORM})") from None
-        if "@" in parts.netloc:
-            if parts.password:
-                register_secret(unquote(parts.password))
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(
+            url, cls.url_schemes, provider="SES", form=cls.url_form, options=("from", "configuration_set", "reply_to")
+        )
+        if parsed.user is not None:
+            if parsed.password:
+                register_secret(parsed.password)  # decoded, as it would be shown
             raise AlertConfigurationError(
                 "SES URL must not hold AWS keys: put them in the AWS environment (AWS_ACCESS_KEY_ID,"
-                f" AWS_SECRET_ACCESS_KEY or AWS_PROFILE) ({URL_FORM})"
+                f" AWS_SECRET_ACCESS_KEY or AWS_PROFILE) ({cls.url_form})"
             )
-        region = parts.netloc
-        if not region:
-            raise AlertConfigurationError(f"SES URL has no region ({URL_FORM})")
-        recipients = [unquote(item) for item in parts.path.strip("/").replace("/", ",").split(",") if item.strip()]
+        # ChannelUrl.parts drops an empty host: `ses:///to@example.com` has no region (the address
+        # is not the region).
+        if not parsed.parts or url.strip().partition("://")[2][:1] == "/":
+            raise AlertConfigurationError(f"SES URL has no region ({cls.url_form})")
+        region = parsed.parts[0]
+        recipients = [item for item in ",".join(parsed.parts[1:]).split(",") if item.strip()]
         if not recipients:
-            raise AlertConfigurationError(f"SES URL has no recipient ({URL_FORM})")
-        query = parse_qs(parts.query, keep_blank_values=True)
-        unknown = sorted(set(query) - {"from", "configuration_set", "reply_to"})
-        if unknown:
-            raise AlertConfigurationError(f"SES URL: unknown parameter {unknown[0][:40]!r} ({URL_FORM})")
-
-        def one(key: str) -> str | None:
-            values = query.get(key)
-            return values[-1] if values else None
-
-        sender = one("from")
+            raise AlertConfigurationError(f"SES URL has no recipient ({cls.url_form})")
+        sender = parsed.query.get("from")
         if not sender:
-            raise AlertConfigurationError(f"SES URL has no from= sender ({URL_FORM})")
+            raise AlertConfigurationError(f"SES URL has no from= sender ({cls.url_form})")
         return cls(
             region=region,
             from_email=sender,
             to_emails=recipients,
-            configuration_set=one("configuration_set"),
-            reply_to=one("reply_to"),
+            configuration_set=parsed.query.get("configuration_set"),
+            reply_to=parsed.query.get("reply_to"),
             name=name,
         )
 

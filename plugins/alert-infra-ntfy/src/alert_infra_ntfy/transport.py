@@ -7,7 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from alert_infra import AlertConfigurationError, Sent
 from alert_infra.formatting import metadata_lines
@@ -51,8 +51,8 @@ DEFAULT_PRIORITY = 3
 #: The first tag: an emoji short code ntfy shows before the title (severity, or the status once handled).
 SEVERITY_TAGS = {"info": "information_source", "warning": "warning", "error": "x", "critical": "rotating_light"}
 STATUS_TAGS = {"resolved": "white_check_mark", "acknowledged": "eyes"}
-#: What :meth:`NtfyTransport.from_url` accepts (shown in errors, never the URL).
-URL_FORM = "ntfy://[user:password@|token@]host[:port]/topic, or ntfy://topic for ntfy.sh (ntfys:// alike)"
+#: A server in ``ntfy://host[:port]/topic``: a name or an [IPv6] address, a port of 1 to 5 digits.
+_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 #: Waits when a 429 carries no Retry-After: ntfy's request bucket refills one request every 5 s
 #: (``visitor-request-limit-replenish``), an auth-failure bucket one a minute.
 RATE_LIMIT_WAITS = {42901: 5.0, 42909: 60.0}
@@ -133,7 +133,11 @@ class NtfyTransport(HttpTransport):
     name = "ntfy"
     provider = "ntfy"
     secret_fields = ("topic", "token", "password")
+    #: ``alert-infra send --to ntfys://…``: see :meth:`from_url` (shown in errors, never the URL).
     url_schemes: ClassVar[tuple[str, ...]] = ("ntfy", "ntfys")
+    url_form: ClassVar[str] = (
+        "ntfy://[user:password@|token@]host[:port]/topic, or ntfy://topic for ntfy.sh (ntfys:// alike)"
+    )
     env_vars: ClassVar[dict[str, str]] = {"topic": "ALERT_NTFY_TOPIC"}
 
     def __init__(
@@ -211,34 +215,25 @@ class NtfyTransport(HttpTransport):
             AlertConfigurationError: not an ``ntfy://``/``ntfys://`` URL, no topic, several topics,
                 an invalid port or topic (the message shows the form, never the URL).
         """
-        if isinstance(url, str) and url:
-            register_secret(url)  # before anything can fail: no message or log line shows it
-        if not isinstance(url, str) or not url.strip():
-            raise AlertConfigurationError(f"ntfy URL is required ({URL_FORM})")
-        scheme, sep, rest = url.strip().partition("://")
-        if not sep or scheme.lower() not in cls.url_schemes:
-            raise AlertConfigurationError(f"ntfy URL must start with ntfy:// or ntfys:// ({URL_FORM})")
-        rest = rest.split("#", 1)[0].split("?", 1)[0]
-        netloc, _, path = rest.partition("/")
-        userinfo, at, hostport = netloc.rpartition("@")
-        segments = [segment for segment in path.split("/") if segment]
-        if not hostport:
-            raise AlertConfigurationError(f"ntfy URL has no host or topic ({URL_FORM})")
-        if len(segments) > 1:
-            raise AlertConfigurationError(f"ntfy URL names several topics: a channel publishes to one ({URL_FORM})")
-        if segments:
-            topic, api_url = unquote(segments[0]), "https://" + hostport
-            if not re.match(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$", hostport):
-                raise AlertConfigurationError(f"ntfy URL has an invalid host or port ({URL_FORM})")
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(url, cls.url_schemes, provider="ntfy", form=cls.url_form)
+        if not parsed.parts:
+            raise AlertConfigurationError(f"ntfy URL has no host or topic ({cls.url_form})")
+        if len(parsed.parts) > 2:
+            raise AlertConfigurationError(f"ntfy URL names several topics: a channel publishes to one ({cls.url_form})")
+        if len(parsed.parts) == 2:
+            hostport, topic = parsed.parts
+            if not _HOSTPORT.match(hostport):
+                raise AlertConfigurationError(f"ntfy URL has an invalid host or port ({cls.url_form})")
+            api_url = "https://" + hostport
         else:
-            topic, api_url = unquote(hostport), PUBLIC_SERVER  # ntfy://topic: the case of the topic is kept
+            topic, api_url = parsed.parts[0], PUBLIC_SERVER  # ntfy://topic: the case of the topic is kept
         token = username = password = None
-        if at:
-            user, colon, secret = userinfo.partition(":")
-            if colon:
-                username, password = unquote(user), unquote(secret)
-            else:
-                token = unquote(user)
+        if parsed.password is not None:
+            username, password = parsed.user, parsed.password
+        elif parsed.user is not None:
+            token = parsed.user
         return cls(topic, api_url=api_url, token=token, username=username, password=password, name=name)
 
     @classmethod

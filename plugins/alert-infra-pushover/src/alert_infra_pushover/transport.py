@@ -6,12 +6,11 @@ import hashlib
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from alert_infra import AlertConfigurationError, RetryableAlertTransportError, Sent
 from alert_infra import http as core_http
 from alert_infra.http import HttpResponse, HttpTransport, raise_for_status, redact_and_truncate
-from alert_infra.security import register_secret
 
 from ._limits import (
     DEVICE,
@@ -45,11 +44,6 @@ ACKNOWLEDGED_PRIORITY = -1
 #: quota comes back at the start of the next month (or when more messages are bought), so the
 #: dispatcher gives up now and the alert's other channels carry it.
 QUOTA_WAIT = 3600.0
-#: What a URL passed to :meth:`PushoverTransport.from_url` must look like (the syntax, never the URL).
-URL_FORM = (
-    "pover://<user>@<token>[/<device>[/<device>...]][?emergency_retry=60&emergency_expire=1h&api_url=https://...]"
-)
-_URL_OPTIONS = ("emergency_retry", "emergency_expire", "api_url")
 
 
 def _utc(timestamp: Any) -> str | None:
@@ -104,7 +98,11 @@ class PushoverTransport(HttpTransport):
     name = "pushover"
     provider = "Pushover"
     secret_fields = ("token", "user")
+    #: ``alert-infra send --to pover://…``: see :meth:`from_url` (shown in errors, never the URL).
     url_schemes: ClassVar[tuple[str, ...]] = ("pover",)
+    url_form: ClassVar[str] = (
+        "pover://<user>@<token>[/<device>[/<device>...]][?emergency_retry=60&emergency_expire=1h&api_url=https://...]"
+    )
     env_vars: ClassVar[dict[str, str]] = {"token": "ALERT_PUSHOVER_TOKEN", "user": "ALERT_PUSHOVER_USER"}
     body_format: ClassVar[str] = "form"  # Pushover's own examples post forms; JSON works too
 
@@ -178,33 +176,19 @@ class PushoverTransport(HttpTransport):
             AlertConfigurationError: not a ``pover://`` URL, no user or token, an unknown parameter
                 (the message shows the expected form, never the URL).
         """
-        if isinstance(url, str) and url:
-            register_secret(url)  # before anything can fail: no message or log line shows it
-        if not isinstance(url, str) or not url.strip():
-            raise AlertConfigurationError(f"Pushover URL is required ({URL_FORM})")
-        scheme, sep, rest = url.strip().partition("://")
-        if not sep or scheme.lower() not in cls.url_schemes:
-            raise AlertConfigurationError(f"Pushover URL must start with pover:// ({URL_FORM})")
-        rest, _, query = rest.partition("?")
-        rest = rest.partition("#")[0]
-        authority, _, path = rest.partition("/")
-        user, at, token = authority.partition("@")
-        if not at or not user or not token:
-            raise AlertConfigurationError(f"Pushover URL must hold the user key and the token ({URL_FORM})")
-        for part in (user, token):
-            register_secret(part)
-        devices = [segment for segment in path.split("/") if segment]
-        options: dict[str, Any] = {}
-        try:
-            pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-        except ValueError:
-            raise AlertConfigurationError(f"Pushover URL has a malformed query ({URL_FORM})") from None
-        for key, value in pairs:
-            if key not in _URL_OPTIONS:
-                raise AlertConfigurationError(
-                    f"Pushover URL has an unknown parameter: expected {', '.join(_URL_OPTIONS)} ({URL_FORM})"
-                )
-            options[key] = value
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(
+            url,
+            cls.url_schemes,
+            provider="Pushover",
+            form=cls.url_form,
+            options=("emergency_retry", "emergency_expire", "api_url"),
+        )
+        if not parsed.user or parsed.password is not None or not parsed.parts:
+            raise AlertConfigurationError(f"Pushover URL must hold the user key and the token ({cls.url_form})")
+        user, token, devices = parsed.user, parsed.parts[0], parsed.parts[1:]
+        options: dict[str, Any] = parsed.query
         return cls(token, user, device=",".join(devices) or None, name=name, **options)
 
     # -- payload -----------------------------------------------------------------------------

@@ -55,8 +55,6 @@ RETIRED_CONNECTOR_MESSAGE = (
     " those connectors: create a Workflows webhook instead (in Teams: … on the channel > Workflows >"
     ' "Post to a channel when a webhook request is received") and use the URL it gives you'
 )
-#: What a URL passed to :meth:`TeamsTransport.from_url` must look like (the syntax, never the URL).
-URL_FORM = "teams://<host>[:<port>]/<path>?<query>"
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"
@@ -127,7 +125,9 @@ class TeamsTransport(HttpTransport):
     name = "teams"
     provider = "Teams"
     secret_fields = ("webhook_url",)
+    #: ``alert-infra send --to teams://…``: see :meth:`from_url` (shown in errors, never the URL).
     url_schemes: ClassVar[tuple[str, ...]] = ("teams",)
+    url_form: ClassVar[str] = "teams://<host>[:<port>]/<path>?<query>"
     env_vars: ClassVar[dict[str, str]] = {"webhook_url": "ALERT_TEAMS_WEBHOOK_URL"}
 
     def __init__(
@@ -150,6 +150,10 @@ class TeamsTransport(HttpTransport):
         replaced by ``teams`` (``teams://prod-01.westus.logic.azure.com:443/workflows/ID/triggers/
         manual/paths/invoke?api-version=2016-06-01&sp=…&sv=1.0&sig=SIG``). The whole URL is a secret.
 
+        Not on the core's ``parse_channel_url``: this URL passes through whole, its query (the
+        signature ``sig``, ``api-version``...) included, and that parser refuses every query name it
+        is not told and gives the host and path back decoded.
+
         Raises:
             AlertConfigurationError: not a ``teams://`` URL, no host or no path (the message shows
                 the expected form, never the URL).
@@ -157,19 +161,19 @@ class TeamsTransport(HttpTransport):
         if isinstance(url, str) and url:
             register_secret(url)  # before anything can fail: no message or log line shows it
         if not isinstance(url, str) or not url.strip():
-            raise AlertConfigurationError(f"Teams URL is required ({URL_FORM})")
+            raise AlertConfigurationError(f"Teams URL is required ({cls.url_form})")
         scheme, sep, rest = url.strip().partition("://")
         if not sep or scheme.lower() not in cls.url_schemes:
-            raise AlertConfigurationError(f"Teams URL must start with teams:// ({URL_FORM})")
+            raise AlertConfigurationError(f"Teams URL must start with teams:// ({cls.url_form})")
         try:
             parts = urlsplit("https://" + rest)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError:
-            raise AlertConfigurationError(f"Teams URL is not a valid URL ({URL_FORM})") from None
+            raise AlertConfigurationError(f"Teams URL is not a valid URL ({cls.url_form})") from None
         if not parts.hostname:
-            raise AlertConfigurationError(f"Teams URL has no host ({URL_FORM})")
+            raise AlertConfigurationError(f"Teams URL has no host ({cls.url_form})")
         if not parts.path.strip("/"):
-            raise AlertConfigurationError(f"Teams URL has no path: give the whole Workflows URL ({URL_FORM})")
+            raise AlertConfigurationError(f"Teams URL has no path: give the whole Workflows URL ({cls.url_form})")
         return cls("https://" + rest, name=name)
 
     @classmethod

@@ -8,7 +8,6 @@ import threading
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
-from urllib.parse import unquote
 
 from alert_infra import (
     AlertConfigurationError,
@@ -47,8 +46,6 @@ CODE_WAITS = {21611: 60.0, 30001: 60.0}
 #: Errors about one recipient (invalid, unsubscribed, unreachable, not mobile, region not
 #: enabled, trial account's unverified number): the other numbers are still tried.
 RECIPIENT_CODES = frozenset({21211, 21265, 21408, 21610, 21612, 21614, 21635, 21608, 21659, 21660})
-#: What :meth:`TwilioTransport.from_url` accepts (shown in errors, never the URL).
-URL_FORM = "twilio://<account_sid>:<auth_token>@<from_number or MG… service sid>/<to1>[/<to2>…]"
 #: Partly delivered alerts remembered (so a retry does not text the same number twice), and for how long.
 PROGRESS_ENTRIES = 512
 PROGRESS_SECONDS = 3600.0
@@ -148,7 +145,11 @@ class TwilioTransport(HttpTransport):
     secret_fields = ("auth_token",)
     default_formatter = "compact"
     body_format = "form"
+    #: ``alert-infra send --to twilio://…``: see :meth:`from_url` (shown in errors, never the URL).
     url_schemes: ClassVar[tuple[str, ...]] = ("twilio",)
+    url_form: ClassVar[str] = (
+        "twilio://<account_sid>:<auth_token>@<from_number or MG… service sid>/<to1>[/<to2>…][?to=<to3>,<to4>]"
+    )
     env_vars: ClassVar[dict[str, str]] = {
         "account_sid": "ALERT_TWILIO_ACCOUNT_SID",
         "auth_token": "ALERT_TWILIO_AUTH_TOKEN",
@@ -246,30 +247,21 @@ class TwilioTransport(HttpTransport):
             AlertConfigurationError: not a ``twilio://`` URL, no credentials, no sender or no
                 recipient (the message shows the form, never the URL).
         """
-        if isinstance(url, str) and url:
-            register_secret(url)
-        if not isinstance(url, str) or not url.strip():
-            raise AlertConfigurationError(f"Twilio URL is required ({URL_FORM})")
-        scheme, sep, rest = url.strip().partition("://")
-        if not sep or scheme.lower() not in cls.url_schemes:
-            raise AlertConfigurationError(f"Twilio URL must start with twilio:// ({URL_FORM})")
-        rest, _, query = rest.split("#", 1)[0].partition("?")
-        netloc, _, path = rest.partition("/")
-        userinfo, at, sender = netloc.rpartition("@")
-        account_sid, colon, auth_token = userinfo.partition(":")
-        if not at or not colon:
-            raise AlertConfigurationError(f"Twilio URL has no account_sid:auth_token@ ({URL_FORM})")
-        register_secret(unquote(auth_token))
-        sender = unquote(sender)
-        targets = [unquote(segment) for segment in path.split("/") if segment]
-        for pair in query.split("&"):
-            key, _, value = pair.partition("=")
-            if key == "to":
-                targets.extend(part for part in unquote(value).split(",") if part)
+        from alert_infra.urls import parse_channel_url
+
+        parsed = parse_channel_url(url, cls.url_schemes, provider="Twilio", form=cls.url_form, options=("to",))
+        if parsed.user is None or parsed.password is None:
+            raise AlertConfigurationError(f"Twilio URL has no account_sid:auth_token@ ({cls.url_form})")
+        # ChannelUrl.parts drops an empty host: `twilio://AC…:token@/+1555…` must say "no sender",
+        # not take the first recipient for the sender. The credentials are there, so the first '@'
+        # ends them.
+        has_host = url.strip().partition("@")[2][:1] not in ("", "/", "?", "#")
+        sender, targets = (parsed.parts[0], parsed.parts[1:]) if has_host and parsed.parts else ("", list(parsed.parts))
+        targets.extend(part for part in parsed.query.get("to", "").split(",") if part)
         if not sender:
-            raise AlertConfigurationError(f"Twilio URL has no sender ({URL_FORM})")
+            raise AlertConfigurationError(f"Twilio URL has no sender ({cls.url_form})")
         if not targets:
-            raise AlertConfigurationError(f"Twilio URL has no recipient ({URL_FORM})")
+            raise AlertConfigurationError(f"Twilio URL has no recipient ({cls.url_form})")
         targets = [t if t.strip().startswith("+") else "+" + t.strip() for t in targets]
         if re.match(r"^MG", sender):
             sender_options: dict[str, Any] = {"messaging_service_sid": sender}
@@ -277,7 +269,7 @@ class TwilioTransport(HttpTransport):
             sender_options = {"from_number": "+" + sender}
         else:
             sender_options = {"from_number": sender}
-        return cls(unquote(account_sid), unquote(auth_token), to_numbers=targets, name=name, **sender_options)
+        return cls(parsed.user, parsed.password, to_numbers=targets, name=name, **sender_options)
 
     # -- payload -----------------------------------------------------------------------------
     def body_text(self, alert: Alert) -> str:
@@ -306,7 +298,7 @@ class TwilioTransport(HttpTransport):
         return {"Authorization": self._authorization, "Accept": "application/json"}
 
     # -- delivery ------------------------------------------------------------------------------
-    def send(self, alert: Alert) -> Sent:  # type: ignore[override]  # BaseTransport.send still says str | None
+    def send(self, alert: Alert) -> Sent:
         """Text every number not yet texted for this alert; see the class docstring for partial failures."""
         fields = self.build_payload(alert)
         headers = self.request_headers(alert)

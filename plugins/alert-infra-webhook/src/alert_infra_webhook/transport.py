@@ -165,6 +165,7 @@ class WebhookTransport(HttpTransport):
     provider = "Webhook"
     secret_fields = ("url", "secret")
     url_schemes: ClassVar[tuple[str, ...]] = ("webhook+https",)
+    url_form: ClassVar[str] = URL_FORM
     env_vars: ClassVar[dict[str, str]] = {"url": "ALERT_WEBHOOK_URL"}
     #: Unix seconds of a try (``webhook-timestamp``); replaceable per instance in tests.
     clock: Callable[[], float] = staticmethod(time.time)
@@ -264,6 +265,10 @@ class WebhookTransport(HttpTransport):
         """Build from ``webhook+https://<host>[:<port>]/<path>[?<query>]``: the receiver's URL with
         ``https`` replaced by ``webhook+https``, query included; unsigned, POST, no extra header. The
         whole URL is a secret. A ``#fragment`` is refused (reserved for options).
+
+        Not on the core's ``parse_channel_url``: the receiver's URL passes through whole, its query
+        included, and that parser refuses every query name it is not told and gives the host and
+        path back decoded.
 
         Raises:
             AlertConfigurationError: another scheme (``webhook+http`` included), no host, a bad port

@@ -1,0 +1,57 @@
+"""The alert lifecycle: matchers, silences, inhibition, grouping into digests and the notification log.
+
+Nothing here is imported by ``import alert_infra``; ``import alert_infra.lifecycle`` loads only the
+standard library (Redis is imported when a Redis store is opened).
+
+Every rule is an **admission gate**: one small object with a ``name`` and one method,
+
+.. code-block:: python
+
+    verdict = gate.check(alert, channel, now, delivered=False)
+
+* ``alert``: the :class:`~alert_infra.Alert` (its ``status`` is ``firing``, ``acknowledged`` or
+  ``resolved``); ``channel``: the channel's name; ``now``: wall-clock seconds (``time.time()``,
+  injected in tests); ``delivered``: the notification log says this channel already delivered the
+  firing alert of this fingerprint (:meth:`NotificationLog.delivered`).
+* the answer, a :class:`Verdict`: ``admit`` (on to the next gate), ``skip`` with a ``reason``
+  (``"silence"``, ``"inhibit"``, ``"unmatched"``: the outcome's ``suppressed_by``) and the ``rule``
+  that decided (a silence id, an inhibit rule id), or ``held`` ``until`` a time (the outcome
+  status ``"held"``; ``rule`` is the group key).
+
+The gates and the order the dispatcher's chain should call them in, per channel:
+
+1. :class:`UnmatchedGate` (:mod:`~alert_infra.lifecycle.nlog`): a resolve or acknowledge goes
+   only to a channel whose log shows the firing alert delivered; elsewhere ``skip("unmatched")``.
+   Once it admits a resolve, the chain passes ``delivered=True`` to the gates after it.
+2. :class:`InhibitGate` (:mod:`~alert_infra.lifecycle.inhibit`): also *observes* every alert (a
+   firing source starts inhibiting); call :meth:`InhibitGate.observe` for an alert that reaches no
+   channel at all.
+3. :class:`SilenceGate` (:mod:`~alert_infra.lifecycle.silences`).
+4. :class:`GroupGate` (:mod:`~alert_infra.lifecycle.grouping`): holds the alert for its group;
+   the scheduler calls :meth:`Grouper.due` and delivers the :class:`Notification` digests.
+5. then the existing dedup and throttle.
+
+After a delivery the dispatcher records it with :meth:`NotificationLog.record` (the firing and
+resolved fingerprints, and the provider's ``Sent.handle``).
+
+Stores: silences, groups, inhibition sources and the log each keep their records in a
+:class:`RecordStore` opened by :func:`open_store` from ``"memory"``, ``"sqlite:///PATH"`` (a table
+of its own in that file) or a Redis URL / client (keys of their own under a prefix).
+"""
+
+from __future__ import annotations
+
+from .durations import format_duration, parse_duration
+from .gates import ADMIT, Verdict
+from .matchers import Matcher, MatcherError, parse_matcher, parse_matchers
+
+__all__ = [
+    "ADMIT",
+    "Matcher",
+    "MatcherError",
+    "Verdict",
+    "format_duration",
+    "parse_duration",
+    "parse_matcher",
+    "parse_matchers",
+]

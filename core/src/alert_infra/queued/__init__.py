@@ -1,0 +1,80 @@
+"""The engine-neutral core of queued delivery (Celery, the local spool, Django's task framework).
+
+Imports neither Celery nor Django. What every engine shares:
+
+* settings and their validation, one path for every engine (:mod:`.settings`:
+  :class:`AsyncAlertConfig`, :func:`normalize_async_config`, :func:`spool_settings`,
+  :func:`parse_duration`);
+* the message: built by the sender (the redacted alert, the channels still to do, the retry
+  settings; never a credential) and checked field by field by the worker before anything touches
+  it (:mod:`.message`: :func:`build_message`, :func:`check_message`);
+* the worker step that delivers and answers "done" or "retry these channels in N s" (backoff,
+  full jitter, ``Retry-After`` up to the cap), with the idempotency records (:mod:`.step`);
+* the outbox of a broker that can lose a message (:mod:`alert_infra.outbox`);
+* the local spool (:mod:`.spool`, :mod:`.sender`, :mod:`.worker`): ``delivery = "spool"`` and
+  ``alert-infra worker``.
+
+A new engine is an adapter on these, registered in the ``alert_infra.delivery`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AsyncAlertConfig",
+    "InvalidMessage",
+    "Message",
+    "Outbox",
+    "Spool",
+    "SpoolDispatcher",
+    "SpoolSettings",
+    "SpoolUnavailable",
+    "SpoolWorker",
+    "StepAnswer",
+    "build_message",
+    "check_message",
+    "decide",
+    "deliver",
+    "normalize_async_config",
+    "parse_duration",
+    "retry_countdown",
+    "spool_dispatcher",
+    "spool_settings",
+]
+
+_WHERE = {
+    "AsyncAlertConfig": "settings",
+    "normalize_async_config": "settings",
+    "parse_duration": "settings",
+    "retry_countdown": "settings",
+    "SpoolSettings": "settings",
+    "spool_settings": "settings",
+    "InvalidMessage": "message",
+    "Message": "message",
+    "build_message": "message",
+    "check_message": "message",
+    "StepAnswer": "step",
+    "decide": "step",
+    "deliver": "step",
+    "Spool": "spool",
+    "SpoolUnavailable": "spool",
+    "SpoolDispatcher": "sender",
+    "spool_dispatcher": "sender",
+    "SpoolWorker": "worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "Outbox":
+        from ..outbox import Outbox
+
+        return Outbox
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'alert_infra.queued' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
