@@ -51,10 +51,10 @@ def _plugin_paths() -> list[str]:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Core (with its Celery and Django extras) and every plugin installed from the working tree;
-    the whole suite on FULL_PYTHON, everything but the ``slow`` tests on the other Pythons."""
+    """Core (with its Celery, Django and templates extras) and every plugin installed from the working
+    tree; the whole suite on FULL_PYTHON, everything but the ``slow`` tests on the other Pythons."""
     session.install(
-        "-e", "./core[redis,celery,django]", *[arg for p in _plugin_paths() for arg in ("-e", p)], *TEST_DEPS
+        "-e", "./core[redis,celery,django,templates]", *[arg for p in _plugin_paths() for arg in ("-e", p)], *TEST_DEPS
     )
     args = list(session.posargs) or ["tests", "plugins"]
     if not session.posargs and session.python != FULL_PYTHON:

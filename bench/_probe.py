@@ -3,7 +3,8 @@
 Usage: python _probe.py <library> <measurement>
   library:     ours | old (alert-infra 0.1.5) | apprise | ceiling (a bare requests.Session loop)
                | ceiling_resolved (the same loop with proxies and CA bundle resolved once)
-  measurement: overhead | overhead_pool | alert | fanout | webhook | webhook_dispatch | redaction
+  measurement: overhead | overhead_pool | alert | fanout | webhook | webhook_dispatch | webhook_signed |
+    apprise_alone | apprise_bridge | redaction
 """
 
 from __future__ import annotations
@@ -169,9 +170,30 @@ def webhook_measure() -> dict:
 
         old = OldSlack(url, timeout=5)
         return webhook_rate(lambda: old.send(alert))
-    from alert_infra_slack import SlackWebhookTransport
-
     from alert_infra import AlertDispatcher
+
+    if MEASUREMENT == "webhook_signed":
+        # The generic webhook plugin, signing every request (Standard Webhooks), through the dispatcher.
+        from alert_infra_webhook import WebhookTransport
+
+        secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        dispatcher = AlertDispatcher([WebhookTransport(url, secret=secret, timeout=5)])
+        return webhook_rate(lambda: dispatcher.send(alert))
+    if MEASUREMENT in ("apprise_alone", "apprise_bridge"):
+        # The same apprise notification to the same sink, alone and through our bridge + dispatcher.
+        target = url.replace("https://", "jsons://", 1)
+        if MEASUREMENT == "apprise_alone":
+            import apprise
+
+            app = apprise.Apprise()
+            app.add(target)
+            title, body = alert.title, alert.message
+            return webhook_rate(lambda: app.notify(title=title, body=body))
+        from alert_infra_apprise import AppriseTransport
+
+        dispatcher = AlertDispatcher([AppriseTransport(target, timeout=5)])
+        return webhook_rate(lambda: dispatcher.send(alert))
+    from alert_infra_slack import SlackWebhookTransport
 
     slack = SlackWebhookTransport(url, timeout=5)
     if MEASUREMENT == "webhook_dispatch":
@@ -259,7 +281,7 @@ def redaction_measure() -> dict:
 if __name__ == "__main__":
     if MEASUREMENT == "redaction":
         result = redaction_measure()
-    elif MEASUREMENT.startswith("webhook"):
+    elif MEASUREMENT.startswith(("webhook", "apprise_")):
         result = webhook_measure()
     elif LIBRARY == "apprise":
         result = apprise_measure()

@@ -198,6 +198,9 @@ def main() -> int:
                 ("ours", pythons["ours"], "webhook_dispatch", "webhook_dispatch"),
                 ("old", pythons.get("old"), "webhook", "webhook"),
                 ("apprise", pythons.get("apprise"), "webhook", "webhook"),
+                ("ours", pythons["ours"], "webhook_signed", "webhook_signed"),
+                ("ours", pythons["ours"], "apprise_alone", "apprise_alone"),
+                ("ours", pythons["ours"], "apprise_bridge", "apprise_bridge"),
             )
             rates: dict[tuple[str, str], list[float]] = {}
             for _ in range(WEBHOOK_ROUNDS):  # interleaved, so drift in the machine's load hits every row alike
@@ -280,11 +283,19 @@ def main() -> int:
             ("  same, proxies/CA resolved once", webhook.get("ceiling_resolved"), ""),
             ("SlackWebhookTransport.send", webhook.get("ours"), ">= 0.75x"),
             ("AlertDispatcher.send -> Slack", figures.get("webhook_dispatch", {}).get("ours"), ">= 0.9x"),
+            ("AlertDispatcher.send -> signed webhook", figures.get("webhook_signed", {}).get("ours"), ">= 1.0x"),
         ):
             if isinstance(value, (int, float)):
                 print(f"  {label:40} {value:>8.0f}/s  {1e6 / value:>7.0f} us/send  {value / ceiling:.2f}x  {target}")
             else:
                 print(f"  {label:40} n/a")
+    alone = figures.get("apprise_alone", {}).get("ours")
+    bridge = figures.get("apprise_bridge", {}).get("ours")
+    if isinstance(alone, (int, float)) and isinstance(bridge, (int, float)):
+        print(
+            f"\napprise to the same sink: alone {alone:.0f}/s, through our bridge and dispatcher {bridge:.0f}/s:"
+            f" our overhead {alone / bridge:.2f}x (target <= 1.1x)"
+        )
     redaction = figures.get("redaction", {}).get("ours")
     print("\nredaction (bench/redaction_rows.py):")
     if isinstance(redaction, list):

@@ -134,7 +134,7 @@ def test_every_extra_installs_something_the_code_imports(pyproject: Path) -> Non
 
 
 def test_core_has_no_extras_ahead_of_their_features() -> None:
-    assert set(_extras(ROOT / "core" / "pyproject.toml")) == {"redis", "celery", "django", "testing"}
+    assert set(_extras(ROOT / "core" / "pyproject.toml")) == {"redis", "celery", "django", "templates", "testing"}
 
 
 # --- what the plugin guide attributes to BaseTransport ------------------------------------------

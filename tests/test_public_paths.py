@@ -44,7 +44,11 @@ def _named_paths() -> list[str]:
             for name in re.split(r"[,\s()]+", names.split("#")[0]):
                 if name.isidentifier() and name not in ("as", "import"):
                     found.add(f"{module}.{name}")
-    return sorted(p for p in found if p not in NOT_PYTHON and not _CHECK_ID.match(p))
+    return sorted(
+        p
+        for p in found
+        if p not in NOT_PYTHON and not _CHECK_ID.match(p) and not p.endswith(".md")  # a page
+    )
 
 
 def _resolve(path: str) -> object:

@@ -18,10 +18,9 @@ import pytest
 
 import alert_infra
 
-
-#: Subpackages whose classes are not scanned yet: their reprs raise on a half-built instance
-#: (queued/ and lifecycle/ arrived from their own branches; their owners guard them, then remove these)
-NOT_YET_SCANNED = ("alert_infra.queued.", "alert_infra.lifecycle.")
+#: Modules whose classes are not scanned yet: their reprs raise on a half-built instance (they
+#: arrived from their own branches; their owners guard them with security.guarded_repr, then remove these)
+NOT_YET_SCANNED = ("alert_infra.queued.", "alert_infra.lifecycle.", "alert_infra.templates")
 
 
 def _classes() -> list[type]:

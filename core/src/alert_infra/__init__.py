@@ -15,7 +15,7 @@ The package's layers, each importing only from itself and those below it
 (``tests/test_layers.py`` enforces it and lists the two lazy exceptions):
 
 0. foundation: ``exceptions``, ``security`` (redaction), ``_checks``, ``_lifecycle``
-1. the alert model: ``alert``, ``result``, ``formatting``
+1. the alert model: ``alert``, ``result``, ``formatting``, ``templates``
 2. extension points: ``hookspecs``, ``plugins``, ``transports``, ``catalogue``
 3. delivery: ``pool``, ``policies``, ``state``, ``http``, ``dispatcher``, ``audit``
 4. configuration by name: ``config``
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         register_secret,
         release_secrets,
     )
+    from .templates import create_alert_from_template
     from .transports import BaseTransport, ConsoleTransport, NoOpTransport
 
 # name -> submodule that defines it
@@ -108,6 +109,7 @@ _LAZY = {
     "redact_text": "security",
     "register_secret": "security",
     "release_secrets": "security",
+    "create_alert_from_template": "templates",
     "AlertTransport": "_protocol",
     "BaseTransport": "transports",
     "ConsoleTransport": "transports",
@@ -148,6 +150,7 @@ __all__ = [
     "VALID_SEVERITIES",
     "__version__",
     "build_transport",
+    "create_alert_from_template",
     "get_plugin_host",
     "hookimpl",
     "list_plugins",

@@ -453,6 +453,25 @@ class Alert:
             status=str(data.get("status") or "firing"),
         )
 
+    @classmethod
+    def from_template(cls, name: str, config: Any = None, **variables: Any) -> Alert:
+        """An alert whose title and message are the ``[templates.NAME]`` template rendered with
+        ``variables`` (Jinja2 in a sandbox; needs ``alert-infra[templates]``).
+
+        ``config``: a mapping, a path or a loaded configuration; ``None`` reads the process's
+        configuration file. Variables named ``severity``, ``source``, ``tags``, ``metadata``,
+        ``links`` (any ``Alert`` argument but ``title`` and ``message``) also set that field.
+        For a variable called ``config`` or ``name`` use
+        :func:`alert_infra.create_alert_from_template`. See :mod:`alert_infra.templates`.
+
+        Raises:
+            AlertConfigurationError: an unknown template, a missing variable (named), a template
+                error (naming the template and line), or Jinja2 not installed.
+        """
+        from .templates import create_alert_from_template
+
+        return create_alert_from_template(name, variables, config=config)
+
     # -- value semantics ------------------------------------------------------------------
     def _key(self) -> tuple[Any, ...]:
         return (*tuple(getattr(self, name) for name in _FIELDS if name != "fingerprint"), self.fingerprint)

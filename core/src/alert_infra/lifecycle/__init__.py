@@ -43,15 +43,40 @@ from __future__ import annotations
 
 from .durations import format_duration, parse_duration
 from .gates import ADMIT, Verdict
+from .grouping import Grouper, GroupGate, GroupPolicy, Notification
+from .inhibit import InhibitGate, InhibitRule, inhibit_rules_from_config
 from .matchers import Matcher, MatcherError, parse_matcher, parse_matchers
+from .nlog import LogEntry, NotificationLog, UnmatchedGate, fingerprint_key
+from .silences import Silence, SilenceGate, SilenceStore, silences_from_config
+from .stores import MemoryStore, RecordStore, RedisStore, SQLiteStore, open_store
 
 __all__ = [
     "ADMIT",
+    "GroupGate",
+    "GroupPolicy",
+    "Grouper",
+    "InhibitGate",
+    "InhibitRule",
+    "LogEntry",
     "Matcher",
     "MatcherError",
+    "MemoryStore",
+    "Notification",
+    "NotificationLog",
+    "RecordStore",
+    "RedisStore",
+    "SQLiteStore",
+    "Silence",
+    "SilenceGate",
+    "SilenceStore",
+    "UnmatchedGate",
     "Verdict",
+    "fingerprint_key",
     "format_duration",
+    "inhibit_rules_from_config",
+    "open_store",
     "parse_duration",
     "parse_matcher",
     "parse_matchers",
+    "silences_from_config",
 ]

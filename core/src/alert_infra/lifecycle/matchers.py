@@ -185,19 +185,20 @@ def _cost(items: Sequence[Any], text: str, inside_repeat: bool) -> int:
     return total
 
 
-def _compile(pattern: str, text: str) -> Callable[[str], bool]:
+def _compile(pattern: str, text: str) -> Callable[[str], object]:
+    """A test of a whole value: truthy when the pattern matches all of it."""
     if regex_engine() == "re2":
         try:
             compiled = _RE2.compile(pattern)
         except Exception as exc:  # noqa: BLE001 - re2 raises its own error class
             raise MatcherError(f"not a valid regular expression ({type(exc).__name__})", text) from None
-        return lambda value: compiled.fullmatch(value) is not None
+        return compiled.fullmatch  # type: ignore[no-any-return]
     _check_backtracking(pattern, text)
     try:
         compiled_re = re.compile(pattern)
     except re.error as exc:
         raise MatcherError(f"not a valid regular expression: {exc.msg}", text) from None
-    return lambda value: compiled_re.fullmatch(value) is not None
+    return compiled_re.fullmatch
 
 
 # -- the matcher ----------------------------------------------------------------------------------
@@ -210,12 +211,13 @@ class Matcher:
     way). Immutable, hashable, equal when name, operator and value are.
     """
 
-    __slots__ = ("_test", "name", "op", "value")
+    __slots__ = ("_negative", "_test", "name", "op", "value")
 
     name: str
     op: str
     value: str
-    _test: Callable[[str], bool]
+    _test: Callable[[str], object]
+    _negative: bool
 
     def __init__(self, name: str, op: str, value: str, *, _text: str | None = None) -> None:
         text = _text if _text is not None else f"{name}{op}{_quote(value) if isinstance(value, str) else value!r}"
@@ -224,7 +226,7 @@ class Matcher:
             raise MatcherError(f"unknown operator {op!r}; use one of = != =~ !~", text)
         if not isinstance(value, str):
             raise MatcherError("the value must be a string", text)
-        test: Callable[[str], bool]
+        test: Callable[[str], object]
         if op in ("=~", "!~"):
             test = _compile(value, text)
         else:
@@ -233,6 +235,7 @@ class Matcher:
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "value", value)
         object.__setattr__(self, "_test", test)
+        object.__setattr__(self, "_negative", op in ("!=", "!~"))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Matcher is immutable")
@@ -250,8 +253,12 @@ class Matcher:
         """Match the field's values (one for most fields, the tags for ``tags``): a positive
         matcher needs one value that matches, a negative one needs none."""
         test = self._test
-        hit = any(test(value[:MAX_VALUE_CHARS]) for value in values)
-        return not hit if self.negative else hit
+        hit = False
+        for value in values:
+            if test(value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS]):
+                hit = True
+                break
+        return not hit if self._negative else hit
 
     def matches(self, alert: Alert, channel: str = "") -> bool:
         """Whether ``alert`` (going to ``channel``) matches."""

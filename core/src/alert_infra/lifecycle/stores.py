@@ -1,0 +1,405 @@
+"""Where lifecycle records live: in memory, in a SQLite file, or in Redis.
+
+Silences, groups, inhibition sources and the notification log each keep small JSON records
+(a mapping per key) in a :class:`RecordStore` of their own ``kind``:
+
+* :class:`MemoryStore`: this process only.
+* :class:`SQLiteStore`: a table of its own (``lifecycle_<kind>``) in the given SQLite file, in WAL
+  mode; every wait for another process's lock is bounded (``timeout``, default 0.5 s). A forked
+  child opens its own connection on first use and never touches the parent's.
+* :class:`RedisStore`: keys of its own (``<prefix>:<kind>:<key>`` and an index set
+  ``<prefix>:<kind>:~index``) in a given redis-py client or a URL (connect and read timeouts
+  bounded, default 0.5 s; the URL is treated as a secret). A client built from a URL is rebuilt in
+  a forked child.
+
+:func:`open_store` picks one from a setting. Records may carry a time to live; an expired record
+is never returned. Store operations raise on failure (a locked file beyond the bound, Redis
+down): the gates built on them catch that and fail open (the alert is delivered).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from ..exceptions import AlertConfigurationError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+__all__ = ["MemoryStore", "RecordStore", "RedisStore", "SQLiteStore", "open_store"]
+
+_KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
+#: The largest record any store accepts (bytes of JSON): a group of thousands of alerts fits.
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+#: Bounds of a store's wait for a lock or a socket (seconds).
+MIN_TIMEOUT, MAX_TIMEOUT = 0.05, 10.0
+
+
+def _check_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not kind or not set(kind) <= _KIND_CHARS or len(kind) > 40:
+        raise AlertConfigurationError("a lifecycle store's kind is lowercase letters and '_'")
+    return kind
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
+        raise AlertConfigurationError(f"a lifecycle store's timeout is {MIN_TIMEOUT} to {MAX_TIMEOUT} seconds")
+    return float(timeout)
+
+
+def _encode(value: dict[str, Any]) -> str:
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    if len(text) > MAX_RECORD_BYTES:
+        raise ValueError(f"a lifecycle record is larger than {MAX_RECORD_BYTES} bytes")
+    return text
+
+
+class RecordStore:
+    """The interface: JSON mappings by key, each with an optional time to live (seconds).
+
+    ``clock`` (wall-clock seconds, default :func:`time.time`) decides expiry; tests inject one.
+    """
+
+    kind: str = ""
+    name: str = "store"
+
+    def __init__(self, kind: str, clock: Callable[[], float] | None = None) -> None:
+        self.kind = _check_kind(kind)
+        self.clock: Callable[[], float] = clock or time.time
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The record under ``key``, or ``None`` (missing or expired)."""
+        raise NotImplementedError
+
+    def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` (replacing it), expiring after ``ttl`` seconds if given."""
+        raise NotImplementedError
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it was there."""
+        raise NotImplementedError
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every live record, sorted by key."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Remove every record of this kind."""
+        for key, _ in self.items():
+            self.delete(key)
+
+    def close(self) -> None:
+        """Release connections (the store may still be used: it reconnects)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r})"
+
+
+class MemoryStore(RecordStore):
+    """Records in this process's memory (copies: a caller never shares a mutable record)."""
+
+    name = "memory"
+
+    def __init__(self, kind: str = "records", clock: Callable[[], float] | None = None) -> None:
+        super().__init__(kind, clock)
+        self._data: dict[str, tuple[float | None, str]] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _locked(self) -> threading.Lock:
+        if os.getpid() != self._pid:  # a forked child: a lock of its own (the parent's may be held)
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+        return self._lock
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._locked():
+            found = self._data.get(key)
+            if found is None:
+                return None
+            expires, text = found
+            if expires is not None and expires <= self.clock():
+                del self._data[key]
+                return None
+        value: dict[str, Any] = json.loads(text)
+        return value
+
+    def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        text = _encode(value)
+        expires = None if ttl is None else self.clock() + ttl
+        with self._locked():
+            self._data[key] = (expires, text)
+
+    def delete(self, key: str) -> bool:
+        with self._locked():
+            return self._data.pop(key, None) is not None
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        now = self.clock()
+        with self._locked():
+            gone = [key for key, (expires, _) in self._data.items() if expires is not None and expires <= now]
+            for key in gone:
+                del self._data[key]
+            live = sorted(self._data.items())
+        return [(key, json.loads(text)) for key, (_, text) in live]
+
+    def clear(self) -> None:
+        with self._locked():
+            self._data.clear()
+
+
+class SQLiteStore(RecordStore):
+    """Records in a table of their own (``lifecycle_<kind>``) of a SQLite file (WAL, bounded waits).
+
+    Args:
+        path: the file (its folder must exist), or
+            ``sqlite:///PATH``.
+        kind: which records (the table's suffix).
+        timeout: the longest wait for another process's lock, seconds (default 0.5).
+    """
+
+    name = "sqlite"
+    _SWEEP_EVERY = 64
+
+    def __init__(
+        self, path: str, kind: str = "records", *, timeout: float = 0.5, clock: Callable[[], float] | None = None
+    ) -> None:
+        super().__init__(kind, clock)
+        if not isinstance(path, str) or not path:
+            raise AlertConfigurationError("a SQLite lifecycle store needs a file path")
+        if path.startswith("sqlite:///"):
+            path = path[len("sqlite:///") :]
+            path = os.path.expanduser(path) if path.startswith("~") else "/" + path.lstrip("/")
+        self.path = path
+        self.timeout = _check_timeout(timeout)
+        self._table = f"lifecycle_{self.kind}"
+        self._conn: Any = None
+        self._pid = -1
+        self._lock = threading.Lock()
+        self._writes = 0
+
+    def _connection(self) -> Any:
+        if self._pid != os.getpid():
+            # First use, or a forked child: a connection of its own. The parent's is left alone (never
+            # closed here: closing it would disturb the parent's copy of its state).
+            import sqlite3
+
+            self._lock = threading.Lock()
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._table} (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL)"
+            )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {self._table}_expires ON {self._table} (expires)")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = (
+                self._connection()
+                .execute(
+                    f"SELECT value FROM {self._table} WHERE key = ? AND (expires IS NULL OR expires > ?)",  # noqa: S608
+                    (key, self.clock()),
+                )
+                .fetchone()
+            )
+        if row is None:
+            return None
+        value: dict[str, Any] = json.loads(row[0])
+        return value
+
+    def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        text = _encode(value)
+        now = self.clock()
+        with self._lock:
+            conn = self._connection()
+            conn.execute(
+                f"INSERT OR REPLACE INTO {self._table} (key, value, expires) VALUES (?, ?, ?)",  # noqa: S608
+                (key, text, None if ttl is None else now + ttl),
+            )
+            self._writes += 1
+            if self._writes % self._SWEEP_EVERY == 0:
+                conn.execute(f"DELETE FROM {self._table} WHERE expires IS NOT NULL AND expires <= ?", (now,))  # noqa: S608
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            cursor = self._connection().execute(f"DELETE FROM {self._table} WHERE key = ?", (key,))  # noqa: S608
+            return bool(cursor.rowcount)
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            rows = (
+                self._connection()
+                .execute(
+                    f"SELECT key, value FROM {self._table} WHERE expires IS NULL OR expires > ? ORDER BY key",  # noqa: S608
+                    (self.clock(),),
+                )
+                .fetchall()
+            )
+        return [(key, json.loads(text)) for key, text in rows]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._connection().execute(f"DELETE FROM {self._table}")  # noqa: S608
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn, self._pid = None, -1
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r}, kind={self.kind!r})"
+
+
+class RedisStore(RecordStore):
+    """Records under ``<prefix>:<kind>:`` in Redis, shared by every process that uses them.
+
+    Args:
+        url: ``redis://…`` / ``rediss://…`` / ``unix://…`` (a secret: never logged or shown), or
+        client: a redis-py client to use as it is (its own timeouts apply).
+        prefix: the namespace (default ``alert-infra:lifecycle``).
+        timeout: connect and read timeout for a client built from ``url`` (default 0.5 s).
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        kind: str = "records",
+        *,
+        client: Any = None,
+        prefix: str = "alert-infra:lifecycle",
+        timeout: float = 0.5,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(kind, clock)
+        self.timeout = _check_timeout(timeout)
+        if client is None:
+            if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+                raise AlertConfigurationError("a Redis lifecycle store needs a redis://, rediss:// or unix:// URL")
+            from ..security import register_secret
+
+            register_secret(url, owner=self)
+        self._url = url
+        self._given = client
+        self._client: Any = client
+        self._pid = os.getpid() if client is not None else -1
+        self._prefix = f"{prefix}:{self.kind}:"
+        self._index = f"{prefix}:{self.kind}:~index"
+
+    def _redis(self) -> Any:
+        if self._given is not None:
+            return self._given
+        if self._pid != os.getpid():  # first use or a forked child: a client (and pool) of its own
+            try:
+                import redis
+            except ImportError:
+                raise AlertConfigurationError(
+                    "a Redis lifecycle store needs the redis package: pip install 'alert-infra[redis]'"
+                ) from None
+            try:
+                self._client = redis.Redis.from_url(
+                    str(self._url), socket_connect_timeout=self.timeout, socket_timeout=self.timeout
+                )
+            except ValueError:
+                raise AlertConfigurationError("not a valid Redis URL") from None  # its message quotes the URL
+            self._pid = os.getpid()
+        return self._client
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._unwrap(self._redis().get(self._prefix + key))
+
+    def _unwrap(self, raw: Any) -> dict[str, Any] | None:
+        # Each record is {"e": expires (this store's clock) or null, "v": value}: Redis's own TTL
+        # removes it in real time, the clock decides in between (an injected one in tests).
+        if raw is None:
+            return None
+        wrapped = json.loads(raw)
+        if wrapped["e"] is not None and wrapped["e"] <= self.clock():
+            return None
+        value: dict[str, Any] = wrapped["v"]
+        return value
+
+    def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        text = _encode({"e": None if ttl is None else self.clock() + ttl, "v": value})
+        pipe = self._redis().pipeline(transaction=True)
+        if ttl is None:
+            pipe.set(self._prefix + key, text)
+        else:
+            pipe.set(self._prefix + key, text, px=max(1, int(ttl * 1000)))
+        pipe.sadd(self._index, key)
+        pipe.execute()
+
+    def delete(self, key: str) -> bool:
+        pipe = self._redis().pipeline(transaction=True)
+        pipe.delete(self._prefix + key)
+        pipe.srem(self._index, key)
+        return bool(pipe.execute()[0])
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        client = self._redis()
+        keys = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in client.smembers(self._index))
+        if not keys:
+            return []
+        found: list[tuple[str, dict[str, Any]]] = []
+        gone: list[str] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for key, raw in zip(chunk, client.mget([self._prefix + k for k in chunk])):
+                if raw is None:
+                    gone.append(key)
+                    continue
+                value = self._unwrap(raw)
+                if value is not None:
+                    found.append((key, value))
+        if gone:
+            client.srem(self._index, *gone)
+        return found
+
+    def clear(self) -> None:
+        client = self._redis()
+        keys = [k.decode() if isinstance(k, bytes) else str(k) for k in client.smembers(self._index)]
+        pipe = client.pipeline(transaction=True)
+        for key in keys:
+            pipe.delete(self._prefix + key)
+        pipe.delete(self._index)
+        pipe.execute()
+
+    def close(self) -> None:
+        if self._given is None and self._client is not None and self._pid == os.getpid():
+            pool = getattr(self._client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
+            self._client, self._pid = None, -1
+
+    def __repr__(self) -> str:  # never the URL (it may hold a password)
+        return f"RedisStore(kind={self.kind!r})"
+
+
+def open_store(spec: Any = None, kind: str = "records", **options: Any) -> RecordStore:
+    """A store from a setting: ``None``/``"memory"``, ``"sqlite:///PATH"``, a Redis URL, a redis-py
+    client, or a :class:`RecordStore` (returned as it is). ``options`` go to the store's constructor
+    (``clock``, ``timeout``, ``prefix``)."""
+    if isinstance(spec, RecordStore):
+        return spec
+    if spec is None or spec == "memory":
+        return MemoryStore(kind, clock=options.get("clock"))
+    if isinstance(spec, str) and spec.startswith("sqlite:///"):
+        return SQLiteStore(spec, kind, **options)
+    if isinstance(spec, str) and spec.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(spec, kind, **options)
+    if not isinstance(spec, str) and hasattr(spec, "pipeline") and hasattr(spec, "mget"):
+        return RedisStore(None, kind, client=spec, **options)
+    raise AlertConfigurationError(
+        "a lifecycle store is 'memory', a sqlite:/// URL, a redis:// URL or a redis client"
+        + (f", got {type(spec).__name__}" if not isinstance(spec, str) else "")
+    )
