@@ -18,7 +18,7 @@ PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.tom
 # real Celery worker storms); the others run everything else, which keeps .ci/run well under its
 # time limit while every test still runs on every CI build.
 FULL_PYTHON = "3.12"
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "aiosmtpd>=1.4", "requests>=2.31", "redis>=4"]
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "aiosmtpd>=1.4", "requests>=2.31", "redis>=4", "django-tasks==0.8.1; python_version < '3.10'", "django-tasks-db[compat]>=0.13; python_version >= '3.10' and python_version < '3.12'", "django-tasks-db>=0.13; python_version >= '3.12'"]  # noqa: E501 - django.tasks backends per Python: see core/pyproject.toml
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True

@@ -1,12 +1,19 @@
-"""The contract kit catches planted defects (issue 14's "Done when"), and says what to fix.
+"""The contract kit catches planted defects (issues 14 and 19), and says what to fix.
 
-Three transports built on :class:`alert_infra.http.HttpTransport`, each with one defect a
-plugin author really makes, and one correct transport, are run through
+Transports built on :class:`alert_infra.http.HttpTransport`, each with one defect a plugin
+author really makes, and one correct transport, are run through
 :class:`alert_infra.testing.contract.TransportContract` in a real ``pytest`` subprocess (its
-own rootdir in ``tmp_path``, so nothing of this repository's configuration helps it):
+own rootdir in ``tmp_path``, so nothing of this repository's configuration helps it). The six
+defects of issue 19's "Done when":
 
 * ``tokenleak`` puts its token in the exception message of every failed delivery;
 * ``fatal429`` treats a 429 as a permanent failure;
+* ``notimeout`` sends with ``requests`` and no timeout (on today's kit before issue 19, the
+  kit itself hung for ever on it);
+* ``overlong`` sends the whole rendered alert to an API that takes 4,000 characters (declared
+  with the kit's ``limits``; before issue 19 nothing could declare it);
+* ``bodylogger`` logs each request body at DEBUG, and its body holds the routing key (as
+  PagerDuty's does);
 * ``leakysession`` has a ``close()`` that does not release its connection (it sets a flag).
 
 Each one must fail exactly the checks its defect breaks, with a message that names the
@@ -29,11 +36,17 @@ PLANTED = textwrap.dedent(
 
     from __future__ import annotations
 
+    import json
+    import logging
+
     from alert_infra import NonRetryableAlertTransportError, RetryableAlertTransportError, hookimpl
-    from alert_infra.http import HttpTransport, parse_retry_after
+    from alert_infra.formatting import truncate
+    from alert_infra.http import HttpResponse, HttpTransport, parse_retry_after, raise_for_status
     from alert_infra.testing.contract import TransportContract
 
     TOKEN = "kit-planted-token-0123456789abcdef"
+    LIMIT = 4000  # the planted provider's limit on "text", in characters
+    log = logging.getLogger("planted.hook")
 
 
     class GoodTransport(HttpTransport):
@@ -55,7 +68,7 @@ PLANTED = textwrap.dedent(
             return {"Authorization": "Bearer " + self.token}
 
         def build_payload(self, alert):
-            return {"text": self.render(alert).text}
+            return {"text": truncate(self.render(alert).text, LIMIT)}
 
 
     class TokenLeakTransport(GoodTransport):
@@ -95,15 +108,65 @@ PLANTED = textwrap.dedent(
             self.closed = True
 
 
+    class NoTimeoutTransport(GoodTransport):
+        """Defect: posts with requests and no timeout (classifies answers and errors correctly)."""
+
+        name = "notimeout"
+
+        def send(self, alert):
+            import requests
+
+            try:
+                answer = requests.post(  # no timeout=: waits as long as the server does
+                    self.endpoint(alert), json=self.build_payload(alert), headers=self.request_headers(alert)
+                )
+            except requests.RequestException:
+                raise RetryableAlertTransportError("Hook: network error") from None
+            raise_for_status(HttpResponse(answer.status_code, answer.headers, answer.text), provider="Hook")
+
+
+    class OverlongTransport(GoodTransport):
+        """Defect: sends the whole rendered alert, whatever the provider's limit."""
+
+        name = "overlong"
+
+        def build_payload(self, alert):
+            return {"text": self.render(alert).text}
+
+
+    class BodyLoggerTransport(GoodTransport):
+        """Defect: the routing key travels in the body (as PagerDuty's does), and the body is logged at DEBUG."""
+
+        name = "bodylogger"
+
+        def request_headers(self, alert):
+            return {}
+
+        def build_payload(self, alert):
+            payload = {"routing_key": self.token, **super().build_payload(alert)}
+            log.debug("Hook request body: %s", json.dumps(payload))
+            return payload
+
+
     class Plugin:
         @hookimpl
         def alert_infra_register_transports(self, register):
-            for cls in (GoodTransport, TokenLeakTransport, Fatal429Transport, LeakySessionTransport):
+            for cls in (
+                GoodTransport,
+                TokenLeakTransport,
+                Fatal429Transport,
+                NoTimeoutTransport,
+                OverlongTransport,
+                BodyLoggerTransport,
+                LeakySessionTransport,
+            ):
                 register(cls)
 
 
     class _Contract(TransportContract):
         plugin = Plugin()
+        limits = {"text": LIMIT}  # the provider's limit, declared to the kit
+        hostile_examples = 3
 
         def options(self, base_url):
             return {"url": base_url, "token": TOKEN}
@@ -121,36 +184,69 @@ PLANTED = textwrap.dedent(
         transport_type = "fatal429"
 
 
+    class TestNoTimeout(_Contract):
+        transport_type = "notimeout"
+
+
+    class TestOverlong(_Contract):
+        transport_type = "overlong"
+
+
+    class TestBodyLogger(_Contract):
+        transport_type = "bodylogger"
+
+
     class TestLeakySession(_Contract):
         transport_type = "leakysession"
     '''
 )
 
+SCENARIOS = ("refused", "timeout", "trickle", "stall_tls", "500", "503", "429", "400", "401", "403", "404")
 CHECKS = [
     "test_built_by_name_from_configuration",
     "test_missing_options_are_named",
     "test_invalid_options_are_refused_without_echo",
-    *[
-        f"test_failures_are_classified_and_secret_free[{s}]"
-        for s in ("refused", "timeout", "500", "503", "429", "400", "401", "403", "404")
-    ],
+    *[f"test_failures_are_classified_and_secret_free[{s}]" for s in SCENARIOS],
     "test_close_releases_connections",
     "test_long_alert_with_markup_is_accepted",
+    "test_limits_hold_for_long_and_hostile_alerts",
     "test_asend_when_offered",
 ]
+PLANTED_CLASSES = (
+    "TestGood",
+    "TestTokenLeak",
+    "TestFatal429",
+    "TestNoTimeout",
+    "TestOverlong",
+    "TestBodyLogger",
+    "TestLeakySession",
+)
 
 
 @pytest.fixture(scope="module")
 def kit_run(
     tmp_path_factory: pytest.TempPathFactory, run_pytest: Any
 ) -> tuple[dict[tuple[str, str], tuple[str, str]], str]:
-    """Run the kit once in a subprocess: ``{(class, test): (outcome, failure text)}`` and its whole
-    output (console and report)."""
-    folder = tmp_path_factory.mktemp("planted")
-    (folder / "test_planted.py").write_text(PLANTED, encoding="utf-8")
-    results, output = run_pytest(folder, "test_planted.py")
-    assert results, output
-    return results, output  # type: ignore[no-any-return]
+    """Run the kit on every planted transport, in two ``pytest`` subprocesses at once (most of a
+    run is spent waiting on the hanging servers): ``{(class, test): (outcome, failure text)}`` and
+    their whole output (console and report)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    halves = (PLANTED_CLASSES[0::2], PLANTED_CLASSES[1::2])
+    folders = []
+    for index in range(len(halves)):
+        folder = tmp_path_factory.mktemp(f"planted{index}")
+        (folder / "test_planted.py").write_text(PLANTED, encoding="utf-8")
+        folders.append(folder)
+    with ThreadPoolExecutor(len(halves)) as pool:
+        runs = list(
+            pool.map(lambda job: run_pytest(job[0], "test_planted.py", "-k", " or ".join(job[1])), zip(folders, halves))
+        )
+    results: dict[tuple[str, str], tuple[str, str]] = {}
+    for part, output in runs:
+        assert part, output
+        results.update(part)
+    return results, "\n".join(output for _, output in runs)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +267,7 @@ def _failed(report: dict[tuple[str, str], tuple[str, str]], cls: str) -> dict[st
 
 
 def test_every_check_ran_for_every_transport(kit_report: dict[tuple[str, str], tuple[str, str]]) -> None:
-    for cls in ("TestGood", "TestTokenLeak", "TestFatal429", "TestLeakySession"):
+    for cls in PLANTED_CLASSES:
         ran = sorted(name for (c, name) in kit_report if c == cls)
         assert ran == sorted(CHECKS), (cls, ran)
 
@@ -228,3 +324,131 @@ def test_a_leak_report_masks_every_secret_it_quotes() -> None:
     for line in found:
         assert line.startswith("an exception: ") and line.count("<SECRET>") == 2, line
         assert "0123456789" not in line and "9876543210" not in line, line
+
+
+# -- issue 19: the defects the kit missed, and its false "raise from None" hint ----------------------
+HANGS = ("timeout", "trickle", "stall_tls")
+
+
+def test_no_timeout_fails_on_every_hanging_server_and_says_give_every_request_a_timeout(
+    kit_report: dict[tuple[str, str], tuple[str, str]],
+) -> None:
+    """Before issue 19 the kit waited for ever on this transport (the silent server held it)."""
+    failed = _failed(kit_report, "TestNoTimeout")
+    assert set(failed) == {f"test_failures_are_classified_and_secret_free[{s}]" for s in HANGS}
+    for text in failed.values():
+        assert "send() did not return within 1.5s on a server" in text  # its own bound: 0.5 s timeout + 1 s grace
+        assert "(its timeout option was 0.5s): give every request a timeout" in text
+        assert "build on alert_infra.http.HttpTransport" in text
+
+
+def test_an_over_long_body_fails_against_the_declared_limit_and_says_what_to_fix(
+    kit_report: dict[tuple[str, str], tuple[str, str]],
+) -> None:
+    """``limits = {"text": 4000}`` on the contract: the kit's long alert is sent whole and caught."""
+    import re
+
+    failed = _failed(kit_report, "TestOverlong")
+    assert set(failed) == {"test_long_alert_with_markup_is_accepted", "test_limits_hold_for_long_and_hostile_alerts"}
+    for text in failed.values():
+        assert re.search(
+            r"broke a declared limit: 'text' is 1[0-9],[0-9]{3} characters; the provider takes at most"
+            r" 4,000 \(limits\)",
+            text,
+        ), text
+        assert "alert_infra.formatting.truncate" in text
+
+
+def test_a_body_logged_at_debug_fails_and_says_not_to_log_it(
+    kit_report: dict[tuple[str, str], tuple[str, str]],
+) -> None:
+    failed = _failed(kit_report, "TestBodyLogger")
+    # The body is logged before the request leaves: every failure scenario sees it.
+    assert set(failed) == {f"test_failures_are_classified_and_secret_free[{s}]" for s in SCENARIOS}
+    for text in failed.values():
+        assert "a secret leaked" in text and "log record of planted.hook at DEBUG" in text
+        assert 'Hook request body: {\\"routing_key\\": \\"<SECRET>\\"' in text or "routing_key" in text
+        assert "never log a request's URL, headers or body, even at DEBUG" in text
+        assert "from None" not in text  # nothing is chained: that hint would send the author the wrong way
+        assert "kit-planted-token-0123456789abcdef" not in text
+
+
+def test_a_secret_in_the_message_is_not_blamed_on_chaining(kit_report: dict[tuple[str, str], tuple[str, str]]) -> None:
+    """The token is in the exception's own message, nothing is chained: the kit's advice must not
+    tell the author to ``raise ... from None`` (it used to, whatever the code did)."""
+    for text in _failed(kit_report, "TestTokenLeak").values():
+        assert "from None" not in text
+
+
+def _raised(chain: str, url: str) -> BaseException:
+    """The transport error a ``requests`` failure on ``url`` (which quotes it) becomes: ``from None``,
+    ``from exc`` or implicitly chained."""
+    import requests
+
+    from alert_infra import RetryableAlertTransportError
+
+    try:
+        try:
+            requests.post(url, json={}, timeout=2)
+        except requests.RequestException as exc:
+            if chain == "from None":
+                raise RetryableAlertTransportError("Hook: network error") from None
+            if chain == "from exc":
+                raise RetryableAlertTransportError("Hook: network error") from exc
+            raise RetryableAlertTransportError("Hook: network error")  # noqa: B904 - implicit chaining, on purpose
+    except RetryableAlertTransportError as error:
+        return error
+    raise AssertionError("the request to a refused port succeeded")
+
+
+@pytest.mark.parametrize("chain", ["from None", "from exc", "implicit"])
+def test_the_raise_from_none_advice_fires_only_on_a_chain_a_traceback_shows(chain: str) -> None:
+    """requests' exception quotes the URL (here its secret path). ``raise ... from None`` hides it
+    from every traceback, log and error tracker: not a leak, and no advice to do what the code
+    does; ``from exc`` and implicit chaining show it: a leak, with the advice."""
+    from alert_infra.testing import unused_port
+    from alert_infra.testing.contract import LeakCapture
+
+    secret = "/hooks/kit-chained-secret-0123456789"
+    capture = LeakCapture()
+    capture.add_exception(
+        "the exception send() raised on refused", _raised(chain, f"https://127.0.0.1:{unused_port()}{secret}")
+    )
+    if chain == "from None":
+        assert capture.leaks([secret]) == []
+        capture.assert_clean([secret], "refused")
+        return
+    assert any("(chained ConnectionError)" in line for line in capture.leaks([secret]))
+    with pytest.raises(AssertionError) as failure:
+        capture.assert_clean([secret], "refused")
+    assert "raise the transport error `from None`" in str(failure.value)
+    assert secret not in str(failure.value)
+
+
+def test_rate_limited_keeps_retry_after_when_failure_is_overridden() -> None:
+    """A plugin that shapes its provider's errors (``failure``) and leaves ``rate_limited`` alone:
+    the kit's 429 still carries ``Retry-After`` (before issue 19 it was dropped, and the kit then
+    blamed the transport for not reading it)."""
+    from alert_infra.testing import RecordedRequest
+    from alert_infra.testing.contract import ContractAdapter
+
+    class ProviderErrors(ContractAdapter):
+        def failure(self, status, request, echo):  # type: ignore[no-untyped-def]
+            return status, {"X-Request-Id": "r-1"}, {"code": status * 100, "error": f"rejected {echo}"}
+
+    class OtherWait(ProviderErrors):
+        expected_retry_after = 3.0
+
+    class OwnHeader(ProviderErrors):
+        def failure(self, status, request, echo):  # type: ignore[no-untyped-def]
+            return status, {"retry-after": "11"}, {"error": "slow down"}
+
+    request = RecordedRequest("POST", "/", {}, b"{}")
+    status, headers, body = ProviderErrors().rate_limited(request, "echo")
+    assert (status, headers, body) == (
+        429,
+        {"X-Request-Id": "r-1", "Retry-After": "7"},
+        {"code": 42900, "error": "rejected echo"},
+    )
+    assert OtherWait().rate_limited(request, "echo")[1]["Retry-After"] == "3"
+    assert OwnHeader().rate_limited(request, "echo")[1] == {"retry-after": "11"}  # the provider's own header is kept

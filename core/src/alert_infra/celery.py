@@ -47,6 +47,7 @@ from .alert import Alert
 from .dispatcher import AlertDispatcher, _channel_names
 from .exceptions import AlertConfigurationError, RetryableAlertTransportError
 from .queued.message import InvalidMessage, build_message, check_message
+from .queued.poison import DEFAULT_MAX_STARTS, StartCounter, dead_letter_reason, log_dead_letter
 from .queued.settings import (
     _KEYS,
     DEFAULT_IDEMPOTENCY_TTL,
@@ -716,6 +717,13 @@ class _Worker:
         self.ttl = ttl
         self.horizon = horizon
         self._outboxes: dict[tuple[str, float], _outbox.Outbox] = {}
+        #: The starts of each delivery step, in the idempotency records' state (:mod:`.queued.poison`).
+        self.starts = StartCounter(
+            state,
+            f"{prefix}:starts",
+            bound=settings.max_starts if settings is not None else DEFAULT_MAX_STARTS,
+            ttl=ttl,
+        )
 
     def key(self, alert_id: str, channel: str) -> str:
         return f"{self.prefix}:{alert_id}:{channel}"
@@ -821,6 +829,12 @@ def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: A
         prefix = "delivered"  # RedisState adds its own prefix
     horizon = table.outbox_horizon if table is not None else _outbox.DEFAULT_HORIZON
     worker = _Worker(dispatcher, state, prefix, ttl, horizon, table.settings if table is not None else None)
+    bound = getattr(factory, "max_starts", None)  # a factory may say it (Django: ASYNC["MAX_STARTS"])
+    if table is None and callable(bound):
+        try:
+            worker.starts.bound = max(1, int(bound()))
+        except Exception:  # noqa: BLE001 - a factory's settings problem: the default bound
+            worker.starts.bound = DEFAULT_MAX_STARTS
     if hasattr(dispatcher, "on_sent"):
         dispatcher.on_sent = worker.record
     return worker
@@ -936,8 +950,13 @@ def dispatch_alert(
         return _summary(DeliveryResult(), [], plain=_stores_result(task, request))
     options = message.options
     alert_id = message.alert_id
-    alert = Alert.from_dict(message.alert)
     dispatcher = worker.dispatcher
+    # A step started MAX_STARTS times already without finishing killed its worker each time
+    # (acks_late + reject_on_worker_lost hand it back at once): dead-letter it, never run it again.
+    if worker.starts.start(alert_id, message.attempt) is None:
+        _dead_letter(worker, message, outbox, outbox_horizon)
+        return _summary(DeliveryResult(), [], plain=_stores_result(task, request))
+    alert = Alert.from_dict(message.alert)
     wanted = wanted_channels(dispatcher, message.transport_names)
     # One round trip for every channel's idempotency record (not one per channel).
     keys = {worker.key(alert_id, name): name for name in wanted}
@@ -1004,6 +1023,52 @@ def dispatch_alert(
     elif late:
         worker.state.mark_all_delivered(late, worker.ttl)
     return _summary(result, before, plain=plain)
+
+
+#: The outcome ``error`` of each channel of a dead-lettered delivery in the audit trail.
+DEAD_LETTERED = "DeadLettered"
+
+
+def _dead_letter(worker: _Worker, message: Any, outbox: str | None, horizon: float | None) -> None:
+    """A delivery whose step killed its worker ``max_starts`` times: logged by alert id and
+    recorded in the audit trail once (every channel failed, ``error`` ``"DeadLettered"``:
+    ``alert-infra history`` lists it, ``alert-infra send`` can send it again); its outbox entry is
+    removed (so no reaper publishes it again); it is acknowledged, never run."""
+    from .result import ChannelOutcome
+
+    alert_id, bound = message.alert_id, worker.starts.bound
+    box = worker.outbox(outbox, horizon) if outbox is not None else None
+    if box is not None:
+        box.done(alert_id)
+    if not worker.starts.first(alert_id, message.attempt):
+        return  # another copy of it was dead-lettered already
+    log_dead_letter(
+        alert_id,
+        bound,
+        f"Celery task, attempt {message.attempt}",
+        "not started again; `alert-infra history` shows it (error DeadLettered)",
+    )
+    audit = getattr(worker.dispatcher, "audit", None)
+    record = getattr(audit, "alert_infra_after_dispatch", None)
+    if not callable(record):
+        return
+    reason = dead_letter_reason(bound) + "; not started again"
+    names = wanted_channels(worker.dispatcher, message.transport_names)
+    outcomes = [ChannelOutcome(n, "failed", error=DEAD_LETTERED, retryable=False, reason=reason) for n in names]
+    token = _delivery_context(alert_id)
+    try:
+        record(Alert.from_dict(message.alert), DeliveryResult.from_outcomes(outcomes))
+        flush = getattr(audit, "flush", None)
+        if callable(flush):
+            flush(2.0)
+    except Exception as exc:  # noqa: BLE001 - the log line above already says it
+        import logging
+
+        logging.getLogger("alert_infra").warning(
+            "alert %s: the dead letter was not recorded in the audit trail (%s)", alert_id, type(exc).__name__
+        )
+    finally:
+        _reset_delivery_context(token)
 
 
 def register_task(

@@ -68,7 +68,7 @@ def send_alert(
 
     Returns:
         the :class:`~alert_infra.DeliveryResult`: empty when ``ENABLED`` is False; with
-        ``ASYNC["ENABLED"]``, ``sent == ("celery",)`` once enqueued.
+        ``ASYNC["ENABLED"]``, ``sent == ("celery",)`` (``("django.tasks",)``) once enqueued.
 
     Raises:
         AlertValidationError: an invalid title, message or severity.
@@ -111,17 +111,20 @@ def _deliver(alert: Any, channels: Any, cfg: Mapping[str, Any]) -> DeliveryResul
 
 
 def _enqueue(alert: Any, channels: Any, options: Mapping[str, Any]) -> DeliveryResult:
-    """Queued delivery; with ``FAIL_SILENTLY`` (the default) a missing Celery is a failed result."""
+    """Queued delivery (Celery, or Django's task framework); with ``FAIL_SILENTLY`` (the default) a
+    missing Celery or task framework is a failed result."""
     from ..exceptions import AlertConfigurationError
     from ..result import ChannelOutcome
+    from .conf import is_django_tasks
 
     try:
         dispatcher = build_async_dispatcher()
     except AlertConfigurationError as exc:
         if options.get("FAIL_SILENTLY", True) is False:
             raise
+        name = "django.tasks" if is_django_tasks(options) else "celery"
         return DeliveryResult.from_outcomes(
-            [ChannelOutcome("celery", "failed", error=type(exc).__name__, retryable=False, reason=str(exc))]
+            [ChannelOutcome(name, "failed", error=type(exc).__name__, retryable=False, reason=str(exc))]
         )
     result: DeliveryResult = dispatcher.send(alert, channels)
     return result

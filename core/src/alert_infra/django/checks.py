@@ -14,7 +14,10 @@ value:
                           ``DEFAULT_SEVERITY``...)
 ``alert_infra.E007``      a channel's problem: a missing or refused option, a routing key
                           written wrong, an unset variable, an unknown transport type
-``alert_infra.E008``      ``ASYNC`` is enabled but cannot work (no Celery, unknown backend)
+``alert_infra.E008``      ``ASYNC`` is enabled but cannot work (no Celery, no task framework,
+                          unknown backend, a value out of range)
+``alert_infra.E009``      ``ASYNC["QUEUE"]`` is not one of the ``TASKS`` backend's ``QUEUES``
+                          (``BACKEND = "django.tasks"``), or ``TASKS`` has no such backend
 ``alert_infra.W001``      only the 0.1.x ``FEATURE_FLAG_INFRA`` setting is defined
 ``alert_infra.W002``      no channel is enabled: alerts go to a ``noop`` channel
 ========================  =================================================================
@@ -24,6 +27,7 @@ The checks build every channel as ``send_alert`` would (nothing is sent) and clo
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -180,7 +184,6 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
     from .conf import ASYNC_KEYS
 
     out: list[Any] = []
-    import difflib
 
     for key in block:
         if key not in ASYNC_KEYS:
@@ -196,8 +199,18 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
     if not block.get("ENABLED"):
         return out
     backend = str(block.get("BACKEND") or "celery").lower()
+    if backend == "django.tasks":
+        return out + _check_django_tasks(cfg, clean=not out)
     if backend != "celery":
-        out.append(_message("E", "008", f"{setting_path('ASYNC', 'BACKEND')}: unsupported async backend; use 'celery'"))
+        close = difflib.get_close_matches(backend, ["celery", "django.tasks"], n=1)
+        out.append(
+            _message(
+                "E",
+                "008",
+                f"{setting_path('ASYNC', 'BACKEND')}: unsupported async backend; use 'celery' or 'django.tasks'",
+                f"did you mean {close[0]!r}?" if close else None,
+            )
+        )
         return out
     try:
         import importlib
@@ -221,4 +234,64 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
             normalize(async_options(cfg), where=setting_path("ASYNC"))
         except AlertConfigurationError as exc:
             out.append(_message("E", "008", str(exc)))
+    return out
+
+
+def _check_django_tasks(cfg: Mapping[str, Any], *, clean: bool) -> list[Any]:
+    """``ASYNC["BACKEND"] = "django.tasks"``: the task framework is importable, the values are in
+    range, and ``QUEUE`` is one the ``TASKS`` backend knows. Reads settings only (offline: no
+    backend is built, nothing is enqueued)."""
+    from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    from .conf import async_options
+    from .tasks import BACKEND_ALIAS, tasks_api
+
+    out: list[Any] = []
+    try:
+        tasks_api()
+    except ImportError as exc:
+        return [
+            _message(
+                "E",
+                "008",
+                f"{setting_path('ASYNC', 'BACKEND')}: {exc}",
+                "pip install django-tasks (Django < 6), or upgrade to Django 6",
+            )
+        ]
+    options = async_options(cfg)
+    if clean:
+        from ..queued.settings import normalize_async_config
+
+        try:
+            normalize_async_config({k: v for k, v in options.items() if k != "OUTBOX"}, where=setting_path("ASYNC"))
+        except AlertConfigurationError as exc:
+            out.append(_message("E", "008", str(exc)))
+    queue = options.get("QUEUE")
+    tasks = getattr(settings, "TASKS", None)
+    if tasks is None:  # Django 6's default: one ImmediateBackend with the "default" queue
+        tasks = {BACKEND_ALIAS: {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    backend = tasks.get(BACKEND_ALIAS) if isinstance(tasks, Mapping) else None
+    if not isinstance(backend, Mapping):
+        out.append(
+            _message(
+                "E",
+                "009",
+                f"settings.TASKS: no {BACKEND_ALIAS!r} backend for {setting_path('ASYNC', 'BACKEND')} = 'django.tasks'",
+                f"add TASKS = {{{BACKEND_ALIAS!r}: {{'BACKEND': ...}}}}",
+            )
+        )
+        return out
+    queues = backend.get("QUEUES", ["default"])
+    if isinstance(queues, (list, tuple, set, frozenset)) and queues and queue not in queues:
+        known = sorted(str(q) for q in queues)
+        close = difflib.get_close_matches(str(queue), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(map(repr, known))}"
+        out.append(
+            _message(
+                "E",
+                "009",
+                f"{setting_path('ASYNC', 'QUEUE')}: not one of settings.TASKS[{BACKEND_ALIAS!r}]['QUEUES']",
+                f"{hint}, or add it to QUEUES",
+            )
+        )
     return out

@@ -135,7 +135,15 @@ EMAIL_KEYS = (
 )
 SLACK_KEYS = ("ENABLED", "WEBHOOK_URL", "TIMEOUT", *CHANNEL_KEYS)
 TELEGRAM_KEYS = ("ENABLED", "BOT_TOKEN", "CHAT_ID", "TIMEOUT", "API_BASE_URL", *CHANNEL_KEYS)
-ASYNC_KEYS = (*ASYNC_DEFAULTS, "PUBLISH_TIMEOUT", "IDEMPOTENCY_TTL", "REDELIVERY_HORIZON", "OUTBOX", "OUTBOX_HORIZON")
+ASYNC_KEYS = (
+    *ASYNC_DEFAULTS,
+    "PUBLISH_TIMEOUT",
+    "IDEMPOTENCY_TTL",
+    "REDELIVERY_HORIZON",
+    "OUTBOX",
+    "OUTBOX_HORIZON",
+    "MAX_STARTS",
+)
 EXCEPTION_KEYS = ("ENABLED", "SEVERITY", "CHANNELS", "DEDUP_WINDOW", "RATE", "PER", "IGNORE", "TAGS")
 #: Settings values that are secrets: registered with the redactor as soon as they are read.
 SECRET_KEYS = ("RESEND_API_KEY", "SENDGRID_API_KEY", "SMTP_PASSWORD", "WEBHOOK_URL", "BOT_TOKEN")
@@ -636,11 +644,33 @@ def async_options(cfg: Mapping[str, Any] | None = None) -> dict[str, Any]:
     block = cfg.get("ASYNC") or {}
     if not isinstance(block, Mapping):
         raise AlertConfigurationError(f"{setting_path('ASYNC')} must be a dict, got a {type(block).__name__}")
-    return _merge(ASYNC_DEFAULTS, block)
+    merged = _merge(ASYNC_DEFAULTS, block)
+    if is_django_tasks(merged) and "QUEUE" not in _raw_async():
+        merged["QUEUE"] = DJANGO_TASKS_QUEUE  # Django's default queue, not Celery's "alerts"
+    return merged
+
+
+#: ``ASYNC["QUEUE"]`` when ``BACKEND`` is ``"django.tasks"`` and none is set: Django's default queue.
+DJANGO_TASKS_QUEUE = "default"
+
+
+def is_django_tasks(options: Mapping[str, Any]) -> bool:
+    """Whether an ``ASYNC`` block names Django's task framework."""
+    backend = options.get("BACKEND")
+    return isinstance(backend, str) and backend.strip().lower() == "django.tasks"
+
+
+def _raw_async() -> Mapping[str, Any]:
+    """The ``ASYNC`` block as the project wrote it (before the 0.1.x defaults)."""
+    raw = _raw_settings()[0]
+    block = raw.get("ASYNC") if isinstance(raw, Mapping) else None
+    return block if isinstance(block, Mapping) else {}
 
 
 def build_async_dispatcher(config: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-    """The Celery dispatcher that enqueues ``alert_infra.dispatch_alert`` (0.1.x name).
+    """The Celery dispatcher that enqueues ``alert_infra.dispatch_alert`` (0.1.x name), or with
+    ``ASYNC["BACKEND"] = "django.tasks"`` the
+    :class:`~alert_infra.django.tasks.DjangoTasksDispatcher` of the project's ``TASKS``.
 
     ``CeleryAlertDispatcher(config=ASYNC, **kwargs)`` from :mod:`alert_infra.celery`: ``kwargs``
     may pass ``celery_app=`` or ``task=`` (any object with ``apply_async``). Without ``config`` and
@@ -656,8 +686,21 @@ def build_async_dispatcher(config: Mapping[str, Any] | None = None, **kwargs: An
         return _ASYNC_DISPATCHER
     options = async_options(_merge(DEFAULTS, config) if config is not None else None)
     backend = str(options.get("BACKEND") or "celery").lower()
+    if backend == "django.tasks":
+        from .tasks import DjangoTasksDispatcher
+
+        dispatcher_tasks = DjangoTasksDispatcher(
+            config={k: v for k, v in options.items() if k not in ("ENABLED", "BACKEND", "OUTBOX")}, **kwargs
+        )
+        if cached:
+            with _LOCK:
+                if _ASYNC_DISPATCHER is None and _SETTINGS is not None:
+                    _ASYNC_DISPATCHER = dispatcher_tasks
+        return dispatcher_tasks
     if backend != "celery":
-        raise AlertConfigurationError(f"{setting_path('ASYNC', 'BACKEND')}: unsupported async backend; use 'celery'")
+        raise AlertConfigurationError(
+            f"{setting_path('ASYNC', 'BACKEND')}: unsupported async backend; use 'celery' or 'django.tasks'"
+        )
     try:
         from ..celery import CeleryAlertDispatcher  # type: ignore[import-not-found,attr-defined,unused-ignore]
     except ImportError as exc:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import audit as _audit
 from .. import outbox as _outbox
 from ..exceptions import AlertConfigurationError
+from .poison import DEFAULT_MAX_STARTS, MAX_MAX_STARTS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +54,7 @@ _KEYS = (
     "REDELIVERY_HORIZON",
     "OUTBOX",
     "OUTBOX_HORIZON",
+    "MAX_STARTS",
 )
 #: The engines ``ASYNC["BACKEND"]`` may name (Django's ``"django.tasks"``: the project's ``TASKS``).
 BACKENDS = ("celery", "django.tasks")
@@ -93,6 +95,8 @@ class AsyncAlertConfig:
     #: Watch every enqueue in the outbox (:mod:`alert_infra.outbox`); ``None``: on with a Redis broker.
     outbox: bool | None = None
     outbox_horizon: float = _outbox.DEFAULT_HORIZON
+    #: Starts of one delivery step that killed its worker before it is dead-lettered (:mod:`.poison`).
+    max_starts: int = DEFAULT_MAX_STARTS
 
     def options(self) -> dict[str, Any]:
         """The ``async_options`` a message carries (0.1.x keys): the worker's retry settings."""
@@ -192,6 +196,13 @@ def normalize_async_config(
             values.get("OUTBOX_HORIZON", _outbox.DEFAULT_HORIZON),
             f"{where}.OUTBOX_HORIZON",
             maximum=MAX_WINDOW,
+            error=err,
+        ),
+        max_starts=check_count(
+            values.get("MAX_STARTS", DEFAULT_MAX_STARTS),
+            f"{where}.MAX_STARTS",
+            minimum=1,
+            maximum=MAX_MAX_STARTS,
             error=err,
         ),
     )

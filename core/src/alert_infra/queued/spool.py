@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import AlertInfraError as AlertError
+from .poison import DEFAULT_MAX_STARTS, dead_letter_reason, log_dead_letter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,8 +48,8 @@ _log = logging.getLogger("alert_infra")
 #: bound for the spool write, together with the file's own I/O).
 BUSY_TIMEOUT = 1.0
 #: Claims of one row without its delivery finishing (its worker killed each time) before it is
-#: dead-lettered.
-MAX_STARTS = 3
+#: dead-lettered (the rule every engine shares: :mod:`.poison`).
+MAX_STARTS = DEFAULT_MAX_STARTS
 #: How often a process's claims also free the leases of dead holders and dead-letter poison rows.
 SWEEP_INTERVAL = 1.0
 
@@ -249,15 +250,13 @@ class Spool:
         for row_id, alert_id in poison:
             conn.execute(
                 "UPDATE spool SET dead = 1, lease_until = 0, reason = ? WHERE id = ?",
-                (f"its delivery killed its worker {MAX_STARTS} times", row_id),
+                (dead_letter_reason(MAX_STARTS), row_id),
             )
-            _log.error(
-                "alert %s: dead-lettered (spool row %d): its delivery killed its worker %d times; "
-                "`alert-infra outbox --dead` lists it, `--replay %d` queues it again",
+            log_dead_letter(
                 alert_id,
-                row_id,
                 MAX_STARTS,
-                row_id,
+                f"spool row {row_id}",
+                f"`alert-infra outbox --dead` lists it, `--replay {row_id}` queues it again",
             )
 
     def claim(self, limit: int = 1) -> list[Row]:

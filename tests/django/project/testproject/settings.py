@@ -3,6 +3,11 @@
 ``TESTPROJECT_ALERT_INFRA`` chooses ``ALERT_INFRA`` for subprocess runs: ``readme`` is the 0.1.x
 README's "Basic Django settings" block exactly as written (with ``env`` reading the
 environment), a JSON object is used as it is, and nothing gives ``{}``.
+
+``TESTPROJECT_TASKS_DB`` (a SQLite file): Django's task framework on a database backend, as a
+project installs it: ``django-tasks-db`` (Python >= 3.10; on Django 5.2 with the ``django-tasks``
+backport) or the backport 0.8's own ``django_tasks.backends.database`` (Python 3.9), with the
+queues ``default`` and ``alerts``; its worker is ``manage.py db_worker``.
 """
 
 from __future__ import annotations
@@ -69,3 +74,17 @@ CELERY_BROKER_URL = os.environ.get("TESTPROJECT_BROKER_URL", "memory://")
 CELERY_TASK_ROUTES = {
     "alert_infra.dispatch_alert": {"queue": os.environ.get("TESTPROJECT_QUEUE", "alerts")},
 }
+
+# Django's task framework on a database backend (tests/django/test_tasks_worker.py).
+_TASKS_DB = os.environ.get("TESTPROJECT_TASKS_DB")
+if _TASKS_DB:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _TASKS_DB}}
+    try:
+        import django_tasks_db  # noqa: F401
+
+        _TASKS_APPS, _TASKS_BACKEND = ["django_tasks_db"], "django_tasks_db.DatabaseBackend"
+    except ImportError:  # the backport 0.8 (Python 3.9) bundles its database backend
+        _TASKS_APPS = ["django_tasks", "django_tasks.backends.database"]
+        _TASKS_BACKEND = "django_tasks.backends.database.DatabaseBackend"
+    INSTALLED_APPS = [*INSTALLED_APPS, *_TASKS_APPS]
+    TASKS = {"default": {"BACKEND": _TASKS_BACKEND, "QUEUES": ["default", "alerts"]}}

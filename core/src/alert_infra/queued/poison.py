@@ -1,0 +1,66 @@
+"""Poison deliveries, for every engine: a delivery whose run kills its worker process (OOM, a
+segfault, a hard time limit, SIGKILL) is started again by the engine (Celery's ``acks_late`` +
+``reject_on_worker_lost``; an expired spool lease) and would kill every worker for ever. The rule:
+count the *starts* of each delivery step (an alert id and its attempt) that never finished; the
+start after :data:`DEFAULT_MAX_STARTS` of them is not run: the delivery is dead-lettered (kept where
+an operator can list it, logged by alert id, never started again).
+
+The spool counts in its own rows (``starts``, one SQL transaction; :mod:`.spool`); Celery counts in
+the state the worker keeps its idempotency records in (:class:`StartCounter`: one claim per start,
+so any :class:`~alert_infra.state.StateBackend` works, Redis for workers on several machines).
+Both say it with :func:`dead_letter_reason` and :func:`log_dead_letter`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = ["DEFAULT_MAX_STARTS", "MAX_MAX_STARTS", "StartCounter", "dead_letter_reason", "log_dead_letter"]
+
+_log = logging.getLogger("alert_infra")
+
+#: Starts of one delivery step that did not finish (its worker killed each time) before the next
+#: start dead-letters it instead.
+DEFAULT_MAX_STARTS = 3
+#: The largest bound a setting may ask for.
+MAX_MAX_STARTS = 100
+
+
+def dead_letter_reason(starts: int) -> str:
+    """Why a delivery was dead-lettered (the same words for every engine)."""
+    return f"its delivery killed its worker {starts} times"
+
+
+def log_dead_letter(alert_id: str, starts: int, where: str, hint: str) -> None:
+    """The one ERROR line of a dead-lettered delivery: the alert id, why, where it is kept."""
+    _log.error("alert %s: dead-lettered (%s): %s; %s", alert_id[:64], where, dead_letter_reason(starts), hint)
+
+
+class StartCounter:
+    """Counts the starts of each delivery step in a state backend.
+
+    :meth:`start` claims ``<prefix>:<alert id>:<attempt>:<n>`` for the first ``n`` in
+    ``1..bound`` not yet claimed (one round trip on a first start); a claim lives ``ttl`` seconds
+    (the idempotency records' lifetime: at least the broker's redelivery horizon). A retry is a new
+    attempt, so only starts that never finished a step count. A state that fails open (Redis
+    unreachable) answers every claim: nothing is dead-lettered then, the alert is delivered.
+    """
+
+    def __init__(self, state: Any, prefix: str, *, bound: int = DEFAULT_MAX_STARTS, ttl: float = 86400.0) -> None:
+        self.state = state
+        self.prefix = prefix
+        self.bound = bound
+        self.ttl = ttl
+
+    def start(self, alert_id: str, attempt: int) -> int | None:
+        """The number of this start (1..bound), or ``None``: ``bound`` starts already happened
+        without finishing (dead-letter it)."""
+        for number in range(1, self.bound + 1):
+            if self.state.claim(f"{self.prefix}:{alert_id}:{attempt}:{number}", self.ttl) is not None:
+                return number
+        return None
+
+    def first(self, alert_id: str, attempt: int) -> bool:
+        """Whether this is the first run to dead-letter this step (so it is recorded once)."""
+        return self.state.claim(f"{self.prefix}:{alert_id}:{attempt}:dead", self.ttl) is not None
