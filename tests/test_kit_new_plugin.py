@@ -61,7 +61,7 @@ def test_renders_a_complete_distribution(tmp_path: Path) -> None:
                 compile(text, str(path), "exec")  # valid Python on this interpreter
     module = (project / "src" / "alert_infra_acme_chat" / "__init__.py").read_text(encoding="utf-8")
     assert "class AcmeChatTransport(HttpTransport):" in module and 'name = "acme_chat"' in module
-    assert ["-p", "alert_infra.testing.pytest"] == data["tool"]["pytest"]["ini_options"]["addopts"][-2:]
+    assert data["tool"]["pytest"]["ini_options"]["addopts"][-2:] == ["-p", "alert_infra.testing.pytest"]
     assert (
         "class TestAcmeChatTransportContract(TransportContract):"
         in (project / "tests" / "test_contract.py").read_text()

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from alert_infra import _lifecycle
-from alert_infra import state as state_module
 from alert_infra.state import SQLiteState
+from alert_infra.state import _sqlite as state_module
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 

@@ -32,9 +32,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._api import send_alert
     from ._protocol import AlertTransport
     from .alert import ALERT_STATUSES, SEVERITIES, VALID_SEVERITIES, Alert, Severity, severity_rank
-    from .config import load_config, send_alert
+    from .config import load_config
     from .dispatcher import AlertDispatcher
     from .exceptions import (
         AlertConfigError,
@@ -77,7 +78,7 @@ _LAZY = {
     "severity_rank": "alert",
     "AlertDispatcher": "dispatcher",
     "load_config": "config",
-    "send_alert": "config",
+    "send_alert": "_api",
     "AlertConfigError": "exceptions",
     "AlertConfigurationError": "exceptions",
     "AlertDeliveryError": "exceptions",

@@ -677,7 +677,7 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
     """What ``check`` warns about (exit code unchanged): the Redis state does not answer, the
     SQLite state or the audit trail ``send`` would use cannot be created or written, or policies
     that need shared state have only this process's memory. Never quotes a URL."""
-    from .state import REDIS_SCHEMES, SQLITE_SCHEME, sqlite_path
+    from .state import RedisState, SQLiteState, backend_for, sqlite_path
 
     warnings: list[str] = []
     policies = [c.name for c in config.channels if c.enabled and (c.throttle is not None or c.dedup_window is not None)]
@@ -694,13 +694,13 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
                 f'throttle/dedup_window of {where}: state = "memory" forgets them when the process exits '
                 "(every `alert-infra send` run starts afresh); use a sqlite:/// file or a redis:// URL to share them"
             )
-    if isinstance(config.state, str) and config.state.startswith(SQLITE_SCHEME):
+    if isinstance(config.state, str) and backend_for(config.state) is SQLiteState:
         problem = _unwritable(sqlite_path(config.state))
         if problem:
             warnings.append(
                 f"alert_infra.state: the SQLite file {problem}; send delivers without throttle and de-duplication"
             )
-    if isinstance(config.state, str) and config.state.startswith(REDIS_SCHEMES):
+    if isinstance(config.state, str) and backend_for(config.state) is RedisState:
         try:
             import redis
 

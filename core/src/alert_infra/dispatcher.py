@@ -40,7 +40,7 @@ from .exceptions import (
     RetryableAlertTransportError,
 )
 from .result import ChannelOutcome, DeliveryResult, Sent
-from .security import _safe_str, redact_text, redaction_generation, register_secret
+from .security import redact_and_cut, redact_text, redaction_generation, register_secret
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -514,7 +514,7 @@ class AlertDispatcher:
     def _failure(self, channel: _Channel, exc: BaseException, elapsed: float, attempts: int = 1) -> ChannelOutcome:
         retryable = is_retryable_exception(exc)
         self.logger.warning("alert channel %s failed: %s", channel.name, type(exc).__name__)
-        message = redact_text(_safe_str(exc)).strip()  # redacted first, then cut
+        message = redact_and_cut(exc, OUTCOME_REASON_LIMIT).strip()  # redacted first, then cut
         retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RetryableAlertTransportError) else None
         return ChannelOutcome(
             channel.name,
@@ -524,7 +524,7 @@ class AlertDispatcher:
             error=type(exc).__name__,
             retryable=retryable,
             retry_after=retry_after if isinstance(retry_after, (int, float)) else None,
-            reason=message[:500] or None,
+            reason=message or None,
         )
 
     def _refusal(self, channel: _Channel, started: float) -> ChannelOutcome | None:
@@ -1337,3 +1337,8 @@ def unknown_channel_message(name: str, known: Iterable[str]) -> str:
 
     names = sorted(set(known))
     return f"no channel named {name!r}{did_you_mean(name, names)} (known: {', '.join(names) or 'none'})"
+
+
+#: The longest :attr:`ChannelOutcome.reason` (characters): a failure's message, redacted on its full
+#: length, then cut (``…`` marks a cut; see :func:`alert_infra.security.redact_and_cut`).
+OUTCOME_REASON_LIMIT = 500

@@ -140,7 +140,7 @@ class EventAlertDispatcher:
     @property
     def dispatcher(self) -> Any:
         if self._dispatcher is None:
-            from .config import get_default_dispatcher
+            from ._api import get_default_dispatcher
 
             self._dispatcher = get_default_dispatcher()
         return self._dispatcher

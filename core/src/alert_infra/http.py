@@ -84,7 +84,7 @@ from .exceptions import (
     NonRetryableAlertTransportError,
     RetryableAlertTransportError,
 )
-from .security import redact_text
+from .security import redact_and_cut, redact_text
 from .transports import BaseTransport
 
 if TYPE_CHECKING:
@@ -170,10 +170,7 @@ def redact_and_truncate(text: object, limit: int = DETAIL_LIMIT) -> str:
     line. Cutting first is unsafe: a token cut at 30 characters no longer matches any
     redaction pattern, and its first 30 characters would survive.
     """
-    masked = redact_text(text if isinstance(text, str) else str(text))
-    if len(masked) <= limit:
-        return masked
-    return masked[: max(0, limit - 1)] + "…"
+    return redact_and_cut(text, limit)
 
 
 def validate_https_url(url: object, *, field: str) -> str:

@@ -208,7 +208,7 @@ class AlertHandler(logging.Handler):
     @property
     def dispatcher(self) -> AlertDispatcher:
         if self._dispatcher is None:
-            from .config import get_default_dispatcher
+            from ._api import get_default_dispatcher
 
             self._dispatcher = get_default_dispatcher()
         return self._dispatcher
@@ -388,9 +388,9 @@ def _summarise_exception(exc: BaseException, frames: int = 5) -> str:
     """Class, redacted message and the last frames (file, line, function): never locals."""
     import traceback
 
-    from .security import _safe_str, redact_text
+    from .security import describe_error
 
-    lines = [f"{type(exc).__name__}: {redact_text(_safe_str(exc))[:500]}"]
+    lines = [describe_error(exc, limit=500)]
     stack = traceback.extract_tb(exc.__traceback__)[-frames:]
     lines.extend(f"  at {frame.filename}:{frame.lineno} in {frame.name}" for frame in stack)
     return "\n".join(lines)

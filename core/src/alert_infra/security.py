@@ -123,12 +123,15 @@ if TYPE_CHECKING:
     PatternLike = Union[str, Pattern[str]]
 
 __all__ = [
+    "ERROR_TEXT_LIMIT",
     "MAX_INT_DIGITS",
     "MAX_PROCESS_WIDE_SECRETS",
     "REDACTED",
     "SENSITIVE_KEYWORDS",
+    "describe_error",
     "is_sensitive_key",
     "keep_keys",
+    "redact_and_cut",
     "redact_metadata",
     "redact_text",
     "redact_value",
@@ -136,6 +139,7 @@ __all__ = [
     "register_redactors",
     "register_secret",
     "release_secrets",
+    "safe_str",
     "set_keep_keys",
 ]
 
@@ -1022,13 +1026,41 @@ def guarded_repr(method: Callable[[Any], str]) -> Callable[[Any], str]:
     return __repr__
 
 
-def _safe_str(value: object) -> str:
+def safe_str(value: object) -> str:
     """``str(value)``, or ``<unprintable TypeName>`` when that raises (never raises itself)."""
     try:
         text = str(value)
         return text if type(text) is str else str.__str__(text)
     except Exception:  # noqa: BLE001 - str() of a user object may raise anything
         return f"<unprintable {type(value).__name__}>"
+
+
+_safe_str = safe_str  # its name before it was public: several modules (celery.py among them) import it
+
+
+#: How many characters of an error's message :func:`describe_error` keeps by default.
+ERROR_TEXT_LIMIT = 300
+
+
+def redact_and_cut(text: object, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """``text`` redacted on its *full* length, then cut to ``limit`` characters (``…`` marks a cut).
+
+    The one rule for every piece of outside text (an exception's message, a provider's answer)
+    that goes into an error, an outcome or a log line. Cutting first would be unsafe: a token cut
+    at 30 characters no longer matches any redaction pattern, and its first 30 characters would
+    survive.
+    """
+    masked = redact_text(text if isinstance(text, str) else safe_str(text))
+    if len(masked) <= limit:
+        return masked
+    return masked[: max(0, limit - 1)] + "…"
+
+
+def describe_error(exc: BaseException, limit: int = ERROR_TEXT_LIMIT) -> str:
+    """``"TypeName: message"`` of ``exc``, its message through :func:`redact_and_cut` (the type
+    alone when the message is empty): how the core names an exception it caught."""
+    message = redact_and_cut(safe_str(exc), limit).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def redact_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

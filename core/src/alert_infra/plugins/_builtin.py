@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from .hookspecs import hookimpl
+from ..formatting import compact_formatter, default_formatter
+from ..hookspecs import hookimpl
+from ..transports import ConsoleTransport, NoOpTransport
 
 
 @hookimpl
 def alert_infra_register_transports(register: Any) -> None:
-    from .transports import ConsoleTransport, NoOpTransport
-
     register(NoOpTransport)
     register(ConsoleTransport)
 
 
 @hookimpl
 def alert_infra_register_formatters(register: Any) -> None:
-    from .formatting import compact_formatter, default_formatter
-
     register("default", default_formatter)
     register("compact", compact_formatter)

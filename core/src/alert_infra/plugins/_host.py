@@ -1,256 +1,39 @@
-"""The plugin host: lazy entry-point discovery, failure isolation and the type registries.
-
-Nothing here is imported by ``import alert_infra``; the host is created on
-first use by :func:`get_plugin_host`.
-
-Discovery is lazy. Resolving a transport type ``slack`` looks among the
-types already registered (the built-in ``noop`` and ``console`` first), then
-loads only the entry points *named* ``slack`` in the group ``alert_infra``. A
-full scan of every entry point happens only to list plugins
-(:func:`list_plugins`) or to explain an unknown type.
-
-Isolation: a plugin that fails to import, that pluggy refuses (a hook this
-core does not know), or whose registration hook raises is recorded with its
-distribution, version and the error, logged once, shown by
-:func:`list_plugins`, and fails only the channels that need it (with
-:class:`~alert_infra.PluginLoadError`). A type name registered twice is
-refused with :class:`~alert_infra.DuplicateTransportError` naming both
-distributions; built-in types cannot be taken over.
-
-Environment switches:
-
-``ALERT_INFRA_DISABLE_PLUGINS``
-    comma-separated entry-point or distribution names never to load
-    (``builtin`` blocks the built-in ``noop``/``console``/formatters).
-``ALERT_INFRA_PLUGINS``
-    comma-separated entry-point names or ``module.path`` values to load when
-    the host is created, for plugins that only implement hooks (an audit
-    trail) and would otherwise never be loaded by type.
-``ALERT_INFRA_STRICT_PLUGINS=1``
-    re-raise a plugin's failure at once instead of recording it (for CI).
-"""
+"""The plugin host: pluggy, registration, isolation, resolution by name, the after-dispatch hook."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
-import sys
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import pluggy
 
-from . import hookspecs
-from ._lifecycle import ProcessSingleton
-from ._version import __version__
-from .exceptions import (
+from .. import hookspecs
+from .._version import __version__
+from ..exceptions import (
     AlertConfigurationError,
     DuplicateTransportError,
     PluginLoadError,
     UnknownTransportError,
 )
-from .security import _safe_str, guarded_repr, redact_text, register_redactors, register_secret, release_secrets
+from ..security import _safe_str, describe_error, redact_text, register_redactors, register_secret, release_secrets
+from . import _builtin
+from ._discovery import GROUP, entry_points, env_list
+from ._registry import (
+    BUILTIN_NAME,
+    FormatterRegistrar,
+    PluginRecord,
+    RedactorRegistrar,
+    TransportRegistrar,
+    _Registry,
+)
 
 if TYPE_CHECKING:
-    from .formatting import Formatter
-
-__all__ = [
-    "FormatterRegistrar",
-    "PluginHost",
-    "PluginRecord",
-    "RedactorRegistrar",
-    "TransportRegistrar",
-    "build_transport",
-    "get_plugin_host",
-    "list_plugins",
-    "peek_plugin_host",
-    "register_plugin",
-    "reset_plugin_host",
-    "resolve_formatter",
-    "unregister_plugin",
-]
+    from ..formatting import Formatter
 
 logger = logging.getLogger("alert_infra.plugins")
-
-GROUP = hookspecs.PROJECT
-BUILTIN_NAME = "builtin"
-_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_.\-]*$")
-
-
-def _env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
-
-
-def _error_text(exc: BaseException) -> str:
-    message = redact_text(_safe_str(exc)).strip()
-    if len(message) > 300:
-        message = message[:299] + "…"
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-class PluginRecord:
-    """What the host knows about one plugin.
-
-    Attributes:
-        name: the registration name (``<distribution>:<entry point>`` for
-            entry points, ``builtin``, or the name given to
-            :func:`register_plugin`).
-        distribution: the distribution that provides it (``None`` if unknown).
-        version: that distribution's version.
-        entry_points: entry-point names that pointed at it.
-        status: ``loaded``, ``failed``, ``conflict`` (loaded, but a type it
-            registers is also registered elsewhere) or ``blocked``.
-        error: why it failed or conflicts (secret-free).
-        transports, formatters: the names it registered.
-        hooks: the hooks it implements.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        distribution: str | None = None,
-        version: str | None = None,
-        *,
-        builtin: bool = False,
-    ) -> None:
-        self.name = name
-        self.distribution = distribution
-        self.version = version
-        self.builtin = builtin
-        self.entry_points: list[str] = []
-        self.status = "loaded"
-        self.errors: list[str] = []
-        self.transports: list[str] = []
-        self.formatters: list[str] = []
-        self.hooks: list[str] = []
-        self.plugin: object | None = None
-
-    @property
-    def error(self) -> str | None:
-        return "; ".join(self.errors) if self.errors else None
-
-    @property
-    def label(self) -> str:
-        """``distribution version`` (or the name) for messages."""
-        if self.builtin:
-            return f"alert-infra {__version__} (built-in)"
-        if self.distribution:
-            return f"{self.distribution} {self.version or '?'}"
-        return f"plugin {self.name!r}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "builtin": self.builtin,
-            "entry_points": list(self.entry_points),
-            "status": self.status,
-            "error": self.error,
-            "transports": list(self.transports),
-            "formatters": list(self.formatters),
-            "hooks": list(self.hooks),
-        }
-
-    @guarded_repr
-    def __repr__(self) -> str:
-        return f"PluginRecord(name={self.name!r}, status={self.status!r}, transports={self.transports!r})"
-
-
-class TransportRegistrar:
-    """The ``register`` passed to ``alert_infra_register_transports``: ``register(cls)``."""
-
-    def __init__(self, record: PluginRecord) -> None:
-        self.record = record
-        self.staged: list[tuple[str, type]] = []
-
-    def __call__(self, cls: type) -> type:
-        type_name = getattr(cls, "name", None)
-        if not isinstance(cls, type):
-            raise TypeError(f"register() needs a transport class, got {type(cls).__name__}")
-        if not isinstance(type_name, str) or not _TYPE_NAME.match(type_name):
-            raise TypeError(
-                f"transport class {cls.__qualname__} needs a class attribute 'name' holding its type "
-                f"(lowercase letters, digits, '_', '-', '.'), got {type_name!r}"
-            )
-        if not callable(getattr(cls, "send", None)) and not callable(getattr(cls, "asend", None)):
-            raise TypeError(f"transport class {cls.__qualname__} has neither send() nor asend()")
-        self.staged.append((type_name, cls))
-        return cls
-
-
-class FormatterRegistrar:
-    """The ``register`` passed to ``alert_infra_register_formatters``: ``register(name, formatter)``."""
-
-    def __init__(self, record: PluginRecord) -> None:
-        self.record = record
-        self.staged: list[tuple[str, Formatter]] = []
-
-    def __call__(self, name: str, formatter: Formatter) -> Formatter:
-        if not isinstance(name, str) or not _TYPE_NAME.match(name):
-            raise TypeError(f"formatter name must be lowercase letters, digits, '_', '-', '.', got {name!r}")
-        if not callable(formatter):
-            raise TypeError(f"formatter {name!r} must be callable as formatter(alert) -> RenderedAlert")
-        self.staged.append((name, formatter))
-        return formatter
-
-
-class RedactorRegistrar:
-    """The ``register`` passed to ``alert_infra_register_redactors``: ``register(keys=..., patterns=...)``."""
-
-    def __init__(self, record: PluginRecord) -> None:
-        self.record = record
-        self.staged: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
-
-    def __call__(self, keys: Iterable[str] = (), patterns: Iterable[Any] = ()) -> None:
-        if isinstance(keys, str) or isinstance(patterns, (str, bytes)):
-            raise TypeError("register(keys=..., patterns=...) takes sequences, not a single string")
-        self.staged.append((tuple(keys), tuple(patterns)))
-
-
-class _Registry:
-    """Names → (owner record, object), with ambiguity tracked instead of last-wins."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.entries: dict[str, tuple[PluginRecord, Any]] = {}
-        self.conflicts: dict[str, list[PluginRecord]] = {}
-
-    def add(self, name: str, obj: Any, record: PluginRecord) -> str | None:
-        """Add ``name``; return an error message if it collides."""
-        if name in self.conflicts:
-            self.conflicts[name].append(record)
-            return self._conflict_message(name)
-        current = self.entries.get(name)
-        if current is None:
-            self.entries[name] = (record, obj)
-            return None
-        owner, existing = current
-        if existing is obj:
-            return None
-        if owner.builtin:
-            return f"{self.kind} {name!r} is built into alert-infra; {record.label} cannot register it too"
-        del self.entries[name]
-        self.conflicts[name] = [owner, record]
-        message = self._conflict_message(name)
-        if owner is not record:
-            # Both sides are involved: the earlier one loses the type too.
-            owner.status = "conflict"
-            if message not in owner.errors:
-                owner.errors.append(message)
-        return message
-
-    def _conflict_message(self, name: str) -> str:
-        owners = self.conflicts[name]
-        if len({id(r) for r in owners}) == 1:
-            return f"{self.kind} {name!r} is registered twice by {owners[0].label}"
-        labels = " and ".join(r.label for r in owners)
-        return f"{self.kind} {name!r} is registered by both {labels}; uninstall one of them"
-
-    def remove_owner(self, record: PluginRecord) -> None:
-        for name in [n for n, (owner, _) in self.entries.items() if owner is record]:
-            del self.entries[name]
 
 
 class PluginHost:
@@ -273,7 +56,7 @@ class PluginHost:
         self.formatters = _Registry("formatter")
         self._looked_up: set[str] = set()
         self._scanned = False
-        self._blocked = set(_env_list("ALERT_INFRA_DISABLE_PLUGINS"))
+        self._blocked = set(env_list("ALERT_INFRA_DISABLE_PLUGINS"))
         self._strict = os.environ.get("ALERT_INFRA_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
         if builtins:
             if BUILTIN_NAME in self._blocked:
@@ -281,13 +64,11 @@ class PluginHost:
                 record.status = "blocked"
                 self.records[BUILTIN_NAME] = record
             else:
-                from . import _builtin
-
                 self.register(
                     _builtin, name=BUILTIN_NAME, distribution="alert-infra", version=__version__, builtin=True
                 )
-        for item in _env_list("ALERT_INFRA_PLUGINS"):
-            self._load_named(item)
+        for item in env_list("ALERT_INFRA_PLUGINS"):
+            self.load_named(item)
 
     # -- registration -------------------------------------------------------------------
     def register(
@@ -330,7 +111,7 @@ class PluginHost:
                 # @hookimpl(optionalhook=True).)
                 # (pluggy's check_pending() finds the same, for the whole manager at once; this is
                 # per plugin, so the faulty one alone is refused, with a suggestion for each name.)
-                from ._checks import did_you_mean
+                from .._checks import did_you_mean
 
                 self.pm.unregister(plugin)
                 names = sorted(n for n in dir(hookspecs) if n.startswith("alert_infra_"))
@@ -398,7 +179,7 @@ class PluginHost:
 
     def _fail(self, record: PluginRecord, exc: BaseException, what: str) -> None:
         record.status = "failed"
-        record.errors.append(_error_text(exc))
+        record.errors.append(describe_error(exc))
         logger.warning(
             "alert-infra plugin %s %s (alert-infra %s): %s; channels that need it will fail",
             record.label,
@@ -407,7 +188,7 @@ class PluginHost:
             type(exc).__name__,
         )
         if self._strict:
-            raise PluginLoadError(f"{record.label} {what}: {_error_text(exc)}") from None
+            raise PluginLoadError(f"{record.label} {what}: {describe_error(exc)}") from None
 
     def _conflict(self, record: PluginRecord, message: str) -> None:
         record.status = "conflict"
@@ -418,20 +199,7 @@ class PluginHost:
 
     # -- entry points ------------------------------------------------------------------
     def _entry_points(self, name: str | None = None) -> list[Any]:
-        if sys.version_info >= (3, 10):
-            from importlib.metadata import entry_points
-        else:  # pragma: no cover - exercised on 3.9 only
-            from importlib_metadata import entry_points
-        selected = entry_points(group=GROUP) if name is None else entry_points(group=GROUP, name=name)
-        seen = set()
-        unique = []
-        for ep in selected:
-            dist = getattr(ep, "dist", None)
-            key = (getattr(dist, "name", None), ep.name, ep.value)
-            if key not in seen:
-                seen.add(key)
-                unique.append(ep)
-        return sorted(unique, key=lambda ep: (ep.name, str(getattr(getattr(ep, "dist", None), "name", ""))))
+        return entry_points(GROUP, name)
 
     def _load_entry_point(self, ep: Any) -> None:
         dist = getattr(ep, "dist", None)
@@ -464,7 +232,7 @@ class PluginHost:
         record = self.register(plugin, reg_name, distribution=dist_name, version=version)
         record.entry_points.append(ep.name)
 
-    def _load_named(self, item: str) -> None:
+    def load_named(self, item: str) -> None:
         """Load an entry point by name, or a ``module.path`` (``ALERT_INFRA_PLUGINS``)."""
         eps = self._entry_points(item) if self.load_entry_points_enabled else []
         if eps:
@@ -549,7 +317,7 @@ class PluginHost:
                         f"plugin {record.label} has an entry point named {type_name!r} but registers no "
                         f"transport type {type_name!r}; it provides: {', '.join(record.transports) or 'none'}"
                     )
-            from ._checks import did_you_mean
+            from .._checks import did_you_mean
 
             known = ", ".join(sorted(self.transports.entries)) or "none"
             near = did_you_mean(type_name, self.transports.entries)
@@ -662,7 +430,7 @@ class PluginHost:
         except AlertConfigurationError as exc:
             raise type(exc)(f"channel {channel!r} (type {type_name!r}): {redact_text(_safe_str(exc))}") from None
         except Exception as exc:  # noqa: BLE001 - the transport's own validation
-            raise AlertConfigurationError(f"channel {channel!r} (type {type_name!r}): {_error_text(exc)}") from None
+            raise AlertConfigurationError(f"channel {channel!r} (type {type_name!r}): {describe_error(exc)}") from None
         if not accepts_name:
             try:
                 transport.name = channel
@@ -717,54 +485,3 @@ class PluginHost:
 
 class _BuildScope:
     """The owner of a channel's secrets while its transport is being built."""
-
-
-_HOST = ProcessSingleton(lambda: PluginHost())
-
-
-def get_plugin_host() -> PluginHost:
-    """The process-wide plugin host, created on first use."""
-    host: PluginHost = _HOST.get()
-    return host
-
-
-def peek_plugin_host() -> PluginHost | None:
-    """The process-wide host if it exists, without creating it."""
-    host: PluginHost | None = _HOST.peek()
-    return host
-
-
-def reset_plugin_host(host: PluginHost | None = None) -> None:
-    """Forget the process-wide host (tests), or install ``host`` in its place."""
-    _HOST.set(host)
-
-
-def list_plugins(*, include_builtin: bool = False) -> list[dict[str, Any]]:
-    """List installed plugins: name, distribution, version, entry points, transport types,
-    formatters, hooks, and status (``loaded``/``failed``/``conflict``/``blocked``) with the error.
-    """
-    return get_plugin_host().list_plugins(include_builtin=include_builtin)
-
-
-def register_plugin(plugin: object, name: str | None = None) -> PluginRecord:
-    """Register a plugin object without packaging it (applications and tests)."""
-    return get_plugin_host().register(plugin, name)
-
-
-def unregister_plugin(name: str) -> None:
-    """Remove a plugin registered with :func:`register_plugin`."""
-    get_plugin_host().unregister(name)
-
-
-def resolve_formatter(name: str) -> Formatter:
-    """The formatter called ``name``; the built-in ones without starting the plugin host."""
-    if name in ("default", "compact"):
-        from . import formatting
-
-        return formatting.default_formatter if name == "default" else formatting.compact_formatter
-    return get_plugin_host().formatter(name)
-
-
-def build_transport(type_name: str, channel: str, options: Mapping[str, Any] | None = None) -> Any:
-    """Build a channel of ``type_name`` named ``channel`` from an options mapping."""
-    return get_plugin_host().build_transport(type_name, channel, options)

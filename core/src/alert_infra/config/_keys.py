@@ -1,0 +1,51 @@
+"""The vocabulary of a configuration: the keys of a channel table and of ``[alert_infra]``."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+# MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
+
+if TYPE_CHECKING:
+    pass
+POLICY_KEYS = ("retry", "throttle", "dedup_window")
+
+
+CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout", *POLICY_KEYS)
+
+
+SETTINGS_KEYS = (
+    "default_channels",
+    "enabled",
+    "timeout",
+    "deadline",
+    "plugins",
+    "state",
+    "state_prefix",
+    "audit",
+    "audit_retention",
+    "max_workers",
+    "keep_keys",
+    "delivery",
+    "celery",
+    *POLICY_KEYS,
+    # The local spool (alert_infra.queued.spool validates them: spool_settings_problems).
+    "spool",
+    "spool_lease",
+    "spool_sync",
+    "spool_max_bytes",
+    "spool_overdue",
+)
+
+
+DELIVERY_GROUP = "alert_infra.delivery"  # entry points: delivery name -> factory(config, **kwargs)
+
+
+INLINE = "inline"
+
+
+NOT_YET: tuple[str, ...] = ()
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
