@@ -100,6 +100,8 @@ class AlertConfig:
         self.keep_keys = keep_keys
         #: ``[alert_infra] spool*`` as written (see :mod:`alert_infra.queued.settings`).
         self.spool_settings: dict[str, Any] = {}
+        #: ``[templates.NAME]``, compiled (see :func:`alert_infra.templates.templates_from_config`).
+        self.templates: dict[str, Any] = {}
         #: The secrets of the structure as written (``${VAR}`` values, disabled channels included),
         #: set by :func:`parse_config`; ``None``: :meth:`secret_values` reads the parsed channels.
         self._secrets: tuple[str, ...] | None = None

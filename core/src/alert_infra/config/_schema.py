@@ -102,6 +102,10 @@ def _names(value: Any, where: str, problems: list[str]) -> list[str] | None:
     return [v.strip() for v in value]
 
 
+#: The top-level tables of a configuration.
+TABLES = ("alert_infra", "channels", "templates")
+
+
 def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> AlertConfig:
     """Validate the configuration structure (see the module docstring); every problem at once."""
     from collections.abc import Mapping as MappingABC
@@ -112,9 +116,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     if not isinstance(data, MappingABC):
         raise AlertConfigurationError(f"{source}: the configuration must be a table/mapping")
     for key in data:
-        if key not in ("alert_infra", "channels"):
-            hint = did_you_mean(key, ("alert_infra", "channels"))
-            problems.append(f"{key}: unknown table{hint} (expected [alert_infra] and [channels.<name>])")
+        if key not in TABLES:
+            hint = did_you_mean(key, TABLES)
+            problems.append(
+                f"{key}: unknown table{hint} (expected [alert_infra], [channels.<name>] and [templates.<name>])"
+            )
     settings_raw = data.get("alert_infra", {})
     if not isinstance(settings_raw, MappingABC):
         problems.append("alert_infra: must be a table")
@@ -259,6 +265,13 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
 
     spool_raw = {k: settings[k] for k in SETTINGS_KEYS if k.startswith("spool") and k in settings}
     problems.extend(spool_settings_problems(spool_raw))
+    # [templates.NAME]: compiled now, so `check` reports a template's error with its line among the
+    # others (Jinja2 is imported only when the table exists); Alert.from_template reads them here.
+    templates: dict[str, Any] = {}
+    if "templates" in data:
+        from ..templates import templates_from_config
+
+        templates = templates_from_config(data, problems, source=source)
     if len(problems) > deferred:
         raise AlertConfigurationError(_summary(source, problems))  # never quotes a value: nothing to mask
     config = AlertConfig(
@@ -281,6 +294,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     # Masked from here on, while this configuration lives (and longer, by every dispatcher built
     # from it): whatever is built from it later, or not built at all (see channel_secrets).
     config.spool_settings = spool_raw  # [alert_infra] spool* as written (alert_infra.queued.settings)
+    config.templates = templates
     config._secrets = tuple(mapping_secrets(data))
     config.register_secrets(owner=config)
     return config
