@@ -25,7 +25,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
     5: ("dispatcher", "audit", "outbox", "queued"),  # delivery: the steps, observation, queued engines
     6: ("config",),  # configuration by name: builds dispatchers from files
-    7: ("_api", "cli", "logging", "events", "testing"),  # surfaces: what people and programs run
+    7: ("_api", "cli", "logging", "events", "testing", "monitor"),  # surfaces: what people and programs run
     8: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths
     9: ("__init__", "__main__"),  # the package facade
 }

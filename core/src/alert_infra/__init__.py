@@ -19,7 +19,7 @@ The package's layers, each importing only from itself and those below it
 2. extension points: ``hookspecs``, ``plugins``, ``transports``, ``catalogue``
 3. delivery: ``pool``, ``policies``, ``state``, ``http``, ``dispatcher``, ``audit``
 4. configuration by name: ``config``
-5. operations: ``cli``, ``logging``, ``events``, ``testing``
+5. operations: ``cli``, ``logging``, ``events``, ``testing``, ``monitor``
 6. adapters: ``celery``, ``django`` (and the 0.1.x paths ``apps``, ``email``)
 """
 
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     )
     from .formatting import RenderedAlert
     from .hookspecs import hookimpl
+    from .monitor import monitor
     from .plugins import PluginHost, build_transport, get_plugin_host, list_plugins, register_plugin
     from .result import ChannelOutcome, DeliveryResult, Sent
     from .security import (
@@ -95,6 +96,7 @@ _LAZY = {
     "UnknownTransportError": "exceptions",
     "RenderedAlert": "formatting",
     "hookimpl": "hookspecs",
+    "monitor": "monitor",
     "PluginHost": "plugins",
     "build_transport": "plugins",
     "get_plugin_host": "plugins",
@@ -155,6 +157,7 @@ __all__ = [
     "hookimpl",
     "list_plugins",
     "load_config",
+    "monitor",
     "redact_metadata",
     "redact_text",
     "register_plugin",

@@ -29,6 +29,7 @@ SETTINGS_KEYS = (
     "keep_keys",
     "delivery",
     "celery",
+    "watchdog",  # [alert_infra.watchdog]: the dead man's switch, read by alert_infra.monitor.Watchdog
     *POLICY_KEYS,
     # The local spool (alert_infra.queued.spool validates them: spool_settings_problems).
     "spool",

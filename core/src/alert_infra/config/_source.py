@@ -113,7 +113,7 @@ def _interpolate(value: Any, where: str, problems: list[str]) -> Any:
     return value
 
 
-_INTEGRATION_TABLES = ("celery",)
+_INTEGRATION_TABLES = ("celery", "watchdog")
 
 
 def expand_variables(table: Mapping[str, Any], where: str) -> dict[str, Any]:
