@@ -1,6 +1,7 @@
 """The ``alert-infra`` command line (also ``python -m alert_infra``).
 
-Verbs: ``send``, ``plugins``, ``types``, ``channels``, ``check``, ``history``, ``ack``, ``new-plugin``.
+Verbs: ``send``, ``plugins``, ``types``, ``channels``, ``check``, ``history``, ``ack``, ``new-plugin``;
+``ping``, ``run``, ``watch`` and ``status`` for job monitors and alerting's own health (:mod:`alert_infra.monitor`).
 Every verb takes ``--config PATH`` (else ``ALERT_INFRA_CONFIG``, then
 ``./alert-infra.toml``, then ``[tool.alert-infra]`` in ``./pyproject.toml``),
 ``--json`` for scripts and ``-v`` for log lines, before or after the verb. Exit
@@ -42,7 +43,22 @@ if TYPE_CHECKING:
 __all__ = ["JSON_SCHEMA", "build_parser", "envelope", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-VERBS = ("send", "plugins", "types", "channels", "check", "history", "ack", "outbox", "worker", "new-plugin")
+VERBS = (
+    "send",
+    "plugins",
+    "types",
+    "channels",
+    "check",
+    "history",
+    "ack",
+    "outbox",
+    "worker",
+    "new-plugin",
+    "ping",
+    "run",
+    "watch",
+    "status",
+)
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 JSON_SCHEMA = 1  # the "schema" of every --json document; raised only with an incompatible change
 
@@ -77,6 +93,21 @@ def _int_argument(minimum: int, maximum: int = MAX_INT_ARGUMENT) -> Any:
         return value
 
     parse.__name__ = "integer"
+    return parse
+
+
+def _float_argument(minimum: float, maximum: float) -> Any:
+    """An argparse type: a number of seconds from ``minimum`` to ``maximum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"from {minimum:g} to {maximum:g} seconds")
+        return value
+
     return parse
 
 
@@ -1031,6 +1062,317 @@ def _cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+# -- job monitors and status (issue 25) ------------------------------------------------------------------
+def _monitor_stores(args: argparse.Namespace, config: AlertConfig | None, *kinds: str) -> list[Any]:
+    """The monitors' record stores (one per kind): ``--state``, else the configured shared ``state``
+    (``redis://…``, ``sqlite:///…``), else ``state.sqlite3`` beside the audit trail (as ``send``)."""
+    from .monitor import monitor_store
+
+    spec = getattr(args, "state", None)
+    shared = (
+        config is not None
+        and isinstance(config.state, str)
+        and config.state.startswith(("redis://", "rediss://", "unix://", "sqlite:///"))
+    )
+    if spec is None and not shared:
+        path = _local_state_path(args, config)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        spec = "sqlite:///" + path.lstrip("/")
+    try:
+        return [monitor_store(spec, kind, config=config) for kind in kinds]
+    except OSError as exc:
+        raise _UsageError(f"cannot use the monitors' state ({type(exc).__name__})") from None
+
+
+def _state_problem(exc: BaseException) -> str:
+    # never str(exc): a Redis error may quote its URL
+    return f"the monitors' state cannot be used ({type(exc).__name__})"
+
+
+def _cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
+    from .monitor import JOBS_KIND, job_state, record_ping
+
+    if args.start and args.fail:
+        raise _UsageError("ping: --start or --fail, not both")
+    kind = "start" if args.start else "fail" if args.fail else "success"
+    config = _load(args, required=False)
+    (store,) = _monitor_stores(args, config, JOBS_KIND)
+    try:
+        error = ("Failure", "reported by alert-infra ping --fail") if kind == "fail" else None
+        record = record_ping(store, args.job, kind, every=args.every, grace=args.grace, error=error)
+    except Exception as exc:
+        from .exceptions import AlertInfraError
+
+        if isinstance(exc, AlertInfraError):
+            raise
+        raise _UsageError(_state_problem(exc)) from None
+    finally:
+        store.close()
+    if args.json:
+        shown = {"name": record["name"], "state": job_state(record, time.time()), "last_ping": iso(record["last_ping"])}
+        _print_json(envelope("ping", EXIT_OK, ping=kind, monitor=shown), out)
+    else:
+        out.write(f"{_clean(record['name'])}: {kind} recorded\n")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    import subprocess
+
+    from .monitor import JOBS_KIND, _check_name, _seconds, record_ping
+    from .security import redact_text
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise _UsageError("run: give the command after --, e.g. alert-infra run nightly-backup -- ./backup.sh")
+    name = _check_name(args.job)
+    _seconds(args.every, "--every")
+    _seconds(args.grace, "--grace")  # a bad duration is a usage error before anything runs
+    config = _load(args, required=False)
+    store: Any = None
+    try:
+        (store,) = _monitor_stores(args, config, JOBS_KIND)
+        record_ping(store, name, "start", every=args.every, grace=args.grace)
+    except Exception as exc:  # noqa: BLE001 - the job runs whatever happens to its monitor
+        args.err.write(f"alert-infra: warning: {_state_problem(exc)}; the command runs unmonitored\n")
+    error: tuple[str, str] | None = None
+    try:
+        code = subprocess.call(command)  # the caller's own command, with the caller's stdio
+    except OSError as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        error = (type(exc).__name__, redact_text(f"cannot run {command[0]}: {exc.strerror or exc}"))
+        args.err.write(f"alert-infra: {_clean(error[1])}\n")
+    except KeyboardInterrupt:
+        code, error = 130, ("KeyboardInterrupt", "interrupted")
+    if code < 0:  # killed by a signal: what a shell reports
+        error = ("Signal", f"killed by signal {-code}")
+        code = 128 - code
+    if code and error is None:
+        error = ("ExitCode", f"exited with code {code}")
+    if store is not None:
+        try:
+            record_ping(store, name, "fail" if code else "success", error=error)
+        except Exception as exc:  # noqa: BLE001
+            args.err.write(f"alert-infra: warning: {_state_problem(exc)}; the run was not recorded\n")
+        finally:
+            store.close()
+    if args.json:
+        _print_json(envelope("run", code, job=name, command_exit_code=code), out)
+    return code
+
+
+def _watch_dispatcher(args: argparse.Namespace, config: AlertConfig | None) -> tuple[Any, Any]:
+    """The dispatcher and audit trail of ``watch``: built exactly as ``send`` builds them."""
+    from .dispatcher import AlertDispatcher
+    from .transports import ConsoleTransport
+
+    audit = _audit_trail(args, config)
+    if config is None:
+        return AlertDispatcher([ConsoleTransport()], audit=audit), audit
+    kwargs: dict[str, Any] = {"audit": audit}
+    if config.delivery == "inline":
+        state = _local_state(args, config)
+        if state is not None:
+            kwargs["state"] = state
+    try:
+        return config.build_dispatcher(**kwargs), audit
+    except BaseException:
+        if audit is not None:
+            audit.close()
+        raise
+
+
+def _cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    import signal
+    import threading
+
+    from .monitor import JOBS_KIND, RAISED_KIND, MonitorWatcher, Watchdog
+
+    config = _load(args, required=False)
+    watchdog = Watchdog.from_config(config)
+    jobs, raised = _monitor_stores(args, config, JOBS_KIND, RAISED_KIND)
+    dispatcher, audit = _watch_dispatcher(args, config)
+    watcher = MonitorWatcher(dispatcher, jobs, raised, flap_limit=args.flap_limit)
+    stop = threading.Event()
+    saved: dict[Any, Any] = {}
+    if not args.once and threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            saved[signum] = signal.signal(signum, lambda *_: stop.set())
+    problems: list[str] = []
+    cycles = 0
+    try:
+        if watchdog is not None and not args.once:
+            watchdog.ping("start")
+        while True:
+            cycles += 1
+            try:
+                sent = watcher.check()
+                failed = False
+            except Exception as exc:  # noqa: BLE001 - the next cycle tries again; the watchdog hears of it
+                sent, failed = [], True
+                problem = _state_problem(exc)
+                if problem not in problems:
+                    problems.append(problem)
+                if not args.json:
+                    args.err.write(f"alert-infra: warning: {problem}\n")
+            if not args.json:
+                for name, kind in sent:
+                    out.write(f"{_when(time.time())}  {kind:9} {_clean(name)}\n")
+                out.flush()
+            if watchdog is not None:
+                if failed:
+                    watchdog.ping("fail")
+                else:
+                    watchdog.maybe_ping("success")
+            if args.once or stop.is_set():
+                break
+            wait = args.interval if watchdog is None else min(args.interval, watchdog.every)
+            if stop.wait(wait):
+                break
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if watchdog is not None:  # alerts are out already: the last ping gets its bounded deadline
+            watchdog.join(watchdog.timeout + 0.5)
+        dispatcher.close()
+        if audit is not None:
+            audit.close()
+        jobs.close()
+        raised.close()
+    code = EXIT_FAILED if problems else EXIT_OK
+    if args.json:
+        shown = [{"job": name, "alert": kind} for name, kind in watcher.sent]
+        _print_json(envelope("watch", code, warnings=problems, cycles=cycles, sent=shown), out)
+    return code
+
+
+STATUS_WINDOW = 86400.0
+"""``alert-infra status`` counts over the last 24 hours."""
+STATUS_MAX_RECORDS = 100_000
+"""The most audit records ``status`` reads (the newest first): a bound on its memory."""
+
+
+def _channel_status(records: Sequence[Any], config: AlertConfig | None) -> list[dict[str, Any]]:
+    channels: dict[str, dict[str, Any]] = {}
+    for channel in config.channels if config is not None else ():
+        channels[channel.name] = {"name": channel.name, "type": channel.type}
+    for record in records:  # newest first: the first outcome seen of a channel is its last
+        for row in record.channels:
+            name = row.get("channel")
+            if not name or row.get("status") not in ("sent", "failed"):
+                continue
+            entry = channels.setdefault(name, {"name": name, "type": None})
+            entry.setdefault("last_try", row["status"])
+            if row["status"] == "sent":
+                entry["sent"] = entry.get("sent", 0) + 1
+                entry.setdefault("last_success", record.created_at)
+            else:
+                entry["failed"] = entry.get("failed", 0) + 1
+                if "last_failure" not in entry:
+                    entry["last_failure"] = record.created_at
+                    # the error's class; the shared failure classification (timeout, rate_limited…) replaces it
+                    # when the metrics' work lands
+                    entry["last_failure_reason"] = row.get("error") or "other"
+    shown = []
+    for entry in channels.values():
+        shown.append(
+            {
+                "name": entry["name"],
+                "type": entry["type"],
+                "last_success": iso(entry.get("last_success")),
+                "last_failure": iso(entry.get("last_failure")),
+                "last_failure_reason": entry.get("last_failure_reason"),
+                "sent": entry.get("sent", 0),
+                "failed": entry.get("failed", 0),
+                "_last_try": entry.get("last_try"),
+            }
+        )
+    return shown
+
+
+def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from .monitor import JOBS_KIND, job_state
+
+    config = _load(args, required=False)
+    warnings: list[str] = []
+    code = EXIT_OK
+    now = time.time()
+    try:
+        audit = _audit_trail(args, config)
+    except (OSError, _sqlite_error()) as exc:
+        raise _UsageError(_audit_problem(args.audit or "the audit trail", exc)) from None
+    assert audit is not None
+    try:
+        records = audit.store.query(since=now - STATUS_WINDOW, limit=STATUS_MAX_RECORDS)
+    except (OSError, _sqlite_error()) as exc:
+        raise _UsageError(_audit_problem(audit.store.path, exc)) from None
+    finally:
+        _close_quietly(audit)
+    channels = _channel_status(records, config)
+    for channel in channels:
+        if channel.pop("_last_try") == "failed":
+            code = EXIT_FAILED
+    monitors: list[dict[str, Any]] = []
+    try:
+        (jobs,) = _monitor_stores(args, config, JOBS_KIND)
+        try:
+            for name, record in jobs.items():
+                state = job_state(record, now)
+                monitors.append({"name": name, "state": state, "last_ping": iso(record.get("last_ping"))})
+                if state in ("down", "failed"):
+                    code = EXIT_FAILED
+        finally:
+            jobs.close()
+    except Exception as exc:  # noqa: BLE001 - a health check that cannot see the monitors fails
+        warnings.append(_state_problem(exc))
+        code = EXIT_FAILED
+    queues: dict[str, int] = {}
+    if config is not None and _spool_wanted(config):
+        spool, settings = _open_spool(config)
+        try:
+            queues["spool"] = spool.status(settings.overdue)["pending"] if os.path.exists(settings.path) else 0
+        except Exception as exc:  # noqa: BLE001
+            warnings.append(f"the spool cannot be read ({type(exc).__name__})")
+            code = EXIT_FAILED
+        finally:
+            spool.close()
+    # Silences and open groups: 0 until the lifecycle (alert_infra.lifecycle) is wired into delivery.
+    silences = groups = 0
+    if args.json:
+        _print_json(
+            envelope(
+                "status",
+                code,
+                warnings=warnings,
+                channels=channels,
+                monitors=monitors,
+                silences=silences,
+                groups=groups,
+                queues=queues,
+            ),
+            out,
+        )
+        return code
+    for problem in warnings:
+        args.err.write(f"alert-infra: warning: {problem}\n")
+    out.write("channels (last 24 h):\n" if channels else "channels: none configured or used in the last 24 h\n")
+    for c in channels:
+        failure = (
+            f", last failure {c['last_failure']} ({_clean(c['last_failure_reason'])})" if c["last_failure"] else ""
+        )
+        success = c["last_success"] or "never"
+        out.write(f"  {_clean(c['name'])}: {c['sent']} sent, {c['failed']} failed, last success {success}{failure}\n")
+    out.write("monitors:\n" if monitors else "monitors: none\n")
+    for m in monitors:
+        out.write(f"  {_clean(m['name'])}: {m['state']} (last ping {m['last_ping'] or 'never'})\n")
+    for name, depth in queues.items():
+        out.write(f"queue {name}: {depth} pending\n")
+    out.write(f"silences: {silences}, groups: {groups}\n")
+    return code
+
+
 def _cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     from .exceptions import AlertConfigurationError
     from .testing._generate import render_plugin
@@ -1252,6 +1594,75 @@ def build_parser() -> argparse.ArgumentParser:
         "--directory", metavar="DIR", help="where to write it (default ./alert-infra-NAME; must not have files)"
     )
     new_plugin.set_defaults(run=_cmd_new_plugin)
+
+    state = _Parser(add_help=False)
+    state.add_argument(
+        "--state",
+        metavar="URL",
+        help="where monitors are recorded: sqlite:///PATH or redis://... (default: the configured state, else "
+        "state.sqlite3 beside the audit trail)",
+    )
+    schedule = _Parser(add_help=False)
+    schedule.add_argument("--every", metavar="DURATION", help="how often the job runs: 90s, 5m, 2h, 1d")
+    schedule.add_argument("--grace", metavar="DURATION", help="how long past --every it is late before it is down")
+
+    ping = verbs.add_parser(
+        "ping",
+        parents=[common, audit, state, schedule],
+        help="record a run of a job (for cron and shell jobs)",
+        description="Record that job JOB ran (success), started (--start) or failed (--fail); --every and --grace "
+        "set its schedule for `alert-infra watch`.",
+    )
+    ping.add_argument("job", metavar="JOB")
+    ping.add_argument("--start", action="store_true", help="the job started")
+    ping.add_argument("--fail", action="store_true", help="the job failed")
+    ping.set_defaults(run=_cmd_ping)
+
+    run = verbs.add_parser(
+        "run",
+        parents=[common, audit, state, schedule],
+        help="run a command as job JOB, recording its start and outcome",
+        description="Record the start of JOB, run CMD with this terminal's input and output, record success "
+        "(exit code 0) or failure, and exit with the command's exit code.",
+    )
+    run.add_argument("job", metavar="JOB")
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+    run.set_defaults(run=_cmd_run)
+
+    watch = verbs.add_parser(
+        "watch",
+        parents=[common, audit, state],
+        help="alert on jobs that are late, down or failed",
+        description="Raise 'JOB is late' (warning) past its --every, 'JOB is down' (critical) past every + grace, a "
+        "failed run at once, and the resolve when it runs again, through the configured channels and routing; ping "
+        "[alert_infra.watchdog] url. Runs until SIGTERM/SIGINT, or one pass with --once (cron).",
+    )
+    watch.add_argument("--once", action="store_true", help="check once, then exit (cron)")
+    watch.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=_float_argument(0.05, 3600.0),
+        default=30.0,
+        help="seconds between checks (default 30)",
+    )
+    watch.add_argument(
+        "--flap-limit",
+        metavar="N",
+        type=_int_argument(1, 10_000),
+        default=10,
+        help="flips between up and down per day beyond which one 'flapping' notice replaces the pages (default 10)",
+    )
+    watch.set_defaults(run=_cmd_watch)
+
+    status = verbs.add_parser(
+        "status",
+        parents=[common, audit, state],
+        help="is alerting working: channels, monitors, queues",
+        description="Per channel over the last 24 h: last success, last failure and its reason, sent, failed; each "
+        "monitor's state (up, late, down, failed); queue depths. Exit 1 when a channel's last try failed or a "
+        "monitor is down or failed (late: 0), for health checks.",
+    )
+    status.set_defaults(run=_cmd_status)
     return parser
 
 
@@ -1329,6 +1740,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     out = out or sys.stdout
     err = err or sys.stderr
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = _split_command(argv)  # `run JOB [options] -- CMD ARGS...`: CMD's own arguments are not ours
     wants_json = "--json" in argv  # known before parsing, so that a usage error is JSON too
     parser = build_parser()
     # the document's "command": the verb, known before parsing so that a usage error names it too
@@ -1340,6 +1752,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         except SystemExit as exc:  # --help or --version (printed by argparse)
             return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
         verb = args.verb
+        if command is not None and verb == "run":
+            args.command = command
         args.err = err  # where a verb writes its warnings (check)
         logs = _Logging(args.verbose or 0, err)
         code: int = args.run(args, out)
@@ -1366,6 +1780,20 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     finally:
         if logs is not None:
             logs.restore()
+
+
+def _split_command(argv: list[str]) -> list[str] | None:
+    """For ``run``: cut ``argv`` at the first ``--`` after the verb and return what follows (the
+    command), or ``None``. argparse alone would read ``--every`` after ``JOB`` as the command."""
+    if "run" not in argv:
+        return None
+    start = argv.index("run")
+    if "--" not in argv[start:]:
+        return None
+    cut = argv.index("--", start)
+    command = argv[cut + 1 :]
+    del argv[cut:]
+    return command
 
 
 def _quiet_stdout(out: TextIO) -> None:
