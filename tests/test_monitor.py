@@ -287,3 +287,23 @@ def test_a_silent_or_trickling_endpoint_is_bounded_and_never_delays_an_alert(beh
         assert dog.join(3.0)  # the total deadline ended it
         assert time.monotonic() - started < 2.0
     assert dog.failed == 1 and dog.sent == 0 and len(channel.alerts) == 1
+
+
+def test_a_forked_child_pings_on_its_own() -> None:
+    import trustme
+
+    from alert_infra.testing import hostile_server, https_server, run_in_fork
+
+    ca = trustme.CA()
+    with hostile_server("never_answer", ca=ca) as hanging, https_server(lambda r: (200, {}, "OK"), ca=ca) as server:
+        dog = Watchdog(hanging.url + "/x", every=1, timeout=0.5)
+        assert dog.ping()  # in flight in the parent when the child is forked
+        dog._url = server.url + "/child"
+
+        def child() -> tuple[bool, bool, int]:
+            started = dog.ping()  # the parent's ping (and its lock) are not the child's
+            return started, dog.join(3), dog.sent
+
+        assert run_in_fork(child) == [True, True, 1]
+        assert dog.join(3)
+    assert [r.path for r in server.requests] == ["/child"]

@@ -465,6 +465,7 @@ class Watchdog:
         self.failed = 0
         self._busy = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._pid = os.getpid()
 
     @classmethod
     def from_config(cls, config: AlertConfig | None) -> Watchdog | None:
@@ -489,6 +490,8 @@ class Watchdog:
 
     def ping(self, kind: str = "success") -> bool:
         """Start a ping in its own thread (skipped while the previous one still runs); whether it started."""
+        if self._pid != os.getpid():  # a forked child: the parent's ping thread is not ours (nor its lock)
+            self._busy, self._threads, self._pid = threading.Lock(), [], os.getpid()
         if not self._busy.acquire(blocking=False):
             return False
         self.last = time.monotonic()
