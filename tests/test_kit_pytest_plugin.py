@@ -224,4 +224,4 @@ def test_smtp_server_skips_saying_what_to_install_without_aiosmtpd(tmp_path: Pat
     results = _run(run_pytest, tmp_path / "no-aiosmtpd", "-k", "smtp", conftest=blocked)
     outcome, text = results["test_smtp_server_is_real_and_offers_starttls"]
     assert outcome == "skipped"
-    assert "smtp_server needs aiosmtpd, which is not installed: pip install 'alert-infra[testing]'" in text
+    assert "smtp_server needs aiosmtpd, which is not installed: pip install './core[testing]' from a checkout" in text
