@@ -38,6 +38,8 @@ import threading
 import time
 import types
 
+from .security import guarded_repr
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -269,6 +271,7 @@ class Monitor:
 
         return wrapper  # type: ignore[return-value]
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"Monitor({self.name!r}, every={self.every!r}, grace={self.grace!r})"
 
@@ -543,6 +546,7 @@ class Watchdog:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"Watchdog(every={self.every!r}, timeout={self.timeout!r})"
 

@@ -15,6 +15,8 @@ rule id) or ``held`` (kept for later, ``until`` a time: a group's next flush).
 
 from __future__ import annotations
 
+from ..security import guarded_repr
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Protocol
@@ -94,6 +96,7 @@ class Verdict:
     def __hash__(self) -> int:
         return hash((self.action, self.reason, self.rule, self.until))
 
+    @guarded_repr
     def __repr__(self) -> str:
         parts = [repr(self.action)]
         for name in ("reason", "rule", "until"):

@@ -48,6 +48,7 @@ import json
 import math
 
 from ..exceptions import AlertConfigurationError
+from ..security import guarded_repr
 from .durations import parse_duration
 from .gates import ADMIT, Verdict
 from .matchers import alert_values
@@ -223,6 +224,7 @@ class Notification:
             "summary": self.summary(),
         }
 
+    @guarded_repr
     def __repr__(self) -> str:
         return (
             f"Notification(channel={self.channel!r}, group={self.group_key!r}, firing={len(self.firing)}, "

@@ -31,6 +31,7 @@ import hashlib
 import json
 
 from ..exceptions import AlertConfigurationError
+from ..security import guarded_repr
 from .durations import parse_duration
 from .gates import ADMIT, Verdict
 from .matchers import FIELDS, Matcher, alert_values, parse_matchers
@@ -86,6 +87,7 @@ class InhibitRule:
     def equal_values(self, alert: Alert, channel: str) -> list[Any]:
         return [sorted(set(alert_values(alert, name, channel))) for name in self.equal]
 
+    @guarded_repr
     def __repr__(self) -> str:
         return (
             f"InhibitRule(id={self.id!r}, source={[str(m) for m in self.source_matchers]}, "

@@ -39,6 +39,7 @@ import json
 import re
 
 from ..exceptions import AlertConfigurationError
+from ..security import guarded_repr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -275,6 +276,7 @@ class Matcher:
     def __str__(self) -> str:
         return f"{self.name}{self.op}{_quote(self.value)}"
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"Matcher({str(self)!r})"
 

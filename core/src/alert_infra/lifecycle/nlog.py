@@ -16,6 +16,7 @@ fingerprint from the entry's firing set, so the same resolve twice is unmatched 
 
 from __future__ import annotations
 
+from ..security import guarded_repr
 from .durations import parse_duration
 from .gates import ADMIT, Verdict
 from .stores import RecordStore, open_store
@@ -79,6 +80,7 @@ class LogEntry:
     def __hash__(self) -> int:
         return hash((self.key, self.channel))
 
+    @guarded_repr
     def __repr__(self) -> str:
         return (
             f"LogEntry(key={self.key!r}, channel={self.channel!r}, firing={len(self.firing)}, "

@@ -29,6 +29,7 @@ import uuid
 from datetime import datetime, timezone
 
 from ..exceptions import AlertConfigurationError
+from ..security import guarded_repr
 from .durations import parse_duration
 from .gates import ADMIT, Verdict
 from .matchers import Matcher, alert_values, parse_matchers
@@ -185,6 +186,7 @@ class Silence:
     def __hash__(self) -> int:
         return hash(self.id)
 
+    @guarded_repr
     def __repr__(self) -> str:
         shown = ", ".join(str(m) for m in self.matchers)
         return f"Silence(id={self.id!r}, matchers=[{shown}], ends_at={self.to_dict()['ends_at']!r})"

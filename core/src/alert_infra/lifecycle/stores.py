@@ -25,6 +25,7 @@ import threading
 import time
 
 from ..exceptions import AlertConfigurationError
+from ..security import guarded_repr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class RecordStore:
     def close(self) -> None:
         """Release connections (the store may still be used: it reconnects)."""
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r})"
 
@@ -255,6 +257,7 @@ class SQLiteStore(RecordStore):
                 self._conn.close()
             self._conn, self._pid = None, -1
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, kind={self.kind!r})"
 
@@ -381,6 +384,7 @@ class RedisStore(RecordStore):
                 pool.disconnect()
             self._client, self._pid = None, -1
 
+    @guarded_repr
     def __repr__(self) -> str:  # never the URL (it may hold a password)
         return f"RedisStore(kind={self.kind!r})"
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import AlertInfraError as AlertError
+from ..security import guarded_repr
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -73,7 +74,7 @@ class InvalidMessage(AlertError):
     names the field and the bound, never a value."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Message:
     """A checked message: what a worker delivers."""
 
@@ -82,6 +83,10 @@ class Message:
     options: dict[str, Any]
     alert_id: str
     attempt: int
+
+    @guarded_repr
+    def __repr__(self) -> str:  # never the alert's text: the id, the attempt, the channels
+        return f"Message(alert_id={self.alert_id!r}, attempt={self.attempt}, transport_names={self.transport_names!r})"
 
     def kwargs(self) -> dict[str, Any]:
         """The task keyword arguments (Celery's, Django's)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import audit as _audit
 from .. import outbox as _outbox
 from ..exceptions import AlertConfigurationError
+from ..security import guarded_repr
 from .poison import DEFAULT_MAX_STARTS, MAX_MAX_STARTS
 
 if TYPE_CHECKING:
@@ -316,7 +317,7 @@ SPOOL_SYNC = ("normal", "full")
 _SPOOL_KEYS = ("spool", "spool_lease", "spool_sync", "spool_max_bytes", "spool_overdue")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SpoolSettings:
     """``[alert_infra] spool*``, validated (:func:`spool_settings`)."""
 
@@ -327,6 +328,12 @@ class SpoolSettings:
     overdue: float = DEFAULT_SPOOL_OVERDUE
     #: Whether ``spool`` was set explicitly (then in-process senders spool what is left at exit).
     explicit: bool = False
+
+    @guarded_repr
+    def __repr__(self) -> str:  # the path may name a user's home: kept, it is not a secret
+        return (
+            f"SpoolSettings(path={self.path!r}, lease={self.lease:g}, sync={self.sync!r}, max_bytes={self.max_bytes})"
+        )
 
 
 def spool_path(url: Any, where: str = "alert_infra.spool") -> str:

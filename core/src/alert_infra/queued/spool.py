@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import AlertInfraError as AlertError
+from ..security import guarded_repr
 from .poison import DEFAULT_MAX_STARTS, dead_letter_reason, log_dead_letter
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class SpoolUnavailable(AlertError):
     which, never a path's contents or a value."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Row:
     """A claimed row: its id, the message fields and how many times it was claimed."""
 
@@ -89,6 +90,10 @@ class Row:
     channels: list[str] | None
     attempt: int
     starts: int
+
+    @guarded_repr
+    def __repr__(self) -> str:  # never the body: the row's id, alert id and counts
+        return f"Row(id={self.id}, alert_id={self.alert_id!r}, attempt={self.attempt}, starts={self.starts})"
 
 
 def _alive(pid: int) -> bool:
@@ -401,5 +406,6 @@ class Spool:
         row = self._conn().execute("SELECT MIN(MAX(due, lease_until)) FROM spool WHERE dead = 0").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"Spool({self.path!r})"

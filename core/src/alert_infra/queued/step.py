@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..security import guarded_repr
 from .settings import DEFAULT_MAX_RETRIES, retry_countdown
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def decide(result: DeliveryResult, retries: int, options: Mapping[str, Any]) -> 
     return list(result.retryable), retry_countdown(retries, options, max(waits) if waits else None)
 
 
-@dataclass
+@dataclass(repr=False)
 class StepAnswer:
     """What one step did: ``countdown`` ``None`` means done (delete the message)."""
 
@@ -89,6 +90,10 @@ class StepAnswer:
     already: list[str] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
     countdown: float | None = None
+
+    @guarded_repr
+    def __repr__(self) -> str:
+        return f"StepAnswer(already={self.already!r}, retry={self.retry!r}, countdown={self.countdown!r})"
 
     @property
     def done(self) -> bool:

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..security import guarded_repr
 from .message import InvalidMessage, check_message
 from .settings import DEFAULT_IDEMPOTENCY_TTL, AsyncAlertConfig, SpoolSettings
 from .spool import Row, Spool
@@ -177,5 +178,6 @@ class SpoolWorker:
             renewer.join(2.0)
         return 0
 
+    @guarded_repr
     def __repr__(self) -> str:
         return f"SpoolWorker({self.spool!r}, concurrency={self.concurrency}, pid={os.getpid()})"
