@@ -27,6 +27,7 @@ NOT_PYTHON: dict[str, str] = {
     "alert_infra.dispatch_alert": "the Celery task name",
     "alert_infra.md": "a file name (alert_infra.md)",
     "alert_infra.E0NN": "the pattern of Django check ids",
+    "alert_infra.watchdog": "the [alert_infra.watchdog] configuration table (the dead man's switch)",
 }
 #: Django system-check ids (alert_infra.E001, alert_infra.W002, ...) are check ids, not attributes
 _CHECK_ID = re.compile(r"^alert_infra\.[EW]\d{3}$")
