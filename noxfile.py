@@ -18,7 +18,17 @@ PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.tom
 # real Celery worker storms); the others run everything else, which keeps .ci/run well under its
 # time limit while every test still runs on every CI build.
 FULL_PYTHON = "3.12"
-TEST_DEPS = ["pytest>=8", "hypothesis>=6.100", "trustme>=1.1", "aiosmtpd>=1.4", "requests>=2.31", "redis>=4", "django-tasks==0.8.1; python_version < '3.10'", "django-tasks-db[compat]>=0.13; python_version >= '3.10' and python_version < '3.12'", "django-tasks-db>=0.13; python_version >= '3.12'"]  # noqa: E501 - django.tasks backends per Python: see core/pyproject.toml
+TEST_DEPS = [
+    "pytest>=8",
+    "hypothesis>=6.100",
+    "trustme>=1.1",
+    "aiosmtpd>=1.4",
+    "requests>=2.31",
+    "redis>=4",
+    "django-tasks==0.8.1; python_version < '3.10'",
+    "django-tasks-db[compat]>=0.13; python_version >= '3.10' and python_version < '3.12'",
+    "django-tasks-db>=0.13; python_version >= '3.12'",
+]  # django.tasks backends per Python: see core/pyproject.toml
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
@@ -57,9 +67,13 @@ def tests(session: nox.Session) -> None:
         "-e", "./core[redis,celery,django,templates]", *[arg for p in _plugin_paths() for arg in ("-e", p)], *TEST_DEPS
     )
     args = list(session.posargs) or ["tests", "plugins"]
+    env = {}
     if not session.posargs and session.python != FULL_PYTHON:
         args += ["-m", "not slow"]
-    session.run("pytest", *args)
+        # Property tests find the same counterexamples on every Python: the many examples of the CI
+        # profile run on FULL_PYTHON, the others run the default number (CI time stays bounded).
+        env["HYPOTHESIS_PROFILE"] = "default"
+    session.run("pytest", *args, env=env)
 
 
 @nox.session(python="3.11")
@@ -68,7 +82,8 @@ def plugin(session: nox.Session, name: str) -> None:
     """One plugin alone with the core, both installed as wheels (not editable), so a missing
     dependency, module or entry point in the plugin's packaging fails here."""
     session.install("./core", f"./plugins/{name}{_plugin_extras(name)}", *TEST_DEPS)
-    session.run("pytest", f"plugins/{name}/tests", *session.posargs)
+    # The packaging is what this session checks (the tests session ran these tests on every Python).
+    session.run("pytest", f"plugins/{name}/tests", *session.posargs, env={"HYPOTHESIS_PROFILE": "default"})
 
 
 @nox.session(python="3.11")
