@@ -683,7 +683,14 @@ def outbox_status(config: AlertConfig) -> dict[str, Any]:
         box.state.close()
     status["reachable"] = summary is not None
     if summary is None:
-        status["problem"] = "the outbox's Redis does not answer"
+        # Every call of the outbox's state has one total deadline (the state's timeout): a Redis that
+        # trickles or never answers ends this command within it, as a monitor needs.
+        timeout = getattr(box.state, "timeout", None)
+        within = f" within {timeout:g}s" if isinstance(timeout, (int, float)) else ""
+        error = getattr(box.state, "last_error", None)
+        status["problem"] = f"the outbox's Redis did not answer{within}" + (
+            f" ({error})" if error and not error.startswith("no answer") else ""
+        )
     else:
         status.update(summary)
     return status
