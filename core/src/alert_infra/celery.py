@@ -303,6 +303,33 @@ class CeleryAlertDispatcher(AlertDispatcher):
             raise _enqueue_error(exc) from None  # whatever the broker stack raises: its class name only
         return QUEUED_DETAIL + alert_id
 
+    def check_broker(self) -> str | None:
+        """``None`` when the broker of this dispatcher's own app accepts a connection within
+        ``publish_timeout`` (one total deadline), else why not, naming neither its URL nor its
+        password (``alert-infra check``; Django's system checks never call it: they stay offline).
+        A foreign app or task object is not probed (``None``)."""
+        app = self.celery_app
+        if self._problem is not None:
+            return str(self._problem)
+        if not self._bounded or self._calls is None or app is None:
+            return None
+        timeout = self.settings.publish_timeout
+
+        def reach() -> None:
+            connection = app.connection_for_write()
+            try:
+                connection.connect()
+            finally:
+                connection.release()
+
+        try:
+            self._calls.call(reach, timeout)
+        except DeadlineExceeded:
+            return f"alert_infra.celery: the broker did not answer within {timeout:g}s (publish_timeout)"
+        except Exception as exc:  # noqa: BLE001 - its class name only: kombu's text can quote the URL
+            return f"alert_infra.celery: the broker is unreachable ({type(exc).__name__}) within {timeout:g}s"
+        return None
+
     # -- the dispatcher's API, with the channel names travelling to the worker -------------------
     def send(
         self,
