@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from alert_infra import Alert, AlertDispatcher
-from alert_infra._deadline import MAX_OVERDUE_CALLS, BoundedCalls, DeadlineExceeded
+from alert_infra._deadline import _POOL, MAX_OVERDUE_CALLS, BoundedCalls, DeadlineExceeded
 from alert_infra.state import Bucket, RedisState
 
 pytest.importorskip("redis", reason="service unavailable: redis (the redis package is not installed)")
@@ -86,13 +86,17 @@ def test_a_dead_redis_holds_a_bounded_number_of_threads(hostile_tcp: Callable[..
         # calls stay stuck as long as the server trickles; the cap is what bounds them.
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
         state = RedisState(client=client, timeout=0.3, retry_interval=0)
+        pool = _POOL.get()
+        before = pool.stats()
         started = time.monotonic()
         for i in range(20):
             state.claim(f"k{i}", 60.0)
         elapsed = time.monotonic() - started
-        assert state._calls.overdue <= MAX_OVERDUE_CALLS
-        mine = [t for t in threading.enumerate() if t.name.startswith("alert-infra-redis")]
-        assert len(mine) <= MAX_OVERDUE_CALLS + 1, [t.name for t in mine]  # the stuck ones, one idle
+        assert state._calls.overdue == MAX_OVERDUE_CALLS
+        after = pool.stats()
+        # 20 calls into a dead Redis: at most MAX_OVERDUE_CALLS threads written off, none beyond.
+        assert after["written_off"] - before["written_off"] == MAX_OVERDUE_CALLS
+        assert after["started"] - before["started"] <= MAX_OVERDUE_CALLS
         # 4 calls waited their deadline; the other 16 failed open at once.
         assert elapsed < MAX_OVERDUE_CALLS * 0.3 + 1.0, elapsed
         client.connection_pool.disconnect()
