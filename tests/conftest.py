@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +86,74 @@ def run_pytest() -> Callable[..., PytestRun]:
     a subprocess without this run's ``ALERT_INFRA_*``/``PYTEST_*`` environment (``env`` added);
     what it reports is read from its JUnit XML (test ids and failure texts), not its console."""
     return _run_pytest
+
+
+# -- hostile TCP servers (issue 19, item 2: per-read timeouts are not deadlines) ---------------
+
+
+@contextmanager
+def _hostile_tcp(
+    mode: str = "trickle", *, byte: bytes = b"a", prefix: bytes = b"", limit: float = 12.0
+) -> Iterator[int]:
+    """A server on 127.0.0.1 (yields its port). ``mode``: ``"trickle"`` (``prefix`` at once, then
+    ``byte`` every 0.4 s) or ``"silent"`` (reads, never writes)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+    conns: list[socket.socket] = []
+
+    def serve(conn: socket.socket) -> None:
+        ends = time.monotonic() + limit
+        conn.settimeout(0.05)
+        sent_prefix = False
+        try:
+            while not stop.is_set() and time.monotonic() < ends:
+                try:
+                    conn.recv(65536)
+                except socket.timeout:
+                    pass
+                except OSError:
+                    return
+                if mode == "trickle":
+                    if not sent_prefix:
+                        if prefix:
+                            conn.sendall(prefix)
+                        sent_prefix = True
+                    conn.sendall(byte)
+                    stop.wait(0.4)
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conns.append(conn)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+@pytest.fixture
+def hostile_tcp() -> Callable[..., Any]:
+    """Tiny hostile TCP servers: ``with hostile_tcp("trickle") as port`` accepts and then sends one
+    byte every 0.4 s (a 0.5 s per-read timeout never trips); ``"silent"`` accepts and never answers.
+    Each gives up after ``limit`` seconds (12), so code without a total deadline makes its test fail
+    (too slow) instead of hanging the run."""
+    return _hostile_tcp

@@ -5,6 +5,7 @@ share throttle and de-duplication through a local SQLite file when no state is c
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -67,12 +68,31 @@ def test_no_policy_no_state_file_no_warning(cli: CliRunner) -> None:
     assert json.loads(cli("check", "--json").stdout)["warnings"] == []
 
 
-def test_a_configured_sqlite_state_that_cannot_be_written_is_a_check_warning(cli: CliRunner) -> None:
+def test_a_configured_sqlite_state_that_cannot_be_created_is_a_check_problem(cli: CliRunner) -> None:
+    # send refuses it (exit 2): check must too (issue 19, item 7), not merely warn.
     folder = cli.cwd / "not-a-folder"
     folder.write_text("a file")
     (cli.cwd / "alert-infra.toml").write_text(
         f'[alert_infra]\nstate = "sqlite:///{folder}/state.db"\n\n[channels.ops]\ntype = "noop"\n'
     )
+    run = cli("check", "--json")
+    data = json.loads(run.stdout)
+    assert run.returncode == 2, run.stdout + run.stderr
+    problems = data["error"]["problems"]
+    assert any(p.startswith("alert_infra.state: the SQLite state file") for p in problems), problems
+    assert cli("send", "t").returncode == 2
+
+
+def test_a_configured_sqlite_state_that_cannot_be_written_is_a_check_warning(cli: CliRunner) -> None:
+    # An existing file send cannot write: send fails open to memory, so check warns.
+    path = cli.cwd / "state.db"
+    path.write_text("")
+    path.chmod(0o400)
+    (cli.cwd / "alert-infra.toml").write_text(
+        f'[alert_infra]\nstate = "sqlite:///{path}"\n\n[channels.ops]\ntype = "noop"\n'
+    )
+    if os.access(path, os.W_OK):
+        pytest.skip("running as root: every file is writable")
     data = json.loads(cli("check", "--json").stdout)
     assert any(w.startswith("alert_infra.state: the SQLite file") for w in data["warnings"]), data["warnings"]
 

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "core" / "src" / "alert_infra"
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_version", "_lifecycle", "_checks", "exceptions", "security"),  # foundation: no alert-infra imports above
     1: ("alert", "result", "formatting", "templates", "_protocol"),  # values: the alert model and its rendering
-    2: ("state", "policies", "pool", "lifecycle"),  # state and policies: budgets, windows, retries, gates
+    2: ("state", "policies", "pool", "_deadline", "lifecycle"),  # state, policies, gates, total deadlines
     3: ("hookspecs", "transports", "http"),  # the plugin surface: what a plugin author writes against
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
     5: ("dispatcher", "audit", "outbox", "queued"),  # delivery: the steps, observation, queued engines

@@ -230,7 +230,13 @@ def test_open_state_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     state = open_state("sqlite:///~/b.sqlite3")
     assert isinstance(state, SQLiteState) and state.path == str(tmp_path / "b.sqlite3")
     state.close()
-    for bad in ("sqlite:///", "sqlite:///~/", f"sqlite://{tmp_path}/missing-folder/x.sqlite3"):
+    # A missing folder is created, as the audit trail creates its own (issue 19, item 7: check
+    # said valid, send refused); a file where the folder should be is refused.
+    state = open_state(f"sqlite://{tmp_path}/missing-folder/x.sqlite3")
+    assert isinstance(state, SQLiteState) and (tmp_path / "missing-folder").is_dir()
+    state.close()
+    (tmp_path / "a-file").write_text("not a folder")
+    for bad in ("sqlite:///", "sqlite:///~/", f"sqlite://{tmp_path}/a-file/x.sqlite3"):
         with pytest.raises(AlertConfigurationError):
             open_state(bad)
 

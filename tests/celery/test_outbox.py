@@ -269,7 +269,7 @@ def test_the_outbox_command_says_what_is_wrong_and_never_prints_the_password(tmp
     down = cli("outbox", "--json")
     data = json.loads(down.stdout)
     assert down.returncode == 1 and data["outbox"]["reachable"] is False
-    assert "does not answer" in data["outbox"]["problem"]
+    assert "did not answer within" in data["outbox"]["problem"]
     assert secret not in down.stdout + down.stderr
     text = cli("outbox", "-v")
     assert secret not in text.stdout + text.stderr

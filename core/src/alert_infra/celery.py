@@ -43,6 +43,7 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess with
 
 from . import audit as _audit
 from . import outbox as _outbox
+from ._deadline import BoundedCalls, DeadlineExceeded
 from .alert import Alert
 from .dispatcher import AlertDispatcher, _channel_names
 from .exceptions import AlertConfigurationError, RetryableAlertTransportError
@@ -134,7 +135,7 @@ class AlertEnqueueError(RetryableAlertTransportError):
 _ERROR_CLASSES: dict[str, type[AlertEnqueueError]] = {}
 
 
-def _enqueue_error(exc: BaseException) -> AlertEnqueueError:
+def _enqueue_error(exc: BaseException, message: str | None = None) -> AlertEnqueueError:
     """An :class:`AlertEnqueueError` named after ``exc``'s class (so ``failed == {"celery":
     "OperationalError"}`` as in 0.1.x), with a message that never quotes kombu's text (it can
     hold the broker's address)."""
@@ -146,7 +147,7 @@ def _enqueue_error(exc: BaseException) -> AlertEnqueueError:
         else:
             cls = type(name, (AlertEnqueueError,), {"__module__": __name__, "__qualname__": name})
             _ERROR_CLASSES[name] = cls
-    return cls(f"the broker did not take the alert ({name})")
+    return cls(message or f"the broker did not take the alert ({name})")
 
 
 class _EnqueueTransport:
@@ -157,13 +158,17 @@ class _EnqueueTransport:
     def __init__(self, owner: CeleryAlertDispatcher) -> None:
         self._owner = owner
         self.blocking = True
-        # Publishing on our own app is bounded by its socket and connection timeouts: it may run
-        # in the caller's thread. A foreign app or task object is not: the dispatcher waits for it
-        # in a worker thread, at most the publish timeout.
+        # Publishing on our own app is bounded in total by _publish_bounded (kombu's and py-amqp's
+        # socket timeouts are per read: a broker trickling one byte every 0.4 s never trips them),
+        # so it is declared self-bounded and the caller's thread waits on it. A foreign app or task
+        # object: the dispatcher waits for it in a worker thread, at most the publish timeout.
         self.max_send_time = owner._bound if owner._bounded else None
 
     def send(self, alert: Alert) -> str:
-        return self._owner._publish(alert, _CHANNELS.get(), _ALERT_ID.get())
+        owner = self._owner
+        if owner._bounded:
+            return owner._publish_bounded(alert, _CHANNELS.get(), _ALERT_ID.get())
+        return owner._publish(alert, _CHANNELS.get(), _ALERT_ID.get())
 
 
 class CeleryAlertDispatcher(AlertDispatcher):
@@ -233,6 +238,9 @@ class CeleryAlertDispatcher(AlertDispatcher):
         # publish timeout; a publish is a few such steps, so the caller's bound is twice it.
         self._bound = self.settings.publish_timeout * (2 if self._bounded else 1)
         dispatcher_options.setdefault("timeout", self._bound)
+        # Our own app's publishes: one total deadline each (self._bound), at most MAX_OVERDUE_CALLS
+        # of them still stuck on a broker that trickles before further ones fail at once.
+        self._calls = BoundedCalls("alert-infra-publish") if self._bounded else None
         super().__init__([_EnqueueTransport(self)], **dispatcher_options)
         _register_channel_secrets(self, channels_config)
 
@@ -244,6 +252,16 @@ class CeleryAlertDispatcher(AlertDispatcher):
         ``transport_names``, ``async_options``, ``alert_id``, ``attempt``. Never a credential."""
         built = build_message(alert, channels, self.settings, alert_id)
         return [built.alert], built.kwargs()
+
+    def _publish_bounded(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
+        """:meth:`_publish` with one total deadline, ``2 x publish_timeout`` (a worker thread and a
+        bounded wait): past it the publish is written off and the outcome says the broker did not
+        answer in time (never its URL)."""
+        assert self._calls is not None
+        try:
+            return self._calls.call(lambda: self._publish(alert, channels, alert_id), self._bound)  # type: ignore[no-any-return]
+        except DeadlineExceeded as exc:
+            raise _enqueue_error(exc, f"the broker did not answer in time ({exc})") from None
 
     def _publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
         if self._problem is not None:
@@ -284,6 +302,33 @@ class CeleryAlertDispatcher(AlertDispatcher):
                 raise
             raise _enqueue_error(exc) from None  # whatever the broker stack raises: its class name only
         return QUEUED_DETAIL + alert_id
+
+    def check_broker(self) -> str | None:
+        """``None`` when the broker of this dispatcher's own app accepts a connection within
+        ``publish_timeout`` (one total deadline), else why not, naming neither its URL nor its
+        password (``alert-infra check``; Django's system checks never call it: they stay offline).
+        A foreign app or task object is not probed (``None``)."""
+        app = self.celery_app
+        if self._problem is not None:
+            return str(self._problem)
+        if not self._bounded or self._calls is None or app is None:
+            return None
+        timeout = self.settings.publish_timeout
+
+        def reach() -> None:
+            connection = app.connection_for_write()
+            try:
+                connection.connect()
+            finally:
+                connection.release()
+
+        try:
+            self._calls.call(reach, timeout)
+        except DeadlineExceeded:
+            return f"alert_infra.celery: the broker did not answer within {timeout:g}s (publish_timeout)"
+        except Exception as exc:  # noqa: BLE001 - its class name only: kombu's text can quote the URL
+            return f"alert_infra.celery: the broker is unreachable ({type(exc).__name__}) within {timeout:g}s"
+        return None
 
     # -- the dispatcher's API, with the channel names travelling to the worker -------------------
     def send(
@@ -683,7 +728,14 @@ def outbox_status(config: AlertConfig) -> dict[str, Any]:
         box.state.close()
     status["reachable"] = summary is not None
     if summary is None:
-        status["problem"] = "the outbox's Redis does not answer"
+        # Every call of the outbox's state has one total deadline (the state's timeout): a Redis that
+        # trickles or never answers ends this command within it, as a monitor needs.
+        timeout = getattr(box.state, "timeout", None)
+        within = f" within {timeout:g}s" if isinstance(timeout, (int, float)) else ""
+        error = getattr(box.state, "last_error", None)
+        status["problem"] = f"the outbox's Redis did not answer{within}" + (
+            f" ({error})" if error and not error.startswith("no answer") else ""
+        )
     else:
         status.update(summary)
     return status

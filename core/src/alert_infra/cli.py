@@ -604,6 +604,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     _close_all(constructed.values())
     problems = [_clean(exc) for exc in broken.values()]
     warnings = _check_warnings(args, config)
+    problems.extend(_check_state(config))
     if config.delivery != "inline":
         problems.extend(_check_delivery(config, warnings))
     listed = [
@@ -683,7 +684,16 @@ def _check_delivery(config: AlertConfig, warnings: list[str]) -> list[str]:
         if callable(checker):
             warnings.extend(_clean(w) for w in checker(config))
         else:
-            factory(config, strict=True).close()
+            dispatcher = factory(config, strict=True)
+            try:
+                # A broker that cannot be reached within its publish timeout fails every send: say so
+                # here (a dispatcher that offers check_broker(); its answer never holds a URL).
+                probe = getattr(dispatcher, "check_broker", None)
+                problem = probe() if callable(probe) else None
+            finally:
+                dispatcher.close()
+            if problem:
+                return [_clean(problem)]
     except AlertConfigurationError as exc:
         return [_clean(exc)]
     except Exception as exc:  # noqa: BLE001 - a broken adapter is a problem, not a traceback
@@ -692,11 +702,39 @@ def _check_delivery(config: AlertConfig, warnings: list[str]) -> list[str]:
 
 
 CHECK_PING_TIMEOUT = 2.0
-"""Seconds ``check`` waits for the Redis ``state`` server to answer a PING (connect and reply each).
+"""Seconds ``check`` waits for the Redis ``state`` server to answer a PING (connect and reply together).
 
 An unreachable server is a warning, not a problem: delivery works without it (throttle and
 de-duplication are then skipped, see :mod:`alert_infra.state`). Change it here (tests, slow links).
 """
+
+
+def _check_state(config: AlertConfig) -> list[str]:
+    """Problems of the ``state`` setting that ``send`` would refuse (exit 2), found as ``send`` finds
+    them: a Redis URL is parsed by the backend itself (never connected here: the PING below is a
+    warning); a SQLite file is opened when it exists, and when it does not, its folder must exist
+    or be creatable (``send`` creates it) without ``check`` creating anything. Never quotes a URL."""
+    from .exceptions import AlertConfigurationError
+    from .state import RedisState, SQLiteState, backend_for, open_state, sqlite_path
+
+    spec = config.state
+    if not isinstance(spec, str) or spec == "memory":
+        return []
+    backend = backend_for(spec)
+    try:
+        if backend is SQLiteState:
+            path = sqlite_path(spec)
+            if os.path.isdir(path):
+                return [f"alert_infra.state: the SQLite state file {_clean(path)} is a directory"]
+            if not os.path.exists(path):
+                problem = _unwritable(path)
+                return [f"alert_infra.state: the SQLite state file {_clean(path)} {problem}"] if problem else []
+        elif backend is not RedisState:
+            return []
+        open_state(spec).close()  # a Redis URL: parsed, not connected; an existing SQLite file: opened
+    except AlertConfigurationError as exc:
+        return [_clean(f"alert_infra.{exc}" if str(exc).startswith("state:") else exc)]
+    return []
 
 
 def _warn(warnings: list[str], err: TextIO) -> None:
@@ -726,7 +764,9 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
                 "(every `alert-infra send` run starts afresh); use a sqlite:/// file or a redis:// URL to share them"
             )
     if isinstance(config.state, str) and backend_for(config.state) is SQLiteState:
-        problem = _unwritable(sqlite_path(config.state))
+        path = sqlite_path(config.state)
+        # A file that cannot be created or is a directory is a problem (_check_state): send refuses it.
+        problem = _unwritable(path) if os.path.isfile(path) else None
         if problem:
             warnings.append(
                 f"alert_infra.state: the SQLite file {problem}; send delivers without throttle and de-duplication"
@@ -735,11 +775,17 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
         try:
             import redis
 
+            from ._deadline import BoundedCalls
+
             client = redis.Redis.from_url(
                 config.state, socket_connect_timeout=CHECK_PING_TIMEOUT, socket_timeout=CHECK_PING_TIMEOUT
             )
             try:
-                client.ping()
+                # One total deadline: redis-py's timeouts are per read, and a Redis that trickles
+                # would hold `check` for as long as it trickles.
+                BoundedCalls("alert-infra-check").call(
+                    client.ping, CHECK_PING_TIMEOUT, on_overdue=client.connection_pool.disconnect
+                )
             finally:
                 client.close()
         except Exception as exc:  # noqa: BLE001 - any failure is the same warning (class name only)

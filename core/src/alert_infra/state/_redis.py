@@ -64,8 +64,11 @@ class RedisState(StateBackend):
             treated as a secret: it never appears in a log line, error or repr.
         prefix: the namespace of every key (default ``alert-infra``), so that
             several applications can share one Redis.
-        timeout: socket connect/read timeout in seconds (default 0.5, at most
+        timeout: the most one call into Redis may take, in seconds (default 0.5, at most
             :data:`~alert_infra._checks.MAX_TIMEOUT`): a slow Redis must not hold up an alert.
+            It is a total deadline (connect, send, every read together), not redis-py's per-read
+            socket timeout: a Redis that trickles one byte at a time is given up on at the
+            deadline like one that never answers (see :mod:`alert_infra._deadline`).
         retry_interval: after a failure, how long the backend stays on local
             memory before trying Redis again (default 5 s, from 0 to 30 days).
         client: an existing ``redis.Redis`` client to use instead of ``url``.
@@ -131,7 +134,15 @@ class RedisState(StateBackend):
             password = getattr(client, "connection_pool", None)
             password = getattr(password, "connection_kwargs", {}).get("password")
             register_secret(password, owner=self)
+        from .._deadline import BoundedCalls
+
         self._factory = factory  # set when this backend owns its client (built from the URL)
+        self.timeout = timeout
+        #: Why the last call failed: an exception's class name or "no answer within Ns" (never a URL).
+        self.last_error: str | None = None
+        # Every call runs with a total deadline on a worker thread; at most MAX_OVERDUE_CALLS of
+        # them may still hang on a trickling Redis before further calls fail open at once.
+        self._calls = BoundedCalls("alert-infra-redis")
         self._prefix = prefix
         self._retry_interval = retry_interval
         self._fallback = MemoryState()
@@ -184,23 +195,27 @@ class RedisState(StateBackend):
     def _key(self, key: str) -> str:
         return f"{self._prefix}:{key}"
 
-    def _redis(self, operation: Callable[[], Any]) -> tuple[bool, Any]:
-        """``(True, answer)`` from Redis, or ``(False, None)`` while it is unreachable."""
+    def _redis(self, operation: Callable[[], Any], deadline: float | None = None) -> tuple[bool, Any]:
+        """``(True, answer)`` from Redis, or ``(False, None)`` while it is unreachable or did not
+        answer within ``deadline`` (default: :attr:`timeout`) in all."""
         if self._down and time.monotonic() < self._down_until:
             return False, None
         try:
-            answer = operation()
+            answer = self._calls.call(operation, deadline or self.timeout, on_overdue=self._on_overdue)
         except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open
+            from .._deadline import DeadlineExceeded
+
+            # The class name only (redis-py's messages can quote the host and URL), or the bound.
+            self.last_error = str(exc) if isinstance(exc, DeadlineExceeded) else type(exc).__name__
             with self._lock:
                 self._down_until = time.monotonic() + self._retry_interval
                 first = not self._down
                 self._down = True
             if first:
-                # The class name only: redis-py's messages can quote the host and URL.
                 self.logger.warning(
                     "alert state backend redis is unreachable (%s): throttling and de-duplication use "
                     "this process's memory until it answers again; alerts are still delivered",
-                    type(exc).__name__,
+                    self.last_error,
                 )
             return False, None
         if self._down:
@@ -209,6 +224,14 @@ class RedisState(StateBackend):
             if recovered:
                 self.logger.warning("alert state backend redis answers again: shared state resumed")
         return True, answer
+
+    def _on_overdue(self) -> None:
+        """A call overstayed its deadline: close this backend's connections (a client it built),
+        so the written-off call's thread ends now instead of when the server stops trickling. A
+        client passed in by the application is left alone (its other users may be mid-command):
+        :data:`~alert_infra._deadline.MAX_OVERDUE_CALLS` bounds what it can hold."""
+        if self._factory is not None:
+            _disconnect(self._box)
 
     def acquire(self, buckets: Sequence[Bucket]) -> tuple[float, int] | None:
         verdict, _, wait, index = self.admit(None, 0.0, buckets)  # the same script, with no claim
@@ -300,9 +323,11 @@ class RedisState(StateBackend):
 
     def clear(self) -> None:
         self._fallback.clear()
-        ok, keys = self._redis(lambda: list(self._client.scan_iter(match=f"{self._prefix}:*", count=500)))
+        # An administrative sweep of every key: longer than one round trip, still bounded.
+        deadline = min(self.timeout * 20, 60.0)
+        ok, keys = self._redis(lambda: list(self._client.scan_iter(match=f"{self._prefix}:*", count=500)), deadline)
         if ok and keys:
-            self._redis(lambda: self._client.delete(*keys))
+            self._redis(lambda: self._client.delete(*keys), deadline)
 
     def close(self) -> None:
         close = getattr(self._client, "close", None)

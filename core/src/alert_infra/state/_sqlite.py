@@ -163,6 +163,12 @@ class SQLiteState(StateBackend):
         self.evicted = 0
         self._box: list[Any] = [None]
         try:
+            # A missing folder is created, as the audit trail creates its own (issue 19, item 7:
+            # `check` said valid and `send` refused); `alert-infra check` tells the same apart by
+            # asking whether it can be created (sqlite_problem), without creating it.
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(folder):
+                os.makedirs(folder, exist_ok=True)
             self._box[0] = self._connect()
         except Exception as exc:  # noqa: BLE001 - an unopenable file: a configuration error, never a traceback
             raise AlertConfigurationError(f"state: cannot open the SQLite state file ({type(exc).__name__})") from None
