@@ -74,6 +74,8 @@ MAX_QUEUED_HOOKS = 10_000
 #: Hook threads that may hang at once (written off and replaced); beyond, slow hooks hold the
 #: shared hook pool's 8 threads and later hooks queue.
 MAX_OVERDUE_HOOKS = 32
+#: The most notification-log entries a dispatcher keeps in memory (the oldest go first).
+MAX_LOG_ENTRIES_IN_MEMORY = 100_000
 #: The counters of :meth:`AlertDispatcher.stats`, per channel.
 STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
 _SUPPRESSED_STAT = {"dedup": "deduplicated", "throttle": "throttled"}  # any other skip counts as "skipped"
@@ -214,6 +216,7 @@ class _Channel:
         "overdue",
         "max_send_time",
         "inline",
+        "update",
     )
 
     def __init__(self, transport: Any, timeout: float) -> None:
@@ -230,6 +233,8 @@ class _Channel:
         self.send = send if callable(send) else None
         asend, error4 = _read(transport, "asend", None)
         self.asend = asend if callable(asend) else None
+        update, _ = _read(transport, "update", None)  # update(alert, handle): edits a delivered message
+        self.update = update if callable(update) else None
         fields, error5 = _read(transport, "secret_fields", ())
         bound, _ = _read(transport, "max_send_time", None)
         ok = isinstance(bound, (int, float)) and not isinstance(bound, bool) and 0 < bound < float("inf")
@@ -261,15 +266,20 @@ class _Channel:
 class _Flow:
     """The live state of one channel's delivery: its dedup claim, and whether the caller gave up."""
 
-    __slots__ = ("channel", "alert", "started", "claim", "abandoned", "lock")
+    __slots__ = ("channel", "alert", "started", "claim", "abandoned", "lock", "routed", "handle")
 
-    def __init__(self, channel: _Channel, alert: Alert, started: float) -> None:
+    def __init__(self, channel: _Channel, alert: Alert, started: float, routed: Any = None) -> None:
         self.channel = channel
         self.alert = alert
         self.started = started
         self.claim: Any = None
         self.abandoned = False
         self.lock = allocate_lock()
+        # A resolve or acknowledge routed by the notification log (``routed`` is that channel's
+        # log entry): it passes no throttle or de-duplication, and goes through the transport's
+        # ``update(alert, handle)`` when it has one and the log kept the provider's handle.
+        self.routed = routed is not None
+        self.handle: Any = getattr(routed, "handle", None)
 
 
 class AlertDispatcher:
@@ -309,6 +319,14 @@ class AlertDispatcher:
         hook_timeout: the longest a caller waits for the audit trail and the
             ``after_dispatch`` hooks of one dispatch (default 1 s); slower ones finish
             in the background.
+        silences: turn the silence gate on (see :mod:`alert_infra.lifecycle`): a
+            :class:`~alert_infra.lifecycle.SilenceStore`, or a list of ``[[silences]]`` tables
+            or :class:`~alert_infra.lifecycle.Silence` objects stored in ``lifecycle_state``
+            (an empty list: only the silences already stored there, such as the CLI's). Default:
+            no gate (no store is read for a firing alert).
+        lifecycle_state: where the notification log and the silences live (``"memory"``, a
+            ``sqlite:///`` URL, a Redis URL or client, a lifecycle ``RecordStore``); default: the
+            same place as ``state`` (this process's memory when it is memory).
         clock, sleep, random: injection points for tests of the retry timing
             (defaults: :func:`time.monotonic`, :func:`time.sleep`, :func:`random.random`).
 
@@ -341,6 +359,8 @@ class AlertDispatcher:
         random: Any = None,
         audit: Any = None,
         hook_timeout: float = DEFAULT_HOOK_TIMEOUT,
+        silences: Any = None,
+        lifecycle_state: Any = None,
     ) -> None:
         self.timeout = check_seconds(timeout, "timeout")
         self.max_workers = check_count(max_workers, "max_workers", maximum=MAX_WORKERS)
@@ -387,6 +407,13 @@ class AlertDispatcher:
         #: here, so a worker killed while another channel is still sending does not lose it.
         #: Its exceptions are logged, never raised into delivery.
         self.on_sent: Any = None
+        # The alert lifecycle (issue 22): the notification log (opened on the first delivery)
+        # and the silence gate (only when silences are given: otherwise a firing alert reads no store).
+        self._lifecycle_state = lifecycle_state
+        self._nlog: Any = None
+        self._silence_gate: Any = None
+        if silences is not None:
+            self._silence_gate = self._make_silence_gate(silences)
         import weakref
 
         from ._lifecycle import on_fork_in_child
@@ -503,11 +530,15 @@ class AlertDispatcher:
 
     @staticmethod
     def _assemble(
-        plan: list[tuple[str, _Channel | None, str | None]], delivered: Iterable[ChannelOutcome]
+        plan: list[tuple[str, _Channel | None, Any]], delivered: Iterable[ChannelOutcome]
     ) -> list[ChannelOutcome]:
         results = iter(delivered)
         return [
-            ChannelOutcome(name, "skipped", reason=skip, suppressed_by="routing") if skip is not None else next(results)
+            next(results)
+            if skip is None
+            else skip
+            if isinstance(skip, ChannelOutcome)  # a lifecycle gate's skip
+            else ChannelOutcome(name, "skipped", reason=skip, suppressed_by="routing")
             for name, _, skip in plan
         ]
 
@@ -557,7 +588,7 @@ class AlertDispatcher:
         """Admission, tries and backoff for one channel: yields what it needs, returns the outcome."""
         channel = flow.channel
         route = channel.policy
-        if route is not None and route.admits:
+        if route is not None and route.admits and not flow.routed:
             skip, claim = yield _ADMIT, route
             if skip is not None:
                 return skip  # type: ignore[no-any-return]
@@ -606,6 +637,8 @@ class AlertDispatcher:
                 time.perf_counter() - flow.started,
             )
             self._reclaim(flow.channel, flow)
+        if flow.alert.status != "acknowledged":  # an acknowledge leaves the incident open
+            self._log_delivery(flow, handle)
         listener = self.on_sent
         if listener is not None:
             try:
@@ -640,9 +673,13 @@ class AlertDispatcher:
         # Only the claim: the alert already spent its throttle budget when it was admitted.
         self._admit(channel.name, Route(dedup_window=route.dedup_window), flow.alert)
 
-    def _attempt(self, channel: _Channel, alert: Alert) -> tuple[object, BaseException | None]:
-        """One synchronous try: ``(note, None)`` or ``(None, error)``; never raises."""
+    def _attempt(self, channel: _Channel, alert: Alert, handle: Any = None) -> tuple[object, BaseException | None]:
+        """One synchronous try: ``(note, None)`` or ``(None, error)``; never raises. With the
+        provider's ``handle`` of a delivered alert (a routed resolve), ``update`` when the
+        transport has it."""
         try:
+            if handle is not None and channel.update is not None:
+                return channel.update(alert, handle), None
             if channel.send is not None:
                 return channel.send(alert), None
             assert channel.asend is not None
@@ -668,7 +705,7 @@ class AlertDispatcher:
             while True:
                 kind, argument = steps.send(reply)
                 if kind == _TRY:
-                    reply = self._attempt(channel, alert)
+                    reply = self._attempt(channel, alert, flow.handle)
                 elif kind == _ADMIT:
                     reply = self._admit(channel.name, argument, alert)
                 else:
@@ -688,7 +725,7 @@ class AlertDispatcher:
             while True:
                 kind, argument = steps.send(reply)
                 if kind == _TRY:
-                    reply = await self._aattempt(channel, alert)
+                    reply = await self._aattempt(channel, alert, flow.handle)
                 elif kind == _ADMIT:
                     reply = await self._aadmit(channel.name, argument, alert)
                 elif self._sleep is time.sleep:
@@ -700,19 +737,24 @@ class AlertDispatcher:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    async def _aattempt(self, channel: _Channel, alert: Alert) -> tuple[object, BaseException | None]:
+    async def _aattempt(
+        self, channel: _Channel, alert: Alert, handle: Any = None
+    ) -> tuple[object, BaseException | None]:
         """One try on the event loop: native ``asend``, inline for in-memory transports, else a
-        worker thread (written off if it overstays)."""
+        worker thread (written off if it overstays). ``update(alert, handle)`` (synchronous) runs
+        like a blocking ``send``."""
         import asyncio
 
         timeout = channel.timeout
+        if channel.update is None:
+            handle = None
         try:
-            if channel.asend is not None:
+            if channel.asend is not None and handle is None:
                 return await asyncio.wait_for(channel.asend(alert), timeout), None
             if not channel.blocking:
-                return self._attempt(channel, alert)
+                return self._attempt(channel, alert, handle)
             pool = self._workers()
-            task = pool.submit(self._attempt, channel, alert)
+            task = pool.submit(self._attempt, channel, alert, handle)
             try:
                 done = await _wait_task(task, timeout)
             except asyncio.CancelledError:
@@ -804,6 +846,158 @@ class AlertDispatcher:
             name,
         )
         return None, None
+
+    # -- the alert lifecycle (issue 22): silences, the notification log, resolves routed ------------
+    def _lifecycle_spec(self) -> Any:
+        """Where the lifecycle records live: ``lifecycle_state``, else beside ``state``."""
+        if self._lifecycle_state is not None:
+            return self._lifecycle_state
+        state = self._state
+        if state is None or type(state).__name__ == "MemoryState":
+            return None  # this process's memory
+        from .state import RedisState, SQLiteState
+
+        if isinstance(state, SQLiteState):
+            return "sqlite:///" + os.path.abspath(state.path).lstrip("/")
+        if isinstance(state, RedisState):
+            return state._client  # its bounded timeouts; keys under the state's prefix
+        return None
+
+    def _lifecycle_options(self, spec: Any) -> dict[str, Any]:
+        state = self._state
+        if self._lifecycle_state is None and spec is not None and not isinstance(spec, str):
+            return {"prefix": f"{getattr(state, '_prefix', 'alert-infra')}:lifecycle"}
+        return {}
+
+    def _make_silence_gate(self, silences: Any) -> Any:
+        from .lifecycle import Silence, SilenceGate, SilenceStore, silences_from_config
+
+        if isinstance(silences, SilenceGate):
+            return silences
+        if isinstance(silences, SilenceStore):
+            return SilenceGate(silences, logger_=self._logger)
+        if isinstance(silences, (str, bytes)) or not hasattr(silences, "__iter__"):
+            raise AlertValidationError("silences: a SilenceStore, or a list of [[silences]] tables or Silence objects")
+        spec = self._lifecycle_spec()
+        store = SilenceStore(spec, **self._lifecycle_options(spec))
+        items = list(silences)
+        tables = [item for item in items if not isinstance(item, Silence)]
+        silences_from_config(tables)  # a configuration error raises here, before any store is touched
+        try:
+            store.load_config(tables)
+            for item in items:
+                if isinstance(item, Silence):
+                    store.add(item, replace=False)
+        except Exception as exc:  # noqa: BLE001 - an unreachable store: the gate fails open per alert
+            self.logger.warning("alert silences could not be stored (%s)", type(exc).__name__)
+        return SilenceGate(store, logger_=self._logger)
+
+    @property
+    def silences(self) -> Any:
+        """The :class:`~alert_infra.lifecycle.SilenceStore` of the silence gate (``None``: no gate)."""
+        gate = self._silence_gate
+        return gate.silences if gate is not None else None
+
+    @property
+    def notification_log(self) -> Any:
+        """The :class:`~alert_infra.lifecycle.NotificationLog`: per fingerprint and channel, what was
+        delivered and the provider's handle (opened on first use, in ``lifecycle_state``)."""
+        log = self._nlog
+        if log is None:
+            with self._lock:
+                if self._nlog is None:
+                    from .lifecycle import MemoryStore, NotificationLog
+
+                    spec = self._lifecycle_spec()
+                    if spec is None or spec == "memory":
+                        # Bounded: a process sending endless distinct alerts keeps the newest entries.
+                        spec = MemoryStore("nlog", max_records=MAX_LOG_ENTRIES_IN_MEMORY)
+                        self._nlog = NotificationLog(spec)
+                    else:
+                        from .lifecycle import open_store
+
+                        self._nlog = NotificationLog(open_store(spec, "nlog", **self._lifecycle_options(spec)))
+                log = self._nlog
+        return log
+
+    def _log_delivery(self, flow: _Flow, handle: Any) -> None:
+        """Record a delivery in the notification log (firing: the fingerprint now firing on the
+        channel; resolved: no longer). Never raises: a log that fails costs a later resolve its
+        routing (it is then skipped as unmatched), never this delivery."""
+        from .lifecycle.nlog import fingerprint_key
+
+        fingerprint = flow.alert.fingerprint
+        try:
+            if flow.alert.status == "firing":
+                self.notification_log.record(
+                    fingerprint_key(fingerprint), flow.channel.name, firing=(fingerprint,), handle=handle
+                )
+            else:
+                self.notification_log.record(
+                    fingerprint_key(fingerprint), flow.channel.name, resolved=(fingerprint,), handle=handle
+                )
+        except Exception as exc:  # noqa: BLE001 - never costs the delivery
+            self.logger.warning(
+                "alert notification log failed for channel %s (%s)", flow.channel.name, type(exc).__name__
+            )
+
+    def _gate(
+        self, alert: Alert, plan: list[tuple[str, _Channel | None, Any]], channels: Any
+    ) -> tuple[list[tuple[str, _Channel | None, Any]], dict[str, Any] | None]:
+        """The lifecycle gates of one alert, per channel: ``(plan, routed)``.
+
+        A resolve or acknowledge goes to exactly the channels whose notification log shows the
+        firing alert delivered, whatever routing and silences say now (``routed``: channel name ->
+        its log entry); the other channels skip it as ``"unmatched"``. A firing alert meets the
+        silence gate on every channel that routing selected."""
+        now = time.time()
+        if alert.status == "firing":
+            gate = self._silence_gate
+            gated = []
+            for name, channel, skip in plan:
+                if skip is None and channel is not None:
+                    verdict = gate.check(alert, name, now)
+                    if not verdict.admitted:
+                        skip = ChannelOutcome(
+                            name,
+                            "skipped",
+                            reason=f"silenced by {verdict.rule}",
+                            suppressed_by="silence",
+                        )
+                gated.append((name, channel, skip))
+            return gated, None
+        from .lifecycle.nlog import fingerprint_key
+
+        fingerprint = alert.fingerprint
+        key = fingerprint_key(fingerprint)
+        if channels is None:  # every configured channel, whatever the default channels say now
+            plan = [(c.name, c, None) for c in self._all_channels()] + [p for p in plan if p[1] is None]
+        try:
+            log = self.notification_log
+            entries = {name: log.get(key, name) for name, channel, _ in plan if channel is not None}
+        except Exception as exc:  # noqa: BLE001 - an unreadable log: today's routing (a stray resolve beats a lost one)
+            self.logger.warning(
+                "alert notification log could not be read (%s): the %s alert follows routing",
+                type(exc).__name__,
+                alert.status,
+            )
+            return plan, None
+        routed: dict[str, Any] = {}
+        gated = []
+        for name, channel, skip in plan:
+            entry = entries.get(name)
+            if channel is not None and entry is not None and fingerprint in entry.firing:
+                routed[name] = entry
+                skip = None
+            elif channel is not None:
+                skip = ChannelOutcome(
+                    name,
+                    "skipped",
+                    reason=f"unmatched: this channel did not deliver the firing alert {fingerprint[:16]}",
+                    suppressed_by="unmatched",
+                )
+            gated.append((name, channel, skip))
+        return gated, routed
 
     def _release(self, claim: Any) -> None:
         if claim is None:
@@ -946,13 +1140,17 @@ class AlertDispatcher:
         if channels is None:
             channels = transport_names
         alert, plan, outcomes = self._select(alert, channels)
+        routed: dict[str, Any] | None = None
+        if alert.status != "firing" or self._silence_gate is not None:
+            plan, routed = self._gate(alert, plan, channels)
         selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
         started = time.perf_counter()
         if len(selected) == 1 and selected[0].inline:
             channel = selected[0]
-            delivered = [self._refusal(channel, started) or self._run(_Flow(channel, alert, started), alert)]
+            flow = _Flow(channel, alert, started, routed.get(channel.name) if routed else None)
+            delivered = [self._refusal(channel, started) or self._run(flow, alert)]
         elif selected:
-            delivered = self._deliver(selected, alert, started)
+            delivered = self._deliver(selected, alert, started, routed)
         else:
             delivered = []
         # Unknown names first, then the configured channel order, however they finished.
@@ -963,7 +1161,9 @@ class AlertDispatcher:
         self._raise_if_needed(result)
         return result
 
-    def _deliver(self, selected: list[_Channel], alert: Alert, started: float) -> list[ChannelOutcome]:
+    def _deliver(
+        self, selected: list[_Channel], alert: Alert, started: float, routed: dict[str, Any] | None = None
+    ) -> list[ChannelOutcome]:
         pool = None
         running: list[tuple[_Channel, _Flow | None, Task | ChannelOutcome | None]] = []
         # In the caller's thread: the in-memory channels, and at most one self-bounded one (the
@@ -977,10 +1177,12 @@ class AlertDispatcher:
             elif not channel.inline or (channel.blocking and channel is not in_caller):
                 if pool is None:
                     pool = self._workers()
-                new = _Flow(channel, alert, started)
+                new = _Flow(channel, alert, started, routed.get(channel.name) if routed else None)
                 running.append((channel, new, pool.submit(self._run, new, alert)))
             else:
-                running.append((channel, _Flow(channel, alert, started), None))
+                running.append(
+                    (channel, _Flow(channel, alert, started, routed.get(channel.name) if routed else None), None)
+                )
         delivered: list[ChannelOutcome] = []
         inline = {id(c): self._run(f, alert) for c, f, t in running if t is None and f is not None}
         for channel, flow, task in running:
@@ -1109,6 +1311,11 @@ class AlertDispatcher:
         if channels is None:
             channels = transport_names
         alert, plan, outcomes = self._select(alert, channels)
+        routed: dict[str, Any] | None = None
+        if alert.status != "firing" or self._silence_gate is not None:
+            # The gates read the lifecycle stores (the silence index at most once a second; the log
+            # for a resolve only): each read is bounded by its store's timeout (0.5 s by default).
+            plan, routed = self._gate(alert, plan, channels)
         selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
         started = time.perf_counter()
 
@@ -1116,7 +1323,7 @@ class AlertDispatcher:
             refusal = self._refusal(channel, started)
             if refusal is not None:
                 return refusal
-            flow = _Flow(channel, alert, started)
+            flow = _Flow(channel, alert, started, routed.get(channel.name) if routed else None)
             try:
                 return await asyncio.wait_for(self._arun(flow, alert), self._wait_bound(channel))
             except asyncio.TimeoutError:
@@ -1208,6 +1415,12 @@ class AlertDispatcher:
             pool.shutdown()
         if self._state is not None:
             self._state.close()
+        for records in (getattr(self._nlog, "records", None), getattr(self.silences, "records", None)):
+            if records is not None:
+                try:
+                    records.close()  # a store may still be used: it reconnects
+                except Exception as exc:  # noqa: BLE001
+                    self.logger.warning("alert lifecycle store failed to close: %s", type(exc).__name__)
         close_audit = getattr(self.audit, "close", None)
         if callable(close_audit):
             close_audit()

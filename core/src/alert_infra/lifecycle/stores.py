@@ -106,8 +106,12 @@ class MemoryStore(RecordStore):
 
     name = "memory"
 
-    def __init__(self, kind: str = "records", clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, kind: str = "records", clock: Callable[[], float] | None = None, *, max_records: int | None = None
+    ) -> None:
         super().__init__(kind, clock)
+        #: The most records kept (``None``: no bound); beyond it the least recently written go first.
+        self.max_records = max_records
         self._data: dict[str, tuple[float | None, str]] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
@@ -134,7 +138,11 @@ class MemoryStore(RecordStore):
         text = _encode(value)
         expires = None if ttl is None else self.clock() + ttl
         with self._locked():
-            self._data[key] = (expires, text)
+            data = self._data
+            data.pop(key, None)  # re-inserted last: the dict's order is the order of writes
+            data[key] = (expires, text)
+            if self.max_records is not None and len(data) > self.max_records:
+                del data[next(iter(data))]
 
     def delete(self, key: str) -> bool:
         with self._locked():
