@@ -291,3 +291,26 @@ def test_cli_resolve_goes_to_the_channels_of_an_earlier_run(cli: CliRunner) -> N
     channels = {c["name"]: (c["status"], c["suppressed_by"]) for c in json.loads(resolved.stdout)["channels"]}
     assert channels == {"ops": ("sent", None), "other": ("skipped", "unmatched")}
     assert "other:unmatched" in cli("history", "--status", "unmatched").stdout
+
+
+def test_a_flapping_alert_is_resolved_every_time() -> None:
+    a = RecordingTransport(name="a")
+    dispatcher = AlertDispatcher([a])
+    firing = _alert()
+    for _ in range(3):
+        assert dispatcher.send(firing).sent == ("a",)
+        assert dispatcher.send(firing).sent == ("a",)  # a repeat: already in the log
+        assert dispatcher.send(firing.replace(status="resolved")).sent == ("a",)
+    assert [x.status for x in a.alerts] == ["firing", "firing", "resolved"] * 3
+
+
+def test_an_in_memory_log_keeps_records_without_copies_and_the_handle_across_repeats() -> None:
+    editable = Editable("edit")
+    dispatcher = AlertDispatcher([editable])
+    dispatcher.send(_alert(fingerprint="f"))
+    dispatcher.notification_log.record_delivery("f", "edit", "firing")  # no handle: the previous one stays
+    assert dispatcher.notification_log.get("fp:f", "edit").handle == {"message_id": 1}
+    store = MemoryStore("x", copy=False)
+    record = {"a": [1]}
+    store.put("k", record)
+    assert store.get("k") is record and store.items() == [("k", record)]

@@ -76,6 +76,9 @@ MAX_QUEUED_HOOKS = 10_000
 MAX_OVERDUE_HOOKS = 32
 #: The most notification-log entries a dispatcher keeps in memory (the oldest go first).
 MAX_LOG_ENTRIES_IN_MEMORY = 100_000
+#: Seconds during which a repeat of the same firing alert on a channel is not written to an in-memory
+#: notification log again (it is already there, with its handle): the hot path of repeated alerts.
+LOG_REFRESH = 60.0
 #: The counters of :meth:`AlertDispatcher.stats`, per channel.
 STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
 _SUPPRESSED_STAT = {"dedup": "deduplicated", "throttle": "throttled"}  # any other skip counts as "skipped"
@@ -411,6 +414,8 @@ class AlertDispatcher:
         # and the silence gate (only when silences are given: otherwise a firing alert reads no store).
         self._lifecycle_state = lifecycle_state
         self._nlog: Any = None
+        # (channel, log key) -> (handle, monotonic time) of the last firing write to an in-memory log
+        self._logged: dict[tuple[str, str], tuple[Any, float]] | None = None
         self._silence_gate: Any = None
         if silences is not None:
             self._silence_gate = self._make_silence_gate(silences)
@@ -911,7 +916,8 @@ class AlertDispatcher:
                     spec = self._lifecycle_spec()
                     if spec is None or spec == "memory":
                         # Bounded: a process sending endless distinct alerts keeps the newest entries.
-                        spec = MemoryStore("nlog", max_records=MAX_LOG_ENTRIES_IN_MEMORY)
+                        spec = MemoryStore("nlog", max_records=MAX_LOG_ENTRIES_IN_MEMORY, copy=False)
+                        self._logged = {}  # this process alone writes it: repeats can skip the write
                         self._nlog = NotificationLog(spec)
                     else:
                         from .lifecycle import open_store
@@ -924,18 +930,27 @@ class AlertDispatcher:
         """Record a delivery in the notification log (firing: the fingerprint now firing on the
         channel; resolved: no longer). Never raises: a log that fails costs a later resolve its
         routing (it is then skipped as unmatched), never this delivery."""
-        from .lifecycle.nlog import fingerprint_key
-
         fingerprint = flow.alert.fingerprint
+        key = "fp:" + fingerprint  # lifecycle.nlog.fingerprint_key: imported by nothing on this path
+        name = flow.channel.name
         try:
+            log = self.notification_log
+            logged = self._logged
             if flow.alert.status == "firing":
-                self.notification_log.record(
-                    fingerprint_key(fingerprint), flow.channel.name, firing=(fingerprint,), handle=handle
-                )
+                now = time.monotonic()
+                if logged is not None:
+                    last = logged.get((name, key))
+                    if last is not None and (handle is None or handle == last[0]) and now - last[1] < LOG_REFRESH:
+                        return  # already in this process's log, with this handle
+                log.record_delivery(fingerprint, name, "firing", handle)
+                if logged is not None:
+                    if len(logged) >= 10_000:
+                        logged.clear()
+                    logged[(name, key)] = (handle, now)
             else:
-                self.notification_log.record(
-                    fingerprint_key(fingerprint), flow.channel.name, resolved=(fingerprint,), handle=handle
-                )
+                if logged is not None:
+                    logged.pop((name, key), None)
+                log.record_delivery(fingerprint, name, "resolved", handle)
         except Exception as exc:  # noqa: BLE001 - never costs the delivery
             self.logger.warning(
                 "alert notification log failed for channel %s (%s)", flow.channel.name, type(exc).__name__

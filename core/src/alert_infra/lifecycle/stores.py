@@ -102,17 +102,27 @@ class RecordStore:
 
 
 class MemoryStore(RecordStore):
-    """Records in this process's memory (copies: a caller never shares a mutable record)."""
+    """Records in this process's memory (copies: a caller never shares a mutable record).
+
+    ``max_records`` bounds how many are kept (the least recently written go first). ``copy=False``
+    keeps each record as given, without a JSON round trip, for a caller that never mutates a
+    record it put or got (the dispatcher's notification log: its hot path)."""
 
     name = "memory"
 
     def __init__(
-        self, kind: str = "records", clock: Callable[[], float] | None = None, *, max_records: int | None = None
+        self,
+        kind: str = "records",
+        clock: Callable[[], float] | None = None,
+        *,
+        max_records: int | None = None,
+        copy: bool = True,
     ) -> None:
         super().__init__(kind, clock)
+        self._copy = copy
         #: The most records kept (``None``: no bound); beyond it the least recently written go first.
         self.max_records = max_records
-        self._data: dict[str, tuple[float | None, str]] = {}
+        self._data: dict[str, tuple[float | None, Any]] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -131,11 +141,14 @@ class MemoryStore(RecordStore):
             if expires is not None and expires <= self.clock():
                 del self._data[key]
                 return None
+        if not self._copy:
+            kept: dict[str, Any] = text
+            return kept
         value: dict[str, Any] = json.loads(text)
         return value
 
     def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
-        text = _encode(value)
+        text: Any = _encode(value) if self._copy else value
         expires = None if ttl is None else self.clock() + ttl
         with self._locked():
             data = self._data
@@ -155,7 +168,7 @@ class MemoryStore(RecordStore):
             for key in gone:
                 del self._data[key]
             live = sorted(self._data.items())
-        return [(key, json.loads(text)) for key, (_, text) in live]
+        return [(key, json.loads(text) if self._copy else text) for key, (_, text) in live]
 
     def clear(self) -> None:
         with self._locked():
