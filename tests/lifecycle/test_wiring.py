@@ -314,3 +314,57 @@ def test_an_in_memory_log_keeps_records_without_copies_and_the_handle_across_rep
     record = {"a": [1]}
     store.put("k", record)
     assert store.get("k") is record and store.items() == [("k", record)]
+
+
+# -- inhibition -----------------------------------------------------------------------------------------
+RULE = {
+    "source_matchers": ['source="db"', 'severity="critical"'],
+    "target_matchers": ['severity=~"warning|error"'],
+    "equal": ["metadata.cluster"],
+}
+
+
+def test_configured_inhibit_rules_are_validated_with_their_problems_named() -> None:
+    config = parse_config({"channels": {"a": {"type": "noop"}}, "inhibit_rules": [RULE]})
+    assert config.inhibit_rules == [RULE]
+    with pytest.raises(AlertConfigurationError, match=r"inhibit_rules\[0\]: unknown key 'sources'"):
+        parse_config({"channels": {"a": {"type": "noop"}}, "inhibit_rules": [{"sources": []}]})
+    with pytest.raises(AlertConfigurationError, match=r"inhibit_rules\[0\].*not a field"):
+        parse_config({"channels": {"a": {"type": "noop"}}, "inhibit_rules": [{**RULE, "equal": ["cluster"]}]})
+
+
+def test_a_firing_source_inhibits_targets_with_equal_values_until_it_resolves() -> None:
+    config = parse_config({"channels": {"a": {"type": "noop"}, "b": {"type": "noop"}}, "inhibit_rules": [RULE]})
+    with config.build_dispatcher() as dispatcher:
+        db_down = Alert(title="DB down", message="m", source="db", severity="critical", metadata={"cluster": "eu"})
+        api_slow = Alert(title="API slow", message="m", source="api", severity="error", metadata={"cluster": "eu"})
+        us_slow = Alert(title="API slow", message="m", source="api", severity="error", metadata={"cluster": "us"})
+        assert dispatcher.send(api_slow).sent == ("a", "b")  # no source yet
+        assert dispatcher.send(db_down).sent == ("a", "b")
+        result = dispatcher.send(api_slow)
+        assert _seen(result) == [("a", "skipped", "inhibit"), ("b", "skipped", "inhibit")]
+        assert "inhibited by inhibit-" in (result.outcome("a").reason or "") and result.ok
+        assert dispatcher.send(us_slow).sent == ("a", "b")  # another cluster
+        # The target's resolve is never held back: it was delivered before, so it goes.
+        assert dispatcher.send(api_slow.replace(status="resolved")).sent == ("a", "b")
+        assert dispatcher.send(db_down.replace(status="resolved")).sent == ("a", "b")
+        assert dispatcher.send(api_slow).sent == ("a", "b")  # the source is over
+
+
+def test_a_source_routed_to_no_channel_still_inhibits() -> None:
+    a = RecordingTransport(name="a")
+    dispatcher = AlertDispatcher(
+        [a], routes={"a": Route(min_severity="error")}, inhibit_rules=[{**RULE, "source_matchers": ['source="db"']}]
+    )
+    assert dispatcher.send(Alert(title="db flaky", message="m", source="db", severity="info")).sent == ()
+    assert _seen(dispatcher.send(Alert(title="api", message="m", severity="error"))) == [("a", "skipped", "inhibit")]
+
+
+def test_check_warns_about_lifecycle_keys_on_memory_state(cli: CliRunner) -> None:
+    (cli.cwd / "alert-infra.toml").write_text(
+        '[[silences]]\nmatchers = [\'source="billing"\']\nduration = "1h"\n\n[channels.ops]\ntype = "noop"\n'
+    )
+    (warning,) = json.loads(cli("check", "--json").stdout)["warnings"]
+    assert "[[silences]]: no shared state" in warning and "state.sqlite3" in warning
+    sent = json.loads(cli("send", "Disk full", "m", "--source", "billing", "--json").stdout)
+    assert [c["suppressed_by"] for c in sent["channels"]] == ["silence"]

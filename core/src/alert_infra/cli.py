@@ -549,8 +549,7 @@ def _lifecycle_kwargs(args: argparse.Namespace, config: AlertConfig | None) -> d
             silences.load_config(tables)
         except Exception as exc:  # noqa: BLE001 - the gate fails open per alert
             args.err.write(f"alert-infra: warning: cannot store the configured silences ({type(exc).__name__})\n")
-    lifecycle_state = open_store(spec, "nlog", **options) if not isinstance(spec, str) or spec != "memory" else None
-    return {"silences": silences, "lifecycle_state": lifecycle_state}
+    return {"silences": silences, "lifecycle_state": spec, "lifecycle_prefix": options.get("prefix")}
 
 
 def _local_state_path(args: argparse.Namespace, config: AlertConfig | None) -> str:
@@ -770,6 +769,14 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
                 f'throttle/dedup_window of {where}: state = "memory" forgets them when the process exits '
                 "(every `alert-infra send` run starts afresh); use a sqlite:/// file or a redis:// URL to share them"
             )
+    lifecycle = [key for key in ("silences", "inhibit_rules") if getattr(config, key, None) is not None]
+    if lifecycle and config.state in (None, "memory"):
+        keys = " and ".join(f"[[{key}]]" for key in lifecycle)
+        warnings.append(
+            f"{keys}: no shared state is configured, so silences, inhibition and the notification log of an "
+            f"application hold within its process (`alert-infra send` keeps them in "
+            f'{_local_state_path(args, config)}); share them with a sqlite:/// file or state = "redis://..."'
+        )
     if isinstance(config.state, str) and backend_for(config.state) is SQLiteState:
         problem = _unwritable(sqlite_path(config.state))
         if problem:

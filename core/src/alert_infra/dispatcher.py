@@ -327,9 +327,14 @@ class AlertDispatcher:
             or :class:`~alert_infra.lifecycle.Silence` objects stored in ``lifecycle_state``
             (an empty list: only the silences already stored there, such as the CLI's). Default:
             no gate (no store is read for a firing alert).
-        lifecycle_state: where the notification log and the silences live (``"memory"``, a
-            ``sqlite:///`` URL, a Redis URL or client, a lifecycle ``RecordStore``); default: the
-            same place as ``state`` (this process's memory when it is memory).
+        inhibit_rules: turn the inhibition gate on: :class:`~alert_infra.lifecycle.InhibitRule`
+            objects or ``[[inhibit_rules]]`` tables (their firing sources kept in ``lifecycle_state``).
+        lifecycle_state: where the notification log, the silences and the inhibition sources live
+            (``"memory"``, a ``sqlite:///`` URL, a Redis URL or client; a lifecycle ``RecordStore``
+            serves its own kind only); default: the same place as ``state`` (this process's memory
+            when it is memory).
+        lifecycle_prefix: the Redis key prefix of those records (default: the state's prefix
+            followed by ``:lifecycle``).
         clock, sleep, random: injection points for tests of the retry timing
             (defaults: :func:`time.monotonic`, :func:`time.sleep`, :func:`random.random`).
 
@@ -363,7 +368,9 @@ class AlertDispatcher:
         audit: Any = None,
         hook_timeout: float = DEFAULT_HOOK_TIMEOUT,
         silences: Any = None,
+        inhibit_rules: Any = None,
         lifecycle_state: Any = None,
+        lifecycle_prefix: str | None = None,
     ) -> None:
         self.timeout = check_seconds(timeout, "timeout")
         self.max_workers = check_count(max_workers, "max_workers", maximum=MAX_WORKERS)
@@ -413,12 +420,23 @@ class AlertDispatcher:
         # The alert lifecycle (issue 22): the notification log (opened on the first delivery)
         # and the silence gate (only when silences are given: otherwise a firing alert reads no store).
         self._lifecycle_state = lifecycle_state
+        self._lifecycle_prefix = lifecycle_prefix
         self._nlog: Any = None
         # (channel, log key) -> (handle, monotonic time) of the last firing write to an in-memory log
         self._logged: dict[tuple[str, str], tuple[Any, float]] | None = None
         self._silence_gate: Any = None
         if silences is not None:
             self._silence_gate = self._make_silence_gate(silences)
+        self._inhibit_gate: Any = None
+        if inhibit_rules is not None:
+            from .lifecycle import InhibitGate, InhibitRule, inhibit_rules_from_config
+
+            rules = list(inhibit_rules)
+            tables = [rule for rule in rules if not isinstance(rule, InhibitRule)]
+            parsed = iter(inhibit_rules_from_config(tables))
+            rules = [rule if isinstance(rule, InhibitRule) else next(parsed) for rule in rules]
+            self._inhibit_gate = InhibitGate(rules, self._lifecycle_store("inhibit_sources"), logger_=self._logger)
+        self._gated = self._silence_gate is not None or self._inhibit_gate is not None
         import weakref
 
         from ._lifecycle import on_fork_in_child
@@ -868,11 +886,18 @@ class AlertDispatcher:
             return state._client  # its bounded timeouts; keys under the state's prefix
         return None
 
-    def _lifecycle_options(self, spec: Any) -> dict[str, Any]:
-        state = self._state
-        if self._lifecycle_state is None and spec is not None and not isinstance(spec, str):
-            return {"prefix": f"{getattr(state, '_prefix', 'alert-infra')}:lifecycle"}
-        return {}
+    def _lifecycle_store(self, kind: str) -> Any:
+        """The record store of one ``kind`` of lifecycle records (see ``lifecycle_state``)."""
+        from .lifecycle import RecordStore, open_store
+
+        spec = self._lifecycle_spec()
+        if isinstance(spec, RecordStore):
+            return spec if spec.kind == kind else open_store(None, kind)
+        options = {}
+        if spec is not None and (not isinstance(spec, str) or spec.startswith(("redis://", "rediss://", "unix://"))):
+            prefix = self._lifecycle_prefix or f"{getattr(self._state, '_prefix', 'alert-infra')}:lifecycle"
+            options["prefix"] = prefix
+        return open_store(spec, kind, **options)
 
     def _make_silence_gate(self, silences: Any) -> Any:
         from .lifecycle import Silence, SilenceGate, SilenceStore, silences_from_config
@@ -883,8 +908,7 @@ class AlertDispatcher:
             return SilenceGate(silences, logger_=self._logger)
         if isinstance(silences, (str, bytes)) or not hasattr(silences, "__iter__"):
             raise AlertValidationError("silences: a SilenceStore, or a list of [[silences]] tables or Silence objects")
-        spec = self._lifecycle_spec()
-        store = SilenceStore(spec, **self._lifecycle_options(spec))
+        store = SilenceStore(self._lifecycle_store("silences"))
         items = list(silences)
         tables = [item for item in items if not isinstance(item, Silence)]
         silences_from_config(tables)  # a configuration error raises here, before any store is touched
@@ -920,9 +944,7 @@ class AlertDispatcher:
                         self._logged = {}  # this process alone writes it: repeats can skip the write
                         self._nlog = NotificationLog(spec)
                     else:
-                        from .lifecycle import open_store
-
-                        self._nlog = NotificationLog(open_store(spec, "nlog", **self._lifecycle_options(spec)))
+                        self._nlog = NotificationLog(self._lifecycle_store("nlog"))
                 log = self._nlog
         return log
 
@@ -956,6 +978,12 @@ class AlertDispatcher:
                 "alert notification log failed for channel %s (%s)", flow.channel.name, type(exc).__name__
             )
 
+    def _observe_source(self, gate: Any, alert: Alert, now: float, channel: str) -> None:
+        try:
+            gate.observe(alert, now, channel)
+        except Exception as exc:  # noqa: BLE001 - a failing store must not stop alerts
+            self.logger.warning("alert inhibition sources could not be written (%s)", type(exc).__name__)
+
     def _gate(
         self, alert: Alert, plan: list[tuple[str, _Channel | None, Any]], channels: Any
     ) -> tuple[list[tuple[str, _Channel | None, Any]], dict[str, Any] | None]:
@@ -966,19 +994,25 @@ class AlertDispatcher:
         its log entry); the other channels skip it as ``"unmatched"``. A firing alert meets the
         silence gate on every channel that routing selected."""
         now = time.time()
+        inhibit = self._inhibit_gate
         if alert.status == "firing":
-            gate = self._silence_gate
+            silence = self._silence_gate
             gated = []
             for name, channel, skip in plan:
                 if skip is None and channel is not None:
-                    verdict = gate.check(alert, name, now)
-                    if not verdict.admitted:
+                    verdict = inhibit.check(alert, name, now) if inhibit is not None else None
+                    if verdict is not None and not verdict.admitted:
                         skip = ChannelOutcome(
-                            name,
-                            "skipped",
-                            reason=f"silenced by {verdict.rule}",
-                            suppressed_by="silence",
+                            name, "skipped", reason=f"inhibited by {verdict.rule}", suppressed_by="inhibit"
                         )
+                    elif silence is not None:
+                        verdict = silence.check(alert, name, now)
+                        if not verdict.admitted:
+                            skip = ChannelOutcome(
+                                name, "skipped", reason=f"silenced by {verdict.rule}", suppressed_by="silence"
+                            )
+                elif inhibit is not None:
+                    self._observe_source(inhibit, alert, now, name)  # a source routed nowhere still inhibits
                 gated.append((name, channel, skip))
             return gated, None
         from .lifecycle.nlog import fingerprint_key
@@ -1000,6 +1034,8 @@ class AlertDispatcher:
         routed: dict[str, Any] = {}
         gated = []
         for name, channel, skip in plan:
+            if inhibit is not None:
+                self._observe_source(inhibit, alert, now, name)  # a resolved source stops inhibiting
             entry = entries.get(name)
             if channel is not None and entry is not None and fingerprint in entry.firing:
                 routed[name] = entry
@@ -1156,7 +1192,7 @@ class AlertDispatcher:
             channels = transport_names
         alert, plan, outcomes = self._select(alert, channels)
         routed: dict[str, Any] | None = None
-        if alert.status != "firing" or self._silence_gate is not None:
+        if self._gated or alert.status != "firing":
             plan, routed = self._gate(alert, plan, channels)
         selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
         started = time.perf_counter()
@@ -1327,7 +1363,7 @@ class AlertDispatcher:
             channels = transport_names
         alert, plan, outcomes = self._select(alert, channels)
         routed: dict[str, Any] | None = None
-        if alert.status != "firing" or self._silence_gate is not None:
+        if self._gated or alert.status != "firing":
             # The gates read the lifecycle stores (the silence index at most once a second; the log
             # for a resolve only): each read is bounded by its store's timeout (0.5 s by default).
             plan, routed = self._gate(alert, plan, channels)
@@ -1430,7 +1466,11 @@ class AlertDispatcher:
             pool.shutdown()
         if self._state is not None:
             self._state.close()
-        for records in (getattr(self._nlog, "records", None), getattr(self.silences, "records", None)):
+        for records in (
+            getattr(self._nlog, "records", None),
+            getattr(self.silences, "records", None),
+            getattr(self._inhibit_gate, "records", None),
+        ):
             if records is not None:
                 try:
                     records.close()  # a store may still be used: it reconnects

@@ -103,7 +103,7 @@ def _names(value: Any, where: str, problems: list[str]) -> list[str] | None:
 
 
 #: The top-level tables of a configuration.
-TABLES = ("alert_infra", "channels", "templates", "silences")
+TABLES = ("alert_infra", "channels", "templates", "silences", "inhibit_rules")
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> AlertConfig:
@@ -119,8 +119,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         if key not in TABLES:
             hint = did_you_mean(key, TABLES)
             problems.append(
-                f"{key}: unknown table{hint} (expected [alert_infra], [channels.<name>], [templates.<name>] "
-                "and [[silences]])"
+                f"{key}: unknown table{hint} (expected [alert_infra], [channels.<name>], [templates.<name>], "
+                "[[silences]] and [[inhibit_rules]])"
             )
     settings_raw = data.get("alert_infra", {})
     if not isinstance(settings_raw, MappingABC):
@@ -285,6 +285,16 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             silences = list(raw)
         except AlertConfigurationError as exc:
             problems.append(str(exc))
+    inhibit_rules: list[Any] | None = None
+    if "inhibit_rules" in data:
+        from ..lifecycle.inhibit import inhibit_rules_from_config
+
+        raw = data["inhibit_rules"]
+        try:
+            inhibit_rules_from_config(raw)
+            inhibit_rules = list(raw)
+        except AlertConfigurationError as exc:
+            problems.append(str(exc))
     if len(problems) > deferred:
         raise AlertConfigurationError(_summary(source, problems))  # never quotes a value: nothing to mask
     config = AlertConfig(
@@ -309,6 +319,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     config.spool_settings = spool_raw  # [alert_infra] spool* as written (alert_infra.queued.settings)
     config.templates = templates
     config.silences = silences
+    config.inhibit_rules = inhibit_rules
     config._secrets = tuple(mapping_secrets(data))
     config.register_secrets(owner=config)
     return config
