@@ -240,6 +240,7 @@ def test_the_audit_trail_and_history_keep_the_new_reasons(tmp_path: Path) -> Non
     dispatcher.silences.create(['title="Disk full"'], duration="1h")
     dispatcher.send(_alert())
     dispatcher.send(_alert("other", status="resolved"))
+    assert audit.flush()
     records = audit.store.query(status="silence")
     assert [r.title for r in records] == ["Disk full"]
     assert [r.title for r in audit.store.query(status="unmatched", channel="a")] == ["other"]
@@ -368,3 +369,34 @@ def test_check_warns_about_lifecycle_keys_on_memory_state(cli: CliRunner) -> Non
     assert "[[silences]]: no shared state" in warning and "state.sqlite3" in warning
     sent = json.loads(cli("send", "Disk full", "m", "--source", "billing", "--json").stdout)
     assert [c["suppressed_by"] for c in sent["channels"]] == ["silence"]
+
+
+def test_a_failing_lifecycle_store_is_asked_once_per_retry_interval() -> None:
+    from alert_infra.lifecycle.stores import GuardedStore, StoreUnavailable
+
+    class Slow(MemoryStore):
+        calls = 0
+
+        def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+            Slow.calls += 1
+            raise TimeoutError("no answer")
+
+    guarded = GuardedStore(Slow("nlog"), retry_interval=60)
+    with pytest.raises(TimeoutError):
+        guarded.put("k", {})
+    with pytest.raises(StoreUnavailable):
+        guarded.put("k", {})
+    assert Slow.calls == 1
+    down = GuardedStore(MemoryStore("nlog"), down=lambda: True)
+    with pytest.raises(StoreUnavailable):
+        down.get("k")
+
+
+def test_a_shared_sqlite_lifecycle_store_is_guarded(tmp_path: Path) -> None:
+    from alert_infra.lifecycle.stores import GuardedStore
+
+    dispatcher = AlertDispatcher([RecordingTransport(name="a")], state=f"sqlite:///{tmp_path}/s.sqlite3", silences=[])
+    assert isinstance(dispatcher.notification_log.records, GuardedStore)
+    assert isinstance(dispatcher.silences.records, GuardedStore)
+    assert dispatcher.send(_alert()).sent == ("a",)
+    dispatcher.close()

@@ -420,6 +420,7 @@ class AlertDispatcher:
         # The alert lifecycle (issue 22): the notification log (opened on the first delivery)
         # and the silence gate (only when silences are given: otherwise a firing alert reads no store).
         self._lifecycle_state = lifecycle_state
+        self._quiet = _QuietLogger(self)  # warnings of lifecycle stores: once a minute each
         self._lifecycle_prefix = lifecycle_prefix
         self._nlog: Any = None
         # (channel, log key) -> (handle, monotonic time) of the last firing write to an in-memory log
@@ -435,7 +436,7 @@ class AlertDispatcher:
             tables = [rule for rule in rules if not isinstance(rule, InhibitRule)]
             parsed = iter(inhibit_rules_from_config(tables))
             rules = [rule if isinstance(rule, InhibitRule) else next(parsed) for rule in rules]
-            self._inhibit_gate = InhibitGate(rules, self._lifecycle_store("inhibit_sources"), logger_=self._logger)
+            self._inhibit_gate = InhibitGate(rules, self._lifecycle_store("inhibit_sources"), logger_=self._quiet)
         self._gated = self._silence_gate is not None or self._inhibit_gate is not None
         import weakref
 
@@ -887,12 +888,31 @@ class AlertDispatcher:
         return None
 
     def _lifecycle_store(self, kind: str) -> Any:
-        """The record store of one ``kind`` of lifecycle records (see ``lifecycle_state``)."""
-        from .lifecycle import RecordStore, open_store
+        """The record store of one ``kind`` of lifecycle records (see ``lifecycle_state``). One
+        outside this process is behind a circuit breaker: a store that failed is not asked again for
+        the state's ``retry_interval`` (5 s by default), so a silent Redis costs one timeout per
+        interval, not one per alert."""
+        from .lifecycle import MemoryStore, RecordStore, open_store
+        from .lifecycle.stores import GuardedStore
 
         spec = self._lifecycle_spec()
         if isinstance(spec, RecordStore):
             return spec if spec.kind == kind else open_store(None, kind)
+        store = self._open_lifecycle(spec, kind)
+        if isinstance(store, MemoryStore):
+            return store
+        state = self._state
+        down = None
+        if self._lifecycle_state is None and hasattr(state, "_down_until"):  # the Redis state's own server
+
+            def down() -> bool:
+                return time.monotonic() < (getattr(state, "_down_until", 0.0) or 0.0)
+
+        return GuardedStore(store, getattr(state, "_retry_interval", 5.0) or 5.0, down=down)
+
+    def _open_lifecycle(self, spec: Any, kind: str) -> Any:
+        from .lifecycle import open_store
+
         options = {}
         if spec is not None and (not isinstance(spec, str) or spec.startswith(("redis://", "rediss://", "unix://"))):
             prefix = self._lifecycle_prefix or f"{getattr(self._state, '_prefix', 'alert-infra')}:lifecycle"
@@ -905,7 +925,7 @@ class AlertDispatcher:
         if isinstance(silences, SilenceGate):
             return silences
         if isinstance(silences, SilenceStore):
-            return SilenceGate(silences, logger_=self._logger)
+            return SilenceGate(silences, logger_=self._quiet)
         if isinstance(silences, (str, bytes)) or not hasattr(silences, "__iter__"):
             raise AlertValidationError("silences: a SilenceStore, or a list of [[silences]] tables or Silence objects")
         store = SilenceStore(self._lifecycle_store("silences"))
@@ -919,7 +939,7 @@ class AlertDispatcher:
                     store.add(item, replace=False)
         except Exception as exc:  # noqa: BLE001 - an unreachable store: the gate fails open per alert
             self.logger.warning("alert silences could not be stored (%s)", type(exc).__name__)
-        return SilenceGate(store, logger_=self._logger)
+        return SilenceGate(store, logger_=self._quiet)
 
     @property
     def silences(self) -> Any:
@@ -974,7 +994,7 @@ class AlertDispatcher:
                     logged.pop((name, key), None)
                 log.record_delivery(fingerprint, name, "resolved", handle)
         except Exception as exc:  # noqa: BLE001 - never costs the delivery
-            self.logger.warning(
+            self._quiet.warning(
                 "alert notification log failed for channel %s (%s)", flow.channel.name, type(exc).__name__
             )
 
@@ -1025,7 +1045,7 @@ class AlertDispatcher:
             log = self.notification_log
             entries = {name: log.get(key, name) for name, channel, _ in plan if channel is not None}
         except Exception as exc:  # noqa: BLE001 - an unreadable log: today's routing (a stray resolve beats a lost one)
-            self.logger.warning(
+            self._quiet.warning(
                 "alert notification log could not be read (%s): the %s alert follows routing",
                 type(exc).__name__,
                 alert.status,
@@ -1492,6 +1512,35 @@ class AlertDispatcher:
             return f"AlertDispatcher(channels=[{names}], enabled={self.enabled})"
         except Exception:  # noqa: BLE001 - half-built (TracebackException(capture_locals=True))
             return "AlertDispatcher(?)"
+
+
+class _QuietLogger:
+    """A logger's ``warning`` at most once a minute per message (a lifecycle store that is down must
+    not log once per alert); everything else as the logger does."""
+
+    def __init__(self, dispatcher: AlertDispatcher) -> None:
+        import weakref
+
+        self._owner = weakref.ref(dispatcher)  # its logger as it is now (a setter may change it)
+        self._last: dict[str, float] = {}  # message -> when it was last logged
+
+    @property
+    def _logger(self) -> Any:
+        owner = self._owner()
+        return owner.logger if owner is not None else _get_logger()
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(message)
+        if last is not None and now - last < 60.0:
+            return
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[message] = now
+        self._logger.warning(message, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
 
 
 def _channel_names(channels: Any) -> list[str] | None:

@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["MemoryStore", "RecordStore", "RedisStore", "SQLiteStore", "open_store"]
+__all__ = ["GuardedStore", "MemoryStore", "RecordStore", "RedisStore", "SQLiteStore", "StoreUnavailable", "open_store"]
 
 _KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 #: The largest record any store accepts (bytes of JSON): a group of thousands of alerts fits.
@@ -408,6 +408,62 @@ class RedisStore(RecordStore):
     @guarded_repr
     def __repr__(self) -> str:  # never the URL (it may hold a password)
         return f"RedisStore(kind={self.kind!r})"
+
+
+class StoreUnavailable(ConnectionError):
+    """A :class:`GuardedStore` whose store failed recently: not asked again until its retry time."""
+
+
+class GuardedStore(RecordStore):
+    """A circuit breaker around a store on the hot path of delivery: after the store fails (a
+    silent Redis, a locked file), every call fails at once with :class:`StoreUnavailable` for
+    ``retry_interval`` seconds instead of waiting for the store's timeout again, so a store that
+    is down costs one timeout per interval, not one per alert. The gates fail open on it."""
+
+    def __init__(
+        self, store: RecordStore, retry_interval: float = 5.0, *, down: Callable[[], bool] | None = None
+    ) -> None:
+        super().__init__(store.kind, store.clock)
+        self.store = store
+        self._down = down  # another view of the same server (the dispatcher's Redis state): down too
+        self.name = store.name
+        self.retry_interval = float(retry_interval)
+        self._down_until = 0.0
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if (self._down_until and time.monotonic() < self._down_until) or (self._down is not None and self._down()):
+            raise StoreUnavailable(f"the lifecycle store failed less than {self.retry_interval:g}s ago")
+        try:
+            result = getattr(self.store, method)(*args)
+        except Exception:
+            self._down_until = time.monotonic() + self.retry_interval
+            raise
+        self._down_until = 0.0
+        return result
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._call("get", key)
+        return found
+
+    def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        self._call("put", key, value, ttl)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call("delete", key))
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        found: list[tuple[str, dict[str, Any]]] = self._call("items")
+        return found
+
+    def clear(self) -> None:
+        self._call("clear")
+
+    def close(self) -> None:
+        self.store.close()
+
+    @guarded_repr
+    def __repr__(self) -> str:
+        return f"GuardedStore({self.store!r})"
 
 
 def open_store(spec: Any = None, kind: str = "records", **options: Any) -> RecordStore:
