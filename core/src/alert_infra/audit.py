@@ -97,6 +97,7 @@ if TYPE_CHECKING:
     from .result import DeliveryResult
 
 __all__ = [
+    "SUPPRESSION_REASONS",
     "AuditRecord",
     "AuditStore",
     "AuditTrail",
@@ -107,6 +108,9 @@ __all__ = [
     "reset_delivery_id",
     "set_delivery_id",
 ]
+
+#: Why a channel skipped an alert (an outcome's ``suppressed_by``), as ``history --status`` takes them.
+SUPPRESSION_REASONS = ("routing", "dedup", "throttle", "silence", "inhibit", "unmatched")
 
 #: The schema version written to ``PRAGMA user_version``; a newer file is refused. Version 2 adds
 #: ``alerts.delivery_id`` (queued delivery); a version-1 file is upgraded in place when opened.
@@ -600,7 +604,9 @@ class AuditStore:
             channel: alerts that involved this channel.
             status: with ``channel``, that channel's outcome status (``sent``,
                 ``failed``, ``skipped``); without it, the alert's summary
-                (``sent``, ``failed``, ``partial``, ``suppressed``, ``queued``).
+                (``sent``, ``failed``, ``partial``, ``suppressed``, ``queued``). Or a
+                reason a channel was skipped (:data:`SUPPRESSION_REASONS`: ``silence``,
+                ``unmatched``, ...): alerts that a channel (``channel``, or any) skipped for it.
             acknowledged: only acknowledged (True) or unacknowledged (False) alerts.
             delivery_id: the records of one queued delivery (its enqueue and the worker's
                 tries), newest first.
@@ -621,7 +627,14 @@ class AuditStore:
         if source is not None:
             where.append("a.source = ?")
             args.append(source)
-        if channel is not None:
+        if status in SUPPRESSION_REASONS:
+            clause = "EXISTS (SELECT 1 FROM outcomes o WHERE o.alert_id = a.id AND o.suppressed_by = ?"
+            args.append(status)
+            if channel is not None:
+                clause += " AND o.channel = ?"
+                args.append(channel)
+            where.append(clause + ")")
+        elif channel is not None:
             clause = "EXISTS (SELECT 1 FROM outcomes o WHERE o.alert_id = a.id AND o.channel = ?"
             args.append(channel)
             if status is not None:

@@ -58,6 +58,7 @@ VERBS = (
     "run",
     "watch",
     "status",
+    "silence",
 )
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 JSON_SCHEMA = 1  # the "schema" of every --json document; raised only with an incompatible change
@@ -382,7 +383,7 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
     _check_channel_names(args.channel, config)  # a typo is a usage error: nothing is sent
     audit = _audit_trail(args, config)
     if config is None:
-        dispatcher = AlertDispatcher([ConsoleTransport()], audit=audit)
+        dispatcher = AlertDispatcher([ConsoleTransport()], audit=audit, **_lifecycle_kwargs(args, None))
     else:
         kwargs: dict[str, Any] = {"audit": audit}
         if args.queue:
@@ -391,6 +392,7 @@ def _cmd_send(args: argparse.Namespace, out: TextIO) -> int:
             state = _local_state(args, config)
             if state is not None:
                 kwargs["state"] = state
+            kwargs.update(_lifecycle_kwargs(args, config))
         try:
             dispatcher = config.build_dispatcher(**kwargs)
         except BaseException:
@@ -506,6 +508,48 @@ def _local_state(args: argparse.Namespace, config: AlertConfig) -> Any:
         if not args.json:  # under --json, standard error stays empty (the policies still apply to this run)
             args.err.write(f"alert-infra: warning: cannot use the local state {path} ({type(exc).__name__})\n")
         return None
+
+
+def _lifecycle_spec(args: argparse.Namespace, config: AlertConfig | None) -> tuple[Any, dict[str, Any]]:
+    """Where the CLI keeps the alert lifecycle's records (silences, the notification log):
+    ``--state``, else the configured ``state`` (a Redis URL under its prefix, a SQLite file,
+    ``"memory"`` honoured), else ``state.sqlite3`` beside the audit trail, as ``send`` does for
+    throttles. Raises OSError when that file's folder cannot be made."""
+    spec = getattr(args, "state", None)
+    if spec is not None:
+        return spec, {}
+    if config is not None and isinstance(config.state, str):
+        if config.state.startswith(("redis://", "rediss://", "unix://")):
+            return config.state, {"prefix": f"{config.state_prefix}:lifecycle"}
+        if config.state.startswith("sqlite:///") or config.state == "memory":
+            return config.state, {}
+    path = _local_state_path(args, config)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return "sqlite:///" + path.lstrip("/"), {}
+
+
+def _lifecycle_kwargs(args: argparse.Namespace, config: AlertConfig | None) -> dict[str, Any]:
+    """``send``/``watch``: the lifecycle's store, and the silence gate always on (silences added with
+    ``alert-infra silence add`` apply to every later run). Without a usable store: this run's memory."""
+    from .lifecycle import open_store
+
+    try:
+        spec, options = _lifecycle_spec(args, config)
+        store = open_store(spec, "silences", **options)
+    except Exception as exc:  # noqa: BLE001 - no lifecycle file: silences and resolves routing hold within this run
+        if not getattr(args, "json", False):
+            args.err.write(f"alert-infra: warning: cannot use the lifecycle state ({type(exc).__name__})\n")
+        return {"silences": (config.silences if config is not None else None) or []}
+    from .lifecycle import SilenceStore
+
+    silences = SilenceStore(store)
+    tables = config.silences if config is not None else None
+    if tables:
+        try:
+            silences.load_config(tables)
+        except Exception as exc:  # noqa: BLE001 - the gate fails open per alert
+            args.err.write(f"alert-infra: warning: cannot store the configured silences ({type(exc).__name__})\n")
+    return {"silences": silences, "lifecycle_state": spec, "lifecycle_prefix": options.get("prefix")}
 
 
 def _local_state_path(args: argparse.Namespace, config: AlertConfig | None) -> str:
@@ -763,6 +807,14 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
                 f'throttle/dedup_window of {where}: state = "memory" forgets them when the process exits '
                 "(every `alert-infra send` run starts afresh); use a sqlite:/// file or a redis:// URL to share them"
             )
+    lifecycle = [key for key in ("silences", "inhibit_rules") if getattr(config, key, None) is not None]
+    if lifecycle and config.state in (None, "memory"):
+        keys = " and ".join(f"[[{key}]]" for key in lifecycle)
+        warnings.append(
+            f"{keys}: no shared state is configured, so silences, inhibition and the notification log of an "
+            f"application hold within its process (`alert-infra send` keeps them in "
+            f'{_local_state_path(args, config)}); share them with a sqlite:/// file or state = "redis://..."'
+        )
     if isinstance(config.state, str) and backend_for(config.state) is SQLiteState:
         path = sqlite_path(config.state)
         # A file that cannot be created or is a directory is a problem (_check_state): send refuses it.
@@ -830,7 +882,12 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             severity_rank(args.severity)
         except AlertValidationError as exc:
             raise _UsageError(f"--severity: {exc}") from None
-    allowed = ("sent", "failed", "skipped") if args.channel else ("sent", "failed", "partial", "suppressed", "queued")
+    from .audit import SUPPRESSION_REASONS
+
+    allowed: tuple[str, ...] = (
+        ("sent", "failed", "skipped") if args.channel else ("sent", "failed", "partial", "suppressed", "queued")
+    )
+    allowed += SUPPRESSION_REASONS  # the alerts a channel skipped for that reason
     if args.status is not None and args.status not in allowed:
         where = "with --channel" if args.channel else "without --channel"
         raise _UsageError(f"--status: {where}, one of {', '.join(allowed)}; got {args.status!r}")
@@ -962,6 +1019,90 @@ def _cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
             f"alert {record.id} '{_clean(record.title)}' acknowledged by {_clean(record.acknowledged_by)} "
             f"at {_when(record.acknowledged_at or 0)}\n"
         )
+    return EXIT_OK
+
+
+# -- silences (issue 22) ----------------------------------------------------------------------------------
+def _silence_store(args: argparse.Namespace) -> Any:
+    from .lifecycle import SilenceStore
+
+    config = _load(args, required=False)
+    try:
+        spec, options = _lifecycle_spec(args, config)
+        return SilenceStore(spec, **options)
+    except OSError as exc:
+        raise _UsageError(f"cannot use the silences' state ({type(exc).__name__})") from None
+
+
+def _silence_json(silence: Any, now: float) -> dict[str, Any]:
+    return {**silence.to_dict(), "state": silence.state(now)}
+
+
+def _cmd_silence_add(args: argparse.Namespace, out: TextIO) -> int:
+    from .exceptions import AlertConfigurationError
+
+    author = args.author
+    if not author:
+        import getpass
+
+        try:
+            author = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no user name in this environment
+            author = "unknown"
+    store = _silence_store(args)
+    try:
+        silence = store.create(args.matchers, duration=args.duration, comment=args.comment, created_by=author)
+    except AlertConfigurationError as exc:
+        raise _UsageError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - never str(exc): a Redis error may quote its URL
+        raise _UsageError(f"the silence could not be stored ({type(exc).__name__})") from None
+    finally:
+        store.records.close()
+    if args.json:
+        _print_json(envelope("silence", EXIT_OK, id=silence.id, silence=_silence_json(silence, time.time())), out)
+    else:
+        out.write(silence.id + "\n")
+    return EXIT_OK
+
+
+def _cmd_silence_list(args: argparse.Namespace, out: TextIO) -> int:
+    store = _silence_store(args)
+    now = time.time()
+    try:
+        found = store.list(active=True, expired=args.expired, now=now)
+    except Exception as exc:  # noqa: BLE001 - never str(exc): a Redis error may quote its URL
+        raise _UsageError(f"the silences could not be read ({type(exc).__name__})") from None
+    finally:
+        store.records.close()
+    if args.json:
+        _print_json(envelope("silence", EXIT_OK, silences=[_silence_json(s, now) for s in found]), out)
+        return EXIT_OK
+    if not found:
+        out.write("no silences\n")
+    for silence in found:
+        data = silence.to_dict()
+        out.write(
+            f"{silence.id}  {silence.state(now)}  {data['starts_at']} .. {data['ends_at']}  "
+            f"{_clean(' '.join(data['matchers']))}  by {_clean(data['created_by'] or '-')}: {_clean(data['comment'])}\n"
+        )
+    return EXIT_OK
+
+
+def _cmd_silence_expire(args: argparse.Namespace, out: TextIO) -> int:
+    store = _silence_store(args)
+    try:
+        found = store.get(args.id)
+        ended = store.expire(args.id)
+    except Exception as exc:  # noqa: BLE001
+        raise _UsageError(f"the silences could not be read ({type(exc).__name__})") from None
+    finally:
+        store.records.close()
+    if found is None:
+        raise _UsageError(f"no silence {_clean(args.id[:100])}")
+    if args.json:
+        _print_json(envelope("silence", EXIT_OK, id=found.id, expired=True, changed=ended), out)
+    else:
+        out.write(f"silence {found.id} {'expired' if ended else 'had already ended'}\n")
     return EXIT_OK
 
 
@@ -1216,12 +1357,13 @@ def _watch_dispatcher(args: argparse.Namespace, config: AlertConfig | None) -> t
 
     audit = _audit_trail(args, config)
     if config is None:
-        return AlertDispatcher([ConsoleTransport()], audit=audit), audit
+        return AlertDispatcher([ConsoleTransport()], audit=audit, **_lifecycle_kwargs(args, None)), audit
     kwargs: dict[str, Any] = {"audit": audit}
     if config.delivery == "inline":
         state = _local_state(args, config)
         if state is not None:
             kwargs["state"] = state
+        kwargs.update(_lifecycle_kwargs(args, config))
     try:
         return config.build_dispatcher(**kwargs), audit
     except BaseException:
@@ -1384,8 +1526,19 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             code = EXIT_FAILED
         finally:
             spool.close()
-    # Silences and open groups: 0 until the lifecycle (alert_infra.lifecycle) is wired into delivery.
+    # Active silences (the lifecycle's store, as `silence list`); open groups: 0 until grouping is wired.
     silences = groups = 0
+    try:
+        from .lifecycle import SilenceStore
+
+        spec, options = _lifecycle_spec(args, config)
+        silence_store = SilenceStore(spec, **options)
+        try:
+            silences = sum(1 for s in silence_store.list() if s.is_active(now))
+        finally:
+            silence_store.records.close()
+    except Exception as exc:  # noqa: BLE001 - never str(exc): a Redis error may quote its URL
+        warnings.append(f"the silences cannot be read ({type(exc).__name__})")
     if args.json:
         _print_json(
             envelope(
@@ -1574,7 +1727,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--channel", help="alerts that involved this channel")
     history.add_argument(
         "--status",
-        help="with --channel: sent, failed or skipped; else: sent, failed, partial, suppressed or queued",
+        help="with --channel: sent, failed or skipped; else: sent, failed, partial, suppressed or queued; or why a "
+        "channel skipped it: routing, dedup, throttle, silence, inhibit, unmatched",
     )
     history.add_argument("--unacked", action="store_true", help="only alerts nobody acknowledged")
     history.add_argument(
@@ -1699,6 +1853,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="flips between up and down per day beyond which one 'flapping' notice replaces the pages (default 10)",
     )
     watch.set_defaults(run=_cmd_watch)
+
+    silence = verbs.add_parser(
+        "silence",
+        parents=[common],
+        help="silence alerts for a while (add, list, expire)",
+        description="Silences: alerts matching every matcher are recorded, not sent, while the silence lasts "
+        "(never the resolve of something a channel already delivered). Kept in the configured state, else "
+        "state.sqlite3 beside the audit trail.",
+    )
+    silence_verbs = silence.add_subparsers(dest="silence_verb", metavar="ACTION", parser_class=_Parser)
+    silence_verbs.required = True
+    silence_add = silence_verbs.add_parser(
+        "add",
+        parents=[common, audit, state],
+        help="add a silence; prints its id",
+        description='Add a silence. MATCHER: name="value", name!="value", name=~"regex", name!~"regex" on '
+        "severity, source, title, tags, channel, metadata.KEY (quote it for the shell).",
+    )
+    silence_add.add_argument("matchers", nargs="+", metavar="MATCHER")
+    silence_add.add_argument("--duration", required=True, metavar="DURATION", help="how long: 90s, 30m, 2h, 1d")
+    silence_add.add_argument("--comment", required=True, metavar="TEXT", help="why (shown in the list)")
+    silence_add.add_argument("--author", metavar="NAME", help="who (default: the current user)")
+    silence_add.set_defaults(run=_cmd_silence_add)
+    silence_list = silence_verbs.add_parser(
+        "list",
+        parents=[common, audit, state],
+        help="the active and pending silences",
+        description="The active and pending silences (--expired: the expired ones of the last 7 days too).",
+    )
+    silence_list.add_argument("--expired", action="store_true", help="also the expired ones")
+    silence_list.set_defaults(run=_cmd_silence_list)
+    silence_expire = silence_verbs.add_parser(
+        "expire",
+        parents=[common, audit, state],
+        help="end a silence now",
+        description="End the silence ID now (it stays listed with --expired).",
+    )
+    silence_expire.add_argument("id", metavar="ID")
+    silence_expire.set_defaults(run=_cmd_silence_expire)
 
     status = verbs.add_parser(
         "status",

@@ -74,6 +74,11 @@ MAX_QUEUED_HOOKS = 10_000
 #: Hook threads that may hang at once (written off and replaced); beyond, slow hooks hold the
 #: shared hook pool's 8 threads and later hooks queue.
 MAX_OVERDUE_HOOKS = 32
+#: The most notification-log entries a dispatcher keeps in memory (the oldest go first).
+MAX_LOG_ENTRIES_IN_MEMORY = 100_000
+#: Seconds during which a repeat of the same firing alert on a channel is not written to an in-memory
+#: notification log again (it is already there, with its handle): the hot path of repeated alerts.
+LOG_REFRESH = 60.0
 #: The counters of :meth:`AlertDispatcher.stats`, per channel.
 STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
 _SUPPRESSED_STAT = {"dedup": "deduplicated", "throttle": "throttled"}  # any other skip counts as "skipped"
@@ -214,6 +219,7 @@ class _Channel:
         "overdue",
         "max_send_time",
         "inline",
+        "update",
     )
 
     def __init__(self, transport: Any, timeout: float) -> None:
@@ -230,6 +236,8 @@ class _Channel:
         self.send = send if callable(send) else None
         asend, error4 = _read(transport, "asend", None)
         self.asend = asend if callable(asend) else None
+        update, _ = _read(transport, "update", None)  # update(alert, handle): edits a delivered message
+        self.update = update if callable(update) else None
         fields, error5 = _read(transport, "secret_fields", ())
         bound, _ = _read(transport, "max_send_time", None)
         ok = isinstance(bound, (int, float)) and not isinstance(bound, bool) and 0 < bound < float("inf")
@@ -261,15 +269,20 @@ class _Channel:
 class _Flow:
     """The live state of one channel's delivery: its dedup claim, and whether the caller gave up."""
 
-    __slots__ = ("channel", "alert", "started", "claim", "abandoned", "lock")
+    __slots__ = ("channel", "alert", "started", "claim", "abandoned", "lock", "routed", "handle")
 
-    def __init__(self, channel: _Channel, alert: Alert, started: float) -> None:
+    def __init__(self, channel: _Channel, alert: Alert, started: float, routed: Any = None) -> None:
         self.channel = channel
         self.alert = alert
         self.started = started
         self.claim: Any = None
         self.abandoned = False
         self.lock = allocate_lock()
+        # A resolve or acknowledge routed by the notification log (``routed`` is that channel's
+        # log entry): it passes no throttle or de-duplication, and goes through the transport's
+        # ``update(alert, handle)`` when it has one and the log kept the provider's handle.
+        self.routed = routed is not None
+        self.handle: Any = getattr(routed, "handle", None)
 
 
 class AlertDispatcher:
@@ -309,6 +322,19 @@ class AlertDispatcher:
         hook_timeout: the longest a caller waits for the audit trail and the
             ``after_dispatch`` hooks of one dispatch (default 1 s); slower ones finish
             in the background.
+        silences: turn the silence gate on (see :mod:`alert_infra.lifecycle`): a
+            :class:`~alert_infra.lifecycle.SilenceStore`, or a list of ``[[silences]]`` tables
+            or :class:`~alert_infra.lifecycle.Silence` objects stored in ``lifecycle_state``
+            (an empty list: only the silences already stored there, such as the CLI's). Default:
+            no gate (no store is read for a firing alert).
+        inhibit_rules: turn the inhibition gate on: :class:`~alert_infra.lifecycle.InhibitRule`
+            objects or ``[[inhibit_rules]]`` tables (their firing sources kept in ``lifecycle_state``).
+        lifecycle_state: where the notification log, the silences and the inhibition sources live
+            (``"memory"``, a ``sqlite:///`` URL, a Redis URL or client; a lifecycle ``RecordStore``
+            serves its own kind only); default: the same place as ``state`` (this process's memory
+            when it is memory).
+        lifecycle_prefix: the Redis key prefix of those records (default: the state's prefix
+            followed by ``:lifecycle``).
         clock, sleep, random: injection points for tests of the retry timing
             (defaults: :func:`time.monotonic`, :func:`time.sleep`, :func:`random.random`).
 
@@ -341,6 +367,10 @@ class AlertDispatcher:
         random: Any = None,
         audit: Any = None,
         hook_timeout: float = DEFAULT_HOOK_TIMEOUT,
+        silences: Any = None,
+        inhibit_rules: Any = None,
+        lifecycle_state: Any = None,
+        lifecycle_prefix: str | None = None,
     ) -> None:
         self.timeout = check_seconds(timeout, "timeout")
         self.max_workers = check_count(max_workers, "max_workers", maximum=MAX_WORKERS)
@@ -387,6 +417,27 @@ class AlertDispatcher:
         #: here, so a worker killed while another channel is still sending does not lose it.
         #: Its exceptions are logged, never raised into delivery.
         self.on_sent: Any = None
+        # The alert lifecycle (issue 22): the notification log (opened on the first delivery)
+        # and the silence gate (only when silences are given: otherwise a firing alert reads no store).
+        self._lifecycle_state = lifecycle_state
+        self._quiet = _QuietLogger(self)  # warnings of lifecycle stores: once a minute each
+        self._lifecycle_prefix = lifecycle_prefix
+        self._nlog: Any = None
+        # (channel, log key) -> (handle, monotonic time) of the last firing write to an in-memory log
+        self._logged: dict[tuple[str, str], tuple[Any, float]] | None = None
+        self._silence_gate: Any = None
+        if silences is not None:
+            self._silence_gate = self._make_silence_gate(silences)
+        self._inhibit_gate: Any = None
+        if inhibit_rules is not None:
+            from .lifecycle import InhibitGate, InhibitRule, inhibit_rules_from_config
+
+            rules = list(inhibit_rules)
+            tables = [rule for rule in rules if not isinstance(rule, InhibitRule)]
+            parsed = iter(inhibit_rules_from_config(tables))
+            rules = [rule if isinstance(rule, InhibitRule) else next(parsed) for rule in rules]
+            self._inhibit_gate = InhibitGate(rules, self._lifecycle_store("inhibit_sources"), logger_=self._quiet)
+        self._gated = self._silence_gate is not None or self._inhibit_gate is not None
         import weakref
 
         from ._lifecycle import on_fork_in_child
@@ -503,11 +554,15 @@ class AlertDispatcher:
 
     @staticmethod
     def _assemble(
-        plan: list[tuple[str, _Channel | None, str | None]], delivered: Iterable[ChannelOutcome]
+        plan: list[tuple[str, _Channel | None, Any]], delivered: Iterable[ChannelOutcome]
     ) -> list[ChannelOutcome]:
         results = iter(delivered)
         return [
-            ChannelOutcome(name, "skipped", reason=skip, suppressed_by="routing") if skip is not None else next(results)
+            next(results)
+            if skip is None
+            else skip
+            if isinstance(skip, ChannelOutcome)  # a lifecycle gate's skip
+            else ChannelOutcome(name, "skipped", reason=skip, suppressed_by="routing")
             for name, _, skip in plan
         ]
 
@@ -557,7 +612,7 @@ class AlertDispatcher:
         """Admission, tries and backoff for one channel: yields what it needs, returns the outcome."""
         channel = flow.channel
         route = channel.policy
-        if route is not None and route.admits:
+        if route is not None and route.admits and not flow.routed:
             skip, claim = yield _ADMIT, route
             if skip is not None:
                 return skip  # type: ignore[no-any-return]
@@ -606,6 +661,8 @@ class AlertDispatcher:
                 time.perf_counter() - flow.started,
             )
             self._reclaim(flow.channel, flow)
+        if flow.alert.status != "acknowledged":  # an acknowledge leaves the incident open
+            self._log_delivery(flow, handle)
         listener = self.on_sent
         if listener is not None:
             try:
@@ -640,9 +697,13 @@ class AlertDispatcher:
         # Only the claim: the alert already spent its throttle budget when it was admitted.
         self._admit(channel.name, Route(dedup_window=route.dedup_window), flow.alert)
 
-    def _attempt(self, channel: _Channel, alert: Alert) -> tuple[object, BaseException | None]:
-        """One synchronous try: ``(note, None)`` or ``(None, error)``; never raises."""
+    def _attempt(self, channel: _Channel, alert: Alert, handle: Any = None) -> tuple[object, BaseException | None]:
+        """One synchronous try: ``(note, None)`` or ``(None, error)``; never raises. With the
+        provider's ``handle`` of a delivered alert (a routed resolve), ``update`` when the
+        transport has it."""
         try:
+            if handle is not None and channel.update is not None:
+                return channel.update(alert, handle), None
             if channel.send is not None:
                 return channel.send(alert), None
             assert channel.asend is not None
@@ -668,7 +729,7 @@ class AlertDispatcher:
             while True:
                 kind, argument = steps.send(reply)
                 if kind == _TRY:
-                    reply = self._attempt(channel, alert)
+                    reply = self._attempt(channel, alert, flow.handle)
                 elif kind == _ADMIT:
                     reply = self._admit(channel.name, argument, alert)
                 else:
@@ -688,7 +749,7 @@ class AlertDispatcher:
             while True:
                 kind, argument = steps.send(reply)
                 if kind == _TRY:
-                    reply = await self._aattempt(channel, alert)
+                    reply = await self._aattempt(channel, alert, flow.handle)
                 elif kind == _ADMIT:
                     reply = await self._aadmit(channel.name, argument, alert)
                 elif self._sleep is time.sleep:
@@ -700,19 +761,24 @@ class AlertDispatcher:
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    async def _aattempt(self, channel: _Channel, alert: Alert) -> tuple[object, BaseException | None]:
+    async def _aattempt(
+        self, channel: _Channel, alert: Alert, handle: Any = None
+    ) -> tuple[object, BaseException | None]:
         """One try on the event loop: native ``asend``, inline for in-memory transports, else a
-        worker thread (written off if it overstays)."""
+        worker thread (written off if it overstays). ``update(alert, handle)`` (synchronous) runs
+        like a blocking ``send``."""
         import asyncio
 
         timeout = channel.timeout
+        if channel.update is None:
+            handle = None
         try:
-            if channel.asend is not None:
+            if channel.asend is not None and handle is None:
                 return await asyncio.wait_for(channel.asend(alert), timeout), None
             if not channel.blocking:
-                return self._attempt(channel, alert)
+                return self._attempt(channel, alert, handle)
             pool = self._workers()
-            task = pool.submit(self._attempt, channel, alert)
+            task = pool.submit(self._attempt, channel, alert, handle)
             try:
                 done = await _wait_task(task, timeout)
             except asyncio.CancelledError:
@@ -804,6 +870,205 @@ class AlertDispatcher:
             name,
         )
         return None, None
+
+    # -- the alert lifecycle (issue 22): silences, the notification log, resolves routed ------------
+    def _lifecycle_spec(self) -> Any:
+        """Where the lifecycle records live: ``lifecycle_state``, else beside ``state``."""
+        if self._lifecycle_state is not None:
+            return self._lifecycle_state
+        state = self._state
+        if state is None or type(state).__name__ == "MemoryState":
+            return None  # this process's memory
+        from .state import RedisState, SQLiteState
+
+        if isinstance(state, SQLiteState):
+            return "sqlite:///" + os.path.abspath(state.path).lstrip("/")
+        if isinstance(state, RedisState):
+            return state._client  # its bounded timeouts; keys under the state's prefix
+        return None
+
+    def _lifecycle_store(self, kind: str) -> Any:
+        """The record store of one ``kind`` of lifecycle records (see ``lifecycle_state``). One
+        outside this process is behind a circuit breaker: a store that failed is not asked again for
+        the state's ``retry_interval`` (5 s by default), so a silent Redis costs one timeout per
+        interval, not one per alert."""
+        from .lifecycle import MemoryStore, RecordStore, open_store
+        from .lifecycle.stores import GuardedStore
+
+        spec = self._lifecycle_spec()
+        if isinstance(spec, RecordStore):
+            return spec if spec.kind == kind else open_store(None, kind)
+        store = self._open_lifecycle(spec, kind)
+        if isinstance(store, MemoryStore):
+            return store
+        state = self._state
+        down = None
+        if self._lifecycle_state is None and hasattr(state, "_down_until"):  # the Redis state's own server
+
+            def down() -> bool:
+                return time.monotonic() < (getattr(state, "_down_until", 0.0) or 0.0)
+
+        return GuardedStore(store, getattr(state, "_retry_interval", 5.0) or 5.0, down=down)
+
+    def _open_lifecycle(self, spec: Any, kind: str) -> Any:
+        from .lifecycle import open_store
+
+        options = {}
+        if spec is not None and (not isinstance(spec, str) or spec.startswith(("redis://", "rediss://", "unix://"))):
+            prefix = self._lifecycle_prefix or f"{getattr(self._state, '_prefix', 'alert-infra')}:lifecycle"
+            options["prefix"] = prefix
+        return open_store(spec, kind, **options)
+
+    def _make_silence_gate(self, silences: Any) -> Any:
+        from .lifecycle import Silence, SilenceGate, SilenceStore, silences_from_config
+
+        if isinstance(silences, SilenceGate):
+            return silences
+        if isinstance(silences, SilenceStore):
+            return SilenceGate(silences, logger_=self._quiet)
+        if isinstance(silences, (str, bytes)) or not hasattr(silences, "__iter__"):
+            raise AlertValidationError("silences: a SilenceStore, or a list of [[silences]] tables or Silence objects")
+        store = SilenceStore(self._lifecycle_store("silences"))
+        items = list(silences)
+        tables = [item for item in items if not isinstance(item, Silence)]
+        silences_from_config(tables)  # a configuration error raises here, before any store is touched
+        try:
+            store.load_config(tables)
+            for item in items:
+                if isinstance(item, Silence):
+                    store.add(item, replace=False)
+        except Exception as exc:  # noqa: BLE001 - an unreachable store: the gate fails open per alert
+            self.logger.warning("alert silences could not be stored (%s)", type(exc).__name__)
+        return SilenceGate(store, logger_=self._quiet)
+
+    @property
+    def silences(self) -> Any:
+        """The :class:`~alert_infra.lifecycle.SilenceStore` of the silence gate (``None``: no gate)."""
+        gate = self._silence_gate
+        return gate.silences if gate is not None else None
+
+    @property
+    def notification_log(self) -> Any:
+        """The :class:`~alert_infra.lifecycle.NotificationLog`: per fingerprint and channel, what was
+        delivered and the provider's handle (opened on first use, in ``lifecycle_state``)."""
+        log = self._nlog
+        if log is None:
+            with self._lock:
+                if self._nlog is None:
+                    from .lifecycle import MemoryStore, NotificationLog
+
+                    spec = self._lifecycle_spec()
+                    if spec is None or spec == "memory":
+                        # Bounded: a process sending endless distinct alerts keeps the newest entries.
+                        spec = MemoryStore("nlog", max_records=MAX_LOG_ENTRIES_IN_MEMORY, copy=False)
+                        self._logged = {}  # this process alone writes it: repeats can skip the write
+                        self._nlog = NotificationLog(spec)
+                    else:
+                        self._nlog = NotificationLog(self._lifecycle_store("nlog"))
+                log = self._nlog
+        return log
+
+    def _log_delivery(self, flow: _Flow, handle: Any) -> None:
+        """Record a delivery in the notification log (firing: the fingerprint now firing on the
+        channel; resolved: no longer). Never raises: a log that fails costs a later resolve its
+        routing (it is then skipped as unmatched), never this delivery."""
+        fingerprint = flow.alert.fingerprint
+        key = "fp:" + fingerprint  # lifecycle.nlog.fingerprint_key: imported by nothing on this path
+        name = flow.channel.name
+        try:
+            log = self.notification_log
+            logged = self._logged
+            if flow.alert.status == "firing":
+                now = time.monotonic()
+                if logged is not None:
+                    last = logged.get((name, key))
+                    if last is not None and (handle is None or handle == last[0]) and now - last[1] < LOG_REFRESH:
+                        return  # already in this process's log, with this handle
+                log.record_delivery(fingerprint, name, "firing", handle)
+                if logged is not None:
+                    if len(logged) >= 10_000:
+                        logged.clear()
+                    logged[(name, key)] = (handle, now)
+            else:
+                if logged is not None:
+                    logged.pop((name, key), None)
+                log.record_delivery(fingerprint, name, "resolved", handle)
+        except Exception as exc:  # noqa: BLE001 - never costs the delivery
+            self._quiet.warning(
+                "alert notification log failed for channel %s (%s)", flow.channel.name, type(exc).__name__
+            )
+
+    def _observe_source(self, gate: Any, alert: Alert, now: float, channel: str) -> None:
+        try:
+            gate.observe(alert, now, channel)
+        except Exception as exc:  # noqa: BLE001 - a failing store must not stop alerts
+            self.logger.warning("alert inhibition sources could not be written (%s)", type(exc).__name__)
+
+    def _gate(
+        self, alert: Alert, plan: list[tuple[str, _Channel | None, Any]], channels: Any
+    ) -> tuple[list[tuple[str, _Channel | None, Any]], dict[str, Any] | None]:
+        """The lifecycle gates of one alert, per channel: ``(plan, routed)``.
+
+        A resolve or acknowledge goes to exactly the channels whose notification log shows the
+        firing alert delivered, whatever routing and silences say now (``routed``: channel name ->
+        its log entry); the other channels skip it as ``"unmatched"``. A firing alert meets the
+        silence gate on every channel that routing selected."""
+        now = time.time()
+        inhibit = self._inhibit_gate
+        if alert.status == "firing":
+            silence = self._silence_gate
+            gated = []
+            for name, channel, skip in plan:
+                if skip is None and channel is not None:
+                    verdict = inhibit.check(alert, name, now) if inhibit is not None else None
+                    if verdict is not None and not verdict.admitted:
+                        skip = ChannelOutcome(
+                            name, "skipped", reason=f"inhibited by {verdict.rule}", suppressed_by="inhibit"
+                        )
+                    elif silence is not None:
+                        verdict = silence.check(alert, name, now)
+                        if not verdict.admitted:
+                            skip = ChannelOutcome(
+                                name, "skipped", reason=f"silenced by {verdict.rule}", suppressed_by="silence"
+                            )
+                elif inhibit is not None:
+                    self._observe_source(inhibit, alert, now, name)  # a source routed nowhere still inhibits
+                gated.append((name, channel, skip))
+            return gated, None
+        from .lifecycle.nlog import fingerprint_key
+
+        fingerprint = alert.fingerprint
+        key = fingerprint_key(fingerprint)
+        if channels is None:  # every configured channel, whatever the default channels say now
+            plan = [(c.name, c, None) for c in self._all_channels()] + [p for p in plan if p[1] is None]
+        try:
+            log = self.notification_log
+            entries = {name: log.get(key, name) for name, channel, _ in plan if channel is not None}
+        except Exception as exc:  # noqa: BLE001 - an unreadable log: today's routing (a stray resolve beats a lost one)
+            self._quiet.warning(
+                "alert notification log could not be read (%s): the %s alert follows routing",
+                type(exc).__name__,
+                alert.status,
+            )
+            return plan, None
+        routed: dict[str, Any] = {}
+        gated = []
+        for name, channel, skip in plan:
+            if inhibit is not None:
+                self._observe_source(inhibit, alert, now, name)  # a resolved source stops inhibiting
+            entry = entries.get(name)
+            if channel is not None and entry is not None and fingerprint in entry.firing:
+                routed[name] = entry
+                skip = None
+            elif channel is not None:
+                skip = ChannelOutcome(
+                    name,
+                    "skipped",
+                    reason=f"unmatched: this channel did not deliver the firing alert {fingerprint[:16]}",
+                    suppressed_by="unmatched",
+                )
+            gated.append((name, channel, skip))
+        return gated, routed
 
     def _release(self, claim: Any) -> None:
         if claim is None:
@@ -946,13 +1211,17 @@ class AlertDispatcher:
         if channels is None:
             channels = transport_names
         alert, plan, outcomes = self._select(alert, channels)
+        routed: dict[str, Any] | None = None
+        if self._gated or alert.status != "firing":
+            plan, routed = self._gate(alert, plan, channels)
         selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
         started = time.perf_counter()
         if len(selected) == 1 and selected[0].inline:
             channel = selected[0]
-            delivered = [self._refusal(channel, started) or self._run(_Flow(channel, alert, started), alert)]
+            flow = _Flow(channel, alert, started, routed.get(channel.name) if routed else None)
+            delivered = [self._refusal(channel, started) or self._run(flow, alert)]
         elif selected:
-            delivered = self._deliver(selected, alert, started)
+            delivered = self._deliver(selected, alert, started, routed)
         else:
             delivered = []
         # Unknown names first, then the configured channel order, however they finished.
@@ -963,7 +1232,9 @@ class AlertDispatcher:
         self._raise_if_needed(result)
         return result
 
-    def _deliver(self, selected: list[_Channel], alert: Alert, started: float) -> list[ChannelOutcome]:
+    def _deliver(
+        self, selected: list[_Channel], alert: Alert, started: float, routed: dict[str, Any] | None = None
+    ) -> list[ChannelOutcome]:
         pool = None
         running: list[tuple[_Channel, _Flow | None, Task | ChannelOutcome | None]] = []
         # In the caller's thread: the in-memory channels, and at most one self-bounded one (the
@@ -977,10 +1248,12 @@ class AlertDispatcher:
             elif not channel.inline or (channel.blocking and channel is not in_caller):
                 if pool is None:
                     pool = self._workers()
-                new = _Flow(channel, alert, started)
+                new = _Flow(channel, alert, started, routed.get(channel.name) if routed else None)
                 running.append((channel, new, pool.submit(self._run, new, alert)))
             else:
-                running.append((channel, _Flow(channel, alert, started), None))
+                running.append(
+                    (channel, _Flow(channel, alert, started, routed.get(channel.name) if routed else None), None)
+                )
         delivered: list[ChannelOutcome] = []
         inline = {id(c): self._run(f, alert) for c, f, t in running if t is None and f is not None}
         for channel, flow, task in running:
@@ -1109,6 +1382,11 @@ class AlertDispatcher:
         if channels is None:
             channels = transport_names
         alert, plan, outcomes = self._select(alert, channels)
+        routed: dict[str, Any] | None = None
+        if self._gated or alert.status != "firing":
+            # The gates read the lifecycle stores (the silence index at most once a second; the log
+            # for a resolve only): each read is bounded by its store's timeout (0.5 s by default).
+            plan, routed = self._gate(alert, plan, channels)
         selected = [channel for _, channel, skip in plan if skip is None and channel is not None]
         started = time.perf_counter()
 
@@ -1116,7 +1394,7 @@ class AlertDispatcher:
             refusal = self._refusal(channel, started)
             if refusal is not None:
                 return refusal
-            flow = _Flow(channel, alert, started)
+            flow = _Flow(channel, alert, started, routed.get(channel.name) if routed else None)
             try:
                 return await asyncio.wait_for(self._arun(flow, alert), self._wait_bound(channel))
             except asyncio.TimeoutError:
@@ -1208,6 +1486,16 @@ class AlertDispatcher:
             pool.shutdown()
         if self._state is not None:
             self._state.close()
+        for records in (
+            getattr(self._nlog, "records", None),
+            getattr(self.silences, "records", None),
+            getattr(self._inhibit_gate, "records", None),
+        ):
+            if records is not None:
+                try:
+                    records.close()  # a store may still be used: it reconnects
+                except Exception as exc:  # noqa: BLE001
+                    self.logger.warning("alert lifecycle store failed to close: %s", type(exc).__name__)
         close_audit = getattr(self.audit, "close", None)
         if callable(close_audit):
             close_audit()
@@ -1224,6 +1512,35 @@ class AlertDispatcher:
             return f"AlertDispatcher(channels=[{names}], enabled={self.enabled})"
         except Exception:  # noqa: BLE001 - half-built (TracebackException(capture_locals=True))
             return "AlertDispatcher(?)"
+
+
+class _QuietLogger:
+    """A logger's ``warning`` at most once a minute per message (a lifecycle store that is down must
+    not log once per alert); everything else as the logger does."""
+
+    def __init__(self, dispatcher: AlertDispatcher) -> None:
+        import weakref
+
+        self._owner = weakref.ref(dispatcher)  # its logger as it is now (a setter may change it)
+        self._last: dict[str, float] = {}  # message -> when it was last logged
+
+    @property
+    def _logger(self) -> Any:
+        owner = self._owner()
+        return owner.logger if owner is not None else _get_logger()
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(message)
+        if last is not None and now - last < 60.0:
+            return
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[message] = now
+        self._logger.warning(message, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
 
 
 def _channel_names(channels: Any) -> list[str] | None:

@@ -101,7 +101,10 @@ class ChannelOutcome:
             a message id, a receipt), kept for a later ``update(alert, handle)``.
         suppressed_by: for a skipped channel, which rule skipped it:
             ``"routing"`` (disabled, severity, tags), ``"dedup"`` (the same alert
-            within the channel's window) or ``"throttle"`` (over its budget).
+            within the channel's window), ``"throttle"`` (over its budget), ``"silence"``
+            (an active silence matched; its id is in ``reason``), ``"inhibit"`` (an inhibit
+            rule) or ``"unmatched"`` (a resolve or acknowledge this channel never delivered
+            the firing alert of; see :mod:`alert_infra.lifecycle`).
     """
 
     __slots__ = (

@@ -102,6 +102,11 @@ class AlertConfig:
         self.spool_settings: dict[str, Any] = {}
         #: ``[templates.NAME]``, compiled (see :func:`alert_infra.templates.templates_from_config`).
         self.templates: dict[str, Any] = {}
+        #: ``[[silences]]`` tables as written (validated), or ``None`` when the key is absent: the
+        #: dispatcher then has no silence gate (see :mod:`alert_infra.lifecycle.silences`).
+        self.silences: list[Any] | None = None
+        #: ``[[inhibit_rules]]`` tables as written (validated), or ``None``: no inhibition gate.
+        self.inhibit_rules: list[Any] | None = None
         #: The secrets of the structure as written (``${VAR}`` values, disabled channels included),
         #: set by :func:`parse_config`; ``None``: :meth:`secret_values` reads the parsed channels.
         self._secrets: tuple[str, ...] | None = None
@@ -253,6 +258,10 @@ class AlertConfig:
             from ..state import open_state
 
             kwargs["state"] = open_state(self.state, prefix=self.state_prefix)
+        if "silences" not in kwargs and self.silences is not None:
+            kwargs["silences"] = self.silences
+        if "inhibit_rules" not in kwargs and self.inhibit_rules is not None:
+            kwargs["inhibit_rules"] = self.inhibit_rules
         if "audit" not in kwargs and self.audit is not None:
             from ..audit import DEFAULT_RETENTION, open_audit
 

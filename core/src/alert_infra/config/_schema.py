@@ -103,7 +103,7 @@ def _names(value: Any, where: str, problems: list[str]) -> list[str] | None:
 
 
 #: The top-level tables of a configuration.
-TABLES = ("alert_infra", "channels", "templates")
+TABLES = ("alert_infra", "channels", "templates", "silences", "inhibit_rules")
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> AlertConfig:
@@ -119,7 +119,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         if key not in TABLES:
             hint = did_you_mean(key, TABLES)
             problems.append(
-                f"{key}: unknown table{hint} (expected [alert_infra], [channels.<name>] and [templates.<name>])"
+                f"{key}: unknown table{hint} (expected [alert_infra], [channels.<name>], [templates.<name>], "
+                "[[silences]] and [[inhibit_rules]])"
             )
     settings_raw = data.get("alert_infra", {})
     if not isinstance(settings_raw, MappingABC):
@@ -272,6 +273,28 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         from ..templates import templates_from_config
 
         templates = templates_from_config(data, problems, source=source)
+    # [[silences]] (the alert lifecycle): checked by the lifecycle's own parser (matchers, times,
+    # durations), each problem named silences[N]; stored in the state when a dispatcher is built.
+    silences: list[Any] | None = None
+    if "silences" in data:
+        from ..lifecycle.silences import silences_from_config
+
+        raw = data["silences"]
+        try:
+            silences_from_config(raw)
+            silences = list(raw)
+        except AlertConfigurationError as exc:
+            problems.append(str(exc))
+    inhibit_rules: list[Any] | None = None
+    if "inhibit_rules" in data:
+        from ..lifecycle.inhibit import inhibit_rules_from_config
+
+        raw = data["inhibit_rules"]
+        try:
+            inhibit_rules_from_config(raw)
+            inhibit_rules = list(raw)
+        except AlertConfigurationError as exc:
+            problems.append(str(exc))
     if len(problems) > deferred:
         raise AlertConfigurationError(_summary(source, problems))  # never quotes a value: nothing to mask
     config = AlertConfig(
@@ -295,6 +318,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     # from it): whatever is built from it later, or not built at all (see channel_secrets).
     config.spool_settings = spool_raw  # [alert_infra] spool* as written (alert_infra.queued.settings)
     config.templates = templates
+    config.silences = silences
+    config.inhibit_rules = inhibit_rules
     config._secrets = tuple(mapping_secrets(data))
     config.register_secrets(owner=config)
     return config

@@ -135,6 +135,29 @@ class NotificationLog:
         self.records.put(self._id(key, channel), entry.to_dict(), ttl=self.retention)
         return entry
 
+    def record_delivery(
+        self, fingerprint: str, channel: str, status: str, handle: Mapping[str, Any] | None = None
+    ) -> None:
+        """The dispatcher's hot path: ``channel`` just delivered the alert ``fingerprint`` on its own
+        (key :func:`fingerprint_key`) with ``status`` ``"firing"`` (now firing there) or
+        ``"resolved"`` (no longer); as :meth:`record`, without building a :class:`LogEntry`."""
+        key = "fp:" + fingerprint
+        records = self.records
+        record_id = f"{channel}|{key}"
+        if handle is None:
+            previous = records.get(record_id)
+            handle = previous.get("handle") if previous is not None else None
+        firing, resolved = ([fingerprint], []) if status == "firing" else ([], [fingerprint])
+        value = {
+            "key": key,
+            "channel": channel,
+            "firing": firing,
+            "resolved": resolved,
+            "sent_at": self.clock(),
+            "handle": dict(handle) if handle is not None else None,
+        }
+        records.put(record_id, value, ttl=self.retention)
+
     def forget(self, key: str, channel: str) -> bool:
         return self.records.delete(self._id(key, channel))
 

@@ -31,7 +31,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["MemoryStore", "RecordStore", "RedisStore", "SQLiteStore", "open_store"]
+__all__ = ["GuardedStore", "MemoryStore", "RecordStore", "RedisStore", "SQLiteStore", "StoreUnavailable", "open_store"]
 
 _KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 #: The largest record any store accepts (bytes of JSON): a group of thousands of alerts fits.
@@ -102,13 +102,27 @@ class RecordStore:
 
 
 class MemoryStore(RecordStore):
-    """Records in this process's memory (copies: a caller never shares a mutable record)."""
+    """Records in this process's memory (copies: a caller never shares a mutable record).
+
+    ``max_records`` bounds how many are kept (the least recently written go first). ``copy=False``
+    keeps each record as given, without a JSON round trip, for a caller that never mutates a
+    record it put or got (the dispatcher's notification log: its hot path)."""
 
     name = "memory"
 
-    def __init__(self, kind: str = "records", clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str = "records",
+        clock: Callable[[], float] | None = None,
+        *,
+        max_records: int | None = None,
+        copy: bool = True,
+    ) -> None:
         super().__init__(kind, clock)
-        self._data: dict[str, tuple[float | None, str]] = {}
+        self._copy = copy
+        #: The most records kept (``None``: no bound); beyond it the least recently written go first.
+        self.max_records = max_records
+        self._data: dict[str, tuple[float | None, Any]] = {}
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -127,14 +141,21 @@ class MemoryStore(RecordStore):
             if expires is not None and expires <= self.clock():
                 del self._data[key]
                 return None
+        if not self._copy:
+            kept: dict[str, Any] = text
+            return kept
         value: dict[str, Any] = json.loads(text)
         return value
 
     def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
-        text = _encode(value)
+        text: Any = _encode(value) if self._copy else value
         expires = None if ttl is None else self.clock() + ttl
         with self._locked():
-            self._data[key] = (expires, text)
+            data = self._data
+            data.pop(key, None)  # re-inserted last: the dict's order is the order of writes
+            data[key] = (expires, text)
+            if self.max_records is not None and len(data) > self.max_records:
+                del data[next(iter(data))]
 
     def delete(self, key: str) -> bool:
         with self._locked():
@@ -147,7 +168,7 @@ class MemoryStore(RecordStore):
             for key in gone:
                 del self._data[key]
             live = sorted(self._data.items())
-        return [(key, json.loads(text)) for key, (_, text) in live]
+        return [(key, json.loads(text) if self._copy else text) for key, (_, text) in live]
 
     def clear(self) -> None:
         with self._locked():
@@ -387,6 +408,62 @@ class RedisStore(RecordStore):
     @guarded_repr
     def __repr__(self) -> str:  # never the URL (it may hold a password)
         return f"RedisStore(kind={self.kind!r})"
+
+
+class StoreUnavailable(ConnectionError):
+    """A :class:`GuardedStore` whose store failed recently: not asked again until its retry time."""
+
+
+class GuardedStore(RecordStore):
+    """A circuit breaker around a store on the hot path of delivery: after the store fails (a
+    silent Redis, a locked file), every call fails at once with :class:`StoreUnavailable` for
+    ``retry_interval`` seconds instead of waiting for the store's timeout again, so a store that
+    is down costs one timeout per interval, not one per alert. The gates fail open on it."""
+
+    def __init__(
+        self, store: RecordStore, retry_interval: float = 5.0, *, down: Callable[[], bool] | None = None
+    ) -> None:
+        super().__init__(store.kind, store.clock)
+        self.store = store
+        self._down = down  # another view of the same server (the dispatcher's Redis state): down too
+        self.name = store.name
+        self.retry_interval = float(retry_interval)
+        self._down_until = 0.0
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if (self._down_until and time.monotonic() < self._down_until) or (self._down is not None and self._down()):
+            raise StoreUnavailable(f"the lifecycle store failed less than {self.retry_interval:g}s ago")
+        try:
+            result = getattr(self.store, method)(*args)
+        except Exception:
+            self._down_until = time.monotonic() + self.retry_interval
+            raise
+        self._down_until = 0.0
+        return result
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._call("get", key)
+        return found
+
+    def put(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        self._call("put", key, value, ttl)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call("delete", key))
+
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        found: list[tuple[str, dict[str, Any]]] = self._call("items")
+        return found
+
+    def clear(self) -> None:
+        self._call("clear")
+
+    def close(self) -> None:
+        self.store.close()
+
+    @guarded_repr
+    def __repr__(self) -> str:
+        return f"GuardedStore({self.store!r})"
 
 
 def open_store(spec: Any = None, kind: str = "records", **options: Any) -> RecordStore:
