@@ -298,6 +298,13 @@ def test_a_forked_child_pings_on_its_own() -> None:
     with hostile_server("never_answer", ca=ca) as hanging, https_server(lambda r: (200, {}, "OK"), ca=ca) as server:
         dog = Watchdog(hanging.url + "/x", every=1, timeout=0.5)
         assert dog.ping()  # in flight in the parent when the child is forked
+        # Fork once the parent's ping waits for its answer (the server read the request), not while
+        # its thread may still be importing (a module lock held at the fork would hang the child's
+        # own import of that module: Python's hazard, not the watchdog's).
+        deadline = time.monotonic() + 10
+        while not hanging.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert hanging.requests, "the parent's ping never reached the server"
         dog._url = server.url + "/child"
 
         def child() -> tuple[bool, bool, int]:
