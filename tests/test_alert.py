@@ -215,3 +215,11 @@ class TestSerialisation:
         """Alerts are hashable (0.1.x dataclass with a dict field was not)."""
         alert = Alert("t", "m", metadata={"a": [1]})
         assert alert in {alert}
+
+
+def test_payload_fields_are_what_to_dict_writes() -> None:
+    """The queued message's check accepts exactly the keys an alert's payload has (one list)."""
+    from alert_infra.alert import PAYLOAD_FIELDS
+
+    full = Alert("t", "m", source="s", tags=("a",), links=[("Runbook", "https://example.com")])
+    assert set(full.to_dict()) == PAYLOAD_FIELDS

@@ -230,6 +230,9 @@ _FIELDS = (
     "links",
     "status",
 )
+#: The keys of :meth:`Alert.to_dict` (what a queued message carries): every field but the
+#: ``redact_sensitive_data`` switch, since a payload is always redacted.
+PAYLOAD_FIELDS = frozenset(name for name in _FIELDS if name != "redact_sensitive_data")
 
 
 class Alert:

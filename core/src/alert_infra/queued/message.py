@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..alert import PAYLOAD_FIELDS
 from ..exceptions import AlertInfraError as AlertError
 from ..security import guarded_repr
 
@@ -48,22 +49,7 @@ MAX_CHANNELS = 256
 MIN_RETRY_BACKOFF = 1.0
 #: The most nodes (values) a message may hold.
 MAX_NODES = 100_000
-_ALERT_KEYS = frozenset(
-    (
-        "title",
-        "message",
-        "severity",
-        "source",
-        "tags",
-        "metadata",
-        "created_at",
-        "correlation_id",
-        "request_id",
-        "fingerprint",
-        "links",
-        "status",
-    )
-)
+_ALERT_KEYS = PAYLOAD_FIELDS  # what Alert.to_dict writes: one list, in alert.py
 _OPTION_KEYS = frozenset(("MAX_RETRIES", "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "RETRY_JITTER"))
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
