@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 from urllib.parse import urlsplit
 
-from alert_infra import AlertConfigurationError, NonRetryableAlertTransportError, Sent
+from alert_infra import AlertConfigurationError, Sent
 from alert_infra.http import HttpResponse, HttpTransport, raise_for_status
 from alert_infra.security import redact_metadata, redact_text, register_secret
 
@@ -71,8 +71,6 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but T
 _TRUNCATED = "… [truncated]"
 #: Cuts tried in turn until the body fits: (longest string kept, most items kept per list or mapping).
 _CUTS = ((8192, 200), (2048, 100), (512, 50), (128, 20), (64, 10))
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 
 
 def _quote(name: object) -> str:
@@ -102,19 +100,6 @@ def _shrink(value: Any, chars: int, items: int) -> Any:
             out_list.append(f"… {len(value) - items} more not sent")
         return out_list
     return value
-
-
-def _encode(payload: Any) -> bytes:
-    """Compact UTF-8 JSON; a lone surrogate (not UTF-8) makes the whole body ASCII with ``\\u`` escapes."""
-    try:
-        text = _ENCODER.encode(payload)
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            return _ASCII_ENCODER.encode(payload).encode("ascii")
-    except (TypeError, ValueError, RecursionError) as exc:
-        error = NonRetryableAlertTransportError(f"Webhook: the alert is not valid JSON ({type(exc).__name__})")
-    raise error from None
 
 
 class WebhookTransport(HttpTransport):
@@ -360,19 +345,23 @@ class WebhookTransport(HttpTransport):
         bytes): strings and lists shorter and shorter (:data:`_CUTS`) until it fits, with
         ``data.truncated`` true; if even the shortest cut is too long, only the fields that
         identify the alert are kept."""
-        body = _encode(payload)
+        body = self._json(payload)
         if len(body) <= MAX_BODY_BYTES or not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
             return body, self.content_type
         data = payload["data"]
         for chars, items in _CUTS:
             cut = {**payload, "data": {**_shrink(data, chars, items), "truncated": True}}
-            body = _encode(cut)
+            body = self._json(cut)
             if len(body) <= MAX_BODY_BYTES:
                 return body, self.content_type
         keep = ("severity", "status", "fingerprint", "created_at", "correlation_id")
         minimal = {key: _shrink(data.get(key), 200, 1) for key in keep}
         minimal.update(title=_cut(str(data.get("title")), 1000), message=_cut(str(data.get("message")), 4000))
-        return _encode({**payload, "data": {**minimal, "truncated": True}}), self.content_type
+        return self._json({**payload, "data": {**minimal, "truncated": True}}), self.content_type
+
+    def _json(self, payload: Any) -> bytes:
+        """Compact UTF-8 JSON, as the base encodes every JSON body (lone surrogates as ``\\u`` escapes)."""
+        return HttpTransport.encode_body(self, payload)[0]
 
     # -- delivery ------------------------------------------------------------------------------
     def endpoint(self, alert: Alert) -> str:
