@@ -17,3 +17,30 @@ class TestSlackContract(TransportContract):
     def check_request(self, request, alert):
         payload = request.json()
         assert len(payload["blocks"]) <= 50 and len(payload["text"]) <= 40_000
+
+
+# The bot-token form (chat.postMessage): the same kit, on Slack's Web API shapes.
+BOT_TOKEN = "xoxb-kit-0000000000-kitSecretBotToken42"
+
+
+class TestSlackBotContract(TransportContract):
+    transport_type = "slack"
+
+    def options(self, base_url):
+        return {"bot_token": BOT_TOKEN, "channel": "C0KIT00001", "api_url": base_url + "/api"}
+
+    def success(self, request):
+        assert request.path == "/api/chat.postMessage"
+        assert request.headers["authorization"] == f"Bearer {BOT_TOKEN}"
+        return 200, {}, {"ok": True, "channel": "C0KIT00001", "ts": "1700000000.000100"}
+
+    def failure(self, status, request, echo):
+        # Slack's JSON error shape, with the secret quoted where Slack puts its explanations.
+        body = {"ok": False, "error": "invalid_auth", "response_metadata": {"messages": [f"[ERROR] {echo}"]}}
+        headers = {"Retry-After": "7"} if status == 429 else {}
+        return status, headers, body
+
+    def check_request(self, request, alert):
+        payload = request.json()
+        assert payload["channel"] == "C0KIT00001"
+        assert len(payload["blocks"]) <= 50 and len(payload["text"]) <= 40_000
