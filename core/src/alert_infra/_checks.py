@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
+    "HINT_INPUT_LIMIT",
     "MAX_COUNT",
     "MAX_TIMEOUT",
     "MAX_WINDOW",
     "MAX_WORKERS",
     "check_count",
     "check_seconds",
+    "closest",
     "describe",
     "did_you_mean",
     "sqlite_file",
@@ -108,22 +110,137 @@ def check_count(
     return int(value)
 
 
+#: The most characters of a refused name that :func:`closest` looks at (the rest is ignored): a
+#: near miss is a name, and difflib's work grows with the product of the two lengths.
+HINT_INPUT_LIMIT = 128
+#: A difflib match at least this close wins over a name found inside the word (``retry_attemps``
+#: is ``retry_attempts``, not ``retry``); below it, a known name inside the word wins
+#: (``slack_webhook`` is ``slack``, whose difflib ratio to ``webhook`` is only 0.7).
+_STRONG_RATIO = 0.8
+#: A known name found inside the refused word counts when it has at least this many characters
+#: (``to`` or ``at`` inside a word says nothing).
+_MIN_CONTAINED = 3
+
+
+def _words(text: str) -> list[str]:
+    """``text`` cut into lower-case words at separators and camelCase humps (``MS-Teams`` ->
+    ``ms``, ``teams``; ``pagerDuty`` -> ``pager``, ``duty``)."""
+    words: list[str] = []
+    current = ""
+    previous = ""
+    for char in text:
+        if not char.isalnum():
+            if current:
+                words.append(current)
+            current = ""
+        elif current and char.isupper() and previous.islower():
+            words.append(current)
+            current = char.lower()
+        else:
+            current += char.lower()
+        previous = char
+    if current:
+        words.append(current)
+    return words
+
+
+def _contained_at(word_words: list[str], flat: str, known: str) -> int:
+    """Where ``known`` sits inside the refused word (a character offset in ``flat``), or -1.
+
+    ``known`` is inside when its words are a run of the word's words (``slack_webhook`` holds
+    ``slack``), or when, without separators, it begins or ends the word and has four letters or
+    more (``slackwebhook``, ``msteams``)."""
+    parts = _words(known)
+    squashed = "".join(parts)
+    if len(squashed) < _MIN_CONTAINED or squashed == flat:
+        return -1
+    size = len(parts)
+    offset = 0
+    for i in range(len(word_words) - size + 1):
+        if word_words[i : i + size] == parts:
+            return offset
+        offset += len(word_words[i])
+    if len(squashed) >= 4:
+        if flat.startswith(squashed):
+            return 0
+        if flat.endswith(squashed):
+            return len(flat) - len(squashed)
+    return -1
+
+
+def closest(word: object, choices: Any, *, cutoff: float = 0.6) -> str | None:
+    """The one of ``choices`` that ``word`` most likely meant, or ``None``: never ``word`` itself.
+
+    In order: the same name in another case (``Slack`` -> ``slack``) or spelling of separators
+    (``pager_duty`` -> ``pagerduty``); a difflib match at least 0.8 close (one typo); a known name
+    inside the word (``slack_webhook``, ``telegram_bot``, ``MS-Teams``: the earliest, then the
+    longest); a difflib match above ``cutoff``; a word that begins a known name and covers at least
+    ``cutoff`` of it (``slac`` -> ``slack``). Only the first :data:`HINT_INPUT_LIMIT` characters
+    of ``word`` are read, so a 1 MB value costs what a short one does. Never raises.
+    """
+    if not isinstance(word, str) or not word:
+        return None
+    try:
+        options = sorted({c for c in choices if isinstance(c, str) and c and c != word})
+    except TypeError:  # not iterable: no suggestion rather than an error inside an error message
+        return None
+    if not options:
+        return None
+    text = word[:HINT_INPUT_LIMIT]
+    lowered: dict[str, str] = {}
+    for option in options:
+        lowered.setdefault(option.lower(), option)
+    exact = lowered.get(text.lower())
+    if exact is not None and exact != word:
+        return exact
+    word_words = _words(text)
+    flat = "".join(word_words)
+    if flat:
+        for option in options:
+            if "".join(_words(option)) == flat and option != word:
+                return option
+    import difflib
+
+    target = text.lower()
+    best, best_ratio = None, 0.0
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(target)  # difflib caches what it learns of the second sequence: set it once
+    for candidate in lowered:
+        matcher.set_seq1(candidate)
+        # The two cheap upper bounds first (as difflib.get_close_matches does): most names are
+        # refused without the quadratic ratio().
+        floor = max(best_ratio, cutoff)
+        if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+            continue
+        ratio = matcher.ratio()
+        if ratio >= floor and ratio > best_ratio:
+            best, best_ratio = candidate, ratio
+    if best is not None and best_ratio >= max(_STRONG_RATIO, cutoff) and lowered[best] != word:
+        return lowered[best]
+    if flat:
+        found = [
+            (at, -len(option), option) for option in options if (at := _contained_at(word_words, flat, option)) >= 0
+        ]
+        if found:
+            return min(found)[2]
+    if best is not None and best_ratio >= cutoff and lowered[best] != word:
+        return lowered[best]
+    if len(flat) >= 3:
+        starts = [o for o in options if (s := "".join(_words(o))).startswith(flat) and len(flat) >= cutoff * len(s)]
+        if len(starts) == 1:
+            return starts[0]
+    return None
+
+
 def did_you_mean(word: object, choices: Any, *, cutoff: float = 0.6) -> str:
     """``"; did you mean 'slack'?"`` when ``word`` is a near miss of one of ``choices``, else ``""``.
 
-    For every "unknown X" error (types, options, settings, tables, channel names): a suffix to
-    append to the message. Case differences count as near misses (``Slack`` -> ``slack``).
+    For every "unknown X" error (types, options, settings, tables, channel names, verbs): a suffix
+    to append to the message. What counts as a near miss is :func:`closest`'s rule (another case,
+    a typo, a known name with a prefix or suffix such as ``slack_webhook``).
     """
-    if not isinstance(word, str) or not word:
-        return ""
-    import difflib
-
-    options = sorted({c for c in choices if isinstance(c, str) and c and c != word})
-    lowered = {c.lower(): c for c in options}
-    if word.lower() in lowered:
-        return f"; did you mean {lowered[word.lower()]!r}?"
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
-    return f"; did you mean {lowered[close[0]]!r}?" if close else ""
+    found = closest(word, choices, cutoff=cutoff)
+    return f"; did you mean {found!r}?" if found is not None else ""
 
 
 def sqlite_file(url: object, setting: str, example: str) -> str:
