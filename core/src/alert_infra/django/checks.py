@@ -27,12 +27,12 @@ The checks build every channel as ``send_alert`` would (nothing is sent) and clo
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from django.core import checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
+from .._checks import closest
 from ..exceptions import AlertConfigurationError
 from .conf import core_mapping, get_alert_infra_settings, setting_path, settings_name
 
@@ -232,8 +232,8 @@ def _check_exceptions(cfg: Mapping[str, Any]) -> list[Any]:
 
     for key in block:
         if key not in EXCEPTION_KEYS:
-            close = difflib.get_close_matches(str(key).upper(), list(EXCEPTION_KEYS), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(EXCEPTION_KEYS)}"
+            close = closest(str(key), EXCEPTION_KEYS)
+            hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(EXCEPTION_KEYS)}"
             out.append(_message("E", "002", f"{path(str(key))}: unknown key", hint))
     enabled = block.get("ENABLED")
     if enabled is not None and not isinstance(enabled, bool):
@@ -249,9 +249,8 @@ def _check_exceptions(cfg: Mapping[str, Any]) -> list[Any]:
     severity = block.get("SEVERITY")
     if severity is not None and (not isinstance(severity, str) or severity.strip().lower() not in VALID_SEVERITIES):
         known = sorted(VALID_SEVERITIES)
-        close = difflib.get_close_matches(str(severity).lower(), known, n=1) if isinstance(severity, str) else []
         words = {"high": "error", "fatal": "critical", "warn": "warning", "err": "error", "low": "info"}
-        guess = close[0] if close else words.get(str(severity).strip().lower())
+        guess = closest(severity, known) or words.get(str(severity).strip().lower())
         hint = f"did you mean {guess!r}?" if guess else f"one of {', '.join(known)}"
         out.append(_message("E", "006", f"{path('SEVERITY')}: must be one of {', '.join(known)}", hint))
     rate = block.get("RATE")
@@ -315,13 +314,13 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
 
     for key in block:
         if key not in ASYNC_KEYS:
-            close = difflib.get_close_matches(str(key).upper(), list(ASYNC_KEYS), n=1)
+            close = closest(str(key), ASYNC_KEYS)
             out.append(
                 _message(
                     "E",
                     "002",
                     f"{setting_path('ASYNC', str(key))}: unknown key",
-                    f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(ASYNC_KEYS)}",
+                    f"did you mean {close!r}?" if close else f"known keys: {', '.join(ASYNC_KEYS)}",
                 )
             )
     if block.get("ENABLED") is not True:  # off, or not a bool (E003 says so)
@@ -330,13 +329,13 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
     if backend == "django.tasks":
         return out + _check_django_tasks(cfg, clean=not out)
     if backend != "celery":
-        close = difflib.get_close_matches(backend, ["celery", "django.tasks"], n=1)
+        close = closest(backend, ["celery", "django.tasks"])
         out.append(
             _message(
                 "E",
                 "008",
                 f"{setting_path('ASYNC', 'BACKEND')}: unsupported async backend; use 'celery' or 'django.tasks'",
-                f"did you mean {close[0]!r}?" if close else None,
+                f"did you mean {close!r}?" if close else None,
             )
         )
         return out
@@ -412,8 +411,8 @@ def _check_django_tasks(cfg: Mapping[str, Any], *, clean: bool) -> list[Any]:
     queues = backend.get("QUEUES", ["default"])
     if isinstance(queues, (list, tuple, set, frozenset)) and queues and queue not in queues:
         known = sorted(str(q) for q in queues)
-        close = difflib.get_close_matches(str(queue), known, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(map(repr, known))}"
+        close = closest(str(queue), known)
+        hint = f"did you mean {close!r}?" if close else f"use one of {', '.join(map(repr, known))}"
         out.append(
             _message(
                 "E",

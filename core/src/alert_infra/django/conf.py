@@ -18,12 +18,12 @@ cached dispatcher.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .._checks import closest
 from ..exceptions import AlertConfigurationError
 
 __all__ = [
@@ -363,8 +363,8 @@ def _unknown(block: Mapping[str, Any], known: tuple[str, ...], path: tuple[str, 
         if key in known:
             continue
         name = key if isinstance(key, str) else repr(type(key).__name__)
-        close = difflib.get_close_matches(str(key).upper(), list(known), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        close = closest(str(key), known)
+        hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
         problems.append(Problem("E002", setting_path(*path, str(name)), "unknown key", hint))
 
 
@@ -378,8 +378,8 @@ def _email_channel(
     backend_raw = email.get("BACKEND") or "auto"
     backend = str(backend_raw).strip().lower()
     if backend not in EMAIL_BACKENDS:
-        close = difflib.get_close_matches(backend, list(EMAIL_BACKENDS), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else None
+        close = closest(backend, EMAIL_BACKENDS)
+        hint = f"did you mean {close!r}?" if close else None
         problems.append(
             Problem(
                 "E004",

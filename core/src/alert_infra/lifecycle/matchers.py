@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import re
 
+from .._checks import closest
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
 
@@ -295,11 +296,9 @@ def _check_name(name: object, text: str, position: int) -> None:
         return
     if name.startswith(_METADATA) and len(name) > len(_METADATA):
         return
-    import difflib
-
     known = [*FIELDS, "metadata.KEY"]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    close = closest(name, known)
+    hint = f"did you mean {close!r}? " if close else ""
     raise MatcherError(f"unknown field {name[:40]!r}; {hint}fields are {', '.join(known)}", text, position)
 
 

@@ -28,6 +28,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from .._checks import closest
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
 from .durations import parse_duration
@@ -200,10 +201,8 @@ def silence_from_config(table: Mapping[str, Any], now: float, index: int = 0) ->
         raise AlertConfigurationError(f"{where}: expected a table with matchers and ends_at or duration")
     unknown = sorted(set(table) - set(CONFIG_KEYS))
     if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(str(unknown[0]), CONFIG_KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(str(unknown[0]), CONFIG_KEYS)
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise AlertConfigurationError(
             f"{where}: unknown key {str(unknown[0])[:40]!r}{hint}; keys are {', '.join(CONFIG_KEYS)}"
         )

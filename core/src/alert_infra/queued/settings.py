@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import audit as _audit
 from .. import outbox as _outbox
+from .._checks import did_you_mean
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
 from .poison import DEFAULT_MAX_STARTS, MAX_MAX_STARTS
@@ -62,12 +63,8 @@ BACKENDS = ("celery", "django.tasks")
 
 
 def _hint(word: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    if not close:
-        close = [c for c in choices if c.lower() == word.lower()]
-    return f"; did you mean {close[0]!r}?" if close else ""
+    # The one near-miss rule of every "unknown X" error (kept under this name: celery.py imports it).
+    return did_you_mean(word, choices)
 
 
 @dataclass(frozen=True)
