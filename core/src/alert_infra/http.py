@@ -7,7 +7,9 @@ What it gives a transport:
 
 * :class:`HttpChannel`: one ``requests.Session`` per transport (connection and
   TLS reuse), redirects refused, TLS verified against the trust store
-  (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE``), and two bounds
+  (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE``: :data:`CA_VARIABLES`; a
+  certificate it does not trust is a non-retryable error that names them and the one in use,
+  logged once per session on ``alert_infra.http``), and two bounds
   that hold whatever the server does:
 
   - a **total deadline per request** (default: the channel's ``timeout``) covering
@@ -92,6 +94,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BODY_FORMATS",
+    "CA_VARIABLES",
     "DETAIL_LIMIT",
     "MAX_RESPONSE_BYTES",
     "METHODS",
@@ -292,16 +295,66 @@ def install_log_redaction() -> None:
             _installed = True
 
 
-def _network_error(exc: BaseException, provider: str) -> RetryableAlertTransportError | NonRetryableAlertTransportError:
+#: The environment variables that name the CA bundle HTTP channels trust, in the order they are read
+#: (the first one set wins; ``SSL_CERT_FILE`` only when it names a file). A TLS error names them.
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+#: OpenSSL's codes for a certificate that is valid but names another host or address.
+_NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+#: What the TLS errors of HTTP channels are logged under (once per channel and session).
+_log = logging.getLogger("alert_infra.http")
+
+
+def _certificate_error(exc: BaseException) -> Any:
+    """The ``ssl.SSLCertVerificationError`` under a ``requests``/``urllib3`` error, or ``None``
+    (followed through causes, contexts, ``reason`` and arguments; a few levels at most)."""
+    import ssl
+
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < 16:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None), *current.args])
+    return None
+
+
+def _tls_error(exc: BaseException, provider: str, trust: str) -> NonRetryableAlertTransportError:
+    """A TLS failure as an error that says what to do: for a certificate from an unknown CA, the
+    variables that name a custom CA bundle and the one this channel uses (``trust``). Never the
+    URL, the host or the bundle's path. An untrusted or mismatched certificate does not fix itself
+    between retries: non-retryable."""
+    cert = _certificate_error(exc)
+    if cert is None:
+        return NonRetryableAlertTransportError(
+            f"{provider}: TLS error: the handshake failed ({type(exc).__name__})"
+        )
+    if getattr(cert, "verify_code", None) in _NAME_MISMATCH:
+        return NonRetryableAlertTransportError(
+            f"{provider}: TLS error: the server's certificate is not valid for the URL's host (check the host"
+            " in the configured URL)"
+        )
+    why = redact_and_cut(getattr(cert, "verify_message", None) or "verification failed", 80)
+    first, *others = CA_VARIABLES
+    return NonRetryableAlertTransportError(
+        f"{provider}: TLS error: the server's certificate is not trusted ({why}). For a private or corporate"
+        f" CA, set {first} (or {', '.join(others)}) to a PEM file holding it and restart; this channel"
+        f" trusts {trust}"
+    )
+
+
+def _network_error(
+    exc: BaseException, provider: str, trust: str = "the default CA bundle"
+) -> RetryableAlertTransportError | NonRetryableAlertTransportError:
     """A secret-free error for a ``requests``/``urllib3`` exception (whose text contains the URL)."""
     import requests
     import urllib3.exceptions as u3
 
     if isinstance(exc, (requests.exceptions.SSLError, u3.SSLError)):
-        # An untrusted or mismatched certificate does not fix itself between retries.
-        return NonRetryableAlertTransportError(
-            f"{provider}: TLS error: certificate not trusted or handshake failed ({type(exc).__name__})"
-        )
+        return _tls_error(exc, provider, trust)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         what = "connect timeout"
     elif isinstance(exc, (requests.exceptions.ReadTimeout, u3.ReadTimeoutError, socket.timeout)):
@@ -511,17 +564,20 @@ def _adapter_class() -> Any:
     return _Adapter
 
 
-def _trust_store() -> bool | str:
-    """The CA bundle: ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE`` (as ``requests`` reads them), then
-    ``SSL_CERT_FILE`` when it names a file; else ``True`` (``requests``' default bundle)."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+def _trust_store() -> tuple[bool | str, str]:
+    """The CA bundle and what it is, in words for an error: ``REQUESTS_CA_BUNDLE``, then
+    ``CURL_CA_BUNDLE`` (as ``requests`` reads them), then ``SSL_CERT_FILE`` when it names a file;
+    else ``True`` (``requests``' default bundle). The words name the variable, never the path."""
+    for name in CA_VARIABLES[:2]:
         value = os.environ.get(name)
         if value:
-            return value
+            return value, f"the file {name} names"
     value = os.environ.get("SSL_CERT_FILE")
     if value and os.path.isfile(value):
-        return value
-    return True
+        return value, "the file SSL_CERT_FILE names"
+    if value:
+        return True, "requests' default CA bundle; SSL_CERT_FILE names no file (ignored)"
+    return True, "requests' default CA bundle (no CA variable set)"
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -597,13 +653,14 @@ class _SessionState:
     """A session and what is resolved once for it: the trust store and the proxy environment (read when
     the session opens), and per URL its parsed form, its proxies and its adapter."""
 
-    __slots__ = ("session", "verify", "proxy_env", "urls", "__weakref__")
+    __slots__ = ("session", "verify", "trust", "told", "proxy_env", "urls", "__weakref__")
 
-    def __init__(self, session: requests.Session, verify: bool | str) -> None:
+    def __init__(self, session: requests.Session, trust: tuple[bool | str, str]) -> None:
         from urllib.request import getproxies
 
         self.session = session
-        self.verify = verify
+        self.verify, self.trust = trust  # the bundle, and what it is in words (for a TLS error)
+        self.told = False  # a TLS error was logged for this session (once is enough)
         self.proxy_env = {k.lower(): v for k, v in getproxies().items() if v}
         self.urls: dict[str, tuple[str, dict[str, str], Any]] = {}
 
@@ -790,7 +847,14 @@ class HttpChannel:
         if error is not None:
             if isinstance(error, (RetryableAlertTransportError, NonRetryableAlertTransportError)):
                 raise error
-            raise _network_error(error, self.provider) from None
+            failure = _network_error(error, self.provider, state.trust)
+            if isinstance(failure, NonRetryableAlertTransportError) and not state.told:
+                # (The one permanent network error is TLS.) The dispatcher logs a failure by its
+                # type only; what to do about it is said here, once per session: every alert would
+                # meet the same certificate until the variables change and the process restarts.
+                state.told = True
+                _log.warning("%s", failure)
+            raise failure from None
         return result
 
     def _timeout_error(self, deadline: _Deadline) -> AlertTransportTimeoutError:

@@ -91,9 +91,12 @@ class TestDelivery:
 class TestFailures:
     def test_untrusted_certificate_fails(self, smtp_server: SMTPServer, mailbox: Mailbox) -> None:
         """Without the CA trusted, STARTTLS fails verification: non-retryable, nothing sent, no AUTH."""
-        with pytest.raises(NonRetryableAlertTransportError, match="certificate is not trusted"):
+        with pytest.raises(NonRetryableAlertTransportError, match="certificate is not trusted") as caught:
             smtp(smtp_server).send(ALERT)
         assert mailbox.messages == [] and mailbox.logins == []
+        # It says what to do: the variables Python's default context reads (not REQUESTS_CA_BUNDLE).
+        assert "set SSL_CERT_FILE to a PEM file" in str(caught.value) and "SSL_CERT_DIR" in str(caught.value)
+        assert "REQUESTS_CA_BUNDLE" not in str(caught.value) and PASSWORD not in str(caught.value)
 
     def test_bad_credentials(self, trust: str, smtp_server: SMTPServer) -> None:
         with pytest.raises(NonRetryableAlertTransportError, match="authentication failed"):

@@ -300,8 +300,17 @@ class SMTPEmailTransport(BaseTransport):
         import ssl
 
         if isinstance(exc, ssl.SSLCertVerificationError):
+            if exc.verify_code in (62, 64):  # valid, but for another host name or address
+                return NonRetryableAlertTransportError(
+                    "SMTP TLS: the server's certificate is not valid for the configured host"
+                )
+            # What to do, naming the variables this Python's OpenSSL reads for the default context
+            # (SSL_CERT_FILE, SSL_CERT_DIR; REQUESTS_CA_BUNDLE is not read here).
+            paths = ssl.get_default_verify_paths()
             return NonRetryableAlertTransportError(
-                f"SMTP TLS: the server's certificate is not trusted ({exc.verify_message or 'verification failed'})"
+                f"SMTP TLS: the server's certificate is not trusted ({exc.verify_message or 'verification failed'})."
+                f" For a private or corporate CA, set {paths.openssl_cafile_env} to a PEM file holding it (or"
+                f" {paths.openssl_capath_env} to a hashed folder) and restart"
             )
         if isinstance(exc, ssl.SSLError):
             return RetryableAlertTransportError(f"SMTP TLS error ({type(exc).__name__})")
