@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -23,9 +24,11 @@ from alert_infra import (
     AlertDispatcher,
     NonRetryableAlertTransportError,
     RetryableAlertTransportError,
+    Sent,
     build_transport,
 )
 from alert_infra.testing import FakeServer, https_server, isolated_plugin_host, unused_port
+from alert_infra.testing.contract import LeakCapture
 from alert_infra.testing.strategies import hostile_alerts, hostile_text, huge
 
 TOKEN = "7012345678:AAH-s3cr3tB0tT0kenValue_abcdefghijk"
@@ -97,42 +100,120 @@ SCENARIOS: dict[str, tuple[int, dict[str, Any]]] = {
         },
     ),
     "bad_gateway": (502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}),
+    "flood_now": (
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests: retry after 0",
+            "parameters": {"retry_after": 0},
+        },
+    ),
 }
 
 
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as"
+    " a current content and reply markup of the message"
+)
+#: A chat given as ``@channelusername`` is this chat (Telegram answers with its numeric id).
+CHANNEL_ID = -1009876543210
+
+
+def _error(status: int, description: str) -> tuple[int, dict[str, str], Any]:
+    return status, {}, {"ok": False, "error_code": status, "description": description}
+
+
 class TelegramFake:
+    """The Bot API's ``sendMessage`` and ``editMessageText`` on a local HTTPS server, checking requests
+    as Telegram does: the token in the path (malformed: 404; unknown: 401), an unknown method 404,
+    HTML that parses (``can't parse entities``), 1 to 4,096 UTF-16 units after parsing, and for an
+    edit a ``chat_id`` and ``message_id`` of a message it holds ("message to edit not found"; one
+    marked :attr:`uneditable`: "message can't be edited"; the same content again: "message is not
+    modified"). ``scenario`` forces an answer on every method, ``edit_scenario`` on edits only."""
+
     def __init__(self) -> None:
         self.scenario = "ok"
+        self.edit_scenario = "ok"
+        self.edit_failures: list[str] = []  # scenarios for the next edits, one each
         self.delay = 0.0
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # the text of each sendMessage, as Telegram shows it
+        self.chats: dict[tuple[int, int], str] = {}  # (chat id, message id) -> the text it shows now
+        self.edits: list[tuple[int, int, str]] = []
+        self.uneditable: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
 
     def __call__(self, request: Any) -> tuple[int, dict[str, str], Any]:
         if self.delay:
             time.sleep(self.delay)
         if self.scenario == "malformed":
             return 200, {"Content-Type": "text/html"}, "<html>proxy</html>"
-        token = request.path.split("/")[1][3:]
+        _, bot, method = [*request.path.split("/", 2), "", ""][:3]
+        token = bot[3:]
         if ":" not in token:
-            return 404, {}, {"ok": False, "error_code": 404, "description": "Not Found"}
+            return _error(404, "Not Found")
         if token != TOKEN:
-            return 401, {}, {"ok": False, "error_code": 401, "description": "Unauthorized"}
-        if self.scenario in SCENARIOS:
-            status, body = SCENARIOS[self.scenario]
-            return status, {}, body
+            return _error(401, "Unauthorized")
+        if method not in ("sendMessage", "editMessageText"):
+            return _error(404, "Not Found")
+        forced = self.edit_scenario if method == "editMessageText" else "ok"
+        if method == "editMessageText" and self.edit_failures:
+            forced = self.edit_failures.pop(0)
+        for scenario in (self.scenario, forced):
+            if scenario in SCENARIOS:
+                status, body = SCENARIOS[scenario]
+                return status, {}, body
         payload = request.json()
-        text, error = parse(payload["text"]) if payload.get("parse_mode") == "HTML" else (payload["text"], None)
+        if not isinstance(payload, dict):
+            return _error(400, "Bad Request: invalid JSON")
+        chat = self._chat(payload.get("chat_id"))
+        if chat is None:
+            return _error(400, "Bad Request: chat not found")
+        text = payload.get("text")
+        if not isinstance(text, str):
+            return _error(400, "Bad Request: message text is empty")
+        text, error = parse(text) if payload.get("parse_mode") == "HTML" else (text, None)
         if error:
-            return (
-                400,
-                {},
-                {"ok": False, "error_code": 400, "description": f"Bad Request: can't parse entities: {error}"},
-            )
+            return _error(400, f"Bad Request: can't parse entities: {error}")
         if not text.strip():
-            return 400, {}, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
+            return _error(400, "Bad Request: message text is empty")
         if len(text.encode("utf-16-le")) // 2 > 4096:
-            return 400, {}, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
-        self.messages.append(text)
-        return 200, {}, {"ok": True, "result": {"message_id": len(self.messages), "date": 1700000000, "text": text}}
+            return _error(400, "Bad Request: message is too long")
+        with self._lock:
+            if method == "sendMessage":
+                self.messages.append(text)
+                message_id = len(self.messages)
+            else:
+                message_id = payload.get("message_id")
+                if not isinstance(message_id, int):
+                    return _error(400, "Bad Request: message identifier is not specified")
+                if (chat, message_id) not in self.chats:
+                    return _error(400, "Bad Request: message to edit not found")
+                if (chat, message_id) in self.uneditable:
+                    return _error(400, "Bad Request: message can't be edited")
+                if self.chats[(chat, message_id)] == text:
+                    return _error(400, NOT_MODIFIED)
+                self.edits.append((chat, message_id, text))
+            self.chats[(chat, message_id)] = text
+        result = {
+            "message_id": message_id,
+            "chat": {"id": chat, "type": "supergroup", "title": "Ops"},
+            "date": 1700000000,
+            "text": text,
+        }
+        if method == "editMessageText":
+            result["edit_date"] = 1700000100
+        return 200, {}, {"ok": True, "result": result}
+
+    @staticmethod
+    def _chat(chat_id: Any) -> int | None:
+        if isinstance(chat_id, int) and not isinstance(chat_id, bool):
+            return chat_id
+        if isinstance(chat_id, str) and re.fullmatch(r"-?[0-9]{1,20}", chat_id):
+            return int(chat_id)
+        if chat_id == "@ops_alerts":
+            return CHANNEL_ID
+        return None
 
 
 @pytest.fixture
@@ -460,3 +541,253 @@ class TestRepr:
         assert "TelegramBotTransport" in repr(object.__new__(TelegramBotTransport))
         built = TelegramBotTransport(TOKEN, "-100")
         assert TOKEN.split(":", 1)[1] not in repr(built) and "-100" in repr(built)
+
+
+# -- the handle, and editMessageText on resolve (issue 22) ------------------------------------------------------------
+
+CHAT = -1001234567890
+
+
+class TestHandle:
+    def test_send_returns_the_chat_and_message_as_handle(self, fake: TelegramFake, server: FakeServer) -> None:
+        sent = _transport(server).send(_alert())
+        assert isinstance(sent, Sent) and sent.handle == {"chat_id": CHAT, "message_id": 1}
+        assert sent.detail == "sent message 1"
+
+    def test_a_channel_username_becomes_its_id(self, server: FakeServer) -> None:
+        """Telegram answers with the chat's numeric id: the handle keeps it (an edit needs no lookup)."""
+        sent = TelegramBotTransport(TOKEN, "@ops_alerts", api_base_url=server.url).send(_alert())
+        assert sent is not None and sent.handle == {"chat_id": CHANNEL_ID, "message_id": 1}
+
+    def test_an_answer_without_the_chat_keeps_the_configured_one(self) -> None:
+        """The kit's minimal answer (``{"message_id": 1}``): the configured chat, as a number."""
+        with https_server(lambda request: (200, {}, {"ok": True, "result": {"message_id": 7}})) as server:
+            sent = _transport(server).send(_alert())
+        assert sent is not None and sent.handle == {"chat_id": CHAT, "message_id": 7}
+
+
+class TestResolve:
+    """A routed resolve, end to end: fire -> the handle in the notification log -> resolve -> editMessageText."""
+
+    def test_resolve_edits_the_message(self, fake: TelegramFake, server: FakeServer) -> None:
+        dispatcher = AlertDispatcher([_transport(server, name="oncall")])
+        firing = _alert(fingerprint="import-1", metadata={"rows": 10})
+        handle = dispatcher.send(firing).outcome("oncall").handle
+        assert handle == {"chat_id": CHAT, "message_id": 1}
+        assert dispatcher.notification_log.get("fp:import-1", "oncall").handle == handle
+        result = dispatcher.send(firing.replace(status="resolved", message="import finished"))
+        assert result.sent == ("oncall",) and result.outcome("oncall").detail == "edited message 1"
+        assert len(fake.messages) == 1  # no second message
+        ((chat, message_id, shown),) = fake.edits
+        assert (chat, message_id) == (CHAT, 1) and fake.chats[(CHAT, 1)] == shown
+        assert shown.startswith("✅ RESOLVED: Nightly import failed") and "import finished" in shown
+        request = server.requests[-1]
+        assert request.path == f"/bot{TOKEN}/editMessageText"
+        body = request.json()
+        assert body == {
+            "chat_id": CHAT,
+            "message_id": 1,
+            "text": body["text"],
+            "parse_mode": "HTML",
+            "link_preview_options": {"is_disabled": True},
+        }
+        assert dispatcher.notification_log.get("fp:import-1", "oncall").firing == set()
+
+    def test_acknowledge_then_resolve_edit_the_same_message(self, fake: TelegramFake, server: FakeServer) -> None:
+        dispatcher = AlertDispatcher([_transport(server, name="oncall")])
+        firing = _alert(fingerprint="import-1")
+        dispatcher.send(firing)
+        dispatcher.send(firing.replace(status="acknowledged"))
+        assert fake.chats[(CHAT, 1)].startswith("👀 ACKNOWLEDGED: ")
+        dispatcher.send(firing.replace(status="resolved"))
+        assert fake.chats[(CHAT, 1)].startswith("✅ RESOLVED: ")
+        assert [edit[:2] for edit in fake.edits] == [(CHAT, 1), (CHAT, 1)] and len(fake.messages) == 1
+
+    def test_the_handle_outlives_the_process(self, fake: TelegramFake, server: FakeServer, tmp_path: Any) -> None:
+        """The log in a SQLite state: another dispatcher (another process, a restart) edits the message."""
+        state = f"sqlite:///{tmp_path}/state.sqlite3"
+        first = AlertDispatcher([_transport(server, name="oncall")], state=state)
+        first.send(_alert(fingerprint="f-1"))
+        first.close()
+        second = AlertDispatcher([_transport(server, name="oncall")], state=state)
+        try:
+            assert second.send(_alert(fingerprint="f-1", status="resolved")).sent == ("oncall",)
+        finally:
+            second.close()
+        assert fake.edits[0][:2] == (CHAT, 1) and fake.chats[(CHAT, 1)].startswith("✅ RESOLVED: ")
+
+    def test_not_modified_is_success(self, fake: TelegramFake, server: FakeServer) -> None:
+        """The same resolve edited twice (a retry after a lost answer): Telegram's "not modified" is a success."""
+        transport = _transport(server)
+        sent = transport.send(_alert())
+        resolved = _alert(status="resolved")
+        assert transport.update(resolved, sent.handle).detail == "edited message 1"
+        again = transport.update(resolved, sent.handle)
+        assert again is not None and again.detail == "message 1 already shows this"
+        assert again.handle == sent.handle and len(fake.edits) == 1 and len(fake.messages) == 1
+
+    @pytest.mark.parametrize(("gone", "why"), [("deleted", "message to edit not found"), ("old", "can't be edited")])
+    def test_a_message_that_cannot_be_edited_is_sent_anew(
+        self, fake: TelegramFake, server: FakeServer, gone: str, why: str
+    ) -> None:
+        """The resolve reaches the chat as a new message; the detail says why; the log keeps the new one."""
+        dispatcher = AlertDispatcher([_transport(server, name="oncall")])
+        firing = _alert(fingerprint="import-1")
+        dispatcher.send(firing)
+        if gone == "deleted":
+            del fake.chats[(CHAT, 1)]
+        else:
+            fake.uneditable.add((CHAT, 1))
+        outcome = dispatcher.send(firing.replace(status="resolved")).outcome("oncall")
+        assert outcome.status == "sent" and fake.edits == []
+        assert outcome.detail == f"sent a new message: message 1 could not be edited ({why})".replace(
+            "(can't", "(message can't"
+        )
+        assert outcome.handle == {"chat_id": CHAT, "message_id": 2}
+        assert fake.messages[1].startswith("✅ RESOLVED: ")
+        assert dispatcher.notification_log.get("fp:import-1", "oncall").handle == outcome.handle
+
+    @pytest.mark.parametrize(
+        "handle",
+        [{"channel": "C0ALERTS01", "ts": "1.2"}, {"chat_id": CHAT}, {"chat_id": "not a chat", "message_id": 1}, {}],
+    )
+    def test_a_handle_that_names_no_telegram_message_sends_anew(
+        self, fake: TelegramFake, server: FakeServer, handle: dict[str, Any]
+    ) -> None:
+        sent = _transport(server).update(_alert(status="resolved"), handle)
+        assert sent is not None and sent.detail == "sent a new message: the handle names no Telegram message"
+        assert [r.path.rsplit("/", 1)[1] for r in server.requests] == ["sendMessage"] and fake.edits == []
+
+    def test_a_handle_with_a_string_message_id(self, fake: TelegramFake, server: FakeServer) -> None:
+        """A handle that went through a store keeping strings: still the same message."""
+        transport = _transport(server)
+        transport.send(_alert())
+        assert transport.update(_alert(status="resolved"), {"chat_id": str(CHAT), "message_id": "1"}) is not None
+        assert fake.edits[0][:2] == (CHAT, 1)
+
+    def test_maximal_alert_is_edited(self, fake: TelegramFake, server: FakeServer) -> None:
+        """The fake refuses > 4,096 units and bad HTML on edits too: a maximal alert's edit passes."""
+        alert = Alert(
+            "🚨@here <b>" * 500,
+            "&<>\"'@x 😀\u202e" * 20000,
+            source="@src&" * 500,
+            metadata={f"@key{i}&": "<v>@" * 500 for i in range(200)},
+            links=[(f"@run<{i}>" * 20, f"https://ops@h.example/{i}?a=1&b=2") for i in range(50)],
+        )
+        transport = _transport(server)
+        sent = transport.send(alert)
+        assert transport.update(alert.replace(status="resolved"), sent.handle).detail == "edited message 1"
+        assert len(fake.chats[(CHAT, 1)].encode("utf-16-le")) // 2 <= 4096
+
+
+class TestEditErrors:
+    @pytest.mark.parametrize(
+        ("scenario", "error", "retry_after", "text"),
+        [
+            ("flood", RetryableAlertTransportError, 3.0, "Too Many Requests"),
+            ("bad_gateway", RetryableAlertTransportError, None, "HTTP 502"),
+            ("chat_not_found", NonRetryableAlertTransportError, None, "chat not found"),
+            ("blocked", NonRetryableAlertTransportError, None, "bot was blocked"),
+            ("unauthorized", NonRetryableAlertTransportError, None, "HTTP 401"),
+            ("cant_parse", NonRetryableAlertTransportError, None, "can't parse entities"),
+            ("too_long", NonRetryableAlertTransportError, None, "message is too long"),
+        ],
+    )
+    def test_classification(
+        self, fake: TelegramFake, server: FakeServer, scenario: str, error: type, retry_after: Any, text: str
+    ) -> None:
+        """editMessageText's answers classified as sendMessage's: 429 after parameters.retry_after, 5xx retried."""
+        transport = _transport(server)
+        sent = transport.send(_alert())
+        fake.edit_scenario = scenario
+        with pytest.raises(error) as info:
+            transport.update(_alert(status="resolved"), sent.handle)
+        assert type(info.value) is error and text in str(info.value)
+        assert getattr(info.value, "retry_after", None) == retry_after
+        assert len(fake.messages) == 1  # an error is no reason to post anew
+
+    def test_malformed_answer(self, fake: TelegramFake, server: FakeServer) -> None:
+        transport = _transport(server)
+        sent = transport.send(_alert())
+        fake.scenario = "malformed"
+        with pytest.raises(NonRetryableAlertTransportError, match="not JSON"):
+            transport.update(_alert(status="resolved"), sent.handle)
+
+    def test_flood_on_the_resolve_is_retried_by_the_dispatcher(self, fake: TelegramFake, server: FakeServer) -> None:
+        """429 on editMessageText: the dispatcher tries update() again (its retry policy) and the edit lands."""
+        from alert_infra.dispatcher import Route
+
+        route = Route(retry={"attempts": 3, "backoff": 0.01, "max_backoff": 0.05})
+        dispatcher = AlertDispatcher([_transport(server, name="oncall")], routes={"oncall": route})
+        dispatcher.send(_alert(fingerprint="f"))
+        fake.edit_failures.append("flood_now")
+        outcome = dispatcher.send(_alert(fingerprint="f", status="resolved")).outcome("oncall")
+        assert outcome.status == "sent" and outcome.attempts == 2
+        assert fake.chats[(CHAT, 1)].startswith("✅ RESOLVED: ") and fake.edit_failures == []
+
+
+class TestEditNoLeaks:
+    def test_token_never_leaves(self, fake: TelegramFake, server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+        """The bot token (it is in every URL path) never appears in logs (urllib3 DEBUG included), errors and
+        their chains, results, handles or reprs, on sends, edits and fallbacks, whatever Telegram answers."""
+        capture = LeakCapture(mask=[TOKEN])
+        SCENARIOS["echo_token"] = (400, {"ok": False, "error_code": 400, "description": f"Bad Request: {TOKEN}"})
+        try:
+            with caplog.at_level(logging.DEBUG), capture:
+                logging.getLogger("urllib3").setLevel(logging.DEBUG)
+                channel = _transport(server, name="oncall", timeout=0.5)
+                dispatcher = AlertDispatcher([channel])
+                sent = channel.send(_alert(message=f"token {TOKEN}"))
+                capture.add("sent", repr(sent) + repr(sent.handle))
+                for scenario in ("ok", "echo_token", "flood", "unauthorized", "bad_gateway", "chat_not_found"):
+                    fake.edit_scenario = scenario
+                    for alert in (_alert(fingerprint="f"), _alert(fingerprint="f", status="resolved")):
+                        result = dispatcher.send(alert)
+                        capture.add(f"result {scenario}", repr(result) + json.dumps(result.to_dict(), default=str))
+                    try:
+                        capture.add(scenario, repr(channel.update(_alert(status="resolved"), sent.handle)))
+                    except Exception as exc:
+                        capture.add_exception(scenario, exc)
+                fake.edit_scenario = "ok"
+                fake.uneditable.add((CHAT, 1))
+                capture.add("fallback", repr(channel.update(_alert(status="resolved"), sent.handle)))
+                fake.scenario = "malformed"
+                try:
+                    channel.update(_alert(status="resolved"), sent.handle)
+                except Exception as exc:
+                    capture.add_exception("malformed", exc)
+                fake.scenario = "ok"
+                fake.delay = 2.0
+                capture.add("timeout", json.dumps(dispatcher.send(_alert(status="resolved")).to_dict(), default=str))
+                capture.add("repr", repr(channel))
+        finally:
+            del SCENARIOS["echo_token"]
+        for record in caplog.records:
+            capture.add("caplog", record.getMessage())
+        assert any("urllib3" in r.name for r in capture.records)
+        capture.assert_clean([TOKEN, TOKEN.split(":", 1)[1]], "bot token")
+
+
+_TRANSPORT = TelegramBotTransport(TOKEN, "-100")
+
+
+class TestEditProperties:
+    @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(alert=hostile_alerts(*TELEGRAM_PIECES), compact=st.booleans())
+    def test_an_edit_is_cut_like_a_new_message(self, alert: Alert, compact: bool) -> None:
+        """editMessageText gets exactly the text sendMessage gets (the same cut, parse mode and preview
+        setting), parseable and within 4,096 units, for any alert and any status."""
+        transport = TelegramBotTransport(TOKEN, "-100", format="compact") if compact else _TRANSPORT
+        for status in ("firing", "acknowledged", "resolved"):
+            changed = alert.replace(status=status)
+            sent = transport.build_payload(changed)
+            edit = transport.edit_payload(changed, -100, 42)
+            assert edit == {
+                "chat_id": -100,
+                "message_id": 42,
+                "text": sent["text"],
+                "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": True},
+            }
+            _, size, entities = _telegram_units(edit["text"])
+            assert 0 < size <= 4096 and entities <= 100

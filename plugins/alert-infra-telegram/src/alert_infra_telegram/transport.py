@@ -1,12 +1,13 @@
-"""``TelegramBotTransport``: HTML messages through the Telegram Bot API's ``sendMessage``."""
+"""``TelegramBotTransport``: HTML messages through the Telegram Bot API's ``sendMessage``, edited by
+``editMessageText`` when the alert is acknowledged or resolved."""
 
 from __future__ import annotations
 
 import re
 from itertools import islice
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from alert_infra import AlertConfigurationError
+from alert_infra import AlertConfigurationError, Sent
 from alert_infra.formatting import metadata_lines, one_line
 from alert_infra.http import HttpResponse, HttpTransport, raise_for_status, redact_and_truncate, status_label
 
@@ -36,10 +37,17 @@ TAIL_LIMIT = 2048
 #: Provider error text kept in an exception (after redaction).
 ERROR_TEXT_LIMIT = 200
 
+#: ``editMessageText`` answers (the start of ``description``, lower case) for a message that cannot
+#: be edited any more: :meth:`TelegramBotTransport.update` sends the alert as a new message instead.
+UNEDITABLE = ("bad request: message to edit not found", "bad request: message can't be edited")
+#: The answer to an edit that changes nothing (the message already shows the alert): a success.
+NOT_MODIFIED = "bad request: message is not modified"
+
 ICONS = {"info": "ℹ️", "warning": "⚠️", "error": "🔴", "critical": "🚨"}
 STATUS_ICONS = {"resolved": "✅", "acknowledged": "👀"}
 
 _TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{1,200}$")
+_CHAT = re.compile(r"^(?:-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64})$")
 _UNMENTION = re.compile(r"@\u2060(?=\u2060*[A-Za-z0-9_])")
 _TAG = re.compile(r"<[^>]*>")
 _ENTITY = re.compile(r"&(amp|lt|gt|quot|#x27);")
@@ -59,6 +67,10 @@ def visible_length(html_text: str) -> int:
 
 class TelegramBotTransport(HttpTransport):
     """Send alerts to a Telegram chat through a bot.
+
+    ``sendMessage`` answers with the message: its chat and id are the handle
+    (``Sent(handle={"chat_id": …, "message_id": …})``), and :meth:`update` edits that message
+    (``editMessageText``) when the alert is acknowledged or resolved.
 
     Long alerts are **truncated visibly** to one message rather than split: a
     burst of fragments is harder to read in an incident, can be interleaved with
@@ -104,7 +116,7 @@ class TelegramBotTransport(HttpTransport):
         if chat_id is None or (isinstance(chat_id, str) and not chat_id.strip()) or isinstance(chat_id, bool):
             raise AlertConfigurationError("Telegram chat_id is required")
         self.chat_id = str(chat_id).strip()
-        if not re.fullmatch(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,64}", self.chat_id):
+        if not _CHAT.match(self.chat_id):
             raise AlertConfigurationError("Telegram chat_id must be a numeric id or @channelusername")
         self.api_base_url = self.url_option("api_base_url", api_base_url).rstrip("/")
         self.disable_notification = disable_notification
@@ -143,7 +155,11 @@ class TelegramBotTransport(HttpTransport):
     @property
     def url(self) -> str:
         """The ``sendMessage`` endpoint (it contains the token: never log it)."""
-        return f"{self.api_base_url}/bot{self.bot_token}/sendMessage"
+        return self.method_url("sendMessage")
+
+    def method_url(self, method: str) -> str:
+        """The URL of a Bot API method (it contains the token: never log it)."""
+        return f"{self.api_base_url}/bot{self.bot_token}/{method}"
 
     # -- message -------------------------------------------------------------------------------
     def render_html(self, alert: Alert) -> str:
@@ -222,15 +238,96 @@ class TelegramBotTransport(HttpTransport):
     def endpoint(self, alert: Alert) -> str:
         return self.url
 
-    def check_response(self, response: HttpResponse) -> None:
+    def check_response(self, response: HttpResponse) -> Sent | None:
+        """The sent message's chat id and message id as the handle; an error raises (see :meth:`_answer`)."""
+        return self._sent(self._answer(response), "sent")
+
+    def update(self, alert: Alert, handle: Mapping[str, Any]) -> Sent | None:
+        """Edit the message ``handle`` names (``{"chat_id": …, "message_id": …}``, what :meth:`send`
+        returned) to show ``alert`` as it is now: ``editMessageText`` with the text, parse mode and
+        link preview setting of :meth:`build_payload` (an edit notifies no one).
+
+        Telegram's "message is not modified" (it already shows this) is a success. A message that
+        cannot be edited any more ("message to edit not found", "message can't be edited") is sent
+        anew and the detail says so: a resolve must reach the chat. So is an alert whose handle names
+        no Telegram message (a handle another channel type left under this channel's name).
+
+        Raises:
+            RetryableAlertTransportError: flood control (429, after ``parameters.retry_after``), 5xx,
+                network failures.
+            NonRetryableAlertTransportError: every other error, as for :meth:`send`.
+        """
+        chat_id = handle.get("chat_id") if isinstance(handle, Mapping) else None
+        message_id = handle.get("message_id") if isinstance(handle, Mapping) else None
+        if isinstance(chat_id, int) and not isinstance(chat_id, bool):
+            chat_id = str(chat_id)
+        if isinstance(message_id, str) and message_id.isdigit():
+            message_id = int(message_id)
+        if (
+            not isinstance(chat_id, str)
+            or not _CHAT.match(chat_id)
+            or not isinstance(message_id, int)
+            or isinstance(message_id, bool)
+            or message_id <= 0
+        ):
+            return self._send_anew(alert, "the handle names no Telegram message")
+        edit = self.edit_payload(alert, int(chat_id) if chat_id[0] != "@" else chat_id, message_id)
+        response = self.call("POST", self.method_url("editMessageText"), edit)
+        body = response.json()
+        description = body.get("description") if isinstance(body, dict) else None
+        if response.status == 400 and isinstance(description, str):
+            said = description.strip().lower()
+            if said.startswith(NOT_MODIFIED):
+                return Sent(
+                    f"message {message_id} already shows this", {"chat_id": edit["chat_id"], "message_id": message_id}
+                )
+            if said.startswith(UNEDITABLE):
+                why = next(text for text in UNEDITABLE if said.startswith(text)).split(": ", 1)[1]  # ours, fixed
+                return self._send_anew(alert, f"message {message_id} could not be edited ({why})")
+        return self._sent(self._answer(response), "edited")
+
+    def edit_payload(self, alert: Alert, chat_id: int | str, message_id: int) -> dict[str, Any]:
+        """The JSON body of ``editMessageText``: message ``message_id`` in ``chat_id`` gets the ``text``,
+        ``parse_mode`` and ``link_preview_options`` of :meth:`build_payload` (cut to the same 4,096 units)."""
+        payload = self.build_payload(alert)
+        return {
+            "chat_id": chat_id,
+            "message_id": message_id,
+            **{key: payload[key] for key in ("text", "parse_mode", "link_preview_options")},
+        }
+
+    def _send_anew(self, alert: Alert, why: str) -> Sent:
+        """:meth:`send` ``alert`` as a new message: ``Sent`` with its handle and ``why`` in the detail."""
+        sent = self.send(alert)
+        return Sent(f"sent a new message: {why}", sent.handle if isinstance(sent, Sent) else None)
+
+    def _sent(self, result: Any, verb: str) -> Sent | None:
+        """``Sent`` with the message's ``{"chat_id", "message_id"}`` (the chat as Telegram answers it: a
+        ``@channelusername`` becomes its numeric id), or ``None`` when the answer names no message."""
+        if not isinstance(result, dict):
+            return None
+        message_id = result.get("message_id")
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            return None
+        chat = result.get("chat")
+        chat_id: int | str = self.chat_id
+        if isinstance(chat, dict) and isinstance(chat.get("id"), int) and not isinstance(chat.get("id"), bool):
+            chat_id = chat["id"]
+        elif self.chat_id[0] != "@":
+            chat_id = int(self.chat_id)
+        return Sent(f"{verb} message {message_id}", {"chat_id": chat_id, "message_id": message_id})
+
+    def _answer(self, response: HttpResponse) -> Any:
+        """The ``result`` of a Bot API success, or raise: 429 (``parameters.retry_after``) and 5xx are
+        retryable, other errors not; ``description`` (redacted, cut) is in the message, never the token."""
         body = response.json()
         if not isinstance(body, dict):
             if 200 <= response.status < 300:
                 raise_for_status(response, provider="Telegram", detail="response is not JSON", retryable=False)
             raise_for_status(response, provider="Telegram")
-            return
+            return None  # pragma: no cover - raise_for_status raised
         if body.get("ok") is True and 200 <= response.status < 300:
-            return
+            return body.get("result")
         description = body.get("description")
         # Whole: raise_for_status redacts first, then cuts (a cut first could keep a secret's head).
         detail = description if isinstance(description, str) else None
@@ -249,6 +346,7 @@ class TelegramBotTransport(HttpTransport):
             detail=redact_and_truncate(detail, ERROR_TEXT_LIMIT) if detail else None,
             retry_after=float(retry_after) if isinstance(retry_after, (int, float)) else None,
         )
+        return None  # pragma: no cover - raise_for_status raised
 
     def __repr__(self) -> str:
         # Safe on a half-built instance; the chat id is not a secret, the token is never shown.
