@@ -1,4 +1,4 @@
-"""Slack incoming-webhook channel for alert-infra (transport type ``slack``).
+"""Slack channel for alert-infra (transport type ``slack``): an incoming webhook, or a bot token.
 
 Installing this distribution registers the entry point ``slack`` in the group
 ``alert_infra``; alert-infra imports this module only when a channel of type
