@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_SIZE",
+    "CHANNEL_TEMPLATE_OPTIONS",
+    "CHANNEL_VARIABLES",
     "INSTALL_HINT",
     "MAX_DEPTH",
     "MAX_INT_BITS",
@@ -76,10 +78,13 @@ __all__ = [
     "TRUNCATION_MARKER",
     "MessageTemplate",
     "Template",
+    "TemplatedTransport",
     "alert_context",
+    "compile_channel_template",
     "compile_template",
     "create_alert_from_template",
     "digest_context",
+    "engine_problem",
     "load_templates",
     "templates_from_config",
 ]
@@ -147,6 +152,7 @@ _SYNONYMS = {"message": "body", "text": "body", "subject": "title"}
 _FORMAT_PLACEHOLDER = re.compile(
     r"(?<!\{)\{\s*([A-Za-z_]\w*)((?:\.\w+|\[[^\]{}]*\])*)(?:![rsa])?(?::[^{}\n]*)?\}(?!\})"
 )
+_MISSING_KEY = re.compile(r"^'dict object' has no attribute '(.*)'$", re.S)  # Jinja2's words for a missing key
 _PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _STR_METHODS = frozenset(
     {
@@ -506,15 +512,25 @@ class _Problem(Exception):
         self.problem = problem
 
 
-def _placeholder_problem(env: Any, source: str) -> _Problem | None:
-    """A ``{name}`` placeholder of ``str.format`` in the template's literal text, if any."""
+def _placeholder_problem(env: Any, source: str, fields: tuple[str, ...] = ()) -> _Problem | None:
+    """A ``{name}`` placeholder of ``str.format`` in the template's literal text, if any (a name
+    in ``fields`` is suggested as ``alert.name``: a channel template reads the alert's fields)."""
     for lineno, kind, value in env.lex(source):
         if kind != "data":
             continue
         match = _FORMAT_PLACEHOLDER.search(value)
         if match:
             name = match.group(1) + match.group(2)
+            if match.group(1) in fields:
+                name = "alert." + name
             line = lineno + value.count("\n", 0, match.start())
+            if match.start() and value[match.start() - 1] == "$":
+                return _Problem(
+                    line,
+                    f"'${match.group(0)}' is not expanded in a template (configuration variables are not "
+                    f"template input, and a template is no place for a secret); for the literal text write "
+                    f"{{{{ '${match.group(0)}' }}}}",
+                )
             return _Problem(
                 line,
                 f"{match.group(0)!r} is a str.format placeholder: templates use Jinja2 syntax, write "
@@ -619,7 +635,11 @@ class Template:
         except jinja2.UndefinedError as exc:
             missing = sorted(self.variables - set(context))
             hint = f" (missing variables: {', '.join(missing)})" if len(missing) > 1 else ""
-            raise _error(self.label, _template_line(exc), _clean(exc.message or "undefined") + hint) from None
+            message = exc.message or "undefined"
+            key = _MISSING_KEY.match(message)
+            if key:  # {{ alert.metadata.host }} on an alert without it: say which name, and the way out
+                message = f"{key.group(1)!r} is undefined (no such key: write ...|default('') for an optional one)"
+            raise _error(self.label, _template_line(exc), _clean(message) + hint) from None
         except security_error as exc:
             raise _error(self.label, _template_line(exc), "refused by the sandbox: " + _clean(exc)) from None
         except RecursionError as exc:
@@ -681,6 +701,292 @@ def digest_context(alerts: Iterable[Alert], group: Mapping[str, Any] | None = No
     """``{"alerts": [...], "group": {...}, "alert": <the first>}`` for a digest template."""
     items = [alert_context(a)["alert"] for a in alerts]
     return {"alerts": items, "group": dict(group or {}), "alert": items[0] if items else {}}
+
+
+# -- per-channel templates: title_template / body_template ---------------------------------------
+
+#: The options of every channel that hold a template (inline template text, Jinja2 syntax).
+CHANNEL_TEMPLATE_OPTIONS = ("title_template", "body_template")
+#: The variables a channel template sees: ``alert``; in a digest also ``alerts`` and ``group``.
+CHANNEL_VARIABLES = ("alert", "alerts", "group")
+
+
+def engine_problem() -> str | None:
+    """Why templates cannot be compiled here (Jinja2 missing or too old), or ``None``.
+
+    Configuration uses it to tell a template written wrong (the file's problem, everywhere) from
+    a machine without the ``templates`` extra (that channel's problem, on that machine)."""
+    try:
+        _jinja()
+    except AlertConfigurationError as exc:
+        return str(exc)
+    return None
+
+
+_DICT_METHODS = ("get", "items", "keys", "values")  # alert is a dict: alert.get("source", "-")
+
+
+def _channel_template_problem(template: Template, names: Iterable[str]) -> _Problem | None:
+    """A channel template that would fail for every alert, found before any is sent: a variable
+    other than ``alert``/``alerts``/``group`` (``{{ title }}`` for ``{{ alert.title }}``), a field the
+    alert does not have (``{{ alert.titel }}``), or text that is a ``[templates.NAME]`` name."""
+    from jinja2 import nodes
+
+    text = template.source.strip()
+    known = [n for n in names if isinstance(n, str)]
+    if text and "{" not in text and "%" not in text and re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", text):
+        hint = "" if text in known else did_you_mean(text, known)
+        if text in known or hint:
+            what = f"is the name of [templates.{text}]" if text in known else f"looks like a template name{hint}"
+            return _Problem(
+                None,
+                f"{text!r} {what}, but a channel template is the template text itself (inline, Jinja2 syntax): "
+                "write it here, e.g. '[{{ alert.severity|upper }}] {{ alert.title }}'",
+            )
+    tree = _environment().parse(template.source)
+    for name in sorted(template.variables - set(CHANNEL_VARIABLES)):
+        line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name and n.ctx == "load"), None)
+        hint = f"; did you mean 'alert.{name}'?" if name in _ALERT_FIELDS else did_you_mean(name, CHANNEL_VARIABLES)
+        return _Problem(
+            line,
+            f"{name!r} is undefined: a channel template sees alert (alert.title, alert.message, alert.severity, "
+            f"...) and, in a digest, alerts and group{hint}",
+        )
+    rebound = any(n.name == "alert" and n.ctx in ("store", "param") for n in tree.find_all(nodes.Name)) or any(
+        getattr(n, "name", None) == "alert" for n in tree.find_all(nodes.Macro)
+    )
+    if rebound:  # {% set alert = ... %}, {% for alert in alerts %}: its fields are the template's business
+        return None
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "alert"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            field = node.attr
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            field = node.arg.value
+        else:
+            continue
+        if field not in _ALERT_FIELDS and field not in _DICT_METHODS:
+            return _Problem(
+                node.lineno,
+                f"the alert has no field {field!r}{did_you_mean(field, _ALERT_FIELDS)} (its fields: "
+                f"{', '.join(_ALERT_FIELDS)}; metadata values are alert.metadata.KEY)",
+            )
+    return None
+
+
+def compile_channel_template(source: str, option: str, channel: str, *, template_names: Iterable[str] = ()) -> Template:
+    """Compile a channel's ``title_template`` or ``body_template`` (``option``), checked for what
+    would fail on every alert: syntax, ``{name}`` placeholders, a variable other than ``alert``,
+    ``alerts`` and ``group``, an alert field that does not exist, and text that is only the name
+    of a ``[templates.NAME]`` entry (``template_names``; a channel template is inline text).
+
+    Raises:
+        AlertConfigurationError: ``channels.CHANNEL.OPTION, line N: ...`` (``template`` and
+            ``lineno`` attributes), with a "did you mean" where one is likely.
+    """
+    if isinstance(source, str) and len(source) <= MAX_SOURCE:
+        jinja2 = _jinja()
+        try:
+            placeholder = _placeholder_problem(_environment(), source, _ALERT_FIELDS)
+        except jinja2.TemplateSyntaxError:
+            placeholder = None  # compile_template reports it, with its line
+        if placeholder is not None:
+            raise _error(f"channels.{channel}.{option}", placeholder.lineno, placeholder.problem)
+    template = compile_template(source, option, channel=channel)
+    problem = _channel_template_problem(template, template_names)
+    if problem is not None:
+        raise _error(template.label, problem.lineno, problem.problem)
+    return template
+
+
+def _channel_of(transport: Any) -> str:
+    try:
+        name = getattr(transport, "name", None)
+    except Exception:  # noqa: BLE001 - a hostile property: the label only
+        name = None
+    return name if isinstance(name, str) and name else type(transport).__name__
+
+
+def _as_template(value: Any, option: str, channel: str) -> Template | None:
+    if value is None or isinstance(value, Template):
+        return value
+    if isinstance(value, str):
+        return compile_channel_template(value, option, channel)
+    raise _error(f"channels.{channel}.{option}", None, f"a template is text, got a {type(value).__name__}")
+
+
+#: Attributes of :class:`TemplatedTransport` never looked up on the transport it wraps (its own,
+#: or present only when the wrapped transport has them: see the properties).
+_WRAPPER_OWN = frozenset(
+    {"transport", "title_template", "body_template", "send", "asend", "update", "blocking", "max_send_time"}
+)
+
+
+class TemplatedTransport:
+    """A channel whose title and message are rendered from its ``title_template`` /
+    ``body_template`` before the transport it wraps sends the alert.
+
+    Configuration builds one around every channel that sets either option
+    (:meth:`~alert_infra.config.AlertConfig.build_channels`, so queued workers, which build their
+    channels from the same configuration, render on the worker too); in Python, wrap any
+    transport yourself::
+
+        AlertDispatcher([TemplatedTransport(slack, title_template="[{{ alert.severity|upper }}] {{ alert.title }}")])
+
+    **Why a wrapper.** The template is applied at the one seam every delivery path shares: the
+    transport's ``send`` / ``asend`` / ``update``. The dispatcher, the spool and Celery workers,
+    ``alert-infra check --send-test`` and the contract kit then see an ordinary transport, and no
+    plugin needs to know templates exist: the wrapped transport receives an alert whose ``title``
+    and ``message`` are the rendered text and escapes and cuts them, markup-aware, to its
+    provider's limit exactly as it does any alert (render, then escape, then cut). The rendered
+    alert keeps every other field, the ``fingerprint`` included (a resolve still matches, a
+    webhook id or a PagerDuty dedup key does not change).
+
+    **Failures.** A render that fails (an undefined variable, named; a sandbox refusal; a bound;
+    empty output) raises :class:`~alert_infra.AlertConfigurationError` naming
+    ``channels.CHANNEL.OPTION`` and the template line: that channel's outcome fails, is not
+    retried (it would fail again), and no other channel is touched.
+
+    **Forwarding.** Everything else is the wrapped transport's: ``name`` (read and set),
+    ``timeout``, ``secret_fields`` and the values they name, ``close()``, ``format``... ``send``,
+    ``asend`` and ``update`` exist exactly when the wrapped transport has them. ``blocking`` is
+    true and ``max_send_time`` is the wrapped transport's bound (0 for a non-blocking one) plus
+    :data:`RENDER_TIMEOUT` per template: a render is bounded CPU work that can outlast a short
+    channel timeout, so it runs in the caller's thread only when that bound fits the timeout.
+    ``asend`` renders on the event loop's thread before it awaits (a render is short and bounded).
+
+    Args:
+        transport: the channel to wrap (anything with ``send`` and/or ``asend``).
+        title_template: template text (or a compiled :class:`Template`) for the alert's title.
+        body_template: the same for its message.
+        channel: the channel name errors are labelled with (default: the transport's ``name``).
+
+    Raises:
+        AlertConfigurationError: a template that does not compile (channel, option and line
+            named), neither template given, or a transport without ``send``/``asend``.
+    """
+
+    __slots__ = ("__weakref__", "body_template", "title_template", "transport")
+
+    transport: Any
+    title_template: Template | None
+    body_template: Template | None
+
+    def __init__(
+        self,
+        transport: Any,
+        *,
+        title_template: str | Template | None = None,
+        body_template: str | Template | None = None,
+        channel: str | None = None,
+    ) -> None:
+        label = channel if channel is not None else _channel_of(transport)
+        if not callable(getattr(transport, "send", None)) and not callable(getattr(transport, "asend", None)):
+            raise AlertConfigurationError(
+                f"channels.{label}: {type(transport).__name__} has no send(alert) or asend(alert) to wrap"
+            )
+        title = _as_template(title_template, "title_template", label)
+        body = _as_template(body_template, "body_template", label)
+        if title is None and body is None:
+            raise AlertConfigurationError(f"channels.{label}: give title_template, body_template or both")
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "title_template", title)
+        object.__setattr__(self, "body_template", body)
+
+    # -- rendering -------------------------------------------------------------------------------
+    def render(
+        self, alert: Alert, *, alerts: Iterable[Alert] | None = None, group: Mapping[str, Any] | None = None
+    ) -> Alert:
+        """``alert`` with its title and/or message rendered from the templates (the other fields,
+        the fingerprint included, as they are). With ``alerts`` (a digest) the templates also see
+        ``alerts`` and ``group``.
+
+        Raises:
+            AlertConfigurationError: the template and line named (undefined variable, sandbox,
+                bound, or output that is empty once stripped: an alert needs a title and a message).
+        """
+        context = alert_context(alert) if alerts is None else {**digest_context(alerts, group), **alert_context(alert)}
+        changes: dict[str, Any] = {}
+        for field, template in (("title", self.title_template), ("message", self.body_template)):
+            if template is None:
+                continue
+            text = template.render(context).strip()  # as Alert strips a title and a message
+            if not text:
+                raise _error(template.label, None, f"rendered empty text (an alert needs a {field})")
+            changes[field] = text
+        # The output is redacted by Template.render; only the rendered fields change, and the
+        # fingerprint is pinned: derived from the title otherwise, it would change with it.
+        return alert._with_fields(**changes, _fingerprint=alert.fingerprint)
+
+    def _send(self, alert: Alert) -> Any:
+        return self.transport.send(self.render(alert))
+
+    async def _asend(self, alert: Alert) -> Any:
+        return await self.transport.asend(self.render(alert))
+
+    def _update(self, alert: Alert, handle: Any) -> Any:
+        return self.transport.update(self.render(alert), handle)
+
+    # -- the transport protocol: present exactly when the wrapped transport has it -----------------
+    def _wrapped(self, name: str, own: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(getattr(self.transport, name, None)):
+            raise AttributeError(name)
+        return own
+
+    @property
+    def send(self) -> Callable[[Alert], Any]:
+        return self._wrapped("send", self._send)
+
+    @property
+    def asend(self) -> Callable[[Alert], Any]:
+        return self._wrapped("asend", self._asend)
+
+    @property
+    def update(self) -> Callable[[Alert, Any], Any]:
+        return self._wrapped("update", self._update)
+
+    @property
+    def blocking(self) -> bool:
+        return True
+
+    @property
+    def max_send_time(self) -> float | None:
+        inner = self.transport
+        if getattr(inner, "blocking", True):
+            bound = getattr(inner, "max_send_time", None)
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < float("inf"):
+                return None
+        else:
+            bound = 0.0
+        renders = (self.title_template is not None) + (self.body_template is not None)
+        return float(bound) + renders * RENDER_TIMEOUT
+
+    # -- everything else is the wrapped transport's ----------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name in _WRAPPER_OWN or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            inner = object.__getattribute__(self, "transport")
+        except AttributeError:  # half-built (copy, unpickling): nothing to forward to
+            raise AttributeError(name) from None
+        return getattr(inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("transport", "title_template", "body_template"):
+            object.__setattr__(self, name, value)
+        else:  # name (the CLI renames two slack:// channels), clock, ...: the transport's own
+            setattr(self.transport, name, value)
+
+    def close(self) -> None:
+        close = getattr(self.transport, "close", None)
+        if callable(close):
+            close()
+
+    @guarded_repr
+    def __repr__(self) -> str:
+        return f"TemplatedTransport({self.transport!r})"
 
 
 # -- [templates.NAME] ----------------------------------------------------------------------------

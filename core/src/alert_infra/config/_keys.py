@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from ..templates import CHANNEL_TEMPLATE_OPTIONS  # the engine's module: no Jinja2 until a template compiles
+
 # MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
 
 if TYPE_CHECKING:
@@ -12,7 +14,12 @@ if TYPE_CHECKING:
 POLICY_KEYS = ("retry", "throttle", "dedup_window")
 
 
-CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout", *POLICY_KEYS)
+#: A channel's own templates (inline Jinja2 text, see alert_infra.templates): taken as written, never
+#: ${VAR}-expanded (as [templates.NAME]: a template is no place for a secret, and `$` stays `$`).
+TEMPLATE_OPTIONS = CHANNEL_TEMPLATE_OPTIONS
+
+
+CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout", *POLICY_KEYS, *TEMPLATE_OPTIONS)
 
 
 SETTINGS_KEYS = (

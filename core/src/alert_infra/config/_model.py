@@ -34,6 +34,8 @@ class ChannelConfig:
         retry: Any = None,
         throttle: Any = None,
         dedup_window: float | None = None,
+        title_template: Any = None,
+        body_template: Any = None,
     ) -> None:
         self.name = name
         self.type = type
@@ -46,6 +48,10 @@ class ChannelConfig:
         self.retry = retry  # RetryPolicy | None
         self.throttle = throttle  # Throttle | None
         self.dedup_window = dedup_window
+        #: ``title_template`` / ``body_template``, compiled when the configuration was parsed
+        #: (:class:`alert_infra.templates.Template`), or ``None``.
+        self.title_template = title_template
+        self.body_template = body_template
         # Problems of this channel alone (an unset variable, an unknown type or option), each naming
         # the channel and key, never a value. A channel with problems becomes an
         # UnavailableTransport when the dispatcher is built (or is refused with strict=True).
@@ -177,7 +183,10 @@ class AlertConfig:
             if effective_timeout is not None and _accepts(host, channel.type, "timeout"):
                 options.setdefault("timeout", effective_timeout)
             try:
-                built[channel.name] = host.build_transport(channel.type, channel.name, options)
+                transport = host.build_transport(channel.type, channel.name, options)
+                if channel.title_template is not None or channel.body_template is not None:
+                    transport = _templated(transport, channel)
+                built[channel.name] = transport
             except AlertConfigurationError as exc:
                 broken[channel.name] = exc
             except Exception as exc:  # noqa: BLE001 - a plugin host fault must not take the others down
@@ -282,6 +291,26 @@ class AlertConfig:
         for name, error in broken.items():
             dispatcher.logger.error("alert channel %s is unavailable: %s", name, error)
         return dispatcher
+
+
+def _templated(transport: Any, channel: ChannelConfig) -> Any:
+    """``transport`` rendering the channel's templates before it sends.
+
+    Why here and not in the dispatcher or the plugins: every path that delivers for a configured
+    channel builds it here (in-process dispatchers, the spool and Celery workers, ``check
+    --send-test``), so a wrapper made here applies the template on whichever process sends; the
+    dispatcher stays template-agnostic and no plugin needs to know templates exist (each escapes
+    and cuts the rendered title and message as it does any alert). See
+    :class:`alert_infra.templates.TemplatedTransport`."""
+    from ..templates import TemplatedTransport
+
+    try:
+        return TemplatedTransport(
+            transport, title_template=channel.title_template, body_template=channel.body_template, channel=channel.name
+        )
+    except BaseException:
+        _close_all([transport])
+        raise
 
 
 def _channel_error(host: Any, channel: ChannelConfig) -> AlertConfigurationError:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._checks import MAX_WORKERS, did_you_mean
 from ..alert import SEVERITIES, severity_rank
 from ..exceptions import AlertConfigurationError, AlertValidationError
-from ._keys import _NAME, CHANNEL_KEYS, INLINE, NOT_YET, SETTINGS_KEYS
+from ._keys import _NAME, CHANNEL_KEYS, INLINE, NOT_YET, SETTINGS_KEYS, TEMPLATE_OPTIONS
 from ._model import AlertConfig, ChannelConfig, _summary
 from ._secrets import mapping_secrets
 from ._source import _INTEGRATION_TABLES, _interpolate
@@ -189,6 +189,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     host = get_plugin_host()
     for plugin in plugins:
         host.load_named(plugin)
+    templates_raw = data.get("templates")
+    template_names = [str(n) for n in templates_raw] if isinstance(templates_raw, MappingABC) else []
     channels: list[ChannelConfig] = []
     deferred = 0  # how many of ``problems`` are one channel's own (not refusing the file)
     for name, raw in channels_raw.items():
@@ -206,7 +208,9 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         env: list[str] = []
         local: list[str] = []
         transport: list[str] = []
-        values = dict(raw) if not enabled_ch else _interpolate(dict(raw), where, env)
+        written = {k: v for k, v in raw.items() if k not in TEMPLATE_OPTIONS}
+        values = dict(written) if not enabled_ch else _interpolate(written, where, env)
+        values.update({k: raw[k] for k in TEMPLATE_OPTIONS if k in raw})  # template text: as written
         enabled_ch = _bool(values.get("enabled", True), f"{where}.enabled", local)
         for key in values:
             if key in NOT_YET:
@@ -233,6 +237,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         ch_timeout = _number(values["timeout"], f"{where}.timeout", local) if "timeout" in values else None
         options = {k: v for k, v in values.items() if k not in CHANNEL_KEYS and k not in NOT_YET}
         retry, throttle, dedup_window = _policies(values, where, local, defaults=policy_defaults)
+        compiled = _channel_templates(values, where, name, template_names, local, transport) if enabled_ch else {}
         channel = ChannelConfig(
             name,
             type_name or "",
@@ -245,6 +250,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             retry=retry,
             throttle=throttle,
             dedup_window=dedup_window,
+            title_template=compiled.get("title_template"),
+            body_template=compiled.get("body_template"),
         )
         if type_name and enabled_ch and not local:
             transport.extend(_check_transport(host, channel))
@@ -323,6 +330,45 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     config._secrets = tuple(mapping_secrets(data))
     config.register_secrets(owner=config)
     return config
+
+
+def _channel_templates(
+    values: Mapping[str, Any], where: str, channel: str, names: list[str], local: list[str], transport: list[str]
+) -> dict[str, Any]:
+    """A channel's ``title_template`` / ``body_template``, compiled now (once, for every alert).
+
+    A template written wrong (syntax, an undefined variable, an alert field that does not exist,
+    a ``[templates.NAME]`` name where the text belongs) is the file's problem, like a routing key
+    written wrong: it fails on every machine, so ``check`` in CI finds it (``local``). Jinja2
+    missing is this machine's, and fails this channel alone (``transport``)."""
+    present = [key for key in TEMPLATE_OPTIONS if key in values]
+    if not present:
+        return {}
+    texts: dict[str, str] = {}
+    for key in present:
+        text = values[key]
+        if not isinstance(text, str) or not text.strip():
+            local.append(
+                f"{where}.{key}: must be template text (Jinja2), e.g. '[{{{{ alert.severity|upper }}}}] "
+                "{{ alert.title }}'"
+            )
+        else:
+            texts[key] = text
+    if not texts:
+        return {}
+    from ..templates import compile_channel_template, engine_problem
+
+    missing = engine_problem()
+    if missing is not None:
+        transport.append(f"{where}.{next(iter(texts))}: {missing}")
+        return {}
+    compiled: dict[str, Any] = {}
+    for key, text in texts.items():
+        try:
+            compiled[key] = compile_channel_template(text, key, channel, template_names=names)
+        except AlertConfigurationError as exc:
+            local.append(str(exc))
+    return compiled
 
 
 def _keys(value: Any, where: str, problems: list[str]) -> list[str] | None:
