@@ -33,7 +33,9 @@ The rules (``docs/guide/templates.md`` has the user's view):
 - **Errors.** Every problem (syntax, undefined variable, sandbox, bound) is an
   :class:`~alert_infra.AlertConfigurationError` naming the template (``templates.NAME.title``,
   or ``channels.CHANNEL.title_template``) and the template line; it never quotes a variable's
-  value unredacted. The exception carries ``template`` and ``lineno`` attributes.
+  value unredacted. The exception carries ``template`` and ``lineno`` attributes, and
+  ``refused``: true when the sandbox refused the render or a bound stopped it (a caller may
+  render again from smaller values, as the webhook channel does for a huge alert).
 
 **The pipeline** of :meth:`Template.render`: redact the variables, render (autoescape off),
 redact the output (:func:`~alert_infra.security.redact_text`: a secret assembled from pieces is
@@ -203,11 +205,12 @@ _DATA_METHODS: tuple[tuple[type | tuple[type, ...], frozenset[str]], ...] = (
 # -- errors --------------------------------------------------------------------------------------
 
 
-def _error(label: str, lineno: int | None, problem: str) -> AlertConfigurationError:
+def _error(label: str, lineno: int | None, problem: str, *, refused: bool = False) -> AlertConfigurationError:
     where = f"{label}, line {lineno}" if lineno else label
     exc = AlertConfigurationError(f"{where}: {problem}")
     exc.template = label  # type: ignore[attr-defined]
     exc.lineno = lineno  # type: ignore[attr-defined]
+    exc.refused = refused  # type: ignore[attr-defined]
     return exc
 
 
@@ -641,11 +644,12 @@ class Template:
                 message = f"{key.group(1)!r} is undefined (no such key: write ...|default('') for an optional one)"
             raise _error(self.label, _template_line(exc), _clean(message) + hint) from None
         except security_error as exc:
-            raise _error(self.label, _template_line(exc), "refused by the sandbox: " + _clean(exc)) from None
+            problem = "refused by the sandbox: " + _clean(exc)
+            raise _error(self.label, _template_line(exc), problem, refused=True) from None
         except RecursionError as exc:
-            raise _error(self.label, _template_line(exc), "recursion too deep") from None
+            raise _error(self.label, _template_line(exc), "recursion too deep", refused=True) from None
         except MemoryError as exc:
-            raise _error(self.label, _template_line(exc), "out of memory") from None
+            raise _error(self.label, _template_line(exc), "out of memory", refused=True) from None
         except Exception as exc:  # noqa: BLE001 - a template's TypeError, ZeroDivisionError, ...
             problem = f"{type(exc).__name__}: {_clean(exc)}"
             raise _error(self.label, _template_line(exc), problem) from None

@@ -73,6 +73,7 @@ class Receiver:
         self.answers: list[tuple[int, dict[str, str], Any]] = []
         self.key: bytes | None = KEY
         self.token: str | None = TOKEN
+        self.schema = True  # False: a templated body, whatever it holds
 
     def __call__(self, request: RecordedRequest) -> tuple[int, dict[str, str], Any]:
         if not request.path.startswith(PATH):
@@ -86,9 +87,10 @@ class Receiver:
                 return 401, {}, {"error": "bad_signature"}
             if abs(int(stamp) - time.time()) > 300:
                 return 401, {}, {"error": "stale_timestamp"}
-        body = json.loads(request.body)
-        if body.get("version") != "1" or not str(body.get("type", "")).startswith("alert."):
-            return 400, {}, {"error": "bad_payload"}
+        if self.schema:
+            body = json.loads(request.body)
+            if body.get("version") != "1" or not str(body.get("type", "")).startswith("alert."):
+                return 400, {}, {"error": "bad_payload"}
         if self.answers:
             return self.answers.pop(0)
         return 204, {}, b""
@@ -549,14 +551,6 @@ class TestConfiguration:
         assert hook.headers == {"X-Api-Key": "hdrV4lue0123456789"}
         assert "hdrV4lue0123456789" not in redact_text("key hdrV4lue0123456789 seen")
 
-    def test_template_is_reserved(self) -> None:
-        with pytest.raises(AlertConfigurationError, match="template") as info:
-            WebhookTransport(self.URL, template="{{ alert.title }}")
-        assert "template support" in str(info.value)
-        with isolated_plugin_host(load_entry_points=True) as host, pytest.raises(AlertConfigurationError) as built:
-            host.build_transport("webhook", "ops", {"url": self.URL, "template": "{{ alert.title }}"})
-        assert "'ops'" in str(built.value) and "template" in str(built.value)
-
     @pytest.mark.parametrize("content_type", ["json", "application/json\r\nX-Injected: 1", "", "a b/c"])
     def test_bad_content_type(self, content_type: str) -> None:
         with pytest.raises(AlertConfigurationError, match="content_type"):
@@ -729,3 +723,175 @@ class TestNoLeaks:
         text = repr(hook)
         assert text == "WebhookTransport(name='webhook')"
         assert PATH not in text and SECRET not in text and TOKEN not in text
+
+
+# -- the body template ----------------------------------------------------------------------------
+
+TEMPLATE = (
+    '{"text": {{ (alert.title ~ ": " ~ alert.message)|tojson }},\n'
+    ' "severity": {{ alert.severity|tojson }}, "tags": {{ alert.tags|tojson }}, "meta": {{ alert.metadata|tojson }}}'
+)
+
+
+class TestTemplate:
+    URL = "https://h.example/hook"
+
+    def _config(self, server: FakeServer, **options: Any) -> dict[str, Any]:
+        channel = {
+            "type": "webhook",
+            "url": server.url + PATH + QUERY,
+            "secret": SECRET,
+            "headers": {"Authorization": TOKEN},
+            "template": TEMPLATE,
+            "retry": False,
+        }
+        channel.update(options)
+        return {"channels": {"hook": channel}}
+
+    def test_templated_json_body_is_sent_as_rendered_and_signed(self, receiver: Receiver, server: FakeServer) -> None:
+        """From configuration: the rendered bytes exactly, with the id, timestamp and a signature the
+        spec's formula, verify() and the reference library all accept."""
+        receiver.schema = False
+        alert = _alert(tags=["disk"], metadata={"host": "db-1", "api_key": "k3y-v4lue"})
+        with isolated_plugin_host(load_entry_points=True):
+            dispatcher = AlertDispatcher.from_config(self._config(server), strict=True)
+        try:
+            result = dispatcher.send(alert)
+        finally:
+            dispatcher.close()
+        assert result.sent == ("hook",)
+        (request,) = server.requests
+        expected = (
+            '{"text": "Disk full: /var at 97%",\n'
+            ' "severity": "critical", "tags": ["disk"], "meta": {"api_key": "[REDACTED]", "host": "db-1"}}'
+        )
+        assert request.body == expected.encode("utf-8")  # as rendered, whitespace kept; redacted
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["webhook-id"] == WebhookTransport(self.URL, name="hook").webhook_id(alert)
+        assert request.headers["webhook-signature"] == _spec_signature(
+            KEY, request.headers["webhook-id"], request.headers["webhook-timestamp"], request.body
+        )
+        assert verify(request.body, request.headers, SECRET)["severity"] == "critical"
+        if standardwebhooks is not None:
+            assert _reference_verify(request)["text"] == "Disk full: /var at 97%"
+
+    def test_a_retry_resigns_the_same_templated_bytes(self, receiver: Receiver, server: FakeServer) -> None:
+        receiver.schema = False
+        receiver.answers = [(503, {"Retry-After": "1"}, {"error": "busy"})]
+        config = self._config(server, retry={"attempts": 2, "backoff": 0})
+        with isolated_plugin_host(load_entry_points=True):
+            dispatcher = AlertDispatcher.from_config(config, strict=True)
+        try:
+            assert dispatcher.send(_alert()).sent == ("hook",)
+        finally:
+            dispatcher.close()
+        first, second = server.requests
+        assert first.body == second.body and json.loads(first.body)["text"] == "Disk full: /var at 97%"
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        assert int(second.headers["webhook-timestamp"]) > int(first.headers["webhook-timestamp"])
+        for request in (first, second):
+            verify(request.body, request.headers, SECRET)
+            if standardwebhooks is not None:
+                _reference_verify(request)
+
+    def test_output_that_is_not_json_fails_the_channel_without_a_request(self, server: FakeServer) -> None:
+        hook = _hook(server, template='{"text": "{{ alert.title }}"}', name="hook")
+        assert hook.render_body(_alert()) == b'{"text": "Disk full"}'  # fine until a title has a quote
+        with pytest.raises(AlertConfigurationError) as info:
+            hook.send(_alert(title='Disk "full"'))
+        text = str(info.value)
+        assert text.startswith("channels.hook.template: the rendered body is not valid JSON (Expecting")
+        assert "line 1 column" in text and "|tojson" in text
+        nan = _hook(server, template='{"ratio": NaN, "title": {{ alert.title|tojson }}}', name="hook")
+        with pytest.raises(AlertConfigurationError, match="NaN is not JSON"):
+            nan.send(_alert())
+        result = AlertDispatcher([hook]).send(_alert(title='say "hi"'))
+        assert result.non_retryable == ("hook",)
+        assert server.requests == []  # nothing went out
+        hook.close()
+        nan.close()
+
+    def test_a_non_json_content_type_sends_the_text(self, receiver: Receiver, server: FakeServer) -> None:
+        receiver.schema = False
+        template = "{{ alert.severity|upper }} {{ alert.title }}\n{{ alert.message }} é"
+        hook = _hook(server, template=template, content_type="text/plain; charset=utf-8")
+        hook.send(_alert(message='not {"json"'))
+        (request,) = server.requests
+        assert request.body == 'CRITICAL Disk full\nnot {"json" é'.encode()
+        assert request.headers["content-type"] == "text/plain; charset=utf-8"
+        assert request.headers["webhook-signature"] == _spec_signature(
+            KEY, request.headers["webhook-id"], request.headers["webhook-timestamp"], request.body
+        )
+        with pytest.raises(WebhookVerificationError, match="not JSON"):  # authentic, but verify() parses JSON
+            verify(request.body, request.headers, SECRET)
+        hook.close()
+
+    @needs_reference
+    def test_a_huge_alert_gives_a_shorter_body_that_is_still_the_templates(
+        self, receiver: Receiver, server: FakeServer
+    ) -> None:
+        receiver.schema = False
+        hook = _hook(server, template=TEMPLATE)
+        alert = _alert(message="m" * 300_000, metadata={f"k{i}": "é😀" * 3000 for i in range(300)}, tags=["t"] * 900)
+        hook.send(alert)
+        (request,) = server.requests
+        assert len(request.body) <= MAX_BODY_BYTES
+        body = _reference_verify(request)
+        assert body["text"].startswith("Disk full: mmm") and body["text"].endswith("… [truncated]")
+        assert body["severity"] == "critical" and len(body["tags"]) < 900
+        hook.close()
+
+    def test_a_template_that_alone_writes_too_much(self) -> None:
+        loop = "{% for i in range(5000) %}{{ alert.title|tojson }},{% endfor %}"
+        json_hook = WebhookTransport(self.URL, template="[" + loop + "0]", name="hook")
+        with pytest.raises(AlertConfigurationError, match=r"channels\.hook\.template: the rendered body is over 65536"):
+            json_hook.render_body(_alert(title="t" * 40))
+        text_hook = WebhookTransport(self.URL, template=loop, content_type="text/plain")
+        body = text_hook.render_body(_alert(title="é" * 40))
+        assert len(body) <= MAX_BODY_BYTES and body.decode("utf-8").endswith("… [truncated]")
+
+    def test_title_and_body_templates_apply_first(self, receiver: Receiver, server: FakeServer) -> None:
+        """A channel's title_template renders before the body template sees the alert."""
+        receiver.schema = False
+        config = self._config(server, title_template="[{{ alert.severity|upper }}] {{ alert.title }}")
+        with isolated_plugin_host(load_entry_points=True):
+            dispatcher = AlertDispatcher.from_config(config, strict=True)
+        try:
+            assert dispatcher.send(_alert()).sent == ("hook",)
+        finally:
+            dispatcher.close()
+        assert json.loads(server.requests[0].body)["text"] == "[CRITICAL] Disk full: /var at 97%"
+
+    @pytest.mark.parametrize(
+        ("template", "options", "message"),
+        [
+            ('{"t": {{ alert.title|tojson }', {}, "channels.ops.template, line 1: unexpected '}'"),
+            ("{{ title|tojson }}", {}, "channels.ops.template, line 1: 'title' is undefined"),
+            ("{{ alert.titel|tojson }}", {}, "the alert has no field 'titel'; did you mean 'title'?"),
+            ('{"t": "{title}"}', {}, "write {{ alert.title }}"),
+            ("  ", {}, "Webhook template must be template text"),
+            (TEMPLATE, {"format": "compact"}, "Webhook template and format"),
+        ],
+    )
+    def test_configuration_errors(self, template: str, options: dict[str, Any], message: str) -> None:
+        with isolated_plugin_host(load_entry_points=True) as host, pytest.raises(AlertConfigurationError) as info:
+            host.build_transport("webhook", "ops", {"url": self.URL, "template": template, **options})
+        assert "'ops'" in str(info.value) and message in str(info.value)
+
+    def test_without_jinja2_the_error_names_the_extra(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(sys.modules, "jinja2", None)
+        with pytest.raises(AlertConfigurationError, match=r"pip install 'alert-infra\[templates\]'"):
+            WebhookTransport(self.URL, template=TEMPLATE)
+        WebhookTransport(self.URL)  # the alert JSON needs no Jinja2
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(alert=hostile_alerts('"}', "\\u0000", "{{ x }}", "</script>"))
+    def test_any_alert_gives_bounded_signed_json(self, alert: Alert) -> None:
+        hook = WebhookTransport("https://example.com/hook", secret=SECRET, template=TEMPLATE)
+        body = hook.render_body(alert)
+        assert len(body) <= MAX_BODY_BYTES and hook.render_body(alert) == body  # every try: the same bytes
+        decoded = json.loads(body.decode("utf-8"))  # strict UTF-8, valid JSON
+        assert decoded["severity"] == alert.severity
+        headers = {"webhook-id": hook.webhook_id(alert)}
+        hook.sign_request(hook.method, hook.url, body, headers)
+        assert verify(body, headers, SECRET) == decoded

@@ -17,6 +17,7 @@ from .signing import decode_secret, sign
 
 if TYPE_CHECKING:
     from alert_infra import Alert
+    from alert_infra.templates import Template
 
 __all__ = [
     "EVENT_TYPES",
@@ -71,6 +72,22 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but T
 _TRUNCATED = "… [truncated]"
 #: Cuts tried in turn until the body fits: (longest string kept, most items kept per list or mapping).
 _CUTS = ((8192, 200), (2048, 100), (512, 50), (128, 20), (64, 10))
+
+
+def is_json_type(content_type: str) -> bool:
+    """``application/json`` or any ``+json`` media type (parameters such as ``charset`` aside)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # json.loads takes NaN and Infinity; receivers do not
+
+
+def _cut_bytes(body: bytes, limit: int) -> bytes:
+    """``body`` cut to at most ``limit`` bytes at a UTF-8 character boundary, ending in the marker."""
+    marker = _TRUNCATED.encode("utf-8")
+    return body[: limit - len(marker)].decode("utf-8", "ignore").encode("utf-8") + marker
 
 
 def _quote(name: object) -> str:
@@ -133,8 +150,10 @@ class WebhookTransport(HttpTransport):
             secret. Names in :data:`FORBIDDEN_HEADERS` are refused.
         secret: a Standard Webhooks secret, ``whsec_`` + base64 of 24 to 64 random bytes
             (:func:`alert_infra_webhook.generate_secret` makes one); unsigned without it.
-        template: reserved: a custom body arrives with the core's template support; giving it
-            now is a configuration error that says so.
+        template: the body as a template (Jinja2, in the core's sandbox; needs
+            ``alert-infra[templates]``) instead of the alert JSON: it sees ``alert``; with a JSON
+            ``content_type`` the output must be JSON (see :meth:`render_body`). Signed and bounded
+            like the alert JSON.
         content_type: the body's ``Content-Type`` (default ``application/json``).
         timeout: seconds for the whole request (connect, TLS, answer).
         http_client: 0.1.x injection point; it needs a ``request(method, url, *, data, headers,
@@ -200,13 +219,22 @@ class WebhookTransport(HttpTransport):
                 " no line breaks)"
             )
         self.content_type = content_type.strip()
+        self.template: Template | None = None
         if template is not None:
-            raise AlertConfigurationError(
-                "Webhook template: custom bodies arrive with alert-infra's template support ([templates] and its"
-                " sandbox), which this version of the core does not have yet; remove template to send the"
-                " documented alert JSON (version 1)"
-            )
-        self.template = None
+            if format is not None:
+                raise AlertConfigurationError(
+                    "Webhook template and format: a template writes the whole body, so a formatter's text would"
+                    " go nowhere; remove format (or template, to send the alert JSON with data.text)"
+                )
+            if not isinstance(template, str) or not template.strip():
+                raise AlertConfigurationError(
+                    "Webhook template must be template text (Jinja2), e.g. '{{ alert|tojson }}'"
+                )
+            # The core's engine and sandbox (needs alert-infra[templates]); checked now: syntax, the
+            # variables (alert; alerts and group in a digest), the alert's field names.
+            from alert_infra.templates import compile_channel_template
+
+            self.template = compile_channel_template(template, "template", self.name)
 
     @staticmethod
     def _check_headers(headers: object) -> dict[str, str]:
@@ -344,7 +372,10 @@ class WebhookTransport(HttpTransport):
         An alert over the limit is cut, the same way at every try (so every try sends the same
         bytes): strings and lists shorter and shorter (:data:`_CUTS`) until it fits, with
         ``data.truncated`` true; if even the shortest cut is too long, only the fields that
-        identify the alert are kept."""
+        identify the alert are kept. A templated body (``bytes`` from :meth:`render_body`) is
+        already final and goes as it is."""
+        if isinstance(payload, bytes):
+            return payload, self.content_type
         body = self._json(payload)
         if len(body) <= MAX_BODY_BYTES or not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
             return body, self.content_type
@@ -358,6 +389,82 @@ class WebhookTransport(HttpTransport):
         minimal = {key: _shrink(data.get(key), 200, 1) for key in keep}
         minimal.update(title=_cut(str(data.get("title")), 1000), message=_cut(str(data.get("message")), 4000))
         return self._json({**payload, "data": {**minimal, "truncated": True}}), self.content_type
+
+    def render_body(self, alert: Alert) -> bytes:
+        """The body ``template`` renders for ``alert``, as the exact bytes sent (and signed).
+
+        The template sees ``alert``: the redacted alert (``title``, ``message``, ``severity``,
+        ``source``, ``tags``, ``metadata``, ``status``, ``fingerprint``, ``created_at``, ``links``),
+        rendered in the core's sandbox (see :mod:`alert_infra.templates`). Then:
+
+        * **Within** :data:`MAX_BODY_BYTES`, as the alert JSON is: a body over it (or a render the
+          sandbox's bounds stopped) is rendered again from the alert with its strings and lists
+          cut shorter and shorter (the cuts of :meth:`encode_body`, each string ending in
+          ``… [truncated]``), so a huge alert gives a shorter body that is still what the
+          template writes, valid JSON included.
+        * **JSON content type** (``application/json``, ``*/*+json``): the body must parse as JSON
+          (``NaN`` and ``Infinity`` refused); write every value with ``|tojson``. Sent as rendered
+          (its whitespace kept), in UTF-8; a lone surrogate in it is sent as a ``\\u`` escape.
+        * **Any other content type**: sent as the rendered text in UTF-8, unchecked (a lone
+          surrogate becomes ``?``); if even the shortest cut of the alert leaves it over the
+          limit, it is cut at a character boundary and ends in ``… [truncated]``.
+
+        Raises:
+            AlertConfigurationError: the template failed (variable, sandbox, bound; template and
+                line named), the JSON body is not JSON (its line and column in the output), or
+                the template alone writes more than :data:`MAX_BODY_BYTES` of JSON. Not retried.
+        """
+        from alert_infra.templates import MAX_OUTPUT, TRUNCATION_MARKER, alert_context
+
+        template = self.template
+        if template is None:
+            raise AlertConfigurationError("Webhook: no template to render")
+        json_body = is_json_type(self.content_type)
+        fields = alert_context(alert)["alert"]
+        body = b""
+        cuts = (None, *_CUTS)
+        for index, cut in enumerate(cuts):
+            values = fields if cut is None else _shrink(fields, *cut)
+            try:
+                text = template.render({"alert": values})
+            except AlertConfigurationError as exc:
+                # A bound (|tojson of huge metadata over the sandbox's 1 MiB, the time limit): the
+                # alert is too big for the template, so cut it; any other failure is the template's.
+                if getattr(exc, "refused", False) and index + 1 < len(cuts):
+                    continue
+                raise
+            if len(text) == MAX_OUTPUT and text.endswith(TRUNCATION_MARKER):  # the engine cut it: cut the alert
+                if not json_body:
+                    body = text.encode("utf-8", "replace")
+                continue
+            body = self._json_text(text, template.label) if json_body else text.encode("utf-8", "replace")
+            if len(body) <= MAX_BODY_BYTES:
+                return body
+        if json_body:
+            raise AlertConfigurationError(
+                f"{template.label}: the rendered body is over {MAX_BODY_BYTES} bytes even with the alert's text cut"
+                " short: the template itself writes too much"
+            )
+        return _cut_bytes(body, MAX_BODY_BYTES)
+
+    def _json_text(self, text: str, label: str) -> bytes:
+        """A rendered JSON body, checked, as UTF-8 bytes (as rendered; re-encoded only to escape a
+        lone surrogate, which UTF-8 cannot carry)."""
+        try:
+            parsed = json.loads(text, parse_constant=_no_constants)
+        except json.JSONDecodeError as exc:
+            raise AlertConfigurationError(
+                f"{label}: the rendered body is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno} of"
+                ' the output); write each value with |tojson, e.g. {"title": {{ alert.title|tojson }}}, or set a'
+                " content_type that is not JSON"
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else redact_text(str(exc))
+            raise AlertConfigurationError(f"{label}: the rendered body is not valid JSON ({why})") from None
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return self._json(parsed)
 
     def _json(self, payload: Any) -> bytes:
         """Compact UTF-8 JSON, as the base encodes every JSON body (lone surrogates as ``\\u`` escapes)."""
@@ -379,15 +486,12 @@ class WebhookTransport(HttpTransport):
             headers["webhook-signature"] = sign(self._key, headers["webhook-id"], timestamp, body)
 
     def send(self, alert: Alert) -> Any:  # a Sent (BaseTransport.send says str | None: 0.1.x)
-        """One try: the alert JSON to ``url``, stamped and signed; the ``webhook-id`` is the
-        outcome's detail and handle (find the delivery in the receiver's logs by it)."""
+        """One try: the alert JSON (or, with a ``template``, the rendered body) to ``url``, stamped
+        and signed; the ``webhook-id`` is the outcome's detail and handle (find the delivery in the
+        receiver's logs by it)."""
         webhook_id = self.webhook_id(alert)
-        response = self.call(
-            self.method,
-            self.url,
-            self.build_payload(alert, webhook_id),
-            headers={**self.headers, "webhook-id": webhook_id},
-        )
+        payload = self.render_body(alert) if self.template is not None else self.build_payload(alert, webhook_id)
+        response = self.call(self.method, self.url, payload, headers={**self.headers, "webhook-id": webhook_id})
         self.check_response(response)
         return Sent(detail=f"webhook-id {webhook_id}", handle={"webhook_id": webhook_id})
 
