@@ -23,7 +23,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     2: ("state", "policies", "pool", "_deadline", "lifecycle"),  # state, policies, gates, total deadlines
     3: ("hookspecs", "transports", "http"),  # the plugin surface: what a plugin author writes against
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
-    5: ("dispatcher", "audit", "outbox", "queued"),  # delivery: the steps, observation, queued engines
+    5: ("routing", "admission", "_channels", "_observe", "dispatcher", "audit", "outbox", "queued"),  # delivery: routing, the gate chain, the steps, observation, queued engines
     6: ("config",),  # configuration by name: builds dispatchers from files
     7: ("_api", "cli", "logging", "events", "testing", "monitor"),  # surfaces: what people and programs run
     8: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from alert_infra import dispatcher, plugins, pool
+from alert_infra import _observe, plugins, pool
 from alert_infra._lifecycle import ProcessSingleton
 from alert_infra.testing import run_in_fork
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
 
 SINGLETONS = {
     "plugin host": (plugins, "_HOST", lambda: type(plugins.get_plugin_host()).__name__),
-    "hook pool": (dispatcher, "_HOOK_POOL", lambda: type(dispatcher._hook_pool()).__name__),
+    "hook pool": (_observe, "HOOK_POOL", lambda: type(_observe.hook_pool()).__name__),
     "loop thread": (pool, "_LOOP", lambda: type(pool.loop_thread().run(_answer(), 10)).__name__),
 }
 

@@ -41,7 +41,7 @@ def test_all_names_exist() -> None:
 def test_verdict_values() -> None:
     assert ADMIT.admitted and Verdict.skip("silence", "s1").reason == "silence"
     assert Verdict.hold(5.0, "g").until == 5.0 and not Verdict.hold(5.0).admitted
-    for bad in (("nope",), ("skip", "throttle"), ("held",)):
+    for bad in (("nope",), ("skip", "nope"), ("held",)):
         try:
             Verdict(*bad)  # type: ignore[arg-type]
         except ValueError:

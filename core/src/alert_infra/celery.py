@@ -45,7 +45,7 @@ from . import audit as _audit
 from . import outbox as _outbox
 from ._deadline import BoundedCalls, DeadlineExceeded
 from .alert import Alert
-from .dispatcher import AlertDispatcher, _channel_names
+from .dispatcher import AlertDispatcher
 from .exceptions import AlertConfigurationError, RetryableAlertTransportError
 from .queued.message import InvalidMessage, build_message, check_message
 from .queued.poison import DEFAULT_MAX_STARTS, StartCounter, dead_letter_reason, log_dead_letter
@@ -67,6 +67,7 @@ from .queued.settings import (
 )
 from .queued.step import decide, wanted_channels
 from .result import DeliveryResult
+from .routing import channel_names
 from .security import register_secret
 
 if TYPE_CHECKING:
@@ -374,7 +375,7 @@ class CeleryAlertDispatcher(AlertDispatcher):
 
         if not isinstance(alert, Alert):
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
-        names = _channel_names(channels) if channels is not None else None
+        names = channel_names(channels) if channels is not None else None
         if self.celery_app is None and self.task is None:
             current = _celery.current_app
             _APP.set(getattr(current, "_get_current_object", lambda: current)())

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
     from typing import Any
 
-__all__ = ["IDLE_TIMEOUT", "LoopThread", "Task", "WorkerPool", "loop_thread"]
+__all__ = ["IDLE_TIMEOUT", "LoopThread", "Task", "WorkerPool", "loop_thread", "wait_task"]
 
 #: Seconds an idle worker thread waits for work before it exits.
 IDLE_TIMEOUT = 30.0
@@ -356,3 +356,34 @@ def loop_thread() -> LoopThread:
     """The process's :class:`LoopThread`."""
     loop: LoopThread = _LOOP.get()
     return loop
+
+
+async def wait_task(task: Task, timeout: float) -> bool:
+    """Await a pool task for at most ``timeout`` seconds without blocking the event loop: whether
+    it is done."""
+    import asyncio  # the asyncio callers only
+
+    if task.done:
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_task: Task) -> None:
+        try:
+            loop.call_soon_threadsafe(_resolve, waiter)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+
+    task.on_done = wake
+    if task.done:  # finished before the callback was in place
+        return True
+    try:
+        await asyncio.wait_for(waiter, timeout)
+    except asyncio.TimeoutError:
+        return task.done
+    return True
+
+
+def _resolve(waiter: Any) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -404,12 +404,12 @@ class DjangoTasksDispatcher(AlertDispatcher):
     def _queued(self, alert: Alert, channels: Iterable[str] | str | None) -> Iterator[None]:
         from .. import audit as _audit
         from ..alert import Alert as _Alert
-        from ..dispatcher import _channel_names
         from ..exceptions import AlertValidationError
+        from ..routing import channel_names
 
         if not isinstance(alert, _Alert):
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
-        names = _channel_names(channels) if channels is not None else None
+        names = channel_names(channels) if channels is not None else None
         alert_id = uuid.uuid4().hex
         tokens = (_CHANNELS.set(names), _ALERT_ID.set(alert_id), _audit.set_delivery_id(alert_id))
         try:

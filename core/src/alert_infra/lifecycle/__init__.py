@@ -41,14 +41,52 @@ of its own in that file) or a Redis URL / client (keys of their own under a pref
 
 from __future__ import annotations
 
-from .durations import format_duration, parse_duration
-from .gates import ADMIT, Verdict
-from .grouping import Grouper, GroupGate, GroupPolicy, Notification
-from .inhibit import InhibitGate, InhibitRule, inhibit_rules_from_config
-from .matchers import Matcher, MatcherError, parse_matcher, parse_matchers
-from .nlog import LogEntry, NotificationLog, UnmatchedGate, fingerprint_key
-from .silences import Silence, SilenceGate, SilenceStore, silences_from_config
-from .stores import MemoryStore, RecordStore, RedisStore, SQLiteStore, open_store
+TYPE_CHECKING = False  # typing costs ~5 ms to import; type checkers treat this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .durations import format_duration, parse_duration
+    from .gates import ADMIT, Verdict
+    from .grouping import Grouper, GroupGate, GroupPolicy, Notification
+    from .inhibit import InhibitGate, InhibitRule, inhibit_rules_from_config
+    from .matchers import Matcher, MatcherError, parse_matcher, parse_matchers
+    from .nlog import LogEntry, NotificationLog, UnmatchedGate, fingerprint_key
+    from .silences import Silence, SilenceGate, SilenceStore, silences_from_config
+    from .stores import MemoryStore, RecordStore, RedisStore, SQLiteStore, open_store
+
+# Names are loaded on first use (as ``alert_infra`` does): the dispatcher imports only the gate
+# verdict (``lifecycle.gates``) on its hot path; the stores, grouping and matchers load when a
+# dispatcher or a command uses them (importing them all costs ~25 ms).
+_LAZY = {
+    "ADMIT": "gates",
+    "GroupGate": "grouping",
+    "GroupPolicy": "grouping",
+    "Grouper": "grouping",
+    "InhibitGate": "inhibit",
+    "InhibitRule": "inhibit",
+    "LogEntry": "nlog",
+    "Matcher": "matchers",
+    "MatcherError": "matchers",
+    "MemoryStore": "stores",
+    "Notification": "grouping",
+    "NotificationLog": "nlog",
+    "RecordStore": "stores",
+    "RedisStore": "stores",
+    "SQLiteStore": "stores",
+    "Silence": "silences",
+    "SilenceGate": "silences",
+    "SilenceStore": "silences",
+    "UnmatchedGate": "nlog",
+    "Verdict": "gates",
+    "fingerprint_key": "nlog",
+    "format_duration": "durations",
+    "inhibit_rules_from_config": "inhibit",
+    "open_store": "stores",
+    "parse_duration": "durations",
+    "parse_matcher": "matchers",
+    "parse_matchers": "matchers",
+    "silences_from_config": "silences",
+}
 
 __all__ = [
     "ADMIT",
@@ -80,3 +118,18 @@ __all__ = [
     "parse_matchers",
     "silences_from_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'alert_infra.lifecycle' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

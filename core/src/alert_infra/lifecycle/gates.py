@@ -11,6 +11,10 @@ notification log says: this channel already delivered the *firing* alert with th
 The answer is a :class:`Verdict`: ``admit`` (go on to the next gate), ``skip`` (not sent, with a
 ``reason`` among :data:`REASONS` and the ``rule`` id that decided it: a silence id, an inhibit
 rule id) or ``held`` (kept for later, ``until`` a time: a group's next flush).
+
+The dispatcher's chain (:mod:`alert_infra.admission`) asks every gate in turn, the delivery
+policies (``routing``, ``dedup``, ``throttle``) included: one verdict value from every rule, so a
+new rule is one more gate, never one more branch in the dispatcher.
 """
 
 from __future__ import annotations
@@ -35,24 +39,37 @@ __all__ = ["ACTIONS", "ADMIT", "REASONS", "Verdict"]
 
 #: What a verdict can say.
 ACTIONS = ("admit", "skip", "held")
-#: Why a gate skipped an alert (the outcome's ``suppressed_by``).
-REASONS = ("silence", "inhibit", "unmatched")
+#: Why a gate skipped an alert (the outcome's ``suppressed_by``; the audit trail's
+#: ``SUPPRESSION_REASONS``).
+REASONS = ("routing", "dedup", "throttle", "silence", "inhibit", "unmatched")
 
 
 class Verdict:
     """A gate's answer: ``action`` (``"admit"``, ``"skip"`` or ``"held"``), ``reason`` (for a skip:
-    ``"silence"``, ``"inhibit"`` or ``"unmatched"``), ``rule`` (the silence, rule or group that
-    decided) and ``until`` (for ``held``: when the alert is due to go out, wall-clock seconds)."""
+    one of :data:`REASONS`), ``rule`` (the silence, rule or group that decided), ``until`` (for
+    ``held``: when the alert is due to go out; for a ``throttle`` skip: when a slot frees;
+    wall-clock seconds), ``detail`` (the sentence the outcome's ``reason`` shows, when the gate has
+    more to say than its rule) and ``claim`` (an admitted alert's hold on a de-duplication window,
+    opaque: the gate that issued it releases it if the delivery fails)."""
 
-    __slots__ = ("action", "reason", "rule", "until")
+    __slots__ = ("action", "reason", "rule", "until", "detail", "claim")
 
     action: str
     reason: str | None
     rule: str | None
     until: float | None
+    detail: str | None
+    claim: object
 
     def __init__(
-        self, action: str, reason: str | None = None, rule: str | None = None, until: float | None = None
+        self,
+        action: str,
+        reason: str | None = None,
+        rule: str | None = None,
+        until: float | None = None,
+        *,
+        detail: str | None = None,
+        claim: object = None,
     ) -> None:
         if action not in ACTIONS:
             raise ValueError(f"Verdict.action must be one of {', '.join(ACTIONS)}")
@@ -64,14 +81,24 @@ class Verdict:
         object.__setattr__(self, "reason", reason)
         object.__setattr__(self, "rule", rule)
         object.__setattr__(self, "until", until)
+        object.__setattr__(self, "detail", detail)
+        object.__setattr__(self, "claim", claim)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Verdict is immutable")
 
     @classmethod
-    def skip(cls, reason: str, rule: str | None = None) -> Verdict:
-        """Not sent, for ``reason`` (``"silence"``, ``"inhibit"``, ``"unmatched"``), by ``rule``."""
-        return cls("skip", reason, rule)
+    def skip(
+        cls, reason: str, rule: str | None = None, *, detail: str | None = None, until: float | None = None
+    ) -> Verdict:
+        """Not sent, for ``reason`` (one of :data:`REASONS`), by ``rule``; ``detail`` says why in a
+        sentence, ``until`` when the gate would let it through (a throttle's next free slot)."""
+        return cls("skip", reason, rule, until, detail=detail)
+
+    @classmethod
+    def admit(cls, claim: object = None) -> Verdict:
+        """Let the alert through (:data:`ADMIT`), holding ``claim`` (a de-duplication window's)."""
+        return ADMIT if claim is None else cls("admit", claim=claim)
 
     @classmethod
     def hold(cls, until: float, rule: str | None = None) -> Verdict:
@@ -86,20 +113,18 @@ class Verdict:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Verdict):
             return NotImplemented
-        return (self.action, self.reason, self.rule, self.until) == (
-            other.action,
-            other.reason,
-            other.rule,
-            other.until,
-        )
+        return self._key() == other._key()
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.action, self.reason, self.rule, self.until, self.detail, self.claim)
 
     def __hash__(self) -> int:
-        return hash((self.action, self.reason, self.rule, self.until))
+        return hash((self.action, self.reason, self.rule, self.until, self.detail))
 
     @guarded_repr
     def __repr__(self) -> str:
         parts = [repr(self.action)]
-        for name in ("reason", "rule", "until"):
+        for name in ("reason", "rule", "until", "detail"):  # never the claim: a state key
             value = getattr(self, name)
             if value is not None:
                 parts.append(f"{name}={value!r}")

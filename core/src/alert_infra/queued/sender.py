@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import audit as _audit
 from ..alert import Alert
-from ..dispatcher import AlertDispatcher, _channel_names
+from ..dispatcher import AlertDispatcher
 from ..result import ChannelOutcome, DeliveryResult
+from ..routing import channel_names
 from .message import build_message
 from .settings import QUEUED_DETAIL, AsyncAlertConfig, SpoolSettings, spool_settings
 from .spool import Spool, SpoolUnavailable
@@ -84,7 +85,7 @@ class SpoolDispatcher(AlertDispatcher):
 
         if not isinstance(alert, Alert):
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
-        names = _channel_names(channels) if channels is not None else None
+        names = channel_names(channels) if channels is not None else None
         alert_id = uuid.uuid4().hex
         tokens = (_CHANNELS.set(names), _ALERT_ID.set(alert_id), _audit.set_delivery_id(alert_id))
         try:

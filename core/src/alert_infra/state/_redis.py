@@ -195,6 +195,28 @@ class RedisState(StateBackend):
     def _key(self, key: str) -> str:
         return f"{self._prefix}:{key}"
 
+    # Read by the lifecycle stores that live beside this state (alert_infra.admission): the same
+    # server, prefix and circuit breaker, without reaching into private names.
+    @property
+    def client(self) -> Any:
+        """The redis-py client (its bounded timeouts)."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key this state writes."""
+        return self._prefix
+
+    @property
+    def retry_interval(self) -> float:
+        """Seconds between attempts to reach a Redis that failed."""
+        return self._retry_interval
+
+    @property
+    def down_until(self) -> float:
+        """``time.monotonic()`` before which this state does not ask Redis again (0: not down)."""
+        return self._down_until
+
     def _redis(self, operation: Callable[[], Any], deadline: float | None = None) -> tuple[bool, Any]:
         """``(True, answer)`` from Redis, or ``(False, None)`` while it is unreachable or did not
         answer within ``deadline`` (default: :attr:`timeout`) in all."""
