@@ -477,7 +477,8 @@ def test_a_self_bounded_transport_runs_in_the_callers_thread(
 
 
 def test_hooks_that_never_return_take_a_bounded_number_of_threads(host) -> None:  # type: ignore[no-untyped-def]
-    from alert_infra._observe import MAX_OVERDUE_HOOKS, hook_pool as _hook_pool
+    from alert_infra._observe import MAX_OVERDUE_HOOKS
+    from alert_infra._observe import hook_pool as _hook_pool
 
     release = threading.Event()
 

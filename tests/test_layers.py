@@ -23,7 +23,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
     2: ("state", "policies", "pool", "_deadline", "lifecycle"),  # state, policies, gates, total deadlines
     3: ("hookspecs", "transports", "http"),  # the plugin surface: what a plugin author writes against
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
-    5: ("routing", "admission", "_channels", "_observe", "dispatcher", "audit", "outbox", "queued"),  # delivery: routing, the gate chain, the steps, observation, queued engines
+    # delivery: routing, the gate chain, a channel's call, observation, the steps, queued engines
+    5: ("routing", "admission", "_channels", "_observe", "dispatcher", "audit", "outbox", "queued"),
     6: ("config",),  # configuration by name: builds dispatchers from files
     7: ("_api", "cli", "logging", "events", "testing", "monitor"),  # surfaces: what people and programs run
     8: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths
