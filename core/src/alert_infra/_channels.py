@@ -21,11 +21,18 @@ if TYPE_CHECKING:
     from .alert import Alert
     from .routing import Route
 
-__all__ = ["MAX_OVERDUE_PER_CHANNEL", "OUTCOME_REASON_LIMIT", "is_retryable_exception"]
+__all__ = ["MAX_OVERDUE_PER_CHANNEL", "MAX_RUNNING_PER_CHANNEL", "OUTCOME_REASON_LIMIT", "is_retryable_exception"]
 
 #: Sends of one channel that may still be running past their timeout; beyond it, the channel
 #: fails fast ("still running") instead of taking another thread.
 MAX_OVERDUE_PER_CHANNEL = 4
+#: Sends of one channel that may run in worker threads at once (every dispatch and every caller
+#: of one dispatcher together). A send beyond waits for a slot, within its caller's bound. Any
+#: running send may hang in its provider, so this is also the most threads one channel can ever
+#: hold hung, however many ``send()`` or ``asend()`` calls pile up: with
+#: :data:`MAX_OVERDUE_PER_CHANNEL` of them written off, the channel then fails fast.
+MAX_RUNNING_PER_CHANNEL = 8
+
 #: The longest :attr:`ChannelOutcome.reason` (characters): a failure's message, redacted on its full
 #: length, then cut (``…`` marks a cut; see :func:`alert_infra.security.redact_and_cut`).
 OUTCOME_REASON_LIMIT = 500
@@ -60,6 +67,7 @@ class Channel:
         "max_send_time",
         "inline",
         "update",
+        "slots",
     )
 
     def __init__(self, transport: Any, timeout: float) -> None:
@@ -83,6 +91,7 @@ class Channel:
         ok = isinstance(bound, (int, float)) and not isinstance(bound, bool) and 0 < bound < float("inf")
         self.max_send_time: float | None = float(bound) if ok else None
         self.inline = False  # set by settle()
+        self.slots: Any = None  # MAX_RUNNING_PER_CHANNEL thread slots, made on the first threaded send
         self.broken = error or error2 or error3 or error4 or error5
         try:
             for field in fields or ():
@@ -165,7 +174,7 @@ class Channel:
 class Flow:
     """The live state of one channel's delivery: its dedup claim, and whether the caller gave up."""
 
-    __slots__ = ("channel", "alert", "started", "claim", "abandoned", "lock", "routed", "handle")
+    __slots__ = ("channel", "alert", "started", "claim", "abandoned", "lock", "routed", "handle", "until")
 
     def __init__(self, channel: Channel, alert: Alert, started: float, routed: Any = None) -> None:
         self.channel = channel
@@ -179,3 +188,6 @@ class Flow:
         # ``update(alert, handle)`` when it has one and the log kept the provider's handle.
         self.routed = routed is not None
         self.handle: Any = getattr(routed, "handle", None)
+        #: For a send run in a worker thread: when its caller stops waiting (``perf_counter``); a
+        #: try that finds every slot of its channel taken waits at most until then.
+        self.until: float | None = None

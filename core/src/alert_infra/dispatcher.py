@@ -36,6 +36,7 @@ from _thread import allocate_lock  # threading itself is imported when a worker 
 
 from ._channels import (
     MAX_OVERDUE_PER_CHANNEL,
+    MAX_RUNNING_PER_CHANNEL,
     OUTCOME_REASON_LIMIT,
     Channel,
     Flow,
@@ -75,6 +76,7 @@ __all__ = [
     "MAX_OVERDUE_HOOKS",
     "MAX_OVERDUE_PER_CHANNEL",
     "MAX_QUEUED_HOOKS",
+    "MAX_RUNNING_PER_CHANNEL",
     "OUTCOME_REASON_LIMIT",
     "STATE_WAIT",
     "STAT_KEYS",
@@ -259,6 +261,7 @@ class AlertDispatcher:
         self._observer.after_fork()
         for channel in self._channels:
             channel.overdue = 0
+            channel.slots = None  # the parent's threads held some: the child starts with all free
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -470,10 +473,36 @@ class AlertDispatcher:
             claim, flow.claim = flow.claim, None
         self._admission.release(claim)
 
-    def _attempt(self, channel: Channel, alert: Alert, handle: Any = None) -> tuple[object, BaseException | None]:
+    def _attempt(
+        self, channel: Channel, alert: Alert, handle: Any = None, until: float | None = None
+    ) -> tuple[object, BaseException | None]:
         """One synchronous try: ``(note, None)`` or ``(None, error)``; never raises. With the
         provider's ``handle`` of a delivered alert (a routed resolve), ``update`` when the
-        transport has it."""
+        transport has it. In a worker thread (``until``: when the caller stops waiting), the try
+        first takes one of the channel's :data:`MAX_RUNNING_PER_CHANNEL` slots."""
+        if until is None:
+            return self._call(channel, alert, handle)
+        slots = channel.slots
+        if slots is None:
+            slots = self._slots(channel)
+        if not slots.acquire(timeout=max(until - time.perf_counter(), 0.0)):
+            return None, AlertTransportTimeoutError(
+                f"not started: {MAX_RUNNING_PER_CHANNEL} sends to this channel were still running"
+            )
+        try:
+            return self._call(channel, alert, handle)
+        finally:
+            slots.release()
+
+    def _slots(self, channel: Channel) -> Any:
+        import threading  # loaded already: a worker thread runs this
+
+        with self._stats_lock:
+            if channel.slots is None:
+                channel.slots = threading.BoundedSemaphore(MAX_RUNNING_PER_CHANNEL)
+            return channel.slots
+
+    def _call(self, channel: Channel, alert: Alert, handle: Any) -> tuple[object, BaseException | None]:
         try:
             if handle is not None and channel.update is not None:
                 return channel.update(alert, handle), None
@@ -499,7 +528,7 @@ class AlertDispatcher:
         if channel.policy is None:
             # No admission, no retries: what _steps would do, without a generator (the hot path
             # of a channel with no policy, ~1 µs less per alert).
-            note, exc = self._attempt(channel, alert, flow.handle)
+            note, exc = self._attempt(channel, alert, flow.handle, flow.until)
             if exc is None:
                 return self._sent(flow, note, 1)
             self._give_up(flow)
@@ -510,7 +539,7 @@ class AlertDispatcher:
             while True:
                 kind, argument = steps.send(reply)
                 if kind == _TRY:
-                    reply = self._attempt(channel, alert, flow.handle)
+                    reply = self._attempt(channel, alert, flow.handle, flow.until)
                 elif kind == _ADMIT:
                     reply = self._admission.admit(channel.name, argument, alert)
                 else:
@@ -561,7 +590,7 @@ class AlertDispatcher:
             if not channel.blocking:
                 return self._attempt(channel, alert, handle)
             pool = self._workers()
-            task = pool.submit(self._attempt, channel, alert, handle)
+            task = pool.submit(self._attempt, channel, alert, handle, time.perf_counter() + timeout)
             try:
                 done = await wait_task(task, timeout)
             except asyncio.CancelledError:
@@ -688,6 +717,7 @@ class AlertDispatcher:
                 if pool is None:
                     pool = self._workers()
                 new = Flow(channel, alert, started, routed.get(channel.name) if routed else None)
+                new.until = started + self._wait_bound(channel)
                 running.append((channel, new, pool.submit(self._run, new, alert)))
             else:
                 running.append(
