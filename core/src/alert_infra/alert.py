@@ -514,9 +514,10 @@ class Alert:
             return "?"
         return repr(_short(redact_text(value), limit))
 
-    def _with_fields(self, **fields: Any) -> Alert:
-        """A copy with fields replaced *without* validation or redaction (for presentation layers
-        such as the console, which escape already-validated text); the caller keeps the types."""
+    def unchecked_copy(self, **fields: Any) -> Alert:
+        """A copy with fields replaced *without* validation or redaction, for presentation layers
+        (the console, per-channel templates) that change already-validated text: the caller keeps
+        the types and the redaction. Slot names, fingerprint as ``_fingerprint``."""
         copy = object.__new__(Alert)
         for name in self.__slots__:
             object.__setattr__(copy, name, fields[name] if name in fields else getattr(self, name))

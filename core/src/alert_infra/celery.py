@@ -222,7 +222,8 @@ class CeleryAlertDispatcher(AlertDispatcher):
         self.settings = normalize_async_config(config)
         #: Where each enqueue is watched until a worker ends its task (:mod:`alert_infra.outbox`).
         self.outbox = outbox
-        self._owns_outbox = False  # True when built from configuration: close() closes its Redis
+        #: True when built from configuration: close() closes the outbox's Redis too.
+        self.owns_outbox = False
         if outbox is None and self.settings.outbox:
             import logging
 
@@ -397,7 +398,7 @@ class CeleryAlertDispatcher(AlertDispatcher):
             outbox = getattr(self, "outbox", None)
             if outbox is not None:
                 outbox.flush()  # what this dispatcher queued is written before close() returns (2 s at most)
-                if getattr(self, "_owns_outbox", False):
+                if self.owns_outbox:
                     outbox.state.close()
 
     def __repr__(self) -> str:
@@ -633,7 +634,7 @@ def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: An
         channels_config=config,  # built by no one here: their secrets are masked all the same
         **kwargs,
     )
-    dispatcher._owns_outbox = outbox is not None
+    dispatcher.owns_outbox = outbox is not None
     return dispatcher
 
 

@@ -55,7 +55,7 @@ from .exceptions import (
 )
 from .result import ChannelOutcome, DeliveryResult, Sent
 from .routing import Route, plan, unknown_channel_message
-from .security import redact_text, redaction_generation
+from .security import redact_text
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -369,8 +369,8 @@ class AlertDispatcher:
         (see :func:`alert_infra.routing.plan`)."""
         if not isinstance(alert, Alert):
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
-        if alert.redact_sensitive_data and alert._generation != redaction_generation():
-            alert = alert.redacted()  # a secret was registered after the alert was made
+        if alert.redact_sensitive_data:
+            alert = alert.redacted()  # itself, unless a secret was registered after it was made
         planned, missing = plan(alert, channels, self._all_channels(), self.routes, self.default_channels, self.logger)
         return alert, planned, missing
 

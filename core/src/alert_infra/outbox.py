@@ -204,7 +204,7 @@ class Outbox:
         self.horizon = check_seconds(horizon, "outbox.horizon", maximum=MAX_WINDOW, error=AlertConfigurationError)
         self.max_entries = check_count(max_entries, "outbox.max_entries", maximum=10**9, error=AlertConfigurationError)
         self.max_reaps = check_count(max_reaps, "outbox.max_reaps", maximum=1000, error=AlertConfigurationError)
-        base = state._key(f"outbox:{queue}")
+        base = state.key(f"outbox:{queue}")
         self._keys = (base, f"{base}:messages", f"{base}:reaps", f"{base}:started")
         self._scripts: dict[str, Any] = {}
         self._full_logged = False
@@ -220,13 +220,13 @@ class Outbox:
         child's state has a client of its own: the script is never bound to a stale one)."""
         script = self._scripts.get(name)
         if script is None:
-            script = self._scripts[name] = self.state._client.register_script(source)
+            script = self._scripts[name] = self.state.client.register_script(source)
         return script
 
     def _run(self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> tuple[bool, Any]:
         script = self._script(name, source)
         state = self.state
-        return state._redis(lambda: script(keys=list(keys), args=list(args), client=state._client))
+        return state.call(lambda: script(keys=list(keys), args=list(args), client=state.client))
 
     @staticmethod
     def _ms(seconds: float) -> int:

@@ -922,7 +922,7 @@ class TemplatedTransport:
             changes[field] = text
         # The output is redacted by Template.render; only the rendered fields change, and the
         # fingerprint is pinned: derived from the title otherwise, it would change with it.
-        return alert._with_fields(**changes, _fingerprint=alert.fingerprint)
+        return alert.unchecked_copy(**changes, _fingerprint=alert.fingerprint)
 
     def _send(self, alert: Alert) -> Any:
         return self.transport.send(self.render(alert))

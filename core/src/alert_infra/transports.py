@@ -185,7 +185,7 @@ def _console_alert(alert: Alert) -> Alert:
         CONSOLE_MESSAGE_PREFIX + console_escape(line) for line in alert.message.replace("\r\n", "\n").split("\n")
     )
     metadata = alert.metadata if isinstance(alert.metadata, dict) else {}
-    return alert._with_fields(
+    return alert.unchecked_copy(
         title=console_escape(alert.title),
         message=message,
         source=None if alert.source is None else console_escape(alert.source),

@@ -716,7 +716,7 @@ def build_async_dispatcher(config: Mapping[str, Any] | None = None, **kwargs: An
         except AlertConfigurationError:
             outbox = None  # the dispatcher reports the same problem on every send (or raises)
     dispatcher = CeleryAlertDispatcher(config=queued, outbox=outbox, **kwargs)
-    dispatcher._owns_outbox = outbox is not None
+    dispatcher.owns_outbox = outbox is not None
     if cached:
         with _LOCK:
             if _ASYNC_DISPATCHER is None and _SETTINGS is not None:

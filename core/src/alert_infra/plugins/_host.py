@@ -296,7 +296,7 @@ class PluginHost:
                 elif attempt == "scan":
                     self.load_entry_points()
                 if type_name in self.transports.conflicts:
-                    raise DuplicateTransportError(self.transports._conflict_message(type_name))
+                    raise DuplicateTransportError(self.transports.conflict_message(type_name))
                 entry = self.transports.entries.get(type_name)
                 if entry is not None:
                     return entry[1]  # type: ignore[no-any-return]
@@ -366,7 +366,7 @@ class PluginHost:
                 if scan:
                     self.load_entry_points()
                 if name in self.formatters.conflicts:
-                    raise DuplicateTransportError(self.formatters._conflict_message(name))
+                    raise DuplicateTransportError(self.formatters.conflict_message(name))
                 entry = self.formatters.entries.get(name)
                 if entry is not None:
                     return entry[1]  # type: ignore[no-any-return]

@@ -147,7 +147,7 @@ class _Registry:
         """Add ``name``; return an error message if it collides."""
         if name in self.conflicts:
             self.conflicts[name].append(record)
-            return self._conflict_message(name)
+            return self.conflict_message(name)
         current = self.entries.get(name)
         if current is None:
             self.entries[name] = (record, obj)
@@ -159,7 +159,7 @@ class _Registry:
             return f"{self.kind} {name!r} is built into alert-infra; {record.label} cannot register it too"
         del self.entries[name]
         self.conflicts[name] = [owner, record]
-        message = self._conflict_message(name)
+        message = self.conflict_message(name)
         if owner is not record:
             # Both sides are involved: the earlier one loses the type too.
             owner.status = "conflict"
@@ -167,7 +167,7 @@ class _Registry:
                 owner.errors.append(message)
         return message
 
-    def _conflict_message(self, name: str) -> str:
+    def conflict_message(self, name: str) -> str:
         owners = self.conflicts[name]
         if len({id(r) for r in owners}) == 1:
             return f"{self.kind} {name!r} is registered twice by {owners[0].label}"

@@ -212,6 +212,16 @@ class RedisState(StateBackend):
         """Seconds between attempts to reach a Redis that failed."""
         return self._retry_interval
 
+    def key(self, name: str) -> str:
+        """The Redis key of ``name`` under this state's prefix."""
+        return self._key(name)
+
+    def call(self, operation: Callable[[], Any], deadline: float | None = None) -> tuple[bool, Any]:
+        """Run ``operation`` (a call on :attr:`client`) with this state's total deadline and
+        circuit breaker: ``(True, answer)``, or ``(False, None)`` while Redis is unreachable or
+        did not answer in time (what the outbox uses for its own scripts)."""
+        return self._redis(operation, deadline)
+
     @property
     def down_until(self) -> float:
         """``time.monotonic()`` before which this state does not ask Redis again (0: not down)."""
