@@ -79,7 +79,7 @@ from .._checks import MAX_WORKERS
 from ..exceptions import AlertConfigurationError
 from ._keys import CHANNEL_KEYS, DELIVERY_GROUP, INLINE, POLICY_KEYS, SETTINGS_KEYS
 from ._model import AlertConfig, ChannelConfig, delivery_factory
-from ._model import _close_all as _close_all  # kept: imported from this old path by cli.py
+from ._model import _close_all as _close_all  # kept: imported from this old path by cli/check.py
 from ._model import _summary as _summary  # kept: as above
 from ._schema import parse_config
 from ._secrets import FALLBACK_SECRET_WORDS, channel_secrets, mapping_secrets

@@ -1,0 +1,187 @@
+"""Job monitors' verbs: ``ping`` (record a run), ``run`` (run a command as a monitored job) and
+``watch`` (alert on jobs late, down or failed)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    audit_trail,
+    clean,
+    envelope,
+    iso,
+    print_json,
+    read_config,
+    utc_text,
+)
+from ._state import lifecycle_kwargs, local_state, monitor_stores, state_problem
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from ..config import AlertConfig
+
+
+def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
+    from ..monitor import JOBS_KIND, job_state, record_ping
+
+    if args.start and args.fail:
+        raise UsageError("ping: --start or --fail, not both")
+    kind = "start" if args.start else "fail" if args.fail else "success"
+    config = read_config(args, required=False)
+    (store,) = monitor_stores(args, config, JOBS_KIND)
+    try:
+        error = ("Failure", "reported by alert-infra ping --fail") if kind == "fail" else None
+        record = record_ping(store, args.job, kind, every=args.every, grace=args.grace, error=error)
+    except Exception as exc:
+        from ..exceptions import AlertInfraError
+
+        if isinstance(exc, AlertInfraError):
+            raise
+        raise UsageError(state_problem(exc)) from None
+    finally:
+        store.close()
+    if args.json:
+        shown = {"name": record["name"], "state": job_state(record, time.time()), "last_ping": iso(record["last_ping"])}
+        print_json(envelope("ping", EXIT_OK, ping=kind, monitor=shown), out)
+    else:
+        out.write(f"{clean(record['name'])}: {kind} recorded\n")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    import subprocess
+
+    from ..monitor import JOBS_KIND, _check_name, _seconds, record_ping
+    from ..security import redact_text
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("run: give the command after --, e.g. alert-infra run nightly-backup -- ./backup.sh")
+    name = _check_name(args.job)
+    _seconds(args.every, "--every")
+    _seconds(args.grace, "--grace")  # a bad duration is a usage error before anything runs
+    config = read_config(args, required=False)
+    store: Any = None
+    try:
+        (store,) = monitor_stores(args, config, JOBS_KIND)
+        record_ping(store, name, "start", every=args.every, grace=args.grace)
+    except Exception as exc:  # noqa: BLE001 - the job runs whatever happens to its monitor
+        args.err.write(f"alert-infra: warning: {state_problem(exc)}; the command runs unmonitored\n")
+    error: tuple[str, str] | None = None
+    try:
+        code = subprocess.call(command)  # the caller's own command, with the caller's stdio
+    except OSError as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        error = (type(exc).__name__, redact_text(f"cannot run {command[0]}: {exc.strerror or exc}"))
+        args.err.write(f"alert-infra: {clean(error[1])}\n")
+    except KeyboardInterrupt:
+        code, error = 130, ("KeyboardInterrupt", "interrupted")
+    if code < 0:  # killed by a signal: what a shell reports
+        error = ("Signal", f"killed by signal {-code}")
+        code = 128 - code
+    if code and error is None:
+        error = ("ExitCode", f"exited with code {code}")
+    if store is not None:
+        try:
+            record_ping(store, name, "fail" if code else "success", error=error)
+        except Exception as exc:  # noqa: BLE001
+            args.err.write(f"alert-infra: warning: {state_problem(exc)}; the run was not recorded\n")
+        finally:
+            store.close()
+    if args.json:
+        print_json(envelope("run", code, job=name, command_exit_code=code), out)
+    return code
+
+
+def _watch_dispatcher(args: argparse.Namespace, config: AlertConfig | None) -> tuple[Any, Any]:
+    """The dispatcher and audit trail of ``watch``: built exactly as ``send`` builds them."""
+    from ..dispatcher import AlertDispatcher
+    from ..transports import ConsoleTransport
+
+    audit = audit_trail(args, config)
+    if config is None:
+        return AlertDispatcher([ConsoleTransport()], audit=audit, **lifecycle_kwargs(args, None)), audit
+    kwargs: dict[str, Any] = {"audit": audit}
+    if config.delivery == "inline":
+        state = local_state(args, config)
+        if state is not None:
+            kwargs["state"] = state
+        kwargs.update(lifecycle_kwargs(args, config))
+    try:
+        return config.build_dispatcher(**kwargs), audit
+    except BaseException:
+        if audit is not None:
+            audit.close()
+        raise
+
+
+def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    import signal
+    import threading
+
+    from ..monitor import JOBS_KIND, RAISED_KIND, MonitorWatcher, Watchdog
+
+    config = read_config(args, required=False)
+    watchdog = Watchdog.from_config(config)
+    jobs, raised = monitor_stores(args, config, JOBS_KIND, RAISED_KIND)
+    dispatcher, audit = _watch_dispatcher(args, config)
+    watcher = MonitorWatcher(dispatcher, jobs, raised, flap_limit=args.flap_limit)
+    stop = threading.Event()
+    saved: dict[Any, Any] = {}
+    if not args.once and threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            saved[signum] = signal.signal(signum, lambda *_: stop.set())
+    problems: list[str] = []
+    cycles = 0
+    try:
+        if watchdog is not None and not args.once:
+            watchdog.ping("start")
+        while True:
+            cycles += 1
+            try:
+                sent = watcher.check()
+                failed = False
+            except Exception as exc:  # noqa: BLE001 - the next cycle tries again; the watchdog hears of it
+                sent, failed = [], True
+                problem = state_problem(exc)
+                if problem not in problems:
+                    problems.append(problem)
+                if not args.json:
+                    args.err.write(f"alert-infra: warning: {problem}\n")
+            if not args.json:
+                for name, kind in sent:
+                    out.write(f"{utc_text(time.time())}  {kind:9} {clean(name)}\n")
+                out.flush()
+            if watchdog is not None:
+                if failed:
+                    watchdog.ping("fail")
+                else:
+                    watchdog.maybe_ping("success")
+            if args.once or stop.is_set():
+                break
+            wait = args.interval if watchdog is None else min(args.interval, watchdog.every)
+            if stop.wait(wait):
+                break
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if watchdog is not None:  # alerts are out already: the last ping gets its bounded deadline
+            watchdog.join(watchdog.timeout + 0.5)
+        dispatcher.close()
+        if audit is not None:
+            audit.close()
+        jobs.close()
+        raised.close()
+    code = EXIT_FAILED if problems else EXIT_OK
+    if args.json:
+        shown = [{"job": name, "alert": kind} for name, kind in watcher.sent]
+        print_json(envelope("watch", code, warnings=problems, cycles=cycles, sent=shown), out)
+    return code

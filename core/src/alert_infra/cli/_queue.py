@@ -1,0 +1,158 @@
+"""Queued delivery's verbs: ``outbox`` (what no worker has finished: the spool's rows, Celery's
+outbox; ``--dead``, ``--replay``) and ``worker`` (drain the spool)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ._common import EXIT_FAILED, EXIT_OK, UsageError, clean, envelope, print_json, read_config, utc_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
+    from ..config import AlertConfig
+
+
+def spool_wanted(config: AlertConfig) -> bool:
+    """Whether ``config`` has a spool to report: ``delivery = "spool"`` or ``spool`` set."""
+    return config.delivery == "spool" or bool(getattr(config, "spool_settings", {}).get("spool"))
+
+
+def spool_for(config: AlertConfig) -> Any:
+    from ..queued.sender import open_spool
+    from ..queued.settings import spool_settings
+
+    return open_spool(spool_settings(config)), spool_settings(config)
+
+
+def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
+    config = read_config(args, required=True)
+    assert config is not None
+    if args.dead or args.replay is not None:
+        return _spool_dead(args, config, out)
+    report: dict[str, Any] = {}
+    code = EXIT_OK
+    if spool_wanted(config):
+        code = max(code, _spool_outbox(args, config, out, report))
+    elif "celery" not in config.integrations:
+        raise UsageError(
+            f"{config.source}: no [alert_infra.celery] table and no spool ([alert_infra] delivery = 'spool'):"
+            " the outbox watches queued delivery"
+        )
+    if "celery" in config.integrations:
+        code = max(code, _celery_outbox(args, config, out, report))
+    if args.json:
+        print_json(envelope("outbox", code, source=config.source, **report), out)
+    return code
+
+
+def _spool_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, report: dict[str, Any]) -> int:
+    spool, settings = spool_for(config)
+    try:
+        status = spool.status(settings.overdue) if os.path.exists(settings.path) else None
+    except Exception as exc:  # noqa: BLE001 - reported, exit 1
+        status = None
+        problem: str | None = f"the spool cannot be read ({type(exc).__name__})"
+    else:
+        problem = None
+    finally:
+        spool.close()
+    if status is None and problem is None:
+        status = {"pending": 0, "due": 0, "overdue": 0, "oldest_age": None, "leased": 0, "dead": 0}
+    report["spool"] = {"path": settings.path, "overdue_after": settings.overdue, "problem": problem, **(status or {})}
+    code = EXIT_FAILED if problem or (status and status["overdue"]) else EXIT_OK
+    if not args.json:
+        if problem:
+            out.write(f"spool {clean(settings.path)}: {problem}\n")
+        else:
+            assert status is not None
+            oldest = status["oldest_age"]
+            age = f", oldest {oldest:.0f}s old" if oldest is not None else ""
+            out.write(
+                f"spool {clean(settings.path)}: {status['pending']} pending ({status['due']} due, "
+                f"{status['leased']} being delivered), {status['overdue']} overdue (due for more than "
+                f"{settings.overdue:g}s){age}, {status['dead']} dead-lettered\n"
+            )
+            if status["overdue"]:
+                out.write("  overdue rows: is `alert-infra worker` running?\n")
+    return code
+
+
+def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> int:
+    spool, settings = spool_for(config)
+    if not os.path.exists(settings.path):
+        raise UsageError(f"no spool at {settings.path}")
+    try:
+        if args.replay is not None:
+            done = spool.replay(args.replay)
+            if args.json:
+                print_json(
+                    envelope("outbox", EXIT_OK if done else EXIT_FAILED, replayed=args.replay if done else None), out
+                )
+            elif done:
+                out.write(f"spool row {args.replay} queued again\n")
+            else:
+                out.write(f"spool row {args.replay}: no such dead-lettered row\n")
+            return EXIT_OK if done else EXIT_FAILED
+        rows = spool.dead()
+    finally:
+        spool.close()
+    if args.json:
+        print_json(envelope("outbox", EXIT_OK, dead=rows), out)
+        return EXIT_OK
+    if not rows:
+        out.write("no dead-lettered rows\n")
+    for row in rows:
+        out.write(
+            f"{row['id']}  alert {clean(str(row['alert_id']))}  {utc_text(row['created'])}  "
+            f"'{clean(row['title'])}': {clean(str(row['reason'] or ''))}\n"
+        )
+    return EXIT_OK
+
+
+def _celery_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, report: dict[str, Any]) -> int:
+    try:
+        from .. import celery as queued
+    except ImportError:
+        raise UsageError("the outbox is queued delivery's: pip install 'alert-infra[celery]'") from None
+    status = queued.outbox_status(config)
+    code = EXIT_FAILED if status["problem"] or status["overdue"] else EXIT_OK
+    report["outbox"] = status
+    if args.json:
+        return code
+    queue, horizon = clean(str(status["queue"])), status["horizon"]
+    if not status["enabled"]:
+        out.write(f"the outbox of queue {queue!r} is off ([alert_infra.celery] outbox = false, or a RabbitMQ broker)\n")
+    elif status["problem"]:
+        out.write(f"outbox of queue {queue!r}: {status['problem']}\n")
+    else:
+        counts = f"{status['watched']} watched, {status['overdue']} overdue"
+        out.write(f"outbox of queue {queue!r} (horizon {horizon:g}s): {counts}\n")
+        if status["overdue"]:
+            out.write(
+                f"  the oldest is {status['oldest_overdue']:.0f}s past its due time: no worker finished these; a "
+                "worker's reaper publishes them again once the queue is empty (is a worker running?)\n"
+            )
+    return code
+
+
+def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
+    config = read_config(args, required=True)
+    assert config is not None
+    from ..queued.worker import SpoolWorker
+
+    worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
+    try:
+        worker.run(once=args.once)
+    finally:
+        worker.dispatcher.close()
+        worker.spool.close()
+    if args.json:
+        print_json(
+            envelope("worker", EXIT_OK, delivered=worker.delivered, retried=worker.retried, dead=worker.dead), out
+        )
+    elif args.once:
+        out.write(f"{worker.delivered} delivered, {worker.retried} to retry later, {worker.dead} dead-lettered\n")
+    return EXIT_OK
