@@ -12,11 +12,11 @@ from ._common import (
     EXIT_OK,
     EXIT_USAGE,
     clean,
-    envelope,
     outcome_json,
     outcome_line,
-    print_json,
-    read_config,
+    print_envelope,
+    require_config,
+    warn,
 )
 from ._state import local_state_path
 
@@ -35,8 +35,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     from ..dispatcher import AlertDispatcher
     from ..exceptions import AlertConfigurationError
 
-    config = read_config(args, required=True)
-    assert config is not None
+    config = require_config(args)
     enabled = [c for c in config.channels if c.enabled]
     # Build every channel exactly as `send` would (the plugin host's build_transport), send nothing,
     # close what was built: a refusal by a transport's constructor is found here, not at send time.
@@ -59,9 +58,8 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     if problems:
         if args.json:
             error = {"kind": "configuration", "message": _summary(config.source, problems), "problems": problems}
-            print_json(
-                envelope("check", EXIT_USAGE, error=error, warnings=warnings, source=config.source, channels=listed),
-                out,
+            print_envelope(
+                out, "check", EXIT_USAGE, error=error, warnings=warnings, source=config.source, channels=listed
             )
             return EXIT_USAGE
         _warn(warnings, getattr(args, "err", None) or sys.stderr)
@@ -70,7 +68,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         _warn(warnings, getattr(args, "err", None) or sys.stderr)
     if not args.send_test:
         if args.json:
-            print_json(envelope("check", EXIT_OK, warnings=warnings, source=config.source, channels=listed), out)
+            print_envelope(out, "check", EXIT_OK, warnings=warnings, source=config.source, channels=listed)
         else:
             out.write(f"{config.source}: valid; {len(enabled)} enabled channel(s): ")
             out.write(", ".join(c.name for c in enabled) + "\n")
@@ -100,7 +98,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         by_name = {o.name: outcome_json(o) for o in result.outcomes}
         tested = [dict(c, **by_name[c["name"]]) if c["name"] in by_name else c for c in listed]
-        print_json(envelope("check", code, warnings=warnings, source=config.source, channels=tested), out)
+        print_envelope(out, "check", code, warnings=warnings, source=config.source, channels=tested)
     else:
         out.write(f"{config.source}: valid; test alert sent to each enabled channel:\n")
         for outcome in result.outcomes:
@@ -180,7 +178,7 @@ def _check_state(config: AlertConfig) -> list[str]:
 
 def _warn(warnings: list[str], err: TextIO) -> None:
     for warning in warnings:
-        err.write(f"alert-infra: warning: {clean(warning)}\n")
+        warn(err, clean(warning))
 
 
 def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:

@@ -9,10 +9,12 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, TextIO
 
     from ..audit import AuditTrail
@@ -157,6 +159,13 @@ def audit_trail(args: argparse.Namespace, config: AlertConfig | None) -> AuditTr
     return open_audit(default_audit_path(), retention=retention)
 
 
+def require_config(args: argparse.Namespace) -> AlertConfig:
+    """The configuration of a verb that cannot run without one (a usage error when none is found)."""
+    config = read_config(args, required=True)
+    assert config is not None
+    return config
+
+
 def audit_only(args: argparse.Namespace) -> tuple[AlertConfig | None, AuditTrail]:
     """The configuration (if any) and audit trail of ``history`` and ``ack``.
 
@@ -165,12 +174,30 @@ def audit_only(args: argparse.Namespace) -> tuple[AlertConfig | None, AuditTrail
     channel's problem and does not stop these verbs (only a structural error of the file does).
     """
     config = None if args.audit is not None else read_config(args, required=False)
+    return config, readable_audit_trail(args, config)
+
+
+def readable_audit_trail(args: argparse.Namespace, config: AlertConfig | None) -> AuditTrail:
+    """The audit trail of a verb that reads it (``history``, ``ack``, ``status``): one that cannot be
+    opened is a usage error naming it, no traceback."""
     try:
         audit = audit_trail(args, config)
     except (OSError, sqlite_error()) as exc:
         raise UsageError(audit_problem(args.audit or "the audit trail", exc)) from None
     assert audit is not None
-    return config, audit
+    return audit
+
+
+@contextmanager
+def audit_store(audit: AuditTrail) -> Iterator[Any]:
+    """``audit``'s store for one read or write, the trail closed after it: a corrupt, unreadable or
+    unwritable database is a usage error naming its path (see :func:`audit_problem`)."""
+    try:
+        yield audit.store
+    except (OSError, sqlite_error()) as exc:
+        raise UsageError(audit_problem(audit.store.path, exc)) from None
+    finally:
+        close_quietly(audit)
 
 
 def sqlite_error() -> type[Exception]:
@@ -187,6 +214,28 @@ def audit_problem(path: object, exc: BaseException) -> str:
 
 def print_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+
+
+def print_envelope(out: TextIO, command: str | None, code: int, **fields: Any) -> None:
+    """Print the one ``--json`` document of a run (see :func:`envelope`)."""
+    print_json(envelope(command, code, **fields), out)
+
+
+def warn(err: TextIO, text: str) -> None:
+    """One ``alert-infra: warning: ...`` line on standard error (the exit code is not changed)."""
+    err.write(f"alert-infra: warning: {text}\n")
+
+
+def current_user(given: str | None) -> str:
+    """``given`` (``ack --by``, ``silence add --author``), else who runs the command, else "unknown"."""
+    if given:
+        return given
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return "unknown"
 
 
 def close_quietly(audit: AuditTrail) -> None:

@@ -6,19 +6,7 @@ import argparse
 import time
 from datetime import datetime, timezone
 
-from ._common import (
-    EXIT_OK,
-    UsageError,
-    audit_only,
-    audit_problem,
-    clean,
-    close_quietly,
-    envelope,
-    iso,
-    print_json,
-    sqlite_error,
-    utc_text,
-)
+from ._common import EXIT_OK, UsageError, audit_only, audit_store, clean, current_user, iso, print_envelope, utc_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,8 +33,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"--status: {where}, one of {', '.join(allowed)}; got {args.status!r}")
     since = _parse_since(args.since) if args.since else None
     _, audit = audit_only(args)
-    try:
-        records = audit.store.query(
+    with audit_store(audit) as store:
+        records = store.query(
             since=since,
             min_severity=args.severity,
             source=args.source,
@@ -56,12 +44,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             delivery_id=args.delivery,
             limit=args.limit,
         )
-    except (OSError, sqlite_error()) as exc:
-        raise UsageError(audit_problem(audit.store.path, exc)) from None
-    finally:
-        close_quietly(audit)
     if args.json:
-        print_json(envelope("history", EXIT_OK, audit=audit.store.path, alerts=[_record_json(r) for r in records]), out)
+        print_envelope(out, "history", EXIT_OK, audit=audit.store.path, alerts=[_record_json(r) for r in records])
         return EXIT_OK
     if not records:
         out.write(f"no alerts in the audit trail {audit.store.path} match\n")
@@ -124,24 +108,14 @@ def cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
     from ..exceptions import AlertInfraError
 
     _, audit = audit_only(args)
-    by = args.by
-    if not by:
-        import getpass
-
+    by = current_user(args.by)
+    with audit_store(audit) as store:
         try:
-            by = getpass.getuser()
-        except Exception:  # noqa: BLE001 - no user name in this environment
-            by = "unknown"
-    try:
-        record = audit.store.acknowledge(args.id, by=by, note=args.note)
-    except AlertInfraError as exc:
-        raise UsageError(str(exc)) from None
-    except (OSError, sqlite_error()) as exc:
-        raise UsageError(audit_problem(audit.store.path, exc)) from None
-    finally:
-        close_quietly(audit)
+            record = store.acknowledge(args.id, by=by, note=args.note)
+        except AlertInfraError as exc:
+            raise UsageError(str(exc)) from None
     if args.json:
-        print_json(envelope("ack", EXIT_OK, audit=audit.store.path, alert=_record_json(record)), out)
+        print_envelope(out, "ack", EXIT_OK, audit=audit.store.path, alert=_record_json(record))
     else:
         out.write(
             f"alert {record.id} '{clean(record.title)}' acknowledged by {clean(record.acknowledged_by)} "

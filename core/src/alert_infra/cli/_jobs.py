@@ -6,25 +6,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from ._common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    UsageError,
-    audit_trail,
-    clean,
-    envelope,
-    iso,
-    print_json,
-    read_config,
-    utc_text,
-)
-from ._state import lifecycle_kwargs, local_state, monitor_stores, state_problem
+from ._common import EXIT_FAILED, EXIT_OK, UsageError, clean, iso, print_envelope, read_config, utc_text, warn
+from ._state import build_dispatcher, monitor_stores, state_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
-
-    from ..config import AlertConfig
 
 
 def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
@@ -48,7 +35,7 @@ def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
         store.close()
     if args.json:
         shown = {"name": record["name"], "state": job_state(record, time.time()), "last_ping": iso(record["last_ping"])}
-        print_json(envelope("ping", EXIT_OK, ping=kind, monitor=shown), out)
+        print_envelope(out, "ping", EXIT_OK, ping=kind, monitor=shown)
     else:
         out.write(f"{clean(record['name'])}: {kind} recorded\n")
     return EXIT_OK
@@ -74,7 +61,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         (store,) = monitor_stores(args, config, JOBS_KIND)
         record_ping(store, name, "start", every=args.every, grace=args.grace)
     except Exception as exc:  # noqa: BLE001 - the job runs whatever happens to its monitor
-        args.err.write(f"alert-infra: warning: {state_problem(exc)}; the command runs unmonitored\n")
+        warn(args.err, f"{state_problem(exc)}; the command runs unmonitored")
     error: tuple[str, str] | None = None
     try:
         code = subprocess.call(command)  # the caller's own command, with the caller's stdio
@@ -93,34 +80,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         try:
             record_ping(store, name, "fail" if code else "success", error=error)
         except Exception as exc:  # noqa: BLE001
-            args.err.write(f"alert-infra: warning: {state_problem(exc)}; the run was not recorded\n")
+            warn(args.err, f"{state_problem(exc)}; the run was not recorded")
         finally:
             store.close()
     if args.json:
-        print_json(envelope("run", code, job=name, command_exit_code=code), out)
+        print_envelope(out, "run", code, job=name, command_exit_code=code)
     return code
-
-
-def _watch_dispatcher(args: argparse.Namespace, config: AlertConfig | None) -> tuple[Any, Any]:
-    """The dispatcher and audit trail of ``watch``: built exactly as ``send`` builds them."""
-    from ..dispatcher import AlertDispatcher
-    from ..transports import ConsoleTransport
-
-    audit = audit_trail(args, config)
-    if config is None:
-        return AlertDispatcher([ConsoleTransport()], audit=audit, **lifecycle_kwargs(args, None)), audit
-    kwargs: dict[str, Any] = {"audit": audit}
-    if config.delivery == "inline":
-        state = local_state(args, config)
-        if state is not None:
-            kwargs["state"] = state
-        kwargs.update(lifecycle_kwargs(args, config))
-    try:
-        return config.build_dispatcher(**kwargs), audit
-    except BaseException:
-        if audit is not None:
-            audit.close()
-        raise
 
 
 def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
@@ -132,7 +97,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     config = read_config(args, required=False)
     watchdog = Watchdog.from_config(config)
     jobs, raised = monitor_stores(args, config, JOBS_KIND, RAISED_KIND)
-    dispatcher, audit = _watch_dispatcher(args, config)
+    dispatcher, audit = build_dispatcher(args, config)
     watcher = MonitorWatcher(dispatcher, jobs, raised, flap_limit=args.flap_limit)
     stop = threading.Event()
     saved: dict[Any, Any] = {}
@@ -155,7 +120,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
                 if problem not in problems:
                     problems.append(problem)
                 if not args.json:
-                    args.err.write(f"alert-infra: warning: {problem}\n")
+                    warn(args.err, problem)
             if not args.json:
                 for name, kind in sent:
                     out.write(f"{utc_text(time.time())}  {kind:9} {clean(name)}\n")
@@ -183,5 +148,5 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     code = EXIT_FAILED if problems else EXIT_OK
     if args.json:
         shown = [{"job": name, "alert": kind} for name, kind in watcher.sent]
-        print_json(envelope("watch", code, warnings=problems, cycles=cycles, sent=shown), out)
+        print_envelope(out, "watch", code, warnings=problems, cycles=cycles, sent=shown)
     return code

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import EXIT_OK, UsageError, clean, envelope, print_json, read_config
+from ._common import EXIT_OK, UsageError, clean, print_envelope, read_config
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
     plugins = host.list_plugins(include_builtin=args.all)
     if args.json:
         shown = [dict(p, types=list(p.get("transports") or [])) for p in plugins]
-        print_json(envelope("plugins", EXIT_OK, plugins=shown), out)
+        print_envelope(out, "plugins", EXIT_OK, plugins=shown)
         return EXIT_OK
     if not plugins:
         out.write("no plugins installed (built-in types: console, noop); try: pip install alert-infra-slack\n")
@@ -54,7 +54,7 @@ def cmd_types(args: argparse.Namespace, out: TextIO) -> int:
             )
         types = wanted
     if args.json:
-        print_json(envelope("types", EXIT_OK, types=[t.to_dict() for t in types]), out)
+        print_envelope(out, "types", EXIT_OK, types=[t.to_dict() for t in types])
         return EXIT_OK
     for info in types:
         out.write(f"{info.name}  ({clean(info.provider)})  {clean(info.summary)}\n")
@@ -83,7 +83,7 @@ def cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
     if config is None:
         if args.json:
             console = {"name": "console", "type": "console", "status": "ok", "enabled": True, "problems": []}
-            print_json(envelope("channels", EXIT_OK, source=None, channels=[console]), out)
+            print_envelope(out, "channels", EXIT_OK, source=None, channels=[console])
         else:
             out.write("no configuration found: `alert-infra send` uses a built-in console channel\n")
         return EXIT_OK
@@ -108,7 +108,7 @@ def cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
         for c in config.channels
     ]
     if args.json:
-        print_json(envelope("channels", EXIT_OK, source=config.source, channels=channels), out)
+        print_envelope(out, "channels", EXIT_OK, source=config.source, channels=channels)
         return EXIT_OK
     out.write(f"channels in {config.source}:\n")
     for c, shown in zip(config.channels, channels):

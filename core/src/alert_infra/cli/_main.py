@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ._common import EXIT_USAGE, UsageError, clean, envelope, print_json
+from ._common import EXIT_USAGE, UsageError, clean, print_envelope
 from ._parser import build_parser
 
 TYPE_CHECKING = False
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             if wants_json:
                 problems = [clean(line[4:]) for line in message.splitlines() if line.startswith("  - ")]
                 error = {"kind": kind, "message": clean(message), "problems": problems}
-                print_json(envelope(verb or None, code, error=error), out)
+                print_envelope(out, verb or None, code, error=error)
             else:
                 usage = exc.usage if isinstance(exc, UsageError) else ""
                 err.write(usage + f"alert-infra: {_PREFIX.get(kind, '')}{message}\n")

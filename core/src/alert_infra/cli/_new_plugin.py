@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import EXIT_OK, UsageError, clean, envelope, print_json
+from ._common import EXIT_OK, UsageError, clean, print_envelope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     except AlertConfigurationError as exc:  # NAME or --directory: the command line's mistake
         raise UsageError(f"new-plugin: {exc}") from None
     if args.json:
-        print_json(envelope("new-plugin", EXIT_OK, **created), out)
+        print_envelope(out, "new-plugin", EXIT_OK, **created)
         return EXIT_OK
     shown = os.path.relpath(created["path"])
     if shown.startswith(".."):

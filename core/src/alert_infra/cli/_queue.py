@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import EXIT_FAILED, EXIT_OK, UsageError, clean, envelope, print_json, read_config, utc_text
+from ._common import EXIT_FAILED, EXIT_OK, UsageError, clean, print_envelope, require_config, utc_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,8 +28,7 @@ def spool_for(config: AlertConfig) -> Any:
 
 
 def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
-    config = read_config(args, required=True)
-    assert config is not None
+    config = require_config(args)
     if args.dead or args.replay is not None:
         return _spool_dead(args, config, out)
     report: dict[str, Any] = {}
@@ -44,7 +43,7 @@ def cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
     if "celery" in config.integrations:
         code = max(code, _celery_outbox(args, config, out, report))
     if args.json:
-        print_json(envelope("outbox", code, source=config.source, **report), out)
+        print_envelope(out, "outbox", code, source=config.source, **report)
     return code
 
 
@@ -88,9 +87,7 @@ def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> i
         if args.replay is not None:
             done = spool.replay(args.replay)
             if args.json:
-                print_json(
-                    envelope("outbox", EXIT_OK if done else EXIT_FAILED, replayed=args.replay if done else None), out
-                )
+                print_envelope(out, "outbox", EXIT_OK if done else EXIT_FAILED, replayed=args.replay if done else None)
             elif done:
                 out.write(f"spool row {args.replay} queued again\n")
             else:
@@ -100,7 +97,7 @@ def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> i
     finally:
         spool.close()
     if args.json:
-        print_json(envelope("outbox", EXIT_OK, dead=rows), out)
+        print_envelope(out, "outbox", EXIT_OK, dead=rows)
         return EXIT_OK
     if not rows:
         out.write("no dead-lettered rows\n")
@@ -139,8 +136,7 @@ def _celery_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, r
 
 
 def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
-    config = read_config(args, required=True)
-    assert config is not None
+    config = require_config(args)
     from ..queued.worker import SpoolWorker
 
     worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
@@ -150,9 +146,7 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
         worker.dispatcher.close()
         worker.spool.close()
     if args.json:
-        print_json(
-            envelope("worker", EXIT_OK, delivered=worker.delivered, retried=worker.retried, dead=worker.dead), out
-        )
+        print_envelope(out, "worker", EXIT_OK, delivered=worker.delivered, retried=worker.retried, dead=worker.dead)
     elif args.once:
         out.write(f"{worker.delivered} delivered, {worker.retried} to retry later, {worker.dead} dead-lettered\n")
     return EXIT_OK

@@ -13,15 +13,14 @@ from ._common import (
     UsageError,
     audit_trail,
     clean,
-    envelope,
     iso,
     outcome_json,
     outcome_line,
-    print_json,
+    print_envelope,
     read_config,
     read_stdin,
 )
-from ._state import lifecycle_kwargs, local_state
+from ._state import build_dispatcher
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
 
 def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
     from ..alert import Alert
-    from ..dispatcher import AlertDispatcher
-    from ..transports import ConsoleTransport
 
     message = args.message
     if message in (None, "-"):
@@ -70,24 +67,7 @@ def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
     if args.queue and config is None:
         raise UsageError("--queue: queued delivery needs a configuration ([alert_infra.celery] broker_url)")
     _check_channel_names(args.channel, config)  # a typo is a usage error: nothing is sent
-    audit = audit_trail(args, config)
-    if config is None:
-        dispatcher = AlertDispatcher([ConsoleTransport()], audit=audit, **lifecycle_kwargs(args, None))
-    else:
-        kwargs: dict[str, Any] = {"audit": audit}
-        if args.queue:
-            kwargs["delivery"] = "celery"
-        elif config.delivery == "inline":
-            state = local_state(args, config)
-            if state is not None:
-                kwargs["state"] = state
-            kwargs.update(lifecycle_kwargs(args, config))
-        try:
-            dispatcher = config.build_dispatcher(**kwargs)
-        except BaseException:
-            if audit is not None:
-                audit.close()
-            raise
+    dispatcher, audit = build_dispatcher(args, config, queue=args.queue)
     return _deliver_and_report(args, dispatcher, audit, alert, out)
 
 
@@ -102,15 +82,13 @@ def _deliver_and_report(args: argparse.Namespace, dispatcher: Any, audit: Any, a
     record_id = audit.last_id if audit is not None else None
     code = EXIT_FAILED if result.failed else EXIT_OK
     if args.json:
-        print_json(
-            envelope(
-                "send",
-                code,
-                id=record_id,
-                alert=_alert_json(alert.redacted().to_dict()),
-                channels=[outcome_json(o) for o in result.outcomes],
-            ),
+        print_envelope(
             out,
+            "send",
+            code,
+            id=record_id,
+            alert=_alert_json(alert.redacted().to_dict()),
+            channels=[outcome_json(o) for o in result.outcomes],
         )
     else:
         label = f"alert {record_id}" if record_id is not None else "alert"

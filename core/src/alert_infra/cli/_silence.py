@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
 
-from ._common import EXIT_OK, UsageError, clean, envelope, print_json, read_config
-from ._state import lifecycle_spec
+from ._common import EXIT_OK, UsageError, clean, current_user, print_envelope, read_config
+from ._state import silence_store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, TextIO
 
 
-def _silence_store(args: argparse.Namespace) -> Any:
-    from ..lifecycle import SilenceStore
-
-    config = read_config(args, required=False)
+@contextmanager
+def _silences(args: argparse.Namespace, failure: str) -> Iterator[Any]:
+    """The silences' store for one verb, closed after it. An error of its state is a usage error:
+    ``failure`` and the error's class, never its text (a Redis error may quote its URL)."""
     try:
-        spec, options = lifecycle_spec(args, config)
-        return SilenceStore(spec, **options)
+        store = silence_store(args, read_config(args, required=False))
     except OSError as exc:
         raise UsageError(f"cannot use the silences' state ({type(exc).__name__})") from None
+    try:
+        yield store
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see above
+        raise UsageError(f"{failure} ({type(exc).__name__})") from None
+    finally:
+        store.records.close()
 
 
 def _silence_json(silence: Any, now: float) -> dict[str, Any]:
@@ -31,41 +40,25 @@ def _silence_json(silence: Any, now: float) -> dict[str, Any]:
 def cmd_silence_add(args: argparse.Namespace, out: TextIO) -> int:
     from ..exceptions import AlertConfigurationError
 
-    author = args.author
-    if not author:
-        import getpass
-
+    author = current_user(args.author)
+    with _silences(args, "the silence could not be stored") as store:
         try:
-            author = getpass.getuser()
-        except Exception:  # noqa: BLE001 - no user name in this environment
-            author = "unknown"
-    store = _silence_store(args)
-    try:
-        silence = store.create(args.matchers, duration=args.duration, comment=args.comment, created_by=author)
-    except AlertConfigurationError as exc:
-        raise UsageError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - never str(exc): a Redis error may quote its URL
-        raise UsageError(f"the silence could not be stored ({type(exc).__name__})") from None
-    finally:
-        store.records.close()
+            silence = store.create(args.matchers, duration=args.duration, comment=args.comment, created_by=author)
+        except AlertConfigurationError as exc:
+            raise UsageError(str(exc)) from None
     if args.json:
-        print_json(envelope("silence", EXIT_OK, id=silence.id, silence=_silence_json(silence, time.time())), out)
+        print_envelope(out, "silence", EXIT_OK, id=silence.id, silence=_silence_json(silence, time.time()))
     else:
         out.write(silence.id + "\n")
     return EXIT_OK
 
 
 def cmd_silence_list(args: argparse.Namespace, out: TextIO) -> int:
-    store = _silence_store(args)
-    now = time.time()
-    try:
+    with _silences(args, "the silences could not be read") as store:
+        now = time.time()
         found = store.list(active=True, expired=args.expired, now=now)
-    except Exception as exc:  # noqa: BLE001 - never str(exc): a Redis error may quote its URL
-        raise UsageError(f"the silences could not be read ({type(exc).__name__})") from None
-    finally:
-        store.records.close()
     if args.json:
-        print_json(envelope("silence", EXIT_OK, silences=[_silence_json(s, now) for s in found]), out)
+        print_envelope(out, "silence", EXIT_OK, silences=[_silence_json(s, now) for s in found])
         return EXIT_OK
     if not found:
         out.write("no silences\n")
@@ -79,18 +72,13 @@ def cmd_silence_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_silence_expire(args: argparse.Namespace, out: TextIO) -> int:
-    store = _silence_store(args)
-    try:
+    with _silences(args, "the silences could not be read") as store:
         found = store.get(args.id)
         ended = store.expire(args.id)
-    except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"the silences could not be read ({type(exc).__name__})") from None
-    finally:
-        store.records.close()
     if found is None:
         raise UsageError(f"no silence {clean(args.id[:100])}")
     if args.json:
-        print_json(envelope("silence", EXIT_OK, id=found.id, expired=True, changed=ended), out)
+        print_envelope(out, "silence", EXIT_OK, id=found.id, expired=True, changed=ended)
     else:
         out.write(f"silence {found.id} {'expired' if ended else 'had already ended'}\n")
     return EXIT_OK

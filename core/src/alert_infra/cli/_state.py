@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import UsageError
+from ._common import UsageError, audit_trail, warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def local_state(args: argparse.Namespace, config: AlertConfig) -> Any:
         return SQLiteState(path)
     except Exception as exc:  # noqa: BLE001 - no file: the policies hold within this run only
         if not args.json:  # under --json, standard error stays empty (the policies still apply to this run)
-            args.err.write(f"alert-infra: warning: cannot use the local state {path} ({type(exc).__name__})\n")
+            warn(args.err, f"cannot use the local state {path} ({type(exc).__name__})")
         return None
 
 
@@ -74,7 +74,7 @@ def lifecycle_kwargs(args: argparse.Namespace, config: AlertConfig | None) -> di
         store = open_store(spec, "silences", **options)
     except Exception as exc:  # noqa: BLE001 - no lifecycle file: silences and resolves routing hold within this run
         if not getattr(args, "json", False):
-            args.err.write(f"alert-infra: warning: cannot use the lifecycle state ({type(exc).__name__})\n")
+            warn(args.err, f"cannot use the lifecycle state ({type(exc).__name__})")
         return {"silences": (config.silences if config is not None else None) or []}
     from ..lifecycle import SilenceStore
 
@@ -84,8 +84,43 @@ def lifecycle_kwargs(args: argparse.Namespace, config: AlertConfig | None) -> di
         try:
             silences.load_config(tables)
         except Exception as exc:  # noqa: BLE001 - the gate fails open per alert
-            args.err.write(f"alert-infra: warning: cannot store the configured silences ({type(exc).__name__})\n")
+            warn(args.err, f"cannot store the configured silences ({type(exc).__name__})")
     return {"silences": silences, "lifecycle_state": spec, "lifecycle_prefix": options.get("prefix")}
+
+
+def build_dispatcher(args: argparse.Namespace, config: AlertConfig | None, *, queue: bool = False) -> tuple[Any, Any]:
+    """The dispatcher and audit trail of ``send`` and ``watch``: the console without a configuration;
+    else the configured channels, with the local state and the lifecycle when delivery is inline,
+    or enqueued for a worker (``queue``: ``send --queue``). The trail is closed when the dispatcher
+    cannot be built."""
+    from ..dispatcher import AlertDispatcher
+    from ..transports import ConsoleTransport
+
+    audit = audit_trail(args, config)
+    if config is None:
+        return AlertDispatcher([ConsoleTransport()], audit=audit, **lifecycle_kwargs(args, None)), audit
+    kwargs: dict[str, Any] = {"audit": audit}
+    if queue:
+        kwargs["delivery"] = "celery"
+    elif config.delivery == "inline":
+        state = local_state(args, config)
+        if state is not None:
+            kwargs["state"] = state
+        kwargs.update(lifecycle_kwargs(args, config))
+    try:
+        return config.build_dispatcher(**kwargs), audit
+    except BaseException:
+        if audit is not None:
+            audit.close()
+        raise
+
+
+def silence_store(args: argparse.Namespace, config: AlertConfig | None) -> Any:
+    """The silences, in the lifecycle's store (:func:`lifecycle_spec`); the caller closes its records."""
+    from ..lifecycle import SilenceStore
+
+    spec, options = lifecycle_spec(args, config)
+    return SilenceStore(spec, **options)
 
 
 def local_state_path(args: argparse.Namespace, config: AlertConfig | None) -> str:

@@ -10,19 +10,16 @@ import time
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
-    UsageError,
-    audit_problem,
-    audit_trail,
+    audit_store,
     clean,
-    close_quietly,
-    envelope,
     iso,
-    print_json,
+    print_envelope,
     read_config,
-    sqlite_error,
+    readable_audit_trail,
+    warn,
 )
 from ._queue import spool_for, spool_wanted
-from ._state import lifecycle_spec, monitor_stores, state_problem
+from ._state import monitor_stores, silence_store, state_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -85,17 +82,9 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     warnings: list[str] = []
     code = EXIT_OK
     now = time.time()
-    try:
-        audit = audit_trail(args, config)
-    except (OSError, sqlite_error()) as exc:
-        raise UsageError(audit_problem(args.audit or "the audit trail", exc)) from None
-    assert audit is not None
-    try:
-        records = audit.store.query(since=now - STATUS_WINDOW, limit=STATUS_MAX_RECORDS)
-    except (OSError, sqlite_error()) as exc:
-        raise UsageError(audit_problem(audit.store.path, exc)) from None
-    finally:
-        close_quietly(audit)
+    audit = readable_audit_trail(args, config)
+    with audit_store(audit) as store:
+        records = store.query(since=now - STATUS_WINDOW, limit=STATUS_MAX_RECORDS)
     channels = _channel_status(records, config)
     for channel in channels:
         if channel.pop("_last_try") == "failed":
@@ -127,33 +116,28 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     # Active silences (the lifecycle's store, as `silence list`); open groups: 0 until grouping is wired.
     silences = groups = 0
     try:
-        from ..lifecycle import SilenceStore
-
-        spec, options = lifecycle_spec(args, config)
-        silence_store = SilenceStore(spec, **options)
+        silences_kept = silence_store(args, config)
         try:
-            silences = sum(1 for s in silence_store.list() if s.is_active(now))
+            silences = sum(1 for s in silences_kept.list() if s.is_active(now))
         finally:
-            silence_store.records.close()
+            silences_kept.records.close()
     except Exception as exc:  # noqa: BLE001 - never str(exc): a Redis error may quote its URL
         warnings.append(f"the silences cannot be read ({type(exc).__name__})")
     if args.json:
-        print_json(
-            envelope(
-                "status",
-                code,
-                warnings=warnings,
-                channels=channels,
-                monitors=monitors,
-                silences=silences,
-                groups=groups,
-                queues=queues,
-            ),
+        print_envelope(
             out,
+            "status",
+            code,
+            warnings=warnings,
+            channels=channels,
+            monitors=monitors,
+            silences=silences,
+            groups=groups,
+            queues=queues,
         )
         return code
     for problem in warnings:
-        args.err.write(f"alert-infra: warning: {problem}\n")
+        warn(args.err, problem)
     out.write("channels (last 24 h):\n" if channels else "channels: none configured or used in the last 24 h\n")
     for c in channels:
         failure = f", last failure {c['last_failure']} ({clean(c['last_failure_reason'])})" if c["last_failure"] else ""
