@@ -25,7 +25,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
     # delivery: routing, the gate chain, a channel's call, observation, the steps, queued engines
     5: ("routing", "admission", "_channels", "_observe", "dispatcher", "audit", "outbox", "queued"),
-    6: ("config",),  # configuration by name: builds dispatchers from files
+    6: ("config", "metrics"),  # configuration by name: builds (and instruments) dispatchers from files
     7: ("_api", "cli", "logging", "events", "testing", "monitor"),  # surfaces: what people and programs run
     8: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths
     9: ("__init__", "__main__"),  # the package facade
@@ -39,6 +39,10 @@ UPWARD: dict[tuple[str, str], str] = {
     ("config", "_api"): "alert_infra.config.send_alert and the default dispatcher: their old paths, via __getattr__",
     ("templates", "config"): "Alert.from_template(config=None) finds the process's configuration file",
     ("cli", "celery"): "`alert-infra outbox` reads [alert_infra.celery] (cli/_queue.py: that verb only, with Celery)",
+    (
+        "metrics",
+        "celery",
+    ): "alert_infra_queue_depth{queue='outbox'} reads the outbox at scrape time ([alert_infra.celery] only)",
 }
 
 LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

@@ -28,6 +28,12 @@ NOT_PYTHON: dict[str, str] = {
     "alert_infra.md": "a file name (alert_infra.md)",
     "alert_infra.E0NN": "the pattern of Django check ids",
     "alert_infra.watchdog": "the [alert_infra.watchdog] configuration table (the dead man's switch)",
+    "alert_infra.alerts": "an OpenTelemetry instrument (alert_infra.metrics.OTEL_INSTRUMENTS)",
+    "alert_infra.notifications": "an OpenTelemetry instrument (alert_infra.metrics.OTEL_INSTRUMENTS)",
+    "alert_infra.notifications.failed": "an OpenTelemetry instrument (alert_infra.metrics.OTEL_INSTRUMENTS)",
+    "alert_infra.notifications.suppressed": "an OpenTelemetry instrument (alert_infra.metrics.OTEL_INSTRUMENTS)",
+    "alert_infra.notification.latency": "an OpenTelemetry instrument (alert_infra.metrics.OTEL_INSTRUMENTS)",
+    "alert_infra.queue.depth": "an OpenTelemetry instrument (alert_infra.metrics.OTEL_INSTRUMENTS)",
 }
 #: Django system-check ids (alert_infra.E001, alert_infra.W002, ...) are check ids, not attributes
 _CHECK_ID = re.compile(r"^alert_infra\.[EW]\d{3}$")

@@ -332,7 +332,7 @@ PRAGMA user_version = 1;
 
 
 def test_a_version_1_audit_file_is_upgraded_in_place(tmp_path: Path) -> None:
-    from alert_infra.audit import AuditStore, reset_delivery_id, set_delivery_id
+    from alert_infra.audit import SCHEMA_VERSION, AuditStore, reset_delivery_id, set_delivery_id
     from alert_infra.result import ChannelOutcome, DeliveryResult
 
     path = tmp_path / "audit.sqlite3"
@@ -353,7 +353,7 @@ def test_a_version_1_audit_file_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION  # every upgrade in one go
 
 
 def test_the_restore_lock_a_killed_worker_leaves_expires_within_seconds(tmp_path: Path, unique: str) -> None:

@@ -81,7 +81,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from ._checks import MAX_COUNT, MAX_TIMEOUT, check_count, check_seconds
+from .exceptions import failure_class_of
 from .hookspecs import hookimpl
+from .result import failure_class
 from .security import guarded_repr
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -113,8 +115,9 @@ __all__ = [
 SUPPRESSION_REASONS = ("routing", "dedup", "throttle", "silence", "inhibit", "unmatched")
 
 #: The schema version written to ``PRAGMA user_version``; a newer file is refused. Version 2 adds
-#: ``alerts.delivery_id`` (queued delivery); a version-1 file is upgraded in place when opened.
-SCHEMA_VERSION = 2
+#: ``alerts.delivery_id`` (queued delivery), version 3 ``outcomes.failure_class`` (the failure
+#: classification, :func:`alert_infra.result.failure_class`); an older file is upgraded in place when opened.
+SCHEMA_VERSION = 3
 #: An outcome whose ``detail`` starts with this is an enqueue (:mod:`alert_infra.celery`): a record
 #: made only of such outcomes sums up as ``queued``.
 QUEUED_DETAIL = "queued as task "
@@ -196,6 +199,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     error TEXT,
     reason TEXT,
     detail TEXT,
+    failure_class TEXT,
     PRIMARY KEY (alert_id, position)
 );
 CREATE INDEX IF NOT EXISTS outcomes_channel ON outcomes (channel, status);
@@ -203,6 +207,7 @@ CREATE INDEX IF NOT EXISTS outcomes_channel ON outcomes (channel, status);
 #: Upgrades from each older schema version to the next (run in one transaction when a file is opened).
 _UPGRADES = {
     1: ("ALTER TABLE alerts ADD COLUMN delivery_id TEXT",),
+    2: ("ALTER TABLE outcomes ADD COLUMN failure_class TEXT",),
 }
 _INDEXES = "CREATE INDEX IF NOT EXISTS alerts_delivery ON alerts (delivery_id)"
 
@@ -347,8 +352,21 @@ def _build_row(alert: Alert, result: DeliveryResult, at: float | None) -> _Row:
         _summary(result),
         _DELIVERY_ID.get(),
     )
+    # The failure class is written as the delivering process sees it: a plugin's exception class
+    # is known there, not necessarily in the process that reads the trail (``alert-infra status``).
     outcomes = [
-        (position, o.name, o.status, o.suppressed_by, o.attempts, float(o.elapsed), o.error, o.reason, o.detail)
+        (
+            position,
+            o.name,
+            o.status,
+            o.suppressed_by,
+            o.attempts,
+            float(o.elapsed),
+            o.error,
+            o.reason,
+            o.detail,
+            failure_class(o),
+        )
         for position, o in enumerate(result.outcomes)
     ]
     return head, outcomes
@@ -525,7 +543,7 @@ class AuditStore:
                 alert_id = int(cursor.lastrowid or 0)
                 conn.executemany(
                     "INSERT INTO outcomes (alert_id, position, channel, status, suppressed_by, attempts, elapsed, "
-                    "error, reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "error, reason, detail, failure_class) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(alert_id, *outcome) for outcome in outcomes],
                 )
                 ids.append(alert_id)
@@ -667,9 +685,11 @@ class AuditStore:
                     f"SELECT * FROM outcomes WHERE alert_id IN ({marks}) ORDER BY alert_id, position",  # noqa: S608
                     [row["id"] for row in rows],
                 ):
-                    channels[o["alert_id"]].append(
-                        {k: o[k] for k in o.keys() if k not in ("alert_id", "position")}  # noqa: SIM118
-                    )
+                    entry = {k: o[k] for k in o.keys() if k not in ("alert_id", "position")}  # noqa: SIM118
+                    if entry["status"] == "failed" and not entry.get("failure_class"):
+                        # written before version 3: classified by its class name now
+                        entry["failure_class"] = failure_class_of(entry.get("error")) or "other"
+                    channels[o["alert_id"]].append(entry)
         return [AuditRecord(row, channels[row["id"]]) for row in rows]
 
     def count(self) -> int:

@@ -221,6 +221,7 @@ class AlertDispatcher:
         self.audit = audit
         self._stats_lock = allocate_lock()  # the channels' overdue counts
         self._observer = Observer(logger_)
+        self._metrics: Any = None  # alert_infra.metrics.instrument(): record(alert, outcomes) per dispatch
         #: Called as ``on_sent(channel_name)`` in the thread that delivered, the moment a channel
         #: succeeds (before the dispatch ends): queued delivery writes its idempotency record
         #: here, so a worker killed while another channel is still sending does not lose it.
@@ -694,6 +695,8 @@ class AlertDispatcher:
             delivered = []
         # Unknown names first, then the configured channel order, however they finished.
         outcomes.extend(self._assemble(planned, delivered) if len(planned) != len(delivered) else delivered)
+        if self._metrics is not None:
+            self._metrics.record(alert, outcomes)
         self._observer.count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
         self._observer.observe(self.audit, alert, result, self.hook_timeout)
@@ -795,6 +798,8 @@ class AlertDispatcher:
 
         delivered = list(await asyncio.gather(*(one(c) for c in selected))) if selected else []
         outcomes.extend(self._assemble(planned, delivered))
+        if self._metrics is not None:
+            self._metrics.record(alert, outcomes)
         self._observer.count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
         await self._observer.aobserve(self.audit, alert, result, self.hook_timeout)

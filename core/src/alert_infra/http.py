@@ -34,9 +34,14 @@ What it gives a transport:
   ``post(url, *, json, headers=None, timeout)``, called exactly as before (with
   ``timeout=`` the channel's timeout); such a client enforces its own bounds.
 * Classification: :func:`raise_for_status` turns a response into nothing
-  (success), :class:`~alert_infra.RetryableAlertTransportError` (429, 5xx,
-  network problems; with ``retry_after``) or
-  :class:`~alert_infra.NonRetryableAlertTransportError` (other 4xx, 3xx).
+  (success) or the error class of its status, each carrying ``status``:
+  :class:`~alert_infra.exceptions.AlertRateLimitedError` (429, with ``retry_after``),
+  :class:`~alert_infra.exceptions.AlertServerError` (5xx), ``AlertTransportTimeoutError`` (408),
+  both retryable, or :class:`~alert_infra.exceptions.AlertClientError` (other 4xx, 3xx, a 2xx the
+  provider's body calls a failure), not retryable. Network problems become
+  :class:`~alert_infra.exceptions.AlertConnectionError`, ``AlertTransportTimeoutError`` or
+  :class:`~alert_infra.exceptions.AlertTLSError`. Their class attribute ``failure_class`` is what
+  results, the audit trail and the metrics call the failure (``timeout``, ``rate_limited``, ...).
 * :func:`parse_retry_after` reads ``Retry-After`` as seconds or an HTTP date.
 * Secrecy: exceptions are built from the status and the provider's short error
   code only and raised ``from None``: a ``requests`` exception's text holds the
@@ -81,7 +86,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from ._checks import check_count, check_seconds
 from ._lifecycle import ForkSafeLock, on_fork_in_child
 from .exceptions import (
+    AlertClientError,
     AlertConfigurationError,
+    AlertConnectionError,
+    AlertRateLimitedError,
+    AlertServerError,
+    AlertTLSError,
     AlertTransportTimeoutError,
     NonRetryableAlertTransportError,
     RetryableAlertTransportError,
@@ -258,9 +268,28 @@ def raise_for_status(
         message += f": {redact_and_truncate(detail, DETAIL_LIMIT)}"
     if 300 <= status < 400:
         message += " (a redirect: check the configured URL)"
+    raise _status_error(message, status, retryable, retry_after)
+
+
+def _status_error(
+    message: str, status: int, retryable: bool, retry_after: float | None
+) -> RetryableAlertTransportError | NonRetryableAlertTransportError:
+    """The exception class that says what the status means (see ``FAILURE_CLASSES`` in
+    :mod:`alert_infra.exceptions`): 429 rate limited, 5xx server error, 408 timeout, any other
+    status client error. A provider's code that overrides the status's retryability (a 4xx it
+    says to retry, a 5xx it says not to) gets the plain retryable or non-retryable class, whose
+    failure class is ``other``: the classes of the status families each have one retryability."""
     if retryable:
-        raise RetryableAlertTransportError(message, retry_after=retry_after)
-    raise NonRetryableAlertTransportError(message)
+        if status == 429:
+            return AlertRateLimitedError(message, retry_after=retry_after, status=status)
+        if status >= 500:
+            return AlertServerError(message, retry_after=retry_after, status=status)
+        if status == 408:
+            return AlertTransportTimeoutError(message, retry_after=retry_after, status=status)
+        return RetryableAlertTransportError(message, retry_after=retry_after)
+    if status < 500 and status != 429:
+        return AlertClientError(message, status=status)
+    return NonRetryableAlertTransportError(message)
 
 
 class RedactingFilter(logging.Filter):
@@ -322,24 +351,24 @@ def _certificate_error(exc: BaseException) -> Any:
     return None
 
 
-def _tls_error(exc: BaseException, provider: str, trust: str) -> NonRetryableAlertTransportError:
+def _tls_error(exc: BaseException, provider: str, trust: str) -> AlertTLSError:
     """A TLS failure as an error that says what to do: for a certificate from an unknown CA, the
     variables that name a custom CA bundle and the one this channel uses (``trust``). Never the
     URL, the host or the bundle's path. An untrusted or mismatched certificate does not fix itself
     between retries: non-retryable."""
     cert = _certificate_error(exc)
     if cert is None:
-        return NonRetryableAlertTransportError(
+        return AlertTLSError(
             f"{provider}: TLS error: the handshake failed ({type(exc).__name__})"
         )
     if getattr(cert, "verify_code", None) in _NAME_MISMATCH:
-        return NonRetryableAlertTransportError(
+        return AlertTLSError(
             f"{provider}: TLS error: the server's certificate is not valid for the URL's host (check the host"
             " in the configured URL)"
         )
     why = redact_and_cut(getattr(cert, "verify_message", None) or "verification failed", 80)
     first, *others = CA_VARIABLES
-    return NonRetryableAlertTransportError(
+    return AlertTLSError(
         f"{provider}: TLS error: the server's certificate is not trusted ({why}). For a private or corporate"
         f" CA, set {first} (or {', '.join(others)}) to a PEM file holding it and restart; this channel"
         f" trusts {trust}"
@@ -356,14 +385,14 @@ def _network_error(
     if isinstance(exc, (requests.exceptions.SSLError, u3.SSLError)):
         return _tls_error(exc, provider, trust)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        what = "connect timeout"
-    elif isinstance(exc, (requests.exceptions.ReadTimeout, u3.ReadTimeoutError, socket.timeout)):
-        what = "read timeout (the request may have been delivered)"
-    elif isinstance(exc, (requests.exceptions.ConnectionError, u3.HTTPError, OSError)):
-        what = "connection failed"
-    else:
-        what = "request failed"
-    return RetryableAlertTransportError(f"{provider}: {what} ({type(exc).__name__})")
+        return AlertTransportTimeoutError(f"{provider}: connect timeout ({type(exc).__name__})")
+    if isinstance(exc, (requests.exceptions.ReadTimeout, u3.ReadTimeoutError, socket.timeout)):
+        return AlertTransportTimeoutError(
+            f"{provider}: read timeout (the request may have been delivered) ({type(exc).__name__})"
+        )
+    if isinstance(exc, (requests.exceptions.ConnectionError, u3.HTTPError, OSError)):
+        return AlertConnectionError(f"{provider}: connection failed ({type(exc).__name__})")
+    return RetryableAlertTransportError(f"{provider}: request failed ({type(exc).__name__})")
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -8,6 +8,7 @@ and shows names and reasons redacted and shortened.
 
 from __future__ import annotations
 
+from .exceptions import failure_class_of
 from .security import _safe_str, redact_text, redact_value, safe_int
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from typing import Any
 
-__all__ = ["ChannelOutcome", "DeliveryResult", "Sent"]
+__all__ = ["ChannelOutcome", "DeliveryResult", "Sent", "failure_class"]
 
 #: Outcome statuses. ``sent`` and ``failed`` are deliveries; ``skipped`` means the
 #: channel was not asked (routing: severity below its minimum, tags, disabled) or a
@@ -79,6 +80,35 @@ class Sent:
             return f"Sent(detail={_repr_text(getattr(self, 'detail', None))}, handle_keys={keys!r})"
         except Exception:  # noqa: BLE001 - repr must never raise
             return "Sent(<unprintable>)"
+
+
+def failure_class(outcome: ChannelOutcome) -> str | None:
+    """Why ``outcome`` failed, as one of :data:`~alert_infra.exceptions.FAILURE_CLASSES`
+    (``timeout``, ``rate_limited``, ``client_error``, ``server_error``, ``connection``, ``config``,
+    ``other``); ``None`` when it did not fail. The one classification of alert-infra: results,
+    the audit trail, ``alert-infra status`` and the metrics all use it.
+
+    It is read from what the outcome records, never from its ``reason`` text:
+
+    1. ``error``, the exception's class name: a standard name
+       (:data:`~alert_infra.exceptions.KNOWN_NAMES`: ``TimeoutError``, ``ConnectionRefusedError``,
+       ``SSLError``...), else the ``failure_class`` of the subclass of
+       :class:`~alert_infra.AlertInfraError` of that name defined in this process
+       (:func:`~alert_infra.exceptions.failure_class_of`);
+    2. an error that says no more than ``other`` (the plain retryable class, a name this process
+       does not know) but carries the provider's requested wait (``retry_after``) is
+       ``rate_limited``: a provider asks for a wait when it limits us (Pushover's quota, SES's
+       throttling raise the plain class with it);
+    3. anything else is ``other``.
+    """
+    if outcome.status != "failed":
+        return None
+    found = failure_class_of(outcome.error)
+    if found is not None and found != "other":
+        return found
+    if outcome.retry_after is not None:
+        return "rate_limited"
+    return "other"
 
 
 class ChannelOutcome:
@@ -150,9 +180,21 @@ class ChannelOutcome:
         self.suppressed_by = suppressed_by
         self.handle = handle
 
+    @property
+    def failure_class(self) -> str | None:
+        """Why it failed (``timeout``, ``rate_limited``, ...; ``None`` unless failed): see
+        :func:`failure_class`. Derived from ``error`` and ``retry_after`` on each read, never stored."""
+        return failure_class(self)
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form (``json.dumps(..., allow_nan=False)`` never fails on it)."""
-        return {slot: _json_value(getattr(self, slot, None)) for slot in self.__slots__}
+        """A JSON-serialisable form (``json.dumps(..., allow_nan=False)`` never fails on it), with
+        the derived ``failure_class`` beside the fields."""
+        data = {slot: _json_value(getattr(self, slot, None)) for slot in self.__slots__}
+        try:
+            data["failure_class"] = failure_class(self)
+        except Exception:  # noqa: BLE001 - a half-built outcome still serialises
+            data["failure_class"] = None
+        return data
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ChannelOutcome):

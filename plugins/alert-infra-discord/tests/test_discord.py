@@ -241,7 +241,7 @@ class TestErrors:
         fake.scenario = scenario
         with pytest.raises(error) as info:
             _transport(server, fake).send(_alert())
-        assert type(info.value) is error and text in str(info.value)
+        assert isinstance(info.value, error) and text in str(info.value)
         assert getattr(info.value, "retry_after", None) == retry_after
 
     def test_body_retry_after_wins_over_headers(self, fake: Any, server: FakeServer) -> None:

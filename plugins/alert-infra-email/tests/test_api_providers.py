@@ -207,7 +207,7 @@ class TestResend:
         resend_fake.scenario = scenario
         with pytest.raises(error) as info:
             resend(resend_server).send(ALERT)
-        assert type(info.value) is error and text in str(info.value)
+        assert isinstance(info.value, error) and text in str(info.value)
         assert getattr(info.value, "retry_after", None) == retry_after
 
     def test_same_key_different_payload(self, resend_fake: ResendFake, resend_server: FakeServer) -> None:
@@ -268,7 +268,7 @@ class TestSendGrid:
         sendgrid_fake.scenario = scenario
         with pytest.raises(error) as info:
             sendgrid(sendgrid_server).send(ALERT)
-        assert type(info.value) is error and text in str(info.value)
+        assert isinstance(info.value, error) and text in str(info.value)
         if scenario == "rate":
             assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 31  # type: ignore[attr-defined]
 

@@ -233,7 +233,7 @@ class TestErrors:
         fake.scenario = scenario
         with pytest.raises(error) as info:
             _transport(server).send(_alert())
-        assert type(info.value) is error and getattr(info.value, "retry_after", None) == retry_after
+        assert isinstance(info.value, error) and getattr(info.value, "retry_after", None) == retry_after
 
     def test_daily_quota_waits_until_midnight_utc(self, fake: NtfyFake, server: FakeServer) -> None:
         """42908 (daily message quota) is retryable, but not before the quota resets at midnight UTC."""

@@ -182,7 +182,7 @@ class TestDelivery:
         fake.scenario = scenario
         with pytest.raises(error) as info:
             _transport(server).send(_alert())
-        assert type(info.value) is error and info.value.retry_after == retry_after
+        assert isinstance(info.value, error) and info.value.retry_after == retry_after
 
     def test_invalid_event(self, server: FakeServer) -> None:
         """A wrong routing key is a 400 (not 401) with the API's errors, not retryable."""

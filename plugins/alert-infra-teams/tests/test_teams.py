@@ -323,7 +323,7 @@ class TestDelivery:
         fake.scenario = scenario
         with pytest.raises(error) as info:
             TeamsTransport(_url(server)).send(_alert())
-        assert type(info.value) is error and f"HTTP {status}" in str(info.value)
+        assert isinstance(info.value, error) and f"HTTP {status}" in str(info.value)
         assert getattr(info.value, "retry_after", None) == retry_after
         body = SCENARIOS[scenario][2]
         if isinstance(body, dict):

@@ -20,8 +20,11 @@ from hypothesis import strategies as st
 
 from alert_infra import (
     Alert,
+    AlertClientError,
     AlertConfigurationError,
     AlertDispatcher,
+    AlertRateLimitedError,
+    AlertServerError,
     NonRetryableAlertTransportError,
     RetryableAlertTransportError,
     Sent,
@@ -286,17 +289,17 @@ class TestDelivery:
     @pytest.mark.parametrize(
         ("scenario", "error", "retry_after", "text"),
         [
-            ("chat_not_found", NonRetryableAlertTransportError, None, "chat not found"),
-            ("migrated", NonRetryableAlertTransportError, None, "chat_id -1001234567890"),
-            ("cant_parse", NonRetryableAlertTransportError, None, "can't parse entities"),
-            ("too_long", NonRetryableAlertTransportError, None, "message is too long"),
-            ("empty", NonRetryableAlertTransportError, None, "message text is empty"),
-            ("unauthorized", NonRetryableAlertTransportError, None, "HTTP 401"),
-            ("not_found", NonRetryableAlertTransportError, None, "HTTP 404"),
-            ("blocked", NonRetryableAlertTransportError, None, "bot was blocked"),
-            ("flood", RetryableAlertTransportError, 3.0, "Too Many Requests"),
-            ("bad_gateway", RetryableAlertTransportError, None, "HTTP 502"),
-            ("malformed", NonRetryableAlertTransportError, None, "not JSON"),
+            ("chat_not_found", AlertClientError, None, "chat not found"),
+            ("migrated", AlertClientError, None, "chat_id -1001234567890"),
+            ("cant_parse", AlertClientError, None, "can't parse entities"),
+            ("too_long", AlertClientError, None, "message is too long"),
+            ("empty", AlertClientError, None, "message text is empty"),
+            ("unauthorized", AlertClientError, None, "HTTP 401"),
+            ("not_found", AlertClientError, None, "HTTP 404"),
+            ("blocked", AlertClientError, None, "bot was blocked"),
+            ("flood", AlertRateLimitedError, 3.0, "Too Many Requests"),
+            ("bad_gateway", AlertServerError, None, "HTTP 502"),
+            ("malformed", AlertClientError, None, "not JSON"),
         ],
     )
     def test_failure_classification(

@@ -320,7 +320,7 @@ class TestDelivery:
         hook = _hook(server)
         with pytest.raises(error) as info:
             hook.send(_alert())
-        assert type(info.value) is error and f"HTTP {status}" in str(info.value)
+        assert isinstance(info.value, error) and f"HTTP {status}" in str(info.value)
         assert "receiver_says_no" in str(info.value)
         assert getattr(info.value, "retry_after", None) == retry_after
         hook.close()

@@ -37,6 +37,7 @@ SETTINGS_KEYS = (
     "delivery",
     "celery",
     "watchdog",  # [alert_infra.watchdog]: the dead man's switch, read by alert_infra.monitor.Watchdog
+    "metrics",  # "prometheus" | "otel" | "none": alert_infra.metrics (checked there: backend_problem)
     *POLICY_KEYS,
     # The local spool (alert_infra.queued.spool validates them: spool_settings_problems).
     "spool",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 # MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
 from .._checks import did_you_mean
 from ..exceptions import AlertConfigurationError
-from ..security import guarded_repr
+from ..security import guarded_repr, redact_text
 from ._keys import DELIVERY_GROUP, INLINE
 from ._secrets import mapping_secrets
 
@@ -86,8 +86,12 @@ class AlertConfig:
         keep_keys: list[str] | None = None,
         delivery: str = INLINE,
         integrations: Mapping[str, Mapping[str, Any]] | None = None,
+        metrics: str | None = None,
     ) -> None:
         self.channels = channels
+        #: ``[alert_infra] metrics``: ``"prometheus"``, ``"otel"``, ``"none"``, or ``None`` (not set:
+        #: prometheus when ``prometheus_client`` is importable); see :mod:`alert_infra.metrics`.
+        self.metrics = metrics
         self.delivery = delivery
         #: integration sub-tables of ``[alert_infra]`` as written (``${VAR}`` not yet expanded):
         #: ``integrations["celery"]`` is ``[alert_infra.celery]``; see :func:`expand_variables`.
@@ -222,6 +226,7 @@ class AlertConfig:
         if chosen != INLINE:
             factory = delivery_factory(chosen)
             queued: AlertDispatcher = factory(self, strict=strict, **kwargs)
+            self._attach_metrics(queued, delivering=False)
             # Whatever the delivery, the dispatcher masks the secrets of every channel a worker may
             # deliver to for as long as it lives, though it builds none of them.
             self.register_secrets(owner=queued)
@@ -290,7 +295,20 @@ class AlertConfig:
         self.register_secrets(owner=dispatcher)  # the options no transport registers (a broken channel's)
         for name, error in broken.items():
             dispatcher.logger.error("alert channel %s is unavailable: %s", name, error)
+        self._attach_metrics(dispatcher, delivering=True)
         return dispatcher
+
+    def _attach_metrics(self, dispatcher: AlertDispatcher, *, delivering: bool) -> None:
+        """``[alert_infra] metrics`` (see :func:`alert_infra.metrics.attach`); the metrics module is
+        imported only when metrics are on (or not set: then when ``prometheus_client`` is there)."""
+        if self.metrics == "none":
+            return
+        try:
+            from ..metrics import attach
+
+            attach(self, dispatcher, delivering=delivering)
+        except Exception as exc:  # noqa: BLE001 - metrics never stop alerting: logged, the dispatcher works
+            dispatcher.logger.error("alert metrics are off: %s", redact_text(str(exc)))
 
 
 def _templated(transport: Any, channel: ChannelConfig) -> Any:

@@ -171,6 +171,14 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     audit_retention = settings.get("audit_retention")
     if audit_retention is not None:
         audit_retention = _count(audit_retention, "alert_infra.audit_retention", problems)
+    metrics = settings.get("metrics")
+    if metrics is not None:
+        from ..metrics import backend_problem
+
+        problem = backend_problem(metrics)
+        if problem is not None:
+            problems.append(problem)
+            metrics = None
     max_workers = settings.get("max_workers")
     if max_workers is not None:
         max_workers = _count(max_workers, "alert_infra.max_workers", problems, maximum=MAX_WORKERS)
@@ -320,6 +328,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         keep_keys=keep_keys,
         delivery=delivery,
         integrations=integrations,
+        metrics=metrics,
     )
     # Masked from here on, while this configuration lives (and longer, by every dispatcher built
     # from it): whatever is built from it later, or not built at all (see channel_secrets).
