@@ -28,6 +28,11 @@ TEST_DEPS = [
     "django-tasks==0.8.1; python_version < '3.10'",
     "django-tasks-db[compat]>=0.13; python_version >= '3.10' and python_version < '3.12'",
     "django-tasks-db>=0.13; python_version >= '3.12'",
+    # alert_infra.metrics: the OpenTelemetry path is tested with the SDK's in-memory reader (the core's
+    # otel extra brings only the API); PyYAML reads docs/prometheus/alert-infra-rules.yml in a test.
+    "opentelemetry-sdk>=1.20,<1.42; python_version < '3.10'",
+    "opentelemetry-sdk>=1.20; python_version >= '3.10'",
+    "PyYAML>=6",
 ]  # django.tasks backends per Python: see core/pyproject.toml
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -64,7 +69,10 @@ def tests(session: nox.Session) -> None:
     """Core (with its Celery, Django and templates extras) and every plugin installed from the working
     tree; the whole suite on FULL_PYTHON, everything but the ``slow`` tests on the other Pythons."""
     session.install(
-        "-e", "./core[redis,celery,django,templates]", *[arg for p in _plugin_paths() for arg in ("-e", p)], *TEST_DEPS
+        "-e",
+        "./core[redis,celery,django,templates,metrics,otel]",
+        *[arg for p in _plugin_paths() for arg in ("-e", p)],
+        *TEST_DEPS,
     )
     args = list(session.posargs) or ["tests", "plugins"]
     env = {}
@@ -102,7 +110,9 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy: strict on the core, normal on plugins."""
     # testing: alert_infra.testing is typed against pytest (its skips are NoReturn, its marks typed).
-    session.install("-e", "./core[redis,celery,django,testing]", *_plugin_paths(), "mypy>=1.10", "types-requests")
+    session.install(
+        "-e", "./core[redis,celery,django,testing,metrics,otel]", *_plugin_paths(), "mypy>=1.10", "types-requests"
+    )
     session.run("mypy", "core/src/alert_infra")
     for name in PLUGINS:  # the folders (_plugin_paths() carry their extras, for pip)
         session.run("mypy", f"plugins/{name}/src")
@@ -164,7 +174,7 @@ def demo(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmarks against alert-infra 0.1.5 and apprise, each in its own virtualenv (see bench/README.md)."""
-    session.install("./core[redis,celery]", *_plugin_paths(), "trustme>=1.1")
+    session.install("./core[redis,celery,metrics]", *_plugin_paths(), "trustme>=1.1")
     session.run("python", "bench/run.py", *session.posargs)
 
 
