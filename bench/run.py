@@ -173,6 +173,19 @@ def main() -> int:
         record("policy_none", "ours", out["none_us"])
         record("policy_memory", "ours", out["memory_us"])
         record("policy_redis", "ours", out.get("redis_us", f"n/a: {out.get('redis_na')}"))
+
+    # The cost of counting (alert_infra.metrics): the same dispatch with metrics off and on, one process.
+    try:
+        out = probe(pythons["ours"], "ours", "metrics")
+    except Unavailable as exc:
+        problems["metrics"] = str(exc)
+    else:
+        if "na" in out:
+            record("metrics_on", "ours", f"n/a: {out['na']}")
+        else:
+            record("metrics_off", "ours", out["off_us"])
+            record("metrics_on", "ours", out["on_us"])
+            record("metrics_ratio", "ours", out["on_us"] / out["off_us"])
         if "redis_ping_us" in out:
             record("policy_redis_ping", "ours", out["redis_ping_us"])
 
@@ -246,6 +259,9 @@ def main() -> int:
         ("policy_memory", "  retry+throttle+dedup checks, memory state (us/alert)", "us", ""),
         ("policy_redis", "  retry+throttle+dedup checks, Redis state (us/alert)", "us", ""),
         ("policy_redis_ping", "  one bare Redis PING round trip, for scale (us)", "us", ""),
+        ("metrics_off", "dispatch to 1 in-memory transport, metrics off (us/alert)", "us", ""),
+        ("metrics_on", "  same, metrics on (prometheus collector) (us/alert)", "us", ""),
+        ("metrics_ratio", "  metrics on / off", "x", "<= 1.1x"),
         ("webhook", "HTTPS webhook, one thread (alerts/s; higher is better)", "/s", ">= 2x 0.1.5, 3x apprise"),
         ("webhook_dispatch", "  same through AlertDispatcher (alerts/s)", "/s", ">= 0.9x bare Session.post"),
     ]
