@@ -358,9 +358,7 @@ def _tls_error(exc: BaseException, provider: str, trust: str) -> AlertTLSError:
     between retries: non-retryable."""
     cert = _certificate_error(exc)
     if cert is None:
-        return AlertTLSError(
-            f"{provider}: TLS error: the handshake failed ({type(exc).__name__})"
-        )
+        return AlertTLSError(f"{provider}: TLS error: the handshake failed ({type(exc).__name__})")
     if getattr(cert, "verify_code", None) in _NAME_MISMATCH:
         return AlertTLSError(
             f"{provider}: TLS error: the server's certificate is not valid for the URL's host (check the host"

@@ -621,7 +621,7 @@ class _WhenImported:
 
         with _REGISTER_LOCK:
             if not cls._installed:
-                sys.meta_path.insert(0, cls())  # type: ignore[arg-type]
+                sys.meta_path.insert(0, cls())
                 cls._installed = True
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
@@ -632,11 +632,11 @@ class _WhenImported:
 
         with _REGISTER_LOCK:
             if self in sys.meta_path:
-                sys.meta_path.remove(self)  # type: ignore[arg-type]
+                sys.meta_path.remove(self)
             type(self)._installed = False
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _RegisteringLoader(spec.loader)
+            spec.loader = _RegisteringLoader(spec.loader)  # type: ignore[assignment]
         return spec
 
 
