@@ -836,7 +836,7 @@ class TestBotErrors:
         ):
             with pytest.raises(error) as info:
                 call()
-            assert type(info.value) is error and getattr(info.value, "retry_after", None) == retry_after
+            assert isinstance(info.value, error) and getattr(info.value, "retry_after", None) == retry_after
             assert text.replace("chat.postMessage", method) in str(info.value)
             if scenario not in ("server_error_html", "bad_gateway"):
                 assert method in str(info.value)

@@ -705,7 +705,7 @@ class TestEditErrors:
         fake.edit_scenario = scenario
         with pytest.raises(error) as info:
             transport.update(_alert(status="resolved"), sent.handle)
-        assert type(info.value) is error and text in str(info.value)
+        assert isinstance(info.value, error) and text in str(info.value)
         assert getattr(info.value, "retry_after", None) == retry_after
         assert len(fake.messages) == 1  # an error is no reason to post anew
 
