@@ -77,17 +77,19 @@ class Observer:
 
     # -- statistics ---------------------------------------------------------------------------
     def count(self, outcomes: Iterable[ChannelOutcome]) -> None:
+        stats = self._stats
         with self._lock:
             for outcome in outcomes:
-                if outcome.error == "UnknownChannelError":
-                    continue  # names that match no channel: not a channel, and unbounded in number
-                counts = self._stats.get(outcome.name)
-                if counts is None:
-                    counts = self._stats[outcome.name] = dict.fromkeys(STAT_KEYS, 0)
-                if outcome.status == "skipped":
+                status = outcome.status
+                if status == "skipped":
                     key = _SUPPRESSED_STAT.get(outcome.suppressed_by or "", "skipped")
+                elif status == "failed" and outcome.error == "UnknownChannelError":
+                    continue  # names that match no channel: not a channel, and unbounded in number
                 else:
-                    key = outcome.status
+                    key = status
+                counts = stats.get(outcome.name)
+                if counts is None:
+                    counts = stats[outcome.name] = dict.fromkeys(STAT_KEYS, 0)
                 counts[key] += 1
                 if outcome.attempts > 1:
                     counts["retried"] += outcome.attempts - 1

@@ -207,6 +207,7 @@ class AlertDispatcher:
         self._lock = allocate_lock()
         self._channel_key: tuple[int, ...] = ()
         self._channels: list[Channel] = []
+        self._every: list[tuple[str, Channel | None, ChannelOutcome | None]] = []
         self._env_plugins: bool | None = None
         if default_channels is not None and isinstance(default_channels, str):
             default_channels = [default_channels]
@@ -294,6 +295,8 @@ class AlertDispatcher:
                     channel.settle()
                     channels.append(channel)
                 self._channels = channels
+                # The plan of a send that names no channel when nothing routes (read, never changed).
+                self._every = [(c.name, c, None) for c in channels]
                 self._channel_key = key
             return self._channels
 
@@ -372,7 +375,10 @@ class AlertDispatcher:
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
         if alert.redact_sensitive_data:
             alert = alert.redacted()  # itself, unless a secret was registered after it was made
-        planned, missing = plan(alert, channels, self._all_channels(), self.routes, self.default_channels, self.logger)
+        available = self._all_channels()
+        if channels is None and self.default_channels is None and not self.routes:
+            return alert, self._every, []  # every channel, no route: nothing to decide
+        planned, missing = plan(alert, channels, available, self.routes, self.default_channels, self.logger)
         return alert, planned, missing
 
     def _gate(
@@ -682,13 +688,16 @@ class AlertDispatcher:
         if channels is None:
             channels = transport_names
         alert, planned, outcomes = self._select(alert, channels)
-        planned, routed = self._gate(alert, planned, channels)
+        routed = None
+        if self._admission.gates or alert.status != "firing":  # else no gate after routing: no call
+            planned, routed = self._gate(alert, planned, channels)
         selected = [channel for _, channel, skip in planned if skip is None and channel is not None]
         started = time.perf_counter()
         if len(selected) == 1 and selected[0].inline:
             channel = selected[0]
             flow = Flow(channel, alert, started, routed.get(channel.name) if routed else None)
-            delivered = [channel.refusal(self.logger, started) or self._run(flow, alert)]
+            healthy = channel.broken is None and channel.overdue < MAX_OVERDUE_PER_CHANNEL  # refusal()'s test
+            delivered = [(None if healthy else channel.refusal(self.logger, started)) or self._run(flow, alert)]
         elif selected:
             delivered = self._deliver(selected, alert, started, routed)
         else:

@@ -263,17 +263,31 @@ class DeliveryResult:
     def from_outcomes(cls, outcomes: Iterable[ChannelOutcome]) -> DeliveryResult:
         """Build a result (with the 0.1.x fields filled in) from per-channel outcomes."""
         outcomes = tuple(outcomes)
-        sent: list[str] = []
         failed: dict[str, str] = {}
-        retryable: list[str] = []
-        non_retryable: list[str] = []
-        for outcome in outcomes:
-            if outcome.status == "sent":
-                sent.append(outcome.name)
-            elif outcome.status == "failed":
-                failed[outcome.name] = outcome.error or "Exception"
-                (retryable if outcome.retryable else non_retryable).append(outcome.name)
-        return cls(sent, failed, retryable, non_retryable, outcomes)
+        if len(outcomes) == 1 and outcomes[0].status == "sent":  # the common dispatch
+            sent: tuple[str, ...] = (outcomes[0].name,)
+            retryable: tuple[str, ...] = ()
+            non_retryable: tuple[str, ...] = ()
+        else:
+            names: list[str] = []
+            again: list[str] = []
+            never: list[str] = []
+            for outcome in outcomes:
+                if outcome.status == "sent":
+                    names.append(outcome.name)
+                elif outcome.status == "failed":
+                    failed[outcome.name] = outcome.error or "Exception"
+                    (again if outcome.retryable else never).append(outcome.name)
+            sent, retryable, non_retryable = tuple(names), tuple(again), tuple(never)
+        # Every dispatch builds one: the slots are filled through their descriptors (the class's
+        # __setattr__ refuses writes), not through __init__, which would copy every value again.
+        result = object.__new__(cls)
+        _SET_SENT(result, sent)
+        _SET_FAILED(result, failed)
+        _SET_RETRYABLE(result, retryable)
+        _SET_NON_RETRYABLE(result, non_retryable)
+        _SET_OUTCOMES(result, outcomes)
+        return result
 
     @property
     def ok(self) -> bool:
@@ -339,6 +353,11 @@ class DeliveryResult:
             return f"DeliveryResult({', '.join(parts)})"
         except Exception:  # noqa: BLE001 - repr must never raise
             return "DeliveryResult(<unprintable>)"
+
+
+_SET_SENT, _SET_FAILED, _SET_RETRYABLE, _SET_NON_RETRYABLE, _SET_OUTCOMES = (
+    DeliveryResult.__dict__[name].__set__ for name in ("sent", "failed", "retryable", "non_retryable", "outcomes")
+)
 
 
 def _short(text: str, limit: int) -> str:
