@@ -21,7 +21,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_version", "_lifecycle", "_checks", "exceptions", "security"),  # foundation: no alert-infra imports above
     1: ("alert", "result", "formatting", "templates", "_protocol"),  # values: the alert model and its rendering
     2: ("state", "policies", "pool", "_deadline", "lifecycle"),  # state, policies, gates, total deadlines
-    3: ("hookspecs", "transports", "http"),  # the plugin surface: what a plugin author writes against
+    3: ("hookspecs", "transports", "http", "_http_channel"),  # the plugin surface; _http_channel: http's engine
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
     # delivery: routing, the gate chain, a channel's call, observation, the steps, queued engines
     5: ("routing", "admission", "_channels", "_observe", "dispatcher", "audit", "outbox", "queued"),
