@@ -17,8 +17,9 @@ from typing import Callable
 import pytest
 
 from alert_infra import Alert, redact_text
+from alert_infra._redactor import _BUILTIN_PATTERNS, _split_words
 from alert_infra.formatting import one_line
-from alert_infra.security import _BUILTIN_PATTERNS, _split_words, is_sensitive_key
+from alert_infra.security import is_sensitive_key
 
 SMALL, LARGE = 10_000, 80_000
 MAX_RATIO = 20.0  # linear: ~8; quadratic: ~64

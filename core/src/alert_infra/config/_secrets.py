@@ -53,7 +53,8 @@ _SECRET_DEPTH = 16
 def _looks_secret(name: object, *, conservative: bool) -> bool:
     """Whether an option (or nested key) ``name`` names a secret: the core's key rule, and with
     ``conservative`` (type not loadable) any word of :data:`FALLBACK_SECRET_WORDS`."""
-    from ..security import _split_words, is_sensitive_key
+    from .._redactor import _split_words
+    from ..security import is_sensitive_key
 
     if not isinstance(name, str):
         return False
