@@ -66,6 +66,8 @@ class Channel:
         "overdue",
         "max_send_time",
         "inline",
+        "in_caller",
+        "connected_bound",
         "update",
         "slots",
     )
@@ -91,6 +93,10 @@ class Channel:
         ok = isinstance(bound, (int, float)) and not isinstance(bound, bool) and 0 < bound < float("inf")
         self.max_send_time: float | None = float(bound) if ok else None
         self.inline = False  # set by settle()
+        self.in_caller = False  # set by settle()
+        connected, _ = read_attribute(transport, "connected_send_time", None)
+        ok = isinstance(connected, (int, float)) and not isinstance(connected, bool) and 0 < connected < float("inf")
+        self.connected_bound: float | None = float(connected) if ok else None
         self.slots: Any = None  # MAX_RUNNING_PER_CHANNEL thread slots, made on the first threaded send
         self.broken = error or error2 or error3 or error4 or error5
         try:
@@ -106,13 +112,25 @@ class Channel:
         when it never waits on I/O (``blocking = False``) or bounds its own time within the
         channel's timeout (``max_send_time``) and has no retries to wait between; else in a worker
         thread, so the caller can stop waiting. The HTTP layer does not declare ``max_send_time``:
-        its total deadline starts after name resolution, which nothing in the process can bound."""
+        its total deadline starts after name resolution, which nothing in the process can bound.
+        It declares ``connected_send_time`` instead (its bound on a connection already open): a
+        channel with no policy whose bound fits its timeout is tried in the caller's thread when it
+        is the only one selected (``in_caller``), and handed to a worker thread if the send would
+        need a new connection (see :data:`alert_infra._deadline.IN_CALLER`)."""
         self_bounded = (
             self.max_send_time is not None
             and self.max_send_time <= self.timeout
             and (self.policy is None or self.policy.retry is None)
         )
         self.inline = self.send is not None and (not self.blocking or self_bounded)
+        bound = self.connected_bound
+        self.in_caller = (
+            not self.inline
+            and self.send is not None
+            and self.policy is None  # no admission to undo, no retries to wait between
+            and bound is not None
+            and bound <= self.timeout
+        )
 
     def failure(self, logger: Any, exc: BaseException, elapsed: float, attempts: int = 1) -> ChannelOutcome:
         """The outcome of a try that raised ``exc`` (its message redacted, then cut)."""

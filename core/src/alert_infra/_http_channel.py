@@ -34,6 +34,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._checks import check_count, check_seconds
+from ._deadline import IN_CALLER, NeedsThread
 from ._lifecycle import ForkSafeLock, on_fork_in_child
 from .exceptions import (
     AlertConfigurationError,
@@ -350,6 +351,10 @@ def _adapter_class() -> Any:
         sock: Any
 
         def _new_conn(self) -> Any:
+            if IN_CALLER.get():
+                # In the caller's own thread a new connection would start with a DNS lookup, which
+                # nothing in the process can bound: hand the send to a worker thread first.
+                raise NeedsThread
             sock = super()._new_conn()  # type: ignore[misc]
             deadline = _current_deadline()
             if deadline is not None:  # fresh connection: covers the TLS handshake too
@@ -666,7 +671,7 @@ class HttpChannel:
         if fired or (error is not None and _is_timeout(error)):
             raise self._timeout_error(deadline) from None
         if error is not None:
-            if isinstance(error, (RetryableAlertTransportError, NonRetryableAlertTransportError)):
+            if isinstance(error, (RetryableAlertTransportError, NonRetryableAlertTransportError, NeedsThread)):
                 raise error
             failure = _network_error(error, self.provider, state.trust)
             if isinstance(failure, NonRetryableAlertTransportError) and not state.told:

@@ -44,6 +44,7 @@ from ._channels import (
     read_attribute,
 )
 from ._checks import MAX_WORKERS, check_count, check_seconds
+from ._deadline import IN_CALLER, NeedsThread
 from ._observe import MAX_OVERDUE_HOOKS, MAX_QUEUED_HOOKS, STAT_KEYS, Observer
 from .admission import LOG_REFRESH, MAX_LOG_ENTRIES_IN_MEMORY, STATE_WAIT, Admission
 from .alert import Alert
@@ -529,6 +530,26 @@ class AlertDispatcher:
                 raise  # Ctrl-C in the caller's own thread is the user's, not the channel's
             return None, exc
 
+    def _run_in_caller(
+        self, channel: Channel, alert: Alert, started: float, routed: dict[str, Any] | None
+    ) -> ChannelOutcome | None:
+        """One try of a lone channel with no policy in the caller's thread, on the transport's
+        word that a send on an open connection ends within ``connected_send_time`` (no thread
+        hand-off: on a kept-alive HTTPS connection that is most of a dispatch's cost). ``None``
+        when the transport needs a worker thread (:class:`~alert_infra._deadline.NeedsThread`:
+        a new connection; nothing was sent)."""
+        flow = Flow(channel, alert, started, routed.get(channel.name) if routed else None)
+        token = IN_CALLER.set(True)
+        try:
+            note, exc = self._call(channel, alert, flow.handle if channel.update is not None else None)
+        finally:
+            IN_CALLER.reset(token)
+        if exc is None:
+            return self._sent(flow, note, 1)
+        if isinstance(exc, NeedsThread):
+            return None
+        return channel.failure(self.logger, exc, time.perf_counter() - started)
+
     def _run(self, flow: Flow, alert: Alert) -> ChannelOutcome:
         """The synchronous driver of :meth:`_steps` (in a worker thread, or inline)."""
         channel = flow.channel
@@ -698,6 +719,9 @@ class AlertDispatcher:
             flow = Flow(channel, alert, started, routed.get(channel.name) if routed else None)
             healthy = channel.broken is None and channel.overdue < MAX_OVERDUE_PER_CHANNEL  # refusal()'s test
             delivered = [(None if healthy else channel.refusal(self.logger, started)) or self._run(flow, alert)]
+        elif len(selected) == 1 and selected[0].in_caller and selected[0].broken is None and not selected[0].overdue:
+            outcome = self._run_in_caller(selected[0], alert, started, routed)
+            delivered = [outcome] if outcome is not None else self._deliver(selected, alert, started, routed)
         elif selected:
             delivered = self._deliver(selected, alert, started, routed)
         else:

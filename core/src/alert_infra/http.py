@@ -378,6 +378,16 @@ class HttpTransport(BaseTransport):
         self.timeout = self.http.timeout
         self.http_client = http_client
 
+    @property
+    def connected_send_time(self) -> float | None:
+        """The longest one send can take on a connection already open, in seconds: the HTTP
+        layer's total deadline (a watchdog ends the request when it passes). The dispatcher may
+        then send in its caller's thread, without a thread hand-off; a send that needs a new
+        connection (whose DNS lookup nothing can bound) is handed to a worker thread before it
+        starts. ``None`` with an injected 0.1.x ``http_client`` (its time is its own)."""
+        http = self.http
+        return http.deadline if http.http_client is None else None
+
     # 0.1.x-style transports kept the channel as ``_http``.
     @property
     def _http(self) -> HttpChannel:
