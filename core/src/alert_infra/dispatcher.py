@@ -229,6 +229,11 @@ class AlertDispatcher:
         #: here, so a worker killed while another channel is still sending does not lose it.
         #: Its exceptions are logged, never raised into delivery.
         self.on_sent: Any = None
+        #: Where what this dispatcher's senders could not deliver before the interpreter exits is
+        #: written (a :class:`~alert_infra.queued.settings.SpoolSettings`; ``None``: nowhere).
+        #: Set by ``AlertConfig.build_dispatcher`` when ``[alert_infra] spool`` is set; read by
+        #: :class:`~alert_infra.logging.AlertHandler` at exit. The dispatcher itself never reads it.
+        self.exit_spool: Any = None
         own_state = isinstance(state, str)
         if isinstance(state, str):
             from .state import open_state  # a URL: its backend module only

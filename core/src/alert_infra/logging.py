@@ -30,7 +30,14 @@ and function, never local variables). The handler:
   interpreter exit the handler waits at most ``flush_timeout`` seconds *in all*
   (default 5 s) for queued records, then writes one line on standard error with the
   number of records still undelivered (and of those dropped by a full queue), so a
-  record is never lost without a word. The wait starts in :mod:`threading`'s own exit
+  record is never lost without a word. With a spool configured (``[alert_infra] spool``
+  set: the dispatcher's ``exit_spool``), what is left is written to the spool instead
+  (the record in delivery included, the handler's de-duplication and throttling
+  applied), in one transaction bounded by the spool's busy timeout (1 s), and the line
+  says how many were spooled: the next ``alert-infra worker`` (or ``--once``) run
+  delivers them. A channel that answers the record in delivery before the process is
+  gone is recorded in the spool, and the worker does not send it again. The same holds
+  for :meth:`close` called by the application. The wait starts in :mod:`threading`'s own exit
   hook, the one :mod:`concurrent.futures` uses, which runs before the interpreter
   starts finalising (from Python 3.12 no thread can start after that, and the
   dispatcher's workers are threads), and ends in :meth:`close`, which ``atexit`` and
@@ -68,6 +75,11 @@ MAX_FLUSH_TIMEOUT = 300.0
 #: How long :meth:`AlertHandler.close` waits for the delivery thread to stop once the queue is
 #: flushed (seconds; on top of ``flush_timeout``).
 JOIN_TIMEOUT = 0.5
+#: How long the exit spool waits for the record being admitted (de-duplication, throttling on the
+#: dispatcher's state) to be handed over or sent, seconds.
+ADMIT_WAIT = 1.0
+# What the delivery thread is doing with the record it took (``AlertHandler._phase``).
+_IDLE, _ADMITTING, _SENDING, _HANDED = 0, 1, 2, 3
 
 _LEVELS = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WARNING, "warning"))
 _OWN_THREAD_PREFIX = "alert-infra"  # the dispatcher's workers and this handler's thread
@@ -149,6 +161,15 @@ class AlertHandler(logging.Handler):
         self._start_lock = threading.Lock()
         self._closed = False
         self._exit_deadline: float | None = None  # set when interpreter exit starts: one budget for all of it
+        #: Records written to the spool by :meth:`close` (what it could not deliver in time).
+        self.spooled = 0
+        # The hand-over between the delivery thread and the exit spool (see _spool_left): what the
+        # thread does with its record, the alert it built, and the spool's alert id for it.
+        self._turn = threading.Condition(threading.Lock())
+        self._phase = _IDLE
+        self._current: Alert | None = None
+        self._spooling = False
+        self._spooled_as: tuple[Any, str] | None = None  # (spool, alert id) of the record in delivery
 
     def _after_fork(self) -> None:
         # The parent's delivery thread does not exist here, its queue is the parent's work and
@@ -226,23 +247,55 @@ class AlertHandler(logging.Handler):
                 self._queue.task_done()
 
     def _deliver(self, record: logging.LogRecord) -> None:
+        turn = self._turn
+        with turn:
+            self._phase = _ADMITTING
+        sent: tuple[str, ...] = ()
+        try:
+            alert = self._admitted(record)
+            if alert is None:
+                return
+            with turn:
+                if self._spooling:  # close() is spooling what is left: it takes this one too
+                    self._current, self._phase = alert, _HANDED
+                    return
+                self._current, self._phase = alert, _SENDING
+                turn.notify_all()
+            sent = self._send(alert)
+        finally:
+            with turn:
+                spooled_as, self._spooled_as = self._spooled_as, None
+                if self._phase != _HANDED:
+                    self._phase, self._current = _IDLE, None
+                turn.notify_all()
+            if spooled_as is not None and sent:
+                # The exit spool took this alert while it was being delivered: record the channels
+                # that got it, so that the worker delivers it to the others only.
+                _mark_delivered(spooled_as, sent)
+
+    def _admitted(self, record: logging.LogRecord) -> Alert | None:
+        """The alert of ``record``, or ``None`` when the handler's policy suppresses it."""
         alert = self.to_alert(record)
-        dispatcher = self.dispatcher
         policy = self._policy
         if policy.has_policy:
             # The dispatcher's own admission step (same keys, same state, fails open the same
             # way), under a name of its own; the claim is kept whatever the delivery's fate.
-            skip = dispatcher.admit(self.admission_name, policy, alert)
+            skip = self.dispatcher.admit(self.admission_name, policy, alert)
             if skip is not None:
                 self.suppressed += 1
-                return
+                return None
+        return alert
+
+    def _send(self, alert: Alert) -> tuple[str, ...]:
+        """Deliver ``alert``; the channels that got it."""
         from .exceptions import AlertDeliveryError
 
         try:
-            dispatcher.send(alert, self.channels)
-        except AlertDeliveryError:  # a dispatcher with raise_on_failure: the failure is logged already
-            pass
+            sent = self.dispatcher.send(alert, self.channels).sent
+        except AlertDeliveryError as exc:  # a dispatcher with raise_on_failure: the failure is logged already
+            sent = tuple(getattr(exc.result, "sent", None) or ())
         self.dispatched += 1
+        return sent
 
     def to_alert(self, record: logging.LogRecord) -> Alert:
         """The alert for ``record`` (override to shape alerts differently)."""
@@ -326,6 +379,13 @@ class AlertHandler(logging.Handler):
             return
         pending = self._wait(self._deadline()) if self._thread is not None else self._queue.qsize()
         self._closed = True
+        spooled, spool_problem, where = 0, None, ""
+        if pending:
+            spool = self._exit_spool()
+            if spool is not None:
+                where = spool.path
+                spooled, suppressed, spool_problem = self._spool_left(spool)
+                pending = max(pending - spooled - suppressed, 0)
         thread = self._thread
         if thread is not None:
             try:
@@ -334,10 +394,16 @@ class AlertHandler(logging.Handler):
                 pass
             thread.join(timeout=JOIN_TIMEOUT)
         problems = []
+        if spooled:
+            problems.append(
+                f"spooled {spooled} log record(s) not delivered within flush_timeout={self.flush_timeout:g}s "
+                f"to the spool {where} (`alert-infra worker` delivers them)"
+            )
         if pending:
             problems.append(
                 f"{pending} log record(s) not delivered within flush_timeout={self.flush_timeout:g}s "
                 "(still queued or in delivery)"
+                + (f"; the spool could not take them: {spool_problem}" if spool_problem else "")
             )
         if self.dropped:
             problems.append(f"dropped {self.dropped} log record(s): its queue was full")
@@ -350,6 +416,103 @@ class AlertHandler(logging.Handler):
             except Exception:  # noqa: BLE001, S110 - no stderr left at exit: nothing else to tell
                 pass
         super().close()
+
+    # -- the exit spool ----------------------------------------------------------------------------
+    def _exit_spool(self) -> Any:
+        """The spool of the dispatcher's configuration (``[alert_infra] spool`` set), or ``None``."""
+        settings = getattr(self._dispatcher, "exit_spool", None)
+        if settings is None:
+            return None
+        try:
+            from .queued.sender import open_spool
+
+            return open_spool(settings)
+        except Exception:  # noqa: BLE001 - no spool: the records are reported as before
+            return None
+
+    def _spool_left(self, spool: Any) -> tuple[int, int, str | None]:
+        """Write what is still queued or in delivery to ``spool`` (one transaction): ``(spooled,
+        suppressed, problem)``.
+
+        The hand-over with the delivery thread (under ``_turn``): while ``_spooling`` is set the
+        thread starts sending no record; the one it is admitting is awaited (at most
+        :data:`ADMIT_WAIT`) and handed over; the one it is sending is spooled too, under an alert id
+        against which the thread records the channels that answered (:meth:`_deliver`), so that the
+        worker sends it to the others only. What is queued is taken off the queue.
+        """
+        import queue
+        import time
+        import uuid
+
+        from .queued.message import build_message
+        from .queued.settings import AsyncAlertConfig
+
+        alerts: list[tuple[Alert, str]] = []
+        records = []
+        turn = self._turn
+        with turn:
+            self._spooling = True
+            until = time.monotonic() + ADMIT_WAIT
+            while self._phase == _ADMITTING and time.monotonic() < until:
+                turn.wait(max(until - time.monotonic(), 0.0))
+            if self._phase in (_SENDING, _HANDED) and self._current is not None:
+                alert_id = uuid.uuid4().hex
+                alerts.append((self._current, alert_id))
+                if self._phase == _SENDING:
+                    self._spooled_as = (spool, alert_id)
+                self._phase, self._current = _IDLE, None
+            while True:
+                try:
+                    record = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._queue.task_done()
+                if record is not None:
+                    records.append(record)
+            # The hand-over window ends here: a record still being admitted after ADMIT_WAIT (a
+            # state that hangs) is the thread's to send, for as long as the process lives.
+            self._spooling = False
+        suppressed = 0
+        for record in records:
+            try:
+                alert = self._admitted(record)
+            except Exception:  # noqa: BLE001 - a record that cannot become an alert is reported
+                self._report(record)
+                continue
+            if alert is None:
+                suppressed += 1
+            else:
+                alerts.append((alert, uuid.uuid4().hex))
+        if not alerts:
+            return 0, suppressed, None
+        settings = AsyncAlertConfig()
+        try:
+            messages = [build_message(alert, self.channels, settings, alert_id) for alert, alert_id in alerts]
+            spool.put_many(messages)
+        except Exception as exc:  # noqa: BLE001 - SpoolUnavailable says why; anything else by its class
+            from .queued.spool import SpoolUnavailable
+
+            with turn:
+                self._spooled_as = None
+            return 0, suppressed, str(exc) if isinstance(exc, SpoolUnavailable) else type(exc).__name__
+        finally:
+            spool.close()
+        self.spooled += len(alerts)
+        return len(alerts), suppressed, None
+
+
+def _mark_delivered(spooled_as: tuple[Any, str], channels: Iterable[str]) -> None:
+    """Record in the spool that ``channels`` got the alert spooled under that id (the worker's
+    idempotency records: it then delivers the alert to the other channels only)."""
+    from .queued.settings import DEFAULT_IDEMPOTENCY_TTL
+    from .queued.worker import PREFIX
+
+    spool, alert_id = spooled_as
+    try:
+        spool.mark_all_delivered([f"{PREFIX}:{alert_id}:{name}" for name in channels], DEFAULT_IDEMPOTENCY_TTL)
+        spool.close()
+    except Exception:  # noqa: BLE001, S110 - the worker then sends it again: at least once, never lost
+        pass
 
 
 def _hook_exit(handler: AlertHandler) -> None:

@@ -296,6 +296,12 @@ class AlertConfig:
         for name, error in broken.items():
             dispatcher.logger.error("alert channel %s is unavailable: %s", name, error)
         self._attach_metrics(dispatcher, delivering=True)
+        if self.spool_settings.get("spool") is not None:
+            # An explicit spool: what an in-process sender (AlertHandler) cannot deliver before
+            # the interpreter exits goes there (validated when parsed: this cannot raise).
+            from ..queued.settings import spool_settings
+
+            dispatcher.exit_spool = spool_settings(self)
         return dispatcher
 
     def _attach_metrics(self, dispatcher: AlertDispatcher, *, delivering: bool) -> None:

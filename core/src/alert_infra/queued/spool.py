@@ -54,6 +54,8 @@ MAX_STARTS = DEFAULT_MAX_STARTS
 #: How often a process's claims also free the leases of dead holders and dead-letter poison rows.
 SWEEP_INTERVAL = 1.0
 
+_INSERT = "INSERT INTO spool (alert_id, body, channels, attempt, created, due) VALUES (?, ?, ?, ?, ?, ?)"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -226,6 +228,43 @@ class Spool:
         except (sqlite3.Error, OSError) as exc:
             raise SpoolUnavailable(_why(exc)) from None
         return int(row or 0)
+
+    def put_many(self, messages: Sequence[Message]) -> list[int]:
+        """Write every message in one transaction (all or none); their row ids, in order. One
+        bound for all of them (``busy_timeout``), however many: what an exit hook spools.
+
+        Raises:
+            SpoolUnavailable: as :meth:`put`; then no message was written.
+        """
+        rows = [
+            (
+                message.alert_id,
+                json.dumps(
+                    {"alert": message.alert, "options": message.options}, separators=(",", ":"), ensure_ascii=False
+                ),
+                json.dumps(message.transport_names) if message.transport_names is not None else None,
+                message.attempt,
+            )
+            for message in messages
+        ]
+        ids: list[int] = []
+        try:
+            with self._lock:
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = time.time()
+                    for alert_id, body, channels, attempt in rows:
+                        cursor = conn.execute(_INSERT, (alert_id, body, channels, attempt, now, now))
+                        ids.append(int(cursor.lastrowid or 0))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except (sqlite3.Error, OSError) as exc:
+            raise SpoolUnavailable(_why(exc)) from None
+        return ids
 
     # -- the worker -----------------------------------------------------------------------------
     def _free_dead_holders(self, conn: sqlite3.Connection, now: float) -> None:
