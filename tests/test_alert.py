@@ -7,6 +7,8 @@ import pickle
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alert_infra import REDACTED, Alert, AlertValidationError, Severity, severity_rank
 from alert_infra.alert import SEVERITIES
@@ -223,3 +225,69 @@ def test_payload_fields_are_what_to_dict_writes() -> None:
 
     full = Alert("t", "m", source="s", tags=("a",), links=[("Runbook", "https://example.com")])
     assert set(full.to_dict()) == PAYLOAD_FIELDS
+
+
+_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=60) | st.sampled_from(
+    [
+        "token=abc123def456ghi789jkl",
+        "xoxb-123456789012-123456789012-abcdefghijklmnopqrstuvwx",
+        "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "password: hunter2secret",
+        "Bearer abcdefghijklmnopqrstuvwxyz0123456789",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    title=_TEXT.filter(str.strip),
+    message=_TEXT.filter(str.strip),
+    source=st.none() | _TEXT,
+    tags=st.lists(_TEXT.filter(str.strip), max_size=3),
+    metadata=st.dictionaries(st.sampled_from(["host", "token", "api_key", "note", "url"]), _TEXT, max_size=4),
+    fingerprint=st.none() | _TEXT.filter(str.strip),
+)
+def test_to_dict_of_a_current_alert_is_the_full_redaction(
+    title: str, message: str, source: str | None, tags: list[str], metadata: dict, fingerprint: str | None
+) -> None:
+    """``to_dict()`` of an alert built under the current rules takes its (already redacted) text
+    fields as they are: the result is exactly what redacting every field again gives."""
+    from alert_infra.alert import _redact_links, _redact_optional
+    from alert_infra.security import redact_metadata, redact_text
+
+    alert = Alert(
+        title,
+        message,
+        source=source,
+        tags=tags,
+        metadata=metadata,
+        fingerprint=fingerprint,
+        links={"Runbook": "https://runbooks.example/disk?token=abc123def456ghi789jkl"},
+    )
+    full = {
+        "title": redact_text(alert.title),
+        "message": redact_text(alert.message),
+        "severity": alert.severity,
+        "source": _redact_optional(alert.source),
+        "tags": [redact_text(tag) for tag in alert.tags],
+        "metadata": redact_metadata(alert.metadata),
+        "created_at": alert.created_at.isoformat(),
+        "correlation_id": redact_text(alert.correlation_id),
+        "request_id": _redact_optional(alert.request_id),
+        "fingerprint": redact_text(alert.fingerprint),
+        "links": [list(pair) for pair in _redact_links(alert.links)],
+        "status": alert.status,
+    }
+    assert alert.to_dict() == full
+
+
+def test_to_dict_redacts_metadata_changed_after_construction_and_secrets_registered_later() -> None:
+    from alert_infra.security import register_secret
+
+    alert = Alert("Disk full", "at 99%", metadata={"note": "ok"})
+    alert.metadata["api_key"] = "sk_live_0123456789abcdef"  # its owner changed the mapping
+    assert alert.to_dict()["metadata"]["api_key"] == REDACTED
+    secret = "late-secret-" + "7" * 16
+    later = Alert(f"uses {secret}", "m")
+    register_secret(secret)  # registered after the alert was built: the full redaction again
+    assert secret not in json.dumps(later.to_dict())

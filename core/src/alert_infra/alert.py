@@ -420,6 +420,26 @@ class Alert:
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe, queue-safe dictionary: every text field redacted, whatever ``redact_sensitive_data`` says."""
+        if self.redact_sensitive_data and self._generation == redaction_generation():
+            # Built under the current rules: its strings and tuples (immutable) are redacted already
+            # and redaction is idempotent, so they are taken as they are (what every queued send
+            # pays otherwise: each text field through the redactor a second time). The metadata is
+            # a mapping its owner could still change: redacted again. The fingerprint too (one
+            # call), as it may have been derived after construction.
+            return {
+                "title": self.title,
+                "message": self.message,
+                "severity": self.severity,
+                "source": self.source,
+                "tags": list(self.tags),
+                "metadata": redact_metadata(self.metadata),
+                "created_at": self.created_at.isoformat(),
+                "correlation_id": self.correlation_id,
+                "request_id": self.request_id,
+                "fingerprint": redact_text(self.fingerprint),
+                "links": [list(pair) for pair in self.links],
+                "status": self.status,
+            }
         return {
             "title": redact_text(self.title),
             "message": redact_text(self.message),

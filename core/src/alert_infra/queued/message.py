@@ -13,6 +13,7 @@ are capped by the worker's own (a message cannot ask for 10**9 retries 1 ms apar
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -87,6 +88,11 @@ class Message:
         return {"alert": self.alert, **self.kwargs()}
 
 
+def new_alert_id() -> str:
+    """A fresh alert id: 32 random hex digits (``uuid4().hex``'s form, without building a UUID)."""
+    return os.urandom(16).hex()
+
+
 def build_message(
     alert: Alert,
     channels: Iterable[str] | None,
@@ -99,7 +105,7 @@ def build_message(
         alert.to_dict(),
         list(channels) if channels else None,
         settings.options(),
-        alert_id or uuid.uuid4().hex,
+        alert_id or new_alert_id(),
         1,
     )
 

@@ -10,7 +10,6 @@ the spool problem. Never a silent drop.
 
 from __future__ import annotations
 
-import uuid
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ from ..alert import Alert
 from ..dispatcher import AlertDispatcher
 from ..result import ChannelOutcome, DeliveryResult
 from ..routing import channel_names
-from .message import build_message
+from .message import build_message, new_alert_id
 from .settings import QUEUED_DETAIL, AsyncAlertConfig, SpoolSettings, spool_settings
 from .spool import Spool, SpoolUnavailable
 
@@ -32,8 +31,8 @@ __all__ = ["CHANNEL_NAME", "SpoolDispatcher", "spool_dispatcher"]
 
 #: The name of the one channel of a :class:`SpoolDispatcher` (``sent == ("spool",)``).
 CHANNEL_NAME = "spool"
-_CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_spool_channels", default=None)
-_ALERT_ID: ContextVar[str | None] = ContextVar("alert_infra_spool_alert_id", default=None)
+#: ``(channels, alert id)`` of the send() in progress in this context, for the spool channel.
+_PENDING: ContextVar[tuple[list[str] | None, str] | None] = ContextVar("alert_infra_spool_pending", default=None)
 
 
 class _SpoolTransport:
@@ -46,7 +45,8 @@ class _SpoolTransport:
 
     def send(self, alert: Alert) -> str:
         owner = self._owner
-        message = build_message(alert, _CHANNELS.get(), owner.settings, _ALERT_ID.get())
+        names, alert_id = _PENDING.get() or (None, None)
+        message = build_message(alert, names, owner.settings, alert_id)
         row = owner.spool.put(message)
         return f"{QUEUED_DETAIL}{message.alert_id} (spool row {row})"
 
@@ -86,14 +86,13 @@ class SpoolDispatcher(AlertDispatcher):
         if not isinstance(alert, Alert):
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
         names = channel_names(channels) if channels is not None else None
-        alert_id = uuid.uuid4().hex
-        tokens = (_CHANNELS.set(names), _ALERT_ID.set(alert_id), _audit.set_delivery_id(alert_id))
+        alert_id = new_alert_id()
+        pending, delivery = _PENDING.set((names, alert_id)), _audit.set_delivery_id(alert_id)
         try:
             result = super().send(alert)
         finally:
-            _CHANNELS.reset(tokens[0])
-            _ALERT_ID.reset(tokens[1])
-            _audit.reset_delivery_id(tokens[2])
+            _PENDING.reset(pending)
+            _audit.reset_delivery_id(delivery)
         outcome = result.outcome(CHANNEL_NAME)
         if outcome is None or outcome.status != "failed":
             if outcome is not None and outcome.status == "sent":

@@ -54,6 +54,9 @@ MAX_STARTS = DEFAULT_MAX_STARTS
 #: How often a process's claims also free the leases of dead holders and dead-letter poison rows.
 SWEEP_INTERVAL = 1.0
 
+#: The rows' JSON: compact, UTF-8 as is; one encoder for every write (``json.dumps`` with options
+#: builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _INSERT = "INSERT INTO spool (alert_id, body, channels, attempt, created, due) VALUES (?, ?, ?, ?, ?, ?)"
 
 _SCHEMA = """
@@ -75,6 +78,13 @@ CREATE TABLE IF NOT EXISTS spool (
 CREATE INDEX IF NOT EXISTS spool_due ON spool (dead, due);
 CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, expires REAL NOT NULL) WITHOUT ROWID;
 """
+
+
+def _row(message: Message) -> tuple[str, str, str | None, int]:
+    """``(alert id, body, channels, attempt)`` of ``message``'s row."""
+    channels = message.transport_names
+    body = _encode({"alert": message.alert, "options": message.options})
+    return message.alert_id, body, _encode(channels) if channels is not None else None, message.attempt
 
 
 class SpoolUnavailable(AlertError):
@@ -212,18 +222,12 @@ class Spool:
         Raises:
             SpoolUnavailable: full, disk full, read-only, locked past ``busy_timeout``.
         """
-        body = json.dumps(
-            {"alert": message.alert, "options": message.options}, separators=(",", ":"), ensure_ascii=False
-        )
-        channels = json.dumps(message.transport_names) if message.transport_names is not None else None
+        alert_id, body, channels, attempt = _row(message)
         now = time.time()
         try:
             with self._lock:
                 conn = self._conn()
-                cursor = conn.execute(
-                    "INSERT INTO spool (alert_id, body, channels, attempt, created, due) VALUES (?, ?, ?, ?, ?, ?)",
-                    (message.alert_id, body, channels, message.attempt, now, now if due is None else due),
-                )
+                cursor = conn.execute(_INSERT, (alert_id, body, channels, attempt, now, now if due is None else due))
                 row = cursor.lastrowid
         except (sqlite3.Error, OSError) as exc:
             raise SpoolUnavailable(_why(exc)) from None
@@ -236,17 +240,7 @@ class Spool:
         Raises:
             SpoolUnavailable: as :meth:`put`; then no message was written.
         """
-        rows = [
-            (
-                message.alert_id,
-                json.dumps(
-                    {"alert": message.alert, "options": message.options}, separators=(",", ":"), ensure_ascii=False
-                ),
-                json.dumps(message.transport_names) if message.transport_names is not None else None,
-                message.attempt,
-            )
-            for message in messages
-        ]
+        rows = [_row(message) for message in messages]
         ids: list[int] = []
         try:
             with self._lock:
