@@ -187,7 +187,7 @@ def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'alert_infra' has no attribute {name!r}")
-    import importlib
+    import importlib  # the first lazy name only: `import alert_infra` loads nothing but _version
 
     value = getattr(importlib.import_module(f".{module_name}", __name__), name)
     globals()[name] = value

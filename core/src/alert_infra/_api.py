@@ -20,7 +20,8 @@ __all__ = ["get_default_dispatcher", "reset_default_dispatcher", "send_alert"]
 
 
 def _build_default() -> AlertDispatcher:
-    from .config import find_config  # lazy: `import alert_infra` stays cheap (config loads the plugin host)
+    # the first send_alert() only: `from alert_infra import send_alert` loads Alert, not these
+    from .config import find_config
     from .dispatcher import AlertDispatcher
     from .transports import ConsoleTransport
 

@@ -14,6 +14,10 @@ fails later with ``OverflowError``.
 
 from __future__ import annotations
 
+import os
+
+from .exceptions import AlertConfigurationError, AlertValidationError
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     from typing import Any
@@ -61,8 +65,6 @@ def describe(value: object) -> str:
 
 def _error(error: type[Exception] | None, message: str) -> Exception:
     if error is None:
-        from .exceptions import AlertValidationError
-
         error = AlertValidationError
     return error(message)
 
@@ -199,7 +201,7 @@ def closest(word: object, choices: Any, *, cutoff: float = 0.6) -> str | None:
         for option in options:
             if "".join(_words(option)) == flat and option != word:
                 return option
-    import difflib
+    import difflib  # a did-you-mean only, on an error path: difflib stays out of every import
 
     target = text.lower()
     best, best_ratio = None, 0.0
@@ -252,15 +254,11 @@ def sqlite_file(url: object, setting: str, example: str) -> str:
         AlertConfigurationError: not a ``sqlite:///`` URL naming a file; the message names
             ``setting`` and shows ``example``, never the value.
     """
-    import os
-
     path = url[len("sqlite://") :] if isinstance(url, str) and url.startswith("sqlite:///") else "/"
     if path.startswith("/~"):
         path = os.path.expanduser(path[1:])
     else:
         path = "/" + path.lstrip("/")
     if path in ("/", "") or path.endswith("/"):
-        from .exceptions import AlertConfigurationError
-
         raise AlertConfigurationError(f'{setting}: must be a sqlite:/// URL naming a file, such as "{example}"')
     return path

@@ -24,7 +24,9 @@ also affect the parent's copy of the connection's state).
 from __future__ import annotations
 
 import os
+import time
 from _thread import allocate_lock
+from _weakref import ref as _weak_ref  # the built-in behind weakref.ref: nothing more to import
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -65,8 +67,6 @@ def fork_generation() -> int:
 
 def on_fork_in_child(obj: object, reset: Callable[[Any], None]) -> None:
     """Call ``reset(obj)`` in every child forked from this process while ``obj`` is alive."""
-    import weakref
-
     global _next, _hooked
     with _lock:
         key = _next
@@ -75,7 +75,7 @@ def on_fork_in_child(obj: object, reset: Callable[[Any], None]) -> None:
         def forget(_ref: object, key: int = key) -> None:
             _entries.pop(key, None)
 
-        _entries[key] = (weakref.ref(obj, forget), reset)
+        _entries[key] = (_weak_ref(obj, forget), reset)
         if not _hooked and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)
             _hooked = True
@@ -112,8 +112,6 @@ def quiesce_at_fork(obj: object, attr: str = "_lock") -> None:
     transaction stuck on another process's lock), the child is told through
     :func:`forked_while_busy` and must not use that file.
     """
-    import weakref
-
     global _quiet_hooked
     with _lock:
         key = id(obj)
@@ -121,7 +119,7 @@ def quiesce_at_fork(obj: object, attr: str = "_lock") -> None:
         def forget(_ref: object, key: int = key) -> None:
             _quiet.pop(key, None)
 
-        _quiet[key] = (weakref.ref(obj, forget), attr)
+        _quiet[key] = (_weak_ref(obj, forget), attr)
         if not _quiet_hooked and hasattr(os, "register_at_fork"):
             os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
             _quiet_hooked = True
@@ -134,8 +132,6 @@ def forked_while_busy(obj: object) -> bool:
 
 
 def _before_fork() -> None:
-    import time
-
     _busy.clear()
     deadline = time.monotonic() + FORK_QUIESCE_TIMEOUT
     for key, (ref, attr) in list(_quiet.items()):

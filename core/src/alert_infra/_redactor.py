@@ -22,6 +22,8 @@ import re
 from _thread import allocate_lock
 from _weakref import ref as _weak_ref
 
+from ._lifecycle import on_fork_in_child
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -339,7 +341,6 @@ class _Redactor:
     def _hook_fork(self) -> None:
         if not self._fork_hooked:
             self._fork_hooked = True
-            from ._lifecycle import on_fork_in_child
 
             on_fork_in_child(self, _Redactor._after_fork)
 
@@ -438,7 +439,7 @@ class _Redactor:
             if changed:
                 self.generation += 1
         if warn:
-            import logging
+            import logging  # past the cap only: logging stays out of `from alert_infra import Alert`
 
             logging.getLogger("alert_infra.security").warning(
                 "more than %d process-wide secrets are registered; all are kept. Pass owner= to "
@@ -656,7 +657,7 @@ def _split_words(key: str) -> list[str]:
 
 def _url_fragments(value: str) -> set[str]:
     """The parts of a secret URL that HTTP libraries print on their own."""
-    from urllib.parse import urlsplit
+    from urllib.parse import urlsplit  # a URL secret only: urllib.parse stays out of `from alert_infra import Alert`
 
     fragments: set[str] = set()
     try:

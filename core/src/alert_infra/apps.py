@@ -22,7 +22,7 @@ def __getattr__(name: str) -> Any:
     if moved is None:
         raise AttributeError(f"module 'alert_infra.apps' has no attribute {name!r}")
     module_name, distribution = moved
-    import importlib
+    import importlib  # a moved name only: this 0.1.x path imports nothing until one is used
 
     try:
         module = importlib.import_module(module_name)

@@ -24,7 +24,7 @@ import inspect
 import re
 from typing import Any
 
-from .security import guarded_repr
+from .security import REDACTED, guarded_repr, is_sensitive_key
 
 __all__ = ["OptionInfo", "TypeInfo", "catalogue", "describe_type", "option_help"]
 
@@ -176,8 +176,6 @@ def option_help(doc: str | None) -> dict[str, str]:
 
 def describe_type(name: str, cls: Any, *, provider: str = "") -> TypeInfo:
     """The :class:`TypeInfo` of transport class ``cls`` registered as type ``name``."""
-    from .security import REDACTED, is_sensitive_key
-
     doc = inspect.getdoc(cls) or ""
     summary = _one_line(doc.split("\n\n", 1)[0]) if doc else ""
     helps = option_help(getattr(cls, "__doc__", None))
@@ -238,7 +236,7 @@ def catalogue(host: Any = None) -> list[TypeInfo]:
 
     A type whose plugin fails to load is not listed here (``alert-infra plugins`` shows why).
     """
-    from .plugins import get_plugin_host
+    from .plugins import get_plugin_host  # catalogue() only: describe_type(), which config uses, needs no plugin host
 
     host = host or get_plugin_host()
     infos = []

@@ -21,7 +21,7 @@ __all__ = [  # noqa: F822 - served by __getattr__
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'alert_infra.email' has no attribute {name!r}")
-    import importlib
+    import importlib  # a moved name only: this 0.1.x path imports nothing until one is used
 
     try:
         module = importlib.import_module("alert_infra_email")

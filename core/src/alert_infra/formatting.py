@@ -144,7 +144,7 @@ def _value_text(value: Any) -> str:
         return "null" if value is None else ("true" if value else "false")
     if isinstance(value, int):
         return str(safe_int(value))  # an int over 4,300 digits cannot be str()-ed on 3.11+
-    import json
+    import json  # a non-scalar value only: rendering a plain alert loads no json
 
     try:
         return json.dumps(value, ensure_ascii=False, sort_keys=False, default=_safe_str)

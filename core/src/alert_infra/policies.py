@@ -39,6 +39,8 @@ never quote the value.
 
 from __future__ import annotations
 
+from ._checks import MAX_COUNT, MAX_WINDOW, check_count, check_seconds, describe
+from .exceptions import AlertValidationError
 from .security import guarded_repr
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -64,9 +66,6 @@ def _rate(value: Any, what: str, *, zero: bool = False, minimum: float = MIN_RAT
 
     The error names ``what`` and the range, never the value (see :mod:`alert_infra._checks`).
     """
-    from ._checks import MAX_COUNT, describe
-    from .exceptions import AlertValidationError
-
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     number = 0.0
     if ok:
@@ -83,8 +82,6 @@ def _rate(value: Any, what: str, *, zero: bool = False, minimum: float = MIN_RAT
 
 
 def _check_keys(values: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-    from .exceptions import AlertValidationError
-
     unknown = [str(k) for k in values if k not in known]
     if unknown:
         raise AlertValidationError(f"{where}: unknown key {', '.join(unknown)}; known: {', '.join(known)}")
@@ -108,8 +105,6 @@ class RetryPolicy:
     def __init__(
         self, attempts: int = 3, backoff: float = 0.5, max_backoff: float = 30.0, max_retry_after: float = 60.0
     ) -> None:
-        from ._checks import MAX_WINDOW, check_count, check_seconds
-
         self.attempts = check_count(attempts, "retry.attempts", maximum=MAX_ATTEMPTS)
         self.backoff = check_seconds(backoff, "retry.backoff", maximum=MAX_WINDOW, zero=True)
         self.max_backoff = check_seconds(max_backoff, "retry.max_backoff", maximum=MAX_WINDOW, zero=True)
@@ -157,8 +152,6 @@ class Throttle:
     KEYS = ("rate", "per", "burst", "alert_rate")
 
     def __init__(self, rate: float, per: float = 60.0, burst: float | None = None, alert_rate: float | None = None):
-        from ._checks import MAX_WINDOW, check_seconds
-
         self.rate = _rate(rate, "throttle.rate")
         self.per = check_seconds(per, "throttle.per", maximum=MAX_WINDOW)
         # At least one token at once, or no alert could ever pass.
@@ -172,13 +165,11 @@ class Throttle:
         """Build from a configuration table; unknown keys and a missing ``rate`` are errors naming them."""
         _check_keys(values, cls.KEYS, where)
         if "rate" not in values:
-            from .exceptions import AlertValidationError
-
             raise AlertValidationError(f"{where}.rate: required (alerts allowed per `per` seconds)")
         return cls(**dict(values))
 
     def buckets(self, channel: str, alert_key: str) -> list[Bucket]:
-        from .state import Bucket
+        from .state import Bucket  # a throttle only: a retry policy alone loads no state backends
 
         buckets = [Bucket(f"tb:{channel}", self.burst, self.rate, self.per, "the channel's")]
         if self.alert_rate:

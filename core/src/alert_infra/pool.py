@@ -30,7 +30,9 @@ that has only ``async asend()``, and awaitables returned by ``after_dispatch`` h
 
 from __future__ import annotations
 
+import contextvars
 import queue
+import threading
 from _thread import allocate_lock
 
 from ._lifecycle import ProcessSingleton, on_fork_in_child
@@ -121,8 +123,6 @@ class WorkerPool:
     # -- the submitter's side -------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> Task:
         """Run ``fn(*args)`` on a worker thread, in a copy of the caller's context."""
-        import contextvars
-
         task = Task(fn, args, contextvars.copy_context())
         inline = False
         with self._lock:
@@ -157,8 +157,6 @@ class WorkerPool:
 
     def _spawn(self) -> bool:
         """Start one more counted thread (the lock is held); False if no thread can start."""
-        import threading
-
         thread = threading.Thread(target=self._work, name=f"{self.name}-{self._started + 1}", daemon=True)
         try:
             thread.start()
@@ -319,8 +317,7 @@ class LoopThread:
             with self._lock:
                 loop = self._loop
                 if loop is None:
-                    import asyncio
-                    import threading
+                    import asyncio  # the asyncio bridge only: asyncio (~90 ms) stays out of the pool's import
 
                     loop = asyncio.new_event_loop()
                     ready = allocate_lock()
@@ -338,6 +335,7 @@ class LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
         """Run ``coro`` on the loop; its result, or :class:`TimeoutError` after ``timeout`` (cancelled)."""
+        # the asyncio bridge only: asyncio stays out of the pool's import
         import asyncio
         from concurrent.futures import TimeoutError as FutureTimeout
 

@@ -23,11 +23,13 @@ Optional class attributes the core understands:
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
 from ._lifecycle import ForkSafeLock
-from .security import guarded_repr
+from .exceptions import AlertConfigurationError
+from .security import _key_text, guarded_repr, redact_text, register_secret
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -70,8 +72,6 @@ class BaseTransport:
     def __init__(self, *, name: str | None = None, format: str | None = None) -> None:
         if name is not None:
             if not isinstance(name, str) or not name.strip():
-                from .exceptions import AlertConfigurationError
-
                 raise AlertConfigurationError(f"{type(self).__name__}: name must be a non-empty string")
             self.name = name.strip()
         self.format = format or self.default_formatter
@@ -83,8 +83,6 @@ class BaseTransport:
         They are masked while this transport (or another owner of the same value) is
         alive, and released when it is garbage-collected (see :func:`alert_infra.security.register_secret`).
         """
-        from .security import register_secret
-
         for field in self.secret_fields:
             register_secret(getattr(self, field, None), owner=self)
 
@@ -92,6 +90,7 @@ class BaseTransport:
         """Render ``alert`` with this channel's formatter."""
         formatter = self._formatter
         if formatter is None:
+            # upward (tests/test_layers.py UPWARD): a formatter name resolves through the plugin host
             from .plugins import resolve_formatter
 
             formatter = self._formatter = resolve_formatter(self.format)
@@ -114,7 +113,6 @@ class BaseTransport:
             name = None
         if not isinstance(name, str):
             return f"{type(self).__name__}(name=?)"
-        from .security import redact_text
 
         text = redact_text(name)
         return f"{type(self).__name__}(name={(text if len(text) <= 80 else text[:79] + '…')!r})"
@@ -164,8 +162,6 @@ def console_escape(text: str) -> str:
 
 
 def _str(value: object) -> str:
-    from .security import _key_text
-
     return _key_text(value)
 
 
@@ -229,8 +225,6 @@ class ConsoleTransport(BaseTransport):
     ) -> None:
         super().__init__(name=name, format=format)
         if isinstance(stream, str) and stream not in ("stdout", "stderr"):
-            from .exceptions import AlertConfigurationError
-
             raise AlertConfigurationError(
                 f"console channel {self.name!r}: stream must be 'stdout' or 'stderr', got {stream!r}"
             )
@@ -244,8 +238,6 @@ class ConsoleTransport(BaseTransport):
         return self.stream
 
     def send(self, alert: Alert) -> None:
-        import os
-
         rendered = self.render(_console_alert(alert))
         stream = self._stream()
         # Only "\n" separates lines (splitlines() would also split at \x0b, \x85, \u2028 …);
@@ -294,8 +286,6 @@ class UnavailableTransport:
         try:
             fresh = type(self.error)(*self.error.args)
         except Exception:  # noqa: BLE001 - an error class with another constructor
-            from .exceptions import AlertConfigurationError
-
             fresh = AlertConfigurationError(str(self.error))
         raise fresh
 
@@ -304,15 +294,15 @@ def __getattr__(name: str) -> Any:
     # The protocol needs typing (slow to import), loaded only when asked for; 0.1.x
     # defined the dispatcher and its result here: keep those import paths working.
     if name == "AlertTransport":
-        from ._protocol import AlertTransport
+        from ._protocol import AlertTransport  # the 0.1.x path only: _protocol loads typing (Protocol)
 
         return AlertTransport
     if name in ("AlertDispatcher", "is_retryable_exception"):
-        from . import dispatcher
+        from . import dispatcher  # upward (tests/test_layers.py UPWARD): the 0.1.x path only
 
         return getattr(dispatcher, name)
     if name == "DeliveryResult":
-        from .result import DeliveryResult
+        from .result import DeliveryResult  # the 0.1.x path only, like its siblings above
 
         return DeliveryResult
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+from ._checks import did_you_mean
 from .exceptions import AlertConfigurationError
 from .security import guarded_repr, redact_text, register_secret
 
@@ -61,7 +62,7 @@ def parse_channel_url(url: object, schemes: Any, *, provider: str, form: str, op
         AlertConfigurationError: not a string, another scheme, a query name not in ``options``, a
             repeated one. The message shows ``form``, never the URL.
     """
-    from urllib.parse import parse_qsl, unquote
+    from urllib.parse import parse_qsl, unquote  # a channel URL only: urllib.parse stays out of a plugin's import
 
     if isinstance(url, str) and url:
         register_secret(url, owner=_URL_OWNER.get())
@@ -96,6 +97,7 @@ def parse_channel_url(url: object, schemes: Any, *, provider: str, form: str, op
 def url_schemes(host: Any = None) -> dict[str, str]:
     """``{scheme: transport type}`` for every installed type that declares ``url_schemes`` (every
     plugin is loaded: this is for one-off sends and listings, not a hot path)."""
+    # plugins import this module at their top: the host loads only when a URL is resolved
     from .plugins import get_plugin_host
 
     host = host or get_plugin_host()
@@ -155,7 +157,7 @@ class _Holder:
 
 
 def _build(url: str, name: str | None, host: Any) -> Any:
-    from ._checks import did_you_mean
+    # plugins import this module at their top: the host loads only when a URL is resolved
     from .plugins import get_plugin_host
 
     scheme, sep, _rest = url.partition("://")

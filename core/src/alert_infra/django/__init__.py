@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..result import DeliveryResult
+from ..alert import Alert
+from ..exceptions import AlertConfigurationError
+from ..result import ChannelOutcome, DeliveryResult
 from .conf import (
     build_async_dispatcher,
     build_dispatcher,
     connect_signals,
     get_alert_infra_settings,
+    is_django_tasks,
     reset,
 )
 from .request import request_metadata
@@ -75,8 +78,6 @@ def send_alert(
         AlertConfigurationError: ``ALERT_INFRA`` is wrong as a whole (``manage.py check``
             lists why), or ``ASYNC`` with ``FAIL_SILENTLY = False`` cannot enqueue.
     """
-    from ..alert import Alert
-
     cfg = get_alert_infra_settings()
     merged: dict[str, Any] = dict(metadata or {})
     found_id = None
@@ -113,10 +114,6 @@ def _deliver(alert: Any, channels: Any, cfg: Mapping[str, Any]) -> DeliveryResul
 def _enqueue(alert: Any, channels: Any, options: Mapping[str, Any]) -> DeliveryResult:
     """Queued delivery (Celery, or Django's task framework); with ``FAIL_SILENTLY`` (the default) a
     missing Celery or task framework is a failed result."""
-    from ..exceptions import AlertConfigurationError
-    from ..result import ChannelOutcome
-    from .conf import is_django_tasks
-
     try:
         dispatcher = build_async_dispatcher()
     except AlertConfigurationError as exc:

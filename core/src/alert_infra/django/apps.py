@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from django.apps import AppConfig  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from django.core import checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+from . import exceptions
+from .checks import check_alert_infra
+from .conf import connect_signals
 
 __all__ = ["AlertInfraConfig"]
 
@@ -18,12 +23,6 @@ class AlertInfraConfig(AppConfig):  # type: ignore[misc,unused-ignore]
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from django.core import checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
-        from . import exceptions
-        from .checks import check_alert_infra
-        from .conf import connect_signals
-
         connect_signals()
         checks.register(check_alert_infra, "alert_infra")
         # Always connected: the receiver reads EXCEPTIONS["ENABLED"] on each exception, so

@@ -27,14 +27,25 @@ The checks build every channel as ``send_alert`` would (nothing is sent) and clo
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
 from django.core import checks  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
 from .._checks import closest
-from ..exceptions import AlertConfigurationError
-from .conf import core_mapping, get_alert_infra_settings, setting_path, settings_name
+from ..alert import VALID_SEVERITIES
+from ..exceptions import AlertConfigurationError, PluginLoadError, UnknownTransportError
+from .conf import (
+    ASYNC_KEYS,
+    EXCEPTION_KEYS,
+    async_options,
+    core_mapping,
+    get_alert_infra_settings,
+    setting_path,
+    settings_name,
+)
 
 __all__ = ["check_alert_infra", "describe"]
 
@@ -99,8 +110,6 @@ def _block_of(channel: str) -> tuple[str, ...]:
 
 def check_alert_infra(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """Validate ``ALERT_INFRA`` (or 0.1.x's ``FEATURE_FLAG_INFRA``) with the core's rules."""
-    from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
     messages: list[Any] = []
     name = settings_name()
     if name == "FEATURE_FLAG_INFRA":
@@ -122,7 +131,6 @@ def check_alert_infra(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         messages.append(_message("E", problem.code[1:], str(problem), problem.hint))
     messages.extend(_check_switches(cfg))
     messages.extend(_check_exceptions(cfg))
-    from ..alert import VALID_SEVERITIES
 
     severity = cfg.get("DEFAULT_SEVERITY")
     if not isinstance(severity, str) or severity.strip().lower() not in VALID_SEVERITIES:
@@ -133,7 +141,7 @@ def check_alert_infra(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 f"{setting_path('DEFAULT_SEVERITY')}: must be one of {', '.join(sorted(VALID_SEVERITIES))}",
             )
         )
-    from ..config import parse_config
+    from ..config import parse_config  # the core's configuration parser: `manage.py check` only
 
     source = f"settings.{name}"
     try:
@@ -217,9 +225,6 @@ def _as_bool(value: Any) -> bool | None:
 def _check_exceptions(cfg: Mapping[str, Any]) -> list[Any]:
     """``EXCEPTIONS``: every key known, every value of its kind and in range (else every exception
     alert would be dropped at run time)."""
-    from ..alert import VALID_SEVERITIES
-    from .conf import EXCEPTION_KEYS
-
     block = cfg.get("EXCEPTIONS")
     if block is None:
         return []
@@ -297,8 +302,6 @@ def _check_exceptions(cfg: Mapping[str, Any]) -> list[Any]:
 
 
 def _install_hint(error: AlertConfigurationError) -> str | None:
-    from ..exceptions import PluginLoadError, UnknownTransportError
-
     if isinstance(error, (UnknownTransportError, PluginLoadError)):
         return "install the plugin that provides this transport type (see `alert-infra plugins`)"
     return None
@@ -308,7 +311,6 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
     block = cfg.get("ASYNC")
     if not isinstance(block, Mapping):
         return [_message("E", "003", f"{setting_path('ASYNC')}: must be a dict, got a {type(block).__name__}")]
-    from .conf import ASYNC_KEYS
 
     out: list[Any] = []
 
@@ -340,8 +342,6 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
         )
         return out
     try:
-        import importlib
-
         queued = importlib.import_module("alert_infra.celery")
     except ImportError as exc:
         out.append(
@@ -355,8 +355,6 @@ def _check_async(cfg: Mapping[str, Any]) -> list[Any]:
         return out
     normalize = getattr(queued, "normalize_async_config", None)
     if callable(normalize) and not out:
-        from .conf import async_options
-
         try:  # the values, by the rules CeleryAlertDispatcher applies (never quoting one)
             normalize(async_options(cfg), where=setting_path("ASYNC"))
         except AlertConfigurationError as exc:
@@ -368,10 +366,7 @@ def _check_django_tasks(cfg: Mapping[str, Any], *, clean: bool) -> list[Any]:
     """``ASYNC["BACKEND"] = "django.tasks"``: the task framework is importable, the values are in
     range, and ``QUEUE`` is one the ``TASKS`` backend knows. Reads settings only (offline: no
     backend is built, nothing is enqueued)."""
-    from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
-    from .conf import async_options
-    from .tasks import BACKEND_ALIAS, tasks_api
+    from .tasks import BACKEND_ALIAS, tasks_api  # ASYNC with the django.tasks backend only
 
     out: list[Any] = []
     try:
@@ -387,7 +382,7 @@ def _check_django_tasks(cfg: Mapping[str, Any], *, clean: bool) -> list[Any]:
         ]
     options = async_options(cfg)
     if clean:
-        from ..queued.settings import normalize_async_config
+        from ..queued.settings import normalize_async_config  # ASYNC with the django.tasks backend only
 
         try:
             normalize_async_config({k: v for k, v in options.items() if k != "OUTBOX"}, where=setting_path("ASYNC"))

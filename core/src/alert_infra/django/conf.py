@@ -18,13 +18,20 @@ cached dispatcher.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from django.core.signals import setting_changed  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
 from .._checks import closest
+from .._lifecycle import on_fork_in_child
 from ..exceptions import AlertConfigurationError
+from ..security import register_secret
+from ..transports import NoOpTransport
 
 __all__ = [
     "ASYNC_DEFAULTS",
@@ -198,8 +205,6 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 
 
 def _raw_settings() -> tuple[Any, str]:
-    from django.conf import settings  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
     configured = getattr(settings, "ALERT_INFRA", None)
     if configured is not None:
         return configured, "ALERT_INFRA"
@@ -236,8 +241,6 @@ def get_alert_infra_settings() -> dict[str, Any]:
 
 
 def _register_secrets(cfg: Mapping[str, Any]) -> None:
-    from ..security import register_secret
-
     for block in ("EMAIL", "SLACK", "TELEGRAM"):
         values = cfg.get(block)
         if isinstance(values, Mapping):
@@ -255,14 +258,13 @@ def _register_secrets(cfg: Mapping[str, Any]) -> None:
     # enqueues and never builds one, so nothing else would register them (see
     # alert_infra.config.channel_secrets for how the secret options are told apart).
     try:
+        # the core's configuration on first use: Django's start-up (INSTALLED_APPS) loads none of it
         from ..config import mapping_secrets
 
         mapping, _, _ = core_mapping(cfg)
         for value in mapping_secrets(mapping):
             register_secret(value, owner=_OWNER)
     except Exception as exc:  # noqa: BLE001 - a malformed block is reported by the checks, never here
-        import logging
-
         logging.getLogger("alert_infra").warning(
             "settings.ALERT_INFRA: the secrets of its channels could not all be read (%s)", type(exc).__name__
         )
@@ -281,8 +283,6 @@ _OWNER = _SecretsOwner()
 
 
 def _hook_fork() -> None:
-    from .._lifecycle import on_fork_in_child
-
     on_fork_in_child(_OWNER, _SecretsOwner.after_fork)
 
 
@@ -315,8 +315,6 @@ def _on_setting_changed(setting: str = "", **kwargs: Any) -> None:
 
 def connect_signals() -> None:
     """Connect :func:`reset` to ``setting_changed`` (idempotent; done on import of this package)."""
-    from django.core.signals import setting_changed  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
     setting_changed.connect(_on_setting_changed, dispatch_uid="alert_infra.django.conf.reset")
 
 
@@ -551,6 +549,7 @@ def load_alert_config() -> tuple[Any, list[Problem]]:
     cached = _CONFIG
     if cached is not None:
         return cached
+    # the core's configuration on first use: Django's start-up (INSTALLED_APPS) loads none of it
     from ..config import parse_config
 
     cfg = get_alert_infra_settings()
@@ -577,13 +576,14 @@ def build_dispatcher(config: Mapping[str, Any] | None = None) -> Any:
         AlertConfigurationError: the settings are wrong as a whole (see :func:`load_alert_config`).
     """
     global _DISPATCHER
+    # the dispatcher on first use: Django's start-up (INSTALLED_APPS) loads none of it
     from ..dispatcher import AlertDispatcher
-    from ..transports import NoOpTransport
 
     if config is not None:
         merged = _merge(DEFAULTS, config)
         if not merged.get("ENABLED", True):
             return AlertDispatcher([NoOpTransport()], enabled=False)
+        # the core's configuration on first use: Django's start-up (INSTALLED_APPS) loads none of it
         from ..config import parse_config
 
         mapping, _, _ = core_mapping(merged)
@@ -616,6 +616,7 @@ def build_outbox(queued: Mapping[str, Any] | None = None, *, app: Any = None) ->
     the Redis of ``STATE`` (with ``STATE_PREFIX``), or ``None``. ``OUTBOX`` unset: on when the
     Celery app (``app``, else Celery's current app) has a Redis broker and ``STATE`` is Redis.
     Senders watch every enqueue in it; a worker of ``app`` reaps it (``alert_infra.django.tasks``)."""
+    # ASYNC with Celery only: alert_infra.celery needs the [celery] extra
     from ..celery import build_outbox as make  # type: ignore[import-not-found,attr-defined,unused-ignore]
     from ..celery import normalize_async_config  # type: ignore[import-not-found,attr-defined,unused-ignore]
 
@@ -626,12 +627,12 @@ def build_outbox(queued: Mapping[str, Any] | None = None, *, app: Any = None) ->
     config = load_alert_config()[0]
     broker = None
     if settings.outbox is None:
-        from ..state import REDIS_SCHEMES
+        from ..state import REDIS_SCHEMES  # the Celery outbox only: Django's start-up loads no state backends
 
         if not (isinstance(config.state, str) and config.state.startswith(REDIS_SCHEMES)):
             return None  # off by default without a Redis STATE (set OUTBOX = True to be told why)
         if app is None:
-            import celery  # type: ignore[import-untyped,unused-ignore]
+            import celery  # type: ignore[import-untyped,unused-ignore]  # ASYNC with Celery only (the [celery] extra)
 
             app = celery.current_app
         broker = getattr(getattr(app, "conf", None), "broker_url", None)
@@ -687,7 +688,7 @@ def build_async_dispatcher(config: Mapping[str, Any] | None = None, **kwargs: An
     options = async_options(_merge(DEFAULTS, config) if config is not None else None)
     backend = str(options.get("BACKEND") or "celery").lower()
     if backend == "django.tasks":
-        from .tasks import DjangoTasksDispatcher
+        from .tasks import DjangoTasksDispatcher  # ASYNC with the django.tasks backend only
 
         dispatcher_tasks = DjangoTasksDispatcher(
             config={k: v for k, v in options.items() if k not in ("ENABLED", "BACKEND", "OUTBOX")}, **kwargs
@@ -702,6 +703,7 @@ def build_async_dispatcher(config: Mapping[str, Any] | None = None, **kwargs: An
             f"{setting_path('ASYNC', 'BACKEND')}: unsupported async backend; use 'celery' or 'django.tasks'"
         )
     try:
+        # ASYNC with Celery only: alert_infra.celery needs the [celery] extra
         from ..celery import CeleryAlertDispatcher  # type: ignore[import-not-found,attr-defined,unused-ignore]
     except ImportError as exc:
         raise AlertConfigurationError(

@@ -28,10 +28,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.signals import got_request_exception  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
 from .._lifecycle import ProcessSingleton
+from ..alert import Alert
+from . import _deliver
+from .conf import build_dispatcher, get_alert_infra_settings
+from .request import request_metadata
 
 __all__ = ["DEFAULT_IGNORE", "connect", "disconnect", "exception_alert", "flush", "report_exception"]
 
@@ -46,8 +53,6 @@ _UID = "alert_infra.django.exceptions"
 
 
 def _options() -> dict[str, Any]:
-    from .conf import get_alert_infra_settings
-
     block = get_alert_infra_settings().get("EXCEPTIONS") or {}
     return dict(block) if isinstance(block, Mapping) else {}
 
@@ -72,9 +77,8 @@ def _where(request: Any) -> str:
 
 def exception_alert(exc: BaseException, request: Any = None, options: Mapping[str, Any] | None = None) -> Any:
     """The :class:`~alert_infra.Alert` for an unhandled exception of a view."""
-    from ..alert import Alert
+    # the first exception alert only: alert_infra.logging (its handler) stays out of start-up
     from ..logging import _summarise_exception
-    from .request import request_metadata
 
     options = options or {}
     where = _where(request) if request is not None else "a request"
@@ -118,8 +122,8 @@ def report_exception(exc: BaseException, request: Any = None) -> Any:
         options = _options()
         if not options.get("ENABLED") or _ignored(exc, options.get("IGNORE")):
             return None
+        # the first reported exception only: the dispatcher stays out of Django's start-up
         from ..dispatcher import Route
-        from .conf import build_dispatcher
 
         alert = exception_alert(exc, request, options)
         rate = options.get("RATE", 10)
@@ -138,8 +142,6 @@ def report_exception(exc: BaseException, request: Any = None) -> Any:
 def flush(timeout: float | None = None) -> int:
     """Wait until every queued exception alert was delivered (at most ``timeout`` seconds,
     default the handler's ``flush_timeout`` of 5 s); the number still pending."""
-    import time
-
     handler = _HANDLER.peek()
     if handler is None:
         return 0
@@ -161,7 +163,7 @@ def _handler() -> Any:
 
 
 def _queue_class() -> Any:
-    from .handlers import AlertHandler
+    from .handlers import AlertHandler  # the first reported exception only: handlers loads alert_infra.logging
 
     class _ExceptionAlerts(AlertHandler):  # type: ignore[misc,valid-type,unused-ignore]
         """The handler's bounded queue, thread, flush at exit and fork safety, carrying alerts
@@ -181,9 +183,6 @@ def _queue_class() -> Any:
             return int(self._wait(deadline)) if self._thread is not None else 0
 
         def _deliver(self, record: logging.LogRecord) -> None:
-            from . import _deliver
-            from .conf import get_alert_infra_settings
-
             alert, channels = record.__dict__["alert_infra"]
             _deliver(alert, channels, get_alert_infra_settings())
             self.dispatched += 1
@@ -199,12 +198,8 @@ def _receiver(sender: Any = None, request: Any = None, **kwargs: Any) -> None:
 
 def connect() -> None:
     """Connect to ``got_request_exception`` (done by the app's ``ready()``; idempotent)."""
-    from django.core.signals import got_request_exception  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
     got_request_exception.connect(_receiver, dispatch_uid=_UID)
 
 
 def disconnect() -> None:
-    from django.core.signals import got_request_exception  # type: ignore[import-untyped,import-not-found,unused-ignore]
-
     got_request_exception.disconnect(dispatch_uid=_UID)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..logging import AlertHandler as _CoreHandler
+from .conf import build_dispatcher
 
 __all__ = ["AlertHandler"]
 
@@ -41,6 +42,5 @@ class AlertHandler(_CoreHandler):
     def dispatcher(self) -> Any:
         if self._dispatcher is not None:
             return self._dispatcher
-        from .conf import build_dispatcher
 
         return build_dispatcher()

@@ -13,6 +13,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..security import redact_metadata, redact_text
+from .conf import get_alert_infra_settings
+
 __all__ = ["DEFAULT_HEADERS", "NEVER_HEADERS", "VALUE_LIMIT", "request_metadata"]
 
 #: Headers included by default (compared case-insensitively).
@@ -57,7 +60,6 @@ def _allowed(name: str) -> bool:
 def _clean(value: Any) -> str | None:
     if value is None:
         return None
-    from ..security import redact_text
 
     text = str(value)
     if len(text) > VALUE_LIMIT:
@@ -71,8 +73,6 @@ def _without_query(url: str) -> str:
 
 def _configured_headers() -> tuple[str, ...]:
     try:
-        from .conf import get_alert_infra_settings
-
         extra = get_alert_infra_settings().get("REQUEST_HEADERS")
     except Exception:  # noqa: BLE001 - metadata must never fail the alert
         return DEFAULT_HEADERS
@@ -89,8 +89,6 @@ def request_metadata(request: Any, *, headers: Iterable[str] | None = None) -> d
     ``ALERT_INFRA["REQUEST_HEADERS"]``); :data:`NEVER_HEADERS` and secret-like names are
     dropped from it in any case. The ``Referer`` loses its query string and fragment.
     """
-    from ..security import redact_metadata
-
     wanted = tuple(headers) if headers is not None else _configured_headers()
     source = getattr(request, "headers", None)
     found: dict[str, str] = {}

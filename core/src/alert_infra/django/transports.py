@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..exceptions import AlertConfigurationError, NonRetryableAlertTransportError, RetryableAlertTransportError
+from ..formatting import one_line, truncate
 from ..hookspecs import hookimpl
 from ..transports import BaseTransport
 
@@ -118,6 +119,7 @@ class DjangoEmailTransport(BaseTransport):
 
     @staticmethod
     def _render(name: str, context: dict[str, Any], *, autoescape: bool) -> str:
+        # a template-rendered email only: Django's template engine loads on first use
         from django.template import TemplateDoesNotExist, TemplateSyntaxError  # type: ignore[import-untyped,import-not-found,unused-ignore]
         from django.template.loader import get_template  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
@@ -128,6 +130,7 @@ class DjangoEmailTransport(BaseTransport):
         inner = getattr(template, "template", None)
         if not autoescape and inner is not None and hasattr(inner, "engine"):
             # The Django template engine: plain text is rendered without HTML escaping.
+            # a plain-text Django template only
             from django.template import Context  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
             return str(inner.render(Context(context, autoescape=False)))
@@ -135,8 +138,6 @@ class DjangoEmailTransport(BaseTransport):
 
     def render_email(self, alert: Alert) -> tuple[str, str, str]:
         """``(subject, text body, html body)`` for ``alert``."""
-        from ..formatting import one_line, truncate
-
         rendered = self.render(alert)
         context = self.template_context_for(alert)
         if self.subject_template_name:
@@ -156,6 +157,7 @@ class DjangoEmailTransport(BaseTransport):
 
     # -- delivery ----------------------------------------------------------------------------
     def _connection(self) -> Any:
+        # sending only: django.core.mail (and its backend) loads with the first email
         from django.core.mail import get_connection  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         try:
@@ -164,6 +166,7 @@ class DjangoEmailTransport(BaseTransport):
             return get_connection(fail_silently=False)
 
     def send(self, alert: Alert) -> None:
+        # sending only: django.core.mail (and its backend) loads with the first email
         from django.core.mail import EmailMultiAlternatives  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         subject, body, html = self.render_email(alert)

@@ -32,6 +32,7 @@ Environment switches:
 
 from __future__ import annotations
 
+from .. import formatting
 from .._lifecycle import ProcessSingleton
 from ._discovery import GROUP, entry_points
 from ._host import PluginHost
@@ -111,8 +112,6 @@ def unregister_plugin(name: str) -> None:
 def resolve_formatter(name: str) -> Formatter:
     """The formatter called ``name``; the built-in ones without starting the plugin host."""
     if name in ("default", "compact"):
-        from .. import formatting
-
         return formatting.default_formatter if name == "default" else formatting.compact_formatter
     return get_plugin_host().formatter(name)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
 import os
 import re
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import pluggy
 
 from .. import hookspecs
+from .._checks import did_you_mean
 from .._version import __version__
 from ..exceptions import (
     AlertConfigurationError,
@@ -111,8 +114,6 @@ class PluginHost:
                 # @hookimpl(optionalhook=True).)
                 # (pluggy's check_pending() finds the same, for the whole manager at once; this is
                 # per plugin, so the faulty one alone is refused, with a suggestion for each name.)
-                from .._checks import did_you_mean
-
                 self.pm.unregister(plugin)
                 names = sorted(n for n in dir(hookspecs) if n.startswith("alert_infra_"))
                 typos = ", ".join(f"{n}{did_you_mean(n, names, cutoff=0.8)}" for n in sorted(unknown))
@@ -242,7 +243,6 @@ class PluginHost:
         if "." in item or item.isidentifier():
             if item in self.records:
                 return
-            import importlib
 
             try:
                 module = importlib.import_module(item)
@@ -317,7 +317,6 @@ class PluginHost:
                         f"plugin {record.label} has an entry point named {type_name!r} but registers no "
                         f"transport type {type_name!r}; it provides: {', '.join(record.transports) or 'none'}"
                     )
-            from .._checks import did_you_mean
 
             known = ", ".join(sorted(self.transports.entries)) or "none"
             near = did_you_mean(type_name, self.transports.entries)
@@ -389,7 +388,6 @@ class PluginHost:
         scope = _BuildScope()
         for field in secret_fields:
             register_secret(options.get(field), owner=scope)
-        import inspect
 
         try:
             signature = inspect.signature(cls)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from _thread import allocate_lock
+from collections import OrderedDict
 from heapq import heapify, heappop, heappush
 
+from .._checks import check_count
+from .._lifecycle import on_fork_in_child
 from ._base import Bucket, StateBackend, refill
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -57,11 +60,6 @@ class MemoryState(StateBackend):
     name = "memory"
 
     def __init__(self, clock: Callable[[], float] | None = None, *, max_entries: int = MAX_ENTRIES) -> None:
-        from collections import OrderedDict
-
-        from .._checks import check_count
-        from .._lifecycle import on_fork_in_child
-
         self._clock = clock or time.monotonic
         self._max = check_count(max_entries, "max_entries")
         self._lock = allocate_lock()
@@ -175,7 +173,7 @@ class MemoryState(StateBackend):
             first = not self.evicted
             self.evicted += over
             if first:
-                import logging
+                import logging  # the first eviction only: logging stays out of `import alert_infra.state`
 
                 logging.getLogger("alert_infra").warning(
                     "alert state in memory is full (%d entries): the oldest de-duplication claims and "

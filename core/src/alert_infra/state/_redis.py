@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 from _thread import allocate_lock
 
-from ..security import guarded_repr
+from .._checks import MAX_WINDOW, check_seconds
+from .._lifecycle import on_fork_in_child
+from ..exceptions import AlertConfigurationError
+from ..security import guarded_repr, register_secret
 from ._base import REDIS_SCHEMES, Bucket, StateBackend
 from ._memory import MemoryState
 
@@ -95,11 +98,6 @@ class RedisState(StateBackend):
         client: Any = None,
         logger_: logging.Logger | None = None,
     ) -> None:
-        from .._checks import MAX_WINDOW, check_seconds
-        from .._lifecycle import on_fork_in_child
-        from ..exceptions import AlertConfigurationError
-        from ..security import register_secret
-
         timeout = check_seconds(timeout, "state.timeout", error=AlertConfigurationError)
         retry_interval = check_seconds(
             retry_interval, "state.retry_interval", maximum=MAX_WINDOW, zero=True, error=AlertConfigurationError
@@ -110,11 +108,12 @@ class RedisState(StateBackend):
                 raise AlertConfigurationError("state: a Redis URL starts with redis://, rediss:// or unix://")
             register_secret(url, owner=self)
             try:
-                import redis
+                import redis  # a Redis URL only: redis is the [redis] extra
             except ImportError:
                 raise AlertConfigurationError(
                     "state: a Redis URL needs the redis package: pip install 'alert-infra[redis]'"
                 ) from None
+            # a client built from a Redis URL only (the [redis] extra)
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
@@ -134,6 +133,7 @@ class RedisState(StateBackend):
             password = getattr(client, "connection_pool", None)
             password = getattr(password, "connection_kwargs", {}).get("password")
             register_secret(password, owner=self)
+        # a Redis backend only: the thread pool stays out of `import alert_infra.state`
         from .._deadline import BoundedCalls
 
         self._factory = factory  # set when this backend owns its client (built from the URL)
@@ -152,7 +152,7 @@ class RedisState(StateBackend):
         self._logger = logger_
         self._use(client)
         if factory is not None:
-            import weakref
+            import weakref  # a client built from the URL only: weakref stays out of the import
 
             # Dropped without close(): its connections go with it (the box follows a client
             # replaced in a forked child).
@@ -187,7 +187,7 @@ class RedisState(StateBackend):
     @property
     def logger(self) -> logging.Logger:
         if self._logger is None:
-            import logging
+            import logging  # the first log line only: logging stays out of `import alert_infra.state`
 
             self._logger = logging.getLogger("alert_infra")
         return self._logger
@@ -235,6 +235,7 @@ class RedisState(StateBackend):
         try:
             answer = self._calls.call(operation, deadline or self.timeout, on_overdue=self._on_overdue)
         except Exception as exc:  # noqa: BLE001 - any Redis failure: fail open
+            # a failed call only; loaded by __init__, kept out of `import alert_infra.state`
             from .._deadline import DeadlineExceeded
 
             # The class name only (redis-py's messages can quote the host and URL), or the bound.
@@ -272,7 +273,7 @@ class RedisState(StateBackend):
     def admit(
         self, claim_key: str | None, window: float, buckets: Sequence[Bucket]
     ) -> tuple[str, str | None, float, int]:
-        import secrets
+        import secrets  # a claim only: secrets (random, hmac) stays out of the import
 
         token = secrets.token_hex(8) if claim_key is not None else None
         keys = [self._key(claim_key) if claim_key is not None else ""] + [self._key(b.key) for b in buckets]
@@ -290,7 +291,7 @@ class RedisState(StateBackend):
         return "ok", token, 0.0, -1
 
     def claim(self, key: str, window: float) -> str | None:
-        import secrets
+        import secrets  # a claim only: secrets (random, hmac) stays out of the import
 
         token = secrets.token_hex(8)
         milliseconds = max(1, int(window * 1000))
@@ -381,7 +382,7 @@ def _reinit_pool_locks(client: Any) -> None:
     pool = getattr(client, "connection_pool", None)
     if pool is None:
         return
-    import threading
+    import threading  # a forked child only: threading stays out of `import alert_infra.state`
 
     for attr in ("_lock", "_fork_lock"):
         if hasattr(pool, attr):

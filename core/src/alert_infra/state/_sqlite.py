@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 from _thread import allocate_lock
 
+from .._checks import MAX_WINDOW, check_count, check_seconds
+from .._lifecycle import forked_while_busy, on_fork_in_child, quiesce_at_fork
+from ..exceptions import AlertConfigurationError
 from ._base import Bucket, StateBackend, refill
 from ._memory import MAX_ENTRIES, SWEEP_STEP, MemoryState
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import logging
-    import os
     from collections.abc import Callable, Sequence
     from typing import Any
 
@@ -132,12 +135,7 @@ class SQLiteState(StateBackend):
         max_entries: int = MAX_ENTRIES,
         logger_: logging.Logger | None = None,
     ) -> None:
-        import os
-        import weakref
-
-        from .._checks import MAX_WINDOW, check_count, check_seconds
-        from .._lifecycle import on_fork_in_child, quiesce_at_fork
-        from ..exceptions import AlertConfigurationError
+        import weakref  # a SQLite backend only: weakref stays out of `import alert_infra.state`
 
         self._timeout = check_seconds(timeout, "state.timeout", error=AlertConfigurationError)
         self._retry_interval = check_seconds(
@@ -177,7 +175,7 @@ class SQLiteState(StateBackend):
         quiesce_at_fork(self)  # no transaction of ours is open when the process is copied
 
     def _connect(self) -> Any:
-        import sqlite3
+        import sqlite3  # a SQLite file only: sqlite3 stays out of `import alert_infra.state`
 
         connection = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
         try:
@@ -194,8 +192,6 @@ class SQLiteState(StateBackend):
         be had within :data:`~alert_infra._lifecycle.FORK_QUIESCE_TIMEOUT`), SQLite's in-process lock
         bookkeeping in this child says the file is locked by this very process, for ever: the child
         then keeps its state in memory and says so once, instead of failing every operation."""
-        from .._lifecycle import forked_while_busy
-
         self._lock = allocate_lock()
         inherited = self._box[0]
         _INHERITED.append(inherited)
@@ -213,7 +209,7 @@ class SQLiteState(StateBackend):
     @property
     def logger(self) -> logging.Logger:
         if self._logger is None:
-            import logging
+            import logging  # the first log line only: logging stays out of `import alert_infra.state`
 
             self._logger = logging.getLogger("alert_infra")
         return self._logger
@@ -322,7 +318,7 @@ class SQLiteState(StateBackend):
         return row is not None and row[0] > now
 
     def _claim(self, connection: Any, key: str, window: float, now: float) -> str:
-        import secrets
+        import secrets  # a claim only: secrets (random, hmac) stays out of the import
 
         token = secrets.token_hex(8)
         connection.execute(

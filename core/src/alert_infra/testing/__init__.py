@@ -20,11 +20,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
+import sys
 import threading
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..security import redact_text
 from ..transports import BaseTransport
 
 if TYPE_CHECKING:
@@ -50,9 +58,8 @@ _CONTRACT = ("TransportContract", "ContractAdapter")
 
 
 def __getattr__(name: str) -> Any:
-    # The contract kit needs pytest: loaded only when asked for.
     if name in _CONTRACT:
-        from . import contract
+        from . import contract  # the contract kit needs pytest: loaded only when asked for
 
         return getattr(contract, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -98,7 +105,7 @@ class RecordingTransport(BaseTransport):
 @contextmanager
 def isolated_plugin_host(*, load_entry_points: bool = False, builtins: bool = True) -> Iterator[PluginHost]:
     """Use a fresh :class:`~alert_infra.plugins.PluginHost` inside the block, then restore the old one."""
-    from .. import plugins
+    from .. import plugins  # the tests that swap the plugin host only: RecordingTransport alone loads no pluggy
 
     previous = plugins.peek_plugin_host()
     host = plugins.PluginHost(load_entry_points=load_entry_points, builtins=builtins)
@@ -112,6 +119,7 @@ def isolated_plugin_host(*, load_entry_points: bool = False, builtins: bool = Tr
 @contextmanager
 def registered_plugin(plugin: object, name: str | None = None) -> Iterator[PluginRecord]:
     """Register ``plugin`` with the process-wide host for the block; unregister it after."""
+    # the tests that register a plugin only: RecordingTransport alone loads no pluggy
     from ..plugins import get_plugin_host
 
     host = get_plugin_host()
@@ -132,14 +140,10 @@ class RecordedRequest:
         self.body = body
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body.decode("utf-8"))
 
     def __repr__(self) -> str:
         # The path is often the secret (a webhook, a bot token): redacted, and safe on a half-built object.
-        from ..security import redact_text
-
         return f"RecordedRequest({getattr(self, 'method', '?')} {redact_text(str(getattr(self, 'path', '?')))})"
 
 
@@ -156,8 +160,6 @@ class FakeServer:
 
     def wait_closed(self, timeout: float = 5.0) -> bool:
         """Wait (at most ``timeout`` seconds) until every client connection is closed; whether it was."""
-        import time
-
         deadline = time.monotonic() + timeout
         while self.open_connections and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -171,11 +173,11 @@ def _server_tls(ca: Any) -> tuple[Any, str, Any]:
     """``(tmp, ca_file, context)`` of a test TLS server on 127.0.0.1: a certificate issued by
     ``ca`` (a new trustme CA when ``None``), the CA written to ``ca_file`` inside the temporary
     folder ``tmp`` (the caller cleans it up), and the server's SSL context."""
-    import os
+    # the TLS fakes only: ssl, tempfile and trustme (cryptography) stay out of the kit's import
     import ssl
     import tempfile
 
-    import trustme
+    import trustme  # trustme (cryptography, ~150 ms) with the first TLS fake only
 
     ca = ca or trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -191,8 +193,6 @@ def _server_tls(ca: Any) -> tuple[Any, str, Any]:
 def _trusting(ca_file: str, enabled: bool) -> Iterator[None]:
     """Point ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_FILE`` at ``ca_file`` for the block (when
     ``enabled``), as a deployment with a private CA does; restore them afterwards."""
-    import os
-
     names = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
     saved = {name: os.environ.get(name) for name in names}
     if enabled:
@@ -222,9 +222,8 @@ def https_server(handler: Any, *, set_trust_env: bool = True, ca: Any = None) ->
     Pass ``ca`` (a ``trustme.CA``) to share one CA with other test servers
     (an SMTP server, say). Requires the ``trustme`` package.
     """
-    import json
+    # the HTTPS fake only: socket and http.server stay out of the kit's import
     import socket
-    import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     tmp, ca_file, context = _server_tls(ca)
@@ -378,10 +377,9 @@ def hostile_server(
     ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE`` point at the server's test CA while the
     block runs, as for :func:`https_server`. Requires ``trustme``.
     """
+    # the hostile fake only: socket and ssl stay out of the kit's import
     import socket
     import ssl
-    import threading
-    import time
 
     if behaviour not in HOSTILE_BEHAVIOURS:
         raise ValueError(f"unknown behaviour; expected one of {', '.join(HOSTILE_BEHAVIOURS)}")
@@ -550,7 +548,7 @@ def hostile_server(
 
 def unused_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (for 'connection refused' tests)."""
-    import socket
+    import socket  # unused_port() only: socket stays out of the kit's import
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -566,13 +564,6 @@ def run_in_fork(work: Any, *, timeout: float = 20.0) -> Any:
     (pytest's faulthandler prints where it hung), then ``SIGKILL``, and the call fails.
     POSIX only.
     """
-    import json
-    import os
-    import select
-    import signal
-    import time
-    import warnings
-
     read, write = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "this process is multi-threaded": the point
@@ -636,8 +627,6 @@ class CliRunner:
     """
 
     def __init__(self, cwd: Any, *, timeout: float = 120.0) -> None:
-        import os
-
         self.cwd = cwd
         self.timeout = timeout
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
@@ -645,8 +634,7 @@ class CliRunner:
         self.env["PYTHONIOENCODING"] = "utf-8"
 
     def __call__(self, *args: str, stdin: str | None = None) -> Any:
-        import subprocess
-        import sys
+        import subprocess  # CliRunner only: subprocess stays out of the kit's import
 
         return subprocess.run(
             [sys.executable, "-m", "alert_infra", *args],

@@ -15,10 +15,17 @@ Template placeholders are ``{{name}}`` (the type), ``{{dist}}`` (``alert-infra-N
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
+import shutil
+import tempfile
+from importlib import metadata
 from typing import Any
+from urllib.parse import unquote, urlparse
 
+from .._version import __version__
 from ..exceptions import AlertConfigurationError
 
 __all__ = ["PLUGIN_NAME", "check_plugin_name", "plugin_names", "render_plugin", "suggest_plugin_name"]
@@ -66,8 +73,6 @@ def check_plugin_name(name: object) -> str:
 
 def plugin_names(name: str) -> dict[str, str]:
     """The placeholders' values for the type ``name`` (already checked)."""
-    from .._version import __version__
-
     words = [w for w in name.split("_") if w]
     provider = "".join(w.capitalize() for w in words)
     return {
@@ -89,11 +94,6 @@ def core_install_spec() -> str:
     ``pip install ./core`` or ``-e ./core``, read from the install's PEP 610 ``direct_url.json``),
     else the published distribution. A plugin generated from a checkout then installs before 0.2
     is published, and one generated from a published core names it."""
-    import json
-    import shlex
-    from importlib import metadata
-    from urllib.parse import unquote, urlparse
-
     try:
         text = metadata.distribution("alert-infra").read_text("direct_url.json")
         url = json.loads(text).get("url", "") if text else ""
@@ -138,9 +138,6 @@ def render_plugin(name: str, directory: str | os.PathLike[str] | None = None) ->
         AlertConfigurationError: an invalid ``name`` (with a suggestion), or a ``directory``
             that already has files (nothing is overwritten).
     """
-    import shutil
-    import tempfile
-
     name = check_plugin_name(name)
     values = plugin_names(name)
     given = os.path.abspath(os.fspath(directory) if directory is not None else values["dist"])

@@ -63,6 +63,7 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Callable, ClassVar, Union
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -369,8 +370,6 @@ def _select(document: Any, tokens: list[str | int | None]) -> list[Any]:
 def _request_fields(request: RecordedRequest) -> tuple[str, Any]:
     """``("json", document)`` or ``("form", {field: [values]})`` of ``request``'s body, by its
     ``Content-Type`` (else whichever parses); ``("none", None)`` when it is neither."""
-    from urllib.parse import parse_qs
-
     kind = request.headers.get("content-type", "").lower()
     try:
         text = request.body.decode("utf-8")
@@ -472,8 +471,6 @@ class ContractAdapter:
                 continue
             found.append(value)
             if value.startswith("https://"):
-                from urllib.parse import urlsplit
-
                 parts = urlsplit(value)
                 if len(parts.path) >= 8:
                     found.append(parts.path)
@@ -485,6 +482,7 @@ class ContractAdapter:
 
     # -- helpers ----------------------------------------------------------------------------------
     def transport_class(self) -> Any:
+        # the plugin host with the first contract test: the pytest plugin imports this module at start-up
         from ..plugins import get_plugin_host
 
         return get_plugin_host().transport_class(self.transport_type)
@@ -641,12 +639,14 @@ class TransportContract(ContractAdapter):
             yield host
 
     def _build(self, options: dict[str, Any]) -> Any:
+        # the plugin host with the first contract test: the pytest plugin imports this module at start-up
         from ..plugins import get_plugin_host
 
         return get_plugin_host().build_transport(self.transport_type, _CHANNEL, options)
 
     @contextmanager
     def _dispatcher(self, options: dict[str, Any], audit_path: Any) -> Iterator[Any]:
+        # the dispatcher with the first delivery test: the pytest plugin imports this module at start-up
         from .. import AlertDispatcher
 
         channel = {"type": self.transport_type, **options, "retry": {"attempts": 1}}
@@ -770,6 +770,7 @@ class TransportContract(ContractAdapter):
                         capture.add("repr(result)", repr(result))
                         capture.add("result.to_dict()", json.dumps(result.to_dict(), default=str))
                         capture.add("repr(dispatcher)", repr(dispatcher))
+                    # the audit store for this test only: the pytest plugin imports this module at start-up
                     from ..audit import AuditStore
 
                     for record in AuditStore(str(audit_path)).query():
@@ -893,6 +894,7 @@ class TransportContract(ContractAdapter):
     def test_limits_hold_for_long_and_hostile_alerts(self) -> None:
         """Every field long, then :attr:`hostile_examples` hostile alerts: each delivered in one
         request the fake accepts, within the declared :attr:`limits` and :attr:`max_body_bytes`."""
+        # this test only: hypothesis takes ~0.3 s to import
         from hypothesis import HealthCheck, given, settings
 
         from .strategies import hostile_alerts
@@ -951,7 +953,7 @@ class TransportContract(ContractAdapter):
         )
 
     def test_asend_when_offered(self) -> None:
-        import asyncio
+        import asyncio  # the asend test only: asyncio (~90 ms) loads for transports that offer asend
 
         with https_server(self.success) as server:
             transport = self._build(self.options(server.url))

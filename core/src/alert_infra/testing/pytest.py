@@ -24,6 +24,8 @@ Fixtures (each documented in ``docs/plugins/testing.md``):
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -31,7 +33,15 @@ from typing import Any
 
 import pytest
 
-from . import FakeServer, RecordedRequest, RecordingTransport, _trusting, https_server, isolated_plugin_host
+from . import (
+    FakeServer,
+    RecordedRequest,
+    RecordingTransport,
+    _trusting,
+    https_server,
+    isolated_plugin_host,
+    unused_port,
+)
 from .contract import LeakCapture
 
 __all__ = ["FrozenClock", "SMTPServer", "ScriptedProvider"]
@@ -131,6 +141,7 @@ class SMTPServer:
         self.reply: str | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        # the SMTP fake's received messages only: the email parser stays out of every test session's start
         from email import policy
         from email.parser import BytesParser
 
@@ -256,15 +267,13 @@ def smtp_server(alert_test_ca: Any) -> Iterator[SMTPServer]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 with STARTTLS (:class:`SMTPServer`); its CA is
     trusted through ``SSL_CERT_FILE`` / ``REQUESTS_CA_BUNDLE`` while the test runs. Skipped, saying
     what to install, when aiosmtpd is not installed."""
-    import os
-    import ssl
-    import tempfile
+    import ssl  # smtp_server only: ssl stays out of every test session's start
 
     try:
+        # aiosmtpd is optional: without it the fixture skips, saying what to install
         from aiosmtpd.controller import Controller
     except ImportError:
         pytest.skip("smtp_server needs aiosmtpd, which is not installed: pip install './core[testing]' from a checkout")
-    from . import unused_port
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     alert_test_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)

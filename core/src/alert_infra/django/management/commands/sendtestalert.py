@@ -22,6 +22,14 @@ from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
+from alert_infra import Alert, AlertDispatcher, redact_text
+from alert_infra.dispatcher import Route
+from alert_infra.exceptions import AlertConfigurationError, AlertValidationError
+
+from ... import _enqueue
+from ...checks import describe
+from ...conf import get_alert_infra_settings, load_alert_config
+
 
 class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
     help = "Send a test alert to each alert-infra channel (or those named); non-zero exit when one fails."
@@ -41,11 +49,6 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from alert_infra import Alert
-        from alert_infra.exceptions import AlertConfigurationError, AlertValidationError
-
-        from ...conf import get_alert_infra_settings, load_alert_config
-
         try:
             cfg = get_alert_infra_settings()
             if not cfg.get("ENABLED", True):
@@ -59,8 +62,6 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
                 tags=("test",),
             )
         except AlertConfigurationError as exc:
-            from ...checks import describe
-
             raise CommandError(describe(exc), returncode=2) from None
         except AlertValidationError as exc:
             raise CommandError(str(exc), returncode=2) from None
@@ -69,9 +70,6 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
             asynchronous = cfg.get("ASYNC") or {}
             if not (isinstance(asynchronous, dict) and asynchronous.get("ENABLED")):
                 raise CommandError("--queue needs ALERT_INFRA['ASYNC']['ENABLED'] = True", returncode=2)
-            from alert_infra import redact_text
-
-            from ... import _enqueue
 
             try:
                 result = _enqueue(alert, names, asynchronous)
@@ -105,9 +103,6 @@ class Command(BaseCommand):  # type: ignore[misc,unused-ignore]
 def _send_unrouted(config: Any, alert: Any, names: list[str]) -> Any:
     """Deliver ``alert`` to the channels ``names`` in-process, each with its timeout and retries and
     without its routing, throttle or de-duplication."""
-    from alert_infra import AlertDispatcher
-    from alert_infra.dispatcher import Route
-
     built = config.build_dispatcher(delivery="inline", audit=None, state=None)  # its transports only
     routes = {
         c.name: Route(timeout=c.timeout, retry=c.retry) for c in config.channels if c.enabled and c.retry is not None
