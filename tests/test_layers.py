@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "core" / "src" / "alert_infra"
 #: layer -> modules (top-level names inside alert_infra; a subpackage is one name)
 LAYERS: dict[int, tuple[str, ...]] = {
     # foundation: no alert-infra imports above (_redactor: the engine of security)
-    0: ("_version", "_lifecycle", "_checks", "exceptions", "security", "_redactor"),
+    0: ("_version", "_lifecycle", "_checks", "_in_caller", "exceptions", "security", "_redactor"),
     1: ("alert", "result", "formatting", "templates", "_protocol"),  # values: the alert model and its rendering
     2: ("state", "policies", "pool", "_deadline", "lifecycle"),  # state, policies, gates, total deadlines
     3: ("hookspecs", "transports", "http", "_http_channel"),  # the plugin surface; _http_channel: http's engine

@@ -116,7 +116,7 @@ class Channel:
         It declares ``connected_send_time`` instead (its bound on a connection already open): a
         channel with no policy whose bound fits its timeout is tried in the caller's thread when it
         is the only one selected (``in_caller``), and handed to a worker thread if the send would
-        need a new connection (see :data:`alert_infra._deadline.IN_CALLER`)."""
+        need a new connection (see :data:`alert_infra._in_caller.IN_CALLER`)."""
         self_bounded = (
             self.max_send_time is not None
             and self.max_send_time <= self.timeout

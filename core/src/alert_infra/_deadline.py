@@ -15,7 +15,6 @@ threads come from one pool per process (:data:`MAX_WORKERS`), idle ones exit aft
 from __future__ import annotations
 
 from _thread import allocate_lock
-from contextvars import ContextVar
 
 from ._lifecycle import ProcessSingleton, on_fork_in_child
 from .pool import Task, WorkerPool
@@ -25,19 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["IN_CALLER", "MAX_OVERDUE_CALLS", "MAX_WORKERS", "BoundedCalls", "DeadlineExceeded", "NeedsThread"]
-
-#: True while the dispatcher runs a send in its caller's own thread, trusting the transport's
-#: ``connected_send_time`` (its total deadline on a connection already open). A transport that
-#: would have to wait on what it cannot bound (a DNS lookup for a new connection) raises
-#: :class:`NeedsThread` instead, before doing anything, and the dispatcher runs the send in a
-#: worker thread (where the caller can stop waiting).
-IN_CALLER: ContextVar[bool] = ContextVar("alert_infra_in_caller", default=False)
-
-
-class NeedsThread(Exception):
-    """Raised by a transport asked to send in the caller's thread (:data:`IN_CALLER`) when it
-    cannot keep its bound there; nothing was sent."""
+__all__ = ["MAX_OVERDUE_CALLS", "MAX_WORKERS", "BoundedCalls", "DeadlineExceeded"]
 
 
 #: Calls of one :class:`BoundedCalls` that may still run past their deadline before further calls

@@ -34,7 +34,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._checks import check_count, check_seconds
-from ._deadline import IN_CALLER, NeedsThread
+from ._in_caller import IN_CALLER, NeedsThread
 from ._lifecycle import ForkSafeLock, on_fork_in_child
 from .exceptions import (
     AlertConfigurationError,

@@ -44,7 +44,7 @@ from ._channels import (
     read_attribute,
 )
 from ._checks import MAX_WORKERS, check_count, check_seconds
-from ._deadline import IN_CALLER, NeedsThread
+from ._in_caller import IN_CALLER, NeedsThread
 from ._observe import MAX_OVERDUE_HOOKS, MAX_QUEUED_HOOKS, STAT_KEYS, Observer
 from .admission import LOG_REFRESH, MAX_LOG_ENTRIES_IN_MEMORY, STATE_WAIT, Admission
 from .alert import Alert
@@ -541,7 +541,7 @@ class AlertDispatcher:
         """One try of a lone channel with no policy in the caller's thread, on the transport's
         word that a send on an open connection ends within ``connected_send_time`` (no thread
         hand-off: on a kept-alive HTTPS connection that is most of a dispatch's cost). ``None``
-        when the transport needs a worker thread (:class:`~alert_infra._deadline.NeedsThread`:
+        when the transport needs a worker thread (:class:`~alert_infra._in_caller.NeedsThread`:
         a new connection; nothing was sent)."""
         flow = Flow(channel, alert, started, routed.get(channel.name) if routed else None)
         token = IN_CALLER.set(True)
