@@ -879,7 +879,8 @@ class MetricsServer:
         self._server.server_close()
 
     def __repr__(self) -> str:
-        return f"MetricsServer(address={self.address[0]}:{self.address[1]})"
+        address = getattr(self, "address", None)  # half-built (a bind that failed): no address yet
+        return f"MetricsServer(address={address[0]}:{address[1]})" if address else "MetricsServer(?)"
 
 
 def serve(port: int, addr: str = "127.0.0.1", *, registry: Any = None) -> MetricsServer:

@@ -28,6 +28,7 @@ The checks build every channel as ``send_alert`` would (nothing is sent) and clo
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,7 +88,18 @@ def _rename(problem: str, paths: Mapping[str, Mapping[str, str]]) -> str:
     if head.startswith(_CORE_PREFIX):
         key = head[len(_CORE_PREFIX) :].split(".")[0]
         return f"{setting_path(key.upper())}: {rest}"
+    refused = _REFUSED.match(problem)
+    if refused is not None:  # a transport's constructor refused the channel as a whole
+        name, rest = refused.group(1), refused.group(2)
+        keyed = paths.get(name)
+        if keyed:  # a 0.1.x block (SLACK, TELEGRAM, EMAIL): the block is where the options go
+            return f"{next(iter(keyed.values())).rsplit('[', 1)[0]}: {rest}"
+        return f"{setting_path('CHANNELS', name)}: {rest}"
     return problem
+
+
+# "channel 'slack' (type 'slack'): Slack webhook_url is required, or bot_token and channel"
+_REFUSED = re.compile(r"channel '([^']+)' \(type '[^']*'\): (.*)", re.DOTALL)
 
 
 def describe(error: AlertConfigurationError) -> str:
