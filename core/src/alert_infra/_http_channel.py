@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 import weakref
+import zlib
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ._checks import check_count, check_seconds
@@ -147,7 +148,7 @@ _log = logging.getLogger("alert_infra.http")
 def _certificate_error(exc: BaseException) -> Any:
     """The ``ssl.SSLCertVerificationError`` under a ``requests``/``urllib3`` error, or ``None``
     (followed through causes, contexts, ``reason`` and arguments; a few levels at most)."""
-    import ssl
+    import ssl  # an HTTP error only (requests has loaded ssl by then): alert_infra.http loads no ssl
 
     pending: list[object] = [exc]
     seen: set[int] = set()
@@ -188,6 +189,7 @@ def _network_error(
     exc: BaseException, provider: str, trust: str = "the default CA bundle"
 ) -> RetryableAlertTransportError | NonRetryableAlertTransportError:
     """A secret-free error for a ``requests``/``urllib3`` exception (whose text contains the URL)."""
+    # the HTTP stack loads with the first request: alert_infra.http loads none (test_public_api)
     import requests
     import urllib3.exceptions as u3
 
@@ -206,6 +208,7 @@ def _network_error(
 
 def _is_timeout(exc: BaseException) -> bool:
     """A per-operation timeout: each operation waits at most what is left of the deadline, so it is the deadline."""
+    # the HTTP stack loads with the first request: alert_infra.http loads none (test_public_api)
     import requests
     import urllib3.exceptions as u3
 
@@ -343,6 +346,7 @@ def _adapter_class() -> Any:
     global _ADAPTER
     if _ADAPTER is not None:
         return _ADAPTER
+    # the HTTP stack loads with the first request: alert_infra.http loads none (test_public_api)
     import requests.adapters
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -444,8 +448,6 @@ def _decode_body(data: bytes, headers: Mapping[str, str], limit: int) -> str:
     although we asked for ``identity``, decoded with the declared charset or UTF-8 (errors replaced)."""
     encoding = (headers.get("content-encoding") or "").strip().lower()
     if encoding in ("gzip", "x-gzip", "deflate") and data:
-        import zlib
-
         try:
             data = zlib.decompressobj(47 if "gzip" in encoding else 15).decompress(data, limit)
         except zlib.error:
@@ -482,6 +484,7 @@ class _SessionState:
     __slots__ = ("session", "verify", "trust", "told", "proxy_env", "urls", "__weakref__")
 
     def __init__(self, session: requests.Session, trust: tuple[bool | str, str]) -> None:
+        # a session's first use only: urllib.request (http.client) stays out of alert_infra.http
         from urllib.request import getproxies
 
         self.session = session
@@ -493,6 +496,7 @@ class _SessionState:
     def _proxies(self, url: str) -> dict[str, str]:
         """``requests``' choice for ``url`` (``NO_PROXY`` with CIDR ranges, ``HTTPS_PROXY``, ``ALL_PROXY``…),
         made from the snapshot instead of the live environment."""
+        # the HTTP stack loads with the first request: alert_infra.http loads none (test_public_api)
         from requests.utils import should_bypass_proxies
 
         env = self.proxy_env
@@ -504,6 +508,7 @@ class _SessionState:
         """(prepared URL, proxies, adapter) for ``url``, from the cache."""
         found = self.urls.get(url)
         if found is None:
+            # the HTTP stack loads with the first request: alert_infra.http loads none (test_public_api)
             import requests
 
             prepared = requests.PreparedRequest()
@@ -593,6 +598,7 @@ class HttpChannel:
             with self._lock:
                 state = self._state
                 if state is None:
+                    # the HTTP stack loads with the first request: alert_infra.http loads none (test_public_api)
                     import requests
 
                     install_log_redaction()
@@ -693,7 +699,7 @@ class HttpChannel:
     def _exchange(
         self, state: _SessionState, method: str, url: str, body: bytes, headers: dict[str, str], deadline: _Deadline
     ) -> HttpResponse:
-        import requests
+        import requests  # the HTTP stack loads with the first request: alert_infra.http loads none (test_public_api)
 
         prepared_url, proxies, adapter = state.target(url)
         request = requests.PreparedRequest()

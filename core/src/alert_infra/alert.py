@@ -381,7 +381,7 @@ class Alert:
         """The de-duplication key: the one given, or a hash of title, source, severity and tags."""
         value = self._fingerprint
         if value is None:
-            import hashlib
+            import hashlib  # the first fingerprint only: hashlib (OpenSSL) stays out of `from alert_infra import Alert`
 
             basis = "\x1f".join((self.title, self.source or "", self.severity, "\x1e".join(sorted(set(self.tags)))))
             value = hashlib.sha256(basis.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -491,6 +491,7 @@ class Alert:
             AlertConfigurationError: an unknown template, a missing variable (named), a template
                 error (naming the template and line), or Jinja2 not installed.
         """
+        # the alert <-> templates circle (tests/test_layers.py LOOPS); Jinja2's engine with the first template
         from .templates import create_alert_from_template
 
         return create_alert_from_template(name, variables, config=config)

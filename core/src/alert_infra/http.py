@@ -73,8 +73,10 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Mapping
+from urllib.parse import urlencode, urlsplit
 
 # The engine: how a request is made (sessions, the deadline watchdog, the adapter, the body cap).
 # Its public names are part of this module's API and re-exported here, where plugins import them.
@@ -105,7 +107,7 @@ from .exceptions import (
     NonRetryableAlertTransportError,
     RetryableAlertTransportError,
 )
-from .security import redact_and_cut
+from .security import redact_and_cut, register_secret
 from .transports import BaseTransport
 
 __all__ = [
@@ -148,8 +150,6 @@ def validate_https_url(url: object, *, field: str) -> str:
 
     The message never contains the URL (it is usually the secret).
     """
-    from urllib.parse import urlsplit
-
     if not isinstance(url, str) or not url.strip():
         raise AlertConfigurationError(f"{field} is required")
     url = url.strip()
@@ -186,8 +186,6 @@ def parse_retry_after(value: object, *, now: float | None = None) -> float | Non
     if when is None:
         return None
     if when.tzinfo is None:
-        from datetime import timezone
-
         when = when.replace(tzinfo=timezone.utc)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
@@ -256,8 +254,6 @@ BODY_FORMATS = ("json", "form", "raw")
 def encode_form(fields: Any) -> bytes:
     """``fields`` (a mapping, or ``(name, value)`` pairs for a repeated name) as an
     ``application/x-www-form-urlencoded`` body, UTF-8, ``None`` values left out."""
-    from urllib.parse import urlencode
-
     pairs = fields.items() if isinstance(fields, Mapping) else fields
     return urlencode([(str(k), str(v)) for k, v in pairs if v is not None]).encode("ascii")
 
@@ -402,8 +398,6 @@ class HttpTransport(BaseTransport):
             AlertConfigurationError: ``"<Provider> <field> is required"`` (or, with ``https``,
                 "must be an absolute https:// URL"): it names the option, never the value.
         """
-        from .security import register_secret
-
         if isinstance(value, str) and value:
             register_secret(value, owner=self)
             if value.strip() != value and value.strip():

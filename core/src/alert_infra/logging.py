@@ -55,15 +55,29 @@ Bounds (module constants): ``queue_size`` up to :data:`MAX_QUEUE_SIZE`,
 
 from __future__ import annotations
 
+import atexit
 import logging
+import queue
+import sys
 import threading
+import time
+import traceback
+import weakref
+
+from ._api import get_default_dispatcher
+from ._checks import MAX_WINDOW, check_count, check_seconds
+from ._lifecycle import on_fork_in_child
+from .alert import Alert
+from .dispatcher import Route
+from .exceptions import AlertDeliveryError
+from .policies import _rate
+from .security import describe_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-    from .alert import Alert
     from .dispatcher import AlertDispatcher
 
 __all__ = ["MAX_FLUSH_TIMEOUT", "MAX_QUEUE_SIZE", "AlertHandler"]
@@ -128,10 +142,6 @@ class AlertHandler(logging.Handler):
         flush_timeout: float = 5.0,
     ) -> None:
         super().__init__(level)
-        from ._checks import MAX_WINDOW, check_count, check_seconds
-        from ._lifecycle import on_fork_in_child
-        from .dispatcher import Route
-        from .policies import _rate
 
         self._dispatcher = dispatcher
         self.channels = list(channels) if channels is not None else None
@@ -151,8 +161,6 @@ class AlertHandler(logging.Handler):
 
     def _reset(self) -> None:
         """Fresh queue, locks, counters and no thread: at construction and in a forked child."""
-        import queue
-
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.queue_size)
         self.dropped = 0
         self.suppressed = 0
@@ -183,7 +191,6 @@ class AlertHandler(logging.Handler):
         try:
             if self._closed or self._ignored(record):
                 return
-            import queue
 
             try:
                 self._queue.put_nowait(record)
@@ -229,8 +236,6 @@ class AlertHandler(logging.Handler):
     @property
     def dispatcher(self) -> AlertDispatcher:
         if self._dispatcher is None:
-            from ._api import get_default_dispatcher
-
             self._dispatcher = get_default_dispatcher()
         return self._dispatcher
 
@@ -288,8 +293,6 @@ class AlertHandler(logging.Handler):
 
     def _send(self, alert: Alert) -> tuple[str, ...]:
         """Deliver ``alert``; the channels that got it."""
-        from .exceptions import AlertDeliveryError
-
         try:
             sent = self.dispatcher.send(alert, self.channels).sent
         except AlertDeliveryError as exc:  # a dispatcher with raise_on_failure: the failure is logged already
@@ -299,9 +302,7 @@ class AlertHandler(logging.Handler):
 
     def to_alert(self, record: logging.LogRecord) -> Alert:
         """The alert for ``record`` (override to shape alerts differently)."""
-        import hashlib
-
-        from .alert import Alert
+        import hashlib  # the first record only: hashlib (OpenSSL) stays out of LOGGING's start-up
 
         try:
             text = record.getMessage()
@@ -338,8 +339,6 @@ class AlertHandler(logging.Handler):
     # -- lifecycle ----------------------------------------------------------------------------
     def _wait(self, deadline: float) -> int:
         """Wait until every queued record was handled or ``deadline``; the number still pending."""
-        import time
-
         queue = self._queue
         with queue.all_tasks_done:
             while queue.unfinished_tasks:
@@ -350,8 +349,6 @@ class AlertHandler(logging.Handler):
             return int(queue.unfinished_tasks)
 
     def _deadline(self) -> float:
-        import time
-
         if self._exit_deadline is not None:
             return self._exit_deadline
         return time.monotonic() + self.flush_timeout
@@ -365,8 +362,6 @@ class AlertHandler(logging.Handler):
     def _at_exit(self) -> None:
         """The first exit hook: start the one ``flush_timeout`` budget of interpreter exit and
         deliver while threads can still start (see the module docstring)."""
-        import time
-
         if self._exit_deadline is None:
             self._exit_deadline = time.monotonic() + self.flush_timeout
         self.flush()
@@ -408,8 +403,6 @@ class AlertHandler(logging.Handler):
         if self.dropped:
             problems.append(f"dropped {self.dropped} log record(s): its queue was full")
         if problems:
-            import sys
-
             try:
                 sys.stderr.write(f"alert-infra: AlertHandler {'; '.join(problems)}\n")
                 sys.stderr.flush()
@@ -424,6 +417,7 @@ class AlertHandler(logging.Handler):
         if settings is None:
             return None
         try:
+            # a configured spool only: alert_infra.queued loads when the exit needs it
             from .queued.sender import open_spool
 
             return open_spool(settings)
@@ -440,8 +434,7 @@ class AlertHandler(logging.Handler):
         against which the thread records the channels that answered (:meth:`_deliver`), so that the
         worker sends it to the others only. What is queued is taken off the queue.
         """
-        import queue
-        import time
+        # spooling at exit only: what the handler could not deliver in time
         import uuid
 
         from .queued.message import build_message
@@ -490,7 +483,7 @@ class AlertHandler(logging.Handler):
             messages = [build_message(alert, self.channels, settings, alert_id) for alert, alert_id in alerts]
             spool.put_many(messages)
         except Exception as exc:  # noqa: BLE001 - SpoolUnavailable says why; anything else by its class
-            from .queued.spool import SpoolUnavailable
+            from .queued.spool import SpoolUnavailable  # a spool that failed only (its module is loaded by then)
 
             with turn:
                 self._spooled_as = None
@@ -504,6 +497,7 @@ class AlertHandler(logging.Handler):
 def _mark_delivered(spooled_as: tuple[Any, str], channels: Iterable[str]) -> None:
     """Record in the spool that ``channels`` got the alert spooled under that id (the worker's
     idempotency records: it then delivers the alert to the other channels only)."""
+    # a record in the spool only: queued.worker loads when an alert was spooled
     from .queued.settings import DEFAULT_IDEMPOTENCY_TTL
     from .queued.worker import PREFIX
 
@@ -522,9 +516,6 @@ def _hook_exit(handler: AlertHandler) -> None:
     before the interpreter finalises, while threads can still start; ``atexit`` and
     :func:`logging.shutdown` then call :meth:`AlertHandler.close`, within the same budget.
     """
-    import atexit
-    import weakref
-
     ref = weakref.ref(handler)
 
     def at_exit() -> None:
@@ -549,10 +540,6 @@ def _hook_exit(handler: AlertHandler) -> None:
 
 def _summarise_exception(exc: BaseException, frames: int = 5) -> str:
     """Class, redacted message and the last frames (file, line, function): never locals."""
-    import traceback
-
-    from .security import describe_error
-
     lines = [describe_error(exc, limit=500)]
     stack = traceback.extract_tb(exc.__traceback__)[-frames:]
     lines.extend(f"  at {frame.filename}:{frame.lineno} in {frame.name}" for frame in stack)

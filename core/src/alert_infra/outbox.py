@@ -35,12 +35,15 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import threading
 import time
 import weakref
 from _thread import allocate_lock
 from collections import deque
 
+from ._checks import MAX_WINDOW, check_count, check_seconds
 from ._lifecycle import on_fork_in_child
+from .exceptions import AlertConfigurationError
 from .security import guarded_repr
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
@@ -194,9 +197,6 @@ class Outbox:
         max_entries: int = MAX_ENTRIES,
         max_reaps: int = MAX_REAPS,
     ) -> None:
-        from ._checks import MAX_WINDOW, check_count, check_seconds
-        from .exceptions import AlertConfigurationError
-
         if not isinstance(queue, str) or not queue:
             raise AlertConfigurationError("outbox: the queue must be a non-empty string")
         self.state = state
@@ -416,9 +416,6 @@ class _Writer:
     the interpreter at exit, where :func:`_flush_at_exit` gives it :data:`EXIT_TIMEOUT`)."""
 
     def __init__(self, outbox: Outbox) -> None:
-        import threading
-        import weakref
-
         self.pid = os.getpid()
         self.dropped = 0
         self._outbox = weakref.ref(outbox)
@@ -439,8 +436,6 @@ class _Writer:
             self._pending.append(item)
             self._pending_size += size
             if self._thread is None:
-                import threading
-
                 self._thread = threading.Thread(target=self._run, name="alert-infra-outbox-writer", daemon=True)
                 self._thread.start()
             elif len(self._pending) == 1 or len(self._pending) >= WRITE_BATCH:

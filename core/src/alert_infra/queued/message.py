@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..alert import PAYLOAD_FIELDS
+from .._checks import MAX_WINDOW
+from ..alert import PAYLOAD_FIELDS, VALID_SEVERITIES
 from ..exceptions import AlertInfraError as AlertError
 from ..security import guarded_repr
 
@@ -169,9 +171,7 @@ def check_message(
     Raises:
         InvalidMessage: naming the field and the bound (never a value).
     """
-    from .._checks import MAX_WINDOW
-    from ..alert import VALID_SEVERITIES
-    from .settings import AsyncAlertConfig
+    from .settings import AsyncAlertConfig  # a message check only: queued.settings loads the audit and outbox modules
 
     # A worker with settings of its own caps a message's retries by them; one without (a dispatcher
     # factory) by the bounds every sender enforces.
@@ -225,6 +225,7 @@ def capped_options(options: Any, limits: AsyncAlertConfig, floor: float = MIN_RE
     """A message's retry settings, each capped by ``limits`` (the worker's own settings): at most
     its ``MAX_RETRIES`` and ``RETRY_BACKOFF_MAX``, a first retry no sooner than ``floor``. Anything
     missing or malformed is the default (the worker's value, or 0.1.x's)."""
+    # capping a message's retries only: queued.settings loads the audit and outbox modules
     from .settings import DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BACKOFF_MAX
 
     own = limits.options()
@@ -259,8 +260,6 @@ def capped_options(options: Any, limits: AsyncAlertConfig, floor: float = MIN_RE
 
 
 def is_mapping(value: Any) -> bool:
-    from collections.abc import Mapping as MappingABC
-
     return isinstance(value, MappingABC)
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import audit as _audit
 from .. import outbox as _outbox
-from .._checks import did_you_mean
+from .._checks import MAX_COUNT, MAX_WINDOW, check_count, check_seconds, did_you_mean
+from ..audit import default_audit_path, path_from_url
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
 from .poison import DEFAULT_MAX_STARTS, MAX_MAX_STARTS
@@ -116,8 +117,6 @@ def normalize_async_config(
         AlertConfigurationError: naming ``where`` and the key (an unknown key with a "did you
             mean"; a value out of range by its type, never quoting it).
     """
-    from .._checks import MAX_WINDOW, check_count, check_seconds
-
     if config is None:
         return AsyncAlertConfig()
     if isinstance(config, AsyncAlertConfig):
@@ -347,15 +346,11 @@ def spool_path(url: Any, where: str = "alert_infra.spool") -> str:
 
 def default_spool_path(audit: str | None = None) -> str:
     """Beside the audit trail: ``spool.sqlite3`` in the audit file's folder."""
-    from ..audit import default_audit_path, path_from_url
-
     base = path_from_url(audit) if audit else default_audit_path()
     return os.path.join(os.path.dirname(base) or ".", "spool.sqlite3")
 
 
 def _spool_values(raw: Mapping[str, Any], audit: str | None) -> SpoolSettings:
-    from .._checks import MAX_COUNT
-
     explicit = raw.get("spool") is not None
     path = spool_path(raw["spool"]) if explicit else default_spool_path(audit)
     lease = parse_duration(

@@ -22,6 +22,7 @@ connection mid-transaction), and a fork waits (bounded) for the sender's transac
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._lifecycle import on_fork_in_child, quiesce_at_fork
 from ..exceptions import AlertInfraError as AlertError
 from ..security import guarded_repr
 from .poison import DEFAULT_MAX_STARTS, dead_letter_reason, log_dead_letter
@@ -139,8 +141,6 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
         return "the spool's folder is not writable"
     if isinstance(exc, OSError):
-        import errno
-
         if exc.errno == errno.ENOSPC:
             return "the spool's disk is full"
         if exc.errno == errno.EROFS:
@@ -170,7 +170,6 @@ class Spool:
         self._lock = threading.Lock()  # the sender's transaction; held across a fork (bounded)
         self._ready = False
         self._swept = 0.0
-        from .._lifecycle import on_fork_in_child, quiesce_at_fork
 
         quiesce_at_fork(self)
         on_fork_in_child(self, Spool._after_fork)
