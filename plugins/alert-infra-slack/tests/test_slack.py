@@ -1026,3 +1026,14 @@ class TestBotProperties:
                 "metadata": posted["metadata"],
             }
             assert _violations(edit) == [] and SlackFake._check_message(edit) is None
+
+
+def test_a_link_over_slacks_url_limit_in_utf16_units_gets_no_button() -> None:
+    """Found by the limits property: 2,918 emoji are 2,918 characters but 5,836 UTF-16 units."""
+    transport = SlackWebhookTransport("https://hooks.slack.com/services/T0/B0/x")
+    wide = "https://e.example/" + "\U0001f600" * 2900
+    narrow = "https://e.example/" + "a" * 2900
+    payload = transport.build_payload(Alert(title="T", message="m", links=[("wide", wide), ("narrow", narrow)]))
+    assert _violations(payload) == []
+    buttons = [e for b in payload["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert [b["url"] for b in buttons] == [narrow]

@@ -322,7 +322,10 @@ class SlackWebhookTransport(HttpTransport):
         blocks.append({"type": "section", "text": budget.take(_md(fit(body, SECTION_LIMIT)))})
         buttons = [
             {"type": "button", "text": budget.take(_plain(label_, BUTTON_TEXT_LIMIT)), "url": scrub(url)}
-            for label_, url in [link for link in alert.links if len(link[1]) <= BUTTON_URL_LIMIT][:BUTTONS_PER_ACTIONS]
+            # Slack counts a URL in UTF-16 units, as every limit here
+            for label_, url in [link for link in alert.links if units(link[1]) <= BUTTON_URL_LIMIT][
+                :BUTTONS_PER_ACTIONS
+            ]
         ]
         if full:
             blocks.extend(self._detail_blocks(alert, icon, budget))
