@@ -333,3 +333,42 @@ def test_readme_celery_task_in_a_django_project(alert_infra_settings, recorded) 
     assert alert.title == "Invoice task failed" and alert.message == "InvoiceProcessingError"
     assert alert.source == "celery:process_invoice"
     assert alert.metadata == {"invoice_id": 1001, "task_id": "task-abc-1"}
+
+
+def test_a_redelivered_task_of_a_django_worker_skips_the_channels_that_got_the_alert(
+    alert_infra_settings, celery_app, ca
+) -> None:
+    """The Celery task on a Django worker records each channel the moment it succeeds, on the
+    dispatcher that delivers (the settings' one, behind ``worker_dispatcher()``): the same message
+    run again (a redelivery after a worker died) sends nothing twice."""
+    _redis_or_skip()
+    from alert_infra.celery import register_task
+    from alert_infra.django.tasks import worker_dispatcher
+
+    queue = f"alerts-django-{uuid.uuid4().hex[:8]}"
+    task_name = f"alert_infra.dispatch_alert.{queue}"
+    task = register_task(celery_app, name=task_name, dispatcher_factory=worker_dispatcher)
+    with (
+        https_server(lambda r: (200, {}, "ok"), ca=ca) as slack,
+        https_server(lambda r: (200, {}, {"ok": True, "result": {}}), ca=ca) as telegram,
+    ):
+        config = {
+            "ASYNC": _async(queue, TASK_NAME=task_name),
+            "SLACK": {"ENABLED": True, "WEBHOOK_URL": f"{slack.url}/services/{HOOK_SECRET}"},
+            "TELEGRAM": {
+                "ENABLED": True,
+                "BOT_TOKEN": "123456:async-tg-token",
+                "CHAT_ID": "-1001",
+                "API_BASE_URL": telegram.url,
+            },
+            "RETRY": False,
+        }
+        with alert_infra_settings(config):
+            args = [Alert("Invoice task failed", "ValueError").to_dict()]
+            kwargs = {"transport_names": None, "alert_id": uuid.uuid4().hex, "attempt": 1}
+            first = task.apply(args=args, kwargs=kwargs)
+            again = task.apply(args=args, kwargs=kwargs)  # the broker hands the same message again
+        assert first.successful() and again.successful(), (first.traceback, again.traceback)
+        assert sorted(first.result["sent"]) == ["slack", "telegram"]
+        assert again.result["sent"] == [] and sorted(again.result["already_delivered"]) == ["slack", "telegram"]
+        assert len(slack.requests) == 1 and len(telegram.requests) == 1

@@ -22,7 +22,7 @@ class Block:
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
 import alert_infra.queued as q
-from alert_infra.queued import settings, message, step, spool, sender, worker
+from alert_infra.queued import settings, message, step, spool, sender, worker, broker, poison
 assert q.SpoolWorker and q.check_message and q.Outbox
 assert not [m for m in sys.modules if m.split(".")[0] in ("celery", "kombu", "django")], "a broker library was imported"
 print("ok")
@@ -122,3 +122,54 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def _list_dispatcher(**settings: object):
+    from alert_infra.queued.sender import QueuedDispatcher
+
+    class ListDispatcher(QueuedDispatcher):
+        channel_name = "list"
+        failure_text = "the list engine refused ({error}): {reason}"
+
+        def __init__(self) -> None:
+            super().__init__(normalize_async_config(settings), blocking=False)
+            self.queue: list = []
+            self.refuse = False
+
+        def publish(self, alert, channels, alert_id):
+            from alert_infra import audit
+
+            if self.refuse:
+                raise RuntimeError("full")
+            message = build_message(alert, channels, self.settings, alert_id)
+            self.queue.append((message, audit.delivery_id()))
+            return f"queued as {message.alert_id}"
+
+    return ListDispatcher()
+
+
+def test_a_new_engine_is_one_method_on_the_queued_dispatcher() -> None:
+    import asyncio
+
+    from alert_infra import AlertConfigurationError, AlertValidationError
+
+    engine = _list_dispatcher()
+    result = engine.send(Alert("Disk full", "token=abc123def456ghi789jkl"), ["ops", "pager"])
+    assert result.sent == ("list",)
+    message, delivery = engine.queue[0]
+    assert message.transport_names == ["ops", "pager"] and delivery == message.alert_id  # the audit's delivery id
+    assert result.outcome("list").detail == f"queued as {message.alert_id}"
+    assert "abc123def456ghi789jkl" not in str(message.to_dict())
+    assert asyncio.run(engine.asend(Alert("t", "m"))).sent == ("list",)
+    assert engine.queue[1][0].transport_names is None  # the worker's default channels
+    assert len({m.alert_id for m, _ in engine.queue}) == 2
+    with pytest.raises(AlertValidationError, match="send\\(\\) needs an Alert"):
+        engine.send("not an alert")  # type: ignore[arg-type]
+    with pytest.raises(AlertValidationError, match="channels"):
+        engine.send(Alert("t", "m"), [1])  # type: ignore[list-item]
+    engine.refuse = True
+    assert list(engine.send(Alert("t", "m")).failed) == ["list"]  # fail_silently: a failed result
+    strict = _list_dispatcher(FAIL_SILENTLY=False)
+    strict.refuse = True
+    with pytest.raises(AlertConfigurationError, match="the list engine refused \\(RuntimeError\\)"):
+        strict.send(Alert("t", "m"))

@@ -1,37 +1,28 @@
 """Queued delivery on Celery: enqueue an alert in the request, deliver it in a worker.
 
 Needs the ``celery`` extra (``pip install 'alert-infra[celery]'``); ``import alert_infra``
-never imports this module. Three parts (see ``docs/guide/queued-delivery.md``):
+never imports this module. An adapter on the engine-neutral core :mod:`alert_infra.queued` (the
+message and its checks, the worker step and its idempotency records, the settings, the outbox):
+this module is Celery itself (see ``docs/guide/queued-delivery.md``):
 
-* :class:`CeleryAlertDispatcher` (the 0.1.x contract) enqueues the redacted
-  ``alert.to_dict()`` with the names of the channels still to deliver; ``send()`` returns a
-  :class:`~alert_infra.DeliveryResult` with ``sent == ("celery",)`` and the task id in the
-  outcome's ``detail``. It *is* an :class:`~alert_infra.AlertDispatcher` whose one channel is
-  the enqueue, so the audit trail, the ``after_dispatch`` hooks, ``asend``, ``close`` and
-  the context manager work as for in-process delivery. Publishing is bounded by
-  ``PUBLISH_TIMEOUT`` (a dead broker never hangs a web request).
-* The task ``alert_infra.dispatch_alert`` (:func:`register_task`) rebuilds the channels from the
-  worker's own configuration (credentials never travel in a message), delivers to every
-  selected channel concurrently, records each channel that succeeded in the shared state
-  (an idempotency record per alert and channel) and retries only the channels that failed
-  retryably, with exponential backoff, full jitter and ``Retry-After`` honoured up to
-  ``RETRY_BACKOFF_MAX``. ``acks_late`` and ``reject_on_worker_lost``: a worker that dies
-  mid-send gets the task redelivered, and the redelivery skips the channels recorded.
+* :class:`CeleryAlertDispatcher` (the 0.1.x contract) publishes the message with ``send_task`` (or
+  a task's ``apply_async``), bounded by ``PUBLISH_TIMEOUT``; ``send()`` returns ``sent ==
+  ("celery",)`` with the task id in the outcome's ``detail``.
+* The task ``alert_infra.dispatch_alert`` (:func:`register_task`): ``acks_late`` and
+  ``reject_on_worker_lost``; its body runs the neutral step and turns its "retry these channels in
+  N s" into ``task.retry``. The worker builds its channels from its own configuration.
 * A ready Celery app (:func:`build_app`, and ``app`` of this module, built on first use from
   ``[alert_infra.celery]``), so ``celery -A alert_infra.celery worker -Q alerts`` with an
   ``alert-infra.toml`` is a complete worker; ``[alert_infra] delivery = "celery"`` makes
-  ``send_alert()`` and ``AlertDispatcher.from_config()`` enqueue (:func:`queued_dispatcher`).
+  ``send_alert()`` and ``AlertDispatcher.from_config()`` enqueue (:func:`queued_dispatcher`); the
+  outbox's reaper runs in each worker's main process (Celery's ``worker_ready`` signal).
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import uuid
 from collections.abc import Mapping as _MappingABC
-from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -41,16 +32,15 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess with
         "alert_infra.celery needs Celery: pip install 'alert-infra[celery]'", name=getattr(_exc, "name", None)
     ) from None
 
-from . import audit as _audit
 from . import outbox as _outbox
 from ._deadline import BoundedCalls, DeadlineExceeded
-from .alert import Alert
-from .dispatcher import AlertDispatcher
 from .exceptions import AlertConfigurationError, RetryableAlertTransportError
+from .queued import broker as _broker
+from .queued.broker import RABBITMQ_CONSUMER_TIMEOUT, REDIS_VISIBILITY_TIMEOUT, BrokerSettings, build_outbox
 from .queued.message import InvalidMessage, build_message, check_message
-from .queued.poison import DEFAULT_MAX_STARTS, StartCounter, dead_letter_reason, log_dead_letter
+from .queued.poison import DEAD_LETTERED, log_dead_letter, record_dead_letter
+from .queued.sender import QueuedDispatcher, sender_options
 from .queued.settings import (
-    _KEYS,
     DEFAULT_IDEMPOTENCY_TTL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_PUBLISH_TIMEOUT,
@@ -59,22 +49,20 @@ from .queued.settings import (
     DEFAULT_TASK_NAME,
     QUEUED_DETAIL,
     AsyncAlertConfig,
-    _hint,
     check_horizon,
     check_outbox,
     normalize_async_config,
     retry_countdown,
 )
-from .queued.step import decide, wanted_channels
+from .queued.step import deliver, wanted_channels
 from .result import DeliveryResult
-from .routing import channel_names
 from .security import register_secret
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
+    from .alert import Alert
     from .config import AlertConfig
-    from .state import RedisState, StateBackend
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -94,12 +82,6 @@ __all__ = [
     "retry_countdown",
 ]
 
-#: Redis transport's ``visibility_timeout`` default (seconds): an unacknowledged message (a task
-#: running, or waiting for its countdown) is given to another worker after it.
-REDIS_VISIBILITY_TIMEOUT = 3600.0
-#: RabbitMQ's ``consumer_timeout`` default (30 minutes): a delivery unacknowledged for longer
-#: closes the channel and the message is redelivered.
-RABBITMQ_CONSUMER_TIMEOUT = 1800.0
 #: Redis transport: how long the lock a worker takes to put back a dead worker's unacknowledged
 #: messages lives, seconds. kombu's default is 300: a worker killed while it holds the lock (an
 #: OOM kill, a SIGKILL of the whole worker) stops every other worker from putting anything back
@@ -108,23 +90,12 @@ RABBITMQ_CONSUMER_TIMEOUT = 1800.0
 REDIS_RESTORE_LOCK_EXPIRE = 15
 #: The name of the one channel of a :class:`CeleryAlertDispatcher` (``sent == ("celery",)``).
 CHANNEL_NAME = "celery"
-#: The keys of ``[alert_infra.celery]``: the lower-case ``_KEYS`` and the broker's own.
-_TABLE_KEYS = (
-    *(k.lower() for k in _KEYS if k not in ("ENABLED", "BACKEND", "REDELIVERY_HORIZON")),
-    "broker_url",
-    "visibility_timeout",
-    "consumer_timeout",
-    "state",
-    "prefetch_multiplier",
-    "restore_interval",
-)
-
-_CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_celery_channels", default=None)
-_ALERT_ID: ContextVar[str | None] = ContextVar("alert_infra_celery_alert_id", default=None)
 # Celery's current app, resolved in the caller's thread at send(): ``current_app`` is thread-local,
 # and the publish runs on a pool thread, where it would silently be Celery's default app instead.
 _APP: ContextVar[Any] = ContextVar("alert_infra_celery_app", default=None)
-_EXPORTED = (DEFAULT_IDEMPOTENCY_TTL, DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RETRY_BACKOFF_MAX, check_horizon, check_outbox)
+# Names this module had before the neutral core took them over: still importable from here.
+_EXPORTED = (RABBITMQ_CONSUMER_TIMEOUT, REDIS_VISIBILITY_TIMEOUT, DEAD_LETTERED, DEFAULT_IDEMPOTENCY_TTL)
+_EXPORTED_TOO = (DEFAULT_MAX_RETRIES, DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RETRY_BACKOFF_MAX, check_horizon, check_outbox)
 
 
 # -- enqueueing ------------------------------------------------------------------------------------
@@ -151,28 +122,7 @@ def _enqueue_error(exc: BaseException, message: str | None = None) -> AlertEnque
     return cls(message or f"the broker did not take the alert ({name})")
 
 
-class _EnqueueTransport:
-    """The one channel of a :class:`CeleryAlertDispatcher`: publish the message, return its task id."""
-
-    name = CHANNEL_NAME
-
-    def __init__(self, owner: CeleryAlertDispatcher) -> None:
-        self._owner = owner
-        self.blocking = True
-        # Publishing on our own app is bounded in total by _publish_bounded (kombu's and py-amqp's
-        # socket timeouts are per read: a broker trickling one byte every 0.4 s never trips them),
-        # so it is declared self-bounded and the caller's thread waits on it. A foreign app or task
-        # object: the dispatcher waits for it in a worker thread, at most the publish timeout.
-        self.max_send_time = owner._bound if owner._bounded else None
-
-    def send(self, alert: Alert) -> str:
-        owner = self._owner
-        if owner._bounded:
-            return owner._publish_bounded(alert, _CHANNELS.get(), _ALERT_ID.get())
-        return owner._publish(alert, _CHANNELS.get(), _ALERT_ID.get())
-
-
-class CeleryAlertDispatcher(AlertDispatcher):
+class CeleryAlertDispatcher(QueuedDispatcher):
     """Enqueue alerts on Celery instead of delivering them in this process (0.1.x contract).
 
     Args:
@@ -207,6 +157,9 @@ class CeleryAlertDispatcher(AlertDispatcher):
     Neither ever contains the broker URL or its password.
     """
 
+    channel_name = CHANNEL_NAME
+    failure_text = "Celery alert dispatcher could not enqueue the alert ({error}): {reason}"
+
     def __init__(
         self,
         celery_app: Any = None,
@@ -219,34 +172,38 @@ class CeleryAlertDispatcher(AlertDispatcher):
         channels_config: AlertConfig | None = None,
         **dispatcher_options: Any,
     ) -> None:
-        self.settings = normalize_async_config(config)
+        settings = normalize_async_config(config)
         #: Where each enqueue is watched until a worker ends its task (:mod:`alert_infra.outbox`).
         self.outbox = outbox
         #: True when built from configuration: close() closes the outbox's Redis too.
         self.owns_outbox = False
-        if outbox is None and self.settings.outbox:
+        if outbox is None and settings.outbox:
             import logging
 
             logging.getLogger("alert_infra").warning(
                 "CeleryAlertDispatcher: OUTBOX is on but no outbox was given (pass outbox=build_outbox(settings, "
                 "'redis://...')): queued alerts are not watched"
             )
-        self.config = self.settings  # 0.1.x attribute
+        self.config = settings  # 0.1.x attribute
         self.celery_app = celery_app
         self.task = task
         self._problem = problem  # a configuration problem every send reports (FAIL_SILENTLY) or raises
         self._bounded = bool(bounded) and task is None
         # Our own app bounds each step of a publish (connect, each socket operation) by the
         # publish timeout; a publish is a few such steps, so the caller's bound is twice it.
-        self._bound = self.settings.publish_timeout * (2 if self._bounded else 1)
+        self._bound = settings.publish_timeout * (2 if self._bounded else 1)
         dispatcher_options.setdefault("timeout", self._bound)
         # Our own app's publishes: one total deadline each (self._bound), at most MAX_OVERDUE_CALLS
         # of them still stuck on a broker that trickles before further ones fail at once.
         self._calls = BoundedCalls("alert-infra-publish") if self._bounded else None
-        super().__init__([_EnqueueTransport(self)], **dispatcher_options)
+        # Publishing on our own app is bounded in total (kombu's and py-amqp's socket timeouts are
+        # per read: a broker trickling one byte every 0.4 s never trips them), so it is declared
+        # self-bounded and the caller's thread waits on it. A foreign app or task object: the
+        # dispatcher waits for it in a worker thread, at most the publish timeout.
+        bound = self._bound if self._bounded else None
+        super().__init__(settings, max_send_time=bound, **dispatcher_options)
         _register_channel_secrets(self, channels_config)
 
-    # -- publishing ------------------------------------------------------------------------------
     def message(
         self, alert: Alert, channels: Iterable[str] | None = None, alert_id: str | None = None
     ) -> tuple[list[Any], dict[str, Any]]:
@@ -255,11 +212,12 @@ class CeleryAlertDispatcher(AlertDispatcher):
         built = build_message(alert, channels, self.settings, alert_id)
         return [built.alert], built.kwargs()
 
-    def _publish_bounded(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
-        """:meth:`_publish` with one total deadline, ``2 x publish_timeout`` (a worker thread and a
-        bounded wait): past it the publish is written off and the outcome says the broker did not
-        answer in time (never its URL)."""
-        assert self._calls is not None
+    def publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
+        """Publish the task message; past ``2 x publish_timeout`` in all on our own app (a worker
+        thread and a bounded wait) the publish is written off and the outcome says the broker did
+        not answer in time (never its URL)."""
+        if self._calls is None:
+            return self._publish(alert, channels, alert_id)
         try:
             return self._calls.call(lambda: self._publish(alert, channels, alert_id), self._bound)  # type: ignore[no-any-return]
         except DeadlineExceeded as exc:
@@ -268,8 +226,8 @@ class CeleryAlertDispatcher(AlertDispatcher):
     def _publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
         if self._problem is not None:
             raise self._problem
-        alert_id = alert_id or uuid.uuid4().hex
         args, kwargs = self.message(alert, channels, alert_id)
+        alert_id = kwargs["alert_id"]
         settings = self.settings
         options: dict[str, Any] = {"task_id": alert_id, "retry": False}
         if settings.queue is not None:
@@ -305,6 +263,13 @@ class CeleryAlertDispatcher(AlertDispatcher):
             raise _enqueue_error(exc) from None  # whatever the broker stack raises: its class name only
         return QUEUED_DETAIL + alert_id
 
+    def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
+        prepared = super()._prepare(alert, channels)
+        if self.celery_app is None and self.task is None:
+            current = _celery.current_app
+            _APP.set(getattr(current, "_get_current_object", lambda: current)())
+        return prepared
+
     def check_broker(self) -> str | None:
         """``None`` when the broker of this dispatcher's own app accepts a connection within
         ``publish_timeout`` (one total deadline), else why not, naming neither its URL nor its
@@ -332,64 +297,6 @@ class CeleryAlertDispatcher(AlertDispatcher):
             return f"alert_infra.celery: the broker is unreachable ({type(exc).__name__}) within {timeout:g}s"
         return None
 
-    # -- the dispatcher's API, with the channel names travelling to the worker -------------------
-    def send(
-        self,
-        alert: Alert,
-        channels: Iterable[str] | str | None = None,
-        *,
-        transport_names: Iterable[str] | None = None,
-    ) -> DeliveryResult:
-        """Enqueue ``alert`` for the channels named (default: the worker's default channels)."""
-        with self._queued(alert, channels if channels is not None else transport_names):
-            result = super().send(alert)
-        return self._checked(result)
-
-    async def asend(
-        self,
-        alert: Alert,
-        channels: Iterable[str] | str | None = None,
-        *,
-        transport_names: Iterable[str] | None = None,
-    ) -> DeliveryResult:
-        """Like :meth:`send`, for asyncio code: the publish runs off the event loop."""
-        with self._queued(alert, channels if channels is not None else transport_names):
-            result = await super().asend(alert)
-        return self._checked(result)
-
-    @contextmanager
-    def _queued(self, alert: Alert, channels: Iterable[str] | str | None) -> Iterator[None]:
-        """The channel names, the alert id and the audit's delivery id of one enqueue, in context
-        variables for the publish (the dispatcher's pool copies them) while the block runs."""
-        names, alert_id = self._prepare(alert, channels)
-        channel_token, id_token = _CHANNELS.set(names), _ALERT_ID.set(alert_id)
-        token = _delivery_context(alert_id)
-        try:
-            yield
-        finally:
-            _CHANNELS.reset(channel_token)
-            _ALERT_ID.reset(id_token)
-            _reset_delivery_context(token)
-
-    def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
-        from .exceptions import AlertValidationError
-
-        if not isinstance(alert, Alert):
-            raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
-        names = channel_names(channels) if channels is not None else None
-        if self.celery_app is None and self.task is None:
-            current = _celery.current_app
-            _APP.set(getattr(current, "_get_current_object", lambda: current)())
-        return names, uuid.uuid4().hex
-
-    def _checked(self, result: DeliveryResult) -> DeliveryResult:
-        if result.failed and not self.settings.fail_silently:
-            outcome = result.outcome(CHANNEL_NAME)
-            error = outcome.error if outcome is not None else "Exception"
-            reason = outcome.reason if outcome is not None and outcome.reason else "enqueue failed"
-            raise AlertConfigurationError(f"Celery alert dispatcher could not enqueue the alert ({error}): {reason}")
-        return result
-
     def close(self) -> None:
         """Close the dispatcher and the Redis connections of its outbox."""
         try:
@@ -414,12 +321,11 @@ AsyncAlertDispatcher = CeleryAlertDispatcher  # 0.1.x name
 def _register_channel_secrets(owner: CeleryAlertDispatcher, config: AlertConfig | None) -> None:
     """Mask, while ``owner`` lives, the secrets of the channels its workers deliver to.
 
-    The sender of queued delivery builds no transport, and a transport is what registers its
-    ``secret_fields`` (see :func:`alert_infra.config.channel_secrets` for how they are found
-    without building one). Without a configuration given, the one this process would find is read
-    as a plain structure (never validated: a file with a mistake elsewhere still has its secrets
-    masked, and this constructor never fails because of it), and Django's settings when
-    :mod:`alert_infra.django` is loaded (reading them registers their secrets).
+    The sender builds no transport, and a transport is what registers its ``secret_fields`` (see
+    :func:`alert_infra.config.channel_secrets`). Without a configuration given, the one this process
+    would find is read as a plain structure (never validated: a file with a mistake elsewhere still
+    has its secrets masked, and this constructor never fails because of it), and Django's settings
+    when :mod:`alert_infra.django` is loaded (reading them registers their secrets).
     """
     import logging
     import sys
@@ -427,6 +333,7 @@ def _register_channel_secrets(owner: CeleryAlertDispatcher, config: AlertConfig 
     if config is not None:
         config.register_secrets(owner=owner)
         return
+    log = logging.getLogger("alert_infra")
     try:
         from .config import _read_toml, _tool_table, find_config, mapping_secrets
 
@@ -439,94 +346,21 @@ def _register_channel_secrets(owner: CeleryAlertDispatcher, config: AlertConfig 
             for value in mapping_secrets(data):
                 register_secret(value, owner=owner)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is reported where it is used, not here
-        logging.getLogger("alert_infra").debug(
-            "queued delivery: configuration not read for its secrets (%s)", type(exc).__name__
-        )
+        log.debug("queued delivery: configuration not read for its secrets (%s)", type(exc).__name__)
     django_conf = sys.modules.get("alert_infra.django.conf")
     if django_conf is not None:
         try:
             django_conf.get_alert_infra_settings()  # registers the secrets of every channel it names
         except Exception as exc:  # noqa: BLE001 - settings not configured: nothing to mask yet
-            logging.getLogger("alert_infra").debug("queued delivery: Django settings not read (%s)", type(exc).__name__)
-
-
-def _delivery_context(alert_id: str) -> object:
-    """Tell the audit trail which queued delivery the records of this context belong to."""
-    return _audit.set_delivery_id(alert_id)
-
-
-def _reset_delivery_context(token: object) -> None:
-    _audit.reset_delivery_id(token)
+            log.debug("queued delivery: Django settings not read (%s)", type(exc).__name__)
 
 
 # -- configuration: [alert_infra.celery] -----------------------------------------------------------
-class _TableSettings:
-    """``[alert_infra.celery]``, validated: the broker's settings and the :class:`AsyncAlertConfig`."""
+def _table(config: AlertConfig) -> BrokerSettings:
+    """``[alert_infra.celery]`` of ``config``, ``${VAR}`` expanded and validated."""
+    from .config import expand_variables
 
-    def __init__(self, table: Mapping[str, Any], *, where: str = "alert_infra.celery") -> None:
-        from ._checks import MAX_WINDOW, check_count, check_seconds
-        from .config import expand_variables
-
-        expanded = expand_variables(table, where)
-        for key in expanded:
-            if key not in _TABLE_KEYS:
-                raise AlertConfigurationError(
-                    f"{where}: unknown key {str(key)[:64]!r}{_hint(str(key), _TABLE_KEYS)} "
-                    f"(known: {', '.join(sorted(_TABLE_KEYS))})"
-                )
-        broker = expanded.get("broker_url")
-        if broker is not None and (not isinstance(broker, str) or "://" not in broker):
-            raise AlertConfigurationError(
-                f"{where}.broker_url: must be a broker URL such as 'redis://host:6379/0' or 'amqp://user@host//'"
-            )
-        register_secret(broker, owner=self)
-        self.broker_url: str | None = broker or None
-        err = AlertConfigurationError
-        scheme = (broker or "").split("://", 1)[0].lower()
-        self.redis = scheme in ("redis", "rediss", "sentinel")
-        self.visibility_timeout = check_seconds(
-            expanded.get("visibility_timeout", REDIS_VISIBILITY_TIMEOUT),
-            f"{where}.visibility_timeout",
-            maximum=MAX_WINDOW,
-            error=err,
-        )
-        self.consumer_timeout = check_seconds(
-            expanded.get("consumer_timeout", RABBITMQ_CONSUMER_TIMEOUT),
-            f"{where}.consumer_timeout",
-            maximum=MAX_WINDOW,
-            error=err,
-        )
-        restore = expanded.get("restore_interval")
-        self.restore_interval: float | None = (
-            check_seconds(restore, f"{where}.restore_interval", maximum=MAX_WINDOW, error=err)
-            if restore is not None
-            else None
-        )
-        self.prefetch_multiplier = check_count(
-            expanded.get("prefetch_multiplier", 1), f"{where}.prefetch_multiplier", maximum=1000, error=err
-        )
-        state = expanded.get("state")
-        if state is not None and not isinstance(state, str):
-            raise err(
-                f"{where}.state: must be a state URL (redis://... or sqlite:///...), got a {type(state).__name__}"
-            )
-        register_secret(state, owner=self)
-        self.state: str | None = state
-        legacy = {k.upper(): v for k, v in expanded.items() if k.upper() in _KEYS}
-        if broker:
-            legacy["REDELIVERY_HORIZON"] = self.visibility_timeout if self.redis else self.consumer_timeout
-        self.settings = normalize_async_config(legacy, where=where)
-        #: Whether senders watch each delivery in the outbox and workers reap it (default: on
-        #: with a Redis broker, whose transport can lose the message a killed worker was receiving).
-        self.outbox = self.settings.outbox if self.settings.outbox is not None else self.redis
-        self.outbox_horizon = self.settings.outbox_horizon
-
-    def __repr__(self) -> str:
-        return "_TableSettings(<broker hidden>)"
-
-
-def _table(config: AlertConfig) -> _TableSettings:
-    return _TableSettings(config.integrations.get("celery", {}))
+    return BrokerSettings(expand_variables(config.integrations.get("celery", {}), "alert_infra.celery"))
 
 
 def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, name: str = "alert_infra") -> Any:
@@ -572,6 +406,7 @@ def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, na
             )
     else:
         transport_options.update(read_timeout=timeout, write_timeout=timeout)
+    queue = settings.queue or DEFAULT_QUEUE
     app.conf.update(
         broker_url=table.broker_url,
         broker_connection_timeout=timeout,
@@ -585,8 +420,8 @@ def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, na
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=table.prefetch_multiplier,
         task_publish_retry=False,
-        task_default_queue=settings.queue or DEFAULT_QUEUE,
-        task_routes={settings.task_name: {"queue": settings.queue or DEFAULT_QUEUE}},
+        task_default_queue=queue,
+        task_routes={settings.task_name: {"queue": queue}},
         worker_hijack_root_logger=False,
         alert_infra_source=config.source,
     )
@@ -613,18 +448,12 @@ def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: An
         table = _table(config)
         settings = table.settings
         app = build_app(config)
-        outbox = _configured_outbox(config, table)
+        outbox = _broker.configured_outbox(config, table)
     except AlertConfigurationError as exc:
-        silent = settings.fail_silently if settings is not None else _fail_silently(config)
+        silent = settings.fail_silently if settings is not None else _broker.fail_silently(config)
         if strict or not silent:
             raise
         problem = exc
-    if "audit" not in kwargs and config.audit is not None:
-        from .audit import DEFAULT_RETENTION, open_audit
-
-        retention = config.audit_retention if config.audit_retention is not None else DEFAULT_RETENTION
-        kwargs["audit"] = open_audit(config.audit, retention=retention)
-    kwargs.setdefault("enabled", config.enabled)
     dispatcher = CeleryAlertDispatcher(
         app,
         config=settings if settings is not None else AsyncAlertConfig(),
@@ -632,207 +461,34 @@ def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: An
         bounded=True,
         outbox=outbox,
         channels_config=config,  # built by no one here: their secrets are masked all the same
-        **kwargs,
+        **sender_options(config, kwargs),
     )
     dispatcher.owns_outbox = outbox is not None
     return dispatcher
 
 
-def _outbox_state(config: AlertConfig, table: _TableSettings, *, timeout: float = 0.5) -> RedisState | None:
-    """The Redis holding the idempotency records of the workers of ``config``, resolved as
-    :func:`_build_worker` resolves it (``[alert_infra.celery] state``, else ``[alert_infra]
-    state``, else a Redis broker), so that sender and worker name the same outbox keys.
-    ``None`` when the records are not in Redis."""
-    from .state import REDIS_SCHEMES, RedisState
-
-    if table.state is not None:
-        return RedisState(table.state, timeout=timeout) if table.state.startswith(REDIS_SCHEMES) else None
-    if isinstance(config.state, str) and config.state.startswith(REDIS_SCHEMES):
-        return RedisState(config.state, prefix=config.state_prefix, timeout=timeout)
-    if table.redis and table.broker_url is not None and table.broker_url.startswith(REDIS_SCHEMES):
-        return RedisState(table.broker_url, prefix=config.state_prefix, timeout=timeout)
-    return None
-
-
-def build_outbox(
-    settings: AsyncAlertConfig,
-    state: Any,
-    *,
-    prefix: str = "alert-infra",
-    broker_url: str | None = None,
-) -> _outbox.Outbox | None:
-    """The :class:`~alert_infra.outbox.Outbox` of queued delivery with ``settings`` (``OUTBOX``,
-    ``OUTBOX_HORIZON``, ``QUEUE``), or ``None`` when it is off.
-
-    ``state``: where the workers' idempotency records are (a ``redis://`` URL with ``prefix``, or a
-    :class:`~alert_infra.state.RedisState`); the outbox must be in the same Redis. ``OUTBOX``
-    unset means on when ``broker_url`` is a Redis broker (whose transport can lose the message a
-    killed worker was receiving). On with records that are not in Redis: ``None``, and a warning.
-    """
-    from .state import REDIS_SCHEMES, RedisState
-
-    on = settings.outbox
-    if on is None:
-        on = isinstance(broker_url, str) and broker_url.split("://", 1)[0].lower() in ("redis", "rediss", "sentinel")
-    if not on:
-        return None
-    if isinstance(state, str) and state.startswith(REDIS_SCHEMES):
-        # A sender's writes are on the outbox's writer thread: a slow Redis never holds it for longer.
-        state = RedisState(state, prefix=prefix, timeout=min(0.5, settings.publish_timeout))
-    if not isinstance(state, RedisState):
-        import logging
-
-        logging.getLogger("alert_infra").warning(
-            "queued delivery: the outbox is on but the idempotency records are not in Redis (set the state to a "
-            "redis:// URL): queued alerts are not watched"
-        )
-        return None
-    return _outbox.Outbox(state, settings.queue or DEFAULT_QUEUE, horizon=settings.outbox_horizon)
-
-
-def _configured_outbox(config: AlertConfig, table: _TableSettings) -> _outbox.Outbox | None:
-    """The outbox of ``[alert_infra.celery]`` (``outbox``, ``outbox_horizon``), or ``None`` when
-    it is off or the records are not in Redis (said once in the log: a lost message stays lost)."""
-    if not table.outbox:
-        return None
-    state = _outbox_state(config, table, timeout=min(0.5, table.settings.publish_timeout))
-    return build_outbox(replace(table.settings, outbox=True), state)
-
-
 def outbox_status(config: AlertConfig) -> dict[str, Any]:
-    """What ``alert-infra outbox`` shows for ``config``: ``{"enabled", "queue", "horizon",
-    "watched", "overdue", "oldest_overdue", "reachable", "problem"}`` (counts ``None`` when the
-    outbox is off or its Redis does not answer). Never a URL or a password.
+    """What ``alert-infra outbox`` shows for ``config`` (see
+    :func:`alert_infra.queued.broker.outbox_status`). Never a URL or a password.
 
     Raises:
         AlertConfigurationError: ``[alert_infra.celery]`` is invalid.
     """
-    table = _table(config)
-    status: dict[str, Any] = {
-        "enabled": table.outbox,
-        "queue": table.settings.queue or DEFAULT_QUEUE,
-        "horizon": table.outbox_horizon,
-        "watched": None,
-        "overdue": None,
-        "oldest_overdue": None,
-        "reachable": None,
-        "problem": None,
-    }
-    if not table.outbox:
-        return status
-    box = _configured_outbox(config, table)
-    if box is None:
-        status["problem"] = "the idempotency records are not in Redis: set [alert_infra] state to a redis:// URL"
-        return status
-    try:
-        summary = box.summary()
-    finally:
-        box.state.close()
-    status["reachable"] = summary is not None
-    if summary is None:
-        # Every call of the outbox's state has one total deadline (the state's timeout): a Redis that
-        # trickles or never answers ends this command within it, as a monitor needs.
-        timeout = getattr(box.state, "timeout", None)
-        within = f" within {timeout:g}s" if isinstance(timeout, (int, float)) else ""
-        error = getattr(box.state, "last_error", None)
-        status["problem"] = f"the outbox's Redis did not answer{within}" + (
-            f" ({error})" if error and not error.startswith("no answer") else ""
-        )
-    else:
-        status.update(summary)
-    return status
-
-
-def _fail_silently(config: AlertConfig) -> bool:
-    value = config.integrations.get("celery", {}).get("fail_silently", True)
-    return value if isinstance(value, bool) else True
+    return _broker.outbox_status(config, _table(config))
 
 
 # -- the worker ------------------------------------------------------------------------------------
-class _Worker:
-    """What one worker process builds once: the dispatcher of its channels and the idempotency store."""
+def _worker_for(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _broker.Worker:
+    """This process's worker context for ``task`` (its channels from ``factory()`` or the
+    configuration, always in-process), built on its first alert in this process."""
 
-    def __init__(
-        self,
-        dispatcher: Any,
-        state: StateBackend,
-        prefix: str,
-        ttl: float,
-        horizon: float = _outbox.DEFAULT_HORIZON,
-        settings: AsyncAlertConfig | None = None,
-    ) -> None:
-        self.pid = os.getpid()
-        #: This worker's own queued-delivery settings (they cap what a message asks for); ``None``
-        #: with a dispatcher factory: the bounds every sender enforces.
-        self.settings = settings
-        self.dispatcher = dispatcher
-        self.state = state
-        self.prefix = prefix
-        self.ttl = ttl
-        self.horizon = horizon
-        self._outboxes: dict[tuple[str, float], _outbox.Outbox] = {}
-        #: The starts of each delivery step, in the idempotency records' state (:mod:`.queued.poison`).
-        self.starts = StartCounter(
-            state,
-            f"{prefix}:starts",
-            bound=settings.max_starts if settings is not None else DEFAULT_MAX_STARTS,
-            ttl=ttl,
-        )
+    def build() -> _broker.Worker:
+        config = _worker_config(factory, config_source)
+        dispatcher = factory() if factory is not None else config.build_dispatcher(delivery="inline")  # type: ignore[union-attr]
+        table = _table(config) if config is not None else None
+        return _broker.Worker(dispatcher, config, table, max_starts=getattr(factory, "max_starts", None))
 
-    def key(self, alert_id: str, channel: str) -> str:
-        return f"{self.prefix}:{alert_id}:{channel}"
-
-    def outbox(self, queue: Any, horizon: Any = None) -> _outbox.Outbox | None:
-        """The outbox a message names (its ``outbox`` argument: the queue; ``outbox_horizon``: the
-        sender's horizon, else this worker's), when the records are in Redis (the sender's outbox
-        is the same keys); else ``None``."""
-        from ._checks import MAX_WINDOW
-        from .state import RedisState
-
-        if not isinstance(queue, str) or not queue or not isinstance(self.state, RedisState):
-            return None
-        valid = isinstance(horizon, (int, float)) and not isinstance(horizon, bool) and 0 < horizon <= MAX_WINDOW
-        seconds = float(horizon) if valid else self.horizon
-        box = self._outboxes.get((queue, seconds))
-        if box is None:
-            if len(self._outboxes) >= 32:  # queue names come from messages: keep the cache bounded
-                self._outboxes.clear()
-            box = self._outboxes[(queue, seconds)] = _outbox.Outbox(self.state, queue[:200], horizon=seconds)
-        return box
-
-    def record(self, channel: str) -> None:
-        """The dispatcher's ``on_sent``: the channel got the alert of this task (see ``_TASK_ALERT``)."""
-        alert_id = _TASK_ALERT.get()
-        if alert_id is not None:
-            self.state.mark_delivered(self.key(alert_id, channel), self.ttl)
-
-
-#: The alert id of the task running in this context (read by :meth:`_Worker.record` in the
-#: dispatcher's worker threads, which run in a copy of the task's context).
-_TASK_ALERT: ContextVar[str | None] = ContextVar("alert_infra_celery_task_alert", default=None)
-_WORKERS: dict[int, _Worker] = {}
-_WORKER_LOCK: list[Any] = []
-
-
-def _worker_for(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _Worker:
-    """This process's :class:`_Worker` for ``task`` (built on its first alert: after the fork of a
-    prefork child, never inherited from the parent)."""
-    from _thread import allocate_lock
-
-    pid = os.getpid()
-    key = id(task)
-    worker = _WORKERS.get(key)
-    if worker is not None and worker.pid == pid:
-        return worker
-    if not _WORKER_LOCK or _WORKER_LOCK[0][0] != pid:
-        _WORKER_LOCK[:] = [(pid, allocate_lock())]
-    with _WORKER_LOCK[0][1]:
-        worker = _WORKERS.get(key)
-        if worker is not None and worker.pid == pid:
-            return worker
-        worker = _build_worker(task, factory, config_source)
-        _WORKERS[key] = worker
-        return worker
+    return _broker.worker_for(id(task), build)
 
 
 def _worker_config(factory: Callable[[], Any] | None, config_source: Any) -> AlertConfig | None:
@@ -852,46 +508,6 @@ def _worker_config(factory: Callable[[], Any] | None, config_source: Any) -> Ale
             "where alert-infra.toml is)"
         )
     return load_config(found[0])
-
-
-def _build_worker(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _Worker:
-    from .state import MemoryState, RedisState, open_state
-
-    config = _worker_config(factory, config_source)
-    dispatcher = factory() if factory is not None else config.build_dispatcher(delivery="inline")  # type: ignore[union-attr]
-    table = _table(config) if config is not None else None
-    ttl = table.settings.idempotency_ttl if table is not None else DEFAULT_IDEMPOTENCY_TTL
-    prefix = (config.state_prefix if config is not None else "alert-infra") + ":delivered"
-    state: StateBackend
-    if table is not None and table.state is not None:
-        state = open_state(table.state)
-    elif getattr(getattr(dispatcher, "state", None), "name", "memory") != "memory":
-        state = dispatcher.state
-    elif table is not None and table.redis and table.broker_url is not None:
-        state = RedisState(table.broker_url, prefix=config.state_prefix if config is not None else "alert-infra")
-        prefix = "delivered"
-    else:
-        import logging
-
-        logging.getLogger("alert_infra").warning(
-            "alert_infra.dispatch_alert: the idempotency records live in this worker process only (no shared state:"
-            " set [alert_infra] state or [alert_infra.celery] state to a redis:// URL): a task redelivered to"
-            " another process may re-send channels that already got the alert"
-        )
-        state = MemoryState()
-    if isinstance(state, RedisState) and prefix.endswith(":delivered"):
-        prefix = "delivered"  # RedisState adds its own prefix
-    horizon = table.outbox_horizon if table is not None else _outbox.DEFAULT_HORIZON
-    worker = _Worker(dispatcher, state, prefix, ttl, horizon, table.settings if table is not None else None)
-    bound = getattr(factory, "max_starts", None)  # a factory may say it (Django: ASYNC["MAX_STARTS"])
-    if table is None and callable(bound):
-        try:
-            worker.starts.bound = max(1, int(bound()))
-        except Exception:  # noqa: BLE001 - a factory's settings problem: the default bound
-            worker.starts.bound = DEFAULT_MAX_STARTS
-    if hasattr(dispatcher, "on_sent"):
-        dispatcher.on_sent = worker.record
-    return worker
 
 
 class _Summary(_MappingABC):  # type: ignore[type-arg]
@@ -941,7 +557,8 @@ def _stores_result(task: Any, request: Any) -> bool:
     return not (explicit if explicit is not None else getattr(task, "ignore_result", False))
 
 
-def _summary(result: DeliveryResult, delivered_before: list[str], *, plain: bool = False) -> Mapping[str, Any]:
+def _summary(result: DeliveryResult | None, delivered_before: list[str], *, plain: bool = False) -> Mapping[str, Any]:
+    result = result if result is not None else DeliveryResult()
     data = {
         "sent": list(result.sent),
         "failed": dict(result.failed),
@@ -968,28 +585,21 @@ def dispatch_alert(
 ) -> Mapping[str, Any]:
     """The body of the ``alert_infra.dispatch_alert`` task (``task`` is the bound Celery task).
 
-    Delivers to every channel named (``None``: the worker's default channels) that has no
-    idempotency record for this alert yet, records each one that succeeds, and retries (a new
-    message, the same task id) with only the channels that failed retryably. Returns a
-    secret-free summary (``sent``, ``failed``, ``retryable``, ``non_retryable``,
-    ``already_delivered``): a read-only mapping (a plain ``dict`` when Celery stores the result,
-    see :class:`_Summary`). The idempotency records of all the channels are read in one round
-    trip (:meth:`~alert_infra.state.StateBackend.delivered`); each channel's record is written the
-    moment it succeeds, in the thread that delivered it.
-
-    ``outbox`` (the queue whose :class:`~alert_infra.outbox.Outbox` watches this delivery, set by
-    the sender): the entry is moved on when the task starts (in the round trip that reads the
-    records) and when it schedules its retry, and removed when the task ends. ``outbox_copy``: the
-    message is a copy the reaper published (see :meth:`~alert_infra.outbox.Outbox.begin`).
+    Checks the message (every field within the sender's bounds, the retries capped by this worker's
+    own settings), dead-letters a step that killed its worker ``max_starts`` times, then runs the
+    neutral step (:func:`alert_infra.queued.step.deliver`: the channels without an idempotency
+    record, each recorded the moment it succeeds; ``outbox``: the sender's outbox entry moved on,
+    postponed or removed; ``outbox_copy``: a copy its reaper published) and turns its "retry these
+    channels in N s" into ``task.retry`` (a new message, the same task id, only those channels).
+    Returns a secret-free summary (``sent``, ``failed``, ``retryable``, ``non_retryable``,
+    ``already_delivered``): a read-only mapping, a plain ``dict`` when Celery stores the result.
     """
     import logging
 
-    log = logging.getLogger("alert_infra")
     request = getattr(task, "request", None)
     retries = int(getattr(request, "retries", 0) or 0)
+    plain = _stores_result(task, request)
     worker = _worker_for(task, dispatcher_factory, config_source)
-    # Every field is checked against the sender's bounds before anything touches it, and the retry
-    # settings are capped by this worker's own (issue 19: poison messages).
     try:
         message = check_message(
             dict(alert_payload) if isinstance(alert_payload, _MappingABC) else alert_payload,
@@ -1000,129 +610,55 @@ def dispatch_alert(
             worker=worker.settings,
         )
     except InvalidMessage as exc:
-        log.error("alert %s: dropped, the message is outside the sender's bounds: %s", str(alert_id)[:64], exc)
-        return _summary(DeliveryResult(), [], plain=_stores_result(task, request))
-    options = message.options
-    alert_id = message.alert_id
-    dispatcher = worker.dispatcher
+        logging.getLogger("alert_infra").error(
+            "alert %s: dropped, the message is outside the sender's bounds: %s", str(alert_id)[:64], exc
+        )
+        return _summary(None, [], plain=plain)
+    box = worker.outboxes.get(outbox, outbox_horizon) if outbox is not None else None
     # A step started MAX_STARTS times already without finishing killed its worker each time
     # (acks_late + reject_on_worker_lost hand it back at once): dead-letter it, never run it again.
-    if worker.starts.start(alert_id, message.attempt) is None:
-        _dead_letter(worker, message, outbox, outbox_horizon)
-        return _summary(DeliveryResult(), [], plain=_stores_result(task, request))
-    alert = Alert.from_dict(message.alert)
-    wanted = wanted_channels(dispatcher, message.transport_names)
-    # One round trip for every channel's idempotency record (not one per channel).
-    keys = {worker.key(alert_id, name): name for name in wanted}
-    plain = _stores_result(task, request)
-    box = worker.outbox(outbox, outbox_horizon) if outbox is not None else None
-    if box is not None:
-        go_on, found = box.begin(alert_id, list(keys), copy=bool(outbox_copy))
-        if not go_on:
-            log.info("alert %s: another run of it started less than %gs ago: this copy ends", alert_id, box.horizon)
-            return _summary(DeliveryResult(), [], plain=plain)
-        recorded = set(found)
-    else:
-        recorded = set(worker.state.delivered(list(keys))) if keys else set()
-    before = [name for key, name in keys.items() if key in recorded]
-    remaining = [name for name in wanted if name not in before]
-    if before:
-        log.info("alert %s: %s already delivered (redelivered task): not sent again", alert_id, ", ".join(before))
-    if not remaining:
-        if box is not None:
-            box.done(alert_id)
-        return _summary(DeliveryResult(), before, plain=plain)
-    # Several channels: each one's record is written the moment it succeeds (a slower one may still
-    # be sending when the worker dies). One channel watched by the outbox: its record goes with the
-    # entry's removal, one round trip, written as soon as the send returns all the same.
-    deferred = (box is not None and len(remaining) == 1) or getattr(dispatcher, "on_sent", None) != worker.record
-    token, alert_token = _delivery_context(alert_id), _TASK_ALERT.set(None if deferred else alert_id)
-    try:
-        result = dispatcher.send(alert, remaining)
-    finally:
-        _TASK_ALERT.reset(alert_token)
-        _reset_delivery_context(token)
-    late = [worker.key(alert_id, name) for name in result.sent] if deferred else []
-    if result.retryable:
-        max_retries = int(options.get("MAX_RETRIES", DEFAULT_MAX_RETRIES))
-        _, countdown = decide(result, retries, options)
-        if countdown is not None:
-            log.warning(
-                "alert %s: retrying %s in %.1fs (retry %d of %d)",
-                alert_id,
-                ", ".join(result.retryable),
-                countdown,
-                retries + 1,
-                max_retries,
-            )
-            if late:
-                worker.state.mark_all_delivered(late, worker.ttl)
-            if box is not None:
-                box.postpone(alert_id, countdown)
-            raise task.retry(
-                args=[dict(message.alert)],
-                kwargs={
-                    "transport_names": list(result.retryable),
-                    "async_options": options,
-                    "alert_id": alert_id,
-                    "attempt": retries + 2,
-                    **({"outbox": outbox, "outbox_horizon": box.horizon} if box is not None else {}),
-                },
-                countdown=countdown,
-                max_retries=max_retries,
-            )
-        log.warning("alert %s: retries exhausted for %s", alert_id, ", ".join(result.retryable))
-    if box is not None:
-        box.done(alert_id, late, worker.ttl)
-    elif late:
-        worker.state.mark_all_delivered(late, worker.ttl)
-    return _summary(result, before, plain=plain)
-
-
-#: The outcome ``error`` of each channel of a dead-lettered delivery in the audit trail.
-DEAD_LETTERED = "DeadLettered"
-
-
-def _dead_letter(worker: _Worker, message: Any, outbox: str | None, horizon: float | None) -> None:
-    """A delivery whose step killed its worker ``max_starts`` times: logged by alert id and
-    recorded in the audit trail once (every channel failed, ``error`` ``"DeadLettered"``:
-    ``alert-infra history`` lists it, ``alert-infra send`` can send it again); its outbox entry is
-    removed (so no reaper publishes it again); it is acknowledged, never run."""
-    from .result import ChannelOutcome
-
-    alert_id, bound = message.alert_id, worker.starts.bound
-    box = worker.outbox(outbox, horizon) if outbox is not None else None
-    if box is not None:
-        box.done(alert_id)
-    if not worker.starts.first(alert_id, message.attempt):
-        return  # another copy of it was dead-lettered already
-    log_dead_letter(
-        alert_id,
-        bound,
-        f"Celery task, attempt {message.attempt}",
-        "not started again; `alert-infra history` shows it (error DeadLettered)",
+    if worker.starts.start(message.alert_id, message.attempt) is None:
+        _dead_letter(worker, message, box)
+        return _summary(None, [], plain=plain)
+    answer = deliver(
+        worker.dispatcher,
+        worker.state,
+        message,
+        prefix=worker.prefix,
+        ttl=worker.ttl,
+        retries=retries,
+        outbox=box,
+        copy=bool(outbox_copy),
     )
-    audit = getattr(worker.dispatcher, "audit", None)
-    record = getattr(audit, "alert_infra_after_dispatch", None)
-    if not callable(record):
-        return
-    reason = dead_letter_reason(bound) + "; not started again"
-    names = wanted_channels(worker.dispatcher, message.transport_names)
-    outcomes = [ChannelOutcome(n, "failed", error=DEAD_LETTERED, retryable=False, reason=reason) for n in names]
-    token = _delivery_context(alert_id)
-    try:
-        record(Alert.from_dict(message.alert), DeliveryResult.from_outcomes(outcomes))
-        flush = getattr(audit, "flush", None)
-        if callable(flush):
-            flush(2.0)
-    except Exception as exc:  # noqa: BLE001 - the log line above already says it
-        import logging
-
-        logging.getLogger("alert_infra").warning(
-            "alert %s: the dead letter was not recorded in the audit trail (%s)", alert_id, type(exc).__name__
+    if answer.countdown is not None:
+        raise task.retry(
+            args=[dict(message.alert)],
+            kwargs={
+                "transport_names": answer.retry,
+                "async_options": message.options,
+                "alert_id": message.alert_id,
+                "attempt": retries + 2,
+                **({"outbox": outbox, "outbox_horizon": box.horizon} if box is not None else {}),
+            },
+            countdown=answer.countdown,
+            max_retries=int(message.options["MAX_RETRIES"]),
         )
-    finally:
-        _reset_delivery_context(token)
+    return _summary(answer.result, answer.already, plain=plain)
+
+
+def _dead_letter(worker: _broker.Worker, message: Any, box: _outbox.Outbox | None) -> None:
+    """Dead-letter a delivery whose step killed its worker ``max_starts`` times: its outbox entry
+    removed (no reaper publishes it again), logged by alert id and recorded in the audit trail once
+    (``error`` ``"DeadLettered"``); the message is acknowledged, never run."""
+    if box is not None:
+        box.done(message.alert_id)
+    if not worker.starts.first(message.alert_id, message.attempt):
+        return  # another copy of it was dead-lettered already
+    bound = worker.starts.bound
+    hint = "not started again; `alert-infra history` shows it (error DeadLettered)"
+    log_dead_letter(message.alert_id, bound, f"Celery task, attempt {message.attempt}", hint)
+    channels = wanted_channels(worker.dispatcher, message.transport_names)
+    record_dead_letter(worker.dispatcher, message, channels, bound, "; not started again")
 
 
 def register_task(
@@ -1161,27 +697,21 @@ def register_task(
     decorator = _celery.shared_task if app is None else functools.partial(app.task, shared=False)
 
     def run(self: Any, alert_payload: Any, transport_names: Any = None, async_options: Any = None, **extra: Any) -> Any:
-        alert_id = extra.pop("alert_id", None)
-        attempt = extra.pop("attempt", None)
-        outbox = extra.pop("outbox", None)
-        outbox_copy = extra.pop("outbox_copy", False)
-        outbox_horizon = extra.pop("outbox_horizon", None)
         return dispatch_alert(
             self,
             alert_payload,
             transport_names,
             async_options,
-            alert_id,
-            attempt,
+            extra.pop("alert_id", None),
+            extra.pop("attempt", None),
             dispatcher_factory=dispatcher_factory,
             config_source=config,
-            outbox=outbox,
-            outbox_copy=outbox_copy,
-            outbox_horizon=outbox_horizon,
+            outbox=extra.pop("outbox", None),
+            outbox_copy=extra.pop("outbox_copy", False),
+            outbox_horizon=extra.pop("outbox_horizon", None),
         )
 
-    run.__name__ = "dispatch_alert"
-    run.__qualname__ = "dispatch_alert"
+    run.__name__ = run.__qualname__ = "dispatch_alert"
     run.__module__ = __name__
     task = decorator(
         bind=True,
@@ -1205,28 +735,16 @@ _SOURCES: dict[tuple[int | None, str], tuple[Any, Any, Any]] = {}
 
 
 # -- the outbox's reaper, in the worker's main process ---------------------------------------------
-class OutboxReaper:
-    """Publishes again the deliveries of an :class:`~alert_infra.outbox.Outbox` that no worker
-    started or finished within its horizon (a message the broker lost, a worker that died).
-
-    It runs in every worker's main process (started on Celery's ``worker_ready`` when
-    ``[alert_infra.celery] outbox`` is on), every ``interval`` seconds, and only while the queue
-    holds no message waiting for a worker: a delivery waiting in a backlog is never copied, and a
-    lost one is published again as soon as the queue has drained. Taking an entry is atomic
-    (several workers reap one outbox safely), and the copy is the same task (its id, its
-    channels): the idempotency records keep a channel that got the alert from getting it again.
-    """
+class OutboxReaper(_broker.Reaper):
+    """The outbox's reaper on Celery (see :class:`alert_infra.queued.broker.Reaper`): it runs in
+    every worker's main process (started on Celery's ``worker_ready`` when ``[alert_infra.celery]
+    outbox`` is on), reads the queue's depth through the broker and publishes a copy with
+    ``send_task`` (the same task id and channels)."""
 
     def __init__(self, app: Any, outbox: _outbox.Outbox, *, interval: float | None = None) -> None:
+        super().__init__(outbox, interval=interval)
         self.app = app
-        self.outbox = outbox
-        self.interval = interval if interval is not None else max(0.5, min(30.0, outbox.horizon / 10))
-        self.published = 0
-        self.given_up = 0
-        self._stop = _threading().Event()
-        self._thread: Any = None
         self._connection: Any = None
-        self._failing = False
 
     def waiting(self) -> int | None:
         """Messages waiting in the queue (``0`` when the broker has no such queue), ``None`` when
@@ -1234,103 +752,32 @@ class OutboxReaper:
         try:
             if self._connection is None:
                 self._connection = self.app.connection_for_write()
-            channel = self._connection.default_channel
-            _, count, _ = channel.queue_declare(queue=self.outbox.queue, passive=True)
+            _, count, _ = self._connection.default_channel.queue_declare(queue=self.outbox.queue, passive=True)
             return int(count)
-        except Exception as exc:  # noqa: BLE001 - the class name only, see below
-            name = type(exc).__name__
-            if name == "NotFound" or "NOT_FOUND" in str(exc)[:200]:
-                # Redis deletes an empty list: no queue there means no message waiting.
-                self._reset()
-                return 0
-            self._reset()
-            return None
+        except Exception as exc:  # noqa: BLE001 - the class name only: kombu's text can quote the URL
+            self.close()
+            # Redis deletes an empty list: no queue there means no message waiting.
+            return 0 if type(exc).__name__ == "NotFound" or "NOT_FOUND" in str(exc)[:200] else None
 
-    def _reset(self) -> None:
+    def publish_again(self, alert_id: str, message: dict[str, Any]) -> None:
+        self.app.send_task(
+            str(message.get("task") or DEFAULT_TASK_NAME),
+            args=message.get("args"),
+            kwargs={**(message.get("kwargs") or {}), "outbox_copy": True},
+            task_id=alert_id,
+            queue=str(message.get("queue") or self.outbox.queue),
+            retry=False,
+            argsrepr=f"(<alert {alert_id[:64]}>,)",
+            kwargsrepr="{'outbox': 'published again'}",
+        )
+
+    def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
                 connection.release()
             except Exception:  # noqa: BLE001, S110 - a broken connection is being dropped
                 pass
-
-    def reap(self) -> int:
-        """One pass: the number of deliveries published again."""
-        import logging
-
-        log = logging.getLogger("alert_infra")
-        if self.waiting() != 0:
-            return 0
-        published = 0
-        for alert_id, message in self.outbox.take_due():
-            if message is None:
-                self.given_up += 1
-                log.error(
-                    "alert %s: given up: published %d times and no worker ever finished its task (see the worker log)",
-                    alert_id[:64],
-                    self.outbox.max_reaps,
-                )
-                continue
-            try:
-                self.app.send_task(
-                    str(message.get("task") or DEFAULT_TASK_NAME),
-                    args=message.get("args"),
-                    kwargs={**(message.get("kwargs") or {}), "outbox_copy": True},
-                    task_id=alert_id,
-                    queue=str(message.get("queue") or self.outbox.queue),
-                    retry=False,
-                    argsrepr=f"(<alert {alert_id[:64]}>,)",
-                    kwargsrepr="{'outbox': 'published again'}",
-                )
-            except Exception as exc:  # noqa: BLE001 - it stays in the outbox: the next pass tries again
-                log.warning("alert %s: could not publish it again (%s)", alert_id[:64], type(exc).__name__)
-                continue
-            published += 1
-            log.warning(
-                "alert %s: no worker finished it within %gs: published again (the channels that got it are skipped)",
-                alert_id[:64],
-                self.outbox.horizon,
-            )
-        self.published += published
-        return published
-
-    def start(self) -> None:
-        """Reap every ``interval`` seconds in a daemon thread until :meth:`stop`."""
-        if self._thread is not None:
-            return
-        self._thread = _threading().Thread(target=self._loop, name="alert-infra-outbox-reaper", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        import logging
-
-        while not self._stop.wait(self.interval):
-            try:
-                self.reap()
-                self._failing = False
-            except Exception as exc:  # noqa: BLE001 - never take the worker down
-                if not self._failing:
-                    self._failing = True
-                    logging.getLogger("alert_infra").warning("alert outbox reaper failed (%s)", type(exc).__name__)
-        self._reset()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
-
-    def __repr__(self) -> str:
-        try:
-            return f"OutboxReaper({self.outbox!r}, interval={self.interval:g})"
-        except Exception:  # noqa: BLE001 - half-built
-            return "OutboxReaper(?)"
-
-
-def _threading() -> Any:
-    import threading
-
-    return threading
 
 
 #: The reapers this process runs (the worker's main process), stopped at the worker's shutdown.
@@ -1347,7 +794,7 @@ def reapers_for(app: Any) -> list[OutboxReaper]:
             continue
         config = _worker_config(factory, source)
         if config is not None:
-            box = _configured_outbox(config, _table(config))
+            box = _broker.configured_outbox(config, _table(config))
         else:
             box = outbox_factory(app) if outbox_factory is not None else None
         if box is None:
@@ -1364,20 +811,19 @@ def _start_reapers(sender: Any = None, **_: Any) -> None:
     """Celery's ``worker_ready``: start this worker's reapers (never raises into Celery)."""
     import logging
 
+    log = logging.getLogger("alert_infra")
     try:
         app = getattr(sender, "app", None)
-        if app is None:
-            return
-        for reaper in reapers_for(app):
+        for reaper in reapers_for(app) if app is not None else []:
             reaper.start()
             _REAPERS.append(reaper)
-            logging.getLogger("alert_infra").info(
+            log.info(
                 "alert outbox of queue %r watched: deliveries unfinished after %gs are published again",
                 reaper.outbox.queue[:64],
                 reaper.outbox.horizon,
             )
     except Exception as exc:  # noqa: BLE001 - a worker without a reaper still delivers
-        logging.getLogger("alert_infra").warning("alert outbox reaper not started (%s)", type(exc).__name__)
+        log.warning("alert outbox reaper not started (%s)", type(exc).__name__)
 
 
 def _stop_reapers(**_: Any) -> None:

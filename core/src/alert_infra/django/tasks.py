@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -36,15 +34,14 @@ try:
 except ImportError:  # no Celery: this module still imports (Django's task framework needs no Celery)
     register_task = None  # type: ignore[assignment]
 
-from ..dispatcher import AlertDispatcher
 from ..exceptions import AlertConfigurationError, RetryableAlertTransportError
+from ..queued.sender import QueuedDispatcher
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterator, Mapping
 
     from ..alert import Alert
     from ..queued.settings import AsyncAlertConfig
-    from ..result import DeliveryResult
 
 __all__ = [
     "CHANNEL_NAME",
@@ -82,6 +79,20 @@ class _SettingsDispatcher:
         from .conf import build_dispatcher
 
         return getattr(build_dispatcher(), name)
+
+    # The Celery worker sets the step's on_sent listener: on the dispatcher that delivers, not on
+    # this proxy (where delivery would never call it and no idempotency record would be written).
+    @property
+    def on_sent(self) -> Any:
+        from .conf import build_dispatcher
+
+        return build_dispatcher().on_sent
+
+    @on_sent.setter
+    def on_sent(self, listener: Any) -> None:
+        from .conf import build_dispatcher
+
+        build_dispatcher().on_sent = listener
 
     def __repr__(self) -> str:
         return "SettingsDispatcher(settings.ALERT_INFRA)"
@@ -319,30 +330,11 @@ def _enqueue_retry(message: Any, channels: list[str], countdown: float) -> None:
 
 
 # -- the sender -----------------------------------------------------------------------------------
-_CHANNELS: ContextVar[list[str] | None] = ContextVar("alert_infra_django_tasks_channels", default=None)
-_ALERT_ID: ContextVar[str | None] = ContextVar("alert_infra_django_tasks_alert_id", default=None)
-
-
 class EnqueueError(RetryableAlertTransportError):
     """The task backend did not take the alert; the text names the error's class only."""
 
 
-class _EnqueueTransport:
-    """The one channel of a :class:`DjangoTasksDispatcher`: enqueue the message, in the caller's
-    thread (a database backend writes in the caller's connection and transaction)."""
-
-    name = CHANNEL_NAME
-
-    def __init__(self, owner: DjangoTasksDispatcher) -> None:
-        self._owner = owner
-        self.blocking = True
-        self.max_send_time = owner.settings.publish_timeout
-
-    def send(self, alert: Alert) -> str:
-        return self._owner._publish(alert, _CHANNELS.get(), _ALERT_ID.get())
-
-
-class DjangoTasksDispatcher(AlertDispatcher):
+class DjangoTasksDispatcher(QueuedDispatcher):
     """Enqueue alerts on the project's ``TASKS`` backend (``ASYNC["BACKEND"] = "django.tasks"``).
 
     ``send(alert, channels=None)`` enqueues :data:`deliver_alert` with the message of
@@ -350,22 +342,26 @@ class DjangoTasksDispatcher(AlertDispatcher):
     :class:`~alert_infra.DeliveryResult` with ``sent == ("django.tasks",)`` and ``detail`` =
     ``"queued as task <alert id>"``. A backend that refuses (an unknown queue, its database down)
     gives, with ``FAIL_SILENTLY`` (default), a failed result naming the error's class; without it,
-    an :class:`AlertConfigurationError`. The enqueue runs in the caller's thread (an
-    ``ImmediateBackend`` delivers there and then).
+    an :class:`AlertConfigurationError`. The enqueue runs in the caller's thread (a database backend
+    writes in the caller's connection and transaction; an ``ImmediateBackend`` delivers there and
+    then).
     """
+
+    channel_name = CHANNEL_NAME
+    failure_text = "the alert could not be enqueued on Django's task backend ({error})"
 
     def __init__(self, *, config: Mapping[str, Any] | AsyncAlertConfig | None = None, **options: Any) -> None:
         from ..queued.settings import normalize_async_config
 
-        self.settings = normalize_async_config(config)
-        options.setdefault("timeout", self.settings.publish_timeout)
-        super().__init__([_EnqueueTransport(self)], **options)
+        settings = normalize_async_config(config)
+        options.setdefault("timeout", settings.publish_timeout)
+        super().__init__(settings, max_send_time=settings.publish_timeout, **options)
 
-    def _publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
+    def publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
         from ..queued.message import build_message
         from ..queued.settings import QUEUED_DETAIL
 
-        message = build_message(alert, channels, self.settings, alert_id or uuid.uuid4().hex)
+        message = build_message(alert, channels, self.settings, alert_id)
         try:
             task = _task().using(queue_name=self.settings.queue or "default")
             task.enqueue(message.alert, **message.kwargs())
@@ -375,56 +371,6 @@ class DjangoTasksDispatcher(AlertDispatcher):
             name = type(exc).__name__
             raise EnqueueError(f"the task backend did not take the alert ({name})") from None
         return QUEUED_DETAIL + message.alert_id
-
-    def send(
-        self,
-        alert: Alert,
-        channels: Iterable[str] | str | None = None,
-        *,
-        transport_names: Iterable[str] | None = None,
-    ) -> DeliveryResult:
-        """Enqueue ``alert`` for the channels named (default: the worker's default channels)."""
-        with self._queued(alert, channels if channels is not None else transport_names):
-            result = super().send(alert)
-        return self._checked(result)
-
-    async def asend(
-        self,
-        alert: Alert,
-        channels: Iterable[str] | str | None = None,
-        *,
-        transport_names: Iterable[str] | None = None,
-    ) -> DeliveryResult:
-        """Like :meth:`send`, for asyncio code."""
-        with self._queued(alert, channels if channels is not None else transport_names):
-            result = await super().asend(alert)
-        return self._checked(result)
-
-    @contextmanager
-    def _queued(self, alert: Alert, channels: Iterable[str] | str | None) -> Iterator[None]:
-        from .. import audit as _audit
-        from ..alert import Alert as _Alert
-        from ..exceptions import AlertValidationError
-        from ..routing import channel_names
-
-        if not isinstance(alert, _Alert):
-            raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
-        names = channel_names(channels) if channels is not None else None
-        alert_id = uuid.uuid4().hex
-        tokens = (_CHANNELS.set(names), _ALERT_ID.set(alert_id), _audit.set_delivery_id(alert_id))
-        try:
-            yield
-        finally:
-            _audit.reset_delivery_id(tokens[2])
-            _ALERT_ID.reset(tokens[1])
-            _CHANNELS.reset(tokens[0])
-
-    def _checked(self, result: DeliveryResult) -> DeliveryResult:
-        if result.failed and not self.settings.fail_silently:
-            outcome = result.outcome(CHANNEL_NAME)
-            error = outcome.error if outcome is not None else "Exception"
-            raise AlertConfigurationError(f"the alert could not be enqueued on Django's task backend ({error})")
-        return result
 
     def __repr__(self) -> str:
         return f"DjangoTasksDispatcher(queue={getattr(getattr(self, 'settings', None), 'queue', None)!r})"

@@ -10,11 +10,17 @@ Imports neither Celery nor Django. What every engine shares:
   it (:mod:`.message`: :func:`build_message`, :func:`check_message`);
 * the worker step that delivers and answers "done" or "retry these channels in N s" (backoff,
   full jitter, ``Retry-After`` up to the cap), with the idempotency records (:mod:`.step`);
-* the outbox of a broker that can lose a message (:mod:`alert_infra.outbox`);
+* the sender: :class:`QueuedDispatcher` (:mod:`.sender`), an ``AlertDispatcher`` whose one channel
+  hands the alert to the engine (an engine writes ``publish()``);
+* the dead-lettering of poison deliveries (:mod:`.poison`);
+* what a broker engine needs beside the broker (:mod:`.broker`): ``[alert_infra.celery]``
+  validated, where the workers keep their records, the outbox of a broker that can lose a message
+  (:mod:`alert_infra.outbox`) and its reaper's loop;
 * the local spool (:mod:`.spool`, :mod:`.sender`, :mod:`.worker`): ``delivery = "spool"`` and
   ``alert-infra worker``.
 
-A new engine is an adapter on these, registered in the ``alert_infra.delivery`` entry-point group.
+A new engine is an adapter on these, registered in the ``alert_infra.delivery`` entry-point group
+(``docs/guide/queued-delivery.md``, "A new engine").
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ __all__ = [
     "InvalidMessage",
     "Message",
     "Outbox",
+    "QueuedDispatcher",
     "Spool",
     "SpoolDispatcher",
     "SpoolSettings",
@@ -60,6 +67,7 @@ _WHERE = {
     "Spool": "spool",
     "SpoolUnavailable": "spool",
     "SpoolDispatcher": "sender",
+    "QueuedDispatcher": "sender",
     "spool_dispatcher": "sender",
     "SpoolWorker": "worker",
 }

@@ -16,7 +16,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["DEFAULT_MAX_STARTS", "MAX_MAX_STARTS", "StartCounter", "dead_letter_reason", "log_dead_letter"]
+__all__ = [
+    "DEAD_LETTERED",
+    "DEFAULT_MAX_STARTS",
+    "MAX_MAX_STARTS",
+    "StartCounter",
+    "dead_letter_reason",
+    "log_dead_letter",
+    "record_dead_letter",
+]
 
 _log = logging.getLogger("alert_infra")
 
@@ -35,6 +43,39 @@ def dead_letter_reason(starts: int) -> str:
 def log_dead_letter(alert_id: str, starts: int, where: str, hint: str) -> None:
     """The one ERROR line of a dead-lettered delivery: the alert id, why, where it is kept."""
     _log.error("alert %s: dead-lettered (%s): %s; %s", alert_id[:64], where, dead_letter_reason(starts), hint)
+
+
+#: The outcome ``error`` of each channel of a dead-lettered delivery in the audit trail.
+DEAD_LETTERED = "DeadLettered"
+
+
+def record_dead_letter(dispatcher: Any, message: Any, channels: list[str], starts: int, hint: str) -> None:
+    """Record a dead-lettered delivery in ``dispatcher``'s audit trail, once: each of ``channels``
+    failed with ``error`` :data:`DEAD_LETTERED` (``alert-infra history`` lists it; ``alert-infra
+    send`` can send it again once the cause is fixed). A trail that fails is logged, never raised."""
+    from .. import audit as _audit
+    from ..alert import Alert
+    from ..result import ChannelOutcome, DeliveryResult
+
+    audit = getattr(dispatcher, "audit", None)
+    record = getattr(audit, "alert_infra_after_dispatch", None)
+    if not callable(record):
+        return
+    reason = dead_letter_reason(starts) + hint
+    names = channels
+    outcomes = [ChannelOutcome(n, "failed", error=DEAD_LETTERED, retryable=False, reason=reason) for n in names]
+    token = _audit.set_delivery_id(message.alert_id)
+    try:
+        record(Alert.from_dict(message.alert), DeliveryResult.from_outcomes(outcomes))
+        flush = getattr(audit, "flush", None)
+        if callable(flush):
+            flush(2.0)
+    except Exception as exc:  # noqa: BLE001 - the log line already says it
+        _log.warning(
+            "alert %s: the dead letter was not recorded in the audit trail (%s)", message.alert_id, type(exc).__name__
+        )
+    finally:
+        _audit.reset_delivery_id(token)
 
 
 class StartCounter:

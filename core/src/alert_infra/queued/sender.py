@@ -1,6 +1,8 @@
-"""``[alert_infra] delivery = "spool"``: the dispatcher whose one channel is the spool write.
+"""The sender's side of queued delivery: :class:`QueuedDispatcher`, the dispatcher whose one channel
+hands the alert to a queue engine (the base of the spool's, Celery's and Django's task framework's
+dispatchers), and ``[alert_infra] delivery = "spool"`` (:class:`SpoolDispatcher`).
 
-``send()`` commits the message to the spool before it returns: ``sent == ("spool",)``, the spool
+The spool's ``send()`` commits the message to the spool before it returns: ``sent == ("spool",)``, the spool
 id in the outcome's ``detail`` (``"queued as spool row <id> (alert <alert id>)"``). When the spool
 cannot take it (past ``spool_max_bytes``, disk full, read-only, locked longer than
 :data:`~alert_infra.queued.spool.BUSY_TIMEOUT`), the alert is delivered in-process instead and the
@@ -27,31 +29,114 @@ if TYPE_CHECKING:
 
     from ..config import AlertConfig
 
-__all__ = ["CHANNEL_NAME", "SpoolDispatcher", "spool_dispatcher"]
+__all__ = ["CHANNEL_NAME", "QueuedDispatcher", "SpoolDispatcher", "spool_dispatcher"]
 
 #: The name of the one channel of a :class:`SpoolDispatcher` (``sent == ("spool",)``).
 CHANNEL_NAME = "spool"
-#: ``(channels, alert id)`` of the send() in progress in this context, for the spool channel.
-_PENDING: ContextVar[tuple[list[str] | None, str] | None] = ContextVar("alert_infra_spool_pending", default=None)
+#: ``(channels, alert id)`` of the send() in progress in this context, for the enqueue channel.
+_PENDING: ContextVar[tuple[list[str] | None, str] | None] = ContextVar("alert_infra_queued_pending", default=None)
 
 
-class _SpoolTransport:
-    name = CHANNEL_NAME
-    # A local SQLite write, bounded by the spool's busy timeout: in the caller's thread.
-    blocking = False
+class _Enqueue:
+    """The one channel of a :class:`QueuedDispatcher`: hand the alert to its engine."""
 
-    def __init__(self, owner: SpoolDispatcher) -> None:
+    def __init__(self, owner: QueuedDispatcher, blocking: bool, max_send_time: float | None) -> None:
         self._owner = owner
+        self.name = owner.channel_name
+        self.blocking = blocking
+        self.max_send_time = max_send_time
 
     def send(self, alert: Alert) -> str:
-        owner = self._owner
         names, alert_id = _PENDING.get() or (None, None)
-        message = build_message(alert, names, owner.settings, alert_id)
-        row = owner.spool.put(message)
-        return f"{QUEUED_DETAIL}{message.alert_id} (spool row {row})"
+        return self._owner.publish(alert, names, alert_id)
 
 
-class SpoolDispatcher(AlertDispatcher):
+class QueuedDispatcher(AlertDispatcher):
+    """An :class:`~alert_infra.AlertDispatcher` whose one channel hands the alert to a queue engine
+    (the spool, Celery, Django's task framework), so the audit trail, the ``after_dispatch`` hooks,
+    ``asend``, ``close`` and the context manager work as for in-process delivery.
+
+    ``send(alert, channels=None)`` checks the alert and the channel names, draws the alert id, marks
+    the audit records of the context as that delivery's, and calls :meth:`publish` (an engine's one
+    method) through the dispatcher; the result is ``sent == (channel_name,)`` with the engine's
+    ``detail``. A failed enqueue is a failed result, or with ``fail_silently`` false an
+    :class:`~alert_infra.AlertConfigurationError` (``failure_text``).
+
+    Args:
+        settings: the :class:`~alert_infra.queued.settings.AsyncAlertConfig` of the messages.
+        blocking, max_send_time: the enqueue channel's (see :class:`~alert_infra.AlertDispatcher`:
+            ``blocking=False`` runs it in the caller's thread).
+        dispatcher_options: anything :class:`~alert_infra.AlertDispatcher` takes.
+    """
+
+    #: The name of the one channel (``sent == (channel_name,)``).
+    channel_name = "queued"
+    #: The error of a failed enqueue with ``fail_silently`` false (``error``: the outcome's error
+    #: class, ``reason``: its reason).
+    failure_text = "the alert could not be enqueued ({error}): {reason}"
+
+    def __init__(
+        self,
+        settings: AsyncAlertConfig,
+        *,
+        blocking: bool = True,
+        max_send_time: float | None = None,
+        **dispatcher_options: Any,
+    ) -> None:
+        self.settings = settings
+        super().__init__([_Enqueue(self, blocking, max_send_time)], **dispatcher_options)
+
+    def publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:  # pragma: no cover
+        """Hand ``alert`` (redacted) for ``channels`` (``None``: the worker's defaults) to the engine
+        under ``alert_id``; the outcome's ``detail``. Raise to fail the enqueue."""
+        raise NotImplementedError
+
+    def send(
+        self, alert: Alert, channels: Iterable[str] | str | None = None, *, transport_names: Any = None
+    ) -> DeliveryResult:
+        """Enqueue ``alert`` for the channels named (default: the worker's default channels)."""
+        names, alert_id = self._prepare(alert, channels if channels is not None else transport_names)
+        pending, delivery = _PENDING.set((names, alert_id)), _audit.set_delivery_id(alert_id)
+        try:
+            result = super().send(alert)
+        finally:
+            _PENDING.reset(pending)
+            _audit.reset_delivery_id(delivery)
+        return self._checked(result, alert, names)
+
+    async def asend(
+        self, alert: Alert, channels: Iterable[str] | str | None = None, *, transport_names: Any = None
+    ) -> DeliveryResult:
+        """Like :meth:`send`, for asyncio code: the enqueue runs off the event loop."""
+        names, alert_id = self._prepare(alert, channels if channels is not None else transport_names)
+        pending, delivery = _PENDING.set((names, alert_id)), _audit.set_delivery_id(alert_id)
+        try:
+            result = await super().asend(alert)
+        finally:
+            _PENDING.reset(pending)
+            _audit.reset_delivery_id(delivery)
+        return self._checked(result, alert, names)
+
+    def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
+        """``(channel names, alert id)`` of one enqueue, in the caller's thread."""
+        from ..exceptions import AlertValidationError
+
+        if not isinstance(alert, Alert):
+            raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
+        return (channel_names(channels) if channels is not None else None), new_alert_id()
+
+    def _checked(self, result: DeliveryResult, alert: Alert, names: list[str] | None) -> DeliveryResult:
+        if result.failed and not self.settings.fail_silently:
+            from ..exceptions import AlertConfigurationError
+
+            outcome = result.outcome(self.channel_name)
+            error = outcome.error if outcome is not None else "Exception"
+            reason = outcome.reason if outcome is not None and outcome.reason else "enqueue failed"
+            raise AlertConfigurationError(self.failure_text.format(error=error, reason=reason))
+        return result
+
+
+class SpoolDispatcher(QueuedDispatcher):
     """Spool alerts for ``alert-infra worker`` instead of delivering them in this process.
 
     Args:
@@ -60,6 +145,8 @@ class SpoolDispatcher(AlertDispatcher):
             (called once, on the first such alert).
         settings: the retry settings each message carries.
     """
+
+    channel_name = CHANNEL_NAME
 
     def __init__(
         self,
@@ -70,29 +157,19 @@ class SpoolDispatcher(AlertDispatcher):
         **dispatcher_options: Any,
     ) -> None:
         self.spool = spool
-        self.settings = settings or AsyncAlertConfig()
         self._fallback_factory = fallback
         self._fallback: AlertDispatcher | None = None
         self.spooled = 0
         self.fell_back = 0
-        super().__init__([_SpoolTransport(self)], **dispatcher_options)
+        # A local SQLite write, bounded by the spool's busy timeout: in the caller's thread.
+        super().__init__(settings or AsyncAlertConfig(), blocking=False, **dispatcher_options)
 
-    def send(  # type: ignore[override]
-        self, alert: Alert, channels: Iterable[str] | str | None = None
-    ) -> DeliveryResult:
-        """Spool ``alert`` for the channels named (default: the worker's default channels)."""
-        from ..exceptions import AlertValidationError
+    def publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
+        message = build_message(alert, channels, self.settings, alert_id)
+        row = self.spool.put(message)
+        return f"{QUEUED_DETAIL}{message.alert_id} (spool row {row})"
 
-        if not isinstance(alert, Alert):
-            raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
-        names = channel_names(channels) if channels is not None else None
-        alert_id = new_alert_id()
-        pending, delivery = _PENDING.set((names, alert_id)), _audit.set_delivery_id(alert_id)
-        try:
-            result = super().send(alert)
-        finally:
-            _PENDING.reset(pending)
-            _audit.reset_delivery_id(delivery)
+    def _checked(self, result: DeliveryResult, alert: Alert, names: list[str] | None) -> DeliveryResult:
         outcome = result.outcome(CHANNEL_NAME)
         if outcome is None or outcome.status != "failed":
             if outcome is not None and outcome.status == "sent":
@@ -100,13 +177,14 @@ class SpoolDispatcher(AlertDispatcher):
             return result
         return self._in_process(alert, names, outcome)
 
-    async def asend(  # type: ignore[override]
-        self, alert: Alert, channels: Iterable[str] | str | None = None
+    async def asend(
+        self, alert: Alert, channels: Iterable[str] | str | None = None, *, transport_names: Any = None
     ) -> DeliveryResult:
-        """Like :meth:`send`, off the event loop."""
+        """Like :meth:`send`, off the event loop (the spool write and any in-process fallback)."""
         import asyncio
 
-        return await asyncio.get_running_loop().run_in_executor(None, self.send, alert, channels)
+        names = channels if channels is not None else transport_names
+        return await asyncio.get_running_loop().run_in_executor(None, self.send, alert, names)
 
     def _in_process(self, alert: Alert, names: list[str] | None, failed: ChannelOutcome) -> DeliveryResult:
         reason = failed.reason or failed.error or "the spool cannot be written"
@@ -145,15 +223,22 @@ def open_spool(settings: SpoolSettings) -> Spool:
     return Spool(settings.path, sync=settings.sync, max_bytes=settings.max_bytes, lease=settings.lease)
 
 
-def spool_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: Any) -> SpoolDispatcher:
-    """The ``spool`` delivery of the ``alert_infra.delivery`` entry-point group."""
-    settings = spool_settings(config)
+def sender_options(config: AlertConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of a queued dispatcher built from ``config``: its audit trail (each enqueue is
+    recorded) and ``enabled``, unless given."""
     if "audit" not in kwargs and config.audit is not None:
         from ..audit import DEFAULT_RETENTION, open_audit
 
         retention = config.audit_retention if config.audit_retention is not None else DEFAULT_RETENTION
         kwargs["audit"] = open_audit(config.audit, retention=retention)
     kwargs.setdefault("enabled", config.enabled)
+    return kwargs
+
+
+def spool_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: Any) -> SpoolDispatcher:
+    """The ``spool`` delivery of the ``alert_infra.delivery`` entry-point group."""
+    settings = spool_settings(config)
+    kwargs = sender_options(config, kwargs)
     kwargs.setdefault("timeout", 5.0)
 
     def fallback() -> AlertDispatcher:

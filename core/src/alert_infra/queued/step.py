@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..result import DeliveryResult
     from .message import Message
 
-__all__ = ["Records", "StepAnswer", "decide", "deliver", "record_sent", "wanted_channels"]
+__all__ = ["Records", "StepAnswer", "decide", "deliver", "record_sent", "records_at_once", "wanted_channels"]
 
 _log = logging.getLogger("alert_infra")
 
@@ -84,12 +84,14 @@ def decide(result: DeliveryResult, retries: int, options: Mapping[str, Any]) -> 
 
 @dataclass(repr=False)
 class StepAnswer:
-    """What one step did: ``countdown`` ``None`` means done (delete the message)."""
+    """What one step did: ``countdown`` ``None`` means done (delete the message); ``ended``: a copy
+    of a delivery whose other run started less than an outbox horizon ago (nothing was sent)."""
 
     result: DeliveryResult | None
     already: list[str] = field(default_factory=list)
     retry: list[str] = field(default_factory=list)
     countdown: float | None = None
+    ended: bool = False
 
     @guarded_repr
     def __repr__(self) -> str:
@@ -100,6 +102,13 @@ class StepAnswer:
         return self.countdown is None
 
 
+def records_at_once(dispatcher: Any) -> bool:
+    """Whether ``dispatcher.on_sent`` writes each channel's record the moment it succeeds
+    (:func:`record_sent`, or a listener that calls it); else the step writes them after the send."""
+    listener = getattr(dispatcher, "on_sent", None)
+    return listener is record_sent or bool(getattr(listener, "_alert_infra_records", False))
+
+
 def deliver(
     dispatcher: Any,
     records: Any,
@@ -108,40 +117,73 @@ def deliver(
     prefix: str,
     ttl: float,
     retries: int,
+    outbox: Any = None,
+    copy: bool = False,
 ) -> StepAnswer:
     """Deliver ``message`` (checked: :func:`~alert_infra.queued.message.check_message`) to every
     channel it names that has no idempotency record yet; record each one the moment it succeeds
-    (``dispatcher.on_sent`` must be :func:`record_sent`); answer what to retry and when."""
+    (``dispatcher.on_sent`` is :func:`record_sent`: see :func:`records_at_once`); answer what to
+    retry and when.
+
+    ``outbox`` (an :class:`~alert_infra.outbox.Outbox` watching this delivery; ``copy``: this
+    message is one its reaper published again): the records are read in the round trip that moves
+    the entry on (:meth:`~alert_infra.outbox.Outbox.begin`), the entry is postponed by a retry's
+    countdown and removed when the delivery is done. With it and one channel left, that channel's
+    record goes with the entry's removal (one round trip), written as soon as the send returns.
+    """
     from .. import audit as _audit
     from ..alert import Alert
 
+    alert_id = message.alert_id
     wanted = wanted_channels(dispatcher, message.transport_names)
-    keys = {f"{prefix}:{message.alert_id}:{name}": name for name in wanted}
-    recorded = set(records.delivered(list(keys))) if keys else set()
+    keys = {f"{prefix}:{alert_id}:{name}": name for name in wanted}
+    if outbox is not None:
+        go_on, found = outbox.begin(alert_id, list(keys), copy=copy)
+        if not go_on:
+            _log.info("alert %s: another run of it started less than %gs ago: this copy ends", alert_id, outbox.horizon)
+            return StepAnswer(None, ended=True)
+        recorded = set(found)
+    else:
+        recorded = set(records.delivered(list(keys))) if keys else set()
     already = [name for key, name in keys.items() if key in recorded]
     remaining = [name for name in wanted if name not in already]
     if already:
-        _log.info("alert %s: %s already delivered: not sent again", message.alert_id, ", ".join(already))
+        _log.info("alert %s: %s already delivered: not sent again", alert_id, ", ".join(already))
     if not remaining:
+        if outbox is not None:
+            outbox.done(alert_id)
         return StepAnswer(None, already)
     alert = Alert.from_dict(message.alert)
-    token = _CURRENT.set((records, prefix, message.alert_id, ttl))
-    audit_token = _audit.set_delivery_id(message.alert_id)
+    # Several channels: each one's record is written the moment it succeeds (a slower one may still
+    # be sending when the worker dies).
+    deferred = (outbox is not None and len(remaining) == 1) or not records_at_once(dispatcher)
+    token = _CURRENT.set(None if deferred else (records, prefix, alert_id, ttl))
+    audit_token = _audit.set_delivery_id(alert_id)
     try:
         result = dispatcher.send(alert, remaining)
     finally:
         _audit.reset_delivery_id(audit_token)
         _CURRENT.reset(token)
+    late = [f"{prefix}:{alert_id}:{name}" for name in result.sent] if deferred else []
     retry, countdown = decide(result, retries, message.options)
     if countdown is not None:
         _log.warning(
             "alert %s: retrying %s in %.1fs (retry %d of %d)",
-            message.alert_id,
+            alert_id,
             ", ".join(retry),
             countdown,
             retries + 1,
             int(message.options.get("MAX_RETRIES", DEFAULT_MAX_RETRIES)),
         )
-    elif retry:
-        _log.warning("alert %s: retries exhausted for %s", message.alert_id, ", ".join(retry))
+        if late:
+            records.mark_all_delivered(late, ttl)
+        if outbox is not None:
+            outbox.postpone(alert_id, countdown)
+        return StepAnswer(result, already, retry, countdown)
+    if retry:
+        _log.warning("alert %s: retries exhausted for %s", alert_id, ", ".join(retry))
+    if outbox is not None:
+        outbox.done(alert_id, late, ttl)
+    elif late:
+        records.mark_all_delivered(late, ttl)
     return StepAnswer(result, already, retry, countdown)
