@@ -58,10 +58,12 @@ __all__ = [
     "Monitor",
     "MonitorWatcher",
     "Watchdog",
+    "check_monitor_name",
     "job_state",
     "monitor",
     "monitor_store",
     "record_ping",
+    "schedule_seconds",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,12 @@ MAX_MESSAGE = 500
 PING_KINDS = ("start", "success", "fail")
 
 
-def _check_name(name: object) -> str:
+def check_monitor_name(name: object) -> str:
+    """``name`` as a job monitor's name (stripped): 1 to :data:`MAX_NAME` printable characters.
+
+    Raises:
+        AlertConfigurationError: anything else (the name is a record key and part of alert titles).
+    """
     from .exceptions import AlertConfigurationError
 
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
@@ -88,7 +95,14 @@ def _check_name(name: object) -> str:
     return name.strip()
 
 
-def _seconds(value: object, name: str) -> float | None:
+def schedule_seconds(value: object, name: str) -> float | None:
+    """A monitor's ``every`` or ``grace`` (or the watchdog's ``every``) in seconds: a number of
+    seconds or a duration (``90s``, ``5m``, ``2h``, ``1d``), more than zero; ``None`` stays ``None``
+    (not set).
+
+    Raises:
+        AlertConfigurationError: not a duration, or zero or less; the message names ``name``.
+    """
     if value is None:
         return None
     from .lifecycle.durations import parse_duration
@@ -163,10 +177,10 @@ def record_ping(
     from .exceptions import AlertConfigurationError
     from .security import redact_text
 
-    name = _check_name(name)
+    name = check_monitor_name(name)
     if kind not in PING_KINDS:
         raise AlertConfigurationError(f"a ping is one of {', '.join(PING_KINDS)}")
-    every_s, grace_s = _seconds(every, "every"), _seconds(grace, "grace")
+    every_s, grace_s = schedule_seconds(every, "every"), schedule_seconds(grace, "grace")
     at = store.clock() if now is None else now
     record = store.get(name) or {"name": name, "every": None, "grace": 0.0, "created": at}
     if every_s is not None:
@@ -228,9 +242,9 @@ class Monitor:
         store: Any = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.name = _check_name(name)
-        self.every = _seconds(every, "every")
-        self.grace = _seconds(grace, "grace")
+        self.name = check_monitor_name(name)
+        self.every = schedule_seconds(every, "every")
+        self.grace = schedule_seconds(grace, "grace")
         self._store_spec = store
         self._store: RecordStore | None = None
         self._clock = clock
@@ -459,7 +473,7 @@ class Watchdog:
             raise AlertConfigurationError("[alert_infra.watchdog] url: an http:// or https:// URL")
         register_secret(url, owner=self)
         self._url = url.rstrip("/")
-        self.every = _seconds(every, "[alert_infra.watchdog] every") or 60.0
+        self.every = schedule_seconds(every, "[alert_infra.watchdog] every") or 60.0
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
             raise AlertConfigurationError("[alert_infra.watchdog] timeout: more than 0, at most 60 seconds")
         self.timeout = float(timeout)

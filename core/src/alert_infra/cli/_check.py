@@ -31,7 +31,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     import socket
 
     from ..alert import Alert
-    from ..config import _close_all, _summary
+    from ..config import close_transports, summarise_problems
     from ..dispatcher import AlertDispatcher
     from ..exceptions import AlertConfigurationError
 
@@ -40,7 +40,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     # Build every channel exactly as `send` would (the plugin host's build_transport), send nothing,
     # close what was built: a refusal by a transport's constructor is found here, not at send time.
     constructed, broken = config.build_channels()
-    _close_all(constructed.values())
+    close_transports(constructed.values())
     problems = [clean(exc) for exc in broken.values()]
     warnings = _check_warnings(args, config)
     problems.extend(_check_state(config))
@@ -57,13 +57,14 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     ]
     if problems:
         if args.json:
-            error = {"kind": "configuration", "message": _summary(config.source, problems), "problems": problems}
+            message = summarise_problems(config.source, problems)
+            error = {"kind": "configuration", "message": message, "problems": problems}
             print_envelope(
                 out, "check", EXIT_USAGE, error=error, warnings=warnings, source=config.source, channels=listed
             )
             return EXIT_USAGE
         _warn(warnings, getattr(args, "err", None) or sys.stderr)
-        raise AlertConfigurationError(_summary(config.source, problems))
+        raise AlertConfigurationError(summarise_problems(config.source, problems))
     if not args.json:
         _warn(warnings, getattr(args, "err", None) or sys.stderr)
     if not args.send_test:

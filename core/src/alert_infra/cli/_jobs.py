@@ -44,7 +44,7 @@ def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     import subprocess
 
-    from ..monitor import JOBS_KIND, _check_name, _seconds, record_ping
+    from ..monitor import JOBS_KIND, check_monitor_name, record_ping, schedule_seconds
     from ..security import redact_text
 
     command = list(args.command)
@@ -52,9 +52,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         command = command[1:]
     if not command:
         raise UsageError("run: give the command after --, e.g. alert-infra run nightly-backup -- ./backup.sh")
-    name = _check_name(args.job)
-    _seconds(args.every, "--every")
-    _seconds(args.grace, "--grace")  # a bad duration is a usage error before anything runs
+    name = check_monitor_name(args.job)
+    schedule_seconds(args.every, "--every")
+    schedule_seconds(args.grace, "--grace")  # a bad duration is a usage error before anything runs
     config = read_config(args, required=False)
     store: Any = None
     try:

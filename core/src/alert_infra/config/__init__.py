@@ -78,9 +78,7 @@ from typing import TYPE_CHECKING, Any
 from .._checks import MAX_WORKERS
 from ..exceptions import AlertConfigurationError
 from ._keys import CHANNEL_KEYS, DELIVERY_GROUP, INLINE, POLICY_KEYS, SETTINGS_KEYS
-from ._model import AlertConfig, ChannelConfig, delivery_factory
-from ._model import _close_all as _close_all  # kept: imported from this old path by cli/check.py
-from ._model import _summary as _summary  # kept: as above
+from ._model import AlertConfig, ChannelConfig, close_transports, delivery_factory, summarise_problems
 from ._schema import parse_config
 from ._secrets import FALLBACK_SECRET_WORDS, channel_secrets, mapping_secrets
 from ._source import CONFIG_ENV, CONFIG_FILE, TOOL_TABLES, expand_variables, find_config
@@ -105,12 +103,14 @@ __all__ = [
     "AlertConfig",
     "ChannelConfig",
     "channel_secrets",
+    "close_transports",
     "delivery_factory",
     "expand_variables",
     "find_config",
     "load_config",
     "mapping_secrets",
     "parse_config",
+    "summarise_problems",
 ]
 
 

@@ -233,8 +233,8 @@ class AlertConfig:
             return queued
         built, broken = self.build_channels()
         if strict and broken:
-            _close_all(built.values())
-            raise AlertConfigurationError(_summary(self.source, [str(e) for e in broken.values()]))
+            close_transports(built.values())
+            raise AlertConfigurationError(summarise_problems(self.source, [str(e) for e in broken.values()]))
         transports: list[Any] = []
         routes = {}
         for channel in self.channels:
@@ -290,7 +290,7 @@ class AlertConfig:
                 **kwargs,
             )
         except BaseException:
-            _close_all(built.values())
+            close_transports(built.values())
             raise
         self.register_secrets(owner=dispatcher)  # the options no transport registers (a broken channel's)
         for name, error in broken.items():
@@ -333,7 +333,7 @@ def _templated(transport: Any, channel: ChannelConfig) -> Any:
             transport, title_template=channel.title_template, body_template=channel.body_template, channel=channel.name
         )
     except BaseException:
-        _close_all([transport])
+        close_transports([transport])
         raise
 
 
@@ -355,7 +355,10 @@ def _channel_error(host: Any, channel: ChannelConfig) -> AlertConfigurationError
         return AlertConfigurationError(text)
 
 
-def _close_all(transports: Any) -> None:
+def close_transports(transports: Any) -> None:
+    """Close every transport of ``transports`` that has ``close()``, ignoring what a close raises:
+    what a refused or abandoned build made (``alert-infra check`` closes the channels it only
+    built to prove they can be)."""
     for transport in transports:
         close = getattr(transport, "close", None)
         if callable(close):
@@ -365,7 +368,9 @@ def _close_all(transports: Any) -> None:
                 pass
 
 
-def _summary(source: str, problems: list[str]) -> str:
+def summarise_problems(source: str, problems: list[str]) -> str:
+    """The message of a configuration error about ``source`` (a file, or a table's name): its one
+    problem on one line, or ``N problems in SOURCE:`` and each problem on a ``  - `` line."""
     if len(problems) == 1:
         return f"{source}: {problems[0]}"
     return f"{len(problems)} problems in {source}:\n" + "\n".join(f"  - {p}" for p in problems)

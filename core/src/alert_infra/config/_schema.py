@@ -9,7 +9,7 @@ from .._checks import MAX_WORKERS, did_you_mean
 from ..alert import SEVERITIES, severity_rank
 from ..exceptions import AlertConfigurationError, AlertValidationError
 from ._keys import _NAME, CHANNEL_KEYS, INLINE, NOT_YET, SETTINGS_KEYS, TEMPLATE_OPTIONS
-from ._model import AlertConfig, ChannelConfig, _summary
+from ._model import AlertConfig, ChannelConfig, summarise_problems
 from ._secrets import mapping_secrets
 from ._source import _INTEGRATION_TABLES, _interpolate
 
@@ -311,7 +311,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         except AlertConfigurationError as exc:
             problems.append(str(exc))
     if len(problems) > deferred:
-        raise AlertConfigurationError(_summary(source, problems))  # never quotes a value: nothing to mask
+        raise AlertConfigurationError(summarise_problems(source, problems))  # never quotes a value: nothing to mask
     config = AlertConfig(
         channels,
         default_channels=default_channels,
