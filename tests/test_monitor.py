@@ -314,3 +314,56 @@ def test_a_forked_child_pings_on_its_own() -> None:
         assert run_in_fork(child) == [True, True, 1]
         assert dog.join(3)
     assert [r.path for r in server.requests] == ["/child"]
+
+
+# -- the heartbeat: the watchdog beside a long-running loop (alert-infra watch and worker) -------------------
+def test_the_heartbeat_beats_in_the_background_and_a_failing_probe_pings_fail(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from alert_infra.monitor import Heartbeat
+    from alert_infra.testing import https_server
+
+    healthy = [True]
+
+    def probe() -> None:
+        if not healthy[0]:
+            raise OSError("disk I/O error at sqlite:////secret/spool")
+
+    with https_server(lambda request: (200, {}, "OK")) as server:
+        beat = Heartbeat(Watchdog(server.url + "/hb/secret-0099", every=0.2, timeout=1))
+        beat.start()
+        beat.beat_in_background(probe)
+        deadline = time.monotonic() + 10
+        while len(server.requests) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        healthy[0] = False
+        seen = len(server.requests)
+        while len(server.requests) < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert beat.stop()
+        assert beat._thread is not None and not beat._thread.is_alive()
+        stopped = len(server.requests)
+        time.sleep(0.6)  # three periods: nothing more once stopped
+        paths = [r.path for r in server.requests]
+    assert len(paths) == stopped
+    assert paths[0] == "/hb/secret-0099/start"
+    assert set(paths[1:seen]) == {"/hb/secret-0099"}
+    assert paths[-1] == "/hb/secret-0099/fail"
+    assert "secret" not in repr(beat)
+    assert "the health probe failed (OSError)" in caplog.text and "secret" not in caplog.text
+
+
+def test_heartbeat_once_has_no_start_and_a_failed_pass_pings_fail_at_once() -> None:
+    from alert_infra.monitor import Heartbeat
+    from alert_infra.testing import https_server
+
+    with https_server(lambda request: (200, {}, "OK")) as server:
+        beat = Heartbeat(Watchdog(server.url + "/hb", every=3600, timeout=1), once=True)
+        beat.start()  # nothing: a single pass
+        beat.beat(True)  # due: the first ping
+        assert beat.watchdog.join(3)
+        beat.beat(True)  # not due again for an hour
+        beat.beat(Heartbeat.healthy(lambda: 1 / 0))  # a failed pass: at once, whatever every says
+        assert beat.stop()
+        assert beat.wait(30.0) == 30.0 and Heartbeat(Watchdog(server.url, every=5)).wait(30.0) == 5.0
+    assert [r.path for r in server.requests] == ["/hb", "/hb/fail"]

@@ -26,6 +26,8 @@ on; the job's own exception passes through unchanged.
 :class:`Watchdog` pings an outside URL (healthchecks-style: ``URL`` on success, ``URL/start``,
 ``URL/fail``) from the watcher, in a thread of its own under a total deadline: a silent or
 trickling endpoint never delays a cycle or an alert. The URL is a secret: it is never shown.
+:class:`Heartbeat` runs it beside a long-running loop (``alert-infra watch``, ``alert-infra
+worker``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ __all__ = [
     "JOBS_KIND",
     "MONITOR_STATES",
     "RAISED_KIND",
+    "Heartbeat",
     "Monitor",
     "MonitorWatcher",
     "Watchdog",
@@ -563,6 +566,94 @@ class Watchdog:
     @guarded_repr
     def __repr__(self) -> str:
         return f"Watchdog(every={self.every!r}, timeout={self.timeout!r})"
+
+
+class Heartbeat:
+    """A :class:`Watchdog` beside a long-running loop: the dead man's switch of ``alert-infra
+    watch`` and ``alert-infra worker`` (one code for both, so both ping alike).
+
+    :meth:`start` pings ``URL/start`` (not for a single pass, ``once``: cron runs it often and a
+    start without an end is what an outside service reads as a hung run). After each pass of its
+    loop, :meth:`beat` pings ``URL/fail`` at once when the pass failed, else ``URL`` when
+    ``every`` has passed since the last ping. A loop whose passes are not its caller's to see
+    (the spool worker's threads) beats from a thread of its own, :meth:`beat_in_background`,
+    every ``every`` seconds, asking ``probe`` first: a probe that raises pings ``URL/fail``.
+    :meth:`stop` ends that thread and waits, bounded, for the last ping.
+
+    Never blocks what it watches: each ping runs in the watchdog's own thread under its total
+    ``timeout`` (a silent or trickling endpoint costs that thread the deadline, never a delivery),
+    and the probe runs in the heartbeat's thread. The background thread belongs to the process
+    that started it: a forked child's heartbeat does not beat unless the child starts one.
+    """
+
+    def __init__(self, watchdog: Watchdog, *, once: bool = False) -> None:
+        self.watchdog = watchdog
+        self.once = once
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Ping ``URL/start`` (unless ``once``)."""
+        if not self.once:
+            self.watchdog.ping("start")
+
+    def beat(self, ok: bool = True) -> None:
+        """One pass of the loop ended: ``URL/fail`` at once if it failed (``ok`` false), else
+        ``URL`` when ``every`` has passed since the last ping."""
+        if ok:
+            self.watchdog.maybe_ping("success")
+        else:
+            self.watchdog.ping("fail")
+
+    def wait(self, interval: float) -> float:
+        """How long the loop may wait before its next pass for the pings to keep their cadence:
+        ``interval``, or ``every`` when that is shorter."""
+        return min(interval, self.watchdog.every)
+
+    @staticmethod
+    def healthy(probe: Callable[[], object] | None) -> bool:
+        """Whether ``probe()`` returns without raising (no probe: healthy). What it raised is
+        logged by class name only: a store's error may quote its URL."""
+        if probe is None:
+            return True
+        try:
+            probe()
+        except Exception as exc:  # noqa: BLE001 - the outside service hears of it through /fail
+            log.warning("alert-infra watchdog: the health probe failed (%s)", type(exc).__name__)
+            return False
+        return True
+
+    def beat_in_background(self, probe: Callable[[], object] | None = None) -> None:
+        """Beat every ``every`` seconds from a daemon thread until :meth:`stop`, each beat
+        ``ok`` when ``probe`` (called in that thread, bounded by what it calls) does not raise."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+
+        def loop() -> None:
+            # every seconds after the last ping: always due, so ping (not maybe_ping, which a wait
+            # that woke a hair early would turn into a skipped beat)
+            while not self._stopping.wait(self.watchdog.every):
+                self.watchdog.ping("success" if self.healthy(probe) else "fail")
+
+        self._thread = threading.Thread(target=loop, name="alert-infra-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """End the background beats and wait at most ``timeout`` seconds (default: the
+        watchdog's ``timeout`` + 0.5) for the pings in flight; whether none is left."""
+        self._stopping.set()
+        limit = self.watchdog.timeout + 0.5 if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(limit)  # a probe is bounded by what it calls; a beat only starts a ping
+        return self.watchdog.join(max(0.0, deadline - time.monotonic()))
+
+    @guarded_repr
+    def __repr__(self) -> str:
+        running = self._thread is not None and self._thread.is_alive()
+        return f"Heartbeat({self.watchdog!r}, once={self.once!r}, background={running!r})"
 
 
 def _iter_states(jobs: RecordStore, now: float) -> Iterator[tuple[str, dict[str, Any], str]]:

@@ -13,6 +13,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
+    from ..config import AlertConfig
+    from ..monitor import Heartbeat
+
 
 def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
     from ..monitor import JOBS_KIND, job_state, record_ping
@@ -88,14 +91,24 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     return code
 
 
+def heartbeat_for(config: AlertConfig | None, *, once: bool) -> Heartbeat | None:
+    """The dead man's switch of a long-running verb (``watch``, ``worker``): a
+    :class:`~alert_infra.monitor.Heartbeat` on ``[alert_infra.watchdog]``, or ``None`` when the
+    configuration has no watchdog URL."""
+    from ..monitor import Heartbeat, Watchdog
+
+    watchdog = Watchdog.from_config(config)
+    return Heartbeat(watchdog, once=once) if watchdog is not None else None
+
+
 def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     import signal
     import threading
 
-    from ..monitor import JOBS_KIND, RAISED_KIND, MonitorWatcher, Watchdog
+    from ..monitor import JOBS_KIND, RAISED_KIND, MonitorWatcher
 
     config = read_config(args, required=False)
-    watchdog = Watchdog.from_config(config)
+    heartbeat = heartbeat_for(config, once=args.once)
     jobs, raised = monitor_stores(args, config, JOBS_KIND, RAISED_KIND)
     dispatcher, audit = build_dispatcher(args, config)
     watcher = MonitorWatcher(dispatcher, jobs, raised, flap_limit=args.flap_limit)
@@ -107,8 +120,8 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     problems: list[str] = []
     cycles = 0
     try:
-        if watchdog is not None and not args.once:
-            watchdog.ping("start")
+        if heartbeat is not None:
+            heartbeat.start()
         while True:
             cycles += 1
             try:
@@ -125,21 +138,18 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
                 for name, kind in sent:
                     out.write(f"{utc_text(time.time())}  {kind:9} {clean(name)}\n")
                 out.flush()
-            if watchdog is not None:
-                if failed:
-                    watchdog.ping("fail")
-                else:
-                    watchdog.maybe_ping("success")
+            if heartbeat is not None:
+                heartbeat.beat(not failed)
             if args.once or stop.is_set():
                 break
-            wait = args.interval if watchdog is None else min(args.interval, watchdog.every)
+            wait = args.interval if heartbeat is None else heartbeat.wait(args.interval)
             if stop.wait(wait):
                 break
     finally:
         for signum, handler in saved.items():
             signal.signal(signum, handler)
-        if watchdog is not None:  # alerts are out already: the last ping gets its bounded deadline
-            watchdog.join(watchdog.timeout + 0.5)
+        if heartbeat is not None:  # alerts are out already: the last ping gets its bounded deadline
+            heartbeat.stop()
         dispatcher.close()
         if audit is not None:
             audit.close()

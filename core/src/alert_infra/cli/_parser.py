@@ -211,12 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drain the spool (whatever [alert_infra] delivery says): claim due rows with a lease "
         "(spool_lease), deliver them with this configuration's channels, retry failed channels later, never send a "
         "channel an alert twice. Several workers may share one spool. SIGTERM finishes the deliveries running, then "
-        "exits 0.",
+        "exits 0. With [alert_infra.watchdog], pings its URL as `watch` does (URL/fail when the spool cannot be read).",
     )
     worker.add_argument(
         "--concurrency", metavar="N", type=int_argument(1, 64), default=1, help="deliveries at once (default 1)"
     )
     worker.add_argument("--once", action="store_true", help="deliver what is due, then exit (cron)")
+    worker.add_argument(
+        "--metrics-port",
+        metavar="N",
+        type=int_argument(1, 65535),
+        help="serve this worker's metrics for a Prometheus scrape on this port (GET /metrics; needs "
+        "prometheus_client: the 'metrics' extra)",
+    )
+    worker.add_argument(
+        "--metrics-addr",
+        metavar="ADDR",
+        help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 for every interface)",
+    )
     worker.set_defaults(run=cmd_worker)
 
     new_plugin = verbs.add_parser(

@@ -138,15 +138,82 @@ def _celery_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, r
 def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     config = require_config(args)
     from ..queued.worker import SpoolWorker
+    from ._jobs import heartbeat_for
 
-    worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
+    scrape = serve_metrics(args, config)  # first: a port in use is exit 2 before anything opens
     try:
+        worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
+    except BaseException:
+        if scrape is not None:
+            scrape.close()
+        raise
+    heartbeat = heartbeat_for(config, once=args.once)
+    try:
+        if heartbeat is not None:
+            heartbeat.start()
+            if not args.once:  # beside the delivery threads, never in their way
+                heartbeat.beat_in_background(lambda: _spool_readable(worker.spool))
         worker.run(once=args.once)
+        if heartbeat is not None and args.once:
+            heartbeat.beat(heartbeat.healthy(lambda: _spool_readable(worker.spool)))
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         worker.dispatcher.close()
         worker.spool.close()
+        if scrape is not None:
+            scrape.close()
     if args.json:
         print_envelope(out, "worker", EXIT_OK, delivered=worker.delivered, retried=worker.retried, dead=worker.dead)
     elif args.once:
         out.write(f"{worker.delivered} delivered, {worker.retried} to retry later, {worker.dead} dead-lettered\n")
     return EXIT_OK
+
+
+def _spool_readable(spool: Any) -> None:
+    """The worker's health for its watchdog: its spool answers a read (raises otherwise). Runs in
+    the heartbeat's thread, on a connection of that thread's, closed after: WAL readers never
+    wait for the delivery threads' writes, and SQLite's busy timeout bounds the rest."""
+    try:
+        spool.next_due()
+    finally:
+        spool.close()
+
+
+def serve_metrics(args: argparse.Namespace, config: AlertConfig) -> Any:
+    """``worker --metrics-port N [--metrics-addr A]``: serve this worker's metrics for a scrape
+    (:func:`alert_infra.metrics.serve`, one bounded thread), or ``None`` without ``--metrics-port``.
+    Every problem is a usage error (exit 2) before anything is delivered: ``[alert_infra] metrics``
+    turned off or set to OpenTelemetry, prometheus_client missing, an address that cannot be bound."""
+    port = args.metrics_port
+    addr = args.metrics_addr
+    if port is None:
+        if addr is not None:
+            raise UsageError("--metrics-addr: give --metrics-port too (the address is where it listens)")
+        return None
+    addr = addr or "127.0.0.1"
+    if config.metrics in ("none", "otel"):
+        raise UsageError(
+            f"--metrics-port serves Prometheus metrics, but {config.source} sets [alert_infra] metrics = "
+            f"{config.metrics!r}: remove that line (or set metrics = 'prometheus'), or drop --metrics-port"
+        )
+    from .. import metrics
+
+    if metrics.default_backend() == "none":  # prometheus_client cannot be imported
+        raise UsageError(
+            "--metrics-port needs the prometheus_client package: pip install 'alert-infra[metrics]' "
+            "(from a checkout: pip install './core[metrics]')"
+        )
+    import errno
+
+    try:
+        return metrics.serve(port, addr)
+    except OSError as exc:
+        where = f"{addr}:{port}" if ":" not in addr else f"[{addr}]:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"--metrics-port {port}: {where} is already in use (another worker or exporter listens there?): "
+                "choose another port"
+            ) from None
+        detail = clean(exc.strerror or type(exc).__name__)
+        raise UsageError(f"--metrics-port/--metrics-addr: cannot listen on {where} ({detail})") from None
