@@ -71,6 +71,50 @@ def test_status_exits_1_when_a_channels_last_try_failed(cli: CliRunner) -> None:
     assert hook["failed"] == 1 and hook["last_failure_reason"] and hook["last_success"] is None
 
 
+def test_status_gives_the_failure_class_also_for_rows_written_before_it_was_kept(cli: CliRunner) -> None:
+    import sqlite3
+
+    (cli.cwd / "alert-infra.toml").write_text(
+        '[channels.hook]\ntype = "webhook"\nurl = "https://127.0.0.1:9/hook"\ntimeout = 1\nretry = { attempts = 1 }\n'
+    )
+    assert cli("send", "refused", "y").returncode == 1
+    first = _json(cli("status", "--json"))["channels"][0]
+    assert first["last_failure_reason"] == "connection"  # the audit row's failure_class, not the error's name
+    people = cli("status")
+    assert people.returncode == 1 and "(connection)" in people.stdout
+    # A row of an older trail: no failure_class; status classifies it by its error's class name.
+    trail = cli.cwd / "state" / "alert-infra" / "audit.sqlite3"
+    with sqlite3.connect(trail) as db:
+        db.execute("UPDATE outcomes SET failure_class = NULL, error = 'ReadTimeout'")
+    db.close()
+    (hook,) = _json(cli("status", "--json"))["channels"]
+    assert hook["last_failure_reason"] == "timeout" and hook["failed"] == 1
+    with sqlite3.connect(trail) as db:
+        db.execute("UPDATE outcomes SET failure_class = NULL, error = 'SomethingOdd'")
+    db.close()
+    assert _json(cli("status", "--json"))["channels"][0]["last_failure_reason"] == "other"
+
+
+def test_status_counts_the_open_groups_of_the_lifecycle_store(cli: CliRunner) -> None:
+    from alert_infra.lifecycle import open_store
+
+    assert _json(cli("status", "--json"))["groups"] == 0
+    state = cli.cwd / "state" / "alert-infra" / "state.sqlite3"
+    groups = open_store(f"sqlite:///{state}", "groups")
+    try:
+        # One record per (channel, group) as a dispatcher that groups writes them; a group whose
+        # alerts all resolved is removed by its last flush (an empty one is not open).
+        for key, alerts in (("ops|g1", {"fp1": {"status": "firing"}}), ("ops|g2", {"fp2": {"status": "firing"}})):
+            groups.put(key, {"alerts": alerts, "labels": {}, "next": 0.0, "last": None})
+        groups.put("ops|g3", {"alerts": {}, "labels": {}, "next": 0.0, "last": None})
+    finally:
+        groups.close()
+    run = cli("status", "--json")
+    assert _json(run)["groups"] == 2, run.stdout
+    people = cli("status")
+    assert "silences: 0, groups: 2" in people.stdout
+
+
 def test_status_late_is_exit_0(cli: CliRunner) -> None:
     assert cli("ping", "quick", "--every", "1", "--grace", "600").returncode == 0
     time.sleep(1.1)

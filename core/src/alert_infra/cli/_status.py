@@ -19,11 +19,11 @@ from ._common import (
     warn,
 )
 from ._queue import spool_for, spool_wanted
-from ._state import monitor_stores, silence_store, state_problem
+from ._state import lifecycle_spec, monitor_stores, silence_store, state_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Any, TextIO
 
     from ..config import AlertConfig
@@ -35,6 +35,33 @@ STATUS_WINDOW = 86400.0
 
 STATUS_MAX_RECORDS = 100_000
 """The most audit records ``status`` reads (the newest first): a bound on its memory."""
+
+
+def failure_reason(row: Mapping[str, Any]) -> str:
+    """A failed outcome's reason in ``status``: its failure class (``timeout``, ``rate_limited``,
+    ``client_error``, ``server_error``, ``connection``, ``config``, ``other``), as the delivering
+    process wrote it in the audit trail; a row written before the trail kept it is classified by
+    its error's class name (the audit store does that as it reads; this covers any row left)."""
+    from ..exceptions import FAILURE_CLASSES, failure_class_of
+
+    written = row.get("failure_class")
+    if isinstance(written, str) and written in FAILURE_CLASSES:
+        return written
+    return failure_class_of(row.get("error")) or "other"
+
+
+def open_groups(args: argparse.Namespace, config: AlertConfig | None) -> int:
+    """How many groups are open: the records of kind ``groups`` in the lifecycle's store (where
+    a dispatcher that groups keeps each channel's groups, one record per group, removed when its
+    last alert resolved), counting those that still hold an alert."""
+    from ..lifecycle import open_store
+
+    spec, options = lifecycle_spec(args, config)
+    store = open_store(spec, "groups", **options)
+    try:
+        return sum(1 for _, record in store.items() if not isinstance(record, dict) or record.get("alerts", True))
+    finally:
+        store.close()
 
 
 def _channel_status(records: Sequence[Any], config: AlertConfig | None) -> list[dict[str, Any]]:
@@ -55,9 +82,7 @@ def _channel_status(records: Sequence[Any], config: AlertConfig | None) -> list[
                 entry["failed"] = entry.get("failed", 0) + 1
                 if "last_failure" not in entry:
                     entry["last_failure"] = record.created_at
-                    # the error's class; the shared failure classification (timeout, rate_limited…) replaces it
-                    # when the metrics' work lands
-                    entry["last_failure_reason"] = row.get("error") or "other"
+                    entry["last_failure_reason"] = failure_reason(row)
     shown = []
     for entry in channels.values():
         shown.append(
@@ -113,7 +138,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             code = EXIT_FAILED
         finally:
             spool.close()
-    # Active silences (the lifecycle's store, as `silence list`); open groups: 0 until grouping is wired.
+    # Active silences (the lifecycle's store, as `silence list`) and open groups (its groups' records).
     silences = groups = 0
     try:
         silences_kept = silence_store(args, config)
@@ -123,6 +148,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             silences_kept.records.close()
     except Exception as exc:  # noqa: BLE001 - never str(exc): a Redis error may quote its URL
         warnings.append(f"the silences cannot be read ({type(exc).__name__})")
+    try:
+        groups = open_groups(args, config)
+    except Exception as exc:  # noqa: BLE001 - as above
+        warnings.append(f"the groups cannot be read ({type(exc).__name__})")
     if args.json:
         print_envelope(
             out,
