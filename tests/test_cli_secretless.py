@@ -85,14 +85,19 @@ def test_history_and_ack_with_audit_need_no_configuration(cli: CliRunner, tmp_pa
     history = cli("history", "--audit", str(trail), "--json")
     assert history.returncode == 0, history.stderr
     assert [r["title"] for r in json.loads(history.stdout)["alerts"]] == ["Backup failed"]
-    ack = cli("ack", str(record_id), "--audit", str(trail), "--by", "bob")
+    # ack sends the acknowledge to the channels: it needs the configuration (a clear error, nothing
+    # recorded); --no-send only records it in the audit trail, and needs none
+    sending = cli("ack", str(record_id), "--audit", str(trail), "--by", "bob")
+    assert sending.returncode == 2 and "not valid TOML" in sending.stderr
+    assert json.loads(cli("history", "--audit", str(trail), "--json").stdout)["alerts"][0]["acknowledged_by"] is None
+    ack = cli("ack", str(record_id), "--audit", str(trail), "--by", "bob", "--no-send")
     assert ack.returncode == 0, ack.stderr
     # and with a configuration path that does not exist at all
     cli.env["ALERT_INFRA_CONFIG"] = str(tmp_path / "nowhere.toml")
     again = cli("history", "--audit", str(trail))
     assert again.returncode == 0, again.stderr
     assert "Backup failed" in again.stdout and "bob" in again.stdout
-    _clean(sent, broken, history, ack, again)
+    _clean(sent, broken, history, sending, ack, again)
 
 
 def _random_bytes(path: Path) -> Path:

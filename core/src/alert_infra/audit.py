@@ -611,6 +611,8 @@ class AuditStore:
         acknowledged: bool | None = None,
         ids: Iterable[int] | None = None,
         delivery_id: str | None = None,
+        fingerprint: str | None = None,
+        alert_status: str | None = None,
         limit: int = 50,
     ) -> list[AuditRecord]:
         """The newest alerts first, filtered.
@@ -628,6 +630,9 @@ class AuditStore:
             acknowledged: only acknowledged (True) or unacknowledged (False) alerts.
             delivery_id: the records of one queued delivery (its enqueue and the worker's
                 tries), newest first.
+            fingerprint: the alerts of this fingerprint (its firing, acknowledged and resolved
+                notifications: ``alert-infra resolve`` and ``ack`` find the firing one).
+            alert_status: alerts sent with this status (``firing``, ``acknowledged``, ``resolved``).
         """
         from .alert import severity_rank
 
@@ -667,6 +672,12 @@ class AuditStore:
         if delivery_id is not None:
             where.append("a.delivery_id = ?")
             args.append(str(delivery_id))
+        if fingerprint is not None:
+            where.append("a.fingerprint = ?")  # indexed (alerts_fingerprint)
+            args.append(str(fingerprint))
+        if alert_status is not None:
+            where.append("a.alert_status = ?")
+            args.append(str(alert_status))
         if ids is not None:
             wanted = [int(i) for i in ids]
             where.append(f"a.id IN ({', '.join('?' * len(wanted)) or 'NULL'})")

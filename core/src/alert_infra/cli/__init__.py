@@ -1,7 +1,8 @@
 """The ``alert-infra`` command line (also ``python -m alert_infra``).
 
-Verbs: ``send``, ``plugins``, ``types``, ``channels``, ``check``, ``history``, ``ack``, ``new-plugin``;
-``ping``, ``run``, ``watch`` and ``status`` for job monitors and alerting's own health (:mod:`alert_infra.monitor`).
+Verbs: ``send``, ``plugins``, ``types``, ``channels``, ``check``, ``history``, ``ack``, ``resolve``,
+``new-plugin``; ``silence``; ``outbox`` and ``worker`` for queued delivery; ``ping``, ``run``, ``watch`` and
+``status`` for job monitors and alerting's own health (:mod:`alert_infra.monitor`).
 Every verb takes ``--config PATH`` (else ``ALERT_INFRA_CONFIG``, then
 ``./alert-infra.toml``, then ``[tool.alert-infra]`` in ``./pyproject.toml``),
 ``--json`` for scripts and ``-v`` for log lines, before or after the verb. Exit
@@ -15,8 +16,9 @@ with ``-v`` (``-vv`` for debug), redacted. A closed pipe (``| head -1``) ends
 the command quietly. A broken channel fails alone (``send`` delivers
 to the others and exits 1); ``check`` builds every channel and exits 2 on any
 problem, 0 with ``warning:`` lines on standard error for an unreachable Redis
-state or an unwritable audit trail. ``history``/``ack`` with ``--audit`` read
-no configuration; a corrupt audit database is exit 2 with its path.
+state or an unwritable audit trail. ``history`` (and ``ack --no-send``) with ``--audit`` read
+no configuration; a corrupt audit database is exit 2 with its path. ``resolve`` and ``ack``
+send to the channels that delivered the firing alert, as ``send`` would (exit codes included).
 
 Built on :mod:`argparse` rather than Click: the core depends on pluggy alone,
 and a command line is no reason to add a dependency to every application that
@@ -30,8 +32,9 @@ The package (every module private: the command line's interface is its verbs and
   input, the ``--json`` envelope, reading the configuration, opening the audit trail.
 - ``_state``: what is kept between runs: throttle and de-duplication state, silences, monitors.
 - one module per family of verbs: ``_send``; ``_listing`` (``plugins``, ``types``,
-  ``channels``); ``_check``; ``_history`` (``history``, ``ack``); ``_silence``; ``_queue``
-  (``outbox``, ``worker``); ``_jobs`` (``ping``, ``run``, ``watch``); ``_status``; ``_new_plugin``.
+  ``channels``); ``_check``; ``_history`` (``history``); ``_resolve`` (``resolve``, ``ack``: on the
+  providers); ``_silence``; ``_queue`` (``outbox``, ``worker``); ``_jobs`` (``ping``, ``run``,
+  ``watch``); ``_status``; ``_new_plugin``.
 
 Every public name of the former ``cli.py`` module is still importable from ``alert_infra.cli``
 (``__all__`` is unchanged: the other constants are importable, not starred).

@@ -1,4 +1,5 @@
-"""The audit trail's verbs: ``history`` (recent alerts and each channel's outcome) and ``ack``."""
+"""The audit trail's verb ``history``: recent alerts and each channel's outcome (:func:`record_json`
+is an audit record in every ``--json`` document: ``history``, ``ack``, ``resolve``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import time
 from datetime import datetime, timezone
 
-from ._common import EXIT_OK, UsageError, audit_only, audit_store, clean, current_user, iso, print_envelope, utc_text
+from ._common import EXIT_OK, UsageError, audit_only, audit_store, clean, iso, print_envelope, utc_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             limit=args.limit,
         )
     if args.json:
-        print_envelope(out, "history", EXIT_OK, audit=audit.store.path, alerts=[_record_json(r) for r in records])
+        print_envelope(out, "history", EXIT_OK, audit=audit.store.path, alerts=[record_json(r) for r in records])
         return EXIT_OK
     if not records:
         out.write(f"no alerts in the audit trail {audit.store.path} match\n")
@@ -87,7 +88,7 @@ def _parse_since(text: str) -> float:
 _OUTCOME_FIELDS = ("status", "attempts", "elapsed", "error", "retryable", "retry_after", "reason", "detail")
 
 
-def _record_json(record: Any) -> dict[str, Any]:
+def record_json(record: Any) -> dict[str, Any]:
     """An audit record in ``--json``: ISO times, and each channel as ``{"name", "status", ...}``."""
     data: dict[str, Any] = record.to_dict()
     for key in ("created_at", "acknowledged_at"):
@@ -102,23 +103,3 @@ def _record_json(record: Any) -> dict[str, Any]:
         channels.append(shown)
     data["channels"] = channels
     return data
-
-
-def cmd_ack(args: argparse.Namespace, out: TextIO) -> int:
-    from ..exceptions import AlertInfraError
-
-    _, audit = audit_only(args)
-    by = current_user(args.by)
-    with audit_store(audit) as store:
-        try:
-            record = store.acknowledge(args.id, by=by, note=args.note)
-        except AlertInfraError as exc:
-            raise UsageError(str(exc)) from None
-    if args.json:
-        print_envelope(out, "ack", EXIT_OK, audit=audit.store.path, alert=_record_json(record))
-    else:
-        out.write(
-            f"alert {record.id} '{clean(record.title)}' acknowledged by {clean(record.acknowledged_by)} "
-            f"at {utc_text(record.acknowledged_at or 0)}\n"
-        )
-    return EXIT_OK

@@ -24,6 +24,7 @@ VERBS = (
     "check",
     "history",
     "ack",
+    "resolve",
     "outbox",
     "worker",
     "new-plugin",

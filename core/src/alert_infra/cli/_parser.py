@@ -7,11 +7,12 @@ import argparse
 
 from ._check import cmd_check
 from ._common import UsageError, float_argument, int_argument
-from ._history import cmd_ack, cmd_history
+from ._history import cmd_history
 from ._jobs import cmd_ping, cmd_run, cmd_watch
 from ._listing import cmd_channels, cmd_plugins, cmd_types
 from ._new_plugin import cmd_new_plugin
 from ._queue import cmd_outbox, cmd_worker
+from ._resolve import alert_reference, cmd_ack, cmd_resolve
 from ._send import cmd_send
 from ._silence import cmd_silence_add, cmd_silence_expire, cmd_silence_list
 from ._status import cmd_status
@@ -176,16 +177,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.set_defaults(run=cmd_history)
 
+    routed = (
+        "to exactly the channels that delivered the firing alert (the notification log, kept in the configured "
+        "state, else state.sqlite3 beside the audit trail, as `send` keeps it), whatever routing or silences say now: "
+        "PagerDuty by its dedup key, a channel that can edit its message (Discord, Telegram, Slack with a bot token) "
+        "edits it, the others post a message naming the firing one; every other channel skips it as 'unmatched'. "
+        "Prints per channel what happened; exit 1 when a channel failed, like `send`."
+    )
     ack = verbs.add_parser(
         "ack",
         parents=[common, audit],
-        help="acknowledge an alert",
-        description="Acknowledge an alert of the audit trail (by its ID from `history`).",
+        help="acknowledge an alert, on the channels that delivered it",
+        description="Acknowledge a firing alert: record it in the audit trail (who, a note) and send the acknowledge "
+        + routed,
     )
-    ack.add_argument("id", type=int_argument(1))
+    ack.add_argument(
+        "alert",
+        metavar="ID|FINGERPRINT",
+        type=alert_reference,
+        help="the alert's ID in `history` (a number), or its fingerprint (`history --json` shows it)",
+    )
     ack.add_argument("--by", help="who acknowledges (default: the current user)")
     ack.add_argument("--note", help="a short note")
+    ack.add_argument(
+        "--no-send",
+        action="store_true",
+        help="only record the acknowledgement in the audit trail (reads no configuration, sends nothing)",
+    )
     ack.set_defaults(run=cmd_ack)
+
+    resolve = verbs.add_parser(
+        "resolve",
+        parents=[common, audit],
+        help="resolve an alert, on the channels that delivered it",
+        description="Resolve a firing alert: send its resolve (the alert as the audit trail kept it, with its "
+        "fingerprint) " + routed,
+    )
+    resolve.add_argument(
+        "alert",
+        metavar="FINGERPRINT",
+        type=alert_reference,
+        help="the firing alert's fingerprint (`history --json` shows it), or its ID in `history` (a number)",
+    )
+    resolve.set_defaults(run=cmd_resolve)
 
     outbox = verbs.add_parser(
         "outbox",
