@@ -148,6 +148,8 @@ def test_without_prometheus_client_the_error_names_the_extra_and_the_checkout_li
         ("", ["--metrics-addr", "0.0.0.0"], "--metrics-addr: give --metrics-port too"),
         ("", ["--metrics-port", "PORT", "--metrics-addr", "no-such-host.invalid"], "cannot listen on"),
         ("", ["--metrics-port", "70000"], "must be between 1 and 65535"),
+        # the dead man's switch configured with its variable unset: refused at start, never silently off
+        (WATCHDOG_TOML, [], "environment variable WATCHDOG_URL is not set"),
     ],
 )
 def test_metrics_options_that_cannot_work_are_usage_errors(

@@ -140,14 +140,14 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     from ..queued.worker import SpoolWorker
     from ._jobs import heartbeat_for
 
-    scrape = serve_metrics(args, config)  # first: a port in use is exit 2 before anything opens
+    heartbeat = heartbeat_for(config, once=args.once)  # first: a bad watchdog or port is exit 2 before
+    scrape = serve_metrics(args, config)  # anything opens
     try:
         worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
     except BaseException:
         if scrape is not None:
             scrape.close()
         raise
-    heartbeat = heartbeat_for(config, once=args.once)
     try:
         if heartbeat is not None:
             heartbeat.start()
