@@ -4,6 +4,7 @@ local HTTPS server that counts the pings, and against endpoints that never answe
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import signal
@@ -20,7 +21,9 @@ import pytest
 
 from alert_infra.testing import hostile_server, https_server, unused_port
 
-pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
+needs_prometheus = pytest.mark.skipif(
+    importlib.util.find_spec("prometheus_client") is None, reason="the metrics extra is not installed"
+)
 
 WEBHOOK_SECRET = "T0000/B0000/worker-metrics-secret-7f3a"
 WATCHDOG_PATH = "/ping/6b1e-secret-worker-watchdog"
@@ -69,6 +72,7 @@ def _log(config: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for p in config.parent.glob("worker-*.log"))
 
 
+@needs_prometheus
 def test_a_scrape_shows_the_configured_channels_at_zero_then_the_delivery(tmp_path: Path, kit: Any) -> None:
     sink = kit.Sink()
     with https_server(sink) as server:
@@ -105,6 +109,7 @@ def test_a_scrape_shows_the_configured_channels_at_zero_then_the_delivery(tmp_pa
     assert _scrape(port) is None  # the port is released when the worker exits
 
 
+@needs_prometheus
 def test_a_port_in_use_is_exit_2_with_a_clear_message(tmp_path: Path, kit: Any) -> None:
     config = kit.write_config(tmp_path, {"one": "https://127.0.0.1:9/a"})
     with socket.socket() as taken:
@@ -141,6 +146,7 @@ def test_without_prometheus_client_the_error_names_the_extra_and_the_checkout_li
     assert "Traceback" not in run.stderr
 
 
+@needs_prometheus
 @pytest.mark.parametrize(
     ("extra", "argv", "message"),
     [

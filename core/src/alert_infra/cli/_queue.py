@@ -140,13 +140,15 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     from ..queued.worker import SpoolWorker
     from ._jobs import heartbeat_for
 
-    heartbeat = heartbeat_for(config, once=args.once)  # first: a bad watchdog or port is exit 2 before
-    scrape = serve_metrics(args, config)  # anything opens
+    heartbeat = heartbeat_for(config, once=args.once)  # first: a bad watchdog is exit 2 before anything opens
+    worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
     try:
-        worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
+        # after the dispatcher is built (the first scrape shows every configured channel at zero),
+        # before any delivery: a port in use is exit 2 with nothing delivered
+        scrape = serve_metrics(args, config)
     except BaseException:
-        if scrape is not None:
-            scrape.close()
+        worker.dispatcher.close()
+        worker.spool.close()
         raise
     try:
         if heartbeat is not None:
