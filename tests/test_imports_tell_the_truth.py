@@ -53,13 +53,6 @@ NOT_YET_SWEPT: frozenset[str] = frozenset(
         # cliverbs: cli/, monitor, config/, audit
         "cli/",
         "monitor.py",
-        # queued (its spool and exit spooling landed; the broker work is under way): celery,
-        # django/tasks, queued/__init__, poison, sender, step
-        "django/tasks.py",
-        "queued/__init__.py",
-        "queued/poison.py",
-        "queued/sender.py",
-        "queued/step.py",
     }
 )
 

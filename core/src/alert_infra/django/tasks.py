@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -35,13 +37,17 @@ except ImportError:  # no Celery: this module still imports (Django's task frame
     register_task = None  # type: ignore[assignment]
 
 from ..exceptions import AlertConfigurationError, RetryableAlertTransportError
+from ..queued.message import InvalidMessage, build_message, check_message
 from ..queued.sender import QueuedDispatcher
+from ..queued.settings import QUEUED_DETAIL, AsyncAlertConfig, normalize_async_config
+from ..queued.step import deliver, record_sent
+from ..state import RedisState
+from . import conf
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     from ..alert import Alert
-    from ..queued.settings import AsyncAlertConfig
 
 __all__ = [
     "CHANNEL_NAME",
@@ -76,23 +82,20 @@ class _SettingsDispatcher:
     ``setting_changed`` like the rest of the adapter instead of keeping the first one it built."""
 
     def __getattr__(self, name: str) -> Any:
-        from .conf import build_dispatcher
 
-        return getattr(build_dispatcher(), name)
+        return getattr(conf.build_dispatcher(), name)
 
     # The Celery worker sets the step's on_sent listener: on the dispatcher that delivers, not on
     # this proxy (where delivery would never call it and no idempotency record would be written).
     @property
     def on_sent(self) -> Any:
-        from .conf import build_dispatcher
 
-        return build_dispatcher().on_sent
+        return conf.build_dispatcher().on_sent
 
     @on_sent.setter
     def on_sent(self, listener: Any) -> None:
-        from .conf import build_dispatcher
 
-        build_dispatcher().on_sent = listener
+        conf.build_dispatcher().on_sent = listener
 
     def __repr__(self) -> str:
         return "SettingsDispatcher(settings.ALERT_INFRA)"
@@ -115,9 +118,8 @@ worker_dispatcher.max_starts = _max_starts  # type: ignore[attr-defined]
 def worker_outbox(app: Any) -> Any:
     """The outbox a worker of ``app`` reaps (``ASYNC["OUTBOX"]``, see
     :func:`~alert_infra.django.conf.build_outbox`), or ``None``."""
-    from .conf import build_outbox
 
-    return build_outbox(app=app)
+    return conf.build_outbox(app=app)
 
 
 #: The registered task (0.1.x name of this attribute).
@@ -137,9 +139,11 @@ def tasks_api() -> tuple[Any, Any]:
         ImportError: neither is installed (the message says what to install).
     """
     try:
+        # the task framework loads with the first task made: Django 6's, else the backport (optional)
         from django import tasks as api  # type: ignore[attr-defined,import-untyped,import-not-found,unused-ignore]
     except ImportError:
         try:
+            # the django-tasks backport, on Django before 6 (optional)
             import django_tasks as api  # type: ignore[import-not-found,import-untyped,no-redef,unused-ignore]
         except ImportError:
             raise ImportError(
@@ -174,9 +178,7 @@ def _task() -> Any:
         return _TASK[0]
     decorator, _ = tasks_api()
     try:
-        from .conf import async_options
-
-        queue = str(async_options().get("QUEUE") or "default")
+        queue = str(conf.async_options().get("QUEUE") or "default")
         made = decorator(queue_name=queue)(_deliver_alert)
     except Exception:  # noqa: BLE001 - a queue the backend refuses: the check reports it (E009)
         made = decorator(_deliver_alert)
@@ -202,17 +204,13 @@ def _backend(alias: str = BACKEND_ALIAS) -> Any:
 
 def _worker_settings() -> AsyncAlertConfig:
     """This worker's own ``ASYNC`` settings (they cap what a message asks for)."""
-    from ..queued.settings import normalize_async_config
-    from .conf import async_options, setting_path
 
-    options = {k: v for k, v in async_options().items() if k not in ("ENABLED", "BACKEND")}
-    return normalize_async_config(options, where=setting_path("ASYNC"))
+    options = {k: v for k, v in conf.async_options().items() if k not in ("ENABLED", "BACKEND")}
+    return normalize_async_config(options, where=conf.setting_path("ASYNC"))
 
 
 def _records(dispatcher: Any) -> tuple[Any, str]:
     """The idempotency store (the dispatcher's ``STATE`` backend) and the records' key prefix."""
-    from ..state import RedisState
-    from .conf import load_alert_config
 
     state = dispatcher.state
     if isinstance(state, RedisState):
@@ -223,7 +221,7 @@ def _records(dispatcher: Any) -> tuple[Any, str]:
             "(set ALERT_INFRA['STATE'] to a redis:// or sqlite:/// URL shared by the workers): a task run again by "
             "another process may re-send channels that already got the alert"
         )
-    return state, f"{load_alert_config()[0].state_prefix}:{RECORDS}"
+    return state, f"{conf.load_alert_config()[0].state_prefix}:{RECORDS}"
 
 
 @contextmanager
@@ -231,7 +229,6 @@ def _recording(dispatcher: Any) -> Iterator[None]:
     """``dispatcher.on_sent`` records each channel the moment it succeeds (the queued step's
     :func:`~alert_infra.queued.step.record_sent`; a no-op outside a step, so the cached dispatcher of
     in-process ``send_alert`` is unaffected); a listener already set is kept and called too."""
-    from ..queued.step import record_sent
 
     current = getattr(dispatcher, "on_sent", None)
     if current is None or current is record_sent or getattr(current, "_alert_infra_records", False):
@@ -271,11 +268,6 @@ def run_delivery(
     backend can defer, else in-process within :data:`IMMEDIATE_RETRY_BOUND`. Returns a secret-free
     summary (``sent``, ``failed``, ``retry``, ``already_delivered``; ``dead``: why a message was
     refused). Never raises for a delivery problem."""
-    from dataclasses import replace
-
-    from ..queued.message import InvalidMessage, check_message
-    from ..queued.step import deliver
-    from .conf import build_dispatcher
 
     settings = _worker_settings()
     try:
@@ -283,7 +275,7 @@ def run_delivery(
     except InvalidMessage as exc:
         _log.error("alert %s: dead-lettered, the message is outside the sender's bounds: %s", str(alert_id)[:64], exc)
         return _summary(None, str(exc))
-    dispatcher = build_dispatcher()
+    dispatcher = conf.build_dispatcher()
     records, prefix = _records(dispatcher)
     ttl = settings.idempotency_ttl
     defer = bool(getattr(_backend(), "supports_defer", False))
@@ -311,8 +303,6 @@ def run_delivery(
 
 def _enqueue_retry(message: Any, channels: list[str], countdown: float) -> None:
     """The retry of ``message``: the same task, only ``channels``, ``run_after`` the countdown."""
-    from dataclasses import replace
-    from datetime import datetime, timedelta, timezone
 
     retry = replace(message, transport_names=list(channels), attempt=message.attempt + 1)
     run_after = datetime.now(timezone.utc) + timedelta(seconds=countdown)
@@ -351,15 +341,11 @@ class DjangoTasksDispatcher(QueuedDispatcher):
     failure_text = "the alert could not be enqueued on Django's task backend ({error})"
 
     def __init__(self, *, config: Mapping[str, Any] | AsyncAlertConfig | None = None, **options: Any) -> None:
-        from ..queued.settings import normalize_async_config
-
         settings = normalize_async_config(config)
         options.setdefault("timeout", settings.publish_timeout)
         super().__init__(settings, max_send_time=settings.publish_timeout, **options)
 
     def publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
-        from ..queued.message import build_message
-        from ..queued.settings import QUEUED_DETAIL
 
         message = build_message(alert, channels, self.settings, alert_id)
         try:

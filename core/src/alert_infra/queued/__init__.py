@@ -74,10 +74,11 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
+    # lazy names: `import alert_infra.queued` loads none of its modules; a name loads its own
     import importlib
 
     if name == "Outbox":
-        from ..outbox import Outbox
+        from ..outbox import Outbox  # the outbox's module loads with that name only
 
         return Outbox
     module = _WHERE.get(name)

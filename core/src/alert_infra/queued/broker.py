@@ -10,19 +10,25 @@ sender and worker resolve that Redis the same way (:func:`records_state`, :func:
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from _thread import allocate_lock
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .. import outbox as _outbox
+from .._checks import MAX_WINDOW, check_count, check_seconds
 from ..exceptions import AlertConfigurationError
 from ..security import register_secret
+from ..state import REDIS_SCHEMES, MemoryState, RedisState, StateBackend, open_state
+from .poison import DEFAULT_MAX_STARTS, StartCounter
 from .settings import _KEYS, DEFAULT_IDEMPOTENCY_TTL, DEFAULT_QUEUE, AsyncAlertConfig, _hint, normalize_async_config
+from .step import record_sent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from ..config import AlertConfig
-    from ..state import RedisState, StateBackend
 
 __all__ = [
     "RABBITMQ_CONSUMER_TIMEOUT",
@@ -75,7 +81,6 @@ class BrokerSettings:
     """
 
     def __init__(self, table: Mapping[str, Any], *, where: str = "alert_infra.celery") -> None:
-        from .._checks import MAX_WINDOW, check_count, check_seconds
 
         for key in table:
             if key not in TABLE_KEYS:
@@ -136,7 +141,6 @@ def records_state(config: AlertConfig, table: BrokerSettings, *, timeout: float 
     :func:`worker_records` resolves it (the table's ``state``, else ``[alert_infra] state``, else a
     Redis broker), so that sender and worker name the same outbox keys. ``None`` when the records
     are not in Redis."""
-    from ..state import REDIS_SCHEMES, RedisState
 
     if table.state is not None:
         return RedisState(table.state, timeout=timeout) if table.state.startswith(REDIS_SCHEMES) else None
@@ -152,7 +156,6 @@ def worker_records(
 ) -> tuple[StateBackend, str]:
     """``(store, key prefix)`` of a worker's idempotency records: the table's ``state``, else the
     dispatcher's shared state, else a Redis broker, else this process's memory (said in the log)."""
-    from ..state import MemoryState, RedisState, open_state
 
     prefix = (config.state_prefix if config is not None else "alert-infra") + ":delivered"
     state: StateBackend
@@ -190,7 +193,6 @@ def build_outbox(
     unset means on when ``broker_url`` is a Redis broker (whose transport can lose the message a
     killed worker was receiving). On with records that are not in Redis: ``None``, and a warning.
     """
-    from ..state import REDIS_SCHEMES, RedisState
 
     on = settings.outbox if settings.outbox is not None else is_redis_url(broker_url)
     if not on:
@@ -270,10 +272,6 @@ class Worker:
         *,
         max_starts: Any = None,
     ) -> None:
-        import os
-
-        from .poison import DEFAULT_MAX_STARTS, StartCounter
-        from .step import record_sent
 
         self.pid = os.getpid()
         self.dispatcher = dispatcher
@@ -299,8 +297,6 @@ _WORKER_LOCK: list[Any] = []
 def worker_for(key: Any, build: Callable[[], Worker]) -> Worker:
     """This process's :class:`Worker` under ``key`` (one per task), made by ``build()`` on its first
     message in this process."""
-    import os
-    from _thread import allocate_lock
 
     pid = os.getpid()
     worker = _WORKERS.get(key)
@@ -326,8 +322,6 @@ class Outboxes:
         self._boxes: dict[tuple[str, float], _outbox.Outbox] = {}
 
     def get(self, queue: Any, horizon: Any = None) -> _outbox.Outbox | None:
-        from .._checks import MAX_WINDOW
-        from ..state import RedisState
 
         if not isinstance(queue, str) or not queue or not isinstance(self.state, RedisState):
             return None
@@ -354,7 +348,6 @@ class Reaper:
     """
 
     def __init__(self, outbox: _outbox.Outbox, *, interval: float | None = None) -> None:
-        import threading
 
         self.outbox = outbox
         self.interval = interval if interval is not None else max(0.5, min(30.0, outbox.horizon / 10))
@@ -403,7 +396,6 @@ class Reaper:
 
     def start(self) -> None:
         """Reap every ``interval`` seconds in a daemon thread until :meth:`stop`."""
-        import threading
 
         if self._thread is not None:
             return

@@ -16,6 +16,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .. import audit as _audit
+from ..alert import Alert
+from ..result import ChannelOutcome, DeliveryResult
+
 __all__ = [
     "DEAD_LETTERED",
     "DEFAULT_MAX_STARTS",
@@ -53,10 +57,6 @@ def record_dead_letter(dispatcher: Any, message: Any, channels: list[str], start
     """Record a dead-lettered delivery in ``dispatcher``'s audit trail, once: each of ``channels``
     failed with ``error`` :data:`DEAD_LETTERED` (``alert-infra history`` lists it; ``alert-infra
     send`` can send it again once the cause is fixed). A trail that fails is logged, never raised."""
-    from .. import audit as _audit
-    from ..alert import Alert
-    from ..result import ChannelOutcome, DeliveryResult
-
     audit = getattr(dispatcher, "audit", None)
     record = getattr(audit, "alert_infra_after_dispatch", None)
     if not callable(record):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .. import audit as _audit
 from ..alert import Alert
 from ..dispatcher import AlertDispatcher
+from ..exceptions import AlertConfigurationError, AlertValidationError
 from ..result import ChannelOutcome, DeliveryResult
 from ..routing import channel_names
 from .message import build_message, new_alert_id
@@ -119,16 +120,12 @@ class QueuedDispatcher(AlertDispatcher):
 
     def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
         """``(channel names, alert id)`` of one enqueue, in the caller's thread."""
-        from ..exceptions import AlertValidationError
-
         if not isinstance(alert, Alert):
             raise AlertValidationError(f"send() needs an Alert, got a {type(alert).__name__}")
         return (channel_names(channels) if channels is not None else None), new_alert_id()
 
     def _checked(self, result: DeliveryResult, alert: Alert, names: list[str] | None) -> DeliveryResult:
         if result.failed and not self.settings.fail_silently:
-            from ..exceptions import AlertConfigurationError
-
             outcome = result.outcome(self.channel_name)
             error = outcome.error if outcome is not None else "Exception"
             reason = outcome.reason if outcome is not None and outcome.reason else "enqueue failed"
@@ -181,7 +178,7 @@ class SpoolDispatcher(QueuedDispatcher):
         self, alert: Alert, channels: Iterable[str] | str | None = None, *, transport_names: Any = None
     ) -> DeliveryResult:
         """Like :meth:`send`, off the event loop (the spool write and any in-process fallback)."""
-        import asyncio
+        import asyncio  # asyncio code only: a synchronous application never loads it
 
         names = channels if channels is not None else transport_names
         return await asyncio.get_running_loop().run_in_executor(None, self.send, alert, names)
@@ -227,10 +224,8 @@ def sender_options(config: AlertConfig, kwargs: dict[str, Any]) -> dict[str, Any
     """``kwargs`` of a queued dispatcher built from ``config``: its audit trail (each enqueue is
     recorded) and ``enabled``, unless given."""
     if "audit" not in kwargs and config.audit is not None:
-        from ..audit import DEFAULT_RETENTION, open_audit
-
-        retention = config.audit_retention if config.audit_retention is not None else DEFAULT_RETENTION
-        kwargs["audit"] = open_audit(config.audit, retention=retention)
+        retention = config.audit_retention if config.audit_retention is not None else _audit.DEFAULT_RETENTION
+        kwargs["audit"] = _audit.open_audit(config.audit, retention=retention)
     kwargs.setdefault("enabled", config.enabled)
     return kwargs
 

@@ -14,6 +14,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import audit as _audit
+from ..alert import Alert
 from ..security import guarded_repr
 from .settings import DEFAULT_MAX_RETRIES, retry_countdown
 
@@ -131,9 +133,6 @@ def deliver(
     countdown and removed when the delivery is done. With it and one channel left, that channel's
     record goes with the entry's removal (one round trip), written as soon as the send returns.
     """
-    from .. import audit as _audit
-    from ..alert import Alert
-
     alert_id = message.alert_id
     wanted = wanted_channels(dispatcher, message.transport_names)
     keys = {f"{prefix}:{alert_id}:{name}": name for name in wanted}
