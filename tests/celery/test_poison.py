@@ -8,6 +8,8 @@ A real prefork worker of an app whose channel SIGKILLs its own process for one a
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 import sqlite3
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from alert_infra.cli import main
 from alert_infra.queued.poison import DEFAULT_MAX_STARTS, StartCounter
 from alert_infra.state import MemoryState
 
@@ -151,3 +154,30 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_3_starts(tmp_path: 
             (ids[0],),
         ).fetchall()
     assert rows == [("POISON pill", "DeadLettered", "its delivery killed its worker 3 times; not started again")]
+    # `alert-infra outbox --dead` lists it (from the audit trail the workers share), by alert id.
+    config = tmp_path / "alert-infra.toml"
+    config.write_text(
+        f'[alert_infra]\naudit = "sqlite:///{audit}"\n\n[alert_infra.celery]\nbroker_url = "{url}"\n\n'
+        "[channels.out]\ntype = 'noop'\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    assert main(["outbox", "--dead", "--config", str(config)], out=out) == 0
+    assert f"alert {ids[0]}" in out.getvalue() and "'POISON pill' to out: its delivery killed" in out.getvalue()
+    assert "no dead-lettered rows" in out.getvalue()  # the spool has none
+    out = io.StringIO()
+    assert main(["outbox", "--dead", "--json", "--config", str(config)], out=out) == 0
+    listed = json.loads(out.getvalue())["celery_dead"]
+    assert [(d["alert_id"], d["title"], d["channels"]) for d in listed] == [(ids[0], "POISON pill", ["out"])]
+
+
+def test_outbox_dead_says_where_celerys_dead_letters_are_kept_without_an_audit_trail(tmp_path: Path) -> None:
+    config = tmp_path / "alert-infra.toml"
+    config.write_text(
+        "[alert_infra.celery]\nbroker_url = 'redis://127.0.0.1:6379/13'\n\n[channels.out]\ntype = 'noop'\n",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    assert main(["outbox", "--dead", "--config", str(config)], out=out) == 0
+    assert "celery: Celery's dead letters are kept in the audit trail: set [alert_infra] audit" in out.getvalue()
+    assert not (tmp_path / "spool.sqlite3").exists()  # listing creates no spool

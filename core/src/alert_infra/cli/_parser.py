@@ -232,7 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         "published again by a worker's reaper once the queue is empty). Exit 1 when some are overdue or the "
         "outbox cannot be read.",
     )
-    outbox.add_argument("--dead", action="store_true", help="list the spool's dead-lettered rows")
+    outbox.add_argument(
+        "--dead",
+        action="store_true",
+        help="list the dead-lettered deliveries: the spool's rows, and Celery's from the audit trail",
+    )
     outbox.add_argument(
         "--replay", metavar="ID", type=int_argument(1), help="queue the spool's dead-lettered row ID again"
     )

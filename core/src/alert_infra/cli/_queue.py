@@ -6,7 +6,17 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import EXIT_FAILED, EXIT_OK, UsageError, clean, print_envelope, require_config, utc_text
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    audit_store,
+    clean,
+    print_envelope,
+    readable_audit_trail,
+    require_config,
+    utc_text,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,8 +91,12 @@ def _spool_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, re
 
 def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> int:
     spool, settings = spool_for(config)
-    if not os.path.exists(settings.path):
+    # --dead lists Celery's dead letters too: the workers record them in the audit trail.
+    celery = _celery_dead(config) if args.replay is None and "celery" in config.integrations else None
+    if not os.path.exists(settings.path) and celery is None:
         raise UsageError(f"no spool at {settings.path}")
+    if not os.path.exists(settings.path):
+        return _print_dead([], celery, args, out)
     try:
         if args.replay is not None:
             done = spool.replay(args.replay)
@@ -96,8 +110,22 @@ def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> i
         rows = spool.dead()
     finally:
         spool.close()
+    return _print_dead(rows, celery, args, out)
+
+
+def _celery_dead(config: AlertConfig) -> list[dict[str, Any]] | str:
+    """Celery's dead letters from the audit trail the workers share, or why there are none to read."""
+    from ..queued.poison import audit_dead_letters
+
+    if config.audit is None:
+        return "Celery's dead letters are kept in the audit trail: set [alert_infra] audit for the workers"
+    with audit_store(readable_audit_trail(argparse.Namespace(audit=None), config)) as store:
+        return audit_dead_letters(store)
+
+
+def _print_dead(rows: list[dict[str, Any]], celery: Any, args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
-        print_envelope(out, "outbox", EXIT_OK, dead=rows)
+        print_envelope(out, "outbox", EXIT_OK, dead=rows, **({"celery_dead": celery} if celery is not None else {}))
         return EXIT_OK
     if not rows:
         out.write("no dead-lettered rows\n")
@@ -106,6 +134,15 @@ def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> i
             f"{row['id']}  alert {clean(str(row['alert_id']))}  {utc_text(row['created'])}  "
             f"'{clean(row['title'])}': {clean(str(row['reason'] or ''))}\n"
         )
+    if isinstance(celery, str):
+        out.write(f"celery: {celery}\n")
+    elif celery is not None:
+        out.write(f"celery: {len(celery)} dead-lettered (`alert-infra history --delivery ID` shows one)\n")
+        for dead in celery:
+            out.write(
+                f"  alert {clean(str(dead['alert_id']))}  {utc_text(dead['created'])}  '{clean(dead['title'])}' "
+                f"to {clean(', '.join(str(c) for c in dead['channels']))}: {clean(str(dead['reason'] or ''))}\n"
+            )
     return EXIT_OK
 
 

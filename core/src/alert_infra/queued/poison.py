@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_MAX_STARTS",
     "MAX_MAX_STARTS",
     "StartCounter",
+    "audit_dead_letters",
     "dead_letter_reason",
     "log_dead_letter",
     "record_dead_letter",
@@ -76,6 +77,32 @@ def record_dead_letter(dispatcher: Any, message: Any, channels: list[str], start
         )
     finally:
         _audit.reset_delivery_id(token)
+
+
+#: The most failed deliveries of the audit trail :func:`audit_dead_letters` looks through.
+DEAD_LETTER_SCAN = 1000
+
+
+def audit_dead_letters(store: Any, limit: int = DEAD_LETTER_SCAN) -> list[dict[str, Any]]:
+    """The deliveries an engine dead-lettered into the audit trail (:func:`record_dead_letter`:
+    Celery's), newest first, among the ``limit`` newest failed ones: ``alert_id`` (the delivery id:
+    ``alert-infra history --delivery ID``), ``audit_id``, ``title``, ``channels``, ``reason``,
+    ``created``. ``store``: an :class:`~alert_infra.audit.AuditStore`."""
+    found = []
+    for record in store.query(status="failed", limit=limit):
+        dead = [c for c in record.channels if c.get("error") == DEAD_LETTERED]
+        if dead:
+            found.append(
+                {
+                    "alert_id": record.delivery_id,
+                    "audit_id": record.id,
+                    "title": record.title[:200],
+                    "channels": [c.get("channel") for c in dead],
+                    "reason": dead[0].get("reason"),
+                    "created": record.created_at,
+                }
+            )
+    return found
 
 
 class StartCounter:
