@@ -264,3 +264,27 @@ def test_put_many_is_one_transaction(tmp_path: Path) -> None:
         holder.close()
     assert _rows(tmp_path / "spool.sqlite3") == 3  # all or none
     spool.close()
+
+
+def test_the_audit_trail_keeps_the_records_of_deliveries_made_at_exit(tmp_path: Path, kit: Any) -> None:
+    """Every delivery the handler made at exit has its audit record. Two faults lost them: the
+    trail's exit flush was registered after the handler's exit steps (so ran first), and at exit
+    no writer thread can start (Python 3.12+), so records queued then were never written; now the
+    flush runs last and writes in its own thread when no writer can start."""
+    sink = SlowSink(0.3)
+    with https_server(sink) as server:
+        config = _config(tmp_path, server.url, spool=True)
+        audit = tmp_path / "audit.sqlite3"
+        config.write_text(
+            config.read_text(encoding="utf-8").replace(
+                "[alert_infra]\n", f'[alert_infra]\naudit = "sqlite:///{audit}"\n'
+            ),
+            encoding="utf-8",
+        )
+        stderr, _ = _run_app(tmp_path, config, kit.env(server.ca_file), flush_timeout=1.0)
+    assert "lost" not in stderr and "given up" not in stderr, stderr
+    delivered = sum(sink.hits.values())
+    assert delivered >= 1
+    with sqlite3.connect(audit) as conn:
+        sent = conn.execute("SELECT COUNT(*) FROM outcomes WHERE status = 'sent'").fetchone()[0]
+    assert sent == delivered

@@ -749,6 +749,7 @@ class _Pipe:
         self.close_timeout = close_timeout
         self._reset()
         on_fork_in_child(self, _Pipe._reset)
+        _hook_exit()  # now, not at the first write: see _hook_exit
 
     def _reset(self) -> None:
         """A fresh state: at creation, and in a forked child (new lock, empty queue, no writer:
@@ -791,12 +792,7 @@ class _Pipe:
     def _start(self) -> None:  # with self.cond held
         import threading
 
-        global _exit_hooked
-        if not _exit_hooked:
-            import atexit
-
-            atexit.register(_flush_at_exit)
-            _exit_hooked = True
+        _hook_exit()
         _PIPES.add(self)
         self.stop_at = None
         thread = threading.Thread(target=_write_loop, args=(self,), name=WRITER_NAME, daemon=True)
@@ -817,8 +813,29 @@ class _Pipe:
                     return False
                 if self.thread is None and self.queue:
                     self._start()
+                    if self.thread is None:
+                        # No thread can start (Python 3.12+ refuses new threads once shutdown has
+                        # begun, while atexit hooks still deliver): write here, within the deadline.
+                        self._write_here()
+                        continue
                 self.cond.wait(left)
             return self.failed == failed
+
+    def _write_here(self) -> None:  # with self.cond held (reentrant: _settle takes it again)
+        """One batch written in the caller's thread, as the writer would (a refused record is
+        counted as failed; a database error leaves the batch queued for the deadline to end)."""
+        import logging
+
+        log = logging.getLogger("alert_infra.audit")
+        batch = [self.queue[i] for i in range(min(BATCH_SIZE, len(self.queue)))]
+        try:
+            ids: list[int | None] = list(self.store._write_rows(batch, timeout=WRITE_ATTEMPT_TIMEOUT))
+        except Exception as exc:  # noqa: BLE001 - as the writer: refused records alone, else wait
+            ids = _write_each(self.store, batch, log)[0] if _is_data_error(exc) else []
+            if not ids:
+                self.cond.wait(0.05)
+                return
+        _settle(self, self.epoch, ids, log)
 
     def stop(self, delay: float) -> None:
         """Let the writer end once the queue is written, giving up what remains after ``delay`` s."""
@@ -969,6 +986,21 @@ def _write_each(store: AuditStore, batch: list[_Row], log: Any) -> tuple[list[in
 
 _PIPES: weakref.WeakSet[_Pipe] = _weakref.WeakSet()  # the trails with a writer, for the atexit hook
 _exit_hooked = False
+
+
+def _hook_exit() -> None:
+    """Register :func:`_flush_at_exit` once per process, when the first trail is made. ``atexit``
+    runs its hooks last-registered first: registered with the trail (before the logging handler
+    or the application that builds a dispatcher around it registers its own exit steps), the
+    flush runs after them, so the records of what they deliver at exit are written too. (At the
+    first write it ran before an ``AlertHandler``'s close and lost the records of its last
+    deliveries.)"""
+    global _exit_hooked
+    if not _exit_hooked:
+        import atexit  # once per process
+
+        atexit.register(_flush_at_exit)
+        _exit_hooked = True
 
 
 def _flush_at_exit() -> None:
