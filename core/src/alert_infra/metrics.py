@@ -63,6 +63,10 @@ them up across processes. Our collector cannot: it sees one process's memory. Th
 are read by the process that is scraped.
 """
 
+# Why one module of ~950 lines: the counters, the Prometheus collector, the multiprocess mode,
+# the OpenTelemetry instruments and the scrape server must agree on one list of series and labels
+# (the contract's names); each exporter is a short class over the same counters.
+
 from __future__ import annotations
 
 import os

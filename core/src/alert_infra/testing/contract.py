@@ -50,6 +50,10 @@ What it checks (each failure says what to fix):
 Requires pytest and trustme: ``pip install alert-infra[testing]``.
 """
 
+# Why one module of ~1,000 lines: the contract kit is one test class that plugin authors
+# subclass; its checks, verdicts and the capture that searches for secrets are read together
+# (a stranger debugging a failed kit check reads this file top to bottom).
+
 from __future__ import annotations
 
 import contextvars
