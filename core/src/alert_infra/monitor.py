@@ -40,7 +40,11 @@ import threading
 import time
 import types
 
-from .security import guarded_repr
+from .alert import Alert
+from .exceptions import AlertConfigurationError
+from .lifecycle.durations import format_duration, parse_duration
+from .lifecycle.stores import open_store
+from .security import guarded_repr, redact_text, register_secret
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,8 +95,6 @@ def check_monitor_name(name: object) -> str:
     Raises:
         AlertConfigurationError: anything else (the name is a record key and part of alert titles).
     """
-    from .exceptions import AlertConfigurationError
-
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
         raise AlertConfigurationError(f"a monitor's name is 1 to {MAX_NAME} printable characters")
     return name.strip()
@@ -108,13 +110,13 @@ def schedule_seconds(value: object, name: str) -> float | None:
     """
     if value is None:
         return None
-    from .lifecycle.durations import parse_duration
 
     return parse_duration(value, name, zero=False)
 
 
 # -- the store ----------------------------------------------------------------------------------------
 def _local_path(config: AlertConfig | None) -> str:
+    # the local store's path only: audit loads pluggy (its hookspecs)
     from .audit import default_audit_path, path_from_url
 
     audit = path_from_url(config.audit) if config is not None and config.audit is not None else None
@@ -131,8 +133,6 @@ def monitor_store(
     file ``state.sqlite3`` beside the audit trail (a job and its watcher are separate processes:
     ``"memory"`` would share nothing between them).
     """
-    from .lifecycle.stores import open_store
-
     if spec is None and config is not None and isinstance(config.state, str):
         if config.state.startswith(("redis://", "rediss://", "unix://")):
             options.setdefault("prefix", f"{config.state_prefix}:lifecycle")
@@ -149,6 +149,7 @@ def monitor_store(
 def _default_store() -> RecordStore:
     config = None
     try:
+        # no store given only: the configuration file is read on the first ping
         from .config import find_config, load_config
 
         found = find_config()
@@ -177,9 +178,6 @@ def record_ping(
     schedule when given; ``error`` (an exception, or ``(class, message)``) says why it failed (the
     message is redacted and cut to :data:`MAX_MESSAGE` characters). Raises when the store does.
     """
-    from .exceptions import AlertConfigurationError
-    from .security import redact_text
-
     name = check_monitor_name(name)
     if kind not in PING_KINDS:
         raise AlertConfigurationError(f"a ping is one of {', '.join(PING_KINDS)}")
@@ -258,8 +256,6 @@ class Monitor:
                 if self._store_spec is None:
                     self._store = _default_store()
                 else:
-                    from .lifecycle.stores import open_store
-
                     self._store = open_store(self._store_spec, JOBS_KIND)
             now = self._clock() if self._clock is not None else None
             record_ping(self._store, self.name, kind, every=self.every, grace=self.grace, error=error, now=now)
@@ -412,9 +408,6 @@ class MonitorWatcher:
         return kind
 
     def _send(self, name: str, record: dict[str, Any], kind: str, now: float) -> Any:
-        from .alert import Alert
-        from .lifecycle.durations import format_duration
-
         every, grace = record.get("every"), record.get("grace") or 0.0
         last = max(record.get("last_success") or 0.0, record.get("last_start") or 0.0)
         ago = f"{format_duration(round(now - last))} ago" if last else "never"
@@ -469,9 +462,6 @@ class Watchdog:
     """
 
     def __init__(self, url: str, every: object = 60.0, *, timeout: float = 5.0) -> None:
-        from .exceptions import AlertConfigurationError
-        from .security import register_secret
-
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise AlertConfigurationError("[alert_infra.watchdog] url: an http:// or https:// URL")
         register_secret(url, owner=self)
@@ -493,6 +483,7 @@ class Watchdog:
         raw = (config.integrations.get("watchdog") if config is not None else None) or {}
         if not raw.get("url"):
             return None
+        # [alert_infra.watchdog] from a configuration only: `from alert_infra import monitor` reads none
         from .config import expand_variables
 
         table = expand_variables(raw, "alert_infra.watchdog")  # an unset ${VAR} names the key, never a value
@@ -537,6 +528,7 @@ class Watchdog:
 
     def _request(self, url: str) -> None:
         try:
+            # a watchdog ping only: the HTTP engine stays out of `from alert_infra import monitor`
             from .http import HttpChannel
         except ImportError:  # no requests: the standard library, each socket wait bounded
             self._urllib(url)
@@ -550,7 +542,7 @@ class Watchdog:
             raise RuntimeError(f"HTTP {response.status}")
 
     def _urllib(self, url: str) -> None:
-        import urllib.request
+        import urllib.request  # without requests only: the standard library's client
 
         request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310 - http(s) checked above
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..exceptions import AlertInfraError
 from ._common import EXIT_FAILED, EXIT_OK, UsageError, clean, iso, print_envelope, read_config, utc_text, warn
 from ._state import build_dispatcher, monitor_stores, state_problem
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 
 def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..monitor import JOBS_KIND, job_state, record_ping
 
     if args.start and args.fail:
@@ -29,8 +31,6 @@ def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
         error = ("Failure", "reported by alert-infra ping --fail") if kind == "fail" else None
         record = record_ping(store, args.job, kind, every=args.every, grace=args.grace, error=error)
     except Exception as exc:
-        from ..exceptions import AlertInfraError
-
         if isinstance(exc, AlertInfraError):
             raise
         raise UsageError(state_problem(exc)) from None
@@ -45,6 +45,7 @@ def cmd_ping(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    # `alert-infra run` only: subprocess stays out of other runs
     import subprocess
 
     from ..monitor import JOBS_KIND, check_monitor_name, record_ping, schedule_seconds
@@ -95,6 +96,7 @@ def heartbeat_for(config: AlertConfig | None, *, once: bool) -> Heartbeat | None
     """The dead man's switch of a long-running verb (``watch``, ``worker``): a
     :class:`~alert_infra.monitor.Heartbeat` on ``[alert_infra.watchdog]``, or ``None`` when the
     configuration has no watchdog URL."""
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..monitor import Heartbeat, Watchdog
 
     watchdog = Watchdog.from_config(config)
@@ -102,6 +104,7 @@ def heartbeat_for(config: AlertConfig | None, *, once: bool) -> Heartbeat | None
 
 
 def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    # `alert-infra watch` only: signal and threading stay out of other runs
     import signal
     import threading
 

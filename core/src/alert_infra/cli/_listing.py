@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .._checks import did_you_mean
 from ._common import EXIT_OK, UsageError, clean, print_envelope, read_config
 
 TYPE_CHECKING = False
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 
 
 def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..plugins import get_plugin_host
 
     host = get_plugin_host()
@@ -37,15 +39,13 @@ def cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_types(args: argparse.Namespace, out: TextIO) -> int:
-    from ..catalogue import catalogue
+    from ..catalogue import catalogue  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     types = catalogue()
     if args.type:
         wanted = [t for t in types if t.name in args.type]
         missing = [name for name in args.type if name not in {t.name for t in types}]
         if missing:
-            from .._checks import did_you_mean
-
             names = [t.name for t in types]
             raise UsageError(
                 "; ".join(
@@ -70,14 +70,14 @@ def cmd_types(args: argparse.Namespace, out: TextIO) -> int:
             out.write("    ... and any other option (its constructor takes **kwargs)\n")
         if info.url_form:
             out.write(f"    send --to {clean(info.url_form)}\n")
-    from ..config import CHANNEL_KEYS
+    from ..config import CHANNEL_KEYS  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     out.write(f"every channel also takes: {', '.join(CHANNEL_KEYS)}\n")
     return EXIT_OK
 
 
 def cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
-    from ..security import redact_text
+    from ..security import redact_text  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     config = read_config(args, required=False)
     if config is None:
@@ -125,6 +125,7 @@ def cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
 def _masked_options(config_channel: Any) -> dict[str, Any]:
     """A channel's options with secrets masked: the transport's ``secret_fields``, keys that
     name secrets, and secret-shaped values in free text."""
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..plugins import get_plugin_host
     from ..security import REDACTED, is_sensitive_key, redact_text, redact_value
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..exceptions import AlertConfigurationError, AlertInfraError, AlertValidationError
 from ._common import EXIT_USAGE, UsageError, clean, print_envelope
 from ._parser import build_parser
 
@@ -43,12 +44,12 @@ class _RedactingFormatter:
     """Formats a log record and redacts it: ``-v`` shows library log lines, never a secret."""
 
     def __init__(self) -> None:
-        import logging
+        import logging  # -v only: a run without it loads no logging
 
         self._inner = logging.Formatter("alert-infra: %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: Any) -> str:
-        from ..security import redact_text
+        from ..security import redact_text  # -v only: redacting the log lines
 
         return clean(redact_text(self._inner.format(record)))
 
@@ -63,7 +64,7 @@ class _Logging:
     """
 
     def __init__(self, verbosity: int, err: TextIO) -> None:
-        import logging
+        import logging  # -v only: a run without it loads no logging
 
         self._root = logging.getLogger()
         self._urllib3 = logging.getLogger("urllib3")
@@ -90,8 +91,6 @@ class _Logging:
 
 
 def _error_kind(exc: BaseException) -> str:
-    from ..exceptions import AlertConfigurationError, AlertValidationError
-
     if isinstance(exc, UsageError):
         return exc.kind
     if isinstance(exc, AlertConfigurationError):
@@ -108,8 +107,6 @@ _PREFIX = {"configuration": "configuration error: ", "validation": "invalid aler
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run the command line; the exit code (0, 1 or 2; 141 when standard output was closed early)."""
-    from ..exceptions import AlertInfraError
-
     out = out or sys.stdout
     err = err or sys.stderr
     argv = list(sys.argv[1:] if argv is None else argv)

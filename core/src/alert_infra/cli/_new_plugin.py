@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..exceptions import AlertConfigurationError
 from ._common import EXIT_OK, UsageError, clean, print_envelope
 
 TYPE_CHECKING = False
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
-    from ..exceptions import AlertConfigurationError
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..testing._generate import render_plugin
 
     try:
@@ -30,6 +31,7 @@ def cmd_new_plugin(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"created {created['distribution']} in {clean(shown)}/ (transport type {created['name']!r}):\n")
     for file in created["files"]:
         out.write(f"    {clean(file)}\n")
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..testing._generate import core_install_spec
 
     out.write(

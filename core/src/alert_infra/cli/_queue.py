@@ -4,6 +4,7 @@ outbox; ``--dead``, ``--replay``) and ``worker`` (drain the spool)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 
 from ._common import (
@@ -17,6 +18,7 @@ from ._common import (
     require_config,
     utc_text,
 )
+from ._jobs import heartbeat_for
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ def spool_wanted(config: AlertConfig) -> bool:
 
 
 def spool_for(config: AlertConfig) -> Any:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..queued.sender import open_spool
     from ..queued.settings import spool_settings
 
@@ -115,7 +118,7 @@ def _spool_dead(args: argparse.Namespace, config: AlertConfig, out: TextIO) -> i
 
 def _celery_dead(config: AlertConfig) -> list[dict[str, Any]] | str:
     """Celery's dead letters from the audit trail the workers share, or why there are none to read."""
-    from ..queued.poison import audit_dead_letters
+    from ..queued.poison import audit_dead_letters  # `outbox --dead` only: alert-infra imports every verb's module
 
     if config.audit is None:
         return "Celery's dead letters are kept in the audit trail: set [alert_infra] audit for the workers"
@@ -148,6 +151,7 @@ def _print_dead(rows: list[dict[str, Any]], celery: Any, args: argparse.Namespac
 
 def _celery_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, report: dict[str, Any]) -> int:
     try:
+        # `alert-infra outbox` only, with the [celery] extra (upward: tests/test_layers.py UPWARD)
         from .. import celery as queued
     except ImportError:
         raise UsageError("the outbox is queued delivery's: pip install 'alert-infra[celery]'") from None
@@ -174,8 +178,8 @@ def _celery_outbox(args: argparse.Namespace, config: AlertConfig, out: TextIO, r
 
 def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     config = require_config(args)
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..queued.worker import SpoolWorker
-    from ._jobs import heartbeat_for
 
     heartbeat = heartbeat_for(config, once=args.once)  # first: a bad watchdog is exit 2 before anything opens
     worker = SpoolWorker.from_config(config, concurrency=args.concurrency)
@@ -236,14 +240,13 @@ def serve_metrics(args: argparse.Namespace, config: AlertConfig) -> Any:
             f"--metrics-port serves Prometheus metrics, but {config.source} sets [alert_infra] metrics = "
             f"{config.metrics!r}: remove that line (or set metrics = 'prometheus'), or drop --metrics-port"
         )
-    from .. import metrics
+    from .. import metrics  # `worker --metrics-port` only: the metrics module stays out of other runs
 
     if metrics.default_backend() == "none":  # prometheus_client cannot be imported
         raise UsageError(
             "--metrics-port needs the prometheus_client package: pip install 'alert-infra[metrics]' "
             "(from a checkout: pip install './core[metrics]')"
         )
-    import errno
 
     try:
         return metrics.serve(port, addr)

@@ -102,7 +102,7 @@ def find_firing(store: Any, reference: int | str) -> AuditRecord:
 def notice(record: AuditRecord, status: str, **metadata: str | None) -> Alert:
     """The firing alert of ``record`` again, with ``status`` and the same fingerprint (title,
     message, severity, source, tags and metadata as the trail kept them; ``metadata`` added)."""
-    from ..alert import Alert
+    from ..alert import Alert  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     kept = dict(record.metadata) if isinstance(record.metadata, dict) else {}
     kept.update({key: value for key, value in metadata.items() if value})

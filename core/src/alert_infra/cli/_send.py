@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def cmd_send(args: argparse.Namespace, out: TextIO) -> int:
-    from ..alert import Alert
+    from ..alert import Alert  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     message = args.message
     if message in (None, "-"):
@@ -103,6 +103,7 @@ def _deliver_and_report(args: argparse.Namespace, dispatcher: Any, audit: Any, a
 def _send_to_urls(args: argparse.Namespace, alert: Any, out: TextIO) -> int:
     """``send --to URL...``: one-off channels built from their URLs (no configuration is read), the
     alert recorded in the local audit trail like any other send."""
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..dispatcher import AlertDispatcher
     from ..urls import transport_from_url
 
@@ -139,6 +140,7 @@ def _check_channel_names(names: Sequence[str], config: AlertConfig | None) -> No
     """``--channel`` names that no channel has: a usage error with "did you mean", before sending."""
     if not names:
         return
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..dispatcher import unknown_channel_message
 
     known = [c.name for c in config.channels] if config is not None else ["console"]

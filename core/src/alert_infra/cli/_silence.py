@@ -6,6 +6,7 @@ import argparse
 import time
 from contextlib import contextmanager
 
+from ..exceptions import AlertConfigurationError
 from ._common import EXIT_OK, UsageError, clean, current_user, print_envelope, read_config
 from ._state import silence_store
 
@@ -38,8 +39,6 @@ def _silence_json(silence: Any, now: float) -> dict[str, Any]:
 
 
 def cmd_silence_add(args: argparse.Namespace, out: TextIO) -> int:
-    from ..exceptions import AlertConfigurationError
-
     author = current_user(args.author)
     with _silences(args, "the silence could not be stored") as store:
         try:

@@ -34,7 +34,7 @@ def local_state(args: argparse.Namespace, config: AlertConfig) -> Any:
         return None
     if not any(c.enabled and (c.throttle is not None or c.dedup_window is not None) for c in config.channels):
         return None
-    from ..state import SQLiteState
+    from ..state import SQLiteState  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     path = local_state_path(args, config)
     try:
@@ -67,7 +67,7 @@ def lifecycle_spec(args: argparse.Namespace, config: AlertConfig | None) -> tupl
 def lifecycle_kwargs(args: argparse.Namespace, config: AlertConfig | None) -> dict[str, Any]:
     """``send``/``watch``: the lifecycle's store, and the silence gate always on (silences added with
     ``alert-infra silence add`` apply to every later run). Without a usable store: this run's memory."""
-    from ..lifecycle import open_store
+    from ..lifecycle import open_store  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     try:
         spec, options = lifecycle_spec(args, config)
@@ -76,6 +76,7 @@ def lifecycle_kwargs(args: argparse.Namespace, config: AlertConfig | None) -> di
         if not getattr(args, "json", False):
             warn(args.err, f"cannot use the lifecycle state ({type(exc).__name__})")
         return {"silences": (config.silences if config is not None else None) or []}
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..lifecycle import SilenceStore
 
     silences = SilenceStore(store)
@@ -93,6 +94,7 @@ def build_dispatcher(args: argparse.Namespace, config: AlertConfig | None, *, qu
     else the configured channels, with the local state and the lifecycle when delivery is inline,
     or enqueued for a worker (``queue``: ``send --queue``). The trail is closed when the dispatcher
     cannot be built."""
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..dispatcher import AlertDispatcher
     from ..transports import ConsoleTransport
 
@@ -117,6 +119,7 @@ def build_dispatcher(args: argparse.Namespace, config: AlertConfig | None, *, qu
 
 def silence_store(args: argparse.Namespace, config: AlertConfig | None) -> Any:
     """The silences, in the lifecycle's store (:func:`lifecycle_spec`); the caller closes its records."""
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..lifecycle import SilenceStore
 
     spec, options = lifecycle_spec(args, config)
@@ -124,6 +127,7 @@ def silence_store(args: argparse.Namespace, config: AlertConfig | None) -> Any:
 
 
 def local_state_path(args: argparse.Namespace, config: AlertConfig | None) -> str:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..audit import default_audit_path, path_from_url
 
     audit = getattr(args, "audit", None)
@@ -136,6 +140,7 @@ def local_state_path(args: argparse.Namespace, config: AlertConfig | None) -> st
 def monitor_stores(args: argparse.Namespace, config: AlertConfig | None, *kinds: str) -> list[Any]:
     """The monitors' record stores (one per kind): ``--state``, else the configured shared ``state``
     (``redis://…``, ``sqlite:///…``), else ``state.sqlite3`` beside the audit trail (as ``send``)."""
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..monitor import monitor_store
 
     spec = getattr(args, "state", None)

@@ -7,6 +7,7 @@ import argparse
 import os
 import time
 
+from ..exceptions import FAILURE_CLASSES, failure_class_of
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -42,8 +43,6 @@ def failure_reason(row: Mapping[str, Any]) -> str:
     ``client_error``, ``server_error``, ``connection``, ``config``, ``other``), as the delivering
     process wrote it in the audit trail; a row written before the trail kept it is classified by
     its error's class name (the audit store does that as it reads; this covers any row left)."""
-    from ..exceptions import FAILURE_CLASSES, failure_class_of
-
     written = row.get("failure_class")
     if isinstance(written, str) and written in FAILURE_CLASSES:
         return written
@@ -54,7 +53,7 @@ def open_groups(args: argparse.Namespace, config: AlertConfig | None) -> int:
     """How many groups are open: the records of kind ``groups`` in the lifecycle's store (where
     a dispatcher that groups keeps each channel's groups, one record per group, removed when its
     last alert resolved), counting those that still hold an alert."""
-    from ..lifecycle import open_store
+    from ..lifecycle import open_store  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     spec, options = lifecycle_spec(args, config)
     store = open_store(spec, "groups", **options)
@@ -101,6 +100,7 @@ def _channel_status(records: Sequence[Any], config: AlertConfig | None) -> list[
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..monitor import JOBS_KIND, job_state
 
     config = read_config(args, required=False)
