@@ -31,13 +31,36 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-__all__ = ["GuardedStore", "MemoryStore", "RecordStore", "RedisStore", "SQLiteStore", "StoreUnavailable", "open_store"]
+__all__ = [
+    "UNCHANGED",
+    "GuardedStore",
+    "MemoryStore",
+    "RecordStore",
+    "RedisStore",
+    "SQLiteStore",
+    "StoreUnavailable",
+    "open_store",
+]
 
 _KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
 #: The largest record any store accepts (bytes of JSON): a group of thousands of alerts fits.
 MAX_RECORD_BYTES = 8 * 1024 * 1024
 #: Bounds of a store's wait for a lock or a socket (seconds).
 MIN_TIMEOUT, MAX_TIMEOUT = 0.05, 10.0
+#: How many times :meth:`RedisStore.update` starts again when another client changed the record
+#: between its read and its write (optimistic locking); then it raises.
+MAX_UPDATE_TRIES = 16
+
+
+class _Unchanged:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+#: What a :meth:`RecordStore.update` function returns to leave the record as it is (no write).
+UNCHANGED: Any = _Unchanged()
 
 
 def _check_kind(kind: str) -> str:
@@ -87,6 +110,24 @@ class RecordStore:
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         """Every live record, sorted by key."""
         raise NotImplementedError
+
+    def update(self, key: str, change: Callable[[dict[str, Any] | None], Any], ttl: float | None = None) -> Any:
+        """Read, change and write the record under ``key`` as one step no other writer of the same
+        store (another thread, another process) can interleave with: ``change(current)`` gets the
+        record (or ``None``) and returns the new one, ``None`` to delete it, or :data:`UNCHANGED`;
+        its answer is returned. ``change`` may be called more than once (Redis starts again when
+        another client wrote the record meanwhile), so it must not act beyond computing its answer.
+
+        This base version is a plain read then write (not atomic): every store here overrides it.
+        """
+        value = change(self.get(key))
+        if value is UNCHANGED:
+            return value
+        if value is None:
+            self.delete(key)
+        else:
+            self.put(key, value, ttl)
+        return value
 
     def clear(self) -> None:
         """Remove every record of this kind."""
@@ -161,6 +202,23 @@ class MemoryStore(RecordStore):
         with self._locked():
             return self._data.pop(key, None) is not None
 
+    def update(self, key: str, change: Callable[[dict[str, Any] | None], Any], ttl: float | None = None) -> Any:
+        with self._locked():  # one lock for the read and the write: no other thread in between
+            data = self._data
+            found = data.get(key)
+            current: Any = None
+            if found is not None and (found[0] is None or found[0] > self.clock()):
+                current = json.loads(found[1]) if self._copy else found[1]
+            value = change(current)
+            if value is UNCHANGED:
+                return value
+            data.pop(key, None)
+            if value is not None:
+                data[key] = (None if ttl is None else self.clock() + ttl, _encode(value) if self._copy else value)
+                if self.max_records is not None and len(data) > self.max_records:
+                    del data[next(iter(data))]
+            return value
+
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         now = self.clock()
         with self._locked():
@@ -204,14 +262,32 @@ class SQLiteStore(RecordStore):
         self._pid = -1
         self._lock = threading.Lock()
         self._writes = 0
+        from .._lifecycle import on_fork_in_child, quiesce_at_fork
+
+        on_fork_in_child(self, SQLiteStore._after_fork)
+        # Every call holds the lock for its statement or transaction (update()'s read and write):
+        # held across a fork, no transaction of ours is open when the process is copied.
+        quiesce_at_fork(self)
+
+    def _after_fork(self) -> None:
+        # In a forked child: another thread of the parent may have held the lock mid-statement. A
+        # new lock; the parent's connection set aside (never used, never closed: closing it would
+        # drop this process's POSIX locks on the file), a new one made on first use.
+        self._lock = threading.Lock()
+        if self._conn is not None:
+            _INHERITED.append(self._conn)
+            self._conn = None
+        self._pid = -1
 
     def _connection(self) -> Any:
         if self._pid != os.getpid():
-            # First use, or a forked child: a connection of its own. The parent's is left alone (never
-            # closed here: closing it would disturb the parent's copy of its state).
+            # First use, or a forked child without the fork reset: a connection of its own. The
+            # parent's is left alone (never closed here: closing it would disturb the parent's copy
+            # of its state).
             import sqlite3
 
-            self._lock = threading.Lock()
+            if self._conn is not None:
+                _INHERITED.append(self._conn)
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -256,6 +332,35 @@ class SQLiteStore(RecordStore):
             cursor = self._connection().execute(f"DELETE FROM {self._table} WHERE key = ?", (key,))  # noqa: S608
             return bool(cursor.rowcount)
 
+    def update(self, key: str, change: Callable[[dict[str, Any] | None], Any], ttl: float | None = None) -> Any:
+        # BEGIN IMMEDIATE takes the file's write lock before the read (waiting at most the store's
+        # timeout for another process's): no other process writes between this read and write.
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = self.clock()
+                row = conn.execute(
+                    f"SELECT value FROM {self._table} WHERE key = ? AND (expires IS NULL OR expires > ?)",  # noqa: S608
+                    (key, now),
+                ).fetchone()
+                value = change(None if row is None else json.loads(row[0]))
+                if value is None:
+                    conn.execute(f"DELETE FROM {self._table} WHERE key = ?", (key,))  # noqa: S608
+                elif value is not UNCHANGED:
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {self._table} (key, value, expires) VALUES (?, ?, ?)",  # noqa: S608
+                        (key, _encode(value), None if ttl is None else now + ttl),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001, S110 - no transaction left to roll back
+                    pass
+                raise
+        return value
+
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
             rows = (
@@ -281,6 +386,11 @@ class SQLiteStore(RecordStore):
     @guarded_repr
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, kind={self.kind!r})"
+
+
+#: SQLite connections a forked child inherited: kept referenced, never used nor closed (garbage
+#: collection would close them, dropping the child's own POSIX locks on the file).
+_INHERITED: list[Any] = []
 
 
 class RedisStore(RecordStore):
@@ -389,6 +499,37 @@ class RedisStore(RecordStore):
             client.srem(self._index, *gone)
         return found
 
+    def update(self, key: str, change: Callable[[dict[str, Any] | None], Any], ttl: float | None = None) -> Any:
+        # Optimistic: WATCH the key, read, write in MULTI/EXEC; another client's write in between
+        # makes EXEC fail and the whole step starts again (at most MAX_UPDATE_TRIES times).
+        from redis.exceptions import WatchError
+
+        name = self._prefix + key
+        with self._redis().pipeline(transaction=True) as pipe:
+            for _ in range(MAX_UPDATE_TRIES):
+                try:
+                    pipe.watch(name)
+                    value = change(self._unwrap(pipe.get(name)))
+                    if value is UNCHANGED:
+                        pipe.unwatch()
+                        return value
+                    pipe.multi()
+                    if value is None:
+                        pipe.delete(name)
+                        pipe.srem(self._index, key)
+                    else:
+                        text = _encode({"e": None if ttl is None else self.clock() + ttl, "v": value})
+                        if ttl is None:
+                            pipe.set(name, text)
+                        else:
+                            pipe.set(name, text, px=max(1, int(ttl * 1000)))
+                        pipe.sadd(self._index, key)
+                    pipe.execute()
+                    return value
+                except WatchError:
+                    continue
+        raise ConnectionError(f"a lifecycle record changed under {MAX_UPDATE_TRIES} tries in a row")
+
     def clear(self) -> None:
         client = self._redis()
         keys = [k.decode() if isinstance(k, bytes) else str(k) for k in client.smembers(self._index)]
@@ -454,6 +595,9 @@ class GuardedStore(RecordStore):
     def items(self) -> list[tuple[str, dict[str, Any]]]:
         found: list[tuple[str, dict[str, Any]]] = self._call("items")
         return found
+
+    def update(self, key: str, change: Callable[[dict[str, Any] | None], Any], ttl: float | None = None) -> Any:
+        return self._call("update", key, change, ttl)
 
     def clear(self) -> None:
         self._call("clear")
