@@ -46,13 +46,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import threading
 
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
 from .durations import parse_duration
 from .gates import ADMIT, Verdict
 from .matchers import alert_values
-from .stores import RecordStore, open_store
+from .stores import UNCHANGED, RecordStore, open_store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,12 +63,19 @@ if TYPE_CHECKING:
 
     from ..alert import Alert
 
-__all__ = ["EACH_FINGERPRINT", "GroupGate", "GroupPolicy", "Grouper", "Notification"]
+__all__ = ["DIGEST_KEY", "DIGEST_LISTED", "EACH_FINGERPRINT", "GroupGate", "GroupPolicy", "Grouper", "Notification"]
 
 #: ``group_by = ["..."]``: each fingerprint is a group of its own.
 EACH_FINGERPRINT = "..."
 GROUP_FIELDS = ("source", "severity", "title", "tags")
 CONFIG_KEYS = ("group_by", "group_wait", "group_interval", "repeat_interval", "group_wait_critical", "resolve_timeout")
+#: The metadata key of a digest alert (:meth:`Notification.to_alert`) holding :meth:`Notification.digest`.
+DIGEST_KEY = "digest"
+#: How many alerts a digest lists (its message and ``metadata["digest"]["alerts"]``).
+DIGEST_LISTED = 20
+TITLE_CUT, MESSAGE_CUT, SUMMARY_CUT, LABELS_SHOWN = 200, 300, 300, 10
+#: Groups a :class:`Grouper` on a store remembers having added to (for :meth:`Grouper.flush_pending`).
+MAX_TOUCHED = 100_000
 
 
 class GroupPolicy:
@@ -99,8 +108,16 @@ class GroupPolicy:
                 or name in GROUP_FIELDS
                 or (isinstance(name, str) and name.startswith("metadata.") and len(name) > 9)
             ):
+                from .._checks import did_you_mean
+
+                hint = ""
+                if isinstance(name, str):
+                    head, dot, rest = name.partition(".")
+                    hint = did_you_mean(name, (*GROUP_FIELDS, EACH_FINGERPRINT))
+                    if dot and rest and not hint:
+                        hint = did_you_mean(head, ("metadata",)).replace("'metadata'", f"'metadata.{rest[:30]}'")
                 raise AlertConfigurationError(
-                    f"group_by: {str(name)[:40]!r} is not one of {', '.join(GROUP_FIELDS)}, metadata.KEY or '...'"
+                    f"group_by: {str(name)[:40]!r} is not one of {', '.join(GROUP_FIELDS)}, metadata.KEY or '...'{hint}"
                 )
         if EACH_FINGERPRINT in group_by and len(group_by) > 1:
             raise AlertConfigurationError('group_by: "..." stands alone (each fingerprint its own group)')
@@ -113,6 +130,14 @@ class GroupPolicy:
         self.repeat_interval = math.ceil(repeat / self.group_interval - 1e-9) * self.group_interval
         self.group_wait_critical = parse_duration(group_wait_critical, "group_wait_critical")
         self.resolve_timeout = parse_duration(resolve_timeout, "resolve_timeout", zero=False)
+
+    @guarded_repr
+    def __repr__(self) -> str:
+        return (
+            f"GroupPolicy({list(self.group_by)!r}, group_wait={self.group_wait:g}, group_interval="
+            f"{self.group_interval:g}, repeat_interval={self.repeat_interval:g}, group_wait_critical="
+            f"{self.group_wait_critical:g}, resolve_timeout={self.resolve_timeout:g})"
+        )
 
     @classmethod
     def from_config(cls, table: Mapping[str, Any]) -> GroupPolicy:
@@ -224,12 +249,99 @@ class Notification:
             "summary": self.summary(),
         }
 
+    def digest(self, listed: int = DIGEST_LISTED) -> dict[str, Any]:
+        """The bounded form transports read from a digest alert's ``metadata["digest"]``
+        (:data:`DIGEST_KEY`): the group, the counts and the first ``listed`` alerts (firing, then
+        resolved), each cut to its title, a short message, severity, source, status, fingerprint
+        and creation time."""
+        shown: list[dict[str, Any]] = []
+        for status, items in (("firing", self.firing), ("resolved", self.resolved)):
+            for item in items[: max(listed - len(shown), 0)]:
+                shown.append(
+                    {
+                        "title": _cut(item.get("title"), TITLE_CUT),
+                        "message": _cut(item.get("message"), MESSAGE_CUT),
+                        "severity": item.get("severity"),
+                        "source": _cut(item.get("source"), TITLE_CUT) if item.get("source") else None,
+                        "status": status,
+                        "fingerprint": _cut(item.get("fingerprint"), TITLE_CUT),
+                        "created_at": item.get("created_at"),
+                    }
+                )
+        return {
+            "group_key": self.group_key,
+            "labels": {_cut(k, TITLE_CUT): _cut(v, TITLE_CUT) for k, v in list(self.labels.items())[:LABELS_SHOWN]},
+            "status": self.status,
+            "firing": len(self.firing),
+            "resolved": len(self.resolved),
+            "new": len(self.new),
+            "folded": self.folded,
+            "repeat": self.repeat,
+            "counts_by_severity": self.counts_by_severity,
+            "counts_by_source": {_cut(k, TITLE_CUT): n for k, n in list(self.counts_by_source.items())[:LABELS_SHOWN]},
+            "alerts": shown,
+            "not_listed": len(self.firing) + len(self.resolved) - len(shown),
+        }
+
+    def to_alert(self, listed: int = DIGEST_LISTED) -> Alert:
+        """The digest as one alert, what a channel is sent: the title is :meth:`summary`, the message
+        the group and the first ``listed`` alerts (then how many more), the severity the most
+        severe, the fingerprint the group key (a resolve of the group is routed by it), the status
+        ``firing`` or ``resolved``, the source and tags those every alert shares, and
+        ``metadata["digest"]`` the bounded :meth:`digest` for transports and templates."""
+        from datetime import datetime, timezone
+
+        from ..alert import SEVERITIES, Alert
+
+        items = self.firing or self.resolved
+        ranks = [SEVERITIES.index(i["severity"]) for i in items if i.get("severity") in SEVERITIES]
+        severity = SEVERITIES[max(ranks)] if ranks else "info"
+        lines = []
+        if self.labels:
+            lines.append("Group: " + ", ".join(f"{k}={v}" for k, v in self.labels.items())[:TITLE_CUT])
+        counts = [f"{len(self.firing)} firing"] if self.firing else []
+        if self.new and not self.repeat:
+            counts.append(f"{len(self.new)} new")
+        if self.resolved:
+            counts.append(f"{len(self.resolved)} resolved")
+        counts.append(f"{self.folded} received since the last notification")
+        lines.append(", ".join(counts))
+        room = listed
+        for word, group in (("", self.firing), ("resolved: ", self.resolved)):
+            for item in group[:room]:
+                where = f" ({_cut(item.get('source'), 80)})" if item.get("source") else ""
+                lines.append(f"- {word}[{item.get('severity')}] {_cut(item.get('title'), TITLE_CUT)}{where}")
+            room -= min(len(group), room)
+        hidden = len(self.firing) + len(self.resolved) - (listed - room)
+        if hidden > 0:
+            lines.append(f"... and {hidden} more not listed")
+        sources = {i.get("source") for i in items}
+        tags = set(items[0].get("tags") or ()) if items else set()
+        for item in items[1:]:
+            tags &= set(item.get("tags") or ())
+        return Alert(
+            _cut(self.summary(), SUMMARY_CUT),
+            "\n".join(lines),
+            severity=severity,
+            source=sources.pop() if len(sources) == 1 and None not in sources else None,
+            tags=sorted(tags),
+            metadata={DIGEST_KEY: self.digest(listed)},
+            created_at=datetime.fromtimestamp(self.at, timezone.utc),
+            fingerprint=self.group_key,
+            status=self.status,
+        )
+
     @guarded_repr
     def __repr__(self) -> str:
         return (
             f"Notification(channel={self.channel!r}, group={self.group_key!r}, firing={len(self.firing)}, "
             f"resolved={len(self.resolved)}, new={len(self.new)}, folded={self.folded})"
         )
+
+
+def _cut(value: Any, limit: int) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _order(item: dict[str, Any]) -> tuple[int, float, str]:
@@ -239,78 +351,224 @@ def _order(item: dict[str, Any]) -> tuple[int, float, str]:
     return (-rank, item.get("_first", 0.0), item.get("fingerprint", ""))
 
 
+def _pending(state: Mapping[str, Any]) -> bool:
+    """Whether a group holds something no notification told yet: alerts received since the last
+    one (or the first one still to come), or a resolve of an alert it had firing."""
+    return bool(state["received"]) or any(e["status"] == "resolved" for e in state["alerts"].values())
+
+
 class Grouper:
     """The groups of one channel (see the module docstring).
 
     Args:
         channel: the channel's name (the gate admits alerts for other channels untouched).
         policy: its :class:`GroupPolicy`.
-        store: where groups and timers are written through (``"memory"``, ``"sqlite:///…"``, a Redis
-            URL or client, a record store); ``None`` keeps them in this object only.
+        store: where groups and timers live (``"memory"``, ``"sqlite:///…"``, a Redis URL or client, a
+            record store); ``None`` keeps them in this object only. With a store, the store is the
+            truth: every change is one atomic :meth:`RecordStore.update` of the group's record, so
+            several processes (and threads) on one store share each group and its timer.
+        clock: the stores' clock (expiry of records), as for :func:`open_store`.
+        timers: with ``store``, a store for a small index of the groups' timers (kind
+            ``group_timers``), so :meth:`refresh` learns of groups other processes made without
+            reading every group; without it :meth:`refresh` reads the groups themselves.
+        claim: with ``store``, ``claim(key) -> bool``, asked before a group is flushed (``key``
+            names the channel, the group and the tick): False means another process flushes that
+            tick (the dispatcher claims it in its state backend).
+        load: with ``store``, read its groups now (:meth:`reload`); False leaves that to the caller.
     """
 
     name = "group"
 
     def __init__(
-        self, channel: str, policy: GroupPolicy, store: Any = None, *, clock: Callable[[], float] | None = None
+        self,
+        channel: str,
+        policy: GroupPolicy,
+        store: Any = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        timers: Any = None,
+        claim: Callable[[str], bool] | None = None,
+        load: bool = True,
     ) -> None:
         self.channel = channel
         self.policy = policy
         self.records: RecordStore | None = None if store is None else open_store(store, "groups", clock=clock)
-        self._groups: dict[str, dict[str, Any]] = {}
+        self.timers: RecordStore | None = (
+            None if timers is None or self.records is None else open_store(timers, "group_timers", clock=clock)
+        )
+        self.claim = claim
+        self._groups: dict[str, dict[str, Any]] = {}  # without a store: the groups themselves
+        self._due: dict[str, float] = {}  # with a store: the timers this process knows of
+        self._touched: dict[str, None] = {}  # with a store: groups this process added to since it flushed them
         self._prefix = f"{channel}|"
-        if self.records is not None:
-            for key, state in self.records.items():
-                if key.startswith(self._prefix):
-                    self._groups[state["key"]] = state
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        if self.records is not None and load:
+            self.reload()
+
+    def _locked(self) -> threading.RLock:
+        if os.getpid() != self._pid:  # a forked child: a lock of its own (the parent's may be held)
+            self._lock = threading.RLock()
+            self._pid = os.getpid()
+        return self._lock
+
+    @property
+    def shared(self) -> bool:
+        """Whether the groups live in a store (shared with every process on it)."""
+        return self.records is not None
 
     # -- state ------------------------------------------------------------------------------------
     def snapshot(self) -> list[dict[str, Any]]:
         """Every group's state (JSON-safe; ``Grouper.restore`` takes it back)."""
-        return [json.loads(json.dumps(state)) for _, state in sorted(self._groups.items())]
+        if self.records is not None:
+            return [state for key, state in self.records.items() if key.startswith(self._prefix)]
+        with self._locked():
+            return [json.loads(json.dumps(state)) for _, state in sorted(self._groups.items())]
 
     def restore(self, states: Sequence[Mapping[str, Any]]) -> None:
         for state in states:
-            self._groups[state["key"]] = json.loads(json.dumps(state))
-            self._save(state["key"])
+            copy = json.loads(json.dumps(state))
+            if self.records is not None:
+                self.records.put(self._prefix + copy["key"], copy)
+                self._timer(copy["key"], copy["next"])
+            else:
+                with self._locked():
+                    self._groups[copy["key"]] = copy
 
-    def _save(self, key: str) -> None:
+    def reload(self) -> None:
+        """With a store: learn every group of this channel and its timer from the groups themselves
+        (at start: a restarted process resumes them), writing the timer index again."""
         if self.records is None:
             return
-        state = self._groups.get(key)
-        if state is None:
-            self.records.delete(self._prefix + key)
-        else:
-            self.records.put(self._prefix + key, state)
+        found = {state["key"]: state["next"] for key, state in self.records.items() if key.startswith(self._prefix)}
+        if self.timers is not None:
+            known = {k: v.get("next") for k, v in self.timers.items() if k.startswith(self._prefix)}
+            for key, next_at in found.items():
+                if known.get(self._prefix + key) != next_at:
+                    self.timers.put(self._prefix + key, {"next": next_at})
+            for stale in set(known) - {self._prefix + key for key in found}:
+                self.timers.delete(stale)
+        with self._locked():
+            self._due = found
+
+    def refresh(self, timers: Sequence[tuple[str, Mapping[str, Any]]] | None = None) -> None:
+        """With a store: what groups exist now and when each is due, from the timer index
+        (``timers``: its ``items()`` if the caller read them already), else from the groups."""
+        if self.records is None:
+            return
+        if self.timers is None:
+            self.reload()
+            return
+        items = self.timers.items() if timers is None else timers
+        found = {
+            key[len(self._prefix) :]: float(value["next"])
+            for key, value in items
+            if key.startswith(self._prefix) and isinstance(value.get("next"), (int, float))
+        }
+        with self._locked():
+            self._due = found
+
+    def _timer(self, key: str, next_at: float | None) -> None:
+        """Write the timer index (with a store) and this process's view of it."""
+        if self.timers is not None:
+            if next_at is None:
+                self.timers.delete(self._prefix + key)
+            else:
+                self.timers.put(self._prefix + key, {"next": next_at})
+        with self._locked():
+            if next_at is None:
+                self._due.pop(key, None)
+                self._touched.pop(key, None)
+            else:
+                self._due[key] = next_at
 
     @property
     def groups(self) -> list[str]:
-        return sorted(self._groups)
+        if self.records is not None:
+            return sorted(state["key"] for key, state in self.records.items() if key.startswith(self._prefix))
+        with self._locked():
+            return sorted(self._groups)
 
     def next_due(self) -> float | None:
-        """When the next flush is due (``None``: no group pending)."""
-        return min((state["next"] for state in self._groups.values()), default=None)
+        """When the next flush is due (``None``: no group pending). With a store: of the groups this
+        process knows of (:meth:`refresh` learns of the others)."""
+        with self._locked():
+            if self.records is not None:
+                return min(self._due.values(), default=None)
+            return min((state["next"] for state in self._groups.values()), default=None)
+
+    @property
+    def pending(self) -> list[str]:
+        """The groups holding alerts no notification told yet (with a store: those this process
+        added to): what :meth:`flush_pending` would send."""
+        with self._locked():
+            if self.records is not None:
+                return sorted(self._touched)
+            return sorted(key for key, state in self._groups.items() if _pending(state))
 
     # -- admission ----------------------------------------------------------------------------------
     def add(self, alert: Alert, now: float) -> Verdict:
         """Put ``alert`` in its group: ``held`` until its group's next flush, or admitted (see above)."""
         if alert.status == "acknowledged":
             return ADMIT
+        key, labels = self.policy.key(alert)
+        document = alert.to_dict() if alert.status == "firing" else None
+        if self.records is None:
+            with self._locked():
+                state = self._groups.get(key)
+                verdict, created = self._apply(state, key, labels, alert, document, now)
+                if created is not None:
+                    self._groups[key] = created
+            return verdict
+        answer: list[Any] = []
+
+        def change(current: dict[str, Any] | None) -> Any:
+            before = None if current is None else current["next"]
+            verdict, created = self._apply(current, key, labels, alert, document, now)
+            answer[:] = [verdict, before]
+            if verdict is ADMIT:
+                return UNCHANGED
+            return created if created is not None else current
+
+        self.records.update(self._prefix + key, change)
+        answered: Verdict = answer[0]
+        until, before = answered.until, answer[1]
+        if until is not None:
+            with self._locked():
+                self._touched[key] = None
+                if len(self._touched) > MAX_TOUCHED:
+                    del self._touched[next(iter(self._touched))]
+            if until != before:
+                self._timer(key, until)
+            else:
+                with self._locked():
+                    self._due[key] = until
+        return answered
+
+    def _apply(
+        self,
+        state: dict[str, Any] | None,
+        key: str,
+        labels: dict[str, str],
+        alert: Alert,
+        document: dict[str, Any] | None,
+        now: float,
+    ) -> tuple[Verdict, dict[str, Any] | None]:
+        """The rules of :meth:`add` on one group's ``state`` (changed in place): the verdict, and
+        the new group's state when this alert made one."""
         policy = self.policy
-        key, labels = policy.key(alert)
         fingerprint = alert.fingerprint
-        state = self._groups.get(key)
         if alert.status == "resolved":
             if state is None or fingerprint not in state["alerts"]:
-                return ADMIT
+                return ADMIT, None
             entry = state["alerts"][fingerprint]
             entry["status"], entry["seen"] = "resolved", now
-            self._save(key)
-            return Verdict.hold(state["next"], key)
+            return Verdict.hold(state["next"], key), None
         critical = alert.severity == "critical"
+        created: dict[str, Any] | None = None
         if state is None:
             wait = min(policy.group_wait_critical, policy.group_wait) if critical else policy.group_wait
-            state = {
+            state = created = {
                 "key": key,
                 "labels": labels,
                 "next": now + wait,
@@ -319,9 +577,7 @@ class Grouper:
                 "received": 0,
                 "last": None,
             }
-            self._groups[key] = state
         entry = state["alerts"].get(fingerprint)
-        document = alert.to_dict()
         if entry is None:
             state["alerts"][fingerprint] = {"status": "firing", "first": now, "seen": now, "alert": document}
         else:
@@ -332,8 +588,7 @@ class Grouper:
                 state["next"] = min(state["next"], now + policy.group_wait_critical)
             if alert.created_at.timestamp() + policy.group_wait <= now:
                 state["next"] = min(state["next"], now)  # waited long enough already (a restart, a queue)
-        self._save(key)
-        return Verdict.hold(state["next"], key)
+        return Verdict.hold(state["next"], key), created
 
     def check(self, alert: Alert, channel: str, now: float, *, delivered: bool = False) -> Verdict:
         """The gate: alerts for this channel go to their group (``held``), others are admitted."""
@@ -344,24 +599,107 @@ class Grouper:
     # -- flushing -----------------------------------------------------------------------------------
     def due(self, now: float) -> list[Notification]:
         """Flush every group whose timer is due at ``now``; the notifications to deliver, in time order."""
+        if self.records is not None:
+            with self._locked():
+                keys = sorted((t, k) for k, t in self._due.items() if t <= now)
+            return [note for _, key in keys if (note := self._flush_shared(key, now)) is not None]
         notes: list[Notification] = []
-        for key in sorted(self._groups, key=lambda k: (self._groups[k]["next"], k)):
-            state = self._groups[key]
-            if state["next"] <= now:
-                note = self._flush(key, state["next"], now)
-                if note is not None:
-                    notes.append(note)
+        with self._locked():
+            for key in sorted(self._groups, key=lambda k: (self._groups[k]["next"], k)):
+                state = self._groups[key]
+                if state["next"] <= now:
+                    note = self._flush_local(key, state["next"], now)
+                    if note is not None:
+                        notes.append(note)
         return notes
 
     def flush_all(self, now: float) -> list[Notification]:
-        """Flush every group now, due or not (a process with pending groups and no worker, at exit)."""
-        for state in self._groups.values():
-            state["next"] = min(state["next"], now)
-        return self.due(now)
+        """Flush every group now, due or not (with a store: every group of this channel in it)."""
+        if self.records is not None:
+            self.reload()
+            with self._locked():
+                keys = sorted(self._due, key=lambda k: (self._due[k], k))
+            return [note for key in keys if (note := self._flush_shared(key, now, force=True)) is not None]
+        with self._locked():
+            for state in self._groups.values():
+                state["next"] = min(state["next"], now)
+            return self.due(now)
 
-    def _flush(self, key: str, tick: float, now: float) -> Notification | None:
-        policy = self.policy
+    def flush_pending(self, now: float, *, until: Callable[[], bool] | None = None) -> list[Notification]:
+        """Flush now the groups in :attr:`pending` (a process leaving, with no worker owning flushes);
+        ``until()`` returning True stops before the next group (a bound on the time spent)."""
+        notes: list[Notification] = []
+        for key in self.pending:
+            if until is not None and until():
+                break
+            if self.records is not None:
+                note = self._flush_shared(key, now, force=True, only_pending=True)
+            else:
+                with self._locked():
+                    state = self._groups.get(key)
+                    if state is None or not _pending(state):
+                        continue
+                    note = self._flush_local(key, min(state["next"], now), now)
+            if note is not None:
+                notes.append(note)
+        return notes
+
+    def _flush_local(self, key: str, tick: float, now: float) -> Notification | None:
         state = self._groups[key]
+        note = self._flush_state(key, state, tick, now)
+        if not state["alerts"]:
+            del self._groups[key]  # every alert resolved or timed out: the group ends
+        return note
+
+    def _flush_shared(
+        self, key: str, now: float, *, force: bool = False, only_pending: bool = False
+    ) -> Notification | None:
+        """Flush one group of the store: read it, claim its tick, then flush it in one atomic update
+        that does nothing if another process flushed it meanwhile (its ``next`` moved on)."""
+        assert self.records is not None
+        record_key = self._prefix + key
+        current = self.records.get(record_key)
+        if current is None:  # ended (flushed by another process), or never was
+            self._timer(key, None)
+            return None
+        scheduled = current["next"]
+        if (not force and scheduled > now) or (only_pending and not _pending(current)):
+            with self._locked():
+                self._due[key] = scheduled
+                if only_pending:
+                    self._touched.pop(key, None)
+            return None
+        if self.claim is not None and not self.claim(f"{self.channel}|{key}|{scheduled!r}"):
+            with self._locked():  # another process flushes this tick; refresh() learns the next one
+                self._due.pop(key, None)
+                self._touched.pop(key, None)
+            return None
+        tick = min(scheduled, now)
+        answer: list[Any] = []
+
+        def change(state: dict[str, Any] | None) -> Any:
+            if state is None or state["next"] != scheduled:
+                answer[:] = []
+                return UNCHANGED
+            note = self._flush_state(key, state, tick, now)
+            answer[:] = [note, None if not state["alerts"] else state["next"]]
+            return state if state["alerts"] else None
+
+        self.records.update(record_key, change)
+        if not answer:  # flushed by another process between the read and the update
+            with self._locked():
+                self._due.pop(key, None)
+                self._touched.pop(key, None)
+            return None
+        note, following = answer
+        with self._locked():
+            self._touched.pop(key, None)
+        self._timer(key, following)
+        return note  # type: ignore[no-any-return]
+
+    def _flush_state(self, key: str, state: dict[str, Any], tick: float, now: float) -> Notification | None:
+        """The flush rules on one group's ``state`` (changed in place; no alert left: it ends)."""
+        policy = self.policy
         alerts: dict[str, dict[str, Any]] = state["alerts"]
         for fingerprint in [
             fp for fp, e in alerts.items() if e["status"] == "firing" and e["seen"] + policy.resolve_timeout <= tick
@@ -398,14 +736,10 @@ class Grouper:
         for fingerprint in [fp for fp, e in alerts.items() if e["status"] == "resolved"]:
             del alerts[fingerprint]
         state["flushed"] = True
-        if not alerts:
-            del self._groups[key]  # every alert resolved or timed out: the group ends
-        else:
-            following = tick + policy.group_interval
-            if following <= now:  # a late scheduler: keep the cadence
-                following += math.floor((now - following) / policy.group_interval + 1) * policy.group_interval
-            state["next"] = following
-        self._save(key)
+        following = tick + policy.group_interval
+        if following <= now:  # a late scheduler: keep the cadence
+            following += math.floor((now - following) / policy.group_interval + 1) * policy.group_interval
+        state["next"] = following
         return note
 
 
@@ -424,6 +758,18 @@ class GroupGate:
 
     def next_due(self) -> float | None:
         return min((t for g in self.groupers.values() if (t := g.next_due()) is not None), default=None)
+
+    def refresh(self) -> None:
+        """What the stores hold now (groups other processes made), one read per timer store."""
+        read: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for grouper in self.groupers.values():
+            timers = grouper.timers
+            if timers is None:
+                grouper.refresh()
+                continue
+            if id(timers) not in read:
+                read[id(timers)] = timers.items()
+            grouper.refresh(read[id(timers)])
 
     def due(self, now: float) -> list[Notification]:
         return [note for grouper in self.groupers.values() for note in grouper.due(now)]
