@@ -29,7 +29,15 @@ if TYPE_CHECKING:
     from .pool import Task, WorkerPool
     from .result import ChannelOutcome, DeliveryResult
 
-__all__ = ["IN_HOOKS", "MAX_OVERDUE_HOOKS", "MAX_QUEUED_HOOKS", "STAT_KEYS", "Observer", "hook_pool"]
+__all__ = [
+    "GROUPED_STAT_KEYS",
+    "IN_HOOKS",
+    "MAX_OVERDUE_HOOKS",
+    "MAX_QUEUED_HOOKS",
+    "STAT_KEYS",
+    "Observer",
+    "hook_pool",
+]
 
 #: Dispatches whose hooks may wait for a hook thread (all of them busy with hooks that do not
 #: return); beyond it, a dispatch's hooks and audit record are dropped and counted
@@ -38,8 +46,10 @@ MAX_QUEUED_HOOKS = 10_000
 #: Hook threads that may hang at once (written off and replaced); beyond, slow hooks hold the
 #: shared hook pool's 8 threads and later hooks queue.
 MAX_OVERDUE_HOOKS = 32
-#: The counters of :meth:`AlertDispatcher.stats`, per channel.
+#: The counters of :meth:`AlertDispatcher.stats`, per channel (and ``held`` on a dispatcher with
+#: grouping: :data:`GROUPED_STAT_KEYS`).
 STAT_KEYS = ("sent", "failed", "retried", "throttled", "deduplicated", "skipped")
+GROUPED_STAT_KEYS = (*STAT_KEYS, "held")
 _SUPPRESSED_STAT = {"dedup": "deduplicated", "throttle": "throttled"}  # any other skip counts as "skipped"
 
 #: Set while the after-dispatch hooks of a dispatch run (in their thread or task): a dispatch
@@ -54,6 +64,8 @@ class Observer:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._logger = logger
         self._stats: dict[str, dict[str, int]] = {}
+        #: The counters each channel has (:data:`GROUPED_STAT_KEYS` once the dispatcher groups).
+        self.keys: tuple[str, ...] = STAT_KEYS
         self._lock = allocate_lock()
         self.hooks_dropped = 0
         self._env_plugins: bool | None = None
@@ -89,7 +101,9 @@ class Observer:
                     key = status
                 counts = stats.get(outcome.name)
                 if counts is None:
-                    counts = stats[outcome.name] = dict.fromkeys(STAT_KEYS, 0)
+                    counts = stats[outcome.name] = dict.fromkeys(self.keys, 0)
+                if key not in counts:  # held: counted by a dispatcher that groups
+                    counts[key] = 0
                 counts[key] += 1
                 if outcome.attempts > 1:
                     counts["retried"] += outcome.attempts - 1

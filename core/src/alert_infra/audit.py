@@ -291,11 +291,12 @@ class AuditRecord:
 
 
 def _summary(result: DeliveryResult) -> str:
-    asked = [o for o in result.outcomes if o.status != "skipped"]
+    asked = [o for o in result.outcomes if o.status not in ("skipped", "held")]
     if not result.outcomes:
         return "empty"
     if not asked:
-        return "suppressed"
+        # Held for a group's digest (on every channel that took it): not sent yet, not suppressed.
+        return "held" if any(o.status == "held" for o in result.outcomes) else "suppressed"
     if not result.failed:
         if all(o.status == "sent" and (o.detail or "").startswith(QUEUED_DETAIL) for o in asked):
             return "queued"
@@ -623,8 +624,9 @@ class AuditStore:
             source: exactly this source.
             channel: alerts that involved this channel.
             status: with ``channel``, that channel's outcome status (``sent``,
-                ``failed``, ``skipped``); without it, the alert's summary
-                (``sent``, ``failed``, ``partial``, ``suppressed``, ``queued``). Or a
+                ``failed``, ``skipped``, ``held``); without it, the alert's summary
+                (``sent``, ``failed``, ``partial``, ``suppressed``, ``queued``), or ``held``:
+                alerts that a channel's grouping held for a digest. Or a
                 reason a channel was skipped (:data:`SUPPRESSION_REASONS`: ``silence``,
                 ``unmatched``, ...): alerts that a channel (``channel``, or any) skipped for it.
             acknowledged: only acknowledged (True) or unacknowledged (False) alerts.
@@ -664,6 +666,8 @@ class AuditStore:
                 clause += " AND o.status = ?"
                 args.append(status)
             where.append(clause + ")")
+        elif status == "held":  # any channel held it (the summary says "held" only when all did)
+            where.append("EXISTS (SELECT 1 FROM outcomes o WHERE o.alert_id = a.id AND o.status = 'held')")
         elif status is not None:
             where.append("a.outcome = ?")
             args.append(status)

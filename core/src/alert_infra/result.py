@@ -20,8 +20,9 @@ __all__ = ["ChannelOutcome", "DeliveryResult", "Sent", "failure_class"]
 
 #: Outcome statuses. ``sent`` and ``failed`` are deliveries; ``skipped`` means the
 #: channel was not asked (routing: severity below its minimum, tags, disabled) or a
-#: policy suppressed the alert (de-duplication, throttling): see ``suppressed_by``.
-STATUSES = ("sent", "failed", "skipped")
+#: policy suppressed the alert (de-duplication, throttling): see ``suppressed_by``;
+#: ``held`` means the channel's grouping keeps it for its group's next digest (not a failure).
+STATUSES = ("sent", "failed", "skipped", "held")
 
 #: The most a handle may weigh, as compact JSON: it is stored per (alert, channel) in the state.
 MAX_HANDLE_BYTES = 2048
@@ -116,7 +117,8 @@ class ChannelOutcome:
 
     Attributes:
         name: the channel name.
-        status: ``"sent"``, ``"failed"`` or ``"skipped"``.
+        status: ``"sent"``, ``"failed"``, ``"skipped"`` or ``"held"`` (kept for the digest of the
+            channel's group, sent at the group's next flush; ``reason`` says when).
         attempts: how many times the transport was called (0 when skipped).
         elapsed: seconds spent on this channel, from the start of the dispatch.
         error: the exception class name when failed (never its message).
@@ -300,6 +302,11 @@ class DeliveryResult:
         return {o.name: o.reason or "" for o in self.outcomes if o.status == "skipped"}
 
     @property
+    def held(self) -> tuple[str, ...]:
+        """Channels whose grouping holds this alert for their group's next digest (status ``held``)."""
+        return tuple(o.name for o in self.outcomes if o.status == "held")
+
+    @property
     def throttled(self) -> tuple[str, ...]:
         """Channels that skipped this alert because it was over their throttle budget."""
         return tuple(o.name for o in self.outcomes if o.suppressed_by == "throttle")
@@ -317,8 +324,9 @@ class DeliveryResult:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form (for the CLI, logs and audit records)."""
-        return {
+        """A JSON-serialisable form (for the CLI, logs and audit records); ``held`` (the channels
+        whose grouping holds the alert) only when some does."""
+        data = {
             "ok": self.ok,
             "sent": [_json_value(name) for name in self.sent],
             "failed": {_safe_str(name): _json_value(error) for name, error in self.failed.items()},
@@ -326,6 +334,10 @@ class DeliveryResult:
             "non_retryable": [_json_value(name) for name in self.non_retryable],
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
+        held = self.held
+        if held:
+            data["held"] = [_json_value(name) for name in held]
+        return data
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"DeliveryResult is immutable; cannot assign to {name!r}")

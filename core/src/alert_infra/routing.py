@@ -138,7 +138,12 @@ class RoutingGate:
 def skipped(name: str, verdict: Verdict, now: float = 0.0) -> ChannelOutcome:
     """The outcome of a channel that a gate's ``verdict`` kept the alert from (see :data:`REASONS
     <alert_infra.lifecycle.gates.REASONS>`): ``status="skipped"``, ``suppressed_by`` the gate's
-    reason, ``reason`` its sentence; a throttle says when a slot frees (``retry_after``)."""
+    reason, ``reason`` its sentence; a throttle says when a slot frees (``retry_after``). A
+    ``held`` verdict (grouping) gives ``status="held"`` (``suppressed_by`` ``None``: it is not
+    suppressed, it goes out in its group's digest) and ``reason`` says when that is due."""
+    if verdict.action == "held":
+        due = max((verdict.until or now) - now, 0.0)
+        return ChannelOutcome(name, "held", reason=verdict.detail or f"held for its group's digest, due in {due:.1f}s")
     reason = verdict.reason
     detail = verdict.detail or f"{_PAST.get(reason or '', reason)} by {verdict.rule}"
     until = verdict.until
