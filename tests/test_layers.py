@@ -24,8 +24,9 @@ LAYERS: dict[int, tuple[str, ...]] = {
     2: ("state", "policies", "pool", "_deadline", "lifecycle"),  # state, policies, gates, total deadlines
     3: ("hookspecs", "transports", "http", "_http_channel"),  # the plugin surface; _http_channel: http's engine
     4: ("plugins", "catalogue", "urls"),  # the plugin host: discovery, registries, built-ins, types by URL
-    # delivery: routing, the gate chain, a channel's call, observation, the steps, queued engines
-    5: ("routing", "admission", "_channels", "_observe", "dispatcher", "audit", "outbox", "queued"),
+    # delivery: routing, the gate chain (grouping's gate and digests), a channel's call, observation, the steps,
+    # queued engines
+    5: ("routing", "admission", "_groups", "_channels", "_observe", "dispatcher", "audit", "outbox", "queued"),
     6: ("config", "metrics"),  # configuration by name: builds (and instruments) dispatchers from files
     7: ("_api", "cli", "logging", "events", "testing", "monitor"),  # surfaces: what people and programs run
     8: ("celery", "django", "apps", "email"),  # adapters and 0.1.x import paths

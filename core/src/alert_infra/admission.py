@@ -10,14 +10,18 @@ first verdict that is not "admit" decides (its reason is the outcome's ``suppres
    other channel skips it. (:class:`Admission.route_resolve`)
 2. **routing**: the channel's :class:`~alert_infra.routing.Route` (enabled, minimum severity, tags).
 3. **inhibit**, 4. **silence**: the lifecycle gates configured on the dispatcher (firing alerts).
-5. **dedup** and **throttle**: :class:`PolicyGate`, on the dispatcher's state backend. It is the
+5. **group**: a channel with grouping holds the alert for its group's digest (outcome status
+   ``"held"``; :class:`~alert_infra._groups.Groups`, which also delivers the digests the group's
+   flushes produce, below this gate). A resolve of an alert a group holds is held too (step 1
+   asks the group first); any other resolve or acknowledge is routed by step 1 as without grouping.
+6. **dedup** and **throttle**: :class:`PolicyGate`, on the dispatcher's state backend. It is the
    one gate that may wait on the network (Redis) and the one that holds something (a
    de-duplication claim, handed back when the delivery fails), so it runs as the first step of the
    channel's own delivery, in the channel's thread, not in the caller's.
 
-A new rule (grouping) is one more gate in :attr:`Admission.gates`, not a branch in the
-dispatcher. :class:`Admission` also owns what the gates read and write: the state backend, the
-lifecycle stores (notification log, silences, inhibition sources) and the delivery log.
+A new rule is one more gate in :attr:`Admission.gates`, not a branch in the dispatcher.
+:class:`Admission` also owns what the gates read and write: the state backend, the lifecycle
+stores (notification log, silences, inhibition sources, groups) and the delivery log.
 """
 
 from __future__ import annotations
@@ -116,13 +120,32 @@ class Admission:
         inhibit_rules: Any = None,
         lifecycle_state: Any = None,
         lifecycle_prefix: str | None = None,
+        grouping: Any = None,
+        resolve_timeout: Any = None,
+        resolve_window: Any = None,
+        group_flusher: str = "process",
+        wall_clock: Any = None,
     ) -> None:
+        from .lifecycle.durations import parse_duration  # the standard library only
+
         self._logger = logger
         self._state = state
         self._clock = clock
+        #: Seconds since the epoch, for the lifecycle rules (silences, inhibition, group timers).
+        self.wall_clock: Any = wall_clock or time.time
         self._lock = allocate_lock()
         self._lifecycle_state = lifecycle_state
         self._lifecycle_prefix = lifecycle_prefix
+        #: ``resolve_timeout`` (seconds; default 5 minutes): an alert not sent again for this long
+        #: stops firing (inhibition, group repeats).
+        self.resolve_timeout = parse_duration(
+            300.0 if resolve_timeout is None else resolve_timeout, "resolve_timeout", zero=False
+        )
+        #: ``resolve_window`` (seconds; default 7 days): how long the notification log keeps an entry
+        #: (at least twice the longest ``repeat_interval`` of a grouped channel).
+        self.resolve_window = parse_duration(
+            7 * 86400.0 if resolve_window is None else resolve_window, "resolve_window", zero=False
+        )
         self.quiet = _QuietLogger(self)  # warnings of lifecycle stores: once a minute each
         self._nlog: Any = None
         # (channel, log key) -> (handle, monotonic time) of the last firing write to an in-memory log
@@ -137,9 +160,27 @@ class Admission:
             tables = [rule for rule in rules if not isinstance(rule, InhibitRule)]
             parsed = iter(inhibit_rules_from_config(tables))
             rules = [rule if isinstance(rule, InhibitRule) else next(parsed) for rule in rules]
-            self.inhibit_gate = InhibitGate(rules, self._lifecycle_store("inhibit_sources"), logger_=self.quiet)
+            self.inhibit_gate = InhibitGate(
+                rules,
+                self._lifecycle_store("inhibit_sources"),
+                resolve_timeout=self.resolve_timeout,
+                logger_=self.quiet,
+            )
+        #: The grouping gate and the delivery of its digests (``None``: no channel groups, and a
+        #: firing alert reads no group store).
+        self.groups: Any = None
+        if grouping:
+            from ._groups import Groups
+
+            self.groups = Groups(self, grouping, flusher=group_flusher)
+        elif group_flusher not in ("process", "worker"):
+            from ._groups import check_flusher
+
+            check_flusher(group_flusher)
         #: The lifecycle gates a firing alert meets on each channel routing selected, in order.
-        self.gates: list[Any] = [gate for gate in (self.inhibit_gate, self.silence_gate) if gate is not None]
+        self.gates: list[Any] = [
+            gate for gate in (self.inhibit_gate, self.silence_gate, self.groups) if gate is not None
+        ]
 
     def after_fork(self) -> None:
         self._lock = allocate_lock()
@@ -192,7 +233,7 @@ class Admission:
         still shows the alert to the inhibition gate: a source routed nowhere still inhibits). A
         resolve or acknowledge goes through :meth:`route_resolve` (``every``: ``send`` named no
         channel, so every configured channel is considered, whatever the default channels say)."""
-        now = time.time()
+        now = self.wall_clock()
         if alert.status != "firing":
             return self.route_resolve(alert, plan, all_channels, every, now)
         inhibit = self.inhibit_gate
@@ -239,14 +280,20 @@ class Admission:
             )
             return plan, None
         inhibit = self.inhibit_gate
+        groups = self.groups
         routed: dict[str, Any] = {}
-        gated = []
+        gated: list[tuple[str, Any, ChannelOutcome | None]] = []
         unmatched = Verdict.skip(
             "unmatched", detail=f"unmatched: this channel did not deliver the firing alert {fingerprint[:16]}"
         )
         for name, channel, skip in plan:
             if inhibit is not None:
                 self._observe_source(inhibit, alert, now, name)  # a resolved source stops inhibiting
+            if groups is not None and channel is not None and name in groups.groupers:
+                verdict = groups.check(alert, name, now)  # a resolve of an alert its group holds: held
+                if not verdict.admitted:
+                    gated.append((name, channel, skipped(name, verdict, now)))
+                    continue
             entry = entries.get(name)
             if channel is not None and entry is not None and fingerprint in entry.firing:
                 routed[name] = entry
@@ -396,13 +443,19 @@ class Admission:
                     from .lifecycle import MemoryStore, NotificationLog
 
                     spec = self._lifecycle_spec()
+                    # Entries outlive a group's repeats: at least twice the longest repeat_interval.
+                    groupers = self.groups.groupers.values() if self.groups is not None else ()
+                    repeat = max((g.policy.repeat_interval for g in groupers), default=None)
+                    retention: dict[str, Any] = {"resolve_window": self.resolve_window}
+                    if repeat is not None:
+                        retention["repeat_interval"] = repeat
                     if spec is None or spec == "memory":
                         # Bounded: a process sending endless distinct alerts keeps the newest entries.
                         spec = MemoryStore("nlog", max_records=MAX_LOG_ENTRIES_IN_MEMORY, copy=False)
                         self._logged = {}  # this process alone writes it: repeats can skip the write
-                        self._nlog = NotificationLog(spec)
+                        self._nlog = NotificationLog(spec, **retention)
                     else:
-                        self._nlog = NotificationLog(self._lifecycle_store("nlog"))
+                        self._nlog = NotificationLog(self._lifecycle_store("nlog"), **retention)
                 log = self._nlog
         return log
 
@@ -435,11 +488,14 @@ class Admission:
 
     def close(self) -> None:
         """Close the lifecycle stores (a store may still be used: it reconnects)."""
-        for records in (
+        stores = [
             getattr(self._nlog, "records", None),
             getattr(self.silences, "records", None),
             getattr(self.inhibit_gate, "records", None),
-        ):
+        ]
+        if self.groups is not None:
+            stores.extend(self.groups.stores())
+        for records in stores:
             if records is not None:
                 try:
                     records.close()

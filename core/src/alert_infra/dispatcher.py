@@ -45,7 +45,7 @@ from ._channels import (
 )
 from ._checks import MAX_WORKERS, check_count, check_seconds
 from ._in_caller import IN_CALLER, NeedsThread
-from ._observe import MAX_OVERDUE_HOOKS, MAX_QUEUED_HOOKS, STAT_KEYS, Observer
+from ._observe import GROUPED_STAT_KEYS, MAX_OVERDUE_HOOKS, MAX_QUEUED_HOOKS, STAT_KEYS, Observer
 from .admission import LOG_REFRESH, MAX_LOG_ENTRIES_IN_MEMORY, STATE_WAIT, Admission
 from .alert import Alert
 from .exceptions import (
@@ -152,6 +152,21 @@ class AlertDispatcher:
             when it is memory).
         lifecycle_prefix: the Redis key prefix of those records (default: the state's prefix
             followed by ``:lifecycle``).
+        grouping: ``{channel name: GroupPolicy or its settings}`` (``{"ops": {"group_by": ["source"],
+            "group_wait": "30s"}}``): those channels send digests of alert groups instead of each alert
+            (Alertmanager's timing; an alert held for its group has the outcome status ``"held"``;
+            see ``docs/guide/lifecycle.md``). Default: none (no group store is read).
+        resolve_timeout: how long an alert counts as firing without being sent again (default
+            ``"5m"``): inhibition sources, and the alerts a group repeats. A ``GroupPolicy`` given in
+            ``grouping`` keeps its own.
+        resolve_window: how long the notification log remembers a delivery, so its resolve is
+            routed (default ``"7d"``; at least twice the longest ``repeat_interval``).
+        group_flusher: ``"process"`` (default: this process flushes its groups on time, from a
+            background thread, and what is pending at exit or :meth:`close`) or ``"worker"``
+            (``alert-infra worker`` or a Celery worker flushes them: this process only holds alerts).
+        wall_clock: seconds since the epoch for the lifecycle rules (silences, inhibition, group
+            timers); default :func:`time.time`. Tests inject one (a dispatcher with an injected
+            clock is flushed by ``dispatcher.groups.flush()``, never by the background thread).
         clock, sleep, random: injection points for tests of the retry timing
             (defaults: :func:`time.monotonic`, :func:`time.sleep`, :func:`random.random`).
 
@@ -188,6 +203,11 @@ class AlertDispatcher:
         inhibit_rules: Any = None,
         lifecycle_state: Any = None,
         lifecycle_prefix: str | None = None,
+        grouping: Mapping[str, Any] | None = None,
+        resolve_timeout: float | str | None = None,
+        resolve_window: float | str | None = None,
+        group_flusher: str = "process",
+        wall_clock: Any = None,
     ) -> None:
         self.timeout = check_seconds(timeout, "timeout")
         self.max_workers = check_count(max_workers, "max_workers", maximum=MAX_WORKERS)
@@ -249,7 +269,16 @@ class AlertDispatcher:
             inhibit_rules=inhibit_rules,
             lifecycle_state=lifecycle_state,
             lifecycle_prefix=lifecycle_prefix,
+            grouping=grouping,
+            resolve_timeout=resolve_timeout,
+            resolve_window=resolve_window,
+            group_flusher=group_flusher,
+            wall_clock=wall_clock,
         )
+        groups = self._admission.groups
+        if groups is not None:
+            self._observer.keys = GROUPED_STAT_KEYS  # every channel gets a "held" counter
+            groups.attach(self)
         import weakref
 
         from ._lifecycle import on_fork_in_child
@@ -347,6 +376,12 @@ class AlertDispatcher:
         return self._admission.silences
 
     @property
+    def groups(self) -> Any:
+        """The grouping of this dispatcher (:class:`alert_infra._groups.Groups`: ``next_due()``,
+        ``pending()``, ``flush(now)``), or ``None`` when no channel groups alerts."""
+        return self._admission.groups
+
+    @property
     def notification_log(self) -> Any:
         """The :class:`~alert_infra.lifecycle.NotificationLog`: per fingerprint and channel, what was
         delivered and the provider's handle (opened on first use, in ``lifecycle_state``)."""
@@ -356,7 +391,8 @@ class AlertDispatcher:
         """Per-channel counters since this dispatcher was made (or :meth:`reset_stats`).
 
         ``{channel: {"sent", "failed", "retried", "throttled", "deduplicated",
-        "skipped"}}``; ``retried`` counts extra tries, the others count alerts.
+        "skipped"}}`` (and ``"held"`` when the dispatcher groups: alerts kept for a digest; a
+        digest sent counts as ``"sent"``); ``retried`` counts extra tries, the others count alerts.
         Only configured channels are counted (a name that matches none is not).
         Counted in this process (a shared ``state`` shares budgets, not statistics).
         """
@@ -795,6 +831,23 @@ class AlertDispatcher:
                     delivered.append(task.value)
         return delivered
 
+    def _deliver_released(self, alert: Alert, name: str, entry: Any) -> DeliveryResult:
+        """Deliver ``alert`` to the channel ``name`` past the admission gates: a digest the grouping
+        gate released (:mod:`alert_infra._groups`). ``entry`` stands where a routed resolve's log
+        entry does (its ``handle``, if any, is updated): no de-duplication or throttle. Tries,
+        retries, the notification log, statistics, the audit trail and the hooks as for ``send``;
+        never raises for a delivery problem."""
+        channel = next((c for c in self._all_channels() if c.name == name), None)
+        if channel is None or not self.enabled:
+            return DeliveryResult()
+        if alert.redact_sensitive_data and alert._generation != redaction_generation():
+            alert = alert.redacted()
+        outcomes = self._deliver([channel], alert, time.perf_counter(), {name: entry})
+        self._observer.count(outcomes)
+        result = DeliveryResult.from_outcomes(outcomes)
+        self._observer.observe(self.audit, alert, result, self.hook_timeout)
+        return result
+
     # -- async ----------------------------------------------------------------------------------
     async def asend(
         self,
@@ -860,7 +913,17 @@ class AlertDispatcher:
     # -- lifecycle ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Close every transport that has ``close()``, stop idle worker threads, close the state
-        and the audit trail."""
+        and the audit trail. With grouping and ``group_flusher = "process"``, the groups holding
+        alerts no digest told yet are flushed first (within ``_groups.EXIT_FLUSH_TIMEOUT``)."""
+        groups = self._admission.groups
+        if groups is not None:
+            from ._groups import EXIT_FLUSH_TIMEOUT, FLUSHER, flush_pending
+
+            if groups.flusher == "process":
+                flush_pending([groups], time.monotonic() + EXIT_FLUSH_TIMEOUT)
+            flusher = FLUSHER.peek()
+            if flusher is not None:
+                flusher.forget(groups)
         for transport in self.transports:
             close, _ = read_attribute(transport, "close", None)
             if callable(close):

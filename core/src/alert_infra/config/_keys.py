@@ -12,6 +12,8 @@ from ..templates import CHANNEL_TEMPLATE_OPTIONS  # the engine's module: no Jinj
 if TYPE_CHECKING:
     pass
 POLICY_KEYS = ("retry", "throttle", "dedup_window")
+#: A channel's grouping into digests (alert_infra.lifecycle.GroupPolicy): off without group_by.
+GROUP_KEYS = ("group_by", "group_wait", "group_interval", "repeat_interval", "group_wait_critical")
 
 
 #: A channel's own templates (inline Jinja2 text, see alert_infra.templates): taken as written, never
@@ -19,7 +21,17 @@ POLICY_KEYS = ("retry", "throttle", "dedup_window")
 TEMPLATE_OPTIONS = CHANNEL_TEMPLATE_OPTIONS
 
 
-CHANNEL_KEYS = ("type", "enabled", "min_severity", "tags", "format", "timeout", *POLICY_KEYS, *TEMPLATE_OPTIONS)
+CHANNEL_KEYS = (
+    "type",
+    "enabled",
+    "min_severity",
+    "tags",
+    "format",
+    "timeout",
+    *POLICY_KEYS,
+    *TEMPLATE_OPTIONS,
+    *GROUP_KEYS,
+)
 
 
 SETTINGS_KEYS = (
@@ -45,6 +57,10 @@ SETTINGS_KEYS = (
     "spool_sync",
     "spool_max_bytes",
     "spool_overdue",
+    # The alert lifecycle (docs/guide/lifecycle.md).
+    "resolve_timeout",
+    "resolve_window",
+    "group_flusher",
 )
 
 

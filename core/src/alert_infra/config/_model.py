@@ -36,6 +36,7 @@ class ChannelConfig:
         dedup_window: float | None = None,
         title_template: Any = None,
         body_template: Any = None,
+        grouping: Any = None,
     ) -> None:
         self.name = name
         self.type = type
@@ -52,6 +53,9 @@ class ChannelConfig:
         #: (:class:`alert_infra.templates.Template`), or ``None``.
         self.title_template = title_template
         self.body_template = body_template
+        #: The channel's :class:`~alert_infra.lifecycle.GroupPolicy` (``group_by`` and the timing keys),
+        #: or ``None``: each alert is sent as it comes.
+        self.grouping = grouping
         # Problems of this channel alone (an unset variable, an unknown type or option), each naming
         # the channel and key, never a value. A channel with problems becomes an
         # UnavailableTransport when the dispatcher is built (or is refused with strict=True).
@@ -87,11 +91,19 @@ class AlertConfig:
         delivery: str = INLINE,
         integrations: Mapping[str, Mapping[str, Any]] | None = None,
         metrics: str | None = None,
+        resolve_timeout: float | None = None,
+        resolve_window: float | None = None,
+        group_flusher: str = "process",
     ) -> None:
         self.channels = channels
         #: ``[alert_infra] metrics``: ``"prometheus"``, ``"otel"``, ``"none"``, or ``None`` (not set:
         #: prometheus when ``prometheus_client`` is importable); see :mod:`alert_infra.metrics`.
         self.metrics = metrics
+        #: ``[alert_infra] resolve_timeout``, ``resolve_window`` (seconds; ``None``: the defaults, 5
+        #: minutes and 7 days) and ``group_flusher`` (``"process"`` or ``"worker"``).
+        self.resolve_timeout = resolve_timeout
+        self.resolve_window = resolve_window
+        self.group_flusher = group_flusher
         self.delivery = delivery
         #: integration sub-tables of ``[alert_infra]`` as written (``${VAR}`` not yet expanded):
         #: ``integrations["celery"]`` is ``[alert_infra.celery]``; see :func:`expand_variables`.
@@ -128,6 +140,11 @@ class AlertConfig:
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
+
+    @property
+    def grouping(self) -> dict[str, Any]:
+        """``{channel: GroupPolicy}`` of the enabled channels with ``group_by`` (empty: no grouping)."""
+        return {c.name: c.grouping for c in self.channels if c.enabled and c.grouping is not None}
 
     def secret_values(self) -> list[str]:
         """Every secret this configuration holds, found without building a transport: each
@@ -276,6 +293,13 @@ class AlertConfig:
             kwargs["silences"] = self.silences
         if "inhibit_rules" not in kwargs and self.inhibit_rules is not None:
             kwargs["inhibit_rules"] = self.inhibit_rules
+        grouping = self.grouping
+        if "grouping" not in kwargs and grouping:
+            kwargs["grouping"] = grouping
+        for key in ("resolve_timeout", "resolve_window"):
+            if key not in kwargs and getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        kwargs.setdefault("group_flusher", self.group_flusher)
         if "audit" not in kwargs and self.audit is not None:
             from ..audit import DEFAULT_RETENTION, open_audit
 

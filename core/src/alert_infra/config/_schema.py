@@ -189,6 +189,17 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         if "default_channels" in settings
         else None
     )
+    resolve_timeout = _duration(settings, "resolve_timeout", problems)
+    resolve_window = _duration(settings, "resolve_window", problems)
+    group_flusher = settings.get("group_flusher", "process")
+    if group_flusher not in ("process", "worker"):
+        from .._groups import check_flusher
+
+        try:
+            check_flusher(group_flusher)
+        except AlertConfigurationError as exc:
+            problems.append(f"alert_infra.{exc}")
+        group_flusher = "process"
 
     channels_raw = data.get("channels", {})
     if not isinstance(channels_raw, MappingABC):
@@ -246,6 +257,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         options = {k: v for k, v in values.items() if k not in CHANNEL_KEYS and k not in NOT_YET}
         retry, throttle, dedup_window = _policies(values, where, local, defaults=policy_defaults)
         compiled = _channel_templates(values, where, name, template_names, local, transport) if enabled_ch else {}
+        grouping = _grouping(values, where, local, resolve_timeout) if enabled_ch else None
         channel = ChannelConfig(
             name,
             type_name or "",
@@ -260,6 +272,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             dedup_window=dedup_window,
             title_template=compiled.get("title_template"),
             body_template=compiled.get("body_template"),
+            grouping=grouping,
         )
         if type_name and enabled_ch and not local:
             transport.extend(_check_transport(host, channel))
@@ -329,6 +342,9 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         delivery=delivery,
         integrations=integrations,
         metrics=metrics,
+        resolve_timeout=resolve_timeout,
+        resolve_window=resolve_window,
+        group_flusher=group_flusher,
     )
     # Masked from here on, while this configuration lives (and longer, by every dispatcher built
     # from it): whatever is built from it later, or not built at all (see channel_secrets).
@@ -378,6 +394,46 @@ def _channel_templates(
         except AlertConfigurationError as exc:
             local.append(str(exc))
     return compiled
+
+
+def _duration(settings: Mapping[str, Any], key: str, problems: list[str]) -> float | None:
+    """``[alert_infra] KEY`` as seconds (a number or ``"5m"``), ``None`` when absent or wrong (a
+    problem naming the key)."""
+    if key not in settings:
+        return None
+    from ..lifecycle.durations import parse_duration
+
+    try:
+        return parse_duration(settings[key], key, zero=False)
+    except AlertConfigurationError as exc:
+        problems.append(f"alert_infra.{exc}")
+        return None
+
+
+def _grouping(values: Mapping[str, Any], where: str, problems: list[str], resolve_timeout: float | None) -> Any:
+    """A channel's :class:`~alert_infra.lifecycle.GroupPolicy` from ``group_by`` and its timing keys
+    (``None`` without ``group_by``: a timing key alone is a problem, as it would do nothing)."""
+    from ._keys import GROUP_KEYS
+
+    given = [key for key in GROUP_KEYS if key in values]
+    if not given:
+        return None
+    if "group_by" not in values:
+        problems.append(
+            f'{where}.{given[0]}: grouping is off without group_by; add group_by = ["source"] (or [] for one '
+            'group, ["..."] for each alert), or remove ' + ", ".join(given)
+        )
+        return None
+    from ..lifecycle.grouping import GroupPolicy
+
+    settings = {key: values[key] for key in given}
+    if resolve_timeout is not None:
+        settings["resolve_timeout"] = resolve_timeout
+    try:
+        return GroupPolicy.from_config(settings)
+    except AlertConfigurationError as exc:
+        problems.append(f"{where}.{exc}")
+        return None
 
 
 def _keys(value: Any, where: str, problems: list[str]) -> list[str] | None:
