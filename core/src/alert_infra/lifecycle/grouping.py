@@ -74,6 +74,8 @@ DIGEST_KEY = "digest"
 #: How many alerts a digest lists (its message and ``metadata["digest"]["alerts"]``).
 DIGEST_LISTED = 20
 TITLE_CUT, MESSAGE_CUT, SUMMARY_CUT, LABELS_SHOWN = 200, 300, 300, 10
+#: Group keys a :class:`GroupPolicy` remembers (hashing the labels is most of a key's cost).
+MAX_CACHED_KEYS = 10_000
 #: Groups a :class:`Grouper` on a store remembers having added to (for :meth:`Grouper.flush_pending`).
 MAX_TOUCHED = 100_000
 
@@ -82,6 +84,7 @@ class GroupPolicy:
     """A channel's grouping settings (durations as seconds or ``"30s"``, ``"5m"``, ``"4h"``)."""
 
     __slots__ = (
+        "_keys",
         "group_by",
         "group_interval",
         "group_wait",
@@ -130,6 +133,7 @@ class GroupPolicy:
         self.repeat_interval = math.ceil(repeat / self.group_interval - 1e-9) * self.group_interval
         self.group_wait_critical = parse_duration(group_wait_critical, "group_wait_critical")
         self.resolve_timeout = parse_duration(resolve_timeout, "resolve_timeout", zero=False)
+        self._keys: dict[tuple[str, ...], tuple[str, dict[str, str]]] = {}  # the label values -> (key, labels)
 
     @guarded_repr
     def __repr__(self) -> str:
@@ -151,9 +155,15 @@ class GroupPolicy:
         """The group key of ``alert`` and the labels it was made from."""
         if self.group_by == (EACH_FINGERPRINT,):
             return "fp:" + alert.fingerprint, {"fingerprint": alert.fingerprint}
-        labels = {name: ",".join(sorted(set(alert_values(alert, name)) - {""})) for name in self.group_by}
-        digest = hashlib.sha256(json.dumps(labels, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
-        return "g:" + digest[:24], labels
+        values = tuple(",".join(sorted(set(alert_values(alert, name)) - {""})) for name in self.group_by)
+        known = self._keys.get(values)
+        if known is None:
+            labels = dict(zip(self.group_by, values))
+            digest = hashlib.sha256(json.dumps(labels, sort_keys=True).encode("utf-8", "surrogatepass")).hexdigest()
+            if len(self._keys) >= MAX_CACHED_KEYS:
+                self._keys.clear()
+            known = self._keys[values] = ("g:" + digest[:24], labels)
+        return known[0], dict(known[1])
 
 
 class Notification:
@@ -351,6 +361,17 @@ def _order(item: dict[str, Any]) -> tuple[int, float, str]:
     return (-rank, item.get("_first", 0.0), item.get("fingerprint", ""))
 
 
+def _document(alert: Any) -> dict[str, Any]:
+    """An alert of a group as JSON (a group in memory keeps the :class:`Alert` itself)."""
+    return alert if isinstance(alert, dict) else alert.to_dict()  # type: ignore[no-any-return]
+
+
+def _json_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    alerts = {fp: dict(e, alert=_document(e["alert"])) for fp, e in state["alerts"].items()}
+    copy: dict[str, Any] = json.loads(json.dumps(dict(state, alerts=alerts)))
+    return copy
+
+
 def _pending(state: Mapping[str, Any]) -> bool:
     """Whether a group holds something no notification told yet: alerts received since the last
     one (or the first one still to come), or a resolve of an alert it had firing."""
@@ -398,6 +419,7 @@ class Grouper:
         )
         self.claim = claim
         self._groups: dict[str, dict[str, Any]] = {}  # without a store: the groups themselves
+        self._verdicts: dict[str, Verdict] = {}  # without a store: each group's last answer
         self._due: dict[str, float] = {}  # with a store: the timers this process knows of
         self._touched: dict[str, None] = {}  # with a store: groups this process added to since it flushed them
         self._prefix = f"{channel}|"
@@ -423,7 +445,7 @@ class Grouper:
         if self.records is not None:
             return [state for key, state in self.records.items() if key.startswith(self._prefix)]
         with self._locked():
-            return [json.loads(json.dumps(state)) for _, state in sorted(self._groups.items())]
+            return [_json_state(state) for _, state in sorted(self._groups.items())]
 
     def restore(self, states: Sequence[Mapping[str, Any]]) -> None:
         for state in states:
@@ -512,38 +534,45 @@ class Grouper:
         if alert.status == "acknowledged":
             return ADMIT
         key, labels = self.policy.key(alert)
-        document = alert.to_dict() if alert.status == "firing" else None
         if self.records is None:
+            # In this process's memory the alert itself is kept (its JSON form is made when a digest
+            # lists it, or for snapshot()): the hot path of a storm pays no to_dict() per alert.
             with self._locked():
                 state = self._groups.get(key)
-                verdict, created = self._apply(state, key, labels, alert, document, now)
+                until, created = self._apply(state, key, labels, alert, alert, now)
+                if until is None:
+                    return ADMIT
                 if created is not None:
                     self._groups[key] = created
-            return verdict
+                cached = self._verdicts.get(key)
+                if cached is None or cached.until != until:
+                    cached = self._verdicts[key] = Verdict.hold(until, key)
+                return cached  # the same answer as the group's previous alert: no new object
+        document = alert.to_dict() if alert.status == "firing" else None
         answer: list[Any] = []
 
         def change(current: dict[str, Any] | None) -> Any:
             before = None if current is None else current["next"]
-            verdict, created = self._apply(current, key, labels, alert, document, now)
-            answer[:] = [verdict, before]
-            if verdict is ADMIT:
+            until, created = self._apply(current, key, labels, alert, document, now)
+            answer[:] = [until, before]
+            if until is None:
                 return UNCHANGED
             return created if created is not None else current
 
         self.records.update(self._prefix + key, change)
-        answered: Verdict = answer[0]
-        until, before = answered.until, answer[1]
-        if until is not None:
+        until, before = answer
+        if until is None:
+            return ADMIT
+        with self._locked():
+            self._touched[key] = None
+            if len(self._touched) > MAX_TOUCHED:
+                del self._touched[next(iter(self._touched))]
+        if until != before:
+            self._timer(key, until)
+        else:
             with self._locked():
-                self._touched[key] = None
-                if len(self._touched) > MAX_TOUCHED:
-                    del self._touched[next(iter(self._touched))]
-            if until != before:
-                self._timer(key, until)
-            else:
-                with self._locked():
-                    self._due[key] = until
-        return answered
+                self._due[key] = until
+        return Verdict.hold(until, key)
 
     def _apply(
         self,
@@ -551,19 +580,19 @@ class Grouper:
         key: str,
         labels: dict[str, str],
         alert: Alert,
-        document: dict[str, Any] | None,
+        document: Any,
         now: float,
-    ) -> tuple[Verdict, dict[str, Any] | None]:
-        """The rules of :meth:`add` on one group's ``state`` (changed in place): the verdict, and
-        the new group's state when this alert made one."""
+    ) -> tuple[float | None, dict[str, Any] | None]:
+        """The rules of :meth:`add` on one group's ``state`` (changed in place): when the alert is
+        held until (``None``: admitted), and the new group's state when this alert made one."""
         policy = self.policy
         fingerprint = alert.fingerprint
         if alert.status == "resolved":
             if state is None or fingerprint not in state["alerts"]:
-                return ADMIT, None
+                return None, None
             entry = state["alerts"][fingerprint]
             entry["status"], entry["seen"] = "resolved", now
-            return Verdict.hold(state["next"], key), None
+            return float(state["next"]), None
         critical = alert.severity == "critical"
         created: dict[str, Any] | None = None
         if state is None:
@@ -588,7 +617,7 @@ class Grouper:
                 state["next"] = min(state["next"], now + policy.group_wait_critical)
             if alert.created_at.timestamp() + policy.group_wait <= now:
                 state["next"] = min(state["next"], now)  # waited long enough already (a restart, a queue)
-        return Verdict.hold(state["next"], key), created
+        return float(state["next"]), created
 
     def check(self, alert: Alert, channel: str, now: float, *, delivered: bool = False) -> Verdict:
         """The gate: alerts for this channel go to their group (``held``), others are admitted."""
@@ -649,6 +678,7 @@ class Grouper:
         note = self._flush_state(key, state, tick, now)
         if not state["alerts"]:
             del self._groups[key]  # every alert resolved or timed out: the group ends
+            self._verdicts.pop(key, None)
         return note
 
     def _flush_shared(
@@ -721,7 +751,7 @@ class Grouper:
         if notify:
 
             def docs(fps: set[str]) -> list[dict[str, Any]]:
-                items = [dict(alerts[fp]["alert"], _first=alerts[fp]["first"]) for fp in fps]
+                items = [dict(_document(alerts[fp]["alert"]), _first=alerts[fp]["first"]) for fp in fps]
                 items.sort(key=_order)
                 for item in items:
                     del item["_first"]
