@@ -184,7 +184,21 @@ class Groups:
 
     def attach(self, dispatcher: Any) -> None:
         """Deliver digests through ``dispatcher`` (held weakly), and, with ``group_flusher =
-        "process"``, have the process's flusher serve it (unless a test injected the clock)."""
+        "process"``, have the process's flusher serve it (unless a test injected the clock).
+
+        Raises:
+            AlertConfigurationError: ``grouping`` names a channel the dispatcher does not have.
+        """
+        known = {c.name for c in dispatcher._all_channels()} | set(dispatcher.routes)
+        for name in self.policies:
+            if name not in known:
+                from ._checks import did_you_mean
+                from .exceptions import AlertConfigurationError
+
+                raise AlertConfigurationError(
+                    f"grouping: no channel named {name[:64]!r}{did_you_mean(name, known)} "
+                    f"(known: {', '.join(sorted(known)) or 'none'})"
+                )
         self._dispatcher = weakref.ref(dispatcher)
         if self.flusher == "process" and self.clock is time.time:
             self.serve()

@@ -826,6 +826,33 @@ def _start_reapers(sender: Any = None, **_: Any) -> None:
         log.warning("alert outbox reaper not started (%s)", type(exc).__name__)
 
 
+def _start_group_flushers(**_: Any) -> None:
+    """Celery's ``worker_process_init`` (a pool process, after the fork) and ``worker_ready``: build
+    the worker of each registered task whose configuration groups alerts, so its flusher thread
+    flushes the groups on time before any task arrives (a restart resumes the groups of the
+    state). A task built from a ``dispatcher_factory`` starts it with its first alert. Never raises."""
+    import logging
+
+    for key, task in list(_REGISTERED.items()):
+        factory, source, _ = _SOURCES.get(key, (None, None, None))
+        try:
+            config = None if factory is not None else _worker_config(factory, source)
+            if config is not None and config.grouping:
+                _worker_for(task, factory, source)
+        except Exception as exc:  # noqa: BLE001 - the first task builds it (and says what is wrong)
+            logging.getLogger("alert_infra").warning("alert group flusher not started (%s)", type(exc).__name__)
+
+
+def _start_group_flushers_ready(sender: Any = None, **_: Any) -> None:
+    """Celery's ``worker_ready``: for the pools that send no ``worker_process_init`` (threads,
+    eventlet, gevent), the flushers start in the worker's own process."""
+    pool = getattr(getattr(sender, "controller", None), "pool_cls", None)
+    name = pool if isinstance(pool, str) else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
+    if "prefork" in name or "solo" in name:
+        return  # its pool processes (or the solo pool itself) got worker_process_init
+    _start_group_flushers()
+
+
 def _stop_reapers(**_: Any) -> None:
     """Celery's ``worker_shutdown``: stop the reapers."""
     while _REAPERS:
@@ -838,6 +865,8 @@ from celery import signals as _signals  # noqa: E402 - after the handlers it con
 
 _signals.worker_ready.connect(_start_reapers, weak=False, dispatch_uid="alert_infra.outbox.start")
 _signals.worker_shutdown.connect(_stop_reapers, weak=False, dispatch_uid="alert_infra.outbox.stop")
+_signals.worker_process_init.connect(_start_group_flushers, weak=False, dispatch_uid="alert_infra.groups.process")
+_signals.worker_ready.connect(_start_group_flushers_ready, weak=False, dispatch_uid="alert_infra.groups.ready")
 
 
 def __getattr__(name: str) -> Any:

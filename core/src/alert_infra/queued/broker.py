@@ -288,6 +288,9 @@ class Worker:
         self.starts = StartCounter(self.state, f"{self.prefix}:starts", bound=bound, ttl=self.ttl)
         if hasattr(dispatcher, "on_sent"):
             dispatcher.on_sent = record_sent
+        groups = getattr(dispatcher, "groups", None)
+        if groups is not None:
+            groups.serve()  # a worker process owns the flushes of its groups (group_flusher = "worker" too)
 
 
 _WORKERS: dict[Any, Worker] = {}

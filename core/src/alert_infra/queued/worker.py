@@ -153,12 +153,16 @@ class SpoolWorker:
 
     def run(self, *, once: bool = False, install_signals: bool = True) -> int:
         """Drain until stopped (SIGTERM, SIGINT, :meth:`stop`), or with ``once`` until nothing is
-        due. Returns 0."""
+        due. With grouping, the process's flusher flushes the dispatcher's groups on time meanwhile
+        (``once``: the groups due at the end are flushed then). Returns 0."""
         self._stop.clear()
         previous: dict[Any, Any] = {}
         if install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self.stop)
+        groups = getattr(self.dispatcher, "groups", None)
+        if groups is not None and not once:
+            groups.serve()  # a worker owns the flushes of its groups (group_flusher = "worker" too)
         renewer = threading.Thread(target=self._renew, name="alert-infra-spool-lease", daemon=True)
         renewer.start()
         threads = [
@@ -176,6 +180,11 @@ class SpoolWorker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             renewer.join(2.0)
+        if groups is not None and once:
+            # A run from cron: the groups due now (this run's and earlier ones', read from the state)
+            # go out; the others wait for the next run.
+            groups.refresh()
+            groups.flush()
         return 0
 
     @guarded_repr
