@@ -297,15 +297,18 @@ class Groups:
         when = self.clock() if now is None else now
         results = []
         for grouper in self.groupers.values():
-            if until is not None and until():
-                break
-            try:
-                notes = grouper.flush_pending(when, until=until) if pending else grouper.due(when)
-            except Exception as exc:  # noqa: BLE001 - the next pass tries again
-                self._warn("alert groups could not be flushed (%s): the next pass tries again", exc)
-                continue
-            for note in notes:
-                results.append(self.deliver(note))
+            # One group at a time, each digest delivered before the next group is flushed: a bound
+            # that runs out (at exit) leaves the groups not reached untouched, still pending.
+            for key in grouper.pending if pending else grouper.due_keys(when):
+                if until is not None and until():
+                    return results
+                try:
+                    note = grouper.flush_group(key, when, pending=pending)
+                except Exception as exc:  # noqa: BLE001 - the next pass tries again
+                    self._warn("alert groups could not be flushed (%s): the next pass tries again", exc)
+                    break
+                if note is not None:
+                    results.append(self.deliver(note))
         return results
 
     def deliver(self, note: Notification) -> DeliveryResult:

@@ -308,7 +308,7 @@ class Notification:
         severity = SEVERITIES[max(ranks)] if ranks else "info"
         lines = []
         if self.labels:
-            lines.append("Group: " + ", ".join(f"{k}={v}" for k, v in self.labels.items())[:TITLE_CUT])
+            lines.append("Group: " + _line(", ".join(f"{k}={v}" for k, v in self.labels.items()), TITLE_CUT))
         counts = [f"{len(self.firing)} firing"] if self.firing else []
         if self.new and not self.repeat:
             counts.append(f"{len(self.new)} new")
@@ -319,8 +319,8 @@ class Notification:
         room = listed
         for word, group in (("", self.firing), ("resolved: ", self.resolved)):
             for item in group[:room]:
-                where = f" ({_cut(item.get('source'), 80)})" if item.get("source") else ""
-                lines.append(f"- {word}[{item.get('severity')}] {_cut(item.get('title'), TITLE_CUT)}{where}")
+                where = f" ({_line(item.get('source'), 80)})" if item.get("source") else ""
+                lines.append(f"- {word}[{item.get('severity')}] {_line(item.get('title'), TITLE_CUT)}{where}")
             room -= min(len(group), room)
         hidden = len(self.firing) + len(self.resolved) - (listed - room)
         if hidden > 0:
@@ -330,7 +330,7 @@ class Notification:
         for item in items[1:]:
             tags &= set(item.get("tags") or ())
         return Alert(
-            _cut(self.summary(), SUMMARY_CUT),
+            _line(self.summary(), SUMMARY_CUT),
             "\n".join(lines),
             severity=severity,
             source=sources.pop() if len(sources) == 1 and None not in sources else None,
@@ -352,6 +352,13 @@ class Notification:
 def _cut(value: Any, limit: int) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _line(value: Any, limit: int) -> str:
+    """``value`` on one line (control characters and whitespace runs as one space), cut to ``limit``."""
+    from ..formatting import one_line
+
+    return _cut(one_line(_cut(value, 4 * limit)), limit)
 
 
 def _order(item: dict[str, Any]) -> tuple[int, float, str]:
@@ -626,21 +633,36 @@ class Grouper:
         return self.add(alert, now)
 
     # -- flushing -----------------------------------------------------------------------------------
-    def due(self, now: float) -> list[Notification]:
-        """Flush every group whose timer is due at ``now``; the notifications to deliver, in time order."""
-        if self.records is not None:
-            with self._locked():
-                keys = sorted((t, k) for k, t in self._due.items() if t <= now)
-            return [note for _, key in keys if (note := self._flush_shared(key, now)) is not None]
-        notes: list[Notification] = []
+    def due_keys(self, now: float) -> list[str]:
+        """The groups due at ``now``, earliest first (with a store: of those this process knows of)."""
         with self._locked():
-            for key in sorted(self._groups, key=lambda k: (self._groups[k]["next"], k)):
-                state = self._groups[key]
-                if state["next"] <= now:
-                    note = self._flush_local(key, state["next"], now)
-                    if note is not None:
-                        notes.append(note)
-        return notes
+            if self.records is not None:
+                return [k for _, k in sorted((t, k) for k, t in self._due.items() if t <= now)]
+            return [k for _, k in sorted((s["next"], k) for k, s in self._groups.items() if s["next"] <= now)]
+
+    def flush_group(self, key: str, now: float, *, pending: bool = False) -> Notification | None:
+        """Flush the group ``key`` if it is due at ``now`` (``pending``: now, if it holds alerts no
+        notification told yet); its notification, if the rules say to send one. With a store, a
+        group another process flushed meanwhile is left alone."""
+        if self.records is not None:
+            return self._flush_shared(key, now, force=pending, only_pending=pending)
+        with self._locked():
+            state = self._groups.get(key)
+            if state is None:
+                return None
+            if pending:
+                if not _pending(state):
+                    return None
+                return self._flush_local(key, min(state["next"], now), now)
+            if state["next"] > now:
+                return None
+            return self._flush_local(key, state["next"], now)
+
+    def due(self, now: float) -> list[Notification]:
+        """Flush every group whose timer is due at ``now``; the notifications to deliver, in time order.
+        (A caller that delivers each before flushing the next uses :meth:`due_keys` and
+        :meth:`flush_group`.)"""
+        return [note for key in self.due_keys(now) if (note := self.flush_group(key, now)) is not None]
 
     def flush_all(self, now: float) -> list[Notification]:
         """Flush every group now, due or not (with a store: every group of this channel in it)."""
@@ -661,14 +683,7 @@ class Grouper:
         for key in self.pending:
             if until is not None and until():
                 break
-            if self.records is not None:
-                note = self._flush_shared(key, now, force=True, only_pending=True)
-            else:
-                with self._locked():
-                    state = self._groups.get(key)
-                    if state is None or not _pending(state):
-                        continue
-                    note = self._flush_local(key, min(state["next"], now), now)
+            note = self.flush_group(key, now, pending=True)
             if note is not None:
                 notes.append(note)
         return notes
