@@ -443,3 +443,25 @@ def test_no_grouping_changes_nothing_and_reads_no_group_store(tmp_path: Path) ->
     tables = {r[0] for r in sqlite3.connect(tmp_path / "state.sqlite3").execute("SELECT name FROM sqlite_master")}
     assert "lifecycle_groups" not in tables and "lifecycle_group_timers" not in tables
     assert parse_config({"channels": {"ops": {"type": "noop"}}}).grouping == {}
+
+
+def test_metrics_count_a_held_alert_as_suppressed_held_and_the_digest_as_a_delivery(clock: Clock) -> None:
+    pytest.importorskip("prometheus_client")
+    import uuid
+
+    from alert_infra import metrics
+
+    name = f"grp-{uuid.uuid4().hex[:10]}"
+    d = AlertDispatcher([RecordingTransport(name=name)], grouping={name: {"group_by": []}}, wall_clock=clock)
+    metrics.instrument(d, backend="prometheus")
+
+    def series() -> dict[str, Any]:
+        (row,) = [row for row in metrics.snapshot()["channels"] if row["channel"] == name]
+        return row
+
+    d.send(alert("a", clock))
+    d.send(alert("b", clock))
+    assert series()["suppressed"]["held"] == 2 and series()["total"] == 0
+    clock.advance(30)
+    d.groups.flush()
+    assert series()["total"] == 1 and series()["suppressed"]["held"] == 2

@@ -295,7 +295,7 @@ class Groups:
         per digest. ``pending=True``: flush now every group holding alerts no digest told yet (at
         exit, in ``close()``), stopping once ``until()`` says so."""
         when = self.clock() if now is None else now
-        results = []
+        results: list[DeliveryResult] = []
         for grouper in self.groupers.values():
             # One group at a time, each digest delivered before the next group is flushed: a bound
             # that runs out (at exit) leaves the groups not reached untouched, still pending.

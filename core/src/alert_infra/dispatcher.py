@@ -840,9 +840,11 @@ class AlertDispatcher:
         channel = next((c for c in self._all_channels() if c.name == name), None)
         if channel is None or not self.enabled:
             return DeliveryResult()
-        if alert.redact_sensitive_data and alert._generation != redaction_generation():
-            alert = alert.redacted()
+        if alert.redact_sensitive_data:
+            alert = alert.redacted()  # itself, unless a secret was registered after it was made
         outcomes = self._deliver([channel], alert, time.perf_counter(), {name: entry})
+        if self._metrics is not None:
+            self._metrics.record(alert, outcomes)
         self._observer.count(outcomes)
         result = DeliveryResult.from_outcomes(outcomes)
         self._observer.observe(self.audit, alert, result, self.hook_timeout)

@@ -279,9 +279,10 @@ class _Recorder:
                     series.failed[_FAILED_INDEX.get(failure_class(outcome) or "other", 6)] += 1
                     if not outcome.attempts:
                         continue  # never called its transport: nothing to time
-                else:
+                else:  # skipped (by its reason), or held for a group's digest (reason "held")
                     series = cache.get(outcome.name) or self._series(outcome.name)
-                    series.suppressed[_SUPPRESSED_INDEX.get(outcome.suppressed_by or "routing", 7)] += 1
+                    reason = "held" if status == "held" else outcome.suppressed_by or "routing"
+                    series.suppressed[_SUPPRESSED_INDEX.get(reason, 7)] += 1
                     continue
                 elapsed = outcome.elapsed
                 series.buckets[_bisect(_bounds, elapsed)] += 1
@@ -330,8 +331,8 @@ class _MultiprocessRecorder:
             if status == "failed" and outcome.error == _UNKNOWN_CHANNEL:
                 continue
             channel, kind = self._labels(outcome.name)
-            if status == "skipped":
-                reason = outcome.suppressed_by or "routing"
+            if status == "skipped" or status == "held":  # held: for a group's digest (reason "held")
+                reason = "held" if status == "held" else outcome.suppressed_by or "routing"
                 suppressed.labels(channel, reason if reason in _SUPPRESSED_INDEX else "other").inc()
                 continue
             total.labels(channel, kind).inc()

@@ -279,7 +279,7 @@ class Notification:
                     }
                 )
         return {
-            "group_key": self.group_key,
+            "group_key": _cut(self.group_key, TITLE_CUT),  # whole: the digest alert's fingerprint
             "labels": {_cut(k, TITLE_CUT): _cut(v, TITLE_CUT) for k, v in list(self.labels.items())[:LABELS_SHOWN]},
             "status": self.status,
             "firing": len(self.firing),
@@ -370,7 +370,10 @@ def _order(item: dict[str, Any]) -> tuple[int, float, str]:
 
 def _document(alert: Any) -> dict[str, Any]:
     """An alert of a group as JSON (a group in memory keeps the :class:`Alert` itself)."""
-    return alert if isinstance(alert, dict) else alert.to_dict()  # type: ignore[no-any-return]
+    if isinstance(alert, dict):
+        return alert
+    document: dict[str, Any] = alert.to_dict()
+    return document
 
 
 def _json_state(state: Mapping[str, Any]) -> dict[str, Any]:
