@@ -211,6 +211,21 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
             f"application hold within its process (`alert-infra send` keeps them in "
             f'{local_state_path(args, config)}); share them with a sqlite:/// file or state = "redis://..."'
         )
+    grouped = sorted(config.grouping)
+    if grouped and config.state in (None, "memory"):
+        where = ", ".join(grouped)
+        if config.group_flusher == "worker":
+            warnings.append(
+                f'group_by of {where} with group_flusher = "worker": a worker flushes only the groups it shares '
+                'with the senders; without a shared state (a sqlite:/// file or state = "redis://...") the groups '
+                "of each process are its own, and those of a process with no worker are never sent"
+            )
+        else:
+            warnings.append(
+                f"group_by of {where}: no shared state is configured, so each process keeps its own groups and "
+                "timers (a restart loses what they held); share them with a sqlite:/// file or state = "
+                '"redis://..."'
+            )
     if isinstance(config.state, str) and backend_for(config.state) is SQLiteState:
         path = sqlite_path(config.state)
         # A file that cannot be created or is a directory is a problem (_check_state): send refuses it.

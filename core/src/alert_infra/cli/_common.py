@@ -263,6 +263,8 @@ def outcome_line(outcome: Any) -> str:
         return f"  sent     {outcome.name}  ({tries}, {outcome.elapsed:.2f}s{extra})"
     if outcome.status == "skipped":
         return f"  skipped  {outcome.name}  ({clean(outcome.reason or outcome.suppressed_by)})"
+    if outcome.status == "held":  # kept for its group's digest
+        return f"  held     {outcome.name}  ({clean(outcome.reason or 'held for its group')})"
     kind = "retryable" if outcome.retryable else "permanent"
     reason = f": {clean(outcome.reason)}" if outcome.reason else ""
     later = f", retry after {outcome.retry_after:g}s" if outcome.retry_after else ""

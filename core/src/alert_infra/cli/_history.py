@@ -26,7 +26,9 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     from ..audit import SUPPRESSION_REASONS
 
     allowed: tuple[str, ...] = (
-        ("sent", "failed", "skipped") if args.channel else ("sent", "failed", "partial", "suppressed", "queued")
+        ("sent", "failed", "skipped", "held")
+        if args.channel
+        else ("sent", "failed", "partial", "suppressed", "queued", "held")
     )
     allowed += SUPPRESSION_REASONS  # the alerts a channel skipped for that reason
     if args.status is not None and args.status not in allowed:

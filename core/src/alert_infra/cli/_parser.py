@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--channel", help="alerts that involved this channel")
     history.add_argument(
         "--status",
-        help="with --channel: sent, failed or skipped; else: sent, failed, partial, suppressed or queued; or why a "
+        help="with --channel: sent, failed, skipped or held; else: sent, failed, partial, suppressed, queued or held "
+        "(a channel held it for a digest); or why a "
         "channel skipped it: routing, dedup, throttle, silence, inhibit, unmatched",
     )
     history.add_argument("--unacked", action="store_true", help="only alerts nobody acknowledged")
