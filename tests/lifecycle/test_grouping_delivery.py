@@ -465,3 +465,24 @@ def test_metrics_count_a_held_alert_as_suppressed_held_and_the_digest_as_a_deliv
     clock.advance(30)
     d.groups.flush()
     assert series()["total"] == 1 and series()["suppressed"]["held"] == 2
+
+
+def test_channel_templates_see_a_digest_s_alerts_and_group(clock: Clock) -> None:
+    pytest.importorskip("jinja2")
+    from alert_infra.templates import TemplatedTransport
+
+    inner = RecordingTransport(name="ops")
+    templated = TemplatedTransport(
+        inner,
+        title_template="{{ group.firing }} alerts in {{ group.labels.source }}",
+        body_template="{% for a in alerts %}{{ a.title }};{% endfor %}",
+    )
+    d = grouped(clock, templated)
+    d.send(alert("disk full", clock))
+    clock.advance(1)
+    d.send(alert("cpu hot", clock))
+    clock.advance(30)
+    d.groups.flush()
+    (digest,) = inner.alerts
+    assert (digest.title, digest.message) == ("2 alerts in db", "disk full;cpu hot;")
+    assert digest.fingerprint.startswith("g:")  # pinned: the resolved digest still finds the firing one

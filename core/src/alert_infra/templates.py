@@ -705,6 +705,23 @@ def alert_context(alert: Alert) -> dict[str, Any]:
     return {"alert": {key: data[key] for key in _ALERT_FIELDS}}
 
 
+def _digest_of(alert: Alert, group: Mapping[str, Any] | None) -> tuple[list[Alert] | None, Mapping[str, Any] | None]:
+    """``(alerts, group)`` of a digest alert of grouping (``metadata["digest"]``, the key
+    ``alert_infra.lifecycle.grouping.DIGEST_KEY``), else ``(None, group)``."""
+    digest = alert.metadata.get("digest")
+    if not isinstance(digest, dict) or "group_key" not in digest or not isinstance(digest.get("alerts"), list):
+        return None, group
+    from .alert import Alert as AlertClass
+
+    listed = []
+    for item in digest["alerts"]:
+        try:
+            listed.append(AlertClass.from_dict(item))
+        except Exception:  # noqa: BLE001, S112 - an entry that is not an alert any more is left out
+            continue
+    return listed, {key: value for key, value in digest.items() if key != "alerts"}
+
+
 def digest_context(alerts: Iterable[Alert], group: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``{"alerts": [...], "group": {...}, "alert": <the first>}`` for a digest template."""
     items = [alert_context(a)["alert"] for a in alerts]
@@ -909,12 +926,16 @@ class TemplatedTransport:
     ) -> Alert:
         """``alert`` with its title and/or message rendered from the templates (the other fields,
         the fingerprint included, as they are). With ``alerts`` (a digest) the templates also see
-        ``alerts`` and ``group``.
+        ``alerts`` and ``group``; a digest alert of grouping (its ``metadata["digest"]``, see
+        ``docs/guide/lifecycle.md``) gives them by itself: ``alerts`` the alerts it lists, ``group``
+        the rest of the digest (``labels``, ``group_key``, the counts).
 
         Raises:
             AlertConfigurationError: the template and line named (undefined variable, sandbox,
                 bound, or output that is empty once stripped: an alert needs a title and a message).
         """
+        if alerts is None:
+            alerts, group = _digest_of(alert, group)
         context = alert_context(alert) if alerts is None else {**digest_context(alerts, group), **alert_context(alert)}
         changes: dict[str, Any] = {}
         for field, template in (("title", self.title_template), ("message", self.body_template)):
