@@ -339,6 +339,8 @@ def main() -> int:
             print(f"  {note}")
     if args.json:
         print(json.dumps({"python": sys.version.split()[0], "figures": figures, "problems": problems}, indent=2))
+    # Grouping into digests: a dispatch with grouping and 1,000 silences vs neither; the storm.
+    subprocess.run([sys.executable, str(HERE / "grouping_bench.py"), *(["--json"] if args.json else [])], check=False)
     # Queued delivery on the local spool: send() vs a bare SQLite write, one worker vs in-process.
     subprocess.run([sys.executable, str(HERE / "spool_bench.py"), *(["--json"] if args.json else [])], check=False)
     # Queued delivery on Celery against bare Celery, both brokers (bench/celery_bench.py).

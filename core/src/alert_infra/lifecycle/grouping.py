@@ -46,9 +46,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import threading
 
+from .._lifecycle import fork_generation
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
 from .durations import parse_duration
@@ -153,9 +153,14 @@ class GroupPolicy:
 
     def key(self, alert: Alert) -> tuple[str, dict[str, str]]:
         """The group key of ``alert`` and the labels it was made from."""
+        key, labels = self._key(alert)
+        return key, dict(labels)
+
+    def _key(self, alert: Alert) -> tuple[str, dict[str, str]]:
+        """:meth:`key`, its labels shared with the cache (never changed by the caller)."""
         if self.group_by == (EACH_FINGERPRINT,):
             return "fp:" + alert.fingerprint, {"fingerprint": alert.fingerprint}
-        values = tuple(",".join(sorted(set(alert_values(alert, name)) - {""})) for name in self.group_by)
+        values = tuple(_label(alert, name) for name in self.group_by)
         known = self._keys.get(values)
         if known is None:
             labels = dict(zip(self.group_by, values))
@@ -163,7 +168,16 @@ class GroupPolicy:
             if len(self._keys) >= MAX_CACHED_KEYS:
                 self._keys.clear()
             known = self._keys[values] = ("g:" + digest[:24], labels)
-        return known[0], dict(known[1])
+        return known
+
+
+def _label(alert: Alert, name: str) -> str:
+    """One label of a group: the field's value (``tags``: every tag, sorted, comma-joined)."""
+    if name == "source":
+        return alert.source or ""
+    if name == "severity":
+        return alert.severity
+    return ",".join(sorted(set(alert_values(alert, name)) - {""}))
 
 
 class Notification:
@@ -434,14 +448,14 @@ class Grouper:
         self._touched: dict[str, None] = {}  # with a store: groups this process added to since it flushed them
         self._prefix = f"{channel}|"
         self._lock = threading.RLock()
-        self._pid = os.getpid()
+        self._forks = fork_generation()
         if self.records is not None and load:
             self.reload()
 
     def _locked(self) -> threading.RLock:
-        if os.getpid() != self._pid:  # a forked child: a lock of its own (the parent's may be held)
+        if fork_generation() != self._forks:  # a forked child: a lock of its own (the parent's may be held)
             self._lock = threading.RLock()
-            self._pid = os.getpid()
+            self._forks = fork_generation()
         return self._lock
 
     @property
@@ -543,7 +557,7 @@ class Grouper:
         """Put ``alert`` in its group: ``held`` until its group's next flush, or admitted (see above)."""
         if alert.status == "acknowledged":
             return ADMIT
-        key, labels = self.policy.key(alert)
+        key, labels = self.policy._key(alert)
         if self.records is None:
             # In this process's memory the alert itself is kept (its JSON form is made when a digest
             # lists it, or for snapshot()): the hot path of a storm pays no to_dict() per alert.
@@ -609,7 +623,7 @@ class Grouper:
             wait = min(policy.group_wait_critical, policy.group_wait) if critical else policy.group_wait
             state = created = {
                 "key": key,
-                "labels": labels,
+                "labels": dict(labels),
                 "next": now + wait,
                 "flushed": False,
                 "alerts": {},
