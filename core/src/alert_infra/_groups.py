@@ -294,6 +294,8 @@ class Groups:
         """Flush what is due at ``now`` (default: the clock) and deliver the digests; the results, one
         per digest. ``pending=True``: flush now every group holding alerts no digest told yet (at
         exit, in ``close()``), stopping once ``until()`` says so."""
+        if self._dispatcher is None or self._dispatcher() is None:
+            return []  # no dispatcher to deliver through (dropped): the groups stay as they are
         when = self.clock() if now is None else now
         results: list[DeliveryResult] = []
         for grouper in self.groupers.values():
@@ -379,7 +381,14 @@ class GroupFlusher:
             self._cond.notify_all()
 
     def targets(self) -> list[Groups]:
-        return [g for r in list(self._targets) if (g := r()) is not None]
+        """The groups served whose dispatcher is still alive."""
+        found = []
+        for ref in list(self._targets):
+            groups = ref()
+            dispatcher = groups._dispatcher() if groups is not None and groups._dispatcher is not None else None
+            if dispatcher is not None and groups is not None:
+                found.append(groups)
+        return found
 
     def _ensure(self) -> None:  # with self._cond held
         import threading
@@ -408,10 +417,11 @@ class GroupFlusher:
                     return
                 self._kicked = False
             self._pass(targets, polled)
+            wait = self._sleep_for(targets)
+            del targets  # asleep, the thread holds no dispatcher's groups (a dropped one is collected)
             with self._cond:
                 if self._exit_deadline is not None:
                     break
-                wait = self._sleep_for(targets)
                 if not self._kicked and wait > 0:
                     self._sleep_until = time.time() + wait
                     self._cond.wait(wait)
