@@ -486,3 +486,30 @@ def test_channel_templates_see_a_digest_s_alerts_and_group(clock: Clock) -> None
     (digest,) = inner.alerts
     assert (digest.title, digest.message) == ("2 alerts in db", "disk full;cpu hot;")
     assert digest.fingerprint.startswith("g:")  # pinned: the resolved digest still finds the firing one
+
+
+def test_no_secret_reaches_the_group_store_the_digest_or_a_log(
+    clock: Clock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from alert_infra.security import register_secret
+
+    secret = "grp-s3cr3t-" + "7f3a9c1e5b2d4f60"
+    owner = object()
+    register_secret(secret, owner=owner)
+    ops = RecordingTransport(name="ops")
+    state = f"sqlite:///{tmp_path}/state.sqlite3"
+    d = AlertDispatcher(
+        [ops], grouping={"ops": {"group_by": ["source"]}}, state=state, wall_clock=clock, group_flusher="worker"
+    )
+    created = datetime.fromtimestamp(clock.now, timezone.utc)
+    d.send(Alert(f"token {secret} leaked", f"see {secret}", source="db", metadata={"key": secret}, created_at=created))
+    raw = (tmp_path / "state.sqlite3").read_bytes() + (tmp_path / "state.sqlite3-wal").read_bytes()
+    assert secret.encode() not in raw and b"token" in raw  # the group's record: the redacted alert
+    clock.advance(30)
+    d.groups.refresh()
+    (result,) = d.groups.flush()
+    assert result.sent == ("ops",)
+    (digest,) = ops.alerts
+    assert secret not in json.dumps(digest.to_dict()) + digest.title + digest.message + repr(digest.metadata)
+    assert secret not in caplog.text
+    d.close()
