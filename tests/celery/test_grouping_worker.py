@@ -34,7 +34,7 @@ def test_the_prefork_pool_sends_one_digest_per_group(unique: str, tmp_path: Any,
         config.write_text(
             text.replace(
                 '[channels.ops]\ntype = "slack"',
-                '[channels.ops]\ntype = "slack"\ngroup_by = ["source"]\ngroup_wait = "3s"',
+                '[channels.ops]\ntype = "slack"\ngroup_by = ["source"]\ngroup_wait = "5s"',
             ),
             encoding="utf-8",
         )

@@ -35,13 +35,24 @@ memory it is lost). :meth:`AlertDispatcher.close` does the same for its groups.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
 import sys
+import threading
 import time
 import weakref
+from collections.abc import Mapping as MappingABC
 
+# This module is imported only when a dispatcher groups alerts (admission.Admission imports it
+# lazily), so it loads what grouping needs up front.
+from ._checks import did_you_mean
 from ._lifecycle import ProcessSingleton, on_fork_in_child
+from .exceptions import AlertConfigurationError
 from .lifecycle.gates import ADMIT
+from .lifecycle.grouping import CONFIG_KEYS, Grouper, GroupPolicy
+from .lifecycle.stores import MemoryStore
+from .result import DeliveryResult
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -50,8 +61,7 @@ if TYPE_CHECKING:
     from .admission import Admission
     from .alert import Alert
     from .lifecycle.gates import Verdict
-    from .lifecycle.grouping import Grouper, GroupPolicy, Notification
-    from .result import DeliveryResult
+    from .lifecycle.grouping import Notification
 
 __all__ = [
     "CLAIM_WINDOW",
@@ -82,8 +92,6 @@ def check_flusher(value: Any) -> str:
     """``value`` if it is one of :data:`FLUSHERS`, else a configuration error that says which."""
     if value in FLUSHERS:
         return str(value)
-    from ._checks import did_you_mean
-    from .exceptions import AlertConfigurationError
 
     shown = f" {value[:30]!r}" if isinstance(value, str) else f" a {type(value).__name__}"
     hint = did_you_mean(value, FLUSHERS) if isinstance(value, str) else ""
@@ -96,11 +104,6 @@ def check_flusher(value: Any) -> str:
 def _policies(grouping: Any, resolve_timeout: float) -> dict[str, GroupPolicy]:
     """``{channel: GroupPolicy}`` from ``AlertDispatcher(grouping=...)``: a policy, or a mapping of
     its settings (``group_by``, ``group_wait``, ...; ``resolve_timeout`` defaults to the dispatcher's)."""
-    from collections.abc import Mapping as MappingABC
-
-    from ._checks import did_you_mean
-    from .exceptions import AlertConfigurationError
-    from .lifecycle.grouping import CONFIG_KEYS, GroupPolicy
 
     if not isinstance(grouping, MappingABC):
         raise AlertConfigurationError(
@@ -157,8 +160,6 @@ class Groups:
     name = "group"
 
     def __init__(self, admission: Admission, grouping: Any, *, flusher: str = "process") -> None:
-        from .lifecycle.grouping import Grouper
-        from .lifecycle.stores import MemoryStore
 
         self.flusher = check_flusher(flusher)
         self.policies = _policies(grouping, admission.resolve_timeout)
@@ -192,9 +193,6 @@ class Groups:
         known = {c.name for c in dispatcher._all_channels()} | set(dispatcher.routes)
         for name in self.policies:
             if name not in known:
-                from ._checks import did_you_mean
-                from .exceptions import AlertConfigurationError
-
                 raise AlertConfigurationError(
                     f"grouping: no channel named {name[:64]!r}{did_you_mean(name, known)} "
                     f"(known: {', '.join(sorted(known)) or 'none'})"
@@ -247,7 +245,6 @@ class Groups:
         """Claim one flush (``channel|group|tick``) in the state backend: False when another
         process has it. A state that fails lets the flush go on (the group's atomic update still
         makes exactly one process flush it)."""
-        import hashlib
 
         admission = self._admission()
         if admission is None:
@@ -315,7 +312,6 @@ class Groups:
 
     def deliver(self, note: Notification) -> DeliveryResult:
         """Send one digest to its channel past the gates (see the module doc)."""
-        from .result import DeliveryResult
 
         dispatcher = self._dispatcher() if self._dispatcher is not None else None
         if dispatcher is None:
@@ -346,7 +342,6 @@ class GroupFlusher:
         on_fork_in_child(self, GroupFlusher._reset)
 
     def _reset(self) -> None:
-        import threading
 
         # In a forked child too: the thread stayed in the parent, and its lock may have been held.
         self._cond = threading.Condition(threading.Lock())
@@ -391,7 +386,6 @@ class GroupFlusher:
         return found
 
     def _ensure(self) -> None:  # with self._cond held
-        import threading
 
         thread = self._thread
         if thread is not None and thread.is_alive():
@@ -517,8 +511,6 @@ def flush_pending(targets: list[Groups], deadline: float) -> None:
 
 
 def _current_ident() -> int | None:
-    import threading
-
     return threading.get_ident()
 
 
@@ -529,8 +521,6 @@ def _hook_exit() -> None:
     if _exit_hooked and _exit_hooked[0] == os.getpid():
         return
     if not _exit_hooked:  # a forked child inherits the parent's atexit hooks: once per process image
-        import atexit
-
         atexit.register(_at_exit)
     _exit_hooked[:] = [os.getpid()]
 

@@ -170,11 +170,11 @@ class Admission:
         #: firing alert reads no group store).
         self.groups: Any = None
         if grouping:
-            from ._groups import Groups
+            from ._groups import Groups  # a dispatcher that groups only: the flusher and the digests
 
             self.groups = Groups(self, grouping, flusher=group_flusher)
         elif group_flusher not in ("process", "worker"):
-            from ._groups import check_flusher
+            from ._groups import check_flusher  # a cold path: a wrong setting
 
             check_flusher(group_flusher)
         #: The lifecycle gates a firing alert meets on each channel routing selected, in order.

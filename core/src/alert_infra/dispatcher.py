@@ -919,7 +919,7 @@ class AlertDispatcher:
         alerts no digest told yet are flushed first (within ``_groups.EXIT_FLUSH_TIMEOUT``)."""
         groups = self._admission.groups
         if groups is not None:
-            from ._groups import EXIT_FLUSH_TIMEOUT, FLUSHER, flush_pending
+            from ._groups import EXIT_FLUSH_TIMEOUT, FLUSHER, flush_pending  # loaded already: it made the groups
 
             if groups.flusher == "process":
                 flush_pending([groups], time.monotonic() + EXIT_FLUSH_TIMEOUT)

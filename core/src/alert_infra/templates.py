@@ -711,7 +711,7 @@ def _digest_of(alert: Alert, group: Mapping[str, Any] | None) -> tuple[list[Aler
     digest = alert.metadata.get("digest")
     if not isinstance(digest, dict) or "group_key" not in digest or not isinstance(digest.get("alerts"), list):
         return None, group
-    from .alert import Alert as AlertClass
+    from .alert import Alert as AlertClass  # a digest being rendered (this module needs no alert model)
 
     listed = []
     for item in digest["alerts"]:

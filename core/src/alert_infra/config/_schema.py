@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .._checks import MAX_WORKERS, did_you_mean
 from ..alert import SEVERITIES, severity_rank
 from ..exceptions import AlertConfigurationError, AlertValidationError
-from ._keys import _NAME, CHANNEL_KEYS, INLINE, NOT_YET, SETTINGS_KEYS, TEMPLATE_OPTIONS
+from ._keys import _NAME, CHANNEL_KEYS, GROUP_KEYS, INLINE, NOT_YET, SETTINGS_KEYS, TEMPLATE_OPTIONS
 from ._model import AlertConfig, ChannelConfig, summarise_problems
 from ._secrets import mapping_secrets
 from ._source import _INTEGRATION_TABLES, _interpolate
@@ -193,7 +193,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     resolve_window = _duration(settings, "resolve_window", problems)
     group_flusher = settings.get("group_flusher", "process")
     if group_flusher not in ("process", "worker"):
-        from .._groups import check_flusher
+        from .._groups import check_flusher  # a cold path: a wrong setting
 
         try:
             check_flusher(group_flusher)
@@ -401,7 +401,7 @@ def _duration(settings: Mapping[str, Any], key: str, problems: list[str]) -> flo
     problem naming the key)."""
     if key not in settings:
         return None
-    from ..lifecycle.durations import parse_duration
+    from ..lifecycle.durations import parse_duration  # a lifecycle setting is present
 
     try:
         return parse_duration(settings[key], key, zero=False)
@@ -413,8 +413,6 @@ def _duration(settings: Mapping[str, Any], key: str, problems: list[str]) -> flo
 def _grouping(values: Mapping[str, Any], where: str, problems: list[str], resolve_timeout: float | None) -> Any:
     """A channel's :class:`~alert_infra.lifecycle.GroupPolicy` from ``group_by`` and its timing keys
     (``None`` without ``group_by``: a timing key alone is a problem, as it would do nothing)."""
-    from ._keys import GROUP_KEYS
-
     given = [key for key in GROUP_KEYS if key in values]
     if not given:
         return None
@@ -424,7 +422,7 @@ def _grouping(values: Mapping[str, Any], where: str, problems: list[str], resolv
             'group, ["..."] for each alert), or remove ' + ", ".join(given)
         )
         return None
-    from ..lifecycle.grouping import GroupPolicy
+    from ..lifecycle.grouping import GroupPolicy  # a channel groups: the lifecycle package loads then
 
     settings = {key: values[key] for key in given}
     if resolve_timeout is not None:

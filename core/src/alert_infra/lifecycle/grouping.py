@@ -111,7 +111,7 @@ class GroupPolicy:
                 or name in GROUP_FIELDS
                 or (isinstance(name, str) and name.startswith("metadata.") and len(name) > 9)
             ):
-                from .._checks import did_you_mean
+                from .._checks import did_you_mean  # a cold path: a wrong group_by
 
                 hint = ""
                 if isinstance(name, str):
@@ -313,6 +313,7 @@ class Notification:
         severe, the fingerprint the group key (a resolve of the group is routed by it), the status
         ``firing`` or ``resolved``, the source and tags those every alert shares, and
         ``metadata["digest"]`` the bounded :meth:`digest` for transports and templates."""
+        # A digest being made: not on the path of an alert.
         from datetime import datetime, timezone
 
         from ..alert import SEVERITIES, Alert
@@ -370,7 +371,7 @@ def _cut(value: Any, limit: int) -> str:
 
 def _line(value: Any, limit: int) -> str:
     """``value`` on one line (control characters and whitespace runs as one space), cut to ``limit``."""
-    from ..formatting import one_line
+    from ..formatting import one_line  # a digest being made: not on the path of an alert
 
     return _cut(one_line(_cut(value, 4 * limit)), limit)
 
