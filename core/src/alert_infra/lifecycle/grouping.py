@@ -188,15 +188,15 @@ class Notification:
     received since its previous notification; ``repeat`` true when nothing changed (a reminder).
     """
 
-    __slots__ = ("at", "channel", "firing", "folded", "group_key", "labels", "new", "repeat", "resolved")
+    __slots__ = ("_firing", "_resolved", "at", "channel", "folded", "group_key", "labels", "new", "repeat")
 
     def __init__(
         self,
         channel: str,
         group_key: str,
         labels: dict[str, str],
-        firing: list[dict[str, Any]],
-        resolved: list[dict[str, Any]],
+        firing: Sequence[Any],
+        resolved: Sequence[Any],
         new: list[str],
         folded: int,
         at: float,
@@ -204,17 +204,33 @@ class Notification:
         self.channel = channel
         self.group_key = group_key
         self.labels = labels
-        self.firing = tuple(firing)
-        self.resolved = tuple(resolved)
+        # Alert objects (a group in memory) or their dicts: made dicts on first read, so a flush
+        # holds its group's lock for the rules alone, not for the JSON of thousands of alerts.
+        self._firing: tuple[Any, ...] = tuple(firing)
+        self._resolved: tuple[Any, ...] = tuple(resolved)
         self.new = tuple(new)
         self.folded = folded
         self.at = at
         self.repeat = not new and not resolved
 
     @property
+    def firing(self) -> tuple[dict[str, Any], ...]:
+        """The alerts firing (redacted ``to_dict()`` forms, most severe first)."""
+        if self._firing and not isinstance(self._firing[0], dict):
+            self._firing = tuple(_document(a) for a in self._firing)
+        return self._firing
+
+    @property
+    def resolved(self) -> tuple[dict[str, Any], ...]:
+        """The alerts a notification had firing that are now resolved (the same forms)."""
+        if self._resolved and not isinstance(self._resolved[0], dict):
+            self._resolved = tuple(_document(a) for a in self._resolved)
+        return self._resolved
+
+    @property
     def status(self) -> str:
         """``"firing"`` while any alert fires, else ``"resolved"`` (the group's last notification)."""
-        return "firing" if self.firing else "resolved"
+        return "firing" if self._firing else "resolved"
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
@@ -222,8 +238,8 @@ class Notification:
 
     def _counts(self, field: str) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for item in self.firing or self.resolved:
-            value = item.get(field) or "(none)"
+        for item in self._firing or self._resolved:
+            value = _get(item, field) or "(none)"
             counts[value] = counts.get(value, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
@@ -238,21 +254,21 @@ class Notification:
     @property
     def more(self) -> int:
         """How many alerts the headline stands for besides itself."""
-        return max(len(self.firing or self.resolved) - 1, 0)
+        return max(len(self._firing or self._resolved) - 1, 0)
 
     def summary(self) -> str:
         """One line: the headline alert, ``and N more like this``, and the counts."""
-        items = self.firing or self.resolved
-        head = items[0]["title"] if items else "(empty)"
-        word = "RESOLVED: " if not self.firing else ""
+        items = self._firing or self._resolved
+        head = _get(items[0], "title") if items else "(empty)"
+        word = "RESOLVED: " if not self._firing else ""
         text = f"{word}{head}"
         if self.more:
             text += f" and {self.more} more like this"
             by_severity = ", ".join(f"{n} {name}" for name, n in self.counts_by_severity.items())
             by_source = ", ".join(f"{n} from {name}" for name, n in list(self.counts_by_source.items())[:5])
             text += f" ({by_severity}; {by_source})"
-        if self.firing and self.resolved:
-            text += f"; {len(self.resolved)} resolved"
+        if self._firing and self._resolved:
+            text += f"; {len(self._resolved)} resolved"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -279,32 +295,33 @@ class Notification:
         resolved), each cut to its title, a short message, severity, source, status, fingerprint
         and creation time."""
         shown: list[dict[str, Any]] = []
-        for status, items in (("firing", self.firing), ("resolved", self.resolved)):
+        for status, items in (("firing", self._firing), ("resolved", self._resolved)):
             for item in items[: max(listed - len(shown), 0)]:
+                doc = _document(item)  # only the alerts listed are made JSON
                 shown.append(
                     {
-                        "title": _cut(item.get("title"), TITLE_CUT),
-                        "message": _cut(item.get("message"), MESSAGE_CUT),
-                        "severity": item.get("severity"),
-                        "source": _cut(item.get("source"), TITLE_CUT) if item.get("source") else None,
+                        "title": _cut(doc.get("title"), TITLE_CUT),
+                        "message": _cut(doc.get("message"), MESSAGE_CUT),
+                        "severity": doc.get("severity"),
+                        "source": _cut(doc.get("source"), TITLE_CUT) if doc.get("source") else None,
                         "status": status,
-                        "fingerprint": _cut(item.get("fingerprint"), TITLE_CUT),
-                        "created_at": item.get("created_at"),
+                        "fingerprint": _cut(doc.get("fingerprint"), TITLE_CUT),
+                        "created_at": doc.get("created_at"),
                     }
                 )
         return {
             "group_key": _cut(self.group_key, TITLE_CUT),  # whole: the digest alert's fingerprint
             "labels": {_cut(k, TITLE_CUT): _cut(v, TITLE_CUT) for k, v in list(self.labels.items())[:LABELS_SHOWN]},
             "status": self.status,
-            "firing": len(self.firing),
-            "resolved": len(self.resolved),
+            "firing": len(self._firing),
+            "resolved": len(self._resolved),
             "new": len(self.new),
             "folded": self.folded,
             "repeat": self.repeat,
             "counts_by_severity": self.counts_by_severity,
             "counts_by_source": {_cut(k, TITLE_CUT): n for k, n in list(self.counts_by_source.items())[:LABELS_SHOWN]},
             "alerts": shown,
-            "not_listed": len(self.firing) + len(self.resolved) - len(shown),
+            "not_listed": len(self._firing) + len(self._resolved) - len(shown),
         }
 
     def to_alert(self, listed: int = DIGEST_LISTED) -> Alert:
@@ -318,32 +335,34 @@ class Notification:
 
         from ..alert import SEVERITIES, Alert
 
-        items = self.firing or self.resolved
-        ranks = [SEVERITIES.index(i["severity"]) for i in items if i.get("severity") in SEVERITIES]
+        firing, resolved = self._firing, self._resolved
+        items = firing or resolved
+        ranks = [SEVERITIES.index(s) for i in items if (s := _get(i, "severity")) in SEVERITIES]
         severity = SEVERITIES[max(ranks)] if ranks else "info"
         lines = []
         if self.labels:
             lines.append("Group: " + _line(", ".join(f"{k}={v}" for k, v in self.labels.items()), TITLE_CUT))
-        counts = [f"{len(self.firing)} firing"] if self.firing else []
+        counts = [f"{len(firing)} firing"] if firing else []
         if self.new and not self.repeat:
             counts.append(f"{len(self.new)} new")
-        if self.resolved:
-            counts.append(f"{len(self.resolved)} resolved")
+        if resolved:
+            counts.append(f"{len(resolved)} resolved")
         counts.append(f"{self.folded} received since the last notification")
         lines.append(", ".join(counts))
         room = listed
-        for word, group in (("", self.firing), ("resolved: ", self.resolved)):
+        for word, group in (("", firing), ("resolved: ", resolved)):
             for item in group[:room]:
-                where = f" ({_line(item.get('source'), 80)})" if item.get("source") else ""
-                lines.append(f"- {word}[{item.get('severity')}] {_line(item.get('title'), TITLE_CUT)}{where}")
+                doc = _document(item)  # only the alerts listed are made JSON (redacted)
+                where = f" ({_line(doc.get('source'), 80)})" if doc.get("source") else ""
+                lines.append(f"- {word}[{doc.get('severity')}] {_line(doc.get('title'), TITLE_CUT)}{where}")
             room -= min(len(group), room)
-        hidden = len(self.firing) + len(self.resolved) - (listed - room)
+        hidden = len(firing) + len(resolved) - (listed - room)
         if hidden > 0:
             lines.append(f"... and {hidden} more not listed")
-        sources = {i.get("source") for i in items}
-        tags = set(items[0].get("tags") or ()) if items else set()
+        sources = {_get(i, "source") for i in items}
+        tags = set(_get(items[0], "tags") or ()) if items else set()
         for item in items[1:]:
-            tags &= set(item.get("tags") or ())
+            tags &= set(_get(item, "tags") or ())
         return Alert(
             _line(self.summary(), SUMMARY_CUT),
             "\n".join(lines),
@@ -376,11 +395,20 @@ def _line(value: Any, limit: int) -> str:
     return _cut(one_line(_cut(value, 4 * limit)), limit)
 
 
-def _order(item: dict[str, Any]) -> tuple[int, float, str]:
-    from ..alert import SEVERITIES
+def _order(alert: Any, first: float, fingerprint: str) -> tuple[int, float, str]:
+    """Most severe first, then the first seen, then by fingerprint (an Alert or its dict)."""
+    severity = str(alert.get("severity") if isinstance(alert, dict) else alert.severity)
+    return (-_RANKS.get(severity, 0), first, fingerprint)
 
-    rank = SEVERITIES.index(item["severity"]) if item.get("severity") in SEVERITIES else 0
-    return (-rank, item.get("_first", 0.0), item.get("fingerprint", ""))
+
+_RANKS = {"info": 0, "warning": 1, "error": 2, "critical": 3}  # alert.SEVERITIES, in order
+
+
+def _get(item: Any, field: str) -> Any:
+    """A field of a group's alert: the :class:`Alert` kept in memory, or its dict from a store."""
+    if isinstance(item, dict):
+        return item.get(field)
+    return getattr(item, field, None)
 
 
 def _document(alert: Any) -> dict[str, Any]:
@@ -783,12 +811,9 @@ class Grouper:
         note = None
         if notify:
 
-            def docs(fps: set[str]) -> list[dict[str, Any]]:
-                items = [dict(_document(alerts[fp]["alert"]), _first=alerts[fp]["first"]) for fp in fps]
-                items.sort(key=_order)
-                for item in items:
-                    del item["_first"]
-                return items
+            def docs(fps: set[str]) -> list[Any]:
+                ordered = sorted(fps, key=lambda fp: _order(alerts[fp]["alert"], alerts[fp]["first"], fp))
+                return [alerts[fp]["alert"] for fp in ordered]
 
             new = sorted(firing - last_firing, key=lambda fp: (alerts[fp]["first"], fp))
             note = Notification(
