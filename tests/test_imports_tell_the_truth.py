@@ -32,32 +32,6 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "core" / "src" / "alert_infra"
 
-#: Files other helpers are editing on their branches while this sweep lands (issue 20 item 5):
-#: sweeping them now would conflict with that work. Each is swept, and removed from here, as its
-#: branch reaches main. Paths relative to alert_infra/; a name ending in "/" is a whole subpackage.
-NOT_YET_SWEPT: frozenset[str] = frozenset(
-    {
-        # grouping: config/, admission, dispatcher, result, audit, lifecycle/, celery, queued/worker,
-        # _observe, metrics, routing, templates and the cli verbs check and history
-        "config/",
-        "admission.py",
-        "dispatcher.py",
-        "result.py",
-        "audit.py",
-        "lifecycle/",
-        "celery.py",
-        "_observe.py",
-        "metrics.py",
-        "routing.py",
-        "templates.py",
-        "queued/worker.py",
-        "cli/_check.py",
-        "cli/_common.py",
-        "cli/_history.py",
-        "cli/_parser.py",
-    }
-)
-
 #: (file, module imported) -> the circle that keeps this import of an already-loaded module inside
 #: its function. Importing the file's module loads the other one, but only through the circle, so
 #: at the file's own import time the other is not ready yet.
@@ -72,10 +46,6 @@ def _upward() -> dict[tuple[str, str], str]:
     layers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(layers)
     return dict(layers.UPWARD)
-
-
-def _swept(rel: str) -> bool:
-    return not any(rel == entry or (entry.endswith("/") and rel.startswith(entry)) for entry in NOT_YET_SWEPT)
 
 
 def _files() -> dict[str, Path]:
@@ -121,8 +91,11 @@ class _Site:
         self.node = node
         self.line = node.lineno
         own = [_reason(_comment(lines[n - 1])) for n in range(node.lineno, (node.end_lineno or node.lineno) + 1)]
-        above = lines[run_start - 2].strip() if run_start >= 2 else ""  # the line above the run of imports
-        self.reason = next((r for r in own if r), "") or (_reason(above) if above.startswith("#") else "")
+        # the comment line directly above this import, else the one above the run of imports it is in
+        above = [lines[n - 2].strip() for n in dict.fromkeys((node.lineno, run_start)) if n >= 2]
+        self.reason = next((r for r in own if r), "") or next(
+            (_reason(line) for line in above if line.startswith("#") and _reason(line)), ""
+        )
 
     def targets(self) -> list[str]:
         """The modules this statement imports (``from .x import y`` is ``x``, or ``x.y`` if y is a module)."""
@@ -260,11 +233,7 @@ def _loaded_by(modules: list[str]) -> dict[str, object]:
 
 
 def test_every_import_inside_a_function_says_why() -> None:
-    missing = [
-        f"{site.rel}:{site.line}: {', '.join(site.targets())}"
-        for site in _all_sites()
-        if _swept(site.rel) and not site.reason
-    ]
+    missing = [f"{site.rel}:{site.line}: {', '.join(site.targets())}" for site in _all_sites() if not site.reason]
     assert not missing, (
         "imports inside functions without a reason: say why on the line (or the comment line above), or move"
         " them to the top of the module:\n" + "\n".join(missing)
@@ -273,7 +242,7 @@ def test_every_import_inside_a_function_says_why() -> None:
 
 def test_no_lazy_import_of_what_is_already_loaded() -> None:
     upward = _upward()
-    sites = [site for site in _all_sites() if _swept(site.rel)]
+    sites = _all_sites()
     modules = sorted({_module_of(site.rel) for site in sites} - {"alert_infra.__main__"})
     loaded = _loaded_by(modules)
     broken = {m: r for m, r in loaded.items() if isinstance(r, dict) and str(r["missing"]).startswith("alert_infra")}
@@ -301,12 +270,6 @@ def test_the_listed_circles_are_real() -> None:
     assert not stale, f"CIRCLES lists imports that are gone: remove them: {stale}"
 
 
-def test_not_yet_swept_names_real_files() -> None:
-    files = _files()
-    stale = [e for e in NOT_YET_SWEPT if not (e in files or (e.endswith("/") and (PACKAGE / e).is_dir()))]
-    assert not stale, f"NOT_YET_SWEPT names files that do not exist: {stale}"
-
-
 @pytest.mark.parametrize(
     ("source", "reasons"),
     [
@@ -318,6 +281,7 @@ def test_not_yet_swept_names_real_files() -> None:
         ("def f():\n    x = '#'\n    import json\n", [""]),
         ("def f():\n    # reason\n    x = 1\n    import json\n", [""]),
         ("def f():\n    # optional\n    import os\n\n    from a import b\n", ["optional"] * 2),
+        ("def f():\n    import os  # fork\n\n    # cold\n    from a import b\n", ["fork", "cold"]),
         ("def f():\n    from a import (  # a cold path\n        b,\n    )\n", ["a cold path"]),
         ("import json\n\nclass A:\n    def f(self):\n        if x:\n            import os  # fork\n", ["fork"]),
     ],

@@ -160,7 +160,7 @@ class Observer:
         awaitables the hooks return awaited on it; all within ``hook_timeout``."""
         import asyncio  # the asyncio path only
 
-        from .pool import wait_task
+        from .pool import wait_task  # the asyncio path only: the pool's asyncio helpers
 
         host = None if IN_HOOKS.get() else self._hooks()
         if audit is None and host is None:
@@ -216,7 +216,7 @@ class Observer:
             if audit is not None:
                 self._record(audit, alert, result)
             if host is not None:
-                from .pool import loop_thread
+                from .pool import loop_thread  # an awaitable from a hook only: importing _observe loads no pool
 
                 for plugin_name, awaitable in host.after_dispatch(alert, result):
                     try:
@@ -259,7 +259,7 @@ async def _await(awaitable: Any) -> Any:
 
 
 def _make_hook_pool() -> WorkerPool:
-    from .pool import WorkerPool
+    from .pool import WorkerPool  # the first hook with a deadline only: importing _observe loads no pool
 
     return WorkerPool(8, name="alert-infra-hooks")
 

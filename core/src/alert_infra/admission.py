@@ -32,6 +32,7 @@ import weakref
 from _thread import allocate_lock
 
 from .exceptions import AlertValidationError
+from .lifecycle.durations import parse_duration  # loads the standard library only
 from .lifecycle.gates import ADMIT, Verdict
 from .result import ChannelOutcome
 from .routing import Route, skipped
@@ -126,8 +127,6 @@ class Admission:
         group_flusher: str = "process",
         wall_clock: Any = None,
     ) -> None:
-        from .lifecycle.durations import parse_duration  # the standard library only
-
         self._logger = logger
         self._state = state
         self._clock = clock
@@ -154,6 +153,7 @@ class Admission:
         self.silence_gate: Any = self._make_silence_gate(silences) if silences is not None else None
         self.inhibit_gate: Any = None
         if inhibit_rules is not None:
+            # inhibit rules only: lifecycle loads each of its modules on first use
             from .lifecycle import InhibitGate, InhibitRule, inhibit_rules_from_config
 
             rules = list(inhibit_rules)
@@ -365,6 +365,7 @@ class Admission:
         state = self._state
         if state is None or type(state).__name__ == "MemoryState":
             return None  # this process's memory
+        # a shared state given only (loaded by then): admission's import loads no state
         from .state import RedisState, SQLiteState
 
         if isinstance(state, SQLiteState):
@@ -378,6 +379,7 @@ class Admission:
         outside this process is behind a circuit breaker: a store that failed is not asked again for
         the state's ``retry_interval`` (5 s by default), so a silent Redis costs one timeout per
         interval, not one per alert."""
+        # lifecycle loads each of its modules on first use
         from .lifecycle import MemoryStore, RecordStore, open_store
         from .lifecycle.stores import GuardedStore
 
@@ -397,7 +399,7 @@ class Admission:
         return GuardedStore(store, getattr(state, "retry_interval", 5.0) or 5.0, down=down)
 
     def _open_lifecycle(self, spec: Any, kind: str) -> Any:
-        from .lifecycle import open_store
+        from .lifecycle import open_store  # lifecycle loads each of its modules on first use
 
         options = {}
         if spec is not None and (not isinstance(spec, str) or spec.startswith(("redis://", "rediss://", "unix://"))):
@@ -406,6 +408,7 @@ class Admission:
         return open_store(spec, kind, **options)
 
     def _make_silence_gate(self, silences: Any) -> Any:
+        # silences only: lifecycle loads each of its modules on first use
         from .lifecycle import Silence, SilenceGate, SilenceStore, silences_from_config
 
         if isinstance(silences, SilenceGate):
@@ -440,6 +443,7 @@ class Admission:
         if log is None:
             with self._lock:
                 if self._nlog is None:
+                    # the first resolve's log only: lifecycle loads each of its modules on first use
                     from .lifecycle import MemoryStore, NotificationLog
 
                     spec = self._lifecycle_spec()

@@ -72,16 +72,22 @@ holds the queue and the store only, never the trail.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import sys
+import threading
 import time
-import weakref as _weakref
+import weakref
 from _thread import allocate_lock
+from collections import deque
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from ._checks import MAX_COUNT, MAX_TIMEOUT, check_count, check_seconds
-from .exceptions import failure_class_of
+from ._checks import MAX_COUNT, MAX_TIMEOUT, check_count, check_seconds, sqlite_file
+from ._lifecycle import forked_while_busy, on_fork_in_child, quiesce_at_fork
+from .alert import severity_rank
+from .exceptions import AlertConfigurationError, AlertInfraError, failure_class_of
 from .hookspecs import hookimpl
 from .result import failure_class
 from .security import guarded_repr
@@ -89,9 +95,6 @@ from .security import guarded_repr
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
     import sqlite3
-    import threading
-    import weakref
-    from collections import deque
     from collections.abc import Iterable, Iterator, Sequence
     from typing import Any
 
@@ -225,8 +228,6 @@ def path_from_url(url: object) -> str:
         AlertConfigurationError: not a ``sqlite:///`` URL naming a file (the message never
             quotes the value).
     """
-    from ._checks import sqlite_file
-
     return sqlite_file(url, "audit", "sqlite:///var/lib/app/alerts.sqlite3")
 
 
@@ -404,9 +405,6 @@ class AuditStore:
     def __init__(
         self, path: str, *, retention: int | None = DEFAULT_RETENTION, timeout: float = DEFAULT_TIMEOUT
     ) -> None:
-        from ._lifecycle import on_fork_in_child, quiesce_at_fork
-        from .exceptions import AlertConfigurationError
-
         if retention is not None:
             check_count(retention, "audit_retention", maximum=MAX_COUNT, error=AlertConfigurationError)
         self.path = path
@@ -426,8 +424,7 @@ class AuditStore:
     def _after_fork(self) -> None:
         # In a forked child: a parent thread may have held the lock mid-write, and the connection
         # is the parent's. Replace the one, set the other aside (never close it here), reconnect lazily.
-        from ._lifecycle import forked_while_busy
-        from .state import inside_transaction
+        from .state import inside_transaction  # a forked child only: importing audit loads no state backends
 
         self._lock = allocate_lock()
         # Forked while a write of the parent's was still open (it could not be waited for): SQLite's
@@ -446,7 +443,7 @@ class AuditStore:
     @contextmanager
     def _locked(self, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
         """The store's lock and connection, waiting at most ``timeout`` (default: the store's) in all."""
-        import sqlite3
+        import sqlite3  # a trail's database only: sqlite3 stays out of `import alert_infra.audit`
 
         bound = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + bound
@@ -469,10 +466,7 @@ class AuditStore:
         if conn is not None and self._pid != os.getpid():  # forked without the reset (no register_at_fork)
             _INHERITED.append(conn)
         self._conn = None
-        import sqlite3
-        import weakref
-
-        from .exceptions import AlertConfigurationError
+        import sqlite3  # a trail's database only: sqlite3 stays out of `import alert_infra.audit`
 
         if self.path != ":memory:":
             folder = os.path.dirname(os.path.abspath(self.path))
@@ -566,8 +560,6 @@ class AuditStore:
         Raises:
             AlertInfraError: no alert has that id (it may have passed the retention limit).
         """
-        from .exceptions import AlertInfraError
-
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?, ack_note = ? "
@@ -636,8 +628,6 @@ class AuditStore:
                 notifications: ``alert-infra resolve`` and ``ack`` find the firing one).
             alert_status: alerts sent with this status (``firing``, ``acknowledged``, ``resolved``).
         """
-        from .alert import severity_rank
-
         where: list[str] = []
         args: list[Any] = []
         if since is not None:
@@ -730,9 +720,7 @@ class AuditStore:
 
 def _is_data_error(exc: BaseException) -> bool:
     """A record the database refuses for good (retrying it would block every later record)."""
-    import sqlite3
-
-    from .exceptions import AlertInfraError
+    import sqlite3  # a trail's database only: sqlite3 stays out of `import alert_infra.audit`
 
     if isinstance(exc, AlertInfraError):  # e.g. a newer schema: the database's problem, not the record's
         return False
@@ -746,8 +734,6 @@ class _Pipe:
     so a trail dropped without ``close()`` is collected, which stops the writer)."""
 
     def __init__(self, store: AuditStore, capacity: int, close_timeout: float) -> None:
-        from ._lifecycle import on_fork_in_child
-
         self.store = store
         self.capacity = capacity
         self.close_timeout = close_timeout
@@ -758,9 +744,6 @@ class _Pipe:
     def _reset(self) -> None:
         """A fresh state: at creation, and in a forked child (new lock, empty queue, no writer:
         what the parent queued is the parent's to write)."""
-        import threading
-        from collections import deque
-
         # Reentrant: the finalizer of a dropped trail may run (garbage collection) in a thread that holds it.
         self.cond = threading.Condition(threading.RLock())
         self.queue: deque[_Row] = deque()
@@ -794,7 +777,6 @@ class _Pipe:
         return True
 
     def _start(self) -> None:  # with self.cond held
-        import threading
 
         _hook_exit()
         _PIPES.add(self)
@@ -828,7 +810,7 @@ class _Pipe:
     def _write_here(self) -> None:  # with self.cond held (reentrant: _settle takes it again)
         """One batch written in the caller's thread, as the writer would (a refused record is
         counted as failed; a database error leaves the batch queued for the deadline to end)."""
-        import logging
+        import logging  # a failed write only: logging stays out of `import alert_infra.audit`
 
         log = logging.getLogger("alert_infra.audit")
         batch = [self.queue[i] for i in range(min(BATCH_SIZE, len(self.queue)))]
@@ -867,7 +849,6 @@ class _Pipe:
                 return
             new, self.reported = lost - self.reported, lost
             dropped, failed = self.dropped, self.failed
-        import sys
 
         try:
             sys.stderr.write(
@@ -881,9 +862,9 @@ class _Pipe:
 
 def _write_loop(pipe: _Pipe) -> None:
     """The writer thread: batches from the queue, one transaction each, retried with back-off."""
+    # the writer thread only: logging and random stay out of the import
     import logging
     import random
-    import threading
 
     log = logging.getLogger("alert_infra.audit")
     me = threading.current_thread()
@@ -988,7 +969,7 @@ def _write_each(store: AuditStore, batch: list[_Row], log: Any) -> tuple[list[in
     return ids, None
 
 
-_PIPES: weakref.WeakSet[_Pipe] = _weakref.WeakSet()  # the trails with a writer, for the atexit hook
+_PIPES: weakref.WeakSet[_Pipe] = weakref.WeakSet()  # the trails with a writer, for the atexit hook
 _exit_hooked = False
 
 
@@ -1001,8 +982,6 @@ def _hook_exit() -> None:
     deliveries.)"""
     global _exit_hooked
     if not _exit_hooked:
-        import atexit  # once per process
-
         atexit.register(_flush_at_exit)
         _exit_hooked = True
 
@@ -1047,10 +1026,6 @@ class AuditTrail:
     def __init__(
         self, store: AuditStore, *, max_pending: int = MAX_PENDING, close_timeout: float = FLUSH_TIMEOUT
     ) -> None:
-        import weakref
-
-        from .exceptions import AlertConfigurationError
-
         capacity = check_count(max_pending, "audit max_pending", error=AlertConfigurationError)
         bound = check_seconds(close_timeout, "audit close_timeout", zero=True, error=AlertConfigurationError)
         self.store = store
@@ -1069,7 +1044,7 @@ class AuditTrail:
         except Exception as exc:  # noqa: BLE001 - counted, logged (class name only), never raised into delivery
             with self._pipe.cond:
                 self._pipe.failed += 1
-            import logging
+            import logging  # a dropped record only: logging stays out of the import
 
             logging.getLogger("alert_infra.audit").warning(
                 "alert audit trail failed to record: %s (record given up)", type(exc).__name__
@@ -1145,6 +1120,5 @@ def open_audit(spec: Any, *, retention: int | None = DEFAULT_RETENTION) -> Audit
         return AuditTrail(AuditStore(path_from_url(spec), retention=retention))
     if isinstance(spec, (str, os.PathLike)):
         return AuditTrail(AuditStore(os.fspath(spec), retention=retention))
-    from .exceptions import AlertConfigurationError
 
     raise AlertConfigurationError(f"audit: expected a sqlite:/// URL or a path, got {type(spec).__name__}")

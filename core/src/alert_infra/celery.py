@@ -21,6 +21,8 @@ this module is Celery itself (see ``docs/guide/queued-delivery.md``):
 from __future__ import annotations
 
 import functools
+import logging
+import sys
 from collections.abc import Mapping as _MappingABC
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -178,8 +180,6 @@ class CeleryAlertDispatcher(QueuedDispatcher):
         #: True when built from configuration: close() closes the outbox's Redis too.
         self.owns_outbox = False
         if outbox is None and settings.outbox:
-            import logging
-
             logging.getLogger("alert_infra").warning(
                 "CeleryAlertDispatcher: OUTBOX is on but no outbox was given (pass outbox=build_outbox(settings, "
                 "'redis://...')): queued alerts are not watched"
@@ -327,14 +327,12 @@ def _register_channel_secrets(owner: CeleryAlertDispatcher, config: AlertConfig 
     has its secrets masked, and this constructor never fails because of it), and Django's settings
     when :mod:`alert_infra.django` is loaded (reading them registers their secrets).
     """
-    import logging
-    import sys
-
     if config is not None:
         config.register_secrets(owner=owner)
         return
     log = logging.getLogger("alert_infra")
     try:
+        # a worker's configuration, on first use: every Celery process imports this adapter
         from .config import _read_toml, _tool_table, find_config, mapping_secrets
 
         found = find_config()
@@ -358,6 +356,7 @@ def _register_channel_secrets(owner: CeleryAlertDispatcher, config: AlertConfig 
 # -- configuration: [alert_infra.celery] -----------------------------------------------------------
 def _table(config: AlertConfig) -> BrokerSettings:
     """``[alert_infra.celery]`` of ``config``, ``${VAR}`` expanded and validated."""
+    # a worker's configuration, on first use: every Celery process imports this adapter
     from .config import expand_variables
 
     return BrokerSettings(expand_variables(config.integrations.get("celery", {}), "alert_infra.celery"))
@@ -376,6 +375,7 @@ def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, na
     Raises:
         AlertConfigurationError: the table is invalid, or has no ``broker_url``.
     """
+    # a worker's configuration, on first use: every Celery process imports this adapter
     from .config import AlertConfig, load_config
 
     if not isinstance(config, AlertConfig):
@@ -493,6 +493,7 @@ def _worker_for(task: Any, factory: Callable[[], Any] | None, config_source: Any
 
 def _worker_config(factory: Callable[[], Any] | None, config_source: Any) -> AlertConfig | None:
     """The configuration a worker of this task reads (``None``: it has a dispatcher factory only)."""
+    # a worker's configuration, on first use: every Celery process imports this adapter
     from .config import AlertConfig, find_config, load_config
 
     if isinstance(config_source, AlertConfig):
@@ -548,6 +549,7 @@ def _stores_result(task: Any, request: Any) -> bool:
     """Whether Celery will store (serialise) what this run of ``task`` returns."""
     if request is None or getattr(request, "is_eager", False):
         return True
+    # a stored result only: Celery's task module, not loaded by its signals
     from celery.app import task as _task_module  # type: ignore[import-untyped]
 
     effective = getattr(_task_module, "get_actual_ignore_result", None)
@@ -594,8 +596,6 @@ def dispatch_alert(
     Returns a secret-free summary (``sent``, ``failed``, ``retryable``, ``non_retryable``,
     ``already_delivered``): a read-only mapping, a plain ``dict`` when Celery stores the result.
     """
-    import logging
-
     request = getattr(task, "request", None)
     retries = int(getattr(request, "retries", 0) or 0)
     plain = _stores_result(task, request)
@@ -687,8 +687,6 @@ def register_task(
     if known is not None and (app is None or app.tasks.get(name) is known):
         # Celery keeps the first callable registered under a name: say so rather than pretend.
         if dispatcher_factory is not None or config is not None:
-            import logging
-
             logging.getLogger("alert_infra").warning(
                 "%s is already registered on this app: the first registration's configuration is kept", name
             )
@@ -809,8 +807,6 @@ def reapers_for(app: Any) -> list[OutboxReaper]:
 
 def _start_reapers(sender: Any = None, **_: Any) -> None:
     """Celery's ``worker_ready``: start this worker's reapers (never raises into Celery)."""
-    import logging
-
     log = logging.getLogger("alert_infra")
     try:
         app = getattr(sender, "app", None)
@@ -831,8 +827,6 @@ def _start_group_flushers(**_: Any) -> None:
     the worker of each registered task whose configuration groups alerts, so its flusher thread
     flushes the groups on time before any task arrives (a restart resumes the groups of the
     state). A task built from a ``dispatcher_factory`` starts it with its first alert. Never raises."""
-    import logging
-
     for key, task in list(_REGISTERED.items()):
         factory, source, _ = _SOURCES.get(key, (None, None, None))
         try:

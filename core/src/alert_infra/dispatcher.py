@@ -34,6 +34,7 @@ apart, each part would reach back into the others (the layer test forbids that l
 from __future__ import annotations
 
 import time
+import weakref
 from _thread import allocate_lock  # threading itself is imported when a worker starts
 
 from ._channels import (
@@ -47,6 +48,7 @@ from ._channels import (
 )
 from ._checks import MAX_WORKERS, check_count, check_seconds
 from ._in_caller import IN_CALLER, NeedsThread
+from ._lifecycle import on_fork_in_child
 from ._observe import GROUPED_STAT_KEYS, MAX_OVERDUE_HOOKS, MAX_QUEUED_HOOKS, STAT_KEYS, Observer
 from .admission import LOG_REFRESH, MAX_LOG_ENTRIES_IN_MEMORY, STATE_WAIT, Admission
 from .alert import Alert
@@ -99,7 +101,7 @@ _ADMIT, _TRY, _SLEEP = 0, 1, 2
 
 
 def _get_logger() -> logging.Logger:
-    import logging
+    import logging  # the first warning only: a dispatch that never logs never imports logging
 
     return logging.getLogger("alert_infra")
 
@@ -281,9 +283,6 @@ class AlertDispatcher:
         if groups is not None:
             self._observer.keys = GROUPED_STAT_KEYS  # every channel gets a "held" counter
             groups.attach(self)
-        import weakref
-
-        from ._lifecycle import on_fork_in_child
 
         # Dropped without close(): its worker threads (which hold the pool, never the dispatcher)
         # stop, and a state it opened itself is closed.
@@ -343,6 +342,7 @@ class AlertDispatcher:
             with self._lock:
                 pool = self._pool
                 if pool is None:
+                    # the first send on a worker thread: threading stays out of the everyday import
                     from .pool import WorkerPool
 
                     pool = self._pool = WorkerPool(self.max_workers)
@@ -560,7 +560,7 @@ class AlertDispatcher:
             if channel.send is not None:
                 return channel.send(alert), None
             assert channel.asend is not None
-            from .pool import loop_thread
+            from .pool import loop_thread  # a channel with asend only: the pool's event-loop thread
 
             try:
                 return loop_thread().run(channel.asend(alert), channel.timeout), None
@@ -621,7 +621,7 @@ class AlertDispatcher:
 
     async def _arun(self, flow: Flow, alert: Alert) -> ChannelOutcome:
         """The asyncio driver of :meth:`_steps`: awaits what :meth:`_run` blocks on."""
-        import asyncio
+        import asyncio  # the asyncio path only: asend() runs on an event loop
 
         steps = self._steps(flow, alert)
         reply: Any = None
@@ -650,7 +650,7 @@ class AlertDispatcher:
         like a blocking ``send``."""
         import asyncio  # the asyncio path only
 
-        from .pool import wait_task
+        from .pool import wait_task  # the asyncio path only: the pool's awaitable wait
 
         timeout = channel.timeout
         if channel.update is None:
@@ -688,7 +688,7 @@ class AlertDispatcher:
         if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool):
             retry_after = None
         if self._random is None:
-            import random
+            import random  # the first retry only: random stays out of the everyday import
 
             self._random = random.random
         delay = retry.delay(tries, retry_after, self._random)
@@ -867,7 +867,7 @@ class AlertDispatcher:
         trail and the hooks run off the event loop; awaitables returned by hooks are
         awaited on it; the caller waits for them at most ``hook_timeout``.
         """
-        import asyncio
+        import asyncio  # the asyncio path only: asend() runs on an event loop
 
         if not self.enabled:
             return DeliveryResult()
@@ -910,7 +910,7 @@ class AlertDispatcher:
         Raises:
             AlertConfigurationError: listing every problem of the configuration.
         """
-        from .config import load_config
+        from .config import load_config  # upward (tests/test_layers.py UPWARD): AlertDispatcher.from_config() only
 
         return load_config(source).build_dispatcher(**kwargs)
 
@@ -966,7 +966,7 @@ class AlertDispatcher:
 
 
 def _in_main_thread() -> bool:
-    import threading
+    import threading  # a KeyboardInterrupt only: threading stays out of the everyday import (test_public_api)
 
     return threading.current_thread() is threading.main_thread()
 

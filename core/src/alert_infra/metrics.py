@@ -69,13 +69,20 @@ are read by the process that is scraped.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import sys
+import threading
 from _thread import allocate_lock
 from bisect import bisect_left
 
+from ._checks import check_count, describe, did_you_mean
 from ._lifecycle import on_fork_in_child
+from ._version import __version__
 from .exceptions import FAILURE_CLASSES, AlertConfigurationError
 from .result import failure_class
+from .security import redact_text
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms
 if TYPE_CHECKING:
@@ -152,10 +159,6 @@ _SUPPRESSED_LABELS = ("channel", "reason")
 
 def _label(value: object) -> str:
     """``value`` if it is fit to be a label value (a short plain word the redactor leaves alone)."""
-    import re
-
-    from .security import redact_text
-
     if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}", value) is not None:
         return value if redact_text(value) == value else OTHER
     return OTHER
@@ -352,6 +355,7 @@ def _multiprocess_metrics() -> Any:
     registry (its ``MultiProcessCollector`` reads what they write)."""
     with _MULTIPROCESS_LOCK:
         if not _MULTIPROCESS:
+            # multiprocess mode only: prometheus_client stays out of `import alert_infra.metrics`
             from prometheus_client import Counter, Histogram
 
             _MULTIPROCESS.append(
@@ -410,8 +414,6 @@ def watch_queue(queue: str, key: str, depth: Callable[[], int | None]) -> None:
     :class:`~alert_infra.logging.AlertHandler` attached to a logger is read.
     """
     if queue not in QUEUES:
-        from ._checks import did_you_mean
-
         raise ValueError(f"watch_queue: queue must be one of {', '.join(QUEUES)}{did_you_mean(queue, QUEUES)}")
     with _QUEUE_LOCK:
         sources = _QUEUE_SOURCES[queue]
@@ -421,12 +423,10 @@ def watch_queue(queue: str, key: str, depth: Callable[[], int | None]) -> None:
 
 def _handler_depth() -> int | None:
     """Records waiting in every AlertHandler attached to a logger of this process."""
-    import sys
-
     module = sys.modules.get("alert_infra.logging")
     if module is None:
         return None  # never imported: no handler exists
-    import logging
+    import logging  # an AlertHandler exists only (alert_infra.logging imported it)
 
     handler_class = module.AlertHandler
     loggers = [logging.getLogger()]
@@ -466,7 +466,7 @@ def _spool_depth(path: str) -> Callable[[], int | None]:
     def depth() -> int | None:
         if not os.path.exists(path):
             return 0  # nothing was ever spooled (reading must not create the file)
-        from .queued.spool import Spool
+        from .queued.spool import Spool  # a spool to watch only: importing metrics loads no queued engine
 
         spool = Spool(path)
         try:
@@ -479,7 +479,7 @@ def _spool_depth(path: str) -> Callable[[], int | None]:
 
 def _outbox_depth(config: AlertConfig) -> Callable[[], int | None]:
     def depth() -> int | None:
-        from .celery import outbox_status
+        from .celery import outbox_status  # upward (tests/test_layers.py UPWARD): [alert_infra.celery] only
 
         watched = outbox_status(config).get("watched")
         return int(watched) if isinstance(watched, int) else None
@@ -526,6 +526,7 @@ class AlertMetricsCollector:
         return []  # collected at scrape time only (prometheus_client then does not call collect early)
 
     def collect(self) -> Iterator[Any]:
+        # prometheus_client stays out of `import alert_infra.metrics`
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         if not self.queues_only:
@@ -593,6 +594,7 @@ def register(registry: Any = None) -> Any:
     """
     _require("prometheus")
     if registry is None:
+        # no registry given only: prometheus_client stays out of `import alert_infra.metrics`
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
@@ -610,8 +612,6 @@ def _register_default() -> None:
     moment something imports it (see :class:`_WhenImported`): importing it costs tens of
     milliseconds, which a process that builds a dispatcher and never serves a scrape (``alert-infra
     send``, a cron job) must not pay. Our counters count from the start either way."""
-    import sys
-
     if "prometheus_client" not in sys.modules and multiprocess_dir() is None:
         _WhenImported.install()
         return
@@ -631,8 +631,6 @@ class _WhenImported:
 
     @classmethod
     def install(cls) -> None:
-        import sys
-
         with _REGISTER_LOCK:
             if not cls._installed:
                 sys.meta_path.insert(0, cls())
@@ -641,8 +639,6 @@ class _WhenImported:
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "prometheus_client":
             return None
-        import importlib.util
-        import sys
 
         with _REGISTER_LOCK:
             if self in sys.meta_path:
@@ -686,10 +682,9 @@ def _otel_histogram() -> Any:
     latency histogram (OpenTelemetry has no observable histogram: it is recorded on delivery)."""
     with _OTEL_LOCK:
         if not _OTEL:
+            # the OpenTelemetry backend only (the [otel] extra)
             from opentelemetry import metrics as otel
             from opentelemetry.metrics import Observation
-
-            from ._version import __version__
 
             meter = otel.get_meter("alert_infra", __version__)
 
@@ -731,8 +726,6 @@ def _otel_histogram() -> Any:
 
 # -- choosing and attaching ------------------------------------------------------------------------
 def _importable(module: str) -> bool:
-    import importlib.util
-
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -758,8 +751,6 @@ def default_backend() -> str:
 
 def backend_problem(value: object) -> str | None:
     """What is wrong with an ``[alert_infra] metrics`` value (``None`` when it is usable here)."""
-    from ._checks import describe, did_you_mean
-
     if not isinstance(value, str) or value not in BACKENDS:
         hint = did_you_mean(value, BACKENDS) if isinstance(value, str) else ""
         shown = f", got {value!r}" if isinstance(value, str) and len(value) <= 40 else f", got {describe(value)}"
@@ -828,6 +819,7 @@ def attach(config: AlertConfig, dispatcher: AlertDispatcher, *, delivering: bool
     settings = getattr(config, "spool_settings", {}) or {}
     if config.delivery == "spool" or settings.get("spool"):
         try:
+            # a spool to watch only: queued.settings loads the audit and outbox modules
             from .queued.settings import spool_settings
 
             path = spool_settings(config).path
@@ -874,8 +866,6 @@ class MetricsServer:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop serving and release the port (waits at most ``timeout`` for the thread)."""
-        import threading
-
         if self._thread is threading.current_thread():
             return
         if self._thread.is_alive():
@@ -901,16 +891,16 @@ def serve(port: int, addr: str = "127.0.0.1", *, registry: Any = None) -> Metric
         OSError: the port cannot be bound (in use, not allowed).
     """
     _require("prometheus")
-    from ._checks import check_count
 
     check_count(port, "metrics port", minimum=0, maximum=65535)
-    import threading
+    # serving only: prometheus_client stays out of `import alert_infra.metrics`
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     from prometheus_client import make_wsgi_app
 
     if registry is None:
         if multiprocess_dir() is not None:
+            # a multiprocess directory only: prometheus_client stays out of `import alert_infra.metrics`
             from prometheus_client import CollectorRegistry
             from prometheus_client.multiprocess import MultiProcessCollector
 

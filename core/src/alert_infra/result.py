@@ -61,7 +61,7 @@ class Sent:
                         "Sent.handle must be a flat mapping of string keys to strings, numbers, booleans or None"
                     )
                 clean[key] = value
-            import json
+            import json  # a handle to check only: json stays out of `from alert_infra import DeliveryResult`
 
             if len(json.dumps(clean, separators=(",", ":"), default=str)) > MAX_HANDLE_BYTES:
                 raise ValueError(f"Sent.handle is larger than {MAX_HANDLE_BYTES} bytes as JSON")

@@ -9,7 +9,11 @@ outcomes that say what the known names are.
 
 from __future__ import annotations
 
-from ._checks import MAX_WINDOW, check_seconds
+from ._checks import (
+    MAX_WINDOW,
+    check_seconds,
+    did_you_mean,  # the cold path of a typo
+)
 from .alert import Alert, severity_rank
 from .exceptions import AlertValidationError
 from .lifecycle.gates import ADMIT, Verdict
@@ -80,6 +84,7 @@ class Route:
         if retry is True or throttle is True:
             raise AlertValidationError("retry and throttle take a policy, a mapping or False, not True")
         if retry is not None or throttle is not None:
+            # a route with retry or throttle only: a Route without them loads no policies
             from .policies import RetryPolicy, Throttle
 
             if retry is not None and not isinstance(retry, RetryPolicy):
@@ -172,8 +177,6 @@ def channel_names(channels: Any) -> list[str] | None:
 
 def unknown_channel_message(name: str, known: Iterable[str]) -> str:
     """Why ``name`` is not a channel: the known names, and a "did you mean" for a near miss."""
-    from ._checks import did_you_mean  # the cold path of a typo
-
     names = sorted(set(known))
     return f"no channel named {name!r}{did_you_mean(name, names)} (known: {', '.join(names) or 'none'})"
 

@@ -52,9 +52,13 @@ Templates are parsed and compiled once per source text (a bounded cache of :data
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import sys
 import threading
 import time
+from collections.abc import Mapping as MappingABC
 
 from ._checks import did_you_mean
 from .exceptions import AlertConfigurationError
@@ -227,7 +231,7 @@ def _clean(message: object, limit: int = 300) -> str:
 def _jinja() -> Any:
     """The ``jinja2`` module, or the error that says what to install."""
     try:
-        import jinja2
+        import jinja2  # Jinja2 is the [templates] extra: loaded with the first template, said how to install
     except ImportError:
         raise AlertConfigurationError(INSTALL_HINT) from None
     version = tuple(int(p) if p.isdigit() else 0 for p in jinja2.__version__.split(".")[:3])
@@ -292,8 +296,7 @@ def _arg(args: tuple[Any, ...], kwargs: Mapping[str, Any], index: int, name: str
 
 
 def _build_environment(jinja2: Any) -> Any:
-    import functools
-
+    # the first template only: Jinja2 stays out of `import alert_infra.templates`
     from jinja2 import nodes, pass_context
     from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -559,7 +562,7 @@ def _compiled(source: str) -> tuple[Any, frozenset[str]]:
             return hit
     jinja2 = _jinja()
     env = _environment()
-    from jinja2 import meta
+    from jinja2 import meta  # Jinja2 is loaded by then (_environment): kept out of the module's import
 
     if len(source) > MAX_SOURCE:
         raise _Problem(None, f"longer than {MAX_SOURCE} characters")
@@ -755,7 +758,7 @@ def _channel_template_problem(template: Template, names: Iterable[str]) -> _Prob
     """A channel template that would fail for every alert, found before any is sent: a variable
     other than ``alert``/``alerts``/``group`` (``{{ title }}`` for ``{{ alert.title }}``), a field the
     alert does not have (``{{ alert.titel }}``), or text that is a ``[templates.NAME]`` name."""
-    from jinja2 import nodes
+    from jinja2 import nodes  # Jinja2 is loaded by then: kept out of the module's import
 
     text = template.source.strip()
     known = [n for n in names if isinstance(n, str)]
@@ -1060,8 +1063,6 @@ def templates_from_config(
         AlertConfigurationError: without ``problems``, listing every problem (and with it, when
             Jinja2 is missing: that is one problem too).
     """
-    from collections.abc import Mapping as MappingABC
-
     found: list[str] = [] if problems is None else problems
     templates: dict[str, MessageTemplate] = {}
     table = data.get("templates", {}) if isinstance(data, MappingABC) else None
@@ -1106,13 +1107,10 @@ def templates_from_config(
 
 def _read_file(path: str) -> dict[str, Any]:
     """The configuration mapping in ``path`` (``pyproject.toml``: its ``[tool.alert-infra]``)."""
-    import os
-    import sys
-
     if sys.version_info >= (3, 11):
-        import tomllib
+        import tomllib  # a templates file only: the TOML reader (3.11+)
     else:  # pragma: no cover - exercised on 3.9 and 3.10
-        import tomli as tomllib
+        import tomli as tomllib  # a templates file only: the tomli backport (3.9, 3.10)
     try:
         with open(path, "rb") as handle:
             data: dict[str, Any] = tomllib.load(handle)
@@ -1137,9 +1135,6 @@ def load_templates(config: Any = None) -> dict[str, MessageTemplate]:
     Raises:
         AlertConfigurationError: no configuration, or a problem in its templates.
     """
-    import os
-    from collections.abc import Mapping as MappingABC
-
     if config is None:
         from .config import find_config  # lazy: configuration is a higher layer
 
@@ -1183,9 +1178,7 @@ def create_alert_from_template(name: str, variables: Mapping[str, Any] | None = 
             (named), or any template error (naming the template and line).
         AlertValidationError: a reserved variable that is not a valid alert field.
     """
-    from collections.abc import Mapping as MappingABC
-
-    from .alert import Alert
+    from .alert import Alert  # the alert <-> templates circle (tests/test_layers.py LOOPS)
 
     if variables is not None and not isinstance(variables, MappingABC):
         raise AlertConfigurationError(f"variables must be a mapping, got a {type(variables).__name__}")

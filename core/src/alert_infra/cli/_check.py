@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 
+from ..exceptions import AlertConfigurationError
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -28,12 +29,12 @@ if TYPE_CHECKING:
 
 
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     import socket
 
     from ..alert import Alert
     from ..config import close_transports, summarise_problems
     from ..dispatcher import AlertDispatcher
-    from ..exceptions import AlertConfigurationError
 
     config = require_config(args)
     enabled = [c for c in config.channels if c.enabled]
@@ -84,7 +85,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         source="alert-infra check",
         tags=("test",),
     )
-    from ..dispatcher import Route
+    from ..dispatcher import Route  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     routes = {
         c.name: Route(timeout=c.timeout, retry=c.retry) for c in config.channels if c.enabled and c.retry is not None
@@ -114,8 +115,8 @@ def _check_delivery(config: AlertConfig, warnings: list[str]) -> list[str]:
     AlertConfigurationError for problems); otherwise the queued dispatcher is built (nothing
     is sent) and closed, which validates its settings.
     """
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..config import delivery_factory
-    from ..exceptions import AlertConfigurationError
 
     try:
         factory = delivery_factory(config.delivery)
@@ -154,7 +155,7 @@ def _check_state(config: AlertConfig) -> list[str]:
     them: a Redis URL is parsed by the backend itself (never connected here: the PING below is a
     warning); a SQLite file is opened when it exists, and when it does not, its folder must exist
     or be creatable (``send`` creates it) without ``check`` creating anything. Never quotes a URL."""
-    from ..exceptions import AlertConfigurationError
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..state import RedisState, SQLiteState, backend_for, open_state, sqlite_path
 
     spec = config.state
@@ -186,6 +187,7 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
     """What ``check`` warns about (exit code unchanged): the Redis state does not answer, the
     SQLite state or the audit trail ``send`` would use cannot be created or written, or policies
     that need shared state have only this process's memory. Never quotes a URL."""
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..state import RedisState, SQLiteState, backend_for, sqlite_path
 
     warnings: list[str] = []
@@ -236,8 +238,9 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
             )
     if isinstance(config.state, str) and backend_for(config.state) is RedisState:
         try:
-            import redis
+            import redis  # a Redis state only: redis is the [redis] extra
 
+            # `alert-infra` imports every verb's module: only a verb that uses this loads it
             from .._deadline import BoundedCalls
 
             client = redis.Redis.from_url(
@@ -256,6 +259,7 @@ def _check_warnings(args: argparse.Namespace, config: AlertConfig) -> list[str]:
                 f"alert_infra.state: the Redis server does not answer a PING within {CHECK_PING_TIMEOUT:g}s "
                 f"({type(exc).__name__}); send delivers without throttle and de-duplication until it does"
             )
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..audit import default_audit_path, path_from_url
 
     path = path_from_url(config.audit) if config.audit is not None else default_audit_path()

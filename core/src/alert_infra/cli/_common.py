@@ -126,6 +126,7 @@ def envelope(command: str | None, code: int, *, error: dict[str, Any] | None = N
 
 
 def read_config(args: argparse.Namespace, *, required: bool) -> AlertConfig | None:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..config import find_config, load_config
 
     path = args.config
@@ -145,6 +146,7 @@ def read_config(args: argparse.Namespace, *, required: bool) -> AlertConfig | No
 
 
 def audit_trail(args: argparse.Namespace, config: AlertConfig | None) -> AuditTrail | None:
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..audit import DEFAULT_RETENTION, default_audit_path, open_audit
 
     if getattr(args, "no_audit", False):
@@ -201,7 +203,7 @@ def audit_store(audit: AuditTrail) -> Iterator[Any]:
 
 
 def sqlite_error() -> type[Exception]:
-    import sqlite3
+    import sqlite3  # a verb that reads a SQLite file only: sqlite3 stays out of other runs
 
     return sqlite3.Error
 
@@ -230,7 +232,7 @@ def current_user(given: str | None) -> str:
     """``given`` (``ack --by``, ``silence add --author``), else who runs the command, else "unknown"."""
     if given:
         return given
-    import getpass
+    import getpass  # no --author given only (silence add): getpass stays out of other runs
 
     try:
         return getpass.getuser()
@@ -251,7 +253,7 @@ def utc_text(timestamp: float) -> str:
 
 def clean(text: object) -> str:
     """One line without control characters: alert text must never drive the terminal."""
-    from ..formatting import one_line
+    from ..formatting import one_line  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     return one_line(str(text))
 

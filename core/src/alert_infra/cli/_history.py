@@ -7,6 +7,7 @@ import argparse
 import time
 from datetime import datetime, timezone
 
+from ..exceptions import AlertValidationError
 from ._common import EXIT_OK, UsageError, audit_only, audit_store, clean, iso, print_envelope, utc_text
 
 TYPE_CHECKING = False
@@ -15,14 +16,14 @@ if TYPE_CHECKING:
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
-    from ..alert import severity_rank
-    from ..exceptions import AlertValidationError
+    from ..alert import severity_rank  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     if args.severity is not None:
         try:
             severity_rank(args.severity)
         except AlertValidationError as exc:
             raise UsageError(f"--severity: {exc}") from None
+    # `alert-infra` imports every verb's module: only a verb that uses this loads it
     from ..audit import SUPPRESSION_REASONS
 
     allowed: tuple[str, ...] = (

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .._checks import did_you_mean
+from .._version import __version__
 from ._check import cmd_check
 from ._common import UsageError, float_argument, int_argument
 from ._history import cmd_history
@@ -27,9 +29,7 @@ class _Parser(argparse.ArgumentParser):
     JSON document under ``--json`` like every other error."""
 
     def error(self, message: str) -> Any:
-        import re
-
-        from .._checks import did_you_mean
+        import re  # a usage error only: re stays out of a correct command line
 
         bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if bad:  # a misspelled verb (or choice): say which one was meant
@@ -66,8 +66,6 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `alert-infra` argument parser (the CLI reference in the docs is generated from it)."""
-    from .._version import __version__
-
     common = _Parser(add_help=False)
     _global_options(common, top=False)
     audit = _Parser(add_help=False)

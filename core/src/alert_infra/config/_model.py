@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import security
+
 # MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
 from .._checks import did_you_mean
 from ..exceptions import AlertConfigurationError
-from ..security import guarded_repr, redact_text
+from ..security import guarded_repr, redact_text, register_secret
+from ..templates import TemplatedTransport
 from ._keys import DELIVERY_GROUP, INLINE
 from ._secrets import mapping_secrets
 
@@ -164,8 +167,6 @@ class AlertConfig:
         :func:`alert_infra.security.register_secret`). A configuration registers them for itself
         when it is parsed, and every dispatcher built from it owns them too, so a process that
         never builds a channel (the sender of queued delivery) masks them all the same."""
-        from ..security import register_secret
-
         for value in self.secret_values():
             register_secret(value, owner=owner)
 
@@ -182,6 +183,7 @@ class AlertConfig:
         :class:`~alert_infra.UnknownTransportError`, :class:`~alert_infra.PluginLoadError`, ...).
         The caller owns (and closes) what was built.
         """
+        # building channels only: `import alert_infra.config` loads no plugin host (pluggy)
         from ..plugins import get_plugin_host
 
         host = get_plugin_host()
@@ -211,8 +213,6 @@ class AlertConfig:
             except AlertConfigurationError as exc:
                 broken[channel.name] = exc
             except Exception as exc:  # noqa: BLE001 - a plugin host fault must not take the others down
-                from ..security import redact_text
-
                 broken[channel.name] = AlertConfigurationError(
                     f"channel {channel.name!r} (type {channel.type!r}): {redact_text(type(exc).__name__)}"
                 )
@@ -236,6 +236,7 @@ class AlertConfig:
         Raises:
             AlertConfigurationError: with ``strict=True``, listing every channel's problem.
         """
+        # building a dispatcher only: `import alert_infra.config` loads no delivery engine
         from ..dispatcher import AlertDispatcher, Route
         from ..transports import UnavailableTransport
 
@@ -280,13 +281,11 @@ class AlertConfig:
         if self.max_workers is not None:
             kwargs.setdefault("max_workers", self.max_workers)
         if self.keep_keys is not None:
-            from .. import security
-
             set_keep_keys = getattr(security, "set_keep_keys", None)  # added alongside this setting
             if callable(set_keep_keys):
                 set_keep_keys(self.keep_keys)
         if "state" not in kwargs and self.state not in (None, "memory"):
-            from ..state import open_state
+            from ..state import open_state  # a shared state only: importing config loads no state backends
 
             kwargs["state"] = open_state(self.state, prefix=self.state_prefix)
         if "silences" not in kwargs and self.silences is not None:
@@ -301,7 +300,7 @@ class AlertConfig:
                 kwargs[key] = getattr(self, key)
         kwargs.setdefault("group_flusher", self.group_flusher)
         if "audit" not in kwargs and self.audit is not None:
-            from ..audit import DEFAULT_RETENTION, open_audit
+            from ..audit import DEFAULT_RETENTION, open_audit  # an audit trail only: audit loads pluggy's hookspecs
 
             retention = self.audit_retention if self.audit_retention is not None else DEFAULT_RETENTION
             kwargs["audit"] = open_audit(self.audit, retention=retention)
@@ -323,6 +322,7 @@ class AlertConfig:
         if self.spool_settings.get("spool") is not None:
             # An explicit spool: what an in-process sender (AlertHandler) cannot deliver before
             # the interpreter exits goes there (validated when parsed: this cannot raise).
+            # the spool settings only: queued.settings loads the audit and outbox modules
             from ..queued.settings import spool_settings
 
             dispatcher.exit_spool = spool_settings(self)
@@ -334,7 +334,7 @@ class AlertConfig:
         if self.metrics == "none":
             return
         try:
-            from ..metrics import attach
+            from ..metrics import attach  # [alert_infra] metrics on only: the metrics module stays out
 
             attach(self, dispatcher, delivering=delivering)
         except Exception as exc:  # noqa: BLE001 - metrics never stop alerting: logged, the dispatcher works
@@ -350,8 +350,6 @@ def _templated(transport: Any, channel: ChannelConfig) -> Any:
     dispatcher stays template-agnostic and no plugin needs to know templates exist (each escapes
     and cuts the rendered title and message as it does any alert). See
     :class:`alert_infra.templates.TemplatedTransport`."""
-    from ..templates import TemplatedTransport
-
     try:
         return TemplatedTransport(
             transport, title_template=channel.title_template, body_template=channel.body_template, channel=channel.name
@@ -409,6 +407,7 @@ def delivery_factory(name: str) -> Any:
     Raises:
         AlertConfigurationError: no such delivery is installed (with the installed names).
     """
+    # a delivery engine by name only: `import alert_infra.config` loads no plugin host (pluggy)
     from ..plugins import entry_points
 
     found = {ep.name: ep for ep in entry_points(DELIVERY_GROUP)}
@@ -426,7 +425,7 @@ def delivery_factory(name: str) -> Any:
 
 
 def _accepts(host: Any, type_name: str, option: str) -> bool:
-    import inspect
+    import inspect  # a type's signature only: inspect (~20 ms) stays out of the import
 
     try:
         params = inspect.signature(host.transport_class(type_name)).parameters

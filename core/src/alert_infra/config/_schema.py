@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping as MappingABC
 from typing import TYPE_CHECKING, Any
 
 # MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
-from .._checks import MAX_WORKERS, did_you_mean
+from .._checks import (
+    MAX_COUNT,
+    MAX_TIMEOUT,
+    MAX_WINDOW,
+    MAX_WORKERS,
+    check_count,
+    check_seconds,
+    describe,
+    did_you_mean,
+)
 from ..alert import SEVERITIES, severity_rank
 from ..exceptions import AlertConfigurationError, AlertValidationError
+from ..policies import RetryPolicy, Throttle
+from ..security import redact_text, register_secret
+from ..templates import compile_channel_template, engine_problem, templates_from_config
 from ._keys import _NAME, CHANNEL_KEYS, GROUP_KEYS, INLINE, NOT_YET, SETTINGS_KEYS, TEMPLATE_OPTIONS
 from ._model import AlertConfig, ChannelConfig, summarise_problems
 from ._secrets import mapping_secrets
@@ -35,7 +48,6 @@ def _got(value: Any, written: Any = None) -> str:
     text = str(value)
     if len(text) > _SHOWN_MAX or not text.isprintable():
         return ""
-    from ..security import redact_text
 
     if redact_text(text) != text or "://" in text:
         return ""
@@ -64,8 +76,6 @@ def _number(
 
     A string (such as ``"${ALERT_TIMEOUT:-5}"`` after interpolation) is read as a number first.
     """
-    from .._checks import MAX_TIMEOUT, check_seconds
-
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -82,8 +92,6 @@ def _number(
 
 def _count(value: Any, where: str, problems: list[str], *, maximum: int | None = None) -> int | None:
     """``value`` as a whole number in ``[1, maximum]``, or ``None`` with a problem naming ``where``."""
-    from .._checks import MAX_COUNT, check_count
-
     try:
         return check_count(
             value, where, maximum=MAX_COUNT if maximum is None else maximum, error=AlertConfigurationError
@@ -108,8 +116,7 @@ TABLES = ("alert_infra", "channels", "templates", "silences", "inhibit_rules")
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> AlertConfig:
     """Validate the configuration structure (see the module docstring); every problem at once."""
-    from collections.abc import Mapping as MappingABC
-
+    # checking channel types only: `import alert_infra.config` loads no plugin host (pluggy)
     from ..plugins import get_plugin_host
 
     problems: list[str] = []
@@ -161,6 +168,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     policy_defaults = _policies(settings, "alert_infra", problems, defaults=None)
     audit = settings.get("audit")
     if audit is not None:
+        # [alert_infra] audit set only: audit loads pluggy's hookspecs
         from ..audit import path_from_url
 
         try:
@@ -173,7 +181,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         audit_retention = _count(audit_retention, "alert_infra.audit_retention", problems)
     metrics = settings.get("metrics")
     if metrics is not None:
-        from ..metrics import backend_problem
+        from ..metrics import backend_problem  # [alert_infra] metrics set only: the metrics module stays out
 
         problem = backend_problem(metrics)
         if problem is not None:
@@ -290,6 +298,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
         for name in default_channels:
             if name not in known:
                 problems.append(f"alert_infra.default_channels: no channel named {name!r}")
+    # the spool settings only: queued.settings loads the audit and outbox modules
     from ..queued.settings import spool_settings_problems
 
     spool_raw = {k: settings[k] for k in SETTINGS_KEYS if k.startswith("spool") and k in settings}
@@ -298,13 +307,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
     # others (Jinja2 is imported only when the table exists); Alert.from_template reads them here.
     templates: dict[str, Any] = {}
     if "templates" in data:
-        from ..templates import templates_from_config
-
         templates = templates_from_config(data, problems, source=source)
     # [[silences]] (the alert lifecycle): checked by the lifecycle's own parser (matchers, times,
     # durations), each problem named silences[N]; stored in the state when a dispatcher is built.
     silences: list[Any] | None = None
     if "silences" in data:
+        # a [[silences]] table only: lifecycle loads each module on first use
         from ..lifecycle.silences import silences_from_config
 
         raw = data["silences"]
@@ -315,6 +323,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<mapping>") -> Alert
             problems.append(str(exc))
     inhibit_rules: list[Any] | None = None
     if "inhibit_rules" in data:
+        # an [[inhibit_rules]] table only: lifecycle loads each module on first use
         from ..lifecycle.inhibit import inhibit_rules_from_config
 
         raw = data["inhibit_rules"]
@@ -381,7 +390,6 @@ def _channel_templates(
             texts[key] = text
     if not texts:
         return {}
-    from ..templates import compile_channel_template, engine_problem
 
     missing = engine_problem()
     if missing is not None:
@@ -441,8 +449,6 @@ def _keys(value: Any, where: str, problems: list[str]) -> list[str] | None:
     its type only, like every refused value.
     """
     if not isinstance(value, list):
-        from .._checks import describe
-
         problems.append(f"{where}: must be a list of metadata key names, got {describe(value)}")
         return None
     bad = [i for i, v in enumerate(value) if not isinstance(v, str) or not v.strip()]
@@ -461,6 +467,7 @@ def _state(value: Any, problems: list[str]) -> str | None:
         return None
     if value == "memory":
         return "memory"
+    # a state URL only: importing config loads no state backends
     from ..state import RedisState, SQLiteState, backend_for, sqlite_path
 
     url: str = value if isinstance(value, str) else ""
@@ -478,10 +485,9 @@ def _state(value: Any, problems: list[str]) -> str | None:
             "and by separate runs) or a redis://, rediss:// or unix:// URL"
         )
         return None
-    from ..security import register_secret
 
     register_secret(url)
-    import importlib.util
+    import importlib.util  # a Redis state only: whether redis is installed
 
     if importlib.util.find_spec("redis") is None:
         problems.append("alert_infra.state: a Redis URL needs the redis package: pip install 'alert-infra[redis]'")
@@ -495,8 +501,6 @@ def _policies(values: Mapping[str, Any], where: str, problems: list[str], defaul
     At the ``[alert_infra]`` level (``defaults is None``) an absent ``retry`` means
     the built-in default policy; ``retry = false`` means none.
     """
-    from ..policies import RetryPolicy, Throttle
-
     if defaults is None:
         defaults = (RetryPolicy(), None, None)
     retry, throttle, dedup_window = defaults
@@ -507,8 +511,6 @@ def _policies(values: Mapping[str, Any], where: str, problems: list[str], defaul
         if raw is False or (not isinstance(raw, bool) and isinstance(raw, (int, float)) and raw == 0):
             dedup_window = None
         else:
-            from .._checks import MAX_WINDOW
-
             dedup_window = _number(raw, f"{where}.dedup_window", problems, maximum=MAX_WINDOW)
     return retry, throttle, dedup_window
 
@@ -536,7 +538,7 @@ def _check_transport(host: Any, channel: ChannelConfig) -> list[str]:
     """Resolve the type and check option names against what the type catalogue reads from the
     transport (its signature; see :mod:`alert_infra.catalogue`), without constructing it: the
     same data ``alert-infra types`` prints, so the suggestions and the listing agree."""
-    from ..catalogue import describe_type
+    from ..catalogue import describe_type  # a channel's options only: catalogue loads inspect
 
     where = f"channels.{channel.name}"
     try:
@@ -569,7 +571,7 @@ def _check_transport(host: Any, channel: ChannelConfig) -> list[str]:
 
 
 def _has_signature(cls: Any) -> bool:
-    import inspect
+    import inspect  # a type's signature only: inspect (~20 ms) stays out of the import
 
     try:
         inspect.signature(cls)

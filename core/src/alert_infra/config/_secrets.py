@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping as MappingABC
 from typing import TYPE_CHECKING, Any
+
+from .._redactor import _split_words
+from ..security import is_sensitive_key
 
 # MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
 from ._keys import CHANNEL_KEYS
@@ -53,9 +57,6 @@ _SECRET_DEPTH = 16
 def _looks_secret(name: object, *, conservative: bool) -> bool:
     """Whether an option (or nested key) ``name`` names a secret: the core's key rule, and with
     ``conservative`` (type not loadable) any word of :data:`FALLBACK_SECRET_WORDS`."""
-    from .._redactor import _split_words
-    from ..security import is_sensitive_key
-
     if not isinstance(name, str):
         return False
     if is_sensitive_key(name):
@@ -104,6 +105,7 @@ def channel_secrets(type_name: Any, table: Mapping[str, Any]) -> list[str]:
 
     Never raises; ``${VAR}`` is expanded quietly (an unset variable is the parser's problem).
     """
+    # building channels only: `import alert_infra.config` loads no plugin host (pluggy)
     from ..plugins import get_plugin_host
 
     cls = get_plugin_host().find_transport_class(type_name) if isinstance(type_name, str) else None
@@ -134,8 +136,6 @@ def mapping_secrets(data: Mapping[str, Any]) -> list[str]:
     ``[alert_infra] state`` URL and the URLs and credentials of integration tables
     (``[alert_infra.celery] broker_url``, ``state``). Never raises, never validates: a file that
     is wrong elsewhere still has its secrets masked."""
-    from collections.abc import Mapping as MappingABC
-
     found: list[str] = []
     if not isinstance(data, MappingABC):
         return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 
 # MAX_WORKERS: the largest [alert_infra] max_workers, as for AlertDispatcher(max_workers=...)
@@ -74,12 +75,10 @@ def _tool_table(data: Mapping[str, Any], path: str) -> dict[str, Any] | None:
 
 
 def _read_toml(path: str) -> dict[str, Any]:
-    import sys
-
     if sys.version_info >= (3, 11):
-        import tomllib
+        import tomllib  # reading a file only: the standard library's TOML reader (3.11+)
     else:  # pragma: no cover - exercised on 3.9 and 3.10
-        import tomli as tomllib
+        import tomli as tomllib  # reading a file only: the tomli backport (3.9, 3.10)
     try:
         with open(path, "rb") as handle:
             data: dict[str, Any] = tomllib.load(handle)

@@ -124,7 +124,7 @@ def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'alert_infra.lifecycle' has no attribute {name!r}")
-    import importlib
+    import importlib  # a lazy name's first use only, as alert_infra's own __getattr__
 
     value = getattr(importlib.import_module(f".{module_name}", __name__), name)
     globals()[name] = value

@@ -48,6 +48,7 @@ import json
 import math
 import threading
 
+from .._checks import did_you_mean
 from .._lifecycle import fork_generation
 from ..exceptions import AlertConfigurationError
 from ..security import guarded_repr
@@ -111,8 +112,6 @@ class GroupPolicy:
                 or name in GROUP_FIELDS
                 or (isinstance(name, str) and name.startswith("metadata.") and len(name) > 9)
             ):
-                from .._checks import did_you_mean  # a cold path: a wrong group_by
-
                 hint = ""
                 if isinstance(name, str):
                     head, dot, rest = name.partition(".")

@@ -197,7 +197,7 @@ class InhibitGate:
                 return ADMIT  # never holds back a resolve or an acknowledge
             rule = self.inhibited_by(alert, channel, now)
         except Exception as exc:  # noqa: BLE001 - a failing store must not stop alerts: fail open
-            import logging
+            import logging  # a failing store only: logging stays out of `import alert_infra.lifecycle`
 
             (self._logger or logging.getLogger("alert_infra")).warning(
                 "inhibition sources could not be read (%s): the alert is not inhibited", type(exc).__name__

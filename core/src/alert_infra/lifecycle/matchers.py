@@ -107,7 +107,7 @@ def regex_engine() -> str:
     global _RE2, _RE2_CHECKED
     if not _RE2_CHECKED:
         try:
-            import re2  # type: ignore[import-not-found, unused-ignore]
+            import re2  # type: ignore[import-not-found, unused-ignore]  # the optional re2 engine, tried once
 
             _RE2 = re2
         except ImportError:
@@ -118,9 +118,10 @@ def regex_engine() -> str:
 
 def _sre_parse(pattern: str) -> Any:
     try:
+        # checking a pattern only: the regex parser (its 3.11+ name)
         from re import _parser as parser  # type: ignore[attr-defined, unused-ignore]
     except ImportError:  # Python < 3.11
-        import sre_parse as parser
+        import sre_parse as parser  # its name before Python 3.11
     return parser.parse(pattern)
 
 

@@ -202,7 +202,7 @@ class UnmatchedGate:
             key = self.key_for(alert, channel) if self.key_for is not None else None
             found = self.log.delivered(alert.fingerprint, channel, key)
         except Exception as exc:  # noqa: BLE001 - an unreadable log: deliver (a stray resolve beats a lost one)
-            import logging
+            import logging  # a failing store only: logging stays out of `import alert_infra.lifecycle`
 
             (self._logger or logging.getLogger("alert_infra")).warning(
                 "the notification log could not be read (%s): the %s alert is sent", type(exc).__name__, alert.status

@@ -395,7 +395,7 @@ class SilenceGate:
         return Verdict.skip("silence", hits[0].id) if hits else ADMIT
 
     def _warn(self, exc: BaseException) -> None:
-        import logging
+        import logging  # a failing store only: logging stays out of `import alert_infra.lifecycle`
 
         (self._logger or logging.getLogger("alert_infra")).warning(
             "silences could not be read (%s): the alert is not silenced", type(exc).__name__

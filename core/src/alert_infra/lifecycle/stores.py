@@ -24,8 +24,9 @@ import os
 import threading
 import time
 
+from .._lifecycle import on_fork_in_child, quiesce_at_fork
 from ..exceptions import AlertConfigurationError
-from ..security import guarded_repr
+from ..security import guarded_repr, register_secret
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -262,7 +263,6 @@ class SQLiteStore(RecordStore):
         self._pid = -1
         self._lock = threading.Lock()
         self._writes = 0
-        from .._lifecycle import on_fork_in_child, quiesce_at_fork
 
         on_fork_in_child(self, SQLiteStore._after_fork)
         # Every call holds the lock for its statement or transaction (update()'s read and write):
@@ -284,7 +284,7 @@ class SQLiteStore(RecordStore):
             # First use, or a forked child without the fork reset: a connection of its own. The
             # parent's is left alone (never closed here: closing it would disturb the parent's copy
             # of its state).
-            import sqlite3
+            import sqlite3  # a SQLite store only: sqlite3 stays out of lifecycle's import
 
             if self._conn is not None:
                 _INHERITED.append(self._conn)
@@ -420,8 +420,6 @@ class RedisStore(RecordStore):
         if client is None:
             if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
                 raise AlertConfigurationError("a Redis lifecycle store needs a redis://, rediss:// or unix:// URL")
-            from ..security import register_secret
-
             register_secret(url, owner=self)
         self._url = url
         self._given = client
@@ -435,7 +433,7 @@ class RedisStore(RecordStore):
             return self._given
         if self._pid != os.getpid():  # first use or a forked child: a client (and pool) of its own
             try:
-                import redis
+                import redis  # a Redis store only: redis is the [redis] extra
             except ImportError:
                 raise AlertConfigurationError(
                     "a Redis lifecycle store needs the redis package: pip install 'alert-infra[redis]'"
@@ -502,7 +500,7 @@ class RedisStore(RecordStore):
     def update(self, key: str, change: Callable[[dict[str, Any] | None], Any], ttl: float | None = None) -> Any:
         # Optimistic: WATCH the key, read, write in MULTI/EXEC; another client's write in between
         # makes EXEC fail and the whole step starts again (at most MAX_UPDATE_TRIES times).
-        from redis.exceptions import WatchError
+        from redis.exceptions import WatchError  # a Redis store only (redis is loaded by then)
 
         name = self._prefix + key
         with self._redis().pipeline(transaction=True) as pipe:

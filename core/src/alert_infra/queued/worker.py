@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..security import guarded_repr
 from .message import InvalidMessage, check_message
-from .settings import DEFAULT_IDEMPOTENCY_TTL, AsyncAlertConfig, SpoolSettings
+from .settings import DEFAULT_IDEMPOTENCY_TTL, AsyncAlertConfig, SpoolSettings, spool_settings
 from .spool import Row, Spool
 from .step import deliver, record_sent
 
@@ -66,8 +66,7 @@ class SpoolWorker:
 
     @classmethod
     def from_config(cls, config: AlertConfig, **kwargs: Any) -> SpoolWorker:
-        from .sender import open_spool
-        from .settings import spool_settings
+        from .sender import open_spool  # the spool worker only: sender loads the dispatcher
 
         settings: SpoolSettings = spool_settings(config)
         return cls(open_spool(settings), config.build_dispatcher(delivery="inline"), **kwargs)
