@@ -415,6 +415,7 @@ def test_fork_while_another_thread_is_inside_a_store_call(tmp_path: Path) -> Non
     dispatcher.close()
 
 
+@pytest.mark.slow  # several seconds: runs on the full Python only (noxfile.py)
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_fork_while_the_writer_retries_a_locked_database(tmp_path: Path) -> None:
     path = tmp_path / "a.db"

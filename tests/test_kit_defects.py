@@ -223,6 +223,10 @@ PLANTED_CLASSES = (
 )
 
 
+# The planted plugins run the kit once per module (~25 s): on the full Python only (noxfile.py).
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def kit_run(
     tmp_path_factory: pytest.TempPathFactory, run_pytest: Any

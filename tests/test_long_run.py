@@ -58,6 +58,7 @@ def _snapshot() -> tuple[int, int, int, int]:
     return threading.active_count(), _fds(), _REDACTOR.secret_stats()["active"], len(gc.get_objects())
 
 
+@pytest.mark.slow  # several seconds: runs on the full Python only (noxfile.py)
 def test_a_hundred_thousand_alerts_leave_threads_fds_secrets_and_memory_flat(tmp_path: Path) -> None:
     from alert_infra.audit import open_audit
 

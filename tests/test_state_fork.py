@@ -146,6 +146,7 @@ def _redis_sockets() -> int:
     return count
 
 
+@pytest.mark.slow  # several seconds: runs on the full Python only (noxfile.py)
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
 def test_300_redis_states_dropped_without_close_release_their_connections(redis_url: str) -> None:
     gc.collect()

@@ -14,6 +14,9 @@ import pytest
 from alert_infra import Alert, AlertDispatcher
 from alert_infra.testing import https_server
 
+# A real Celery prefork worker: several seconds, so it runs on the full Python only (noxfile.py).
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("celery")
 
 

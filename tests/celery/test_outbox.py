@@ -151,6 +151,7 @@ def test_the_reaper_copies_nothing_from_a_backlog_and_republishes_a_lost_message
         kit.purge(broker, queue)
 
 
+@pytest.mark.slow  # several seconds: runs on the full Python only (noxfile.py)
 def test_a_real_worker_delivers_an_alert_whose_message_the_broker_lost(
     broker: str, unique: str, tmp_path: Path, workers: Any, kit: Any
 ) -> None:

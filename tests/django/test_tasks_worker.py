@@ -59,6 +59,7 @@ for n in range(2):
 """
 
 
+@pytest.mark.slow  # several seconds: runs on the full Python only (noxfile.py)
 def test_db_worker_delivers_retries_the_failed_channel_and_stores_no_secret(tmp_path, ca, ca_file) -> None:
     _database_backend_or_skip()
     answers = iter([(503, {}, "busy")])

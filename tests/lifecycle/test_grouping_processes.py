@@ -24,7 +24,9 @@ from alert_infra import Alert, AlertDispatcher
 from alert_infra.lifecycle.grouping import DIGEST_KEY
 from alert_infra.testing import RecordingTransport, https_server, run_in_fork
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
+# Real processes (two writers, SIGKILL and a restart): several seconds each, so they run on the
+# full Python only (noxfile.py); every other Python runs the in-process grouping tests.
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals"), pytest.mark.slow]
 
 #: The process every test below starts: a dispatcher with one grouped channel that appends each
 #: digest it is sent to a file (one JSON line), driven by the JSON settings in argv[1].
