@@ -112,11 +112,20 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is not ours to break
             return True
+        if message.startswith(_HOSTNAME_WARNING):
+            # urllib3's own host-name check (some Python 3.9 builds) logs the URL's host and the
+            # whole certificate: the channel's TLS error already says what is wrong, without them.
+            record.msg = _HOSTNAME_WARNING + ": (host and certificate not shown)"
+            record.args = ()
+            return True
         masked = redact_text(message)
         if masked != message:
             record.msg = masked
             record.args = ()
         return True
+
+
+_HOSTNAME_WARNING = "Certificate did not match expected hostname"
 
 
 _FILTER = RedactingFilter()
@@ -159,6 +168,10 @@ def _certificate_error(exc: BaseException) -> Any:
         seen.add(id(current))
         if isinstance(current, ssl.SSLCertVerificationError):
             return current
+        if type(current).__name__ == "CertificateError":
+            # urllib3's own host-name check (urllib3.util.ssl_match_hostname, used where the ssl
+            # module cannot check names itself, as on some Python 3.9 builds): a name mismatch.
+            return current
         pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None), *current.args])
     return None
 
@@ -171,7 +184,7 @@ def _tls_error(exc: BaseException, provider: str, trust: str) -> AlertTLSError:
     cert = _certificate_error(exc)
     if cert is None:
         return AlertTLSError(f"{provider}: TLS error: the handshake failed ({type(exc).__name__})")
-    if getattr(cert, "verify_code", None) in _NAME_MISMATCH:
+    if getattr(cert, "verify_code", None) in _NAME_MISMATCH or not hasattr(cert, "verify_code"):
         return AlertTLSError(
             f"{provider}: TLS error: the server's certificate is not valid for the URL's host (check the host"
             " in the configured URL)"
