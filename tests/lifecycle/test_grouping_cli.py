@@ -14,7 +14,9 @@ import pytest
 from alert_infra.testing import CliRunner, https_server
 
 
-@pytest.mark.slow  # two CLI processes on one SQLite file: on a loaded machine the group store can miss its bound and fail open (sent, not held); full Python only
+# Two CLI processes on one SQLite file: on a loaded machine the group store can miss its bound and
+# fail open (sent, not held). Full Python only.
+@pytest.mark.slow
 def test_send_holds_and_the_run_s_end_sends_the_digest(tmp_path: Path) -> None:
     bodies: list[dict[str, Any]] = []
 

@@ -136,7 +136,8 @@ def test_what_the_handler_cannot_deliver_at_exit_is_spooled_and_the_next_worker_
     assert _rows(tmp_path / "spool.sqlite3") == 0
 
 
-@pytest.mark.slow  # an exit race against a 0.15 s provider and a worker run; failed once under load on 3.11: full Python only
+# An exit race against a 0.15 s provider and a worker run; failed once under load on 3.11.
+@pytest.mark.slow
 def test_the_record_in_delivery_that_is_answered_before_exit_is_not_sent_again(tmp_path: Path, kit: Any) -> None:
     """The record in delivery is spooled too; when its channel answers before the process is gone
     (within the thread's join), the spool records it and the worker does not send it again."""
