@@ -810,7 +810,7 @@ class _Pipe:
     def _write_here(self) -> None:  # with self.cond held (reentrant: _settle takes it again)
         """One batch written in the caller's thread, as the writer would (a refused record is
         counted as failed; a database error leaves the batch queued for the deadline to end)."""
-        import logging  # a failed write only: logging stays out of `import alert_infra.audit`
+        import logging  # at exit only, with no writer thread: logging stays out of `import alert_infra.audit`
 
         log = logging.getLogger("alert_infra.audit")
         batch = [self.queue[i] for i in range(min(BATCH_SIZE, len(self.queue)))]
