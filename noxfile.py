@@ -71,7 +71,8 @@ def _plugin_paths() -> list[str]:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """Core (with its Celery, Django and templates extras) and every plugin installed from the working
-    tree; the whole suite on FULL_PYTHON, everything but the ``slow`` tests on the other Pythons."""
+    tree; the whole suite on FULL_PYTHON, everything but the ``slow`` tests on the other Pythons
+    (the plugins' own suites on PLUGIN_PYTHONS only)."""
     session.install(
         "-e",
         "./core[redis,celery,django,templates,metrics,otel]",
@@ -94,11 +95,11 @@ def tests(session: nox.Session) -> None:
 def plugin(session: nox.Session, name: str) -> None:
     """One plugin alone with the core, both installed as wheels (not editable), so a missing
     dependency, module or entry point in the plugin's packaging fails here (the contract kit and the
-    installed-plugin tests; the whole suite runs in the tests session)."""
+    installed-plugin tests; the whole suite runs in the tests sessions of PLUGIN_PYTHONS)."""
     session.install("./core", f"./plugins/{name}{_plugin_extras(name)}", *TEST_DEPS)
     # The packaging is what this session checks: the wheel installed alone imports, registers its entry
-    # point and passes the contract kit. The plugin's whole suite ran in the tests session on every
-    # Python; here only the kit and the installed-plugin checks (posargs run anything else).
+    # point and passes the contract kit. The plugin's whole suite ran in the tests sessions of
+    # PLUGIN_PYTHONS; here only the kit and the installed-plugin checks (posargs run anything else).
     args = list(session.posargs) or [f"plugins/{name}/tests", "-k", "Contract or install"]
     session.run("pytest", *args, env={"HYPOTHESIS_PROFILE": "default"})
 
