@@ -58,7 +58,33 @@ IN_HOOKS: ContextVar[bool] = ContextVar("alert_infra_in_hooks", default=False)
 _PLUGINS: list[Any] = [None]  # alert_infra.plugins, once loaded
 
 
-class Observer:
+def default_logger() -> logging.Logger:
+    """The ``alert_infra`` logger, imported on the first warning: a dispatch that never logs never
+    imports :mod:`logging`."""
+    import logging  # the first warning only
+
+    return logging.getLogger("alert_infra")
+
+
+class Logged:
+    """A collaborator of the dispatcher that logs with the dispatcher's logger (``alert_infra``
+    unless it was given one; the dispatcher's ``logger`` setter reaches every collaborator)."""
+
+    _logger: logging.Logger | None
+
+    @property
+    def logger(self) -> logging.Logger:
+        logger = self._logger
+        if logger is None:
+            logger = self._logger = default_logger()
+        return logger
+
+    @logger.setter
+    def logger(self, value: logging.Logger | None) -> None:
+        self._logger = value
+
+
+class Observer(Logged):
     """What one dispatcher counts and tells after each dispatch (see the module's docstring)."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
@@ -72,20 +98,6 @@ class Observer:
 
     def after_fork(self) -> None:
         self._lock = allocate_lock()
-
-    @property
-    def logger(self) -> logging.Logger:
-        """The dispatcher's logger (``alert_infra`` unless it was given one)."""
-        logger = self._logger
-        if logger is None:
-            import logging  # the first warning: a dispatch that never logs never imports it
-
-            logger = self._logger = logging.getLogger("alert_infra")
-        return logger
-
-    @logger.setter
-    def logger(self, value: logging.Logger | None) -> None:
-        self._logger = value
 
     # -- statistics ---------------------------------------------------------------------------
     def count(self, outcomes: Iterable[ChannelOutcome]) -> None:

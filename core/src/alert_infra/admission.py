@@ -31,6 +31,7 @@ import time
 import weakref
 from _thread import allocate_lock
 
+from ._observe import Logged, default_logger
 from .exceptions import AlertValidationError
 from .lifecycle.durations import parse_duration  # loads the standard library only
 from .lifecycle.gates import ADMIT, Verdict
@@ -104,7 +105,7 @@ class PolicyGate:
         return Verdict.admit((key, token) if key is not None and token is not None else None)
 
 
-class Admission:
+class Admission(Logged):
     """The admission chain of one dispatcher, and the records its gates keep.
 
     Made by :class:`~alert_infra.dispatcher.AlertDispatcher` from its ``state``, ``silences``,
@@ -184,20 +185,6 @@ class Admission:
 
     def after_fork(self) -> None:
         self._lock = allocate_lock()
-
-    @property
-    def logger(self) -> logging.Logger:
-        """The dispatcher's logger (``alert_infra`` unless it was given one)."""
-        logger = self._logger
-        if logger is None:
-            import logging  # the first warning: a dispatch that never logs never imports it
-
-            logger = self._logger = logging.getLogger("alert_infra")
-        return logger
-
-    @logger.setter
-    def logger(self, value: logging.Logger | None) -> None:
-        self._logger = value
 
     # -- the state backend: throttle budgets and de-duplication windows -----------------------------
     @property
@@ -520,9 +507,7 @@ class _QuietLogger:
         owner = self._owner()
         if owner is not None:
             return owner.logger
-        import logging  # the owner is gone: nothing else holds a logger
-
-        return logging.getLogger("alert_infra")
+        return default_logger()  # the owner is gone: nothing else holds a logger
 
     def warning(self, message: str, *args: Any) -> None:
         now = time.monotonic()

@@ -49,7 +49,7 @@ from ._channels import (
 from ._checks import MAX_WORKERS, check_count, check_seconds
 from ._in_caller import IN_CALLER, NeedsThread
 from ._lifecycle import on_fork_in_child
-from ._observe import GROUPED_STAT_KEYS, MAX_OVERDUE_HOOKS, MAX_QUEUED_HOOKS, STAT_KEYS, Observer
+from ._observe import GROUPED_STAT_KEYS, MAX_OVERDUE_HOOKS, MAX_QUEUED_HOOKS, STAT_KEYS, Observer, default_logger
 from .admission import LOG_REFRESH, MAX_LOG_ENTRIES_IN_MEMORY, STATE_WAIT, Admission
 from .alert import Alert
 from .exceptions import (
@@ -98,12 +98,6 @@ DEFAULT_MAX_WORKERS = 32
 DEFAULT_HOOK_TIMEOUT = 1.0
 # What a step asks its driver for.
 _ADMIT, _TRY, _SLEEP = 0, 1, 2
-
-
-def _get_logger() -> logging.Logger:
-    import logging  # the first warning only: a dispatch that never logs never imports logging
-
-    return logging.getLogger("alert_infra")
 
 
 class AlertDispatcher:
@@ -305,7 +299,7 @@ class AlertDispatcher:
     @property
     def logger(self) -> logging.Logger:
         if self._logger is None:
-            self._logger = _get_logger()
+            self._logger = default_logger()
         return self._logger
 
     @logger.setter
