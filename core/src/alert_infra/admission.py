@@ -127,8 +127,13 @@ class Admission(Logged):
         resolve_window: Any = None,
         group_flusher: str = "process",
         wall_clock: Any = None,
+        notification_log: bool = True,
     ) -> None:
         self._logger = logger
+        #: Whether this chain keeps a notification log and routes resolves by it (``False``: a
+        #: queued sender, whose one channel hands every alert to a worker that keeps the log and
+        #: routes there; see ``AlertDispatcher.keeps_notification_log``).
+        self.keeps_log = notification_log
         self._state = state
         self._clock = clock
         #: Seconds since the epoch, for the lifecycle rules (silences, inhibition, group timers).
@@ -222,6 +227,8 @@ class Admission(Logged):
         channel, so every configured channel is considered, whatever the default channels say)."""
         now = self.wall_clock()
         if alert.status != "firing":
+            if not self.keeps_log:
+                return plan, None  # the worker routes it by its own log
             return self.route_resolve(alert, plan, all_channels, every, now)
         inhibit = self.inhibit_gate
         gated = []
@@ -454,6 +461,8 @@ class Admission(Logged):
         """Record a delivery in the notification log (firing: the fingerprint now firing on the
         channel; resolved: no longer). Never raises: a log that fails costs a later resolve its
         routing (it is then skipped as unmatched), never this delivery."""
+        if not self.keeps_log:
+            return
         fingerprint = alert.fingerprint
         key = "fp:" + fingerprint  # lifecycle.nlog.fingerprint_key: imported by nothing on this path
         try:

@@ -179,6 +179,13 @@ class AlertDispatcher:
         assert result.ok and result.sent == ("noop",)
     """
 
+    #: Whether this dispatcher keeps a notification log of its deliveries and routes a resolve or
+    #: acknowledge by it (to exactly the channels that delivered the firing alert). ``False`` for
+    #: the queued senders (:class:`~alert_infra.queued.sender.QueuedDispatcher`): their one
+    #: channel hands every alert to a worker, which keeps the log of the real channels and routes
+    #: resolves there, so a resolve sent by another process than the firing alert still arrives.
+    keeps_notification_log = True
+
     def __init__(
         self,
         transports: Sequence[Any] | None = None,
@@ -272,6 +279,7 @@ class AlertDispatcher:
             resolve_window=resolve_window,
             group_flusher=group_flusher,
             wall_clock=wall_clock,
+            notification_log=self.keeps_notification_log,
         )
         groups = self._admission.groups
         if groups is not None:
@@ -747,7 +755,8 @@ class AlertDispatcher:
             channels = transport_names
         alert, planned, outcomes = self._select(alert, channels)
         routed = None
-        if self._admission.gates or alert.status != "firing":  # else no gate after routing: no call
+        if self._admission.gates or (alert.status != "firing" and self.keeps_notification_log):
+            # else no gate after routing: no call
             planned, routed = self._gate(alert, planned, channels)
         selected = [channel for _, channel, skip in planned if skip is None and channel is not None]
         started = time.perf_counter()

@@ -72,6 +72,10 @@ class QueuedDispatcher(AlertDispatcher):
 
     #: The name of the one channel (``sent == (channel_name,)``).
     channel_name = "queued"
+    #: The worker keeps the notification log and routes resolves: the sender forwards them all
+    #: (its own log would only know the deliveries of this process, and skip as "unmatched" the
+    #: resolve of an alert another process or an earlier run sent).
+    keeps_notification_log = False
     #: The error of a failed enqueue with ``fail_silently`` false (``error``: the outcome's error
     #: class, ``reason``: its reason).
     failure_text = "the alert could not be enqueued ({error}): {reason}"
