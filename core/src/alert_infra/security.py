@@ -418,6 +418,33 @@ def describe_error(exc: BaseException, limit: int = ERROR_TEXT_LIMIT) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+def _redact_flat(metadata: dict[Any, Any]) -> dict[str, Any] | None:
+    """What :func:`_redact` makes of a flat ``dict`` (text keys; text, ``None``, ``bool``, plain
+    ``int`` of at most 15 digits or finite ``float`` values), the common metadata, without its
+    recursion (every alert's metadata goes through here at construction, and again into a queued
+    message); ``None`` for anything else, which then takes the general path."""
+    text = _REDACTOR.text
+    sensitive = _REDACTOR.is_sensitive_key
+    out: dict[str, Any] = {}
+    for key, item in list(metadata.items()):
+        if type(key) is not str:
+            return None
+        name = text(key)
+        kind = type(item)
+        if kind is str:
+            out[name] = REDACTED if sensitive(name) else text(item)
+        elif item is None or kind is bool or (kind is int and -(10**15) < item < 10**15):
+            out[name] = REDACTED if sensitive(name) else item
+        elif kind is float and item == item and item not in _INFINITIES:
+            out[name] = REDACTED if sensitive(name) else item
+        else:
+            return None
+    return out
+
+
 def redact_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """Redact a metadata mapping and return a new dictionary (0.1.x API).
 
@@ -426,6 +453,10 @@ def redact_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     """
     if metadata is None:
         return {}
+    if type(metadata) is dict:
+        flat = _redact_flat(metadata)
+        if flat is not None:
+            return flat
     if not isinstance(metadata, Mapping):
         raise TypeError("metadata must be a mapping")
     result = _redact(metadata, 0, ())
