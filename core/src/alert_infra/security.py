@@ -436,12 +436,11 @@ def _redact_flat(metadata: dict[Any, Any]) -> dict[str, Any] | None:
         kind = type(item)
         if kind is str:
             out[name] = REDACTED if sensitive(name) else text(item)
-        elif item is None or kind is bool or (kind is int and -(10**15) < item < 10**15):
-            out[name] = REDACTED if sensitive(name) else item
-        elif kind is float and item == item and item not in _INFINITIES:
-            out[name] = REDACTED if sensitive(name) else item
-        else:
+            continue
+        plain = item is None or kind is bool or (kind is int and -(10**15) < item < 10**15)
+        if not plain and not (kind is float and item == item and item not in _INFINITIES):
             return None
+        out[name] = REDACTED if sensitive(name) else item
     return out
 
 
