@@ -48,3 +48,29 @@ def test_with_no_worker_the_sender_still_bounds_the_wal(tmp_path: Path) -> None:
         sender.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 400  # nothing lost to a checkpoint
+
+
+def test_the_spool_s_detail_is_kept_as_written_and_a_transport_s_is_redacted(tmp_path: Path) -> None:
+    from alert_infra import Alert, AlertDispatcher
+    from alert_infra.queued.sender import SpoolDispatcher
+    from alert_infra.result import PlainDetail
+    from alert_infra.security import REDACTED, register_secret
+
+    secret = "s3cr3t-detail-token-0123456789"
+    register_secret(secret)
+
+    class Chatty:
+        name = "chatty"
+        blocking = False
+
+        def send(self, alert: Alert) -> str:
+            return f"provider said {secret}"
+
+    with AlertDispatcher([Chatty()]) as dispatcher:
+        outcome = dispatcher.send(Alert("t", "m")).outcome("chatty")
+    assert outcome is not None and outcome.detail == f"provider said {REDACTED}"
+    with SpoolDispatcher(Spool(str(tmp_path / "spool.sqlite3"))) as spool:
+        outcome = spool.send(Alert("t", "m")).outcome("spool")
+    assert outcome is not None and outcome.detail is not None and type(outcome.detail) is str
+    assert outcome.detail.startswith("queued as task ") and outcome.detail.endswith("(spool row 1)")
+    assert not isinstance(outcome.detail, PlainDetail)  # a plain str in results and the audit

@@ -58,7 +58,7 @@ from .exceptions import (
     AlertValidationError,
     RetryableAlertTransportError,
 )
-from .result import ChannelOutcome, DeliveryResult, Sent
+from .result import ChannelOutcome, DeliveryResult, PlainDetail, Sent
 from .routing import Route, plan, unknown_channel_message
 from .security import redact_text
 
@@ -485,7 +485,9 @@ class AlertDispatcher:
         if isinstance(note, Sent):
             handle = note.handle
             note = note.detail
-        detail = redact_text(note)[:300] if isinstance(note, str) and note else None
+        detail: str | None = None
+        if isinstance(note, str) and note:
+            detail = note[:300] if type(note) is PlainDetail else redact_text(note)[:300]
         with flow.lock:
             abandoned = flow.abandoned
         if abandoned:

@@ -19,7 +19,7 @@ from .. import audit as _audit
 from ..alert import Alert
 from ..dispatcher import AlertDispatcher
 from ..exceptions import AlertConfigurationError, AlertValidationError
-from ..result import ChannelOutcome, DeliveryResult
+from ..result import ChannelOutcome, DeliveryResult, PlainDetail
 from ..routing import channel_names
 from .message import new_alert_id
 from .settings import QUEUED_DETAIL, AsyncAlertConfig, SpoolSettings, spool_settings
@@ -185,7 +185,7 @@ class SpoolDispatcher(QueuedDispatcher):
         alert_id = alert_id or new_alert_id()
         body = row_body(alert.to_dict(), encoded[1])
         row = self.spool.put_row(alert_id, body, encode_json(list(channels)) if channels else None)
-        return f"{QUEUED_DETAIL}{alert_id} (spool row {row})"
+        return PlainDetail(f"{QUEUED_DETAIL}{alert_id} (spool row {row})")  # our id and row: nothing to redact
 
     def _checked(self, result: DeliveryResult, alert: Alert, names: list[str] | None) -> DeliveryResult:
         outcome = result.outcome(CHANNEL_NAME)
