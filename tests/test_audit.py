@@ -139,6 +139,68 @@ def test_schema_is_versioned_and_a_newer_file_is_refused(tmp_path: Path) -> None
         AuditStore(str(path)).count()
 
 
+#: The schema exactly as version 3 wrote it (alert-infra before the correlation id was kept),
+#: with one firing alert and its outcome.
+_V3 = """
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, title TEXT NOT NULL, message TEXT NOT NULL,
+    severity TEXT NOT NULL, severity_rank INTEGER NOT NULL, source TEXT, tags TEXT NOT NULL, metadata TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, alert_status TEXT NOT NULL, outcome TEXT NOT NULL, acknowledged_at REAL,
+    acknowledged_by TEXT, ack_note TEXT, delivery_id TEXT
+);
+CREATE INDEX alerts_created ON alerts (created_at);
+CREATE INDEX alerts_fingerprint ON alerts (fingerprint);
+CREATE TABLE outcomes (
+    alert_id INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE, position INTEGER NOT NULL,
+    channel TEXT NOT NULL, status TEXT NOT NULL, suppressed_by TEXT, attempts INTEGER NOT NULL, elapsed REAL NOT NULL,
+    error TEXT, reason TEXT, detail TEXT, failure_class TEXT, PRIMARY KEY (alert_id, position)
+);
+CREATE INDEX outcomes_channel ON outcomes (channel, status);
+CREATE INDEX alerts_delivery ON alerts (delivery_id);
+INSERT INTO alerts (created_at, title, message, severity, severity_rank, tags, metadata, fingerprint, alert_status,
+    outcome) VALUES (1.0, 'old', 'kept', 'error', 2, '[]', '{}', 'f0', 'firing', 'sent');
+INSERT INTO outcomes (alert_id, position, channel, status, attempts, elapsed) VALUES (1, 0, 'ops', 'sent', 1, 0.1);
+PRAGMA user_version = 3;
+"""
+
+
+def test_a_version_3_file_is_upgraded_in_place_and_keeps_correlation_ids_from_then_on(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    with sqlite3.connect(path) as raw:
+        raw.executescript(_V3)
+    store = AuditStore(str(path))
+    try:
+        (old,) = store.query()
+        assert old.title == "old" and old.correlation_id is None and old.to_dict()["correlation_id"] is None
+        assert [c["channel"] for c in old.channels] == ["ops"]
+        [new] = dispatch(store, Alert("new", "m", correlation_id="req-7f3a"))
+        record = store.get(new)
+        assert record is not None and record.correlation_id == "req-7f3a"
+        assert [r.correlation_id for r in store.query(fingerprint="f0")] == [None]  # the old row is untouched
+    finally:
+        store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(alerts)")]
+        assert columns[-1] == "correlation_id"
+
+
+def test_the_correlation_id_is_stored_redacted(tmp_path: Path) -> None:
+    store = AuditStore(str(tmp_path / "a.db"))
+    try:
+        store.record(Alert("t", "m", correlation_id=f"token={SECRET}"), _one_sent())
+        (record,) = store.query()
+    finally:
+        store.close()
+    assert record.correlation_id is not None and SECRET not in record.correlation_id
+
+
+def _one_sent() -> object:
+    from alert_infra.result import ChannelOutcome, DeliveryResult
+
+    return DeliveryResult.from_outcomes([ChannelOutcome("ops", "sent", attempts=1)])
+
+
 _WRITER = textwrap.dedent(
     """
     import sys, time

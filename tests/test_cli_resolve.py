@@ -177,6 +177,30 @@ def test_ack_by_id_then_resolve_by_fingerprint(cli: CliRunner, provider: tuple[P
     _clean(acked)
 
 
+def test_the_ack_and_the_resolve_carry_the_firing_alerts_correlation_id(
+    cli: CliRunner, provider: tuple[Provider, FakeServer]
+) -> None:
+    """The audit trail joins a resolve (and an acknowledge) to its firing alert by correlation id,
+    and a channel that sends a new message for it (the webhook) gets the firing alert's id too."""
+    fake, _ = provider
+    sent = _json(cli("send", "Replica lag", "120 s behind", "--json"))  # both channels
+    firing = sent["alert"]["correlation_id"]
+    assert isinstance(firing, str) and firing
+    assert fake.hooks[0]["data"]["correlation_id"] == firing
+    acked = cli("ack", str(sent["id"]), "--by", "ana")
+    resolved = cli("resolve", sent["alert"]["fingerprint"])
+    assert acked.returncode == resolved.returncode == 0, acked.stderr + resolved.stderr
+    alerts = _json(cli("history", "--json"))["alerts"]
+    assert [(a["alert_status"], a["correlation_id"]) for a in alerts] == [
+        ("resolved", firing),
+        ("acknowledged", firing),
+        ("firing", firing),
+    ]
+    assert [h["type"] for h in fake.hooks] == ["alert.firing", "alert.acknowledged", "alert.resolved"]
+    assert {h["data"]["correlation_id"] for h in fake.hooks} == {firing}
+    _clean(acked, resolved)
+
+
 def test_ack_by_fingerprint_in_json(cli: CliRunner, provider: tuple[Provider, FakeServer]) -> None:
     fake, _ = provider
     sent = _json(cli("send", "API slow", "p99 2s", "--channel", "chat", "--json"))

@@ -209,6 +209,7 @@ def test_a_version_2_audit_file_is_upgraded_and_its_failures_classified(tmp_path
     store.close()
     with sqlite3.connect(path) as conn:  # back to version 2: no failure_class column, one old failure
         conn.execute("ALTER TABLE outcomes DROP COLUMN failure_class")
+        conn.execute("ALTER TABLE alerts DROP COLUMN correlation_id")  # nor version 4's
         conn.execute(
             "INSERT INTO outcomes (alert_id, position, channel, status, attempts, elapsed, error) "
             "VALUES (1, 1, 'pager', 'failed', 1, 0.1, 'AlertServerError')"

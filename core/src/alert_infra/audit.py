@@ -119,8 +119,11 @@ SUPPRESSION_REASONS = ("routing", "dedup", "throttle", "silence", "inhibit", "un
 
 #: The schema version written to ``PRAGMA user_version``; a newer file is refused. Version 2 adds
 #: ``alerts.delivery_id`` (queued delivery), version 3 ``outcomes.failure_class`` (the failure
-#: classification, :func:`alert_infra.result.failure_class`); an older file is upgraded in place when opened.
-SCHEMA_VERSION = 3
+#: classification, :func:`alert_infra.result.failure_class`), version 4 ``alerts.correlation_id`` (the
+#: alert's correlation id: ``alert-infra resolve`` and ``ack`` carry the firing alert's into theirs, so
+#: the trail joins a resolve to its firing alert); an older file is upgraded in place when opened (its
+#: rows keep no correlation id: ``NULL``).
+SCHEMA_VERSION = 4
 #: An outcome whose ``detail`` starts with this is an enqueue (:mod:`alert_infra.celery`): a record
 #: made only of such outcomes sums up as ``queued``.
 QUEUED_DETAIL = "queued as task "
@@ -187,7 +190,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     acknowledged_at REAL,
     acknowledged_by TEXT,
     ack_note TEXT,
-    delivery_id TEXT
+    delivery_id TEXT,
+    correlation_id TEXT
 );
 CREATE INDEX IF NOT EXISTS alerts_created ON alerts (created_at);
 CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint);
@@ -211,6 +215,7 @@ CREATE INDEX IF NOT EXISTS outcomes_channel ON outcomes (channel, status);
 _UPGRADES = {
     1: ("ALTER TABLE alerts ADD COLUMN delivery_id TEXT",),
     2: ("ALTER TABLE outcomes ADD COLUMN failure_class TEXT",),
+    3: ("ALTER TABLE alerts ADD COLUMN correlation_id TEXT",),
 }
 _INDEXES = "CREATE INDEX IF NOT EXISTS alerts_delivery ON alerts (delivery_id)"
 
@@ -238,7 +243,10 @@ class AuditRecord:
     ``failed`` (at least one failed), ``partial`` (some delivered, some failed),
     ``suppressed`` (nothing was asked: all skipped), ``queued`` (handed to a queue, see
     :mod:`alert_infra.celery`) or ``empty``. ``delivery_id`` joins the records of one queued
-    delivery: its enqueue and each of the worker's tries.
+    delivery: its enqueue and each of the worker's tries. ``correlation_id`` is the alert's
+    (redacted as the alert is); a resolve or acknowledge sent by ``alert-infra resolve``/``ack``
+    carries its firing alert's, so the three records share it (``None``: a record written before
+    schema version 4).
     """
 
     __slots__ = (
@@ -257,6 +265,7 @@ class AuditRecord:
         "acknowledged_by",
         "ack_note",
         "delivery_id",
+        "correlation_id",
         "channels",
     )
 
@@ -275,7 +284,9 @@ class AuditRecord:
         self.acknowledged_at: float | None = row["acknowledged_at"]
         self.acknowledged_by: str | None = row["acknowledged_by"]
         self.ack_note: str | None = row["ack_note"]
-        self.delivery_id: str | None = row["delivery_id"] if "delivery_id" in row.keys() else None  # noqa: SIM118
+        keys = row.keys()
+        self.delivery_id: str | None = row["delivery_id"] if "delivery_id" in keys else None
+        self.correlation_id: str | None = row["correlation_id"] if "correlation_id" in keys else None
         self.channels = channels
 
     @property
@@ -353,6 +364,7 @@ def _build_row(alert: Alert, result: DeliveryResult, at: float | None) -> _Row:
         safe.status,
         _summary(result),
         _DELIVERY_ID.get(),
+        safe.correlation_id,
     )
     # The failure class is written as the delivering process sees it: a plugin's exception class
     # is known there, not necessarily in the process that reads the trail (``alert-infra status``).
@@ -531,8 +543,8 @@ class AuditStore:
             for head, outcomes in rows:
                 cursor = conn.execute(
                     "INSERT INTO alerts (created_at, title, message, severity, severity_rank, source, tags, "
-                    "metadata, fingerprint, alert_status, outcome, delivery_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "metadata, fingerprint, alert_status, outcome, delivery_id, correlation_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     head,
                 )
                 alert_id = int(cursor.lastrowid or 0)

@@ -9,7 +9,10 @@ edit its message, by dedup key for PagerDuty), and skips every other channel as 
 
 Why rebuild from the audit trail: it is the one record of what was sent that every run of the
 command shares (the state keeps routing, not alerts). It holds the alert redacted, so the resolve
-shows what the firing message showed, never more.
+shows what the firing message showed, never more. The rebuilt alert keeps the firing alert's
+correlation id (audit schema 4), so the trail joins the firing alert, its acknowledge and its
+resolve by it as well as by fingerprint; a firing alert recorded before schema 4 has none kept, and
+its resolve gets a new one.
 """
 
 from __future__ import annotations
@@ -100,8 +103,9 @@ def find_firing(store: Any, reference: int | str) -> AuditRecord:
 
 
 def notice(record: AuditRecord, status: str, **metadata: str | None) -> Alert:
-    """The firing alert of ``record`` again, with ``status`` and the same fingerprint (title,
-    message, severity, source, tags and metadata as the trail kept them; ``metadata`` added)."""
+    """The firing alert of ``record`` again, with ``status`` and the same fingerprint and
+    correlation id (title, message, severity, source, tags and metadata as the trail kept them;
+    ``metadata`` added)."""
     from ..alert import Alert  # `alert-infra` imports every verb's module: only a verb that uses this loads it
 
     kept = dict(record.metadata) if isinstance(record.metadata, dict) else {}
@@ -114,6 +118,7 @@ def notice(record: AuditRecord, status: str, **metadata: str | None) -> Alert:
         tags=tuple(record.tags),
         metadata=kept,
         fingerprint=record.fingerprint,
+        correlation_id=record.correlation_id,  # None (a pre-schema-4 record): a new one
         status=status,
     )
 
