@@ -40,6 +40,8 @@ UPWARD: dict[tuple[str, str], str] = {
     ("transports", "plugins"): "formatter='name' resolves through the host's formatter registry, on first use",
     ("config", "_api"): "alert_infra.config.send_alert and the default dispatcher: their old paths, via __getattr__",
     ("templates", "config"): "Alert.from_template(config=None) finds the process's configuration file",
+    ("queued", "config"): "a broker worker reads its configuration on its first task, a sender masks its channels' "
+    "secrets (queued/broker_tasks.py, queued/broker_sender.py: only with Celery)",
     ("cli", "celery"): "`alert-infra outbox` reads [alert_infra.celery] (cli/_queue.py: that verb only, with Celery)",
     (
         "metrics",

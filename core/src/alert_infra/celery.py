@@ -1,29 +1,32 @@
 """Queued delivery on Celery: enqueue an alert in the request, deliver it in a worker.
 
 Needs the ``celery`` extra (``pip install 'alert-infra[celery]'``); ``import alert_infra``
-never imports this module. An adapter on the engine-neutral core :mod:`alert_infra.queued` (the
-message and its checks, the worker step and its idempotency records, the settings, the outbox):
-this module is Celery itself (see ``docs/guide/queued-delivery.md``):
+never imports this module. A thin adapter on the engine-neutral core :mod:`alert_infra.queued`
+(the message and its checks, the worker step and its records, the settings, the outbox, the
+bounded publish of :mod:`~alert_infra.queued.broker_sender`, the task body and registry of
+:mod:`~alert_infra.queued.broker_tasks`): this module is Celery itself (see
+``docs/guide/queued-delivery.md``):
 
 * :class:`CeleryAlertDispatcher` (the 0.1.x contract) publishes the message with ``send_task`` (or
   a task's ``apply_async``), bounded by ``PUBLISH_TIMEOUT``; ``send()`` returns ``sent ==
   ("celery",)`` with the task id in the outcome's ``detail``.
 * The task ``alert_infra.dispatch_alert`` (:func:`register_task`): ``acks_late`` and
-  ``reject_on_worker_lost``; its body runs the neutral step and turns its "retry these channels in
-  N s" into ``task.retry``. The worker builds its channels from its own configuration.
+  ``reject_on_worker_lost``; its body runs the neutral task body and turns its "retry these
+  channels in N s" into ``task.retry``. The worker builds its channels from its own configuration.
 * A ready Celery app (:func:`build_app`, and ``app`` of this module, built on first use from
   ``[alert_infra.celery]``), so ``celery -A alert_infra.celery worker -Q alerts`` with an
   ``alert-infra.toml`` is a complete worker; ``[alert_infra] delivery = "celery"`` makes
-  ``send_alert()`` and ``AlertDispatcher.from_config()`` enqueue (:func:`queued_dispatcher`); the
-  outbox's reaper runs in each worker's main process (Celery's ``worker_ready`` signal).
+  ``send_alert()`` and ``AlertDispatcher.from_config()`` enqueue (:func:`queued_dispatcher`).
+* Celery's worker signals: in each worker's main process the outbox's reapers and the dead man's
+  switch (``[alert_infra.watchdog]``: ``URL/start`` when ready, ``URL`` on its cadence while the
+  broker answers, ``URL/fail`` when not, stopped at shutdown); the group flushers in each pool process.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import sys
-from collections.abc import Mapping as _MappingABC
+import os
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -35,13 +38,14 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess with
     ) from None
 
 from . import outbox as _outbox
-from ._deadline import BoundedCalls, DeadlineExceeded
-from .exceptions import AlertConfigurationError, RetryableAlertTransportError
+from ._deadline import BoundedCalls
+from .exceptions import AlertConfigurationError
+from .monitor import Heartbeat, Watchdog
 from .queued import broker as _broker
-from .queued.broker import RABBITMQ_CONSUMER_TIMEOUT, REDIS_VISIBILITY_TIMEOUT, BrokerSettings, build_outbox
-from .queued.message import InvalidMessage, build_message, check_message
-from .queued.poison import DEAD_LETTERED, log_dead_letter, record_dead_letter
-from .queued.sender import QueuedDispatcher, sender_options
+from .queued.broker import RABBITMQ_CONSUMER_TIMEOUT, REDIS_VISIBILITY_TIMEOUT, broker_table, build_outbox
+from .queued.broker_sender import AlertEnqueueError, BrokerDispatcher, broker_dispatcher
+from .queued.broker_tasks import TASKS, Reapers, RetryLater, run_task, task_worker
+from .queued.poison import DEAD_LETTERED
 from .queued.settings import (
     DEFAULT_IDEMPOTENCY_TTL,
     DEFAULT_MAX_RETRIES,
@@ -49,19 +53,15 @@ from .queued.settings import (
     DEFAULT_QUEUE,
     DEFAULT_RETRY_BACKOFF_MAX,
     DEFAULT_TASK_NAME,
-    QUEUED_DETAIL,
     AsyncAlertConfig,
     check_horizon,
     check_outbox,
     normalize_async_config,
     retry_countdown,
 )
-from .queued.step import deliver, wanted_channels
-from .result import DeliveryResult
-from .security import register_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from .alert import Alert
     from .config import AlertConfig
@@ -96,35 +96,18 @@ CHANNEL_NAME = "celery"
 # and the publish runs on a pool thread, where it would silently be Celery's default app instead.
 _APP: ContextVar[Any] = ContextVar("alert_infra_celery_app", default=None)
 # Names this module had before the neutral core took them over: still importable from here.
-_EXPORTED = (RABBITMQ_CONSUMER_TIMEOUT, REDIS_VISIBILITY_TIMEOUT, DEAD_LETTERED, DEFAULT_IDEMPOTENCY_TTL)
+_EXPORTED = (
+    AlertEnqueueError,
+    RABBITMQ_CONSUMER_TIMEOUT,
+    REDIS_VISIBILITY_TIMEOUT,
+    DEAD_LETTERED,
+    DEFAULT_IDEMPOTENCY_TTL,
+)
 _EXPORTED_TOO = (DEFAULT_MAX_RETRIES, DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RETRY_BACKOFF_MAX, check_horizon, check_outbox)
 
 
 # -- enqueueing ------------------------------------------------------------------------------------
-class AlertEnqueueError(RetryableAlertTransportError):
-    """The broker did not take the message (down, refusing, too slow). The outcome's ``error`` is
-    the class name of what the Celery/kombu stack raised (0.1.x); its text never reaches us."""
-
-
-_ERROR_CLASSES: dict[str, type[AlertEnqueueError]] = {}
-
-
-def _enqueue_error(exc: BaseException, message: str | None = None) -> AlertEnqueueError:
-    """An :class:`AlertEnqueueError` named after ``exc``'s class (so ``failed == {"celery":
-    "OperationalError"}`` as in 0.1.x), with a message that never quotes kombu's text (it can
-    hold the broker's address)."""
-    name = type(exc).__name__
-    cls = _ERROR_CLASSES.get(name)
-    if cls is None:
-        if len(_ERROR_CLASSES) >= 64 or not name.isidentifier():
-            cls = AlertEnqueueError
-        else:
-            cls = type(name, (AlertEnqueueError,), {"__module__": __name__, "__qualname__": name})
-            _ERROR_CLASSES[name] = cls
-    return cls(message or f"the broker did not take the alert ({name})")
-
-
-class CeleryAlertDispatcher(QueuedDispatcher):
+class CeleryAlertDispatcher(BrokerDispatcher):
     """Enqueue alerts on Celery instead of delivering them in this process (0.1.x contract).
 
     Args:
@@ -156,7 +139,8 @@ class CeleryAlertDispatcher(QueuedDispatcher):
     ``"queued as task <id>"``. A broker that is down, refuses or does not answer within
     ``PUBLISH_TIMEOUT`` gives, with ``FAIL_SILENTLY`` (default), a failed result (``failed ==
     {"celery": <error class name>}``, retryable); without it, an :class:`AlertConfigurationError`.
-    Neither ever contains the broker URL or its password.
+    Neither ever contains the broker URL or its password. The engine-neutral part (the bounded
+    publish, the outbox, the errors) is :class:`alert_infra.queued.broker_sender.BrokerDispatcher`.
     """
 
     channel_name = CHANNEL_NAME
@@ -174,73 +158,30 @@ class CeleryAlertDispatcher(QueuedDispatcher):
         channels_config: AlertConfig | None = None,
         **dispatcher_options: Any,
     ) -> None:
-        settings = normalize_async_config(config)
-        #: Where each enqueue is watched until a worker ends its task (:mod:`alert_infra.outbox`).
-        self.outbox = outbox
-        #: True when built from configuration: close() closes the outbox's Redis too.
-        self.owns_outbox = False
-        if outbox is None and settings.outbox:
-            logging.getLogger("alert_infra").warning(
-                "CeleryAlertDispatcher: OUTBOX is on but no outbox was given (pass outbox=build_outbox(settings, "
-                "'redis://...')): queued alerts are not watched"
-            )
-        self.config = settings  # 0.1.x attribute
         self.celery_app = celery_app
         self.task = task
-        self._problem = problem  # a configuration problem every send reports (FAIL_SILENTLY) or raises
-        self._bounded = bool(bounded) and task is None
-        # Our own app bounds each step of a publish (connect, each socket operation) by the
-        # publish timeout; a publish is a few such steps, so the caller's bound is twice it.
-        self._bound = settings.publish_timeout * (2 if self._bounded else 1)
-        dispatcher_options.setdefault("timeout", self._bound)
-        # Our own app's publishes: one total deadline each (self._bound), at most MAX_OVERDUE_CALLS
-        # of them still stuck on a broker that trickles before further ones fail at once.
-        self._calls = BoundedCalls("alert-infra-publish") if self._bounded else None
-        # Publishing on our own app is bounded in total (kombu's and py-amqp's socket timeouts are
-        # per read: a broker trickling one byte every 0.4 s never trips them), so it is declared
-        # self-bounded and the caller's thread waits on it. A foreign app or task object: the
-        # dispatcher waits for it in a worker thread, at most the publish timeout.
-        bound = self._bound if self._bounded else None
-        super().__init__(settings, max_send_time=bound, **dispatcher_options)
-        _register_channel_secrets(self, channels_config)
+        # Our own app bounds each step of a publish (connect, each socket operation) by the publish
+        # timeout, and the base bounds the whole publish; a foreign app or task object is waited for
+        # in a worker thread, at most the publish timeout.
+        super().__init__(
+            config,
+            problem=problem,
+            bounded=bool(bounded) and task is None,
+            outbox=outbox,
+            channels_config=channels_config,
+            **dispatcher_options,
+        )
 
-    def message(
-        self, alert: Alert, channels: Iterable[str] | None = None, alert_id: str | None = None
-    ) -> tuple[list[Any], dict[str, Any]]:
-        """``(args, kwargs)`` of the task message: ``[alert.to_dict()]`` (redacted) and
-        ``transport_names``, ``async_options``, ``alert_id``, ``attempt``. Never a credential."""
-        built = build_message(alert, channels, self.settings, alert_id)
-        return [built.alert], built.kwargs()
+    @property
+    def task_name(self) -> str:
+        name = getattr(self.task, "name", None) if self.task is not None else None
+        return name or self.settings.task_name
 
-    def publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
-        """Publish the task message; past ``2 x publish_timeout`` in all on our own app (a worker
-        thread and a bounded wait) the publish is written off and the outcome says the broker did
-        not answer in time (never its URL)."""
-        if self._calls is None:
-            return self._publish(alert, channels, alert_id)
-        try:
-            return self._calls.call(lambda: self._publish(alert, channels, alert_id), self._bound)  # type: ignore[no-any-return]
-        except DeadlineExceeded as exc:
-            raise _enqueue_error(exc, f"the broker did not answer in time ({exc})") from None
-
-    def _publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
-        if self._problem is not None:
-            raise self._problem
-        args, kwargs = self.message(alert, channels, alert_id)
-        alert_id = kwargs["alert_id"]
+    def enqueue(self, args: list[Any], kwargs: dict[str, Any], alert_id: str) -> None:
         settings = self.settings
         options: dict[str, Any] = {"task_id": alert_id, "retry": False}
         if settings.queue is not None:
             options["queue"] = settings.queue
-        outbox, watched = self.outbox, False
-        if outbox is not None:
-            # Queued for the outbox's writer thread (one round trip for many alerts, off the caller's
-            # path); the worker copes with an entry that arrives after it took the message.
-            kwargs["outbox"], kwargs["outbox_horizon"] = outbox.queue, outbox.horizon
-            name = getattr(self.task, "name", None) if self.task is not None else settings.task_name
-            watched = outbox.watch(
-                alert_id, {"task": name or settings.task_name, "args": args, "kwargs": kwargs, "queue": outbox.queue}
-            )
         # Celery would build argsrepr/kwargsrepr with its saferepr over the whole alert on every
         # publish (the largest part of the enqueue cost, measured with cProfile); what workers and
         # monitors show for a message is the alert id and the channels, which is all they need.
@@ -248,20 +189,12 @@ class CeleryAlertDispatcher(QueuedDispatcher):
             "argsrepr": f"(<alert {alert_id}>,)",
             "kwargsrepr": repr({"transport_names": kwargs["transport_names"], "attempt": kwargs["attempt"]}),
         }
-        try:
-            if self.task is not None:
-                extra = short if isinstance(self.task, _celery.Task) else {}
-                self.task.apply_async(args=args, kwargs=kwargs, **options, **extra)
-            else:
-                app = self.celery_app if self.celery_app is not None else (_APP.get() or _celery.current_app)
-                app.send_task(settings.task_name, args=args, kwargs=kwargs, **options, **short)
-        except BaseException as exc:
-            if watched:
-                outbox.forget(alert_id)  # type: ignore[union-attr] # the caller is told it failed: nothing to watch
-            if isinstance(exc, AlertConfigurationError) or not isinstance(exc, Exception):
-                raise
-            raise _enqueue_error(exc) from None  # whatever the broker stack raises: its class name only
-        return QUEUED_DETAIL + alert_id
+        if self.task is not None:
+            extra = short if isinstance(self.task, _celery.Task) else {}
+            self.task.apply_async(args=args, kwargs=kwargs, **options, **extra)
+        else:
+            app = self.celery_app if self.celery_app is not None else (_APP.get() or _celery.current_app)
+            app.send_task(settings.task_name, args=args, kwargs=kwargs, **options, **short)
 
     def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
         prepared = super()._prepare(alert, channels)
@@ -270,43 +203,15 @@ class CeleryAlertDispatcher(QueuedDispatcher):
             _APP.set(getattr(current, "_get_current_object", lambda: current)())
         return prepared
 
-    def check_broker(self) -> str | None:
-        """``None`` when the broker of this dispatcher's own app accepts a connection within
-        ``publish_timeout`` (one total deadline), else why not, naming neither its URL nor its
-        password (``alert-infra check``; Django's system checks never call it: they stay offline).
-        A foreign app or task object is not probed (``None``)."""
-        app = self.celery_app
-        if self._problem is not None:
-            return str(self._problem)
-        if not self._bounded or self._calls is None or app is None:
-            return None
-        timeout = self.settings.publish_timeout
-
-        def reach() -> None:
-            connection = app.connection_for_write()
-            try:
-                connection.connect()
-            finally:
-                connection.release()
-
+    def reach(self) -> None:
+        """Open and release one connection of this dispatcher's own app (``check_broker``)."""
+        if self.celery_app is None:
+            raise NotImplementedError  # Celery's current app: not ours to probe
+        connection = self.celery_app.connection_for_write()
         try:
-            self._calls.call(reach, timeout)
-        except DeadlineExceeded:
-            return f"alert_infra.celery: the broker did not answer within {timeout:g}s (publish_timeout)"
-        except Exception as exc:  # noqa: BLE001 - its class name only: kombu's text can quote the URL
-            return f"alert_infra.celery: the broker is unreachable ({type(exc).__name__}) within {timeout:g}s"
-        return None
-
-    def close(self) -> None:
-        """Close the dispatcher and the Redis connections of its outbox."""
-        try:
-            super().close()
+            connection.connect()
         finally:
-            outbox = getattr(self, "outbox", None)
-            if outbox is not None:
-                outbox.flush()  # what this dispatcher queued is written before close() returns (2 s at most)
-                if self.owns_outbox:
-                    outbox.state.close()
+            connection.release()
 
     def __repr__(self) -> str:
         try:
@@ -318,48 +223,8 @@ class CeleryAlertDispatcher(QueuedDispatcher):
 AsyncAlertDispatcher = CeleryAlertDispatcher  # 0.1.x name
 
 
-def _register_channel_secrets(owner: CeleryAlertDispatcher, config: AlertConfig | None) -> None:
-    """Mask, while ``owner`` lives, the secrets of the channels its workers deliver to.
-
-    The sender builds no transport, and a transport is what registers its ``secret_fields`` (see
-    :func:`alert_infra.config.channel_secrets`). Without a configuration given, the one this process
-    would find is read as a plain structure (never validated: a file with a mistake elsewhere still
-    has its secrets masked, and this constructor never fails because of it), and Django's settings
-    when :mod:`alert_infra.django` is loaded (reading them registers their secrets).
-    """
-    if config is not None:
-        config.register_secrets(owner=owner)
-        return
-    log = logging.getLogger("alert_infra")
-    try:
-        # a worker's configuration, on first use: every Celery process imports this adapter
-        from .config import _read_toml, _tool_table, find_config, mapping_secrets
-
-        found = find_config()
-        if found is not None:
-            path, kind = found
-            data: Any = _read_toml(path)
-            if kind == "pyproject":
-                data = _tool_table(data, path) or {}
-            for value in mapping_secrets(data):
-                register_secret(value, owner=owner)
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is reported where it is used, not here
-        log.debug("queued delivery: configuration not read for its secrets (%s)", type(exc).__name__)
-    django_conf = sys.modules.get("alert_infra.django.conf")
-    if django_conf is not None:
-        try:
-            django_conf.get_alert_infra_settings()  # registers the secrets of every channel it names
-        except Exception as exc:  # noqa: BLE001 - settings not configured: nothing to mask yet
-            log.debug("queued delivery: Django settings not read (%s)", type(exc).__name__)
-
-
 # -- configuration: [alert_infra.celery] -----------------------------------------------------------
-def _table(config: AlertConfig) -> BrokerSettings:
-    """``[alert_infra.celery]`` of ``config``, ``${VAR}`` expanded and validated."""
-    # a worker's configuration, on first use: every Celery process imports this adapter
-    from .config import expand_variables
-
-    return BrokerSettings(expand_variables(config.integrations.get("celery", {}), "alert_infra.celery"))
+_table = broker_table  # ``[alert_infra.celery]`` of a configuration, ``${VAR}`` expanded and validated
 
 
 def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, name: str = "alert_infra") -> Any:
@@ -433,38 +298,11 @@ def build_app(config: AlertConfig | Mapping[str, Any] | str | None = None, *, na
 def queued_dispatcher(config: AlertConfig, *, strict: bool = False, **kwargs: Any) -> CeleryAlertDispatcher:
     """The ``celery`` delivery of the ``alert_infra.delivery`` entry-point group:
     ``[alert_infra] delivery = "celery"`` (``send_alert()``, ``AlertDispatcher.from_config()``,
-    ``alert-infra send --queue``). Publishes on the app of :func:`build_app`; the audit trail of
-    the configuration records each enqueue.
-
-    A problem with ``[alert_infra.celery]`` (no ``broker_url``, an unset variable) is raised
-    with ``strict=True``, or when ``fail_silently = false``; otherwise every send reports it as a
-    failed result, so that an application keeps running while its broker is misconfigured.
+    ``alert-infra send --queue``). Publishes on the app of :func:`build_app`; the rest (the outbox,
+    the audit trail, ``fail_silently``, ``strict``) is
+    :func:`alert_infra.queued.broker_sender.broker_dispatcher`'s.
     """
-    problem: AlertConfigurationError | None = None
-    app = None
-    settings: AsyncAlertConfig | None = None
-    outbox: _outbox.Outbox | None = None
-    try:
-        table = _table(config)
-        settings = table.settings
-        app = build_app(config)
-        outbox = _broker.configured_outbox(config, table)
-    except AlertConfigurationError as exc:
-        silent = settings.fail_silently if settings is not None else _broker.fail_silently(config)
-        if strict or not silent:
-            raise
-        problem = exc
-    dispatcher = CeleryAlertDispatcher(
-        app,
-        config=settings if settings is not None else AsyncAlertConfig(),
-        problem=problem,
-        bounded=True,
-        outbox=outbox,
-        channels_config=config,  # built by no one here: their secrets are masked all the same
-        **sender_options(config, kwargs),
-    )
-    dispatcher.owns_outbox = outbox is not None
-    return dispatcher
+    return broker_dispatcher(CeleryAlertDispatcher, config, build_app, strict=strict, **kwargs)
 
 
 def outbox_status(config: AlertConfig) -> dict[str, Any]:
@@ -478,73 +316,6 @@ def outbox_status(config: AlertConfig) -> dict[str, Any]:
 
 
 # -- the worker ------------------------------------------------------------------------------------
-def _worker_for(task: Any, factory: Callable[[], Any] | None, config_source: Any) -> _broker.Worker:
-    """This process's worker context for ``task`` (its channels from ``factory()`` or the
-    configuration, always in-process), built on its first alert in this process."""
-
-    def build() -> _broker.Worker:
-        config = _worker_config(factory, config_source)
-        dispatcher = factory() if factory is not None else config.build_dispatcher(delivery="inline")  # type: ignore[union-attr]
-        table = _table(config) if config is not None else None
-        return _broker.Worker(dispatcher, config, table, max_starts=getattr(factory, "max_starts", None))
-
-    return _broker.worker_for(id(task), build)
-
-
-def _worker_config(factory: Callable[[], Any] | None, config_source: Any) -> AlertConfig | None:
-    """The configuration a worker of this task reads (``None``: it has a dispatcher factory only)."""
-    # a worker's configuration, on first use: every Celery process imports this adapter
-    from .config import AlertConfig, find_config, load_config
-
-    if isinstance(config_source, AlertConfig):
-        return config_source
-    if config_source is not None:
-        return load_config(config_source)
-    if factory is not None:
-        return None
-    found = find_config()
-    if found is None:
-        raise AlertConfigurationError(
-            "alert_infra.dispatch_alert: the worker found no configuration (set ALERT_INFRA_CONFIG or run it "
-            "where alert-infra.toml is)"
-        )
-    return load_config(found[0])
-
-
-class _Summary(_MappingABC):  # type: ignore[type-arg]
-    """What one run of the task did (``sent``, ``failed``, ``retryable``, ``non_retryable``,
-    ``already_delivered``): a read-only mapping, not a ``dict``.
-
-    Celery builds ``saferepr()`` of a task's return value on every success (for the log line
-    "succeeded in ...: <value>", whether or not it is logged), and its pure-Python walk over a dict
-    of lists was the largest cost of the task on the worker after the two idempotency round
-    trips (about 160 us per alert, measured; a plain ``repr`` of the same dict takes about 2).
-    A mapping of another type is shown with its own ``repr``. It pickles as a plain ``dict``;
-    when the result is to be stored (results not ignored, or an eager run), the task returns
-    a plain ``dict`` instead, which every result serialiser takes.
-    """
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return repr(getattr(self, "_data", {}))  # {} for a half-built instance
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (self._data,))
-
-
 def _stores_result(task: Any, request: Any) -> bool:
     """Whether Celery will store (serialise) what this run of ``task`` returns."""
     if request is None or getattr(request, "is_eager", False):
@@ -557,18 +328,6 @@ def _stores_result(task: Any, request: Any) -> bool:
         return not effective(task, request)
     explicit = getattr(request, "__dict__", {}).get("ignore_result")  # older Celery: the message's own option
     return not (explicit if explicit is not None else getattr(task, "ignore_result", False))
-
-
-def _summary(result: DeliveryResult | None, delivered_before: list[str], *, plain: bool = False) -> Mapping[str, Any]:
-    result = result if result is not None else DeliveryResult()
-    data = {
-        "sent": list(result.sent),
-        "failed": dict(result.failed),
-        "retryable": list(result.retryable),
-        "non_retryable": list(result.non_retryable),
-        "already_delivered": delivered_before,
-    }
-    return data if plain else _Summary(data)
 
 
 def dispatch_alert(
@@ -587,78 +346,36 @@ def dispatch_alert(
 ) -> Mapping[str, Any]:
     """The body of the ``alert_infra.dispatch_alert`` task (``task`` is the bound Celery task).
 
-    Checks the message (every field within the sender's bounds, the retries capped by this worker's
-    own settings), dead-letters a step that killed its worker ``max_starts`` times, then runs the
-    neutral step (:func:`alert_infra.queued.step.deliver`: the channels without an idempotency
-    record, each recorded the moment it succeeds; ``outbox``: the sender's outbox entry moved on,
-    postponed or removed; ``outbox_copy``: a copy its reaper published) and turns its "retry these
-    channels in N s" into ``task.retry`` (a new message, the same task id, only those channels).
-    Returns a secret-free summary (``sent``, ``failed``, ``retryable``, ``non_retryable``,
-    ``already_delivered``): a read-only mapping, a plain ``dict`` when Celery stores the result.
+    Runs :func:`alert_infra.queued.broker_tasks.run_task` (the message checked, a step that killed
+    its worker ``max_starts`` times dead-lettered, the neutral step: the channels without an
+    idempotency record, each recorded the moment it succeeds; ``outbox``: the sender's outbox entry
+    moved on, postponed or removed; ``outbox_copy``: a copy its reaper published) and turns its
+    "retry these channels in N s" into ``task.retry`` (a new message, the same task id, only those
+    channels). Returns a secret-free summary (``sent``, ``failed``, ``retryable``,
+    ``non_retryable``, ``already_delivered``): a read-only mapping, a plain ``dict`` when Celery
+    stores the result.
     """
     request = getattr(task, "request", None)
     retries = int(getattr(request, "retries", 0) or 0)
-    plain = _stores_result(task, request)
-    worker = _worker_for(task, dispatcher_factory, config_source)
-    try:
-        message = check_message(
-            dict(alert_payload) if isinstance(alert_payload, _MappingABC) else alert_payload,
-            transport_names,
-            dict(async_options) if isinstance(async_options, _MappingABC) else async_options,
-            alert_id or getattr(request, "id", None),
-            attempt,
-            worker=worker.settings,
-        )
-    except InvalidMessage as exc:
-        logging.getLogger("alert_infra").error(
-            "alert %s: dropped, the message is outside the sender's bounds: %s", str(alert_id)[:64], exc
-        )
-        return _summary(None, [], plain=plain)
-    box = worker.outboxes.get(outbox, outbox_horizon) if outbox is not None else None
-    # A step started MAX_STARTS times already without finishing killed its worker each time
-    # (acks_late + reject_on_worker_lost hand it back at once): dead-letter it, never run it again.
-    if worker.starts.start(message.alert_id, message.attempt) is None:
-        _dead_letter(worker, message, box)
-        return _summary(None, [], plain=plain)
-    answer = deliver(
-        worker.dispatcher,
-        worker.state,
-        message,
-        prefix=worker.prefix,
-        ttl=worker.ttl,
+    answer = run_task(
+        task_worker(id(task), dispatcher_factory, config_source),
+        alert_payload,
+        transport_names,
+        async_options,
+        alert_id or getattr(request, "id", None),
+        attempt,
         retries=retries,
-        outbox=box,
-        copy=bool(outbox_copy),
+        outbox=outbox,
+        outbox_copy=outbox_copy,
+        outbox_horizon=outbox_horizon,
+        plain=_stores_result(task, request),
+        where="Celery task",
     )
-    if answer.countdown is not None:
+    if isinstance(answer, RetryLater):
         raise task.retry(
-            args=[dict(message.alert)],
-            kwargs={
-                "transport_names": answer.retry,
-                "async_options": message.options,
-                "alert_id": message.alert_id,
-                "attempt": retries + 2,
-                **({"outbox": outbox, "outbox_horizon": box.horizon} if box is not None else {}),
-            },
-            countdown=answer.countdown,
-            max_retries=int(message.options["MAX_RETRIES"]),
+            args=answer.args, kwargs=answer.kwargs, countdown=answer.countdown, max_retries=answer.max_retries
         )
-    return _summary(answer.result, answer.already, plain=plain)
-
-
-def _dead_letter(worker: _broker.Worker, message: Any, box: _outbox.Outbox | None) -> None:
-    """Dead-letter a delivery whose step killed its worker ``max_starts`` times: its outbox entry
-    removed (no reaper publishes it again), logged by alert id and recorded in the audit trail once
-    (``error`` ``"DeadLettered"``); the message is acknowledged, never run."""
-    if box is not None:
-        box.done(message.alert_id)
-    if not worker.starts.first(message.alert_id, message.attempt):
-        return  # another copy of it was dead-lettered already
-    bound = worker.starts.bound
-    hint = "not started again; `alert-infra history` shows it (error DeadLettered)"
-    log_dead_letter(message.alert_id, bound, f"Celery task, attempt {message.attempt}", hint)
-    channels = wanted_channels(worker.dispatcher, message.transport_names)
-    record_dead_letter(worker.dispatcher, message, channels, bound, "; not started again")
+    return answer
 
 
 def register_task(
@@ -683,7 +400,7 @@ def register_task(
     configuration, the reaper follows ``[alert_infra.celery] outbox``.
     """
     key = (id(app) if app is not None else None, name)
-    known = _REGISTERED.get(key)
+    known = TASKS.tasks.get(key)
     if known is not None and (app is None or app.tasks.get(name) is known):
         # Celery keeps the first callable registered under a name: say so rather than pretend.
         if dispatcher_factory is not None or config is not None:
@@ -720,16 +437,8 @@ def register_task(
         serializer="json",
         max_retries=None,
     )(run)
-    _REGISTERED[key] = task
-    _SOURCES[key] = (dispatcher_factory, config, outbox_factory)
+    TASKS.add(key, task, dispatcher_factory, config, outbox_factory)  # keyed (id of the app or None, name)
     return task
-
-
-#: The tasks :func:`register_task` made, by (id of the app or None for the shared task, name).
-_REGISTERED: dict[tuple[int | None, str], Any] = {}
-#: What each of those tasks builds its worker from: (dispatcher factory, configuration source,
-#: outbox factory).
-_SOURCES: dict[tuple[int | None, str], tuple[Any, Any, Any]] = {}
 
 
 # -- the outbox's reaper, in the worker's main process ---------------------------------------------
@@ -778,63 +487,84 @@ class OutboxReaper(_broker.Reaper):
                 pass
 
 
-#: The reapers this process runs (the worker's main process), stopped at the worker's shutdown.
-_REAPERS: list[OutboxReaper] = []
+def _keys(app: Any) -> list[tuple[int | None, str]]:
+    """The registry keys of the ``alert_infra.dispatch_alert`` tasks a worker of ``app`` runs."""
+    tasks = getattr(app, "tasks", {})
+    return [key for key in list(TASKS.sources) if key[0] in (None, id(app)) and key[1] in tasks]
 
 
 def reapers_for(app: Any) -> list[OutboxReaper]:
     """The reapers a worker of ``app`` runs: one per outbox of the ``alert_infra.dispatch_alert``
     tasks registered on it whose configuration has ``outbox`` on (and its records in Redis)."""
-    found: list[OutboxReaper] = []
-    seen: set[tuple[str, str]] = set()
-    for (app_id, name), (factory, source, outbox_factory) in list(_SOURCES.items()):
-        if app_id not in (None, id(app)) or name not in getattr(app, "tasks", {}):
-            continue
-        config = _worker_config(factory, source)
-        if config is not None:
-            box = _broker.configured_outbox(config, _table(config))
-        else:
-            box = outbox_factory(app) if outbox_factory is not None else None
-        if box is None:
-            continue
-        if (box.queue, repr(box.state)) in seen:
-            box.state.close()
-            continue
-        seen.add((box.queue, repr(box.state)))
-        found.append(OutboxReaper(app, box))
-    return found
+    return [OutboxReaper(app, box) for box in TASKS.outboxes(_keys(app), app)]
 
 
-def _start_reapers(sender: Any = None, **_: Any) -> None:
-    """Celery's ``worker_ready``: start this worker's reapers (never raises into Celery)."""
+# -- the dead man's switch, in the worker's main process -------------------------------------------
+def heartbeats_for(app: Any) -> list[Heartbeat]:
+    """The heartbeats a worker of ``app`` runs: one per ``[alert_infra.watchdog] url`` of the
+    configurations its tasks read (a task with a dispatcher factory only reads none). Each beat
+    asks :func:`broker_probe` first: a broker that does not take a connection pings ``URL/fail``."""
+    beats: dict[str, Heartbeat] = {}
+    for config in TASKS.configs(_keys(app)):
+        watchdog = Watchdog.from_config(config)
+        if watchdog is not None:
+            url = str(config.integrations.get("watchdog", {}).get("url"))  # as written: one beat per URL
+            beats.setdefault(url, Heartbeat(watchdog))
+    return list(beats.values())
+
+
+def broker_probe(app: Any, timeout: float) -> Callable[[], None]:
+    """The worker's health for its watchdog: ``app``'s broker takes a connection within ``timeout``
+    (one total deadline; a broker that trickles is written off, as a publish is). Raises otherwise."""
+    calls = BoundedCalls("alert-infra-watchdog-probe", max_overdue=1)
+
+    def reach() -> None:
+        connection = app.connection_for_write()
+        try:
+            connection.connect()
+        finally:
+            connection.release()
+
+    return lambda: calls.call(reach, timeout)
+
+
+class _Running:
+    """What this worker's main process runs beside its tasks (reapers, heartbeats)."""
+
+    pid = 0
+    heartbeats: list[Heartbeat] = []  # noqa: RUF012 - one list per process, replaced at start
+
+
+_REAPERS = Reapers()
+
+
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    """Celery's ``worker_ready`` (the worker's main process only, after its pool started): start
+    this worker's outbox reapers and the heartbeats of its watchdogs (``URL/start``, then a beat
+    every ``every`` seconds from one thread). Never raises into Celery: a worker without them
+    still delivers."""
     log = logging.getLogger("alert_infra")
+    app = getattr(sender, "app", None)
+    if app is None:
+        return
     try:
-        app = getattr(sender, "app", None)
-        for reaper in reapers_for(app) if app is not None else []:
-            reaper.start()
-            _REAPERS.append(reaper)
-            log.info(
-                "alert outbox of queue %r watched: deliveries unfinished after %gs are published again",
-                reaper.outbox.queue[:64],
-                reaper.outbox.horizon,
-            )
+        _REAPERS.start(reapers_for(app))
     except Exception as exc:  # noqa: BLE001 - a worker without a reaper still delivers
         log.warning("alert outbox reaper not started (%s)", type(exc).__name__)
+    try:
+        beats = heartbeats_for(app)
+        _Running.pid, _Running.heartbeats = os.getpid(), beats
+        for heartbeat in beats:
+            heartbeat.start()
+            heartbeat.beat_in_background(broker_probe(app, heartbeat.watchdog.timeout))
+    except Exception as exc:  # noqa: BLE001 - the outside service notices the missing pings
+        log.warning("alert-infra watchdog not started (%s)", type(exc).__name__)
 
 
 def _start_group_flushers(**_: Any) -> None:
-    """Celery's ``worker_process_init`` (a pool process, after the fork) and ``worker_ready``: build
-    the worker of each registered task whose configuration groups alerts, so its flusher thread
-    flushes the groups on time before any task arrives (a restart resumes the groups of the
-    state). A task built from a ``dispatcher_factory`` starts it with its first alert. Never raises."""
-    for key, task in list(_REGISTERED.items()):
-        factory, source, _ = _SOURCES.get(key, (None, None, None))
-        try:
-            config = None if factory is not None else _worker_config(factory, source)
-            if config is not None and config.grouping:
-                _worker_for(task, factory, source)
-        except Exception as exc:  # noqa: BLE001 - the first task builds it (and says what is wrong)
-            logging.getLogger("alert_infra").warning("alert group flusher not started (%s)", type(exc).__name__)
+    """Celery's ``worker_process_init`` (a pool process, after the fork): the group flushers of the
+    registered tasks (see :meth:`alert_infra.queued.broker_tasks.TaskRegistry.start_group_flushers`)."""
+    TASKS.start_group_flushers()
 
 
 def _start_group_flushers_ready(sender: Any = None, **_: Any) -> None:
@@ -847,18 +577,20 @@ def _start_group_flushers_ready(sender: Any = None, **_: Any) -> None:
     _start_group_flushers()
 
 
-def _stop_reapers(**_: Any) -> None:
-    """Celery's ``worker_shutdown``: stop the reapers."""
-    while _REAPERS:
-        reaper = _REAPERS.pop()
-        reaper.stop()
-        reaper.outbox.state.close()
+def _worker_shutdown(**_: Any) -> None:
+    """Celery's ``worker_shutdown``: stop the reapers and the heartbeats (each waits, bounded by
+    its watchdog's timeout, for the ping in flight)."""
+    _REAPERS.stop()
+    beats, _Running.heartbeats = _Running.heartbeats, []
+    if _Running.pid == os.getpid():  # a forked child never stops its parent's heartbeats
+        for heartbeat in beats:
+            heartbeat.stop()
 
 
 from celery import signals as _signals  # noqa: E402 - after the handlers it connects
 
-_signals.worker_ready.connect(_start_reapers, weak=False, dispatch_uid="alert_infra.outbox.start")
-_signals.worker_shutdown.connect(_stop_reapers, weak=False, dispatch_uid="alert_infra.outbox.stop")
+_signals.worker_ready.connect(_worker_ready, weak=False, dispatch_uid="alert_infra.outbox.start")
+_signals.worker_shutdown.connect(_worker_shutdown, weak=False, dispatch_uid="alert_infra.outbox.stop")
 _signals.worker_process_init.connect(_start_group_flushers, weak=False, dispatch_uid="alert_infra.groups.process")
 _signals.worker_ready.connect(_start_group_flushers_ready, weak=False, dispatch_uid="alert_infra.groups.ready")
 

@@ -15,7 +15,9 @@ Imports neither Celery nor Django. What every engine shares:
 * the dead-lettering of poison deliveries (:mod:`.poison`);
 * what a broker engine needs beside the broker (:mod:`.broker`): ``[alert_infra.celery]``
   validated, where the workers keep their records, the outbox of a broker that can lose a message
-  (:mod:`alert_infra.outbox`) and its reaper's loop;
+  (:mod:`alert_infra.outbox`) and its reaper's loop; the sender of a broker engine with its bounded,
+  outbox-watched publish (:mod:`.broker_sender`) and its task body, task registry and reapers
+  (:mod:`.broker_tasks`): a broker engine's adapter writes only its broker calls;
 * the local spool (:mod:`.spool`, :mod:`.sender`, :mod:`.worker`): ``delivery = "spool"`` and
   ``alert-infra worker``.
 

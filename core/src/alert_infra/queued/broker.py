@@ -38,6 +38,7 @@ __all__ = [
     "Outboxes",
     "Reaper",
     "Worker",
+    "broker_table",
     "build_outbox",
     "configured_outbox",
     "outbox_status",
@@ -127,6 +128,18 @@ class BrokerSettings:
 
     def __repr__(self) -> str:
         return "BrokerSettings(<broker hidden>)"
+
+
+def broker_table(config: AlertConfig) -> BrokerSettings:
+    """``[alert_infra.celery]`` of ``config``, ``${VAR}`` expanded and validated.
+
+    Raises:
+        AlertConfigurationError: naming the key (an unset variable, a wrong value).
+    """
+    # a worker's or sender's configuration, on first use (tests/test_layers.py UPWARD)
+    from ..config import expand_variables
+
+    return BrokerSettings(expand_variables(config.integrations.get("celery", {}), "alert_infra.celery"))
 
 
 def fail_silently(config: AlertConfig) -> bool:
