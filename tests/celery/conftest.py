@@ -109,17 +109,27 @@ def write_config(
 class Worker:
     """A real ``celery -A alert_infra.celery worker`` (prefork) in its own process group."""
 
-    def __init__(self, folder: Path, config: Path, queue: str, ca_file: str, *, concurrency: int = 2) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        config: Path,
+        queue: str,
+        ca_file: str,
+        *,
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.folder = folder
         self.log = folder / f"worker-{uuid.uuid4().hex[:6]}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
-        env.update(
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
+        environment.update(
             ALERT_INFRA_CONFIG=str(config),
             REQUESTS_CA_BUNDLE=ca_file,
             SSL_CERT_FILE=ca_file,
             PYTHONUNBUFFERED="1",
             XDG_STATE_HOME=str(folder / "state"),
         )
+        environment.update(env or {})  # the test's own variables (a ${VAR} of its configuration)
         self.handle = self.log.open("wb")
         self.process = subprocess.Popen(
             [
@@ -141,7 +151,7 @@ class Worker:
                 f"w{uuid.uuid4().hex[:8]}@%h",
             ],
             cwd=folder,
-            env=env,
+            env=environment,
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
