@@ -15,7 +15,10 @@ class TestDiscordContract(TransportContract):
         return {"webhook_url": base_url + PATH, "username": "alerts", "avatar_url": base_url + "/avatar.png"}
 
     def success(self, request):
-        assert request.path.endswith("?wait=true"), "an alert is posted with wait=true"
+        if request.method == "PATCH":  # update(): Discord's "Edit Webhook Message" answers with the message
+            assert request.path == PATH + "/messages/1234567890123456789", "the edit names the posted message"
+        else:
+            assert request.path.endswith("?wait=true"), "an alert is posted with wait=true"
         return 200, {}, {"id": "1234567890123456789", "channel_id": "42", "type": 0}
 
     def failure(self, status, request, echo):

@@ -30,8 +30,11 @@ class TestSlackBotContract(TransportContract):
         return {"bot_token": BOT_TOKEN, "channel": "C0KIT00001", "api_url": base_url + "/api"}
 
     def success(self, request):
-        assert request.path == "/api/chat.postMessage"
+        # chat.postMessage, and chat.update for update() (the kit's edit on acknowledge and resolve)
+        assert request.path in ("/api/chat.postMessage", "/api/chat.update")
         assert request.headers["authorization"] == f"Bearer {BOT_TOKEN}"
+        if request.path == "/api/chat.update":
+            assert request.json()["ts"] == "1700000000.000100", "the edit names the posted message"
         return 200, {}, {"ok": True, "channel": "C0KIT00001", "ts": "1700000000.000100"}
 
     def failure(self, status, request, echo):

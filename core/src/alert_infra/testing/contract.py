@@ -45,7 +45,17 @@ What it checks (each failure says what to fix):
 * **long and hostile alerts** (every field long; then
   :func:`alert_infra.testing.strategies.hostile_alerts`) are each delivered in one request
   the fake accepts, within the declared limits;
-* **asend** delivers when the transport offers it (skipped otherwise).
+* **asend** delivers when the transport offers it (skipped otherwise);
+* **update** (the lifecycle's edit on acknowledge and resolve), when the transport offers
+  ``update(alert, handle)`` and its ``send()`` returns a handle (``Sent(detail, handle)``;
+  skipped otherwise: the dispatcher calls ``update`` only with a handle it kept): called with
+  the handle its own ``send()`` returned (as the notification log keeps it: through JSON) for the
+  ``acknowledged`` and then the ``resolved`` alert of the same fingerprint, it returns ``None``, a
+  detail string or a :class:`~alert_infra.Sent` (whose handle is again JSON-safe), reaches the
+  fake within the declared limits and quotes no secret; on every failure scenario above it
+  raises, classified as ``send()`` must be, within its deadline and without leaking a secret.
+  The fake answers the edit with :meth:`~ContractAdapter.success` too: let it answer the
+  provider's edit endpoint.
 
 Requires pytest and trustme: ``pip install alert-infra[testing]``.
 """
@@ -71,7 +81,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from .. import AlertConfigurationError, NonRetryableAlertTransportError, RetryableAlertTransportError
+from .. import AlertConfigurationError, NonRetryableAlertTransportError, RetryableAlertTransportError, Sent
 from ..alert import Alert
 from . import RecordedRequest, hostile_server, https_server, isolated_plugin_host, unused_port
 
@@ -590,6 +600,22 @@ def _alert(message: str = "disk at 97%") -> Alert:
     return Alert("Contract check", message, severity="error", source="contract-kit", tags=("kit",))
 
 
+def _later(alert: Alert, status: str) -> Alert:
+    """``alert`` again with ``status`` and its fingerprint, as ``alert-infra resolve``/``ack`` rebuild it."""
+    extra = {"acknowledged_by": "kit-operator", "ack_note": "looking"} if status == "acknowledged" else {}
+    return Alert(
+        alert.title,
+        alert.message,
+        severity=alert.severity,
+        source=alert.source,
+        tags=alert.tags,
+        metadata={**alert.metadata, **extra},
+        fingerprint=alert.fingerprint,
+        correlation_id=alert.correlation_id,
+        status=status,
+    )
+
+
 def _long_alert() -> Alert:
     """The 12,000-character alert full of markup."""
     message = (MARKUP * (LONG_ALERT_LENGTH // len(MARKUP) + 1))[:LONG_ALERT_LENGTH]
@@ -816,22 +842,22 @@ class TransportContract(ContractAdapter):
             echo.extend(self.secrets(self.options(server.url))[:1])
             yield server.url
 
-    def _check_class(self, scenario: str, error: BaseException | None, retryable: bool) -> None:
+    def _check_class(self, scenario: str, error: BaseException | None, retryable: bool, call: str = "send()") -> None:
         __tracebackhide__ = True  # its argument ``error`` may quote a secret: the report must not
-        name = type(error).__name__ if error is not None else "nothing (send() returned)"
+        name = type(error).__name__ if error is not None else f"nothing ({call} returned)"
         if error is None:
             raise AssertionError(
-                f"on {scenario} send() returned: a failed delivery must raise (check_response must raise for a"
+                f"on {scenario} {call} returned: a failed delivery must raise (check_response must raise for a"
                 f" non-2xx answer; alert_infra.http.raise_for_status does)"
             )
         if retryable and not isinstance(error, RetryableAlertTransportError):
             raise AssertionError(
-                f"on {scenario} send() raised {name}: it must be RetryableAlertTransportError (429, 5xx and network"
+                f"on {scenario} {call} raised {name}: it must be RetryableAlertTransportError (429, 5xx and network"
                 f" failures can succeed later; use alert_infra.http.raise_for_status, which classifies them)"
             )
         if not retryable and not isinstance(error, NonRetryableAlertTransportError):
             raise AssertionError(
-                f"on {scenario} send() raised {name}: it must be NonRetryableAlertTransportError (a 4xx does not fix"
+                f"on {scenario} {call} raised {name}: it must be NonRetryableAlertTransportError (a 4xx does not fix"
                 f" itself; retrying it only repeats the failure)"
             )
         if scenario == "429" and self.expected_retry_after is not None:
@@ -975,3 +1001,127 @@ class TransportContract(ContractAdapter):
             finally:
                 transport.close()
             assert len(server.requests) == 1, "asend() did not deliver one request to the fake"
+
+    # -- update (the lifecycle's edit on acknowledge and resolve) -----------------------------------
+    def _send_for_a_handle(self, transport: Any, alert: Alert) -> dict[str, Any]:
+        """The handle ``transport.send(alert)`` returned, through JSON as the notification log keeps
+        it; skips when the transport offers no ``update`` or its ``send`` returns no handle."""
+        if not callable(getattr(transport, "update", None)):
+            pytest.skip(f"{type(transport).__name__} offers no update (a resolve is sent with send())")
+        sent = self._send(transport, alert)
+        handle = sent.handle if isinstance(sent, Sent) else None
+        if not handle:
+            pytest.skip(
+                f"{type(transport).__name__}.send() returned no handle with these options: the dispatcher calls"
+                f" update() only with the handle a send returned"
+            )
+        kept: dict[str, Any] = json.loads(json.dumps(handle))  # Sent checked it is JSON-safe
+        return kept
+
+    def test_update_with_its_own_handle_when_offered(self) -> None:
+        """``update(alert, handle)`` with the handle ``send()`` returned, for the acknowledge and then
+        the resolve: no exception, a result of the contract's kinds, a request to the fake within
+        the declared limits, no secret in the result or the logs."""
+        firing = _alert()
+        matched: set[str] = set()
+        refused: list[str] = []
+
+        def answer(request: RecordedRequest) -> tuple[int, dict[str, str], Any]:
+            try:
+                return self.success(request)
+            except Exception as exc:  # reported below; the server drops the connection
+                refused.append(f"a {request.method} request: {type(exc).__name__}: {_short(exc)}")
+                raise
+
+        with https_server(answer) as server:
+            options = self.options(server.url)
+            secrets = self.secrets(options)
+            transport = self._build(options)
+            try:
+                handle = self._send_for_a_handle(transport, firing)
+                with LeakCapture(mask=secrets) as capture:
+                    for status in ("acknowledged", "resolved"):
+                        before = len(server.requests)
+                        finished, value, error = _bounded(
+                            functools.partial(transport.update, _later(firing, status), handle), ANSWERED_DEADLINE
+                        )
+                        if not finished:
+                            raise _give_a_timeout(
+                                f"update() of the {status} alert",
+                                "a server that answers at once",
+                                ANSWERED_DEADLINE,
+                                getattr(transport, "timeout", None),
+                            )
+                        if error is not None:
+                            capture.add_exception(f"the exception update() raised for the {status} alert", error)
+                            capture.assert_clean(secrets, f"update() of the {status} alert")
+                            fake = f"; the fake's success() refused {refused[-1]}" if refused else ""
+                            for secret in secrets:  # the report quotes no secret (an assertion may quote a path)
+                                fake = fake.replace(secret, "***")
+                            raise AssertionError(
+                                f"update() of the {status} alert raised {type(error).__name__}: {_short(error)}, given"
+                                f" the handle its own send() returned (keys {sorted(handle)}){fake}; an edit the"
+                                f" provider accepts must not fail (and success() must answer the provider's edit"
+                                f" endpoint as the provider does)"
+                            ) from None
+                        if value is not None and not isinstance(value, (str, Sent)):
+                            raise AssertionError(
+                                f"update() of the {status} alert returned a {type(value).__name__}: return None, a"
+                                f" detail string or alert_infra.Sent(detail, handle), as send() does"
+                            )
+                        made = server.requests[before:]
+                        assert made, f"update() of the {status} alert sent nothing to the fake: it must act on it"
+                        for request in made:
+                            self._assert_within_limits(request, matched, f"update() of the {status} alert")
+                        capture.add(f"update()'s result for the {status} alert", repr(value))
+                        if isinstance(value, Sent):
+                            capture.add(f"update()'s detail for the {status} alert", value.detail or "")
+                            if value.handle:  # a new message's handle replaces the old one in the log
+                                handle = json.loads(json.dumps(value.handle))
+                        elif isinstance(value, str):
+                            capture.add(f"update()'s detail for the {status} alert", value)
+                    capture.add("repr(transport)", repr(transport))
+                capture.assert_clean(secrets, "update()")
+            finally:
+                transport.close()
+
+    @pytest.mark.parametrize("scenario", list(FAILURE_SCENARIOS))
+    def test_update_failures_are_classified_and_secret_free(self, scenario: str) -> None:
+        """``update()`` with a good handle on each failing server: it raises as ``send()`` must
+        (retryable or not, ``retry_after`` on 429), within its deadline, quoting no secret."""
+        firing = _alert()
+        with https_server(self.success) as server:
+            transport = self._build(self.options(server.url))
+            try:
+                handle = self._send_for_a_handle(transport, firing)
+            finally:
+                transport.close()
+        retryable = FAILURE_SCENARIOS[scenario]
+        hangs = scenario in HANG_SCENARIOS
+        timeout = HANG_TIMEOUT if hangs else ANSWER_TIMEOUT
+        # an update may make more than one request (a cancel, then a message): each with its deadline
+        waited = 3 * (timeout + self.deadline_grace) if hangs else ANSWERED_DEADLINE
+        where = HANG_SCENARIOS[scenario][1] if hangs else f"the {scenario} scenario"
+        with self._failing_server(scenario) as base_url:
+            options = self._with_timeout(self.options(base_url), timeout)
+            secrets = self.secrets(options)
+            with LeakCapture(mask=secrets) as capture:
+                transport = self._build(options)
+                try:
+                    for status in ("acknowledged", "resolved"):
+                        finished, _, error = _bounded(
+                            functools.partial(transport.update, _later(firing, status), handle), waited
+                        )
+                        if not finished:
+                            takes_timeout = "timeout" in self._parameters()
+                            raise _give_a_timeout(
+                                f"update() of the {status} alert", where, waited, timeout if takes_timeout else None
+                            )
+                        capture.add_exception(
+                            f"the exception update() raised for the {status} alert on {scenario}", error
+                        )
+                        self._check_class(scenario, error, retryable, call="update()")
+                    capture.add("repr(transport)", repr(transport))
+                finally:
+                    transport.close()
+        capture.assert_clean(secrets, f"update() on {scenario}")
