@@ -34,11 +34,16 @@ class Provider:
         self.messages: dict[str, dict[str, Any]] = {}
         self.edits: list[tuple[str, dict[str, Any]]] = []
         self.hooks: list[dict[str, Any]] = []
+        self.webhook_deleted = False
+        self.posted = 0
 
     def __call__(self, request: Any) -> tuple[int, dict[str, str], Any]:
         with self.lock:
+            if self.webhook_deleted and request.path.startswith(DISCORD_PATH):
+                return 404, {}, {"code": 10015, "message": "Unknown Webhook"}
             if request.method == "POST" and request.path == DISCORD_PATH + "?wait=true":
-                message_id = str(1000 + len(self.messages))
+                message_id = str(1000 + self.posted)  # Discord never gives a deleted message's id again
+                self.posted += 1
                 self.messages[message_id] = request.json()
                 return 200, {}, {"id": message_id, "channel_id": "42"}
             prefix = DISCORD_PATH + "/messages/"
@@ -215,17 +220,33 @@ def test_ack_by_fingerprint_in_json(cli: CliRunner, provider: tuple[Provider, Fa
     _clean(run)
 
 
-def test_a_channel_failing_the_resolve_is_exit_1(cli: CliRunner, provider: tuple[Provider, FakeServer]) -> None:
+def test_a_deleted_message_is_posted_anew_and_the_next_edit_goes_to_the_new_one(
+    cli: CliRunner, provider: tuple[Provider, FakeServer]
+) -> None:
     fake, _ = provider
     sent = _json(cli("send", "Cache cold", "hit rate 3%", "--channel", "chat", "--json"))
     with fake.lock:
         fake.messages.clear()  # someone deleted the message in Discord: the edit gets 404 (10008)
+    run = cli("ack", sent["alert"]["fingerprint"], "--by", "sam", "--json")
+    chat = next(c for c in _json(run)["channels"] if c["name"] == "chat")
+    assert chat["status"] == "sent" and chat["detail"] == "posted a new message: message 1000 was deleted"
+    assert chat["handle"] == {"message_id": "1001"} and list(fake.messages) == ["1001"]
+    assert "ACKNOWLEDGED" in json.dumps(fake.messages["1001"])
+    _clean(run)
+
+
+def test_a_channel_failing_the_resolve_is_exit_1(cli: CliRunner, provider: tuple[Provider, FakeServer]) -> None:
+    fake, _ = provider
+    sent = _json(cli("send", "Cache cold", "hit rate 3%", "--channel", "chat", "--json"))
+    with fake.lock:
+        fake.webhook_deleted = True  # someone deleted the webhook in Discord: 404 (10015), posting anew cannot help
     run = cli("resolve", sent["alert"]["fingerprint"])
     assert run.returncode == 1, run.stdout + run.stderr
     assert "failed   chat" in run.stdout and "skipped  hook  (unmatched" in run.stdout
     document = _json(cli("resolve", sent["alert"]["fingerprint"], "--json"), code=1)
     chat = next(c for c in document["channels"] if c["name"] == "chat")
     assert chat["status"] == "failed" and chat["failure_class"] == "client_error" and document["ok"] is False
+    assert fake.edits == []
     _clean(run)
 
 

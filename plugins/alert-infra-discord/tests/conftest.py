@@ -246,6 +246,8 @@ class FakeDiscord:
             return 500, {}, {"message": "500: Internal Server Error", "code": 0}
         if scenario == "echo_token":  # a proxy or an odd Discord answer that quotes the token alone
             return 400, {}, {"message": f"unknown hook {TOKEN} here", "code": 0}
+        if scenario == "not_found_plain":  # a 404 that is not Discord's (a proxy's): no code
+            return 404, {"Content-Type": "text/html"}, "<html>404 Not Found</html>"
         if scenario == "proxy_page":
             return 200, {"Content-Type": "text/html"}, "<!DOCTYPE html><html>captive portal</html>"
         return None

@@ -194,16 +194,49 @@ class TestUpdate:
         channel.update(_alert(status="resolved"), {"message_id": int(sent.handle["message_id"])})
         assert len(fake.edits) == 1
 
-    def test_deleted_message_is_not_retryable(self, fake: Any, server: FakeServer) -> None:
-        """The message was deleted in Discord: 404 code 10008, not retryable, says so."""
+    @pytest.mark.parametrize("status", ["resolved", "acknowledged"])
+    def test_a_deleted_message_is_posted_anew(self, fake: Any, server: FakeServer, status: str) -> None:
+        """The message was deleted in Discord: the edit gets 404 code 10008 (the fake answers as
+        Discord does), and the alert is posted anew (as Slack and Telegram do): the new message's
+        handle is returned, so the log routes a later resolve to it."""
+        channel = _transport(server, fake, username="Alerts")
+        sent = channel.send(_alert())
+        old = sent.handle["message_id"]
+        fake.delete(old)
+        result = channel.update(_alert(status=status, message="back to 40%"), sent.handle)
+        assert isinstance(result, Sent) and result.handle is not None
+        new = result.handle["message_id"]
+        assert new != old and set(fake.messages) == {new}
+        assert result.detail == f"posted a new message: message {old} was deleted"
+        assert [(r.method, r.path) for r in server.requests] == [
+            ("POST", fake.path + "?wait=true"),
+            ("PATCH", f"{fake.path}/messages/{old}"),
+            ("POST", fake.path + "?wait=true"),
+        ]
+        assert server.requests[2].json()["username"] == "Alerts"  # a whole new message, as send() makes it
+        embed = fake.messages[new]["embeds"][0]
+        assert embed["title"] == f"{status.upper()}: Disk full" and embed["description"] == "back to 40%"
+        # the next update edits the new message
+        again = channel.update(_alert(status="resolved"), result.handle)
+        assert isinstance(again, Sent) and again.handle == {"message_id": new} and fake.edits[-1][0] == new
+
+    def test_a_deleted_message_whose_new_post_fails_raises_as_send(self, fake: Any, server: FakeServer) -> None:
         channel = _transport(server, fake)
         sent = channel.send(_alert())
         fake.delete(sent.handle["message_id"])
+        fake.scenario = "server_error"  # the edit and the new post: 500
+        with pytest.raises(RetryableAlertTransportError, match="HTTP 500"):
+            channel.update(_alert(status="resolved"), sent.handle)
+
+    def test_another_404_on_edit_is_not_retryable(self, fake: Any, server: FakeServer) -> None:
+        """404 without code 10008 (a proxy's, say) on an edit: not retryable, nothing posted."""
+        channel = _transport(server, fake)
+        sent = channel.send(_alert())
+        fake.scenario = "not_found_plain"
         with pytest.raises(NonRetryableAlertTransportError) as info:
             channel.update(_alert(status="resolved"), sent.handle)
-        assert str(info.value) == (
-            "Discord answered HTTP 404: 10008 Unknown Message (the message was deleted: there is nothing to edit)"
-        )
+        assert str(info.value) == "Discord answered HTTP 404"
+        assert [r.method for r in server.requests] == ["POST", "PATCH"]
 
     @pytest.mark.parametrize("handle", [{}, {"message_id": ""}, {"message_id": "12/../x"}, {"message_id": True}, None])
     def test_bad_handle_makes_no_request(self, fake: Any, server: FakeServer, handle: Any) -> None:

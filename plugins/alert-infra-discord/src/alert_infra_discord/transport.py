@@ -74,10 +74,13 @@ _URL_SAFE = ":/?#[]@!$&'*+,;=%-._~"
 #: Discord refuses these in a webhook's name (its "Usernames" rules; webhook names also refuse "clyde").
 _USERNAME_FORBIDDEN = ("@", "#", ":", "```", "discord", "clyde")
 
+#: Discord's JSON error code for a message that does not exist (deleted): :meth:`DiscordTransport.update`
+#: posts the alert anew on it.
+UNKNOWN_MESSAGE = 10008
 #: Discord's JSON error codes, with what the user should do.
 ERROR_HINTS = {
     10003: "the thread_id in webhook_url names no thread of this channel",
-    10008: "the message was deleted: there is nothing to edit",
+    10008: "the message was deleted: there is nothing to edit",  # update() posts anew on it
     10015: "the webhook was deleted or webhook_url is wrong: create a new webhook and configure its URL",
     40005: "the message is too large",
     50006: "the message is empty",
@@ -400,9 +403,15 @@ class DiscordTransport(HttpTransport):
         """Edit the message ``handle`` names (``{"message_id": …}``, what :meth:`send` returned) to
         show ``alert`` as it is now: RESOLVED in green, ACKNOWLEDGED in grey, or firing again.
 
+        A message deleted in Discord (``404`` code ``10008`` Unknown Message) is posted anew, as
+        Slack and Telegram do with a message they cannot edit: a resolve must reach the channel.
+        The result is then the new message's handle (the notification log keeps it, so a later
+        resolve edits the new message) and a detail that says why it was posted.
+
         Raises:
-            NonRetryableAlertTransportError: a handle without a message id, or Discord's 404 (code
-                10008) for a message that was deleted; other answers as for :meth:`send`.
+            NonRetryableAlertTransportError: a handle without a message id (no request is made);
+                any other ``404`` (``10015``: the webhook itself was deleted; posting anew would
+                fail alike); other answers, and those of the new post, as for :meth:`send`.
         """
         message_id = handle.get("message_id") if isinstance(handle, Mapping) else None
         if isinstance(message_id, int) and not isinstance(message_id, bool):
@@ -410,6 +419,12 @@ class DiscordTransport(HttpTransport):
         if not isinstance(message_id, str) or not _ID.match(message_id):
             raise NonRetryableAlertTransportError("Discord: the handle has no message_id: cannot edit the message")
         response = self.call("PATCH", self.message_url(message_id), self._message(alert))
+        if response.status == 404:
+            body = response.json()
+            if isinstance(body, dict) and body.get("code") == UNKNOWN_MESSAGE:
+                posted = self.send(alert)
+                new = posted.handle if isinstance(posted, Sent) else None
+                return Sent(f"posted a new message: message {message_id} was deleted", new)
         return self._check(response, edit=message_id)
 
     def check_response(self, response: HttpResponse) -> Sent | None:
