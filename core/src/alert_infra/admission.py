@@ -459,8 +459,11 @@ class Admission(Logged):
 
     def log_delivery(self, alert: Alert, name: str, handle: Any) -> None:
         """Record a delivery in the notification log (firing: the fingerprint now firing on the
-        channel; resolved: no longer). Never raises: a log that fails costs a later resolve its
-        routing (it is then skipped as unmatched), never this delivery."""
+        channel; resolved: no longer; acknowledged: still firing, with the provider's new handle
+        when the acknowledge posted a new message, see
+        :meth:`~alert_infra.lifecycle.nlog.NotificationLog.record_acknowledged`). Never raises: a
+        log that fails costs a later resolve its routing (it is then skipped as unmatched), never
+        this delivery."""
         if not self.keeps_log:
             return
         fingerprint = alert.fingerprint
@@ -468,6 +471,11 @@ class Admission(Logged):
         try:
             log = self.notification_log
             logged = self._logged
+            if alert.status == "acknowledged":
+                written = handle is not None and log.record_acknowledged(fingerprint, name, handle, key)
+                if written and logged is not None:
+                    logged.pop((name, key), None)  # the firing alert's next repeat writes its handle again
+                return
             if alert.status == "firing":
                 now = time.monotonic()
                 if logged is not None:

@@ -12,6 +12,8 @@ channels whose log shows the firing alert delivered, whatever routing, silences 
 now; on any other channel it is skipped with ``Verdict.skip("unmatched")``. After the dispatcher
 delivers a notification it calls :meth:`NotificationLog.record`; a delivered resolve removes the
 fingerprint from the entry's firing set, so the same resolve twice is unmatched the second time.
+A delivered acknowledge changes nothing but the entry's handle, when the provider gave a new one
+(:meth:`NotificationLog.record_acknowledged`: the message could not be edited and was posted anew).
 """
 
 from __future__ import annotations
@@ -157,6 +159,24 @@ class NotificationLog:
             "handle": dict(handle) if handle is not None else None,
         }
         records.put(record_id, value, ttl=self.retention)
+
+    def record_acknowledged(
+        self, fingerprint: str, channel: str, handle: Mapping[str, Any] | None, key: str | None = None
+    ) -> bool:
+        """``channel`` just delivered the acknowledge of ``fingerprint`` (for ``key``, default the
+        fingerprint's own key) and the provider gave ``handle``: an acknowledge leaves the incident
+        open, so the entry stays firing; only its handle changes, when the acknowledge could not
+        edit the message and posted a new one (the later resolve must edit that one, not the old,
+        gone message). Whether the entry was written: not when ``handle`` is ``None`` or the one
+        kept already, nor when the entry does not have ``fingerprint`` firing (an acknowledge never
+        makes a channel firing that was not)."""
+        if handle is None:
+            return False
+        entry = self.get(key if key is not None else fingerprint_key(fingerprint), channel)
+        if entry is None or fingerprint not in entry.firing or entry.handle == dict(handle):
+            return False
+        self.record(entry.key, channel, firing=entry.firing, resolved=entry.resolved, handle=handle)
+        return True
 
     def forget(self, key: str, channel: str) -> bool:
         return self.records.delete(self._id(key, channel))
