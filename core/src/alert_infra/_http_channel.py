@@ -45,7 +45,7 @@ from .exceptions import (
     NonRetryableAlertTransportError,
     RetryableAlertTransportError,
 )
-from .security import redact_and_cut, redact_text
+from .security import redact_and_cut, redact_log_record
 
 if TYPE_CHECKING:
     import requests
@@ -105,23 +105,21 @@ class HttpResponse:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks configured secrets and secret-shaped values in records."""
+    """A logging filter that masks configured secrets and secret-shaped values in records: their
+    message, exception text, stack and ``extra=`` attributes
+    (:func:`alert_infra.security.redact_log_record`, which the command line's ``-v`` lines use too)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is not ours to break
-            return True
+            message = ""
         if message.startswith(_HOSTNAME_WARNING):
             # urllib3's own host-name check (some Python 3.9 builds) logs the URL's host and the
             # whole certificate: the channel's TLS error already says what is wrong, without them.
             record.msg = _HOSTNAME_WARNING + ": (host and certificate not shown)"
             record.args = ()
-            return True
-        masked = redact_text(message)
-        if masked != message:
-            record.msg = masked
-            record.args = ()
+        redact_log_record(record)
         return True
 
 

@@ -136,6 +136,7 @@ __all__ = [
     "is_sensitive_key",
     "keep_keys",
     "redact_and_cut",
+    "redact_log_record",
     "redact_metadata",
     "redact_text",
     "redact_value",
@@ -416,6 +417,75 @@ def describe_error(exc: BaseException, limit: int = ERROR_TEXT_LIMIT) -> str:
     alone when the message is empty): how the core names an exception it caught."""
     message = redact_and_cut(safe_str(exc), limit).strip()
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+#: A ``logging.LogRecord``'s own attributes (what its ``__init__`` sets, ``message`` and ``asctime``
+#: that formatters add, ``taskName`` of 3.12+): every other attribute came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(
+    {
+        "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module", "exc_info", "exc_text",
+        "stack_info", "lineno", "funcName", "created", "msecs", "relativeCreated", "thread", "threadName",
+        "processName", "process", "taskName", "message", "asctime",
+    }
+)  # fmt: skip
+
+
+def redact_log_record(record: Any) -> Any:
+    """Redact a ``logging.LogRecord`` in place, and return it: the one way alert-infra redacts log
+    records (the HTTP stack's ``RedactingFilter`` and the command line's ``-v`` lines both use it).
+
+    * the message: ``msg % args`` redacted; when that changes it, ``msg`` becomes the redacted
+      text and ``args`` ``()`` (otherwise both stay, for handlers that group by ``msg``);
+    * the exception: ``exc_info`` is formatted (as ``logging.Formatter`` does) into ``exc_text``,
+      redacted, which is what every ``Formatter`` prints (``exc_info`` itself stays, for handlers
+      that read the exception object); ``stack_info`` redacted;
+    * every attribute given with ``extra=``: text redacted, mappings and sequences through
+      :func:`redact_value`, other objects replaced by their redacted ``str()`` when it shows a secret.
+
+    Never raises: a record it cannot read is left as it is.
+    """
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a malformed record is not ours to break
+        message = None
+    if message is not None:
+        masked = redact_text(message)
+        if masked != message:
+            record.msg = masked
+            record.args = ()
+    exc_info = getattr(record, "exc_info", None)
+    exc_text = getattr(record, "exc_text", None)
+    if exc_info and not exc_text and isinstance(exc_info, tuple) and exc_info[0] is not None:
+        import traceback  # a record with an exception only: traceback stays out of `import alert_infra`
+
+        try:
+            exc_text = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+        except Exception:  # noqa: BLE001 - an exception whose formatting fails: its type alone
+            name = _safe_str(getattr(exc_info[0], "__name__", "exception"))
+            exc_text = f"{name} (its traceback could not be formatted)"
+    if isinstance(exc_text, str) and exc_text:
+        record.exc_text = redact_text(exc_text)
+    stack = getattr(record, "stack_info", None)
+    if isinstance(stack, str) and stack:
+        record.stack_info = redact_text(stack)
+    try:
+        extras = [key for key in vars(record) if key not in _RECORD_ATTRIBUTES]
+    except TypeError:  # a record without __dict__
+        return record
+    for key in extras:
+        value = record.__dict__[key]
+        if value is None or isinstance(value, (bool, int, float)):
+            continue
+        if isinstance(value, str):
+            record.__dict__[key] = redact_text(value)
+        elif isinstance(value, (Mapping, list, tuple)):
+            record.__dict__[key] = redact_value(value)
+        else:
+            text = _safe_str(value)
+            masked = redact_text(text)
+            if masked != text:
+                record.__dict__[key] = masked
+    return record
 
 
 _INFINITIES = (float("inf"), float("-inf"))

@@ -41,7 +41,11 @@ EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader
 
 
 class _RedactingFormatter:
-    """Formats a log record and redacts it: ``-v`` shows library log lines, never a secret."""
+    """Formats a log record and redacts it: ``-v`` shows library log lines, never a secret.
+
+    The record is redacted as the HTTP stack's ``RedactingFilter`` redacts it (one function,
+    :func:`alert_infra.security.redact_log_record`: message, exception text, stack, ``extra=``),
+    before it is formatted; the line is then made safe for a terminal (:func:`clean`)."""
 
     def __init__(self) -> None:
         import logging  # -v only: a run without it loads no logging
@@ -49,9 +53,9 @@ class _RedactingFormatter:
         self._inner = logging.Formatter("alert-infra: %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: Any) -> str:
-        from ..security import redact_text  # -v only: redacting the log lines
+        from ..security import redact_log_record  # -v only: redacting the log lines
 
-        return clean(redact_text(self._inner.format(record)))
+        return clean(self._inner.format(redact_log_record(record)))
 
 
 class _Logging:
