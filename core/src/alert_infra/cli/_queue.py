@@ -198,7 +198,8 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
                 heartbeat.beat_in_background(lambda: _spool_readable(worker.spool))
         worker.run(once=args.once)
         if heartbeat is not None and args.once:
-            heartbeat.beat(heartbeat.healthy(lambda: _spool_readable(worker.spool)))
+            healthy = not worker.failed and heartbeat.healthy(lambda: _spool_readable(worker.spool))
+            heartbeat.beat(healthy)
     finally:
         if heartbeat is not None:
             heartbeat.stop()
@@ -206,11 +207,15 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
         worker.spool.close()
         if scrape is not None:
             scrape.close()
+    # --once exits 1 when it gave up on a spool it could not read (rows due may be left: cron says so)
+    code = EXIT_FAILED if worker.failed else EXIT_OK
     if args.json:
-        print_envelope(out, "worker", EXIT_OK, delivered=worker.delivered, retried=worker.retried, dead=worker.dead)
+        counts = {"delivered": worker.delivered, "retried": worker.retried, "dead": worker.dead}
+        print_envelope(out, "worker", code, **counts, failed=worker.failed)
     elif args.once:
-        out.write(f"{worker.delivered} delivered, {worker.retried} to retry later, {worker.dead} dead-lettered\n")
-    return EXIT_OK
+        left = "; the spool could not be read: what is due is left for the next run" if worker.failed else ""
+        out.write(f"{worker.delivered} delivered, {worker.retried} to retry later, {worker.dead} dead-lettered{left}\n")
+    return code
 
 
 def _spool_readable(spool: Any) -> None:

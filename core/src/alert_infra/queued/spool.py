@@ -169,6 +169,16 @@ def _why(exc: BaseException) -> str:
     return f"the spool cannot be written ({type(exc).__name__})"
 
 
+def _until_started(rows: list[Any]) -> list[Any]:
+    """The rows before the first one with a start on record (``starts``, the last field)."""
+    taken = []
+    for row in rows:
+        if row[-1] > 0:
+            break
+        taken.append(row)
+    return taken
+
+
 class Spool:
     """One spool file. Safe across threads (a connection per thread) and forks (per process)."""
 
@@ -335,32 +345,42 @@ class Spool:
                 f"`alert-infra outbox --dead` lists it, `--replay {row_id}` queues it again",
             )
 
-    def claim(self, limit: int = 1) -> list[Row]:
-        """Lease up to ``limit`` due rows (oldest due first) to this process. A row claimed
-        :data:`MAX_STARTS` times without finishing is never claimed again (dead-lettered by the
-        sweep)."""
+    def claim(self, limit: int = 1, *, sweep: bool = False) -> list[Row]:
+        """Lease up to ``limit`` due rows (oldest due first) to this process, in one transaction.
+        A row claimed :data:`MAX_STARTS` times without finishing is never claimed again
+        (dead-lettered by the sweep; ``sweep``: sweep now, not at most every
+        :data:`SWEEP_INTERVAL`).
+
+        Each claim counts one start of every row it leases. A row with a start on record (its
+        delivery did not finish: a worker was killed while it held the row) is claimed alone, never
+        in a batch: a row leased beside the one that killed its worker is charged that kill once,
+        and every later start of it is its own, so rows behind a poison row are delivered, not
+        dead-lettered with it."""
         conn = self._conn()
-        now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if now - self._swept >= SWEEP_INTERVAL or now < self._swept:
+            now = time.time()  # in the transaction: a wait for the write lock does not age the lease
+            if sweep or now - self._swept >= SWEEP_INTERVAL or now < self._swept:
                 self._swept = now
                 self._sweep(conn, now)
             rows = conn.execute(
                 "SELECT id, alert_id, body, channels, attempt, starts FROM spool "
                 "WHERE dead = 0 AND due <= ? AND lease_until <= ? AND starts < ? ORDER BY due, id LIMIT ?",
-                (now, now, MAX_STARTS, limit),
+                (now, now, MAX_STARTS, max(1, int(limit))),
             ).fetchall()
-            pid = os.getpid()
-            for row in rows:
-                conn.execute(
-                    "UPDATE spool SET lease_until = ?, holder_pid = ?, holder_host = ?, starts = starts + 1 "
-                    "WHERE id = ?",
-                    (now + self.lease, pid, self.host, row[0]),
-                )
+            if rows and rows[0][5] > 0:
+                rows = rows[:1]  # a row with a start on record: alone
+            else:
+                rows = _until_started(rows)
+            lease = (now + self.lease, os.getpid(), self.host)
+            conn.executemany(
+                "UPDATE spool SET lease_until = ?, holder_pid = ?, holder_host = ?, starts = starts + 1 WHERE id = ?",
+                [(*lease, row[0]) for row in rows],
+            )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         claimed = []
         for row_id, alert_id, body, channels, attempt, starts in rows:
@@ -371,6 +391,27 @@ class Spool:
                 decoded, names = None, None
             claimed.append(Row(row_id, alert_id, decoded, names, attempt, starts + 1))
         return claimed
+
+    def waiting(self, due_by: float) -> float | None:
+        """When the next row due by ``due_by`` that no live worker of this machine holds can be
+        claimed (wall clock): now for a row not leased or leased by a process gone from this
+        machine (the next claim's sweep frees it), its lease's end for a row leased from another
+        machine; ``None`` when there is none (every such row is delivered, or held by a live
+        worker here)."""
+        conn = self._conn()
+        now = time.time()
+        soonest: float | None = None
+        for until, pid, host in conn.execute(
+            "SELECT lease_until, holder_pid, holder_host FROM spool WHERE dead = 0 AND due <= ? AND starts < ? "
+            "ORDER BY lease_until LIMIT 1000",
+            (due_by, MAX_STARTS),
+        ):
+            if until <= now or (host == self.host and not _alive(int(pid))):
+                return now
+            if host == self.host:
+                continue  # a live worker of this machine delivers it
+            soonest = until if soonest is None else min(soonest, until)
+        return soonest
 
     def renew(self, ids: Sequence[int]) -> None:
         """Extend this process's leases of ``ids`` by one lease from now."""
@@ -406,6 +447,53 @@ class Spool:
         self._conn().execute(
             "UPDATE spool SET dead = 1, lease_until = 0, reason = ? WHERE id = ?", (reason[:200], row_id)
         )
+
+    def settle(
+        self,
+        *,
+        records: Sequence[tuple[str, float]] = (),
+        done: Sequence[int] = (),
+        retry: Sequence[tuple[int, Sequence[str], float, int]] = (),
+        dead: Sequence[tuple[int, str]] = (),
+        release: Sequence[int] = (),
+    ) -> None:
+        """What a worker's deliveries did, in one transaction (all or none): the idempotency
+        ``records`` (``(key, ttl)``) are written with the rows they finish, so a row is never
+        deleted without them; ``done`` rows are deleted, ``retry`` rows (``(id, channels,
+        countdown, attempt)``) rescheduled as :meth:`reschedule`, ``dead`` rows (``(id, reason)``)
+        dead-lettered, ``release`` rows given back as :meth:`release`."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = time.time()
+            if records:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO delivered (key, expires) VALUES (?, ?)",
+                    [(key, now + ttl) for key, ttl in records],
+                )
+            if done:
+                conn.executemany("DELETE FROM spool WHERE id = ?", [(row_id,) for row_id in done])
+            if retry:
+                conn.executemany(
+                    "UPDATE spool SET channels = ?, attempt = ?, due = ?, lease_until = 0, holder_pid = 0, starts = 0 "
+                    "WHERE id = ?",
+                    [(_encode(list(names)), attempt, now + wait, row_id) for row_id, names, wait, attempt in retry],
+                )
+            if dead:
+                conn.executemany(
+                    "UPDATE spool SET dead = 1, lease_until = 0, reason = ? WHERE id = ?",
+                    [(reason[:200], row_id) for row_id, reason in dead],
+                )
+            if release:
+                conn.executemany(
+                    "UPDATE spool SET lease_until = 0, holder_pid = 0, starts = MAX(starts - 1, 0) WHERE id = ?",
+                    [(row_id,) for row_id in release],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     # -- idempotency records ----------------------------------------------------------------------
     def delivered(self, keys: Sequence[str]) -> list[str]:

@@ -33,7 +33,15 @@ _log = logging.getLogger("alert_infra")
 class Records:
     """What a step needs of an idempotency store (the state backends offer it as is):
     ``delivered(keys)`` (those of ``keys`` recorded), ``mark_delivered(key, ttl)`` and
-    ``mark_all_delivered(keys, ttl)``."""
+    ``mark_all_delivered(keys, ttl)``.
+
+    ``with_the_step`` (true on a store whose ``mark_all_delivered`` keeps the records for the
+    transaction that finishes the message: the spool worker's, which writes them with the row's
+    delete): a step with one channel left hands that channel's record over when the send returns,
+    instead of writing it from the dispatcher's thread the moment it succeeds (with one channel the
+    two moments are the same send's end; the write then costs no transaction of its own)."""
+
+    with_the_step = False
 
     def delivered(self, keys: Sequence[str]) -> list[str]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -155,11 +163,24 @@ def deliver(
     alert = Alert.from_dict(message.alert)
     # Several channels: each one's record is written the moment it succeeds (a slower one may still
     # be sending when the worker dies).
-    deferred = (outbox is not None and len(remaining) == 1) or not records_at_once(dispatcher)
+    # One channel left: its record goes with the step's end (the outbox entry's removal, the spool
+    # row's delete) when the store can carry it there.
+    one = len(remaining) == 1 and (outbox is not None or bool(getattr(records, "with_the_step", False)))
+    deferred = one or not records_at_once(dispatcher)
     token = _CURRENT.set(None if deferred else (records, prefix, alert_id, ttl))
     audit_token = _audit.set_delivery_id(alert_id)
+    # Every channel of a dispatcher that neither routes nor has default channels, none served yet:
+    # send() naming none is the same send, on the dispatcher's own path for "every channel" (no
+    # routing plan to build per alert). A resolve names them (its routing considers the names).
+    every = (
+        message.transport_names is None
+        and not already
+        and alert.status == "firing"
+        and getattr(dispatcher, "default_channels", None) is None
+        and not getattr(dispatcher, "routes", True)
+    )
     try:
-        result = dispatcher.send(alert, remaining)
+        result = dispatcher.send(alert, None if every else remaining)
     finally:
         _audit.reset_delivery_id(audit_token)
         _CURRENT.reset(token)
