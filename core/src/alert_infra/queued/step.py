@@ -2,7 +2,8 @@
 "done" or "retry these channels in N s".
 
 Idempotency records: a channel that got an alert is recorded (per alert id and channel, the moment
-it succeeds, in the thread that delivered it) in a store shared by every worker of the queue (the
+it succeeds, in the thread that delivered it; the last channel of a step whose store carries it to
+the step's end, with the end: :class:`Records`) in a store shared by every worker of the queue (the
 state backend for Celery, the spool file itself for the spool); a message run again (a redelivery,
 a lease taken over after a SIGKILL) skips the channels recorded.
 """
