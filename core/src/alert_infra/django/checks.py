@@ -88,6 +88,14 @@ def _rename(problem: str, paths: Mapping[str, Mapping[str, str]]) -> str:
     if head.startswith(_CORE_PREFIX):
         key = head[len(_CORE_PREFIX) :].split(".")[0]
         return f"{setting_path(key.upper())}: {rest}"
+    table = _TABLE.match(problem)
+    if table is not None:  # silences[0], inhibit_rules[2], templates.NAME.title: the file's top-level tables
+        name, index, template, part = table.groups()
+        if index is not None:
+            where = f"{setting_path(name.upper())}[{index}]"
+        else:
+            where = setting_path("TEMPLATES", template, *([part] if part else []))
+        return where + problem[table.end() :]
     refused = _REFUSED.match(problem)
     if refused is not None:  # a transport's constructor refused the channel as a whole
         name, rest = refused.group(1), refused.group(2)
@@ -99,6 +107,7 @@ def _rename(problem: str, paths: Mapping[str, Mapping[str, str]]) -> str:
 
 
 # "channel 'slack' (type 'slack'): Slack webhook_url is required, or bot_token and channel"
+_TABLE = re.compile(r"^(?:(silences|inhibit_rules)\[(\d+)\]|templates\.([^.:,\s]+)(?:\.(title|body))?)")
 _REFUSED = re.compile(r"channel '([^']+)' \(type '[^']*'\): (.*)", re.DOTALL)
 
 

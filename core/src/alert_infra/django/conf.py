@@ -8,7 +8,12 @@ defined). Each enabled 0.1.x block becomes one named channel of the core's confi
 de-duplication, the shared state and the audit trail of the core apply. ``CHANNELS`` takes the
 ``[channels]`` structure of ``alert-infra.toml`` as it is (every plugin type; ``${VAR}`` works
 there), and the core's ``[alert_infra]`` settings are accepted in upper case (``STATE``,
-``AUDIT``, ``DEFAULT_CHANNELS``, ``TIMEOUT``, ``RETRY``, ...).
+``AUDIT``, ``DEFAULT_CHANNELS``, ``TIMEOUT``, ``RETRY``, ``RESOLVE_WINDOW``, ``GROUP_FLUSHER``, ...),
+as are its top-level tables (``TEMPLATES``, ``SILENCES``, ``INHIBIT_RULES``) and, in each 0.1.x
+block, every channel key of the file (``MIN_SEVERITY``, ``TITLE_TEMPLATE``, ``GROUP_BY``,
+``GROUP_WAIT``, ``GROUP_INTERVAL``, ``REPEAT_INTERVAL``...). The key lists are read from the
+configuration schema itself (:func:`core_keys`, :func:`block_channel_keys`): one schema, the
+same checks, the same "did you mean" for a typo, and each problem named by its settings key.
 
 The settings are read once and cached; Django's ``setting_changed`` signal (sent by
 ``override_settings`` and pytest-django's ``settings`` fixture) resets the cache and closes the
@@ -80,23 +85,9 @@ DEFAULTS: dict[str, Any] = {
     "EXCEPTIONS": {"ENABLED": False},
 }
 
-#: The core's ``[alert_infra]`` settings, written in upper case in ``ALERT_INFRA``.
-CORE_SETTINGS = (
-    "DEFAULT_CHANNELS",
-    "TIMEOUT",
-    "DEADLINE",
-    "MAX_WORKERS",
-    "PLUGINS",
-    "STATE",
-    "STATE_PREFIX",
-    "AUDIT",
-    "AUDIT_RETENTION",
-    "KEEP_KEYS",
-    "RETRY",
-    "THROTTLE",
-    "DEDUP_WINDOW",
-)
-TOP_KEYS = (
+#: ``ALERT_INFRA``'s own top-level keys (0.1.x's, and the adapter's): every other top-level key is
+#: the configuration file's, in upper case (see :func:`core_keys`).
+OWN_TOP_KEYS = (
     "ENABLED",
     "DEFAULT_SEVERITY",
     "REDACT_SENSITIVE_DATA",
@@ -107,10 +98,51 @@ TOP_KEYS = (
     "CHANNELS",
     "EXCEPTIONS",
     "REQUEST_HEADERS",
-    *CORE_SETTINGS,
 )
-#: Routing and policy keys every 0.1.x block accepts too (the core's channel keys, upper case).
-CHANNEL_KEYS = ("MIN_SEVERITY", "TAGS", "FORMAT", "RETRY", "THROTTLE", "DEDUP_WINDOW")
+#: ``[alert_infra]`` keys of the configuration file that ``ALERT_INFRA`` does not take, and where
+#: Django has them instead: the adapter builds its dispatcher inline and queues through ``ASYNC``
+#: (Celery or Django's task framework), so a spool or Celery table here would do nothing.
+NOT_IN_SETTINGS = {
+    "enabled": "ALERT_INFRA['ENABLED'] is this switch (0.1.x's)",
+    "delivery": "queued delivery in Django is ALERT_INFRA['ASYNC'] (Celery or Django's task framework)",
+    "celery": "Celery in Django is configured by ALERT_INFRA['ASYNC'] (BACKEND 'celery')",
+    "spool": "queued delivery in Django is ALERT_INFRA['ASYNC'] (Celery or Django's task framework)",
+    "spool_lease": "queued delivery in Django is ALERT_INFRA['ASYNC']",
+    "spool_sync": "queued delivery in Django is ALERT_INFRA['ASYNC']",
+    "spool_max_bytes": "queued delivery in Django is ALERT_INFRA['ASYNC']",
+    "spool_overdue": "queued delivery in Django is ALERT_INFRA['ASYNC']",
+}
+#: A channel's keys that each 0.1.x block (EMAIL, SLACK, TELEGRAM) spells its own way or sets itself.
+_BLOCK_OWN = ("type", "enabled", "timeout")
+
+
+def core_keys() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(settings, tables)``: the configuration file's ``[alert_infra]`` keys and its top-level
+    tables, in upper case, as ``ALERT_INFRA`` takes them: read from the configuration schema
+    itself (``alert_infra.config.SETTINGS_KEYS``, its tables), so the two never differ (but for
+    :data:`NOT_IN_SETTINGS`). ``STATE``, ``RESOLVE_WINDOW``, ``GROUP_FLUSHER``...; ``TEMPLATES``,
+    ``SILENCES``, ``INHIBIT_RULES``."""
+    # the configuration's schema on first use: Django's start-up (INSTALLED_APPS) loads none of it
+    from ..config._keys import SETTINGS_KEYS
+    from ..config._schema import TABLES
+
+    settings_keys = tuple(k.upper() for k in SETTINGS_KEYS if k not in NOT_IN_SETTINGS)
+    tables = tuple(t.upper() for t in TABLES if t not in ("alert_infra", "channels"))
+    return settings_keys, tables
+
+
+def block_channel_keys(own: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The channel keys of the configuration file (``alert_infra.config.CHANNEL_KEYS``: routing,
+    policies, templates, grouping) in upper case, as a 0.1.x block takes them: ``MIN_SEVERITY``,
+    ``RETRY``, ``TITLE_TEMPLATE``, ``GROUP_BY``, ``GROUP_WAIT``..., but not the ones the block sets
+    itself (``TYPE``, ``ENABLED``, ``TIMEOUT``) nor the block's own keys ``own`` (``EMAIL``'s
+    0.1.x ``BODY_TEMPLATE`` is a Django template, not the channel's ``body_template``)."""
+    # the configuration's schema on first use: Django's start-up (INSTALLED_APPS) loads none of it
+    from ..config._keys import CHANNEL_KEYS as FILE_CHANNEL_KEYS
+
+    return tuple(k.upper() for k in FILE_CHANNEL_KEYS if k not in _BLOCK_OWN and k.upper() not in own)
+
+
 EMAIL_BACKENDS = ("auto", "resend", "sendgrid", "smtp", "django")
 TEMPLATE_KEYS = (
     "SUBJECT_TEMPLATE",
@@ -121,7 +153,8 @@ TEMPLATE_KEYS = (
     "HTML_TEMPLATE_NAME",
     "TEMPLATE_CONTEXT",
 )
-EMAIL_KEYS = (
+#: Each 0.1.x block's own keys; every block also takes :func:`block_channel_keys`.
+EMAIL_OWN_KEYS = (
     "ENABLED",
     "BACKEND",
     "FROM_EMAIL",
@@ -138,10 +171,37 @@ EMAIL_KEYS = (
     "SMTP_USE_TLS",
     "SMTP_USE_SSL",
     *TEMPLATE_KEYS,
-    *CHANNEL_KEYS,
 )
-SLACK_KEYS = ("ENABLED", "WEBHOOK_URL", "TIMEOUT", *CHANNEL_KEYS)
-TELEGRAM_KEYS = ("ENABLED", "BOT_TOKEN", "CHAT_ID", "TIMEOUT", "API_BASE_URL", *CHANNEL_KEYS)
+SLACK_OWN_KEYS = ("ENABLED", "WEBHOOK_URL", "TIMEOUT")
+TELEGRAM_OWN_KEYS = ("ENABLED", "BOT_TOKEN", "CHAT_ID", "TIMEOUT", "API_BASE_URL")
+_OWN_BLOCK_KEYS = {"EMAIL": EMAIL_OWN_KEYS, "SLACK": SLACK_OWN_KEYS, "TELEGRAM": TELEGRAM_OWN_KEYS}
+
+
+def block_keys(block: str) -> tuple[str, ...]:
+    """Every key the 0.1.x block ``block`` (``"EMAIL"``, ``"SLACK"``, ``"TELEGRAM"``) takes."""
+    own = _OWN_BLOCK_KEYS[block]
+    return (*own, *block_channel_keys(own))
+
+
+def top_keys() -> tuple[str, ...]:
+    """Every top-level key ``ALERT_INFRA`` takes: its own and the configuration file's (:func:`core_keys`)."""
+    settings_keys, tables = core_keys()
+    return (*OWN_TOP_KEYS, *settings_keys, *tables)
+
+
+def __getattr__(name: str) -> Any:
+    """The key lists by their earlier names (computed from the configuration schema on first use)."""
+    if name == "CORE_SETTINGS":
+        return core_keys()[0]
+    if name == "TOP_KEYS":
+        return top_keys()
+    if name == "CHANNEL_KEYS":
+        return block_channel_keys()
+    if name in ("EMAIL_KEYS", "SLACK_KEYS", "TELEGRAM_KEYS"):
+        return block_keys(name[: -len("_KEYS")])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 ASYNC_KEYS = (
     *ASYNC_DEFAULTS,
     "PUBLISH_TIMEOUT",
@@ -356,18 +416,28 @@ def _bool(value: Any, where: str, problems: list[Problem], default: bool) -> boo
     return default
 
 
-def _unknown(block: Mapping[str, Any], known: tuple[str, ...], path: tuple[str, ...], problems: list[Problem]) -> None:
+def _unknown(
+    block: Mapping[str, Any],
+    known: tuple[str, ...],
+    path: tuple[str, ...],
+    problems: list[Problem],
+    elsewhere: Mapping[str, str] | None = None,
+) -> None:
     for key in block:
         if key in known:
             continue
         name = key if isinstance(key, str) else repr(type(key).__name__)
-        close = closest(str(key), known)
-        hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
+        instead = elsewhere.get(key.lower()) if elsewhere and isinstance(key, str) and key.isupper() else None
+        if instead is not None:  # a configuration file's key that Django has elsewhere
+            hint = instead
+        else:
+            close = closest(str(key), known)
+            hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
         problems.append(Problem("E002", setting_path(*path, str(name)), "unknown key", hint))
 
 
-def _channel_keys(block: Mapping[str, Any]) -> dict[str, Any]:
-    return {key.lower(): block[key] for key in CHANNEL_KEYS if block.get(key) is not None}
+def _channel_keys(block: Mapping[str, Any], own: tuple[str, ...]) -> dict[str, Any]:
+    return {key.lower(): block[key] for key in block_channel_keys(own) if block.get(key) is not None}
 
 
 def _email_channel(
@@ -456,10 +526,11 @@ def core_mapping(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem],
     """
     problems: list[Problem] = []
     paths: dict[str, dict[str, str]] = {}
-    _unknown(cfg, TOP_KEYS, (), problems)
+    settings_keys, tables = core_keys()
+    _unknown(cfg, (*OWN_TOP_KEYS, *settings_keys, *tables), (), problems, NOT_IN_SETTINGS)
     channels: dict[str, Any] = {}
-    blocks = {"EMAIL": EMAIL_KEYS, "SLACK": SLACK_KEYS, "TELEGRAM": TELEGRAM_KEYS}
-    for block_name, known in blocks.items():
+    for block_name in ("EMAIL", "SLACK", "TELEGRAM"):
+        known = block_keys(block_name)
         block = cfg.get(block_name)
         if block is None:
             continue
@@ -499,7 +570,7 @@ def core_mapping(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem],
                 key.lower(): setting_path("TELEGRAM", key)
                 for key in ("BOT_TOKEN", "CHAT_ID", "TIMEOUT", "API_BASE_URL")
             }
-        routing = _channel_keys(block)
+        routing = _channel_keys(block, _OWN_BLOCK_KEYS[block_name])
         paths[name].update({key: setting_path(block_name, key.upper()) for key in routing})
         channels[name] = {**_escape(options), **routing}
     extra = cfg.get("CHANNELS")
@@ -522,7 +593,7 @@ def core_mapping(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem],
                     continue
                 channels[name] = table
     settings: dict[str, Any] = {}
-    for key in CORE_SETTINGS:
+    for key in settings_keys:
         if cfg.get(key) is not None:
             settings[key.lower()] = cfg[key]
     uses_django_email = any(isinstance(t, Mapping) and t.get("type") == "django_email" for t in channels.values())
@@ -534,7 +605,11 @@ def core_mapping(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem],
     if not any(isinstance(t, Mapping) and t.get("enabled", True) is not False for t in channels.values()):
         # 0.1.x: no enabled transport -> NoOpTransport.
         channels["noop"] = {"type": "noop"}
-    return {"alert_infra": settings, "channels": channels}, problems, paths
+    mapping: dict[str, Any] = {"alert_infra": settings, "channels": channels}
+    for key in tables:  # TEMPLATES, SILENCES, INHIBIT_RULES: the file's top-level tables, as written
+        if cfg.get(key) is not None:
+            mapping[key.lower()] = cfg[key]
+    return mapping, problems, paths
 
 
 def load_alert_config() -> tuple[Any, list[Problem]]:
