@@ -147,6 +147,43 @@ enabled = false
     assert "cli-test-secret" not in human.stdout + json.dumps(data)
 
 
+def test_channels_names_each_channels_templates_and_never_shows_their_text(cli: CliRunner) -> None:
+    """A channel's own templates are listed by name (text and --json): never their text (which may
+    quote anything, a secret included), never rendered."""
+    secret = "tmpl-s3cret-Zq81xk0042"
+    (cli.cwd / "alert-infra.toml").write_text(
+        f"""
+[channels.ops]
+type = "console"
+title_template = "[{{{{ alert.severity | upper }}}}] {{{{ alert.title }}}} (key {secret})"
+body_template = "{{{{ alert.message }}}}"
+
+[channels.titled]
+type = "console"
+title_template = "{{{{ alert.title }}}}"
+
+[channels.plain]
+type = "console"
+"""
+    )
+    human = cli("channels")
+    assert human.returncode == 0, human.stderr
+    assert "      templates: title_template, body_template\n" in human.stdout
+    titled = human.stdout.split("  titled  ")[1].split("  plain  ")[0]
+    assert "templates: title_template\n" in titled
+    assert "templates:" not in human.stdout.split("  plain  ")[1]
+    run = cli("channels", "--json")
+    data = json.loads(run.stdout)
+    assert {c["name"]: c["templates"] for c in data["channels"]} == {
+        "ops": ["title_template", "body_template"],
+        "titled": ["title_template"],
+        "plain": [],
+    }
+    everything = human.stdout + human.stderr + run.stdout + run.stderr
+    assert secret not in everything and "alert.title" not in everything
+    assert "{{" not in everything  # no template text at all
+
+
 def test_plugins_lists_installed_plugins(cli: CliRunner) -> None:
     pytest.importorskip("alert_infra_slack")
     human = cli("plugins")

@@ -99,6 +99,9 @@ def cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
             "throttle": {"rate": c.throttle.rate, "per": c.throttle.per} if c.throttle is not None else None,
             "dedup_window": c.dedup_window,
             "options": _masked_options(c),
+            # which of the channel's own templates are set (title_template, body_template): their
+            # names only, never their text nor a rendering (the text may quote anything).
+            "templates": _template_names(c),
             "default": config.default_channels is None or c.name in config.default_channels,
             # why `send` would fail this channel (an unset variable, an unknown type or option);
             # names keys, never values. Empty when it parsed cleanly (check also builds it).
@@ -117,9 +120,20 @@ def cmd_channels(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"  {c.name}  type={c.type}{state}{default}  {_route_text(c)}\n")
         for key, value in shown["options"].items():
             out.write(f"      {key} = {json.dumps(value, default=str)}\n")
+        if shown["templates"]:
+            out.write(f"      templates: {', '.join(shown['templates'])}\n")
         for problem in shown["problems"]:
             out.write(f"      problem: {problem}\n")
     return EXIT_OK
+
+
+def _template_names(config_channel: Any) -> list[str]:
+    """The channel's own templates that are set (``title_template``, ``body_template``), in that
+    order: the options' names, never the template text (a template is rendered with an alert, and
+    its text is the configuration's, which ``channels`` shows only masked)."""
+    from ..templates import CHANNEL_TEMPLATE_OPTIONS  # `alert-infra` imports every verb's module: this verb only
+
+    return [name for name in CHANNEL_TEMPLATE_OPTIONS if getattr(config_channel, name, None) is not None]
 
 
 def _masked_options(config_channel: Any) -> dict[str, Any]:
