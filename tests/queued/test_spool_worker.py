@@ -188,3 +188,45 @@ def test_a_row_leased_at_a_kill_is_claimed_alone_after_it(tmp_path: Path) -> Non
     assert [(row.id, row.starts) for row in spool.claim(10)] == [(1, 2)]
     assert [(row.id, row.starts) for row in spool.claim(10)] == [(2, 2)]
     spool.close()
+
+
+class TurnsSlow:
+    """An HTTPS fake that answers the first ``fast`` alerts at once and the others after ``delay``."""
+
+    def __init__(self, sink: Any, fast: int, delay: float) -> None:
+        self.sink, self.fast, self.delay = sink, fast, delay
+
+    def __call__(self, request: Any) -> tuple[int, dict[str, str], str]:
+        answer = self.sink(request)
+        if sum(self.sink.titles("/a").values()) > self.fast:
+            time.sleep(self.delay)
+        return answer
+
+
+def test_a_batch_whose_deliveries_turn_slow_gives_back_the_rows_it_has_not_started(tmp_path: Path, kit: Any) -> None:
+    provider = TurnsSlow(kit.Sink(), fast=30, delay=0.5)
+    with https_server(provider) as server:
+        config = kit.write_config(tmp_path, {"one": f"{server.url}/a"})
+        _spool(config, 100)
+        worker = kit.start_worker(config, server.ca_file)
+        try:
+            kit.wait_for(lambda: sum(provider.sink.titles("/a").values()) > 31, timeout=60, what="the slow answers")
+
+            def held() -> int:
+                with sqlite3.connect(tmp_path / "spool.sqlite3") as conn:
+                    return int(
+                        conn.execute(
+                            "SELECT COUNT(*) FROM spool WHERE holder_pid = ? AND lease_until > ?",
+                            (worker.pid, time.time()),
+                        ).fetchone()[0]
+                    )
+
+            # a batch sized by the fast answers (up to 64 rows) is given back once it has run for
+            # BATCH_HOLD (1 s); the next claims take one row at a time (held for ~30 s before)
+            kit.wait_for(lambda: held() <= 1, timeout=15, what="the unstarted rows given back")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0
+    titles = provider.sink.titles("/a")
+    assert set(titles.values()) == {1}  # none twice
+    assert _rows(tmp_path / "spool.sqlite3") == 100 - len(titles)  # the rest still spooled

@@ -8,8 +8,9 @@ idempotency records of the channels served, the rows deleted (every channel done
 bounds is dead-lettered without being delivered.
 
 Batches: a claim leases as many rows as the last ones' pace fits in :data:`BATCH_SECONDS` (at most
-:data:`MAX_BATCH`; one at a time when a delivery is slow), so a row waits leased for a short,
-bounded time before its delivery starts, and a worker pays one claim and one commit per batch, not
+:data:`MAX_BATCH`; one at a time when a delivery is slow), and a batch whose deliveries turn slow
+gives the rows it has not started back after :data:`BATCH_HOLD`, so a row waits leased for a short,
+bounded time before its delivery starts; a worker pays one claim and one commit per batch, not
 three commits per row. What a SIGKILL costs is bounded by what the worker held: the rows of its
 batch not settled yet are delivered again (their channels were served, the records were not
 committed), never lost; a row is never deleted without its records (one transaction). A row with
@@ -63,6 +64,9 @@ MAX_BATCH = 64
 BATCH_SECONDS = 0.1
 #: The longest a delivered row's records and delete wait for their commit within a batch, seconds.
 SETTLE_EVERY = 0.5
+#: The longest a row of a batch waits leased before its delivery starts, seconds (plus the delivery
+#: running then): a batch whose deliveries turn slow gives the rest back for any worker to take.
+BATCH_HOLD = 1.0
 #: ``once``: how long claims that fail (the spool locked, unreadable) are tried again, seconds.
 ONCE_RETRY_FOR = 10.0
 #: Tries of a batch's settling transaction (each bounded by the spool's busy timeout), and the
@@ -237,20 +241,23 @@ class SpoolWorker:
             return None
         return known
 
-    def _run_batch(self, rows: list[Row]) -> None:
+    def _run_batch(self, rows: list[Row]) -> int:
         """Deliver ``rows`` (claimed together) one by one; settle them (every :data:`SETTLE_EVERY`
-        and at the end); on a stop, give back the rows not started."""
+        and at the end); on a stop, or past :data:`BATCH_HOLD`, give back the rows not started.
+        How many it started."""
         ids = [row.id for row in rows]
         with self._held_lock:
             self._held.update(ids)
         known = self._records_of(rows) if len(rows) > 1 else None
         batch = _Batch(self.spool, known)
-        settled = time.monotonic()
+        began = settled = time.monotonic()
+        started = 0
         try:
             for index, row in enumerate(rows):
-                if self._stop.is_set():
+                if self._stop.is_set() or (index and time.monotonic() - began >= BATCH_HOLD):
                     batch.release.extend(r.id for r in rows[index:])
                     break
+                started += 1
                 try:
                     self._step(row, batch)
                 except Exception as exc:  # noqa: BLE001 - the lease ends and another try comes
@@ -262,6 +269,7 @@ class SpoolWorker:
             self._settle(batch)
             with self._held_lock:
                 self._held.difference_update(ids)
+        return started
 
     # -- the loop ---------------------------------------------------------------------------------
     def _drain(self, once: bool, started: float) -> None:
@@ -305,8 +313,8 @@ class SpoolWorker:
                 self._stop.wait(pause)
                 continue
             began = time.monotonic()
-            self._run_batch(rows)
-            pace = (time.monotonic() - began) / len(rows)
+            begun = self._run_batch(rows)
+            pace = (time.monotonic() - began) / max(begun, 1)
             size = max(1, min(MAX_BATCH, size * 4, int(BATCH_SECONDS / pace) if pace > 0 else MAX_BATCH))
 
     def _renew(self) -> None:
