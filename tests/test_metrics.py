@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("prometheus_client", reason="the metrics extra: pip install 'alert-infra[metrics]'")
 from prometheus_client import CollectorRegistry, generate_latest
@@ -492,3 +494,208 @@ def test_the_grafana_dashboard_and_the_alerting_rules_query_only_our_metrics() -
         assert names and names <= known, names - known
         used |= names
     assert {"alert_infra_notifications_failed_total", "alert_infra_queue_depth"} <= used
+
+
+# -- the per-thread cells: exact merge, folding of ended threads, fork --------------------------------
+_KINDS = ("sent", "timed_failure", "untimed_failure", "unknown_channel", "skipped", "held")
+_OUTCOME = st.tuples(
+    st.integers(0, 2),  # which channel
+    st.sampled_from(_KINDS),
+    st.sampled_from([0.0, 0.001, 0.005, 0.0051, 0.3, 60.0, 61.0]),  # bucket bounds and either side of them
+    st.sampled_from(["TimeoutError", "AlertServerError", "NoSuchError", None]),
+    st.sampled_from(["routing", "dedup", "silence", "something-new", None]),
+)
+
+
+def _outcome(names: list[str], spec: tuple[int, str, float, str | None, str | None]) -> Any:
+    from alert_infra.result import ChannelOutcome
+
+    index, kind, elapsed, error, why = spec
+    if kind == "sent":
+        return ChannelOutcome(names[index], "sent", attempts=1, elapsed=elapsed)
+    if kind in ("timed_failure", "untimed_failure"):
+        attempts = 2 if kind == "timed_failure" else 0
+        return ChannelOutcome(names[index], "failed", attempts=attempts, elapsed=elapsed, error=error or "OSError")
+    if kind == "unknown_channel":
+        return ChannelOutcome("no-such-channel", "failed", error="UnknownChannelError")
+    if kind == "held":
+        return ChannelOutcome(names[index], "held", reason="in a group")
+    return ChannelOutcome(names[index], "skipped", suppressed_by=why)
+
+
+def _expected(names: list[str], outcomes: list[Any]) -> dict[str, tuple[Any, ...]]:
+    """The counts the module's docstring promises, counted one outcome after another."""
+    from bisect import bisect_left
+
+    from alert_infra.result import failure_class
+
+    suppressed_reasons = (*metrics.SUPPRESSION_REASONS, "other")
+    out: dict[str, Any] = {n: [0, [0] * 7, [0] * 8, [0] * 14, 0.0] for n in names}
+    for outcome in outcomes:
+        if outcome.error == "UnknownChannelError":
+            continue
+        row = out[outcome.name]
+        if outcome.status in ("skipped", "held"):
+            reason = "held" if outcome.status == "held" else outcome.suppressed_by or "routing"
+            row[2][suppressed_reasons.index(reason if reason in suppressed_reasons else "other")] += 1
+            continue
+        row[0] += 1
+        if outcome.status == "failed":
+            row[1][FAILURE_CLASSES.index(failure_class(outcome))] += 1
+            if not outcome.attempts:
+                continue
+        row[3][bisect_left(metrics.LATENCY_BUCKETS, outcome.elapsed)] += 1
+        row[4] += outcome.elapsed
+    return {name: tuple(row) for name, row in out.items()}
+
+
+def _rows(counters: Any) -> tuple[dict[str, int], dict[str, tuple[Any, ...]]]:
+    alerts, rows = counters.snapshot()
+    return alerts, {row[0]: tuple(row[2:]) for row in rows}
+
+
+def _assert_counts(got: dict[str, tuple[Any, ...]], want: dict[str, tuple[Any, ...]]) -> None:
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name][:4] == want[name][:4], name
+        assert got[name][4] == pytest.approx(want[name][4]), name  # float sums in another order
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    threads=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(("info", "error")), st.lists(_OUTCOME, max_size=4)), max_size=12),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_cells_of_every_thread_add_up_exactly(threads: list[tuple[list[Any], bool]]) -> None:
+    """Property: whatever each thread counts, and whether it has ended (its cell folded into the
+    base) or still runs at the scrape, the scrape equals the same outcomes counted one by one."""
+    counters = metrics._Counters()  # a process's counters of its own (the real ones are shared)
+    names = ["a", "b", "c"]
+    recorder = metrics._Recorder(counters, dict.fromkeys(names, "t"))
+    release = threading.Event()
+    everything: list[Any] = []
+    severities = {"info": 0, "error": 0}
+    specs = []
+    for dispatches, ends in threads:
+        built = [
+            (Alert("x", "y", severity=severity), [_outcome(names, s) for s in outs]) for severity, outs in dispatches
+        ]
+        for alert, outcomes in built:
+            everything.extend(outcomes)
+            severities[alert.severity] += 1
+        specs.append((built, ends))
+    counted = threading.Barrier(len(specs) + 1)
+
+    def work(built: list[Any], ends: bool) -> None:
+        for alert, outcomes in built:
+            recorder.record(alert, outcomes)
+        counted.wait(10)
+        if not ends:
+            release.wait(10)
+
+    workers = [threading.Thread(target=work, args=spec) for spec in specs]
+    for worker in workers:
+        worker.start()
+    counted.wait(10)
+    for worker, (_, ends) in zip(workers, specs):
+        if ends:
+            worker.join(10)
+    alerts, got = _rows(counters)  # ended threads folded, the others' cells read live
+    assert alerts["info"] == severities["info"] and alerts["error"] == severities["error"]
+    _assert_counts(got, _expected(names, everything))
+    release.set()
+    for worker in workers:
+        worker.join(10)
+    alerts, again = _rows(counters)
+    _assert_counts(again, _expected(names, everything))  # folding moves counts, never changes them
+    assert alerts["info"] == severities["info"]
+
+
+def test_the_cells_of_ended_threads_are_folded_so_memory_stays_bounded() -> None:
+    """A process that starts a thread per job for months: each thread's cell is folded into the
+    base once the thread has ended, without any scrape, and nothing is lost."""
+    counters = metrics._Counters()
+    recorder = metrics._Recorder(counters, {"jobs": "t"})
+    outcome = _outcome(["jobs"], (0, "sent", 0.001, None, None))
+    most = 0
+    for _ in range(300):
+        worker = threading.Thread(target=recorder.record, args=(Alert("x", "y"), [outcome]))
+        worker.start()
+        worker.join(10)
+        most = max(most, len(counters.cells))
+    assert most <= 16  # folded whenever the list doubles (8 at least): never one cell per thread ended
+    _, rows = _rows(counters)
+    assert rows["jobs"][0] == 300 and rows["jobs"][3][0] == 300
+    assert len(counters.cells) <= 1  # the scrape folded the rest (the last thread may still be ending)
+
+
+def test_a_scrape_during_counting_never_goes_back_and_ends_exact() -> None:
+    """Scrapes while eight threads count (some ending meanwhile): every series only grows from
+    one scrape to the next, and the last scrape has every count."""
+    counters = metrics._Counters()
+    recorder = metrics._Recorder(counters, {"hot": "t"})
+    outcome = _outcome(["hot"], (0, "sent", 0.02, None, None))
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def scrape() -> None:
+        while not stop.is_set():
+            seen.append(_rows(counters)[1]["hot"][0])
+
+    def work() -> None:
+        alert = Alert("x", "y")
+        for _ in range(2000):
+            recorder.record(alert, [outcome])
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    workers = [threading.Thread(target=work) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    stop.set()
+    scraper.join(10)
+    assert seen == sorted(seen) and len(seen) > 1
+    assert _rows(counters)[1]["hot"][0] == 16000
+
+
+def test_a_forked_child_counts_from_zero_whichever_thread_counted(registry: Any) -> None:
+    """Another thread of the parent has counted (and still runs when the fork happens): the child
+    starts at zero all the same, counts its own exactly, and the parent keeps its counts."""
+    name = _name("fork-threads")
+    dispatcher = metrics.instrument(AlertDispatcher([RecordingTransport(name=name)]), backend="prometheus")
+    counted, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        for _ in range(5):
+            dispatcher.send(Alert("x", "y"))
+        counted.set()
+        release.wait(20)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        assert counted.wait(20)
+        dispatcher.send(Alert("x", "y"))
+
+        def child() -> list[int]:
+            seen = [_series(name)["total"]]
+            for _ in range(2):
+                dispatcher.send(Alert("x", "y"))
+            seen.append(_series(name)["total"])
+            return seen
+
+        assert run_in_fork(child) == [0, 2]
+        assert _series(name)["total"] == 6
+    finally:
+        release.set()
+        thread.join(20)
+        dispatcher.close()
+    assert _series(name)["total"] == 6  # the other thread's cell, folded now it ended
