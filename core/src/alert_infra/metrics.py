@@ -44,15 +44,17 @@ never called its transport (refused: a broken transport, a hung channel, no work
 counted as failed but not observed. A worker's retry of a whole task is a new dispatch and a new
 observation.
 
-Cost: each thread counts into plain integers of its own, with no lock (about 0.2 µs per ``send``
-to one channel; see ``bench/``, row *metrics on / off*); a scrape adds up every thread's counts,
-and those of threads that have ended, so it sees every count completed before it. Nothing of
-prometheus_client runs on delivery except in multiprocess mode (below). Labels are bounded: channel names and types come from configuration (or the
-transports' class attributes), at most :data:`MAX_CHANNELS` channels are labelled (the others
-are counted as channel ``"_other"``), a name that is not a short plain word, or that the
-redactor would mask, becomes ``"_other"`` too; alert titles, messages and metadata never
-become labels. Outcomes for channel names that match no channel (``UnknownChannelError``) are
-not counted: their number is the caller's to choose.
+Cost: each thread counts into plain integers of its own, with no lock (about a third of a
+microsecond per ``send`` to one channel; see ``bench/``, row *metrics on / off*); a scrape adds up
+the counts of every thread, and of the threads that have ended, so it sees every count completed
+before it. Nothing of prometheus_client runs on delivery except in multiprocess mode (below).
+
+Labels are bounded: channel names and types come from configuration (or the transports' class
+attributes), at most :data:`MAX_CHANNELS` channels are labelled (the others are counted as channel
+``"_other"``), a name that is not a short plain word, or that the redactor would mask, becomes
+``"_other"`` too; alert titles, messages and metadata never become labels. Outcomes for channel
+names that match no channel (``UnknownChannelError``) are not counted: their number is the
+caller's to choose.
 
 Processes: counts are per process and start at zero in a forked child (the parent's counts
 are the parent's; the configured channels keep their zero series). Celery's prefork pool and
@@ -167,15 +169,15 @@ def _label(value: object) -> str:
 
 
 # -- our counters --------------------------------------------------------------------------------
-# Every thread counts into a cell of its own, with no lock: a dispatch is a thread-local read and a
-# few list increments, and only the thread that owns a cell ever writes to it, so no increment can
-# be lost. A scrape adds up the base (the counts of threads that ended, folded in) and every live
-# thread's cell under :attr:`_Counters.lock`. A cell is registered before its thread's first
-# increment, and a thread's cell is folded into the base only once the thread is gone (its
-# thread-local token was freed), under that lock: every increment that completed before a scrape
-# is in exactly one place the scrape reads. (A scrape during a dispatch may see part of that
-# dispatch, e.g. the delivery counted but not yet its latency: each series is still monotonic, and
-# the next scrape has all of it; prometheus_client's own histograms behave the same.)
+# Every thread counts into a cell of its own, with no lock: a dispatch is a thread-local read, a
+# few dictionary reads and list increments, and only the thread that owns a cell ever writes to
+# it, so no increment can be lost. A scrape adds up the base (the counts of threads that ended,
+# folded in) and every live thread's cell under :attr:`_Counters.lock`. A cell is registered
+# before its thread's first increment, and folded into the base only once its thread is gone (its
+# thread-local token was freed), under that lock: every increment completed before a scrape is in
+# exactly one place the scrape reads. (A scrape during a dispatch may see part of that dispatch,
+# e.g. the delivery counted but not yet its latency: each series still only grows, and the next
+# scrape has all of it; prometheus_client's own histograms behave the same.)
 #
 # Memory stays bounded in a process that starts threads for months: the cells of ended threads
 # are folded at every scrape and whenever a new thread's cell would make the list of cells twice
@@ -183,29 +185,49 @@ def _label(value: object) -> str:
 # dying thread, or in a forked child before our fork hook, and could wait for a lock whose holder
 # no longer exists).
 #
-# A cell maps a series' index (the alerts by severity are index 0) to a block of its counts. A
-# delivery tried is either timed (one latency observation) or a failure that never called its
-# transport, so ``total`` is not counted on its own: it is the buckets' sum plus the untimed
-# failures, one increment fewer on every delivery.
+# A cell maps each severity to a one-item list of its count of alerts (a list item is cheaper to
+# increment than a dictionary value), and a series' index (1, 2, ...) to a block of that series'
+# counts. A delivery tried is either timed (one latency observation) or a failure
+# that never called its transport, so a series' total is not counted on its own: it is the sum of
+# its buckets plus its untimed failures, one increment fewer on every delivery.
 _BLOCK_UNTIMED = _BUCKETS  # [0, _BUCKETS): the latency buckets (per bucket, made cumulative at scrape)
 _BLOCK_SECONDS = _BUCKETS + 1  # the latency histogram's sum
 _BLOCK_FAILED = _BUCKETS + 2  # then one count per FAILURE_CLASSES, then one per _SUPPRESSED
 _BLOCK_SUPPRESSED = _BLOCK_FAILED + len(FAILURE_CLASSES)
 _BLOCK = _BLOCK_SUPPRESSED + len(_SUPPRESSED)
-_SEVERITY_SLOT = {severity: i for i, severity in enumerate(_SEVERITIES)}
 _FAILED_SLOT = {reason: _BLOCK_FAILED + i for i, reason in enumerate(FAILURE_CLASSES)}
 _SUPPRESSED_SLOT = {reason: _BLOCK_SUPPRESSED + i for i, reason in enumerate(_SUPPRESSED)}
 _FAILED_OTHER = _FAILED_SLOT["other"]
 _SUPPRESSED_OTHER = _SUPPRESSED_SLOT["other"]
 
 
-def _block(index: int) -> list[Any]:
-    """A block of zero counts: the severities' for index 0, a series' otherwise."""
-    if index == 0:
-        return [0] * len(_SEVERITIES)
+def _block() -> list[Any]:
+    """The zero counts of one series in one cell."""
     block: list[Any] = [0] * _BLOCK
     block[_BLOCK_SECONDS] = 0.0
     return block
+
+
+def _cell() -> dict[Any, Any]:
+    """A cell with no counts yet: the severities' (series are added on their first count)."""
+    return {severity: [0] for severity in _SEVERITIES}
+
+
+def _zero(cell: dict[Any, Any]) -> None:
+    for key, value in cell.items():
+        value[:] = _block() if isinstance(key, int) else [0]
+
+
+def _add(into: dict[Any, Any], cell: dict[Any, Any]) -> None:
+    """Add ``cell``'s counts into ``into`` (which only the caller writes)."""
+    for key, value in list(cell.items()):  # list(): the owner may add a series meanwhile
+        mine = into.get(key)
+        if mine is None:
+            into[key] = list(value)
+        else:
+            for slot, count in enumerate(list(value)):
+                if count:
+                    mine[slot] += count
 
 
 class _Token:
@@ -223,9 +245,9 @@ class _Counters:
         self.local = _local()
         #: (channel, type) -> the series' index in every cell (1, 2, ...; made under :attr:`lock`)
         self.series: dict[tuple[str, str], int] = {}
-        self.labels: list[tuple[str, str]] = [("", "")]  # index -> (channel, type); 0: the alerts
-        self.base: dict[int, list[Any]] = {0: _block(0)}  # the folded counts of ended threads
-        self.cells: list[tuple[Any, dict[int, list[Any]]]] = []  # (weakref to the token, cell)
+        self.labels: list[tuple[str, str]] = [("", "")]  # index -> (channel, type)
+        self.base: dict[Any, Any] = _cell()  # the folded counts of ended threads
+        self.cells: list[tuple[Any, dict[Any, Any]]] = []  # (weakref to the thread's token, its cell)
         self.odd: dict[str, int] = {}  # alerts of a severity that is not one of the four (none is)
         self._fold_at = 8
         on_fork_in_child(self, _Counters._after_fork)
@@ -237,9 +259,9 @@ class _Counters:
         # valid; the cells are zeroed in place (the forking thread keeps using its own; the
         # others' threads do not exist here, and their cells are folded once their tokens go).
         self.lock = allocate_lock()
-        for cell in [self.base, *(cell for _, cell in self.cells)]:
-            for index, block in cell.items():
-                block[:] = _block(index)
+        _zero(self.base)
+        for _, cell in self.cells:
+            _zero(cell)
         self.odd.clear()
 
     def get(self, channel: str, type_: str) -> int:
@@ -255,7 +277,7 @@ class _Counters:
                 self.labels.append(key)
         return found
 
-    def cell(self) -> dict[int, list[Any]]:
+    def cell(self) -> dict[Any, Any]:
         """This thread's cell, registered on first use (before its first increment)."""
         local = self.local
         try:
@@ -263,7 +285,7 @@ class _Counters:
         except AttributeError:
             pass
         token = _Token()
-        cell: dict[int, list[Any]] = {0: _block(0)}
+        cell = _cell()
         with self.lock:
             if len(self.cells) >= self._fold_at:
                 self._fold()
@@ -274,20 +296,12 @@ class _Counters:
 
     def _fold(self) -> None:
         """Add the cells of ended threads into the base (with :attr:`lock` held)."""
-        base = self.base
         live = []
         for entry in self.cells:
-            if entry[0]() is not None:
+            if entry[0]() is None:
+                _add(self.base, entry[1])
+            else:
                 live.append(entry)
-                continue
-            for index, block in entry[1].items():
-                into = base.get(index)
-                if into is None:
-                    base[index] = block
-                else:
-                    for slot, value in enumerate(block):
-                        if value:
-                            into[slot] += value
         self.cells = live
         self._fold_at = max(8, 2 * len(live))
 
@@ -301,22 +315,17 @@ class _Counters:
     def snapshot(self) -> tuple[dict[str, int], list[tuple[str, str, int, list[int], list[int], list[int], float]]]:
         with self.lock:
             self._fold()
-            sums = {index: list(block) for index, block in self.base.items()}
+            sums: dict[Any, Any] = {}
+            _add(sums, self.base)
             for _, cell in self.cells:
-                for index, block in list(cell.items()):  # list(): the owner may add a series meanwhile
-                    into = sums.get(index)
-                    if into is None:
-                        sums[index] = list(block)
-                    else:
-                        for slot, value in enumerate(list(block)):
-                            into[slot] += value
+                _add(sums, cell)
             labels = list(self.labels)
             odd = dict(self.odd)
-        alerts = dict(zip(_SEVERITIES, sums[0]))
+        alerts = {severity: sums[severity][0] for severity in _SEVERITIES}
         alerts.update(odd)
         rows = []
         for index in range(1, len(labels)):
-            block = sums.get(index) or _block(index)
+            block = sums.get(index) or _block()
             rows.append(
                 (
                     *labels[index],
@@ -351,17 +360,27 @@ class _Recorder:
                 self.index[name] = counters.get(_label(name), kind)
 
     def _index(self, name: str) -> int:
-        """The series of a channel this recorder was not made with (made now, cached up to a bound)."""
-        kind = self.types.get(name) or OTHER
-        with self.counters.lock:
-            found = self.counters.get(_label(name), kind)
-        if len(self.index) < 4 * MAX_CHANNELS:
-            self.index[name] = found
+        """The series of ``name`` (made now for a channel this recorder was not made with)."""
+        found = self.index.get(name)
+        if found is None:
+            kind = self.types.get(name) or OTHER
+            with self.counters.lock:
+                found = self.counters.get(_label(name), kind)
+                if len(self.index) < 4 * MAX_CHANNELS:  # names beyond: looked up each time, never kept
+                    self.index[name] = found
         return found
+
+    def _block(self, cell: dict[Any, Any], name: str) -> list[Any]:
+        """The block of ``name``'s series in this thread's ``cell`` (made on its first count here)."""
+        at = self._index(name)
+        block = cell.get(at)
+        if block is None:
+            block = cell[at] = _block()
+        return block
 
     def labels(self, name: str) -> tuple[str, str]:
         """The (channel, type) labels ``name`` is counted under."""
-        return self.counters.labels[self.index.get(name) or self._index(name)]
+        return self.counters.labels[self._index(name)]
 
     def record(
         self,
@@ -370,37 +389,43 @@ class _Recorder:
         _bisect: Any = bisect_left,
         _bounds: tuple[float, ...] = LATENCY_BUCKETS,
         _first: float = LATENCY_BUCKETS[0],
-        _severity: Mapping[str, int] = _SEVERITY_SLOT,
         _failed: Mapping[str, int] = _FAILED_SLOT,
         _suppressed: Mapping[str, int] = _SUPPRESSED_SLOT,
     ) -> None:
-        # The hot path of every instrumented send(): locals only, no lock, no allocation (see
-        # bench/: metrics on / off; a lock alone cost ~0.2 us of a ~5 us dispatch).
+        # The hot path of every instrumented send(): no lock, no call for a delivery under 5 ms (see
+        # bench/, metrics on / off: the lock of the single counters cost ~0.2 us of a ~5 us send).
         try:
             cell = self.local.cell
         except AttributeError:  # this thread's first count
             cell = self.counters.cell()
         try:
-            cell[0][_severity[alert.severity]] += 1
+            cell[alert.severity][0] += 1
         except KeyError:
             self.counters.count_odd(alert.severity)
         index = self.index
         for outcome in outcomes:
             status = outcome.status
-            if status == "failed" and outcome.error == _UNKNOWN_CHANNEL:
-                continue  # a name no channel has: unbounded, the caller's own words
-            at = index.get(outcome.name) or self._index(outcome.name)
-            try:
-                block = cell[at]
-            except KeyError:  # this thread's first count of this series
-                block = cell[at] = _block(at)
-            if status == "failed":
+            if status == "sent":
+                try:
+                    block = cell[index[outcome.name]]
+                except KeyError:  # a channel new to this recorder, or to this thread
+                    block = self._block(cell, outcome.name)
+            elif status == "failed":
+                if outcome.error == _UNKNOWN_CHANNEL:
+                    continue  # a name no channel has: unbounded, the caller's own words
+                try:
+                    block = cell[index[outcome.name]]
+                except KeyError:
+                    block = self._block(cell, outcome.name)
                 block[_failed.get(failure_class(outcome) or "other", _FAILED_OTHER)] += 1
                 if not outcome.attempts:
                     block[_BLOCK_UNTIMED] += 1  # never called its transport: nothing to time
                     continue
-            elif status != "sent":
-                # skipped (by its reason), or held for a group's digest (reason "held")
+            else:  # skipped (by its reason), or held for a group's digest (reason "held")
+                try:
+                    block = cell[index[outcome.name]]
+                except KeyError:
+                    block = self._block(cell, outcome.name)
                 reason = "held" if status == "held" else outcome.suppressed_by or "routing"
                 block[_suppressed.get(reason, _SUPPRESSED_OTHER)] += 1
                 continue
