@@ -3,8 +3,8 @@
 Usage: python _probe.py <library> <measurement>
   library:     ours | old (alert-infra 0.1.5) | apprise | ceiling (a bare requests.Session loop)
                | ceiling_resolved (the same loop with proxies and CA bundle resolved once)
-  measurement: overhead | overhead_pool | alert | fanout | webhook | webhook_dispatch | webhook_signed |
-    apprise_alone | apprise_bridge | redaction
+  measurement: overhead | overhead_pool | alert | fanout | policy | metrics | webhook | webhook_dispatch |
+    webhook_signed | webhook_metrics | apprise_alone | apprise_bridge | redaction
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import timeit
 
 LIBRARY, MEASUREMENT = sys.argv[1], sys.argv[2]
 SLEEP = 0.2
-#: Interleaved rounds of the metrics on / off rows.
+#: Interleaved rounds of the in-memory metrics on / off row (stretches of the HTTPS one), and the
+#: seconds of alternating sends of the HTTPS one.
 METRICS_ROUNDS = 15
+METRICS_HTTPS_SECONDS = 10.0
 
 
 def best_of(fn, number: int, repeat: int = 7) -> float:
@@ -236,11 +238,66 @@ def webhook_measure() -> dict:
         return webhook_rate(lambda: dispatcher.send(alert))
     from alert_infra_slack import SlackWebhookTransport
 
+    if MEASUREMENT == "webhook_metrics":
+        return webhook_metrics_cost(url, alert)
     slack = SlackWebhookTransport(url, timeout=5)
     if MEASUREMENT == "webhook_dispatch":
         dispatcher = AlertDispatcher([slack])
         return webhook_rate(lambda: dispatcher.send(alert))
     return webhook_rate(lambda: slack.send(alert))
+
+
+def webhook_metrics_cost(url: str, alert) -> dict:  # type: ignore[no-untyped-def]
+    """``AlertDispatcher.send`` to the HTTPS sink with metrics off and on (two dispatchers, each
+    with its own Slack channel and keep-alive connection), in one process, alternating send by send
+    (the order of each pair alternating too) for ``METRICS_HTTPS_SECONDS``, every send timed in wall
+    time (a webhook's cost is mostly waiting): the median send of each side, their ratio, and the
+    same ratio in each of ``METRICS_ROUNDS`` consecutive stretches (``paired``: median and range),
+    which is the noise the cost of counting has to stand out of."""
+    from alert_infra_slack import SlackWebhookTransport
+
+    from alert_infra import AlertDispatcher
+
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from alert_infra import metrics
+    except ImportError as exc:
+        return {"na": f"prometheus_client is not installed ({exc})"}
+    metrics.register(CollectorRegistry())
+    off = AlertDispatcher([SlackWebhookTransport(url, timeout=5)])
+    on = metrics.instrument(AlertDispatcher([SlackWebhookTransport(url, timeout=5)]), backend="prometheus")
+    for _ in range(20):  # warm up: the TLS handshakes, the connection pools
+        off.send(alert)
+        on.send(alert)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    clock = time.perf_counter
+    started = clock()
+    pair = 0
+    while clock() - started < METRICS_HTTPS_SECONDS:
+        for metered in (False, True) if pair % 2 == 0 else (True, False):
+            dispatcher = on if metered else off
+            before = clock()
+            dispatcher.send(alert)
+            times[metered].append(clock() - before)
+        pair += 1
+    for dispatcher in (off, on):
+        dispatcher.close()
+    stretch = len(times[False]) // METRICS_ROUNDS
+    paired = sorted(
+        statistics.median(times[True][i * stretch : (i + 1) * stretch])
+        / statistics.median(times[False][i * stretch : (i + 1) * stretch])
+        for i in range(METRICS_ROUNDS)
+    )
+    return {
+        "off_us": statistics.median(times[False]) * 1e6,
+        "on_us": statistics.median(times[True]) * 1e6,
+        "sends": pair * 2,
+        "paired": statistics.median(paired),
+        "paired_low": paired[0],
+        "paired_high": paired[-1],
+        "rounds": METRICS_ROUNDS,
+    }
 
 
 def apprise_measure() -> dict:
