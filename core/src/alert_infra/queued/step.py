@@ -170,18 +170,8 @@ def deliver(
     deferred = one or not records_at_once(dispatcher)
     token = _CURRENT.set(None if deferred else (records, prefix, alert_id, ttl))
     audit_token = _audit.set_delivery_id(alert_id)
-    # Every channel of a dispatcher that neither routes nor has default channels, none served yet:
-    # send() naming none is the same send, on the dispatcher's own path for "every channel" (no
-    # routing plan to build per alert). A resolve names them (its routing considers the names).
-    every = (
-        message.transport_names is None
-        and not already
-        and alert.status == "firing"
-        and getattr(dispatcher, "default_channels", None) is None
-        and not getattr(dispatcher, "routes", True)
-    )
     try:
-        result = dispatcher.send(alert, None if every else remaining)
+        result = dispatcher.send(alert, remaining)
     finally:
         _audit.reset_delivery_id(audit_token)
         _CURRENT.reset(token)
