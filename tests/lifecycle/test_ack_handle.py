@@ -2,18 +2,14 @@
 keeps the new message's handle, so the later resolve edits that message (not the old, gone one).
 
 The log's part (:meth:`NotificationLog.record_acknowledged`, ``Admission.log_delivery``) is
-tested here on every store. The dispatcher's part (its ``_sent`` must hand acknowledges to
-``log_delivery`` too) is another engineer's file this session: the end-to-end test is a strict
-xfail until that one-line change lands (then it passes, and ``strict`` makes the xfail fail:
-remove the mark).
+tested here on every store, and the dispatcher's (its ``_sent`` hands acknowledges to
+``log_delivery`` too) end to end.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
-
-import pytest
 
 from alert_infra import Alert, AlertDispatcher, Sent
 from alert_infra.admission import Admission
@@ -105,11 +101,6 @@ class Editor:
         return Sent(f"edited {message_id}", handle)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the dispatcher change: AlertDispatcher._sent must call log_delivery for acknowledges too "
-    '(drop its `if flow.alert.status != "acknowledged"`; Admission.log_delivery keeps the entry firing)',
-)
 def test_the_resolve_after_an_acknowledge_that_posted_anew_edits_the_new_message() -> None:
     chat = Editor()
     dispatcher = AlertDispatcher([chat])

@@ -499,8 +499,9 @@ class AlertDispatcher:
                 time.perf_counter() - flow.started,
             )
             self._admission.reclaim(flow.channel.name, flow.channel.policy, flow.alert)
-        if flow.alert.status != "acknowledged":  # an acknowledge leaves the incident open
-            self._admission.log_delivery(flow.alert, flow.channel.name, handle)
+        # Every status: an acknowledge leaves the entry firing, and keeps the handle of a message
+        # it had to post anew (the old one gone), so the resolve edits that one.
+        self._admission.log_delivery(flow.alert, flow.channel.name, handle)
         listener = self.on_sent
         if listener is not None:
             try:
