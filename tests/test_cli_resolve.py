@@ -232,6 +232,12 @@ def test_a_deleted_message_is_posted_anew_and_the_next_edit_goes_to_the_new_one(
     assert chat["status"] == "sent" and chat["detail"] == "posted a new message: message 1000 was deleted"
     assert chat["handle"] == {"message_id": "1001"} and list(fake.messages) == ["1001"]
     assert "ACKNOWLEDGED" in json.dumps(fake.messages["1001"])
+    # the notification log kept the new message's handle: the resolve edits it (not the gone 1000)
+    resolved = _json(cli("resolve", sent["alert"]["fingerprint"], "--json"))
+    chat = next(c for c in resolved["channels"] if c["name"] == "chat")
+    assert chat["status"] == "sent" and chat["detail"] == "edited message 1001"
+    ((edited, payload),) = fake.edits
+    assert edited == "1001" and "RESOLVED" in json.dumps(payload)
     _clean(run)
 
 
