@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -38,15 +37,14 @@ except ImportError as _exc:  # pragma: no cover - exercised in a subprocess with
     ) from None
 
 from . import outbox as _outbox
-from ._deadline import BoundedCalls
 from .exceptions import AlertConfigurationError
 from .monitor import Heartbeat, Watchdog
 from .queued import broker as _broker
-from .queued.broker import RABBITMQ_CONSUMER_TIMEOUT, REDIS_VISIBILITY_TIMEOUT, broker_table, build_outbox
+from .queued.broker import RABBITMQ_CONSUMER_TIMEOUT, REDIS_VISIBILITY_TIMEOUT, broker_table, build_outbox  # noqa: F401 - names this module had (importable from here)
 from .queued.broker_sender import AlertEnqueueError, BrokerDispatcher, broker_dispatcher
-from .queued.broker_tasks import TASKS, Reapers, RetryLater, run_task, task_worker
-from .queued.poison import DEAD_LETTERED
-from .queued.settings import (
+from .queued.broker_tasks import TASKS, MainProcessThreads, RetryLater, run_task, task_worker
+from .queued.poison import DEAD_LETTERED  # noqa: F401
+from .queued.settings import (  # noqa: F401
     DEFAULT_IDEMPOTENCY_TTL,
     DEFAULT_MAX_RETRIES,
     DEFAULT_PUBLISH_TIMEOUT,
@@ -95,15 +93,6 @@ CHANNEL_NAME = "celery"
 # Celery's current app, resolved in the caller's thread at send(): ``current_app`` is thread-local,
 # and the publish runs on a pool thread, where it would silently be Celery's default app instead.
 _APP: ContextVar[Any] = ContextVar("alert_infra_celery_app", default=None)
-# Names this module had before the neutral core took them over: still importable from here.
-_EXPORTED = (
-    AlertEnqueueError,
-    RABBITMQ_CONSUMER_TIMEOUT,
-    REDIS_VISIBILITY_TIMEOUT,
-    DEAD_LETTERED,
-    DEFAULT_IDEMPOTENCY_TTL,
-)
-_EXPORTED_TOO = (DEFAULT_MAX_RETRIES, DEFAULT_PUBLISH_TIMEOUT, DEFAULT_RETRY_BACKOFF_MAX, check_horizon, check_outbox)
 
 
 # -- enqueueing ------------------------------------------------------------------------------------
@@ -177,7 +166,7 @@ class CeleryAlertDispatcher(BrokerDispatcher):
         name = getattr(self.task, "name", None) if self.task is not None else None
         return name or self.settings.task_name
 
-    def enqueue(self, args: list[Any], kwargs: dict[str, Any], alert_id: str) -> None:
+    def enqueue(self, args: list[Any], kwargs: dict[str, Any], alert_id: str, held: Any = None) -> None:
         settings = self.settings
         options: dict[str, Any] = {"task_id": alert_id, "retry": False}
         if settings.queue is not None:
@@ -194,7 +183,46 @@ class CeleryAlertDispatcher(BrokerDispatcher):
             self.task.apply_async(args=args, kwargs=kwargs, **options, **extra)
         else:
             app = self.celery_app if self.celery_app is not None else (_APP.get() or _celery.current_app)
-            app.send_task(settings.task_name, args=args, kwargs=kwargs, **options, **short)
+            app.send_task(settings.task_name, args=args, kwargs=kwargs, producer=held, **options, **short)
+
+    def acquire(self) -> Any:
+        """A producer of our own app's pool whose connection is up (never blocks: none free, or not
+        connected yet, is ``None`` and the publish connects on a thread of the bounded pool)."""
+        if self.celery_app is None or self.task is not None:
+            return None
+        try:
+            producer = self.celery_app.producer_pool.acquire(block=False)
+        except Exception:  # noqa: BLE001 - none free (LimitExceeded): the bounded thread waits for one
+            return None
+        if not self.sockets(producer):
+            producer.release()
+            return None
+        return producer
+
+    def sockets(self, held: Any) -> list[Any]:
+        """The sockets of ``held``'s connection: py-amqp's one, or every connection of the Redis
+        channel's pool (a reconnection inside the publish included: asked again until it ends).
+        kombu's private attributes, read defensively: none found means "not connected"."""
+        connection = getattr(held, "connection", None)
+        raw = getattr(connection, "_connection", None)
+        if raw is None:
+            return []
+        sock = getattr(getattr(raw, "transport", None), "sock", None)
+        if sock is not None:
+            return [sock]
+        pool = getattr(getattr(connection, "_default_channel", None), "_pool", None)
+        if pool is None:
+            return []
+        found = [*list(getattr(pool, "_available_connections", ())), *list(getattr(pool, "_in_use_connections", ()))]
+        return [c._sock for c in found if getattr(c, "_sock", None) is not None]
+
+    def release(self, held: Any, broken: bool) -> None:
+        if broken:
+            try:
+                held.connection.collect()  # no network I/O: the next publish reconnects (bounded)
+            except Exception:  # noqa: BLE001, S110 - a broken connection is being dropped
+                pass
+        held.release()
 
     def _prepare(self, alert: Alert, channels: Iterable[str] | str | None) -> tuple[list[str] | None, str]:
         prepared = super()._prepare(alert, channels)
@@ -207,11 +235,7 @@ class CeleryAlertDispatcher(BrokerDispatcher):
         """Open and release one connection of this dispatcher's own app (``check_broker``)."""
         if self.celery_app is None:
             raise NotImplementedError  # Celery's current app: not ours to probe
-        connection = self.celery_app.connection_for_write()
-        try:
-            connection.connect()
-        finally:
-            connection.release()
+        _reach(self.celery_app)
 
     def __repr__(self) -> str:
         try:
@@ -344,17 +368,12 @@ def dispatch_alert(
     outbox_copy: bool = False,
     outbox_horizon: float | None = None,
 ) -> Mapping[str, Any]:
-    """The body of the ``alert_infra.dispatch_alert`` task (``task`` is the bound Celery task).
-
-    Runs :func:`alert_infra.queued.broker_tasks.run_task` (the message checked, a step that killed
-    its worker ``max_starts`` times dead-lettered, the neutral step: the channels without an
-    idempotency record, each recorded the moment it succeeds; ``outbox``: the sender's outbox entry
-    moved on, postponed or removed; ``outbox_copy``: a copy its reaper published) and turns its
-    "retry these channels in N s" into ``task.retry`` (a new message, the same task id, only those
-    channels). Returns a secret-free summary (``sent``, ``failed``, ``retryable``,
-    ``non_retryable``, ``already_delivered``): a read-only mapping, a plain ``dict`` when Celery
-    stores the result.
-    """
+    """The body of the ``alert_infra.dispatch_alert`` task (``task`` is the bound Celery task):
+    :func:`alert_infra.queued.broker_tasks.run_task` (the message checked, a poison step
+    dead-lettered, the channels without an idempotency record delivered), its "retry these channels
+    in N s" turned into ``task.retry`` (the same task id, only those channels). Returns a
+    secret-free summary (``sent``, ``failed``, ``retryable``, ``non_retryable``,
+    ``already_delivered``): a read-only mapping, a plain ``dict`` when Celery stores the result."""
     request = getattr(task, "request", None)
     retries = int(getattr(request, "retries", 0) or 0)
     answer = run_task(
@@ -503,7 +522,7 @@ def reapers_for(app: Any) -> list[OutboxReaper]:
 def heartbeats_for(app: Any) -> list[Heartbeat]:
     """The heartbeats a worker of ``app`` runs: one per ``[alert_infra.watchdog] url`` of the
     configurations its tasks read (a task with a dispatcher factory only reads none). Each beat
-    asks :func:`broker_probe` first: a broker that does not take a connection pings ``URL/fail``."""
+    asks first whether the broker takes a connection: when not, it pings ``URL/fail``."""
     beats: dict[str, Heartbeat] = {}
     for config in TASKS.configs(_keys(app)):
         watchdog = Watchdog.from_config(config)
@@ -513,50 +532,32 @@ def heartbeats_for(app: Any) -> list[Heartbeat]:
     return list(beats.values())
 
 
-def broker_probe(app: Any, timeout: float) -> Callable[[], None]:
-    """The worker's health for its watchdog: ``app``'s broker takes a connection within ``timeout``
-    (one total deadline; a broker that trickles is written off, as a publish is). Raises otherwise."""
-    calls = BoundedCalls("alert-infra-watchdog-probe", max_overdue=1)
-
-    def reach() -> None:
-        connection = app.connection_for_write()
-        try:
-            connection.connect()
-        finally:
-            connection.release()
-
-    return lambda: calls.call(reach, timeout)
+def _reach(app: Any) -> None:
+    """Open and release one connection of ``app``'s broker (raises when it cannot)."""
+    connection = app.connection_for_write()
+    try:
+        connection.connect()
+    finally:
+        connection.release()
 
 
-class _Running:
-    """What this worker's main process runs beside its tasks (reapers, heartbeats)."""
-
-    pid = 0
-    heartbeats: list[Heartbeat] = []  # noqa: RUF012 - one list per process, replaced at start
-
-
-_REAPERS = Reapers()
+_MAIN = MainProcessThreads()
 
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     """Celery's ``worker_ready`` (the worker's main process only, after its pool started): start
-    this worker's outbox reapers and the heartbeats of its watchdogs (``URL/start``, then a beat
-    every ``every`` seconds from one thread). Never raises into Celery: a worker without them
-    still delivers."""
+    this worker's outbox reapers and the heartbeats of its watchdogs, each beat asking whether the
+    broker takes a connection. Never raises into Celery: a worker without them still delivers."""
     log = logging.getLogger("alert_infra")
     app = getattr(sender, "app", None)
     if app is None:
         return
     try:
-        _REAPERS.start(reapers_for(app))
+        _MAIN.start_reapers(reapers_for(app))
     except Exception as exc:  # noqa: BLE001 - a worker without a reaper still delivers
         log.warning("alert outbox reaper not started (%s)", type(exc).__name__)
     try:
-        beats = heartbeats_for(app)
-        _Running.pid, _Running.heartbeats = os.getpid(), beats
-        for heartbeat in beats:
-            heartbeat.start()
-            heartbeat.beat_in_background(broker_probe(app, heartbeat.watchdog.timeout))
+        _MAIN.start_heartbeats(heartbeats_for(app), lambda: _reach(app))
     except Exception as exc:  # noqa: BLE001 - the outside service notices the missing pings
         log.warning("alert-infra watchdog not started (%s)", type(exc).__name__)
 
@@ -578,13 +579,8 @@ def _start_group_flushers_ready(sender: Any = None, **_: Any) -> None:
 
 
 def _worker_shutdown(**_: Any) -> None:
-    """Celery's ``worker_shutdown``: stop the reapers and the heartbeats (each waits, bounded by
-    its watchdog's timeout, for the ping in flight)."""
-    _REAPERS.stop()
-    beats, _Running.heartbeats = _Running.heartbeats, []
-    if _Running.pid == os.getpid():  # a forked child never stops its parent's heartbeats
-        for heartbeat in beats:
-            heartbeat.stop()
+    """Celery's ``worker_shutdown``: stop the reapers and the heartbeats (bounded)."""
+    _MAIN.stop()
 
 
 from celery import signals as _signals  # noqa: E402 - after the handlers it connects

@@ -3,14 +3,21 @@
 the outbox and named by its error class only. Imports neither Celery nor kombu.
 
 An engine subclasses :class:`BrokerDispatcher` and writes :meth:`~BrokerDispatcher.enqueue` (hand
-``(args, kwargs)`` to its broker under the alert id) and, to be probed by ``alert-infra check``,
-:meth:`~BrokerDispatcher.reach` (open and release one connection). Everything else is here:
+``(args, kwargs)`` to its broker under the alert id), to publish in the caller's thread
+:meth:`~BrokerDispatcher.acquire`, :meth:`~BrokerDispatcher.sockets` and
+:meth:`~BrokerDispatcher.release` (a client whose connection is up, its sockets, give it back), and,
+to be probed by ``alert-infra check``, :meth:`~BrokerDispatcher.reach` (open and release one
+connection). Everything else is here:
 
 * the message (:func:`~alert_infra.queued.message.build_message`: the redacted alert, never a
   credential) as the task's ``(args, kwargs)``;
 * one total deadline per publish (``2 x publish_timeout`` on the engine's own bounded app: a broker
-  that trickles one byte every 0.4 s never trips a per-read socket timeout), at most
-  :data:`~alert_infra._deadline.MAX_OVERDUE_CALLS` publishes written off at once;
+  that trickles one byte every 0.4 s never trips a per-read socket timeout). On a connection that
+  is up (:meth:`~BrokerDispatcher.acquire`) the publish runs in the caller's thread and
+  :mod:`~alert_infra.queued.publish_deadline` shuts its sockets down when the deadline passes (no
+  thread hand-off per alert: on a loaded machine that was the largest part of the enqueue's
+  overhead over a bare publish); connecting runs on a thread of the bounded pool, at most
+  :data:`~alert_infra._deadline.MAX_OVERDUE_CALLS` of them written off at once;
 * the outbox entry of each publish (queued for the outbox's writer thread, batched there) and its
   removal when the broker refused the message;
 * a failed publish as :class:`AlertEnqueueError` named after what the broker stack raised (its
@@ -30,6 +37,7 @@ from ..exceptions import AlertConfigurationError, RetryableAlertTransportError
 from ..security import register_secret
 from .broker import broker_table, configured_outbox, fail_silently
 from .message import build_message
+from .publish_deadline import DEADLINES
 from .sender import QueuedDispatcher, sender_options
 from .settings import QUEUED_DETAIL, AsyncAlertConfig, normalize_async_config
 
@@ -112,9 +120,9 @@ class BrokerDispatcher(QueuedDispatcher):
             :class:`~alert_infra.queued.settings.AsyncAlertConfig`.
         problem: a configuration problem every send reports (``FAIL_SILENTLY``) or raises.
         bounded: the engine's client is our own (its connect and socket steps bounded by
-            ``publish_timeout``): each publish gets one total deadline of twice that, in a thread
-            of the bounded pool, and the caller's thread waits on it. Otherwise the dispatcher
-            waits for the publish in a worker thread, at most ``publish_timeout``.
+            ``publish_timeout``): each publish gets one total deadline of twice that (see above).
+            Otherwise the dispatcher waits for the publish in a worker thread, at most
+            ``publish_timeout``.
         outbox: the :class:`~alert_infra.outbox.Outbox` each publish is watched in, or ``None``.
         channels_config: see :func:`register_channel_secrets`.
         dispatcher_options: anything :class:`~alert_infra.AlertDispatcher` takes.
@@ -161,9 +169,25 @@ class BrokerDispatcher(QueuedDispatcher):
         """The task the messages run (what the outbox's copy is published to)."""
         return self.settings.task_name
 
-    def enqueue(self, args: list[Any], kwargs: dict[str, Any], alert_id: str) -> None:  # pragma: no cover
-        """Hand the task message to the broker under ``alert_id``; raise when it does not take it."""
+    def enqueue(  # pragma: no cover - an engine's
+        self, args: list[Any], kwargs: dict[str, Any], alert_id: str, held: Any = None
+    ) -> None:
+        """Hand the task message to the broker under ``alert_id`` (on ``held``, the client
+        :meth:`acquire` returned, when there is one); raise when it does not take it."""
         raise NotImplementedError
+
+    def acquire(self) -> Any:
+        """A client of our own bounded app whose connection is up, without blocking (the publish then
+        runs in the caller's thread under :mod:`~alert_infra.queued.publish_deadline`), or ``None``
+        (not connected yet, none free: the publish runs on a thread of the bounded pool)."""
+        return None
+
+    def sockets(self, held: Any) -> Iterable[Any]:  # pragma: no cover - an engine with acquire()
+        """The sockets the connection of ``held`` uses (asked when the deadline fires)."""
+        return ()
+
+    def release(self, held: Any, broken: bool) -> None:  # pragma: no cover - an engine with acquire()
+        """Give ``held`` back; ``broken``: its publish failed (drop its connection, reconnect later)."""
 
     def reach(self) -> None:  # pragma: no cover - an engine that is not probed
         """Open and release one connection to the broker (``check_broker``); raise when it cannot."""
@@ -180,15 +204,7 @@ class BrokerDispatcher(QueuedDispatcher):
 
     def publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
         """Publish the task message; past ``2 x publish_timeout`` in all on a bounded client the
-        publish is written off and the outcome says the broker did not answer in time (never its URL)."""
-        if self._calls is None:
-            return self._publish(alert, channels, alert_id)
-        try:
-            return self._calls.call(lambda: self._publish(alert, channels, alert_id), self._bound)  # type: ignore[no-any-return]
-        except DeadlineExceeded as exc:
-            raise enqueue_error(exc, f"the broker did not answer in time ({exc})", self.enqueue_error_class) from None
-
-    def _publish(self, alert: Alert, channels: list[str] | None, alert_id: str | None) -> str:
+        publish is given up and the outcome says the broker did not answer in time (never its URL)."""
         if self._problem is not None:
             raise self._problem
         args, kwargs = self.message(alert, channels, alert_id)
@@ -201,14 +217,50 @@ class BrokerDispatcher(QueuedDispatcher):
             entry = {"task": self.task_name, "args": args, "kwargs": kwargs, "queue": outbox.queue}
             watched = outbox.watch(alert_id, entry)
         try:
-            self.enqueue(args, kwargs, alert_id)
+            self._bounded_enqueue(args, kwargs, alert_id)
         except BaseException as exc:
             if watched:
                 outbox.forget(alert_id)  # type: ignore[union-attr] # the caller is told it failed: nothing to watch
-            if isinstance(exc, AlertConfigurationError) or not isinstance(exc, Exception):
+            if isinstance(exc, (AlertConfigurationError, AlertEnqueueError)) or not isinstance(exc, Exception):
                 raise
             raise enqueue_error(exc, None, self.enqueue_error_class) from None  # its class name only
         return QUEUED_DETAIL + alert_id
+
+    def _bounded_enqueue(self, args: list[Any], kwargs: dict[str, Any], alert_id: str) -> None:
+        """:meth:`enqueue` under one total deadline of ``2 x publish_timeout`` (our own app): in the
+        caller's thread on a connection that is up (its sockets shut down when the deadline passes:
+        no thread hand-off per publish), else on a thread of the bounded pool (connecting)."""
+        calls = self._calls
+        if calls is None:
+            self.enqueue(args, kwargs, alert_id)
+            return
+        held = self.acquire()
+        deadline = None
+        if held is not None:
+            deadline = DEADLINES.start(self._bound, lambda: self.sockets(held))
+            if deadline is None:
+                self.release(held, False)
+                held = None
+        if held is None:
+            try:
+                calls.call(lambda: self.enqueue(args, kwargs, alert_id), self._bound)
+            except DeadlineExceeded as exc:
+                raise self._late(exc, str(exc)) from None
+            return
+        broken = True
+        try:
+            self.enqueue(args, kwargs, alert_id, held)
+            broken = False
+        except Exception as exc:
+            if DEADLINES.finish(deadline):  # type: ignore[arg-type] # its sockets were shut down under it
+                raise self._late(exc, f"no answer within {self._bound:g}s") from None
+            raise
+        finally:
+            DEADLINES.finish(deadline)  # type: ignore[arg-type]
+            self.release(held, broken)
+
+    def _late(self, exc: BaseException, why: str) -> AlertEnqueueError:
+        return enqueue_error(exc, f"the broker did not answer in time ({why})", self.enqueue_error_class)
 
     def check_broker(self) -> str | None:
         """``None`` when the broker accepts a connection within ``publish_timeout`` (one total

@@ -10,18 +10,21 @@ worker's main process runs beside them. Imports neither Celery nor kombu.
   dispatcher factory, a configuration, an outbox factory); :func:`task_worker` builds a process's
   :class:`~.broker.Worker` of a task on its first message (after the fork of a prefork child).
 * the worker's main process: the outboxes to reap (:meth:`TaskRegistry.outboxes`, the engine's
-  :class:`~.broker.Reaper` on each, :class:`Reapers`), the group flushers started before any task
+  :class:`~.broker.Reaper` on each), the group flushers started before any task
   arrives (:meth:`TaskRegistry.start_group_flushers`), the configurations whose
-  ``[alert_infra.watchdog]`` its heartbeat pings (:meth:`TaskRegistry.configs`).
+  ``[alert_infra.watchdog]`` its heartbeat pings (:meth:`TaskRegistry.configs`), and
+  :class:`MainProcessThreads`, which runs the reapers and heartbeats.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping as _MappingABC
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._deadline import BoundedCalls
 from ..exceptions import AlertConfigurationError
 from ..result import DeliveryResult
 from . import broker as _broker
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TASKS",
-    "Reapers",
+    "MainProcessThreads",
     "RetryLater",
     "Summary",
     "TaskRegistry",
@@ -295,25 +298,47 @@ class TaskRegistry:
 TASKS = TaskRegistry()
 
 
-class Reapers:
-    """The outbox reapers a worker's main process runs, started when the worker is ready and
-    stopped (their outboxes' Redis closed) at its shutdown."""
+class MainProcessThreads:
+    """What a worker's main process runs beside its tasks, started when the worker is ready and
+    stopped at its shutdown: the outbox reapers (their outboxes' Redis closed after) and the
+    heartbeats of its watchdogs (:class:`alert_infra.monitor.Heartbeat`: ``URL/start``, then a
+    beat every ``every`` seconds from one thread, each asking a probe first). Only the process
+    that started them stops them (a forked child never touches its parent's)."""
 
     def __init__(self) -> None:
-        self.running: list[_broker.Reaper] = []
+        self.reapers: list[_broker.Reaper] = []
+        self.heartbeats: list[Any] = []
+        self.pid = 0
 
-    def start(self, reapers: Iterable[_broker.Reaper]) -> None:
+    def start_reapers(self, reapers: Iterable[_broker.Reaper]) -> None:
+        self.pid = os.getpid()
         for reaper in reapers:
             reaper.start()
-            self.running.append(reaper)
+            self.reapers.append(reaper)
             _log.info(
                 "alert outbox of queue %r watched: deliveries unfinished after %gs are published again",
                 reaper.outbox.queue[:64],
                 reaper.outbox.horizon,
             )
 
+    def start_heartbeats(self, heartbeats: Iterable[Any], reach: Callable[[], object]) -> None:
+        """Start each heartbeat, its beats asking ``reach()`` (the broker takes a connection) under
+        one total deadline of the watchdog's ``timeout``: one that raises or overstays is ``URL/fail``."""
+        self.pid = os.getpid()
+        for heartbeat in heartbeats:
+            calls = BoundedCalls("alert-infra-watchdog-probe", max_overdue=1)
+            timeout = heartbeat.watchdog.timeout
+            heartbeat.start()
+            heartbeat.beat_in_background(lambda calls=calls, timeout=timeout: calls.call(reach, timeout))
+            self.heartbeats.append(heartbeat)
+
     def stop(self) -> None:
-        while self.running:
-            reaper = self.running.pop()
+        """Stop them all; each heartbeat waits, bounded by its watchdog's timeout, for its last ping."""
+        reapers, heartbeats, self.reapers, self.heartbeats = self.reapers, self.heartbeats, [], []
+        if self.pid != os.getpid():
+            return
+        for reaper in reversed(reapers):
             reaper.stop()
             reaper.outbox.state.close()
+        for heartbeat in heartbeats:
+            heartbeat.stop()
