@@ -228,28 +228,33 @@ def test_the_outbox_command_counts_what_no_worker_finished_and_fails_on_overdue(
     kit.broker_url("redis")
     queue = f"q-{unique}"
     config = kit.write_config(
-        tmp_path, kit.REDIS_URL, queue, {"ops": "https://127.0.0.1:9/services/x"}, extra_celery="outbox_horizon = 1"
+        tmp_path, kit.REDIS_URL, queue, {"ops": "https://127.0.0.1:9/services/x"}, extra_celery="outbox_horizon = 60"
     )
     cli = CliRunner(tmp_path)
     cli.env["ALERT_INFRA_CONFIG"] = str(config)
-    box = _outbox(kit, queue, 1)
+    # Entries written with the configured minute are fresh whatever a command's start costs on a
+    # loaded machine (a 1 s horizon once made them overdue before the command read them); one
+    # written with a 50 ms horizon is overdue a moment later, on the Redis server's clock.
+    box, quick = _outbox(kit, queue, 60), _outbox(kit, queue, 0.05)
     try:
         empty = cli("outbox")
         assert empty.returncode == 0, empty.stdout + empty.stderr
-        assert f"outbox of queue '{queue}' (horizon 1s): 0 watched, 0 overdue" in empty.stdout
+        assert f"outbox of queue '{queue}' (horizon 60s): 0 watched, 0 overdue" in empty.stdout
         assert box.add("a1", {"task": "t"}) and box.add("a2", {"task": "t"})
         fresh = json.loads(cli("outbox", "--json").stdout)
         assert fresh["exit_code"] == 0 and fresh["command"] == "outbox"
         assert (fresh["outbox"]["watched"], fresh["outbox"]["overdue"]) == (2, 0)
-        time.sleep(1.2)
+        assert quick.add("a3", {"task": "t"})
+        time.sleep(0.3)
         late = cli("outbox")
         assert late.returncode == 1
-        assert "2 watched, 2 overdue" in late.stdout and "past its due time" in late.stdout
+        assert "3 watched, 1 overdue" in late.stdout and "past its due time" in late.stdout
         overdue = json.loads(cli("outbox", "--json").stdout)["outbox"]
-        assert overdue["overdue"] == 2 and overdue["oldest_overdue"] >= 0.2
+        assert overdue["overdue"] == 1 and overdue["oldest_overdue"] >= 0.2
     finally:
         box.clear()
         box.state.close()
+        quick.state.close()
 
 
 def test_the_outbox_command_says_what_is_wrong_and_never_prints_the_password(tmp_path: Path) -> None:
