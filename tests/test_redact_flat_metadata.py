@@ -37,3 +37,17 @@ def test_anything_but_flat_takes_the_general_path() -> None:
     nested = {"outer": {"password": "p"}, "list": [1, "Bearer abcdefghijklmnop1234567890"], 3: "int key"}
     assert security._redact_flat(nested) is None
     assert redact_metadata(nested) == security._redact(nested, 0, ())
+
+
+def test_a_stale_alert_is_redacted_again_once_per_generation() -> None:
+    from alert_infra import Alert
+    from alert_infra.security import register_secret
+
+    alert = Alert("deploy", "token tok-stale-Q7-0123456789 in the log")
+    register_secret("tok-stale-Q7-0123456789")  # after the alert was made: it is stale now
+    first = alert.redacted()
+    assert first is not alert and "tok-stale-Q7-0123456789" not in first.message
+    assert alert.redacted() is first  # the same copy while the rules stay
+    register_secret("another-secret-Q7-987654321")
+    assert alert.redacted() is not first  # new rules: redacted again
+    assert alert.unchecked_copy(title="x")._redacted_copy is None  # a copy never inherits it

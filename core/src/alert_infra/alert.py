@@ -281,6 +281,7 @@ class Alert:
         "links",
         "status",
         "_generation",
+        "_redacted_copy",
     )
 
     title: str
@@ -297,6 +298,7 @@ class Alert:
     status: str
     _fingerprint: str | None
     _generation: int
+    _redacted_copy: tuple[int, Alert] | None
 
     def __init__(
         self,
@@ -367,6 +369,7 @@ class Alert:
         setattr_(self, "links", links_)
         setattr_(self, "status", status.strip().lower())
         setattr_(self, "_generation", redaction_generation() if redact else -1)
+        setattr_(self, "_redacted_copy", None)  # (generation, copy): see redacted()
 
     # -- immutability ----------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
@@ -413,9 +416,18 @@ class Alert:
         Used for hooks, audit records and when secrets were registered after the
         alert was created.
         """
-        if self.redact_sensitive_data and self._generation == redaction_generation():
+        generation = redaction_generation()
+        if self.redact_sensitive_data and self._generation == generation:
             return self
-        return self.replace(redact_sensitive_data=True)
+        # Kept for the rules of this generation: an alert made before a dispatcher registered its
+        # channels' secrets and sent many times (a prepared heartbeat, a retried send) is
+        # validated and redacted again once, not at every send.
+        cached = self._redacted_copy
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        copy = self.replace(redact_sensitive_data=True)
+        object.__setattr__(self, "_redacted_copy", (generation, copy))
+        return copy
 
     # -- serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -542,6 +554,7 @@ class Alert:
         copy = object.__new__(Alert)
         for name in self.__slots__:
             object.__setattr__(copy, name, fields[name] if name in fields else getattr(self, name))
+        object.__setattr__(copy, "_redacted_copy", None)  # the original's, made of other fields
         return copy
 
     def __reduce__(self) -> tuple[Any, ...]:
