@@ -100,7 +100,8 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_3_starts(tmp_path: 
     (tmp_path / "poison_app.py").write_text(_APP)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_INFRA_")}
     env.update(
-        PYTHONPATH=str(tmp_path),
+        # The app's folder first, then what this run imports from (a tree under test, not an install).
+        PYTHONPATH=os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]),
         POISON_ARGS="|".join([url, url, prefix, str(seen), str(audit)]),
         POISON_QUEUE=queue,
         PYTHONUNBUFFERED="1",
