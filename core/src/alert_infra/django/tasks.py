@@ -41,6 +41,7 @@ from ..queued.message import InvalidMessage, build_message, check_message
 from ..queued.sender import QueuedDispatcher
 from ..queued.settings import QUEUED_DETAIL, AsyncAlertConfig, normalize_async_config
 from ..queued.step import deliver, record_sent
+from ..result import PlainDetail
 from ..state import RedisState
 from . import conf
 
@@ -356,7 +357,7 @@ class DjangoTasksDispatcher(QueuedDispatcher):
         except Exception as exc:  # noqa: BLE001 - whatever the backend raises: its class name only
             name = type(exc).__name__
             raise EnqueueError(f"the task backend did not take the alert ({name})") from None
-        return QUEUED_DETAIL + message.alert_id
+        return PlainDetail(QUEUED_DETAIL + message.alert_id)  # our own id: nothing to redact
 
     def __repr__(self) -> str:
         return f"DjangoTasksDispatcher(queue={getattr(getattr(self, 'settings', None), 'queue', None)!r})"

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._deadline import BoundedCalls, DeadlineExceeded
 from ..exceptions import AlertConfigurationError, RetryableAlertTransportError
+from ..result import PlainDetail
 from ..security import register_secret
 from .broker import broker_table, configured_outbox, fail_silently
 from .message import build_message
@@ -224,7 +225,7 @@ class BrokerDispatcher(QueuedDispatcher):
             if isinstance(exc, (AlertConfigurationError, AlertEnqueueError)) or not isinstance(exc, Exception):
                 raise
             raise enqueue_error(exc, None, self.enqueue_error_class) from None  # its class name only
-        return QUEUED_DETAIL + alert_id
+        return PlainDetail(QUEUED_DETAIL + alert_id)  # our own id: nothing to redact
 
     def _bounded_enqueue(self, args: list[Any], kwargs: dict[str, Any], alert_id: str) -> None:
         """:meth:`enqueue` under one total deadline of ``2 x publish_timeout`` (our own app): in the
