@@ -253,7 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--concurrency", metavar="N", type=int_argument(1, 64), default=1, help="deliveries at once (default 1)"
     )
-    worker.add_argument("--once", action="store_true", help="deliver what is due, then exit (cron)")
+    worker.add_argument(
+        "--once",
+        action="store_true",
+        help="deliver every row due at the start, then exit (cron); exit 1 when the spool stayed unreadable for 10 s",
+    )
     worker.add_argument(
         "--metrics-port",
         metavar="N",
