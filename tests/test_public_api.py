@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -38,7 +39,11 @@ def _loaded_by(*steps: str) -> list[list[str]]:
     for step in steps:
         code += f"{step}\nseen.append(sorted(set(sys.modules) - before))\n"
     code += "sys.stdout.write(repr([sorted(before), seen]))\n"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    # ``-S``: no ``site`` start-up, whose ``.pth`` files may import anything (a virtualenv's on
+    # Python 3.9 loads re, enum and typing); the child gets this interpreter's path as it is
+    # (site-packages and every path the ``.pth`` files added) through PYTHONPATH instead.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     startup, seen = ast.literal_eval(out)
     blind = sorted((HEAVY | REDACTION) & set(startup))
     assert not blind, f"the interpreter's start-up already loads {blind} (a .pth file?): this check cannot see them"
