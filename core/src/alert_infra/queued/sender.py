@@ -3,7 +3,7 @@ hands the alert to a queue engine (the base of the spool's, Celery's and Django'
 dispatchers), and ``[alert_infra] delivery = "spool"`` (:class:`SpoolDispatcher`).
 
 The spool's ``send()`` commits the message to the spool before it returns: ``sent == ("spool",)``, the spool
-id in the outcome's ``detail`` (``"queued as <alert id> (spool row <id>)"``). When the spool
+id in the outcome's ``detail`` (``"queued as task <alert id> (spool row <id>)"``). When the spool
 cannot take it (past ``spool_max_bytes``, disk full, read-only, locked longer than
 :data:`~alert_infra.queued.spool.BUSY_TIMEOUT`), the alert is delivered in-process instead and the
 result says so: the in-process outcomes, and a ``skipped`` ``spool`` outcome whose reason names
