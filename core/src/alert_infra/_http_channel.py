@@ -229,7 +229,7 @@ def _is_timeout(exc: BaseException) -> bool:
 # -- the deadline watchdog ----------------------------------------------------------------------
 
 
-def _shutdown(sock: Any) -> None:
+def shutdown_socket(sock: Any) -> None:
     """Shut ``sock``'s file descriptor down for both directions, from any thread.
 
     ``socket.socket.shutdown`` is called on the base class on purpose: for an
@@ -304,7 +304,7 @@ class _Watchdog:
         """Make ``sock`` part of ``deadline`` (shut down at once if it already fired)."""
         with self._lock:
             if deadline.fired:
-                _shutdown(sock)
+                shutdown_socket(sock)
             elif not deadline.done and (not deadline.sockets or deadline.sockets[-1] is not sock):
                 deadline.sockets.append(sock)
 
@@ -331,7 +331,7 @@ class _Watchdog:
                     if not deadline.done:
                         deadline.fired = True
                         for sock in deadline.sockets:
-                            _shutdown(sock)
+                            shutdown_socket(sock)
                         deadline.sockets = []
                 if heap:
                     self._sleeping_until = heap[0][0]

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._http_channel import shutdown_socket  # the HTTP deadline's, the same wake-up
 from .._lifecycle import on_fork_in_child
 
 if TYPE_CHECKING:
@@ -34,15 +34,6 @@ __all__ = ["DEADLINES", "SWEEP", "Deadline", "PublishDeadlines"]
 
 #: How often the sockets of a call past its deadline are shut down again until it ends, seconds.
 SWEEP = 0.05
-
-
-def _shutdown(sock: Any) -> None:
-    """Shut ``sock`` down both ways from any thread (the base class's ``shutdown``: an SSL socket's
-    TLS object is left to the thread that reads it)."""
-    try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except (OSError, TypeError, ValueError):
-        pass  # closed already, or never connected: nothing to wake
 
 
 class Deadline:
@@ -63,7 +54,7 @@ class Deadline:
         except Exception:  # noqa: BLE001 - a client's structure changing under us: the next sweep
             return
         for sock in found:
-            _shutdown(sock)
+            shutdown_socket(sock)
 
 
 class PublishDeadlines:
